@@ -1,0 +1,410 @@
+#include "common/config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+namespace psforge {
+namespace {
+
+std::string Describe(const YAML::Node& node) {
+  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  if (node.IsSequence()) return "a list";
+  if (node.IsMap()) return "a mapping";
+  return "nothing";
+}
+
+std::string FormatNumber(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// Reads one YAML mapping of the config, field by field, remembering the first
+// error and which keys were read so that unknown keys can be reported.
+class MapReader {
+ public:
+  MapReader(const YAML::Node& node, std::string section, Status* error)
+      // A missing section of a const tree is an invalid node; read it as empty.
+      : node_(node.IsDefined() ? node : YAML::Node()), section_(std::move(section)), error_(error) {
+    if (node_ && !node_.IsNull() && !node_.IsMap())
+      Fail(section_, "expected a mapping of fields, got " + Describe(node_));
+  }
+
+  bool Has(const char* key) const { return node_.IsMap() && node_[key]; }
+
+  void Int(const char* key, int64_t* out, int64_t min, int64_t max) {
+    YAML::Node v = Get(key);
+    if (!v) return;
+    int64_t x = 0;
+    try {
+      x = v.as<int64_t>();
+    } catch (const YAML::Exception&) {
+      return Fail(Field(key), "expected a whole number, got " + Describe(v));
+    }
+    if (x < min || x > max)
+      return Fail(Field(key), "must be in [" + std::to_string(min) + ", " + std::to_string(max) +
+                                  "], got " + std::to_string(x));
+    *out = x;
+  }
+
+  void Uint(const char* key, uint64_t* out) {
+    int64_t x = static_cast<int64_t>(*out);
+    Int(key, &x, 0, std::numeric_limits<int64_t>::max());
+    *out = static_cast<uint64_t>(x);
+  }
+
+  // Accepts values in [min, max), or (min, max) when `min_exclusive`.
+  void Double(const char* key, double* out, double min, double max, bool min_exclusive = false) {
+    YAML::Node v = Get(key);
+    if (!v) return;
+    double x = 0;
+    try {
+      x = v.as<double>();
+    } catch (const YAML::Exception&) {
+      return Fail(Field(key), "expected a number, got " + Describe(v));
+    }
+    bool below = min_exclusive ? !(x > min) : !(x >= min);
+    if (below || !(x < max))
+      return Fail(Field(key), std::string("must be in ") + (min_exclusive ? "(" : "[") +
+                                  FormatNumber(min) + ", " + FormatNumber(max) + "), got " +
+                                  FormatNumber(x));
+    *out = x;
+  }
+
+  void Float(const char* key, float* out, double min, double max, bool min_exclusive = false) {
+    double x = *out;
+    Double(key, &x, min, max, min_exclusive);
+    *out = static_cast<float>(x);
+  }
+
+  void Bool(const char* key, bool* out) {
+    YAML::Node v = Get(key);
+    if (!v) return;
+    try {
+      *out = v.as<bool>();
+    } catch (const YAML::Exception&) {
+      Fail(Field(key), "expected true or false, got " + Describe(v));
+    }
+  }
+
+  void String(const char* key, std::string* out) {
+    YAML::Node v = Get(key);
+    if (!v) return;
+    if (!v.IsScalar()) return Fail(Field(key), "expected a string, got " + Describe(v));
+    *out = v.Scalar();
+  }
+
+  template <typename E>
+  void Enum(const char* key, E* out, std::initializer_list<std::pair<const char*, E>> choices) {
+    YAML::Node v = Get(key);
+    if (!v) return;
+    std::string allowed;
+    for (const auto& [name, value] : choices) {
+      if (v.IsScalar() && v.Scalar() == name) {
+        *out = value;
+        return;
+      }
+      allowed += (allowed.empty() ? "" : ", ") + std::string(name);
+    }
+    Fail(Field(key), "must be one of " + allowed + "; got " + Describe(v));
+  }
+
+  void IntList(const char* key, std::vector<int64_t>* out, int64_t min, int64_t max) {
+    YAML::Node v = Get(key);
+    if (!v) return;
+    if (!v.IsSequence())
+      return Fail(Field(key), "expected a list of whole numbers, got " + Describe(v));
+    std::vector<int64_t> list;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      int64_t x = 0;
+      try {
+        x = v[i].as<int64_t>();
+      } catch (const YAML::Exception&) {
+        return Fail(Field(key) + "[" + std::to_string(i) + "]",
+                    "expected a whole number, got " + Describe(v[i]));
+      }
+      if (x < min || x > max)
+        return Fail(Field(key) + "[" + std::to_string(i) + "]",
+                    "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " +
+                        std::to_string(x));
+      list.push_back(x);
+    }
+    *out = std::move(list);
+  }
+
+  // Reports the first key that no reader asked for.
+  void RejectUnknownKeys() {
+    if (!error_->ok() || !node_.IsMap()) return;
+    std::string known;
+    for (const auto& k : read_) known += (known.empty() ? "" : ", ") + k;
+    for (const auto& kv : node_) {
+      std::string key = kv.first.Scalar();
+      if (!read_.count(key))
+        return Fail(Field(key.c_str()), "unknown field; allowed fields are " + known);
+    }
+  }
+
+  std::string Field(const char* key) const {
+    return section_.empty() ? std::string(key) : section_ + "." + key;
+  }
+
+  void Fail(const std::string& field, const std::string& what) {
+    if (error_->ok()) *error_ = InvalidArgument("field '" + field + "': " + what);
+  }
+
+ private:
+  YAML::Node Get(const char* key) {
+    read_.insert(key);
+    if (!error_->ok() || !node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    YAML::Node v = node_[key];
+    if (v && v.IsNull()) return YAML::Node(YAML::NodeType::Undefined);
+    return v;
+  }
+
+  const YAML::Node node_;
+  std::string section_;
+  Status* error_;
+  std::set<std::string> read_;
+};
+
+std::string ResolvePath(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || std::filesystem::path(p).is_absolute() || base_dir.empty()) return p;
+  return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+void ReadModel(const YAML::Node& n, ModelOptions* m, Status* err) {
+  MapReader r(n, "model", err);
+  r.Enum("kind", &m->kind,
+         {{"mlp", ModelKind::kMlp},
+          {"linear_regression", ModelKind::kLinearRegression},
+          {"logistic_regression", ModelKind::kLogisticRegression}});
+  r.IntList("hidden", &m->hidden, 1, 1 << 20);
+  r.Enum("activation", &m->activation,
+         {{"relu", Activation::kRelu}, {"sigmoid", Activation::kSigmoid}, {"tanh", Activation::kTanh}});
+  r.Int("classes", &m->classes, 2, 1 << 20);
+  r.Uint("init_seed", &m->init_seed);
+  r.RejectUnknownKeys();
+  if (err->ok() && m->kind != ModelKind::kMlp && (r.Has("hidden") || r.Has("classes")))
+    r.Fail(r.Has("hidden") ? "model.hidden" : "model.classes",
+           std::string("only allowed with model.kind mlp, not ") + ModelKindName(m->kind));
+}
+
+void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, Status* err) {
+  MapReader r(n, "data", err);
+  r.Enum("format", &d->format, {{"idx", DataFormat::kIdx}, {"csv", DataFormat::kCsv}});
+  r.String("train_images", &d->train_images);
+  r.String("train_labels", &d->train_labels);
+  r.String("test_images", &d->test_images);
+  r.String("test_labels", &d->test_labels);
+  r.Float("pixel_scale", &d->pixel_scale, 0.0, 1e9, true);
+  r.Bool("standardize", &d->standardize);
+  r.String("train_csv", &d->train_csv);
+  r.String("test_csv", &d->test_csv);
+  r.Int("label_column", &d->label_column, -1, 1 << 20);
+  r.Bool("csv_header", &d->csv_header);
+  r.RejectUnknownKeys();
+  if (!err->ok()) return;
+
+  std::vector<std::pair<const char*, std::string*>> files;
+  if (d->format == DataFormat::kIdx) {
+    files = {{"train_images", &d->train_images}, {"train_labels", &d->train_labels},
+             {"test_images", &d->test_images}, {"test_labels", &d->test_labels}};
+  } else {
+    files = {{"train_csv", &d->train_csv}, {"test_csv", &d->test_csv}};
+  }
+  for (auto& [key, value] : files) {
+    if (value->empty())
+      return r.Fail(r.Field(key), std::string("required when data.format is ") +
+                                      DataFormatName(d->format));
+    *value = ResolvePath(base_dir, *value);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(*value, ec))
+      return r.Fail(r.Field(key), "no such file: " + *value +
+                                      (d->format == DataFormat::kIdx
+                                           ? " (Fashion-MNIST comes with Debian's "
+                                             "dataset-fashion-mnist package; run scripts/setup.sh)"
+                                           : ""));
+  }
+}
+
+void ReadOptimizer(const YAML::Node& n, OptimizerOptions* o, Status* err) {
+  MapReader r(n, "optimizer", err);
+  r.Enum("kind", &o->kind,
+         {{"sgd", OptimizerKind::kSgd}, {"momentum", OptimizerKind::kMomentum},
+          {"adam", OptimizerKind::kAdam}, {"adagrad", OptimizerKind::kAdaGrad}});
+  if (o->kind == OptimizerKind::kAdaGrad) o->epsilon = 1e-10;
+  r.Double("learning_rate", &o->learning_rate, 0.0, 1e6, true);
+  r.Double("momentum", &o->momentum, 0.0, 1.0);
+  r.Bool("nesterov", &o->nesterov);
+  r.Double("beta1", &o->beta1, 0.0, 1.0);
+  r.Double("beta2", &o->beta2, 0.0, 1.0);
+  r.Double("epsilon", &o->epsilon, 0.0, 1.0, true);
+  r.Double("weight_decay", &o->weight_decay, 0.0, 1e6);
+  r.Double("clip_value", &o->clip_value, 0.0, 1e30);
+  r.Double("clip_norm", &o->clip_norm, 0.0, 1e30);
+  r.RejectUnknownKeys();
+}
+
+void ReadTraining(const YAML::Node& n, TrainingOptions* t, Status* err) {
+  MapReader r(n, "training", err);
+  r.Int("epochs", &t->epochs, 1, 1000000);
+  r.Int("batch_size", &t->batch_size, 1, 1 << 20);
+  r.Int("threads", &t->threads, 1, 1024);
+  r.Uint("seed", &t->seed);
+  r.Bool("shuffle", &t->shuffle);
+  r.Double("progress_interval_s", &t->progress_interval_s, 0.0, 1e6);
+  r.RejectUnknownKeys();
+}
+
+// Sets root[a][b]... = value, creating mappings on the way.
+Status ApplyOverride(YAML::Node root, const ConfigOverride& o) {
+  std::vector<std::string> parts;
+  std::stringstream ss(o.first);
+  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  YAML::Node value;
+  try {
+    value = YAML::Load(o.second);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument("override " + o.first + "=" + o.second + ": " + e.msg);
+  }
+  std::vector<YAML::Node> path{root};
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node next = path.back()[parts[i]];
+    if (next.IsDefined() && !next.IsNull() && !next.IsMap())
+      return InvalidArgument("override " + o.first + ": '" + parts[i] + "' is not a section");
+    path.push_back(next);
+  }
+  path.back()[parts.back()] = value;
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char* ModelKindName(ModelKind k) {
+  switch (k) {
+    case ModelKind::kMlp: return "mlp";
+    case ModelKind::kLinearRegression: return "linear_regression";
+    case ModelKind::kLogisticRegression: return "logistic_regression";
+  }
+  return "?";
+}
+
+const char* ActivationName(Activation a) {
+  switch (a) {
+    case Activation::kRelu: return "relu";
+    case Activation::kSigmoid: return "sigmoid";
+    case Activation::kTanh: return "tanh";
+  }
+  return "?";
+}
+
+const char* DataFormatName(DataFormat f) { return f == DataFormat::kIdx ? "idx" : "csv"; }
+
+const char* OptimizerKindName(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::kSgd: return "sgd";
+    case OptimizerKind::kMomentum: return "momentum";
+    case OptimizerKind::kAdam: return "adam";
+    case OptimizerKind::kAdaGrad: return "adagrad";
+  }
+  return "?";
+}
+
+Result<ConfigOverride> ParseOverride(const std::string& text) {
+  auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
+    return InvalidArgument("override '" + text + "': expected section.field=value");
+  std::string key = text.substr(0, eq);
+  if (key.front() == '.' || key.back() == '.' || key.find("..") != std::string::npos)
+    return InvalidArgument("override '" + text + "': malformed field name '" + key + "'");
+  return ConfigOverride{key, text.substr(eq + 1)};
+}
+
+Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string& origin,
+                                 const std::string& base_dir,
+                                 const std::vector<ConfigOverride>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    return InvalidArgument(origin + ": not valid YAML at line " + std::to_string(e.mark.line + 1) +
+                           ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) return InvalidArgument(origin + ": expected a mapping of sections at the top");
+  for (const auto& o : overrides) PSF_RETURN_IF_ERROR(ApplyOverride(root, o).WithContext(origin));
+
+  JobConfig c;
+  c.path = origin;
+  Status err;
+  MapReader top(root, "", &err);
+  // Reading each section through `top` marks it as known.
+  for (const char* s : {"model", "data", "optimizer", "training"}) {
+    if (top.Has(s) && !root[s].IsMap() && !root[s].IsNull())
+      top.Fail(s, "expected a mapping of fields, got " + Describe(root[s]));
+  }
+  const YAML::Node& croot = root;
+  ReadModel(croot["model"], &c.model, &err);
+  ReadData(croot["data"], base_dir, &c.data, &err);
+  ReadOptimizer(croot["optimizer"], &c.optimizer, &err);
+  ReadTraining(croot["training"], &c.training, &err);
+  if (err.ok()) {
+    for (const auto& kv : root) {
+      std::string key = kv.first.Scalar();
+      if (key != "model" && key != "data" && key != "optimizer" && key != "training") {
+        top.Fail(key, "unknown section; allowed sections are model, data, optimizer, training");
+        break;
+      }
+    }
+  }
+  if (!err.ok()) return err.WithContext(origin);
+  return c;
+}
+
+Result<JobConfig> LoadJobConfig(const std::string& path,
+                                const std::vector<ConfigOverride>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("config file " + path + ": cannot open it");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string base = std::filesystem::path(path).parent_path().string();
+  return ParseJobConfig(text.str(), path, base, overrides);
+}
+
+nlohmann::json ConfigToJson(const JobConfig& c) {
+  nlohmann::json model = {{"kind", ModelKindName(c.model.kind)}, {"init_seed", c.model.init_seed}};
+  if (c.model.kind == ModelKind::kMlp) {
+    model["hidden"] = c.model.hidden;
+    model["activation"] = ActivationName(c.model.activation);
+    model["classes"] = c.model.classes;
+  }
+  nlohmann::json data = {{"format", DataFormatName(c.data.format)},
+                         {"standardize", c.data.standardize}};
+  if (c.data.format == DataFormat::kIdx) {
+    data.update({{"train_images", c.data.train_images}, {"train_labels", c.data.train_labels},
+                 {"test_images", c.data.test_images}, {"test_labels", c.data.test_labels},
+                 {"pixel_scale", c.data.pixel_scale}});
+  } else {
+    data.update({{"train_csv", c.data.train_csv}, {"test_csv", c.data.test_csv},
+                 {"label_column", c.data.label_column}, {"csv_header", c.data.csv_header}});
+  }
+  const auto& o = c.optimizer;
+  nlohmann::json opt = {{"kind", OptimizerKindName(o.kind)}, {"learning_rate", o.learning_rate},
+                        {"momentum", o.momentum},  {"nesterov", o.nesterov},
+                        {"beta1", o.beta1},        {"beta2", o.beta2},
+                        {"epsilon", o.epsilon},    {"weight_decay", o.weight_decay},
+                        {"clip_value", o.clip_value}, {"clip_norm", o.clip_norm}};
+  const auto& t = c.training;
+  nlohmann::json training = {{"epochs", t.epochs}, {"batch_size", t.batch_size},
+                             {"threads", t.threads}, {"seed", t.seed}, {"shuffle", t.shuffle}};
+  return {{"path", c.path}, {"model", model}, {"data", data}, {"optimizer", opt},
+          {"training", training}};
+}
+
+}  // namespace psforge

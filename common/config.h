@@ -1,0 +1,103 @@
+// The job config: one YAML file parsed into validated option structs.
+//
+// Every field is checked once, here; a wrong field (unknown key, wrong type,
+// value out of range, missing data file) yields one InvalidArgument whose
+// message names the field and what is allowed. Command-line overrides are
+// applied to the YAML tree before validation, so they get the same checks.
+// Relative data paths are resolved against the config file's folder.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/status.h"
+
+namespace psforge {
+
+enum class ModelKind { kMlp, kLinearRegression, kLogisticRegression };
+enum class Activation { kRelu, kSigmoid, kTanh };
+enum class DataFormat { kIdx, kCsv };
+enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad };
+
+const char* ModelKindName(ModelKind k);
+const char* ActivationName(Activation a);
+const char* DataFormatName(DataFormat f);
+const char* OptimizerKindName(OptimizerKind k);
+
+// model: what network to build.
+struct ModelOptions {
+  ModelKind kind = ModelKind::kMlp;           // mlp | linear_regression | logistic_regression
+  std::vector<int64_t> hidden = {500};        // mlp: hidden layer widths (may be empty)
+  Activation activation = Activation::kRelu;  // mlp: relu | sigmoid | tanh
+  int64_t classes = 10;                       // mlp: number of output classes (>= 2)
+  uint64_t init_seed = 42;                    // seed of every tensor's initialiser
+};
+
+// data: where the training and test sets come from.
+struct DataOptions {
+  DataFormat format = DataFormat::kIdx;  // idx | csv
+  // idx: image and label files, gzip or plain.
+  std::string train_images, train_labels, test_images, test_labels;
+  float pixel_scale = 1.0f / 255.0f;     // idx: multiplies every pixel byte
+  bool standardize = false;              // shift and scale features to the training set's
+                                         // mean 0, variance 1 (one mean and std over all features)
+  // csv: numeric columns, one of them the label.
+  std::string train_csv, test_csv;
+  int64_t label_column = -1;             // csv: index of the label column; -1 = last
+  bool csv_header = true;                // csv: first line holds column names
+};
+
+// optimizer: how weights are updated from the (averaged) gradient.
+struct OptimizerOptions {
+  OptimizerKind kind = OptimizerKind::kAdam;  // sgd | momentum | adam | adagrad
+  double learning_rate = 1e-3;                // > 0
+  double momentum = 0.9;                      // momentum: in [0, 1)
+  bool nesterov = false;                      // momentum: Nesterov update
+  double beta1 = 0.9, beta2 = 0.999;          // adam: in [0, 1)
+  double epsilon = 1e-8;                      // adam, adagrad: > 0 (adagrad default 1e-10)
+  double weight_decay = 0.0;                  // L2 term added to the gradient, >= 0
+  double clip_value = 0.0;                    // clamp each gradient element to +-v; 0 = off
+  double clip_norm = 0.0;                     // rescale the gradient to this L2 norm at most; 0 = off
+};
+
+// training: the loop.
+struct TrainingOptions {
+  int64_t epochs = 10;       // >= 1
+  int64_t batch_size = 128;  // >= 1
+  int64_t threads = 1;       // compute threads per process, >= 1
+  uint64_t seed = 1;         // data order
+  bool shuffle = true;       // reshuffle the training set every epoch
+  double progress_interval_s = 1.0;  // seconds between progress updates
+};
+
+struct JobConfig {
+  std::string path;  // the file it came from ("" when built in code)
+  ModelOptions model;
+  DataOptions data;
+  OptimizerOptions optimizer;
+  TrainingOptions training;
+};
+
+// One "section.field=value" override from the command line.
+using ConfigOverride = std::pair<std::string, std::string>;
+
+// Parses and validates `yaml_text`. `origin` names the text in messages;
+// `base_dir` resolves relative paths.
+Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string& origin,
+                                 const std::string& base_dir,
+                                 const std::vector<ConfigOverride>& overrides = {});
+
+// Reads, parses and validates the file at `path`.
+Result<JobConfig> LoadJobConfig(const std::string& path,
+                                const std::vector<ConfigOverride>& overrides = {});
+
+// Parses "a.b=value" into an override; an error names the text.
+Result<ConfigOverride> ParseOverride(const std::string& text);
+
+nlohmann::json ConfigToJson(const JobConfig& config);
+
+}  // namespace psforge

@@ -1,0 +1,244 @@
+#include "common/dataset.h"
+
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <memory>
+
+#include <zlib.h>
+
+namespace psforge {
+namespace {
+
+// gzread reads gzip and plain files alike.
+class GzFile {
+ public:
+  explicit GzFile(const std::string& path) : path_(path), f_(gzopen(path.c_str(), "rb")) {}
+  ~GzFile() {
+    if (f_) gzclose(f_);
+  }
+  GzFile(const GzFile&) = delete;
+  GzFile& operator=(const GzFile&) = delete;
+
+  bool is_open() const { return f_ != nullptr; }
+
+  // Reads exactly n bytes or reports what was wrong.
+  Status ReadExactly(void* dst, std::size_t n, const char* what) {
+    auto* p = static_cast<unsigned char*>(dst);
+    std::size_t done = 0;
+    while (done < n) {
+      unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1u << 30));
+      int got = gzread(f_, p + done, chunk);
+      if (got < 0) return Corrupt();
+      if (got == 0)
+        return DataLoss(path_ + ": truncated: expected " + std::to_string(n) + " bytes of " + what +
+                        ", file ends after " + std::to_string(done));
+      done += static_cast<std::size_t>(got);
+    }
+    return Status::Ok();
+  }
+
+  Status ExpectEnd() {
+    unsigned char extra;
+    int got = gzread(f_, &extra, 1);
+    if (got < 0) return Corrupt();
+    if (got > 0) return DataLoss(path_ + ": unexpected data after the last record");
+    return Status::Ok();
+  }
+
+ private:
+  Status Corrupt() {
+    int errnum = 0;
+    const char* msg = gzerror(f_, &errnum);
+    return DataLoss(path_ + ": corrupt compressed data (" + std::string(msg ? msg : "?") + ")");
+  }
+
+  std::string path_;
+  gzFile f_;
+};
+
+uint32_t BigEndian32(const unsigned char* b) {
+  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
+}
+
+std::string Hex(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+// Reads the IDX header; returns the dimensions.
+Result<std::vector<uint32_t>> ReadIdxHeader(GzFile& f, const std::string& path, uint32_t magic,
+                                            const char* kind) {
+  unsigned char b[4];
+  PSF_RETURN_IF_ERROR(f.ReadExactly(b, 4, "header"));
+  uint32_t got = BigEndian32(b);
+  if (got != magic)
+    return DataLoss(path + ": wrong magic " + Hex(got) + ", expected " + Hex(magic) + " (IDX " +
+                    kind + ")");
+  std::vector<uint32_t> dims(magic & 0xff);
+  for (auto& d : dims) {
+    PSF_RETURN_IF_ERROR(f.ReadExactly(b, 4, "header"));
+    d = BigEndian32(b);
+  }
+  return dims;
+}
+
+}  // namespace
+
+Result<Dataset> ReadIdx(const std::string& images_path, const std::string& labels_path,
+                        float scale) {
+  GzFile images(images_path), labels(labels_path);
+  if (!images.is_open()) return NotFound(images_path + ": cannot open");
+  if (!labels.is_open()) return NotFound(labels_path + ": cannot open");
+  PSF_ASSIGN_OR_RETURN(auto idims, ReadIdxHeader(images, images_path, 0x00000803, "images"));
+  PSF_ASSIGN_OR_RETURN(auto ldims, ReadIdxHeader(labels, labels_path, 0x00000801, "labels"));
+  if (idims[0] != ldims[0])
+    return InvalidArgument(images_path + " holds " + std::to_string(idims[0]) + " images but " +
+                           labels_path + " holds " + std::to_string(ldims[0]) + " labels");
+  constexpr uint64_t kMaxBytes = uint64_t{1} << 34;
+  uint64_t features = uint64_t{idims[1]} * idims[2];
+  if (features == 0 || features * idims[0] > kMaxBytes)
+    return DataLoss(images_path + ": implausible dimensions " + std::to_string(idims[0]) + "x" +
+                    std::to_string(idims[1]) + "x" + std::to_string(idims[2]));
+
+  Dataset d;
+  d.rows = idims[0];
+  d.features = static_cast<int64_t>(features);
+  std::vector<unsigned char> bytes(d.rows * d.features);
+  PSF_RETURN_IF_ERROR(images.ReadExactly(bytes.data(), bytes.size(), "pixels"));
+  PSF_RETURN_IF_ERROR(images.ExpectEnd());
+  d.x.resize(bytes.size());
+  for (std::size_t i = 0; i < bytes.size(); ++i) d.x[i] = bytes[i] * scale;
+
+  std::vector<unsigned char> lab(d.rows);
+  PSF_RETURN_IF_ERROR(labels.ReadExactly(lab.data(), lab.size(), "labels"));
+  PSF_RETURN_IF_ERROR(labels.ExpectEnd());
+  d.targets.assign(lab.begin(), lab.end());
+  return d;
+}
+
+Result<Dataset> ReadCsv(const std::string& path, int64_t label_column, bool header) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open");
+  Dataset d;
+  std::string line;
+  int64_t line_no = 0, columns = -1;
+  std::vector<float> cells;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (header && line_no == 1) continue;
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    cells.clear();
+    std::size_t pos = 0;
+    while (true) {
+      std::size_t comma = line.find(',', pos);
+      std::size_t end = comma == std::string::npos ? line.size() : comma;
+      std::size_t b = line.find_first_not_of(" \t", pos);
+      std::size_t e = line.find_last_not_of(" \t", end == 0 ? 0 : end - 1);
+      float v = 0;
+      bool ok = b < end && e != std::string::npos && e >= b;
+      if (ok) {
+        auto [ptr, ec] = std::from_chars(line.data() + b, line.data() + e + 1, v);
+        ok = ec == std::errc() && ptr == line.data() + e + 1 && std::isfinite(v);
+      }
+      if (!ok)
+        return InvalidArgument(path + ":" + std::to_string(line_no) + ": column " +
+                               std::to_string(cells.size() + 1) + ": '" +
+                               line.substr(pos, end - pos) + "' is not a finite number");
+      cells.push_back(v);
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+    if (columns < 0) {
+      columns = static_cast<int64_t>(cells.size());
+      if (columns < 2)
+        return InvalidArgument(path + ":" + std::to_string(line_no) +
+                               ": need at least one feature column and a label column");
+      if (label_column >= columns)
+        return InvalidArgument(path + ": label_column " + std::to_string(label_column) +
+                               " but rows have only " + std::to_string(columns) + " columns");
+      d.features = columns - 1;
+    } else if (static_cast<int64_t>(cells.size()) != columns) {
+      return InvalidArgument(path + ":" + std::to_string(line_no) + ": " +
+                             std::to_string(cells.size()) + " columns, earlier rows have " +
+                             std::to_string(columns));
+    }
+    int64_t label = label_column < 0 ? columns - 1 : label_column;
+    for (int64_t c = 0; c < columns; ++c) {
+      if (c == label) d.targets.push_back(cells[c]);
+      else d.x.push_back(cells[c]);
+    }
+    ++d.rows;
+  }
+  if (in.bad()) return DataLoss(path + ": read error");
+  if (d.rows == 0) return InvalidArgument(path + ": no data rows");
+  return d;
+}
+
+Result<Dataset> LoadDataset(const JobConfig& config, bool train) {
+  const DataOptions& o = config.data;
+  Result<Dataset> d = o.format == DataFormat::kIdx
+      ? ReadIdx(train ? o.train_images : o.test_images, train ? o.train_labels : o.test_labels,
+                o.pixel_scale)
+      : ReadCsv(train ? o.train_csv : o.test_csv, o.label_column, o.csv_header);
+  if (!d.ok()) return d;
+  const char* which = train ? "training set" : "test set";
+  for (int64_t i = 0; i < d->rows; ++i) {
+    float t = d->targets[i];
+    switch (config.model.kind) {
+      case ModelKind::kMlp:
+        if (t < 0 || t >= config.model.classes || t != std::floor(t))
+          return InvalidArgument(std::string(which) + " row " + std::to_string(i) + ": label " +
+                                 std::to_string(t) + " is not a class index below model.classes=" +
+                                 std::to_string(config.model.classes));
+        break;
+      case ModelKind::kLogisticRegression:
+        if (t != 0.0f && t != 1.0f)
+          return InvalidArgument(std::string(which) + " row " + std::to_string(i) + ": label " +
+                                 std::to_string(t) + " must be 0 or 1 for logistic_regression");
+        break;
+      case ModelKind::kLinearRegression:
+        break;
+    }
+  }
+  return d;
+}
+
+FeatureStats ComputeFeatureStats(const Dataset& data) {
+  double sum = 0, sq = 0;
+  for (float v : data.x) {
+    sum += v;
+    sq += static_cast<double>(v) * v;
+  }
+  FeatureStats s;
+  double n = static_cast<double>(data.x.size());
+  if (n == 0) return s;
+  s.mean = sum / n;
+  double var = sq / n - s.mean * s.mean;
+  s.stddev = var > 1e-12 ? std::sqrt(var) : 1.0;
+  return s;
+}
+
+void Standardize(const FeatureStats& stats, Dataset* data) {
+  const float mean = static_cast<float>(stats.mean), inv = static_cast<float>(1.0 / stats.stddev);
+  for (float& v : data->x) v = (v - mean) * inv;
+}
+
+Result<TrainTestData> LoadTrainTest(const JobConfig& config) {
+  PSF_ASSIGN_OR_RETURN(Dataset train, LoadDataset(config, /*train=*/true));
+  PSF_ASSIGN_OR_RETURN(Dataset test, LoadDataset(config, /*train=*/false));
+  if (train.features != test.features)
+    return InvalidArgument("data: the training set has " + std::to_string(train.features) +
+                           " features per sample but the test set has " +
+                           std::to_string(test.features));
+  if (config.data.standardize) {
+    FeatureStats stats = ComputeFeatureStats(train);
+    Standardize(stats, &train);
+    Standardize(stats, &test);
+  }
+  return TrainTestData{std::move(train), std::move(test)};
+}
+
+}  // namespace psforge

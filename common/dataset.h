@@ -1,0 +1,59 @@
+// In-memory data sets and their readers (IDX, CSV).
+//
+// A file is decoded once into a dense row-major float matrix; training then
+// gathers batches from it with cheap copies. Every reader checks what it
+// reads: wrong magic, truncated or trailing data, count mismatches between
+// images and labels, and non-numeric CSV cells are DataLoss/InvalidArgument
+// errors naming the file and the place, never a crash or a short read.
+// A Dataset is immutable after loading; thread-safe to read.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+
+namespace psforge {
+
+struct Dataset {
+  int64_t rows = 0;
+  int64_t features = 0;
+  std::vector<float> x;        // rows * features, row-major
+  std::vector<float> targets;  // rows: class index, 0/1, or a real value
+
+  std::span<const float> Row(int64_t i) const {
+    return {x.data() + i * features, static_cast<std::size_t>(features)};
+  }
+};
+
+// Reads an IDX image file (magic 0x00000803, unsigned bytes) and its label
+// file (magic 0x00000801); gzip or plain. Pixels are multiplied by `scale`.
+Result<Dataset> ReadIdx(const std::string& images_path, const std::string& labels_path,
+                        float scale);
+
+// Reads a CSV file of numbers; `label_column` (-1 = last) is the target.
+Result<Dataset> ReadCsv(const std::string& path, int64_t label_column, bool header);
+
+// Mean and standard deviation over every feature value of a data set.
+struct FeatureStats {
+  double mean = 0, stddev = 1;
+};
+FeatureStats ComputeFeatureStats(const Dataset& data);
+
+// x = (x - mean) / stddev, in place.
+void Standardize(const FeatureStats& stats, Dataset* data);
+
+// Loads the training (train=true) or test set named by the config and checks
+// its targets against the model (class indices < classes, 0/1 for logistic).
+Result<Dataset> LoadDataset(const JobConfig& config, bool train);
+
+// Loads both sets; with data.standardize, both are standardised with the
+// training set's statistics.
+struct TrainTestData {
+  Dataset train, test;
+};
+Result<TrainTestData> LoadTrainTest(const JobConfig& config);
+
+}  // namespace psforge

@@ -1,0 +1,78 @@
+// The model spec: the named tensors of a job's model, laid out in one
+// flattened key space [0, P), each with a seeded initialiser.
+//
+// Derived deterministically from the config, so every process that reads the
+// same config agrees on names, shapes, offsets and initial values. A tensor's
+// initial value at element i depends only on (init_seed, tensor name, i), so
+// any key range can be initialised on its own (a server fills its shard
+// without a round trip). Immutable after construction; thread-safe to read.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+
+namespace psforge {
+
+enum class InitKind { kZeros, kUniform };
+
+struct TensorSpec {
+  std::string name;            // e.g. "fc0.weight"
+  std::vector<int64_t> shape;  // row-major; Linear weights are [out, in]
+  InitKind init = InitKind::kZeros;
+  float bound = 0.0f;          // kUniform: values in [-bound, bound)
+  int64_t offset = 0;          // first key of the tensor in the flattened space
+  int64_t size() const;
+};
+
+// A half-open range of keys [begin, end).
+struct KeyRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t size() const { return end - begin; }
+  bool operator==(const KeyRange&) const = default;
+};
+
+// Splits [0, total) into `parts` contiguous ranges whose sizes differ by at most one.
+KeyRange PartitionKeys(int64_t total, int64_t parts, int64_t index);
+
+// How a layer stack is derived from the config.
+enum class LossKind { kSoftmaxCrossEntropy, kSigmoidBinaryCrossEntropy, kMeanSquaredError };
+
+struct LinearLayerSpec {
+  int64_t in = 0, out = 0;
+  int weight_tensor = -1, bias_tensor = -1;  // indices into ModelSpec::tensors
+  bool activation_after = false;             // the model's activation follows this layer
+};
+
+class ModelSpec {
+ public:
+  // `inputs` is the number of features per sample (from the data set).
+  static Result<ModelSpec> FromConfig(const ModelOptions& model, int64_t inputs);
+
+  const std::vector<TensorSpec>& tensors() const { return tensors_; }
+  const std::vector<LinearLayerSpec>& layers() const { return layers_; }
+  int64_t num_params() const { return num_params_; }
+  int64_t inputs() const { return inputs_; }
+  int64_t outputs() const { return layers_.back().out; }
+  Activation activation() const { return activation_; }
+  LossKind loss() const { return loss_; }
+
+  // Writes the initial values of keys [range.begin, range.end) into `out`
+  // (out.size() == range.size()).
+  void Initialize(KeyRange range, std::span<float> out) const;
+
+ private:
+  std::vector<TensorSpec> tensors_;
+  std::vector<LinearLayerSpec> layers_;
+  int64_t num_params_ = 0;
+  int64_t inputs_ = 0;
+  Activation activation_ = Activation::kRelu;
+  LossKind loss_ = LossKind::kSoftmaxCrossEntropy;
+  uint64_t init_seed_ = 0;
+};
+
+}  // namespace psforge

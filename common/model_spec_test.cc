@@ -1,0 +1,91 @@
+#include "common/model_spec.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace psforge {
+namespace {
+
+ModelSpec Mlp(std::vector<int64_t> hidden, int64_t inputs = 784) {
+  ModelOptions o;
+  o.hidden = std::move(hidden);
+  auto r = ModelSpec::FromConfig(o, inputs);
+  EXPECT_TRUE(r.ok());
+  return std::move(r).value();
+}
+
+TEST(ModelSpec, Mlp784x500x10Layout) {
+  ModelSpec s = Mlp({500});
+  EXPECT_EQ(s.num_params(), 397510);
+  ASSERT_EQ(s.tensors().size(), 4u);
+  EXPECT_EQ(s.tensors()[0].name, "fc0.weight");
+  EXPECT_EQ(s.tensors()[0].shape, (std::vector<int64_t>{500, 784}));
+  EXPECT_EQ(s.tensors()[1].offset, 392000);
+  EXPECT_EQ(s.tensors()[3].name, "fc1.bias");
+  EXPECT_EQ(s.tensors()[3].offset + 10, s.num_params());
+  EXPECT_EQ(s.outputs(), 10);
+  EXPECT_EQ(s.loss(), LossKind::kSoftmaxCrossEntropy);
+}
+
+TEST(ModelSpec, RegressionModels) {
+  ModelOptions o;
+  o.kind = ModelKind::kLogisticRegression;
+  auto s = ModelSpec::FromConfig(o, 6);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->num_params(), 7);
+  EXPECT_EQ(s->loss(), LossKind::kSigmoidBinaryCrossEntropy);
+  EXPECT_FALSE(ModelSpec::FromConfig(o, 0).ok());
+}
+
+TEST(ModelSpec, InitialisationIsDeterministicBoundedAndRangeIndependent) {
+  ModelSpec s = Mlp({50, 20}, 30);
+  std::vector<float> all(s.num_params());
+  s.Initialize({0, s.num_params()}, all);
+  for (const TensorSpec& t : s.tensors()) {
+    EXPECT_FLOAT_EQ(t.bound, 1.0f / std::sqrt(static_cast<float>(t.name.ends_with("weight") ? t.shape[1] : s.layers()[t.name[2] - '0'].in)));
+    double sum = 0;
+    for (int64_t i = 0; i < t.size(); ++i) {
+      float v = all[t.offset + i];
+      EXPECT_LE(std::abs(v), t.bound);
+      sum += v;
+    }
+    EXPECT_LT(std::abs(sum / t.size()), t.bound / 2) << t.name;
+  }
+  // Any split of the key space gives the same values.
+  for (int64_t parts : {2, 3, 7}) {
+    for (int64_t p = 0; p < parts; ++p) {
+      KeyRange r = PartitionKeys(s.num_params(), parts, p);
+      std::vector<float> piece(r.size());
+      s.Initialize(r, piece);
+      for (int64_t i = 0; i < r.size(); ++i) ASSERT_EQ(piece[i], all[r.begin + i]);
+    }
+  }
+  // A different seed gives different weights.
+  ModelOptions o;
+  o.hidden = {50, 20};
+  o.init_seed = 43;
+  auto other = ModelSpec::FromConfig(o, 30);
+  std::vector<float> all2(s.num_params());
+  other->Initialize({0, s.num_params()}, all2);
+  EXPECT_NE(all, all2);
+}
+
+TEST(PartitionKeys, CoversTheSpaceInBalancedContiguousRanges) {
+  for (int64_t total : {0, 1, 10, 397510}) {
+    for (int64_t parts : {1, 2, 3, 16}) {
+      int64_t next = 0;
+      for (int64_t p = 0; p < parts; ++p) {
+        KeyRange r = PartitionKeys(total, parts, p);
+        EXPECT_EQ(r.begin, next);
+        EXPECT_LE(r.size(), total / parts + 1);
+        EXPECT_GE(r.size(), total / parts);
+        next = r.end;
+      }
+      EXPECT_EQ(next, total);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace psforge

@@ -1,0 +1,156 @@
+#include "paramserver/optimizer.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace psforge {
+namespace {
+
+// The gradient element as the update rule sees it.
+struct GradientPrep {
+  float clip;        // clamp bound (+inf when off)
+  float scale;       // clip_norm factor (1 when off)
+  float decay;       // weight decay
+  float operator()(float g, float w) const {
+    return std::clamp(g, -clip, clip) * scale + decay * w;
+  }
+};
+
+float ClipBound(const OptimizerOptions& o) {
+  return o.clip_value > 0 ? static_cast<float>(o.clip_value)
+                          : std::numeric_limits<float>::infinity();
+}
+
+class Sgd final : public Optimizer {
+ public:
+  using Optimizer::Optimizer;
+  std::span<float> state() override { return {}; }
+
+ protected:
+  void Update(float* w, const float* g, int64_t n, float scale) override {
+    const GradientPrep prep{ClipBound(options_), scale, static_cast<float>(options_.weight_decay)};
+    const float lr = static_cast<float>(options_.learning_rate);
+    for (int64_t i = 0; i < n; ++i) w[i] -= lr * prep(g[i], w[i]);
+  }
+};
+
+class Momentum final : public Optimizer {
+ public:
+  Momentum(const OptimizerOptions& o, int64_t size) : Optimizer(o, size), buf_(size, 0.0f) {}
+  std::span<float> state() override { return buf_; }
+
+ protected:
+  void Update(float* w, const float* g, int64_t n, float scale) override {
+    const GradientPrep prep{ClipBound(options_), scale, static_cast<float>(options_.weight_decay)};
+    const float lr = static_cast<float>(options_.learning_rate);
+    const float mu = static_cast<float>(options_.momentum);
+    float* b = buf_.data();
+    if (options_.nesterov) {
+      for (int64_t i = 0; i < n; ++i) {
+        float gi = prep(g[i], w[i]);
+        b[i] = mu * b[i] + gi;
+        w[i] -= lr * (gi + mu * b[i]);
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        b[i] = mu * b[i] + prep(g[i], w[i]);
+        w[i] -= lr * b[i];
+      }
+    }
+  }
+
+ private:
+  std::vector<float> buf_;
+};
+
+class Adam final : public Optimizer {
+ public:
+  // state: first moments, then second moments.
+  Adam(const OptimizerOptions& o, int64_t size) : Optimizer(o, size), moments_(2 * size, 0.0f) {}
+  std::span<float> state() override { return moments_; }
+
+ protected:
+  void Update(float* w, const float* g, int64_t n, float scale) override {
+    const GradientPrep prep{ClipBound(options_), scale,
+                            static_cast<float>(options_.weight_decay)};
+    const double t = static_cast<double>(steps_ + 1);
+    const float b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
+    const float step_size =
+        static_cast<float>(options_.learning_rate / (1.0 - std::pow(options_.beta1, t)));
+    const float inv_sqrt_bc2 =
+        static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(options_.beta2, t)));
+    const float eps = static_cast<float>(options_.epsilon);
+    float* m = moments_.data();
+    float* v = moments_.data() + size_;
+    for (int64_t i = 0; i < n; ++i) {
+      float gi = prep(g[i], w[i]);
+      m[i] = b1 * m[i] + (1.0f - b1) * gi;
+      v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+      w[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+    }
+  }
+
+ private:
+  std::vector<float> moments_;
+};
+
+class AdaGrad final : public Optimizer {
+ public:
+  AdaGrad(const OptimizerOptions& o, int64_t size) : Optimizer(o, size), sums_(size, 0.0f) {}
+  std::span<float> state() override { return sums_; }
+
+ protected:
+  void Update(float* w, const float* g, int64_t n, float scale) override {
+    const GradientPrep prep{ClipBound(options_), scale,
+                            static_cast<float>(options_.weight_decay)};
+    const float lr = static_cast<float>(options_.learning_rate);
+    const float eps = static_cast<float>(options_.epsilon);
+    float* s = sums_.data();
+    for (int64_t i = 0; i < n; ++i) {
+      float gi = prep(g[i], w[i]);
+      s[i] += gi * gi;
+      w[i] -= lr * gi / (std::sqrt(s[i]) + eps);
+    }
+  }
+
+ private:
+  std::vector<float> sums_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerOptions& o, int64_t size) {
+  if (size < 0) return InvalidArgument("optimizer: negative range size");
+  if (!(o.learning_rate > 0)) return InvalidArgument("optimizer.learning_rate must be > 0");
+  switch (o.kind) {
+    case OptimizerKind::kSgd: return std::unique_ptr<Optimizer>(new Sgd(o, size));
+    case OptimizerKind::kMomentum: return std::unique_ptr<Optimizer>(new Momentum(o, size));
+    case OptimizerKind::kAdam: return std::unique_ptr<Optimizer>(new Adam(o, size));
+    case OptimizerKind::kAdaGrad: return std::unique_ptr<Optimizer>(new AdaGrad(o, size));
+  }
+  return InvalidArgument("optimizer.kind: unknown");
+}
+
+void Optimizer::Apply(std::span<float> weights, std::span<const float> grad) {
+  assert(static_cast<int64_t>(weights.size()) == size_ && weights.size() == grad.size());
+  float scale = 1.0f;
+  if (options_.clip_norm > 0) {
+    const float clip = ClipBound(options_);
+    double sum = 0;
+    for (float g : grad) {
+      float c = std::clamp(g, -clip, clip);
+      sum += static_cast<double>(c) * c;
+    }
+    double norm = std::sqrt(sum);
+    // As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
+    double coef = options_.clip_norm / (norm + 1e-6);
+    if (coef < 1.0) scale = static_cast<float>(coef);
+  }
+  Update(weights.data(), grad.data(), size_, scale);
+  ++steps_;
+}
+
+}  // namespace psforge

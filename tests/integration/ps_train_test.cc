@@ -1,0 +1,99 @@
+// ps-train as a user runs it: the real binary on the real data set.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/subprocess.h"
+
+namespace psforge {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::BinPath;
+using testing::RunProcess;
+using testing::TempDir;
+
+const std::string kMlpConfig = PSFORGE_SOURCE_DIR "/configs/fashion_mnist_mlp.yaml";
+
+TEST(PsTrain, FashionMnistMlpLearnsInTwoEpochs) {
+  TempDir dir;
+  auto r = RunProcess({BinPath("ps-train"), "--config", kMlpConfig, "--epochs", "2", "--summary",
+                       dir.File("summary.json")},
+                      300s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("epoch 1/2"), std::string::npos) << "no progress shown:\n" << r.err;
+  EXPECT_NE(r.out.find("final test_accuracy"), std::string::npos) << r.out;
+  auto summary = nlohmann::json::parse(testing::ReadFile(dir.File("summary.json")));
+  EXPECT_GE(summary["test_accuracy"].get<double>(), 0.85) << summary.dump(2);
+  EXPECT_EQ(summary["epochs"], 2);
+  EXPECT_EQ(summary["steps"], 2 * 469);
+  EXPECT_GT(summary["samples_per_s"].get<double>(), 0);
+  EXPECT_GT(summary["wall_s"].get<double>(), 0);
+  EXPECT_EQ(summary["config"]["model"]["hidden"], nlohmann::json::array({500}));
+  EXPECT_EQ(summary["history"].size(), 2u);
+}
+
+// A wrong config fails fast, exits non-zero, and names what is wrong.
+void ExpectConfigError(const std::vector<std::string>& extra, const std::string& expected) {
+  std::vector<std::string> argv{BinPath("ps-train"), "--config", kMlpConfig};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto r = RunProcess(argv, 60s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.signal, 0) << "crashed";
+  EXPECT_NE(r.err.find(expected), std::string::npos) << "stderr:\n" << r.err;
+}
+
+TEST(PsTrain, WrongConfigFieldsAreNamed) {
+  ExpectConfigError({"--set", "training.epoch=3"}, "'training.epoch': unknown field");
+  ExpectConfigError({"--set", "optimizer.kind=rmsprop"}, "'optimizer.kind': must be one of");
+  ExpectConfigError({"--set", "training.batch_size=-5"}, "'training.batch_size'");
+  ExpectConfigError({"--set", "data.train_images=/nonexistent.gz"},
+                    "'data.train_images': no such file: /nonexistent.gz");
+  ExpectConfigError({"--set", "bad"}, "expected section.field=value");
+  ExpectConfigError({"--epochs", "0"}, "--epochs");
+}
+
+TEST(PsTrain, MissingConfigFileIsNamed) {
+  auto r = RunProcess({BinPath("ps-train"), "--config", "/nonexistent/job.yaml"}, 60s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("/nonexistent/job.yaml"), std::string::npos) << r.err;
+}
+
+TEST(PsTrain, CorruptDataFileIsAClearError) {
+  TempDir dir;
+  // A gzip file cut in the middle of the pixels.
+  std::string src = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+  std::string bytes = testing::ReadFile(src);
+  ASSERT_GT(bytes.size(), 1000u);
+  std::ofstream(dir.File("cut.gz"), std::ios::binary).write(bytes.data(), bytes.size() / 2);
+  auto r = RunProcess({BinPath("ps-train"), "--config", kMlpConfig, "--set",
+                       "data.test_images=" + dir.File("cut.gz")},
+                      120s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_NE(r.err.find(dir.File("cut.gz")), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("DataLoss"), std::string::npos) << r.err;
+}
+
+TEST(PsTrain, RegressionConfigsRun) {
+  for (const char* name : {"linear_regression", "logistic_regression"}) {
+    TempDir dir;
+    auto r = RunProcess({BinPath("ps-train"), "--config",
+                         std::string(PSFORGE_SOURCE_DIR "/configs/") + name + ".yaml", "--summary",
+                         dir.File("s.json")},
+                        120s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto s = nlohmann::json::parse(testing::ReadFile(dir.File("s.json")));
+    if (std::string(name) == "linear_regression") {
+      EXPECT_LT(s["test_mse"].get<double>(), 0.0125);  // noise variance is 0.01
+    } else {
+      EXPECT_GT(s["test_accuracy"].get<double>(), 0.8);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace psforge

@@ -1,0 +1,141 @@
+// oneDNN layers with forward and backward passes.
+//
+// A layer owns its oneDNN primitives, created once per batch size and reused
+// (a Plan per size; a training run sees at most two: the batch and the last
+// partial batch). Layers own no tensors: inputs, outputs and gradients are
+// caller-owned row-major buffers, and Linear's parameters are views into the
+// model's flattened weight and gradient buffers. Hot-path calls allocate
+// nothing once a batch size has been seen. Not thread-safe: one layer, one
+// compute thread (oneDNN parallelises inside a call).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include <dnnl.hpp>
+
+#include "common/config.h"
+
+namespace psforge::nn {
+
+// The engine and stream every layer of one model executes on.
+struct DnnlContext {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+};
+
+// y = x W^T + b, x: [n, in], W: [out, in], b: [out], y: [n, out].
+class Linear {
+ public:
+  Linear(DnnlContext* ctx, int64_t in, int64_t out);
+  ~Linear();
+  Linear(Linear&&) noexcept;
+
+  int64_t in() const { return in_; }
+  int64_t out() const { return out_; }
+
+  // Points the layer at its parameters and their gradients.
+  void Bind(const float* weight, const float* bias, float* dweight, float* dbias);
+
+  void Forward(const float* x, float* y, int64_t n);
+  // Writes dW and db (overwriting), and dx unless dx is null (the first layer
+  // needs no input gradient, which saves the largest backward matmul).
+  void Backward(const float* x, const float* dy, float* dx, int64_t n);
+
+ private:
+  struct Plan;
+  Plan& PlanFor(int64_t n);
+
+  DnnlContext* ctx_;
+  int64_t in_, out_;
+  const float* weight_ = nullptr;
+  const float* bias_ = nullptr;
+  float* dweight_ = nullptr;
+  float* dbias_ = nullptr;
+  std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
+};
+
+// y = f(x) elementwise for ReLU, sigmoid (logistic) or tanh; the backward
+// pass uses the forward output, so callers keep y, not x.
+class Eltwise {
+ public:
+  Eltwise(DnnlContext* ctx, Activation kind, int64_t width);
+  ~Eltwise();
+  Eltwise(Eltwise&&) noexcept;
+
+  void Forward(const float* x, float* y, int64_t n);
+  void Backward(const float* y, const float* dy, float* dx, int64_t n);
+
+ private:
+  struct Plan;
+  Plan& PlanFor(int64_t n);
+
+  DnnlContext* ctx_;
+  dnnl::algorithm alg_;
+  int64_t width_;
+  std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
+};
+
+// A loss over a batch of model outputs and targets. Forward returns the mean
+// loss and remembers what Backward needs; Backward writes dL/doutput of the
+// mean loss. `Score` is the evaluation metric's sum over the batch: correct
+// predictions for classifiers, squared error for regression.
+class Loss {
+ public:
+  virtual ~Loss() = default;
+  virtual float Forward(const float* outputs, const float* targets, int64_t n) = 0;
+  virtual void Backward(float* doutputs) = 0;
+  virtual double Score(const float* outputs, const float* targets, int64_t n) const = 0;
+};
+
+// Softmax over `classes` outputs, cross-entropy against a class index.
+// Log-softmax runs as a oneDNN primitive.
+class SoftmaxCrossEntropy final : public Loss {
+ public:
+  SoftmaxCrossEntropy(DnnlContext* ctx, int64_t classes, int64_t max_batch);
+  ~SoftmaxCrossEntropy() override;
+  float Forward(const float* outputs, const float* targets, int64_t n) override;
+  void Backward(float* doutputs) override;
+  double Score(const float* outputs, const float* targets, int64_t n) const override;
+
+ private:
+  struct Plan;
+  Plan& PlanFor(int64_t n);
+
+  DnnlContext* ctx_;
+  int64_t classes_;
+  std::vector<float> log_probs_;  // [max_batch, classes]
+  const float* targets_ = nullptr;
+  int64_t n_ = 0;
+  std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
+};
+
+// Sigmoid of one output, binary cross-entropy against a 0/1 target.
+class SigmoidBinaryCrossEntropy final : public Loss {
+ public:
+  float Forward(const float* outputs, const float* targets, int64_t n) override;
+  void Backward(float* doutputs) override;
+  double Score(const float* outputs, const float* targets, int64_t n) const override;
+
+ private:
+  const float* outputs_ = nullptr;
+  const float* targets_ = nullptr;
+  int64_t n_ = 0;
+};
+
+// Mean over the batch of the squared error of one output.
+class MeanSquaredError final : public Loss {
+ public:
+  float Forward(const float* outputs, const float* targets, int64_t n) override;
+  void Backward(float* doutputs) override;
+  double Score(const float* outputs, const float* targets, int64_t n) const override;
+
+ private:
+  const float* outputs_ = nullptr;
+  const float* targets_ = nullptr;
+  int64_t n_ = 0;
+};
+
+}  // namespace psforge::nn

@@ -1,0 +1,46 @@
+// The op-test harness's cases: every oneDNN layer next to a naive reference.
+//
+// An OpUnderTest holds its inputs (data and parameters) as flat float
+// vectors. Forward/Backward run the real layer; the Reference* versions are
+// plain loops written from the definitions. The test compares the two and
+// checks Backward against central finite differences of Forward; the
+// benchmark times Forward and Backward of the same cases.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace psforge::nn {
+
+using Vec = std::vector<float>;
+
+class OpUnderTest {
+ public:
+  virtual ~OpUnderTest() = default;
+  // The inputs a gradient is taken with respect to (x, then parameters).
+  std::vector<Vec>& inputs() { return inputs_; }
+  virtual Vec Forward() = 0;
+  virtual Vec ReferenceForward() = 0;
+  // Gradients of sum(y * dy) with respect to each input.
+  virtual std::vector<Vec> Backward(const Vec& dy) = 0;
+  virtual std::vector<Vec> ReferenceBackward(const Vec& dy) = 0;
+
+ protected:
+  std::vector<Vec> inputs_;
+};
+
+struct OpCase {
+  std::string name;
+  std::function<std::unique_ptr<OpUnderTest>(uint64_t seed)> make;
+  double forward_tol;    // max |layer - reference| / (1 + |reference|)
+  double backward_tol;   // same, for gradients
+  double fd_tol;         // |analytic - finite difference| / (1 + |fd|)
+  double fd_eps;         // step of the central difference
+};
+
+std::vector<OpCase> AllOpCases();
+
+}  // namespace psforge::nn

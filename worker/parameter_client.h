@@ -1,0 +1,50 @@
+// How a trainer exchanges weights and gradients: with an optimizer in the
+// same process (LocalParameterClient, used by ps-train) or with parameter
+// servers over the network. The trainer is written against this interface
+// only, so it runs unchanged over either.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "common/model_spec.h"
+#include "common/status.h"
+#include "paramserver/optimizer.h"
+
+namespace psforge {
+
+class ParameterClient {
+ public:
+  virtual ~ParameterClient() = default;
+
+  // Makes `weights` (the whole key space) hold the parameters of version
+  // `step`: the initial weights for step 0, after `step` updates otherwise.
+  virtual Status Pull(int64_t step, std::span<float> weights) = 0;
+
+  // Sends the gradient of the mean loss computed on the weights of `step`.
+  virtual Status Push(int64_t step, std::span<const float> gradient) = 0;
+};
+
+// The in-process path: one optimizer over the whole key space, applied in
+// place to the weight buffer given at construction. Not thread-safe.
+class LocalParameterClient final : public ParameterClient {
+ public:
+  // `weights` is the model's buffer; it is initialised from `spec` here.
+  static Result<std::unique_ptr<LocalParameterClient>> Create(const ModelSpec& spec,
+                                                              const OptimizerOptions& options,
+                                                              std::span<float> weights);
+
+  Status Pull(int64_t step, std::span<float> weights) override;
+  Status Push(int64_t step, std::span<const float> gradient) override;
+
+ private:
+  LocalParameterClient(std::unique_ptr<Optimizer> optimizer, std::span<float> weights)
+      : optimizer_(std::move(optimizer)), weights_(weights) {}
+
+  std::unique_ptr<Optimizer> optimizer_;
+  std::span<float> weights_;
+  int64_t version_ = 0;
+};
+
+}  // namespace psforge
