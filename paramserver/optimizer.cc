@@ -30,10 +30,10 @@ class Sgd final : public Optimizer {
   std::span<float> state() override { return {}; }
 
  protected:
-  void Update(float* w, const float* g, int64_t n, float scale) override {
+  void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
     const GradientPrep prep{ClipBound(options_), scale, static_cast<float>(options_.weight_decay)};
     const float lr = static_cast<float>(options_.learning_rate);
-    for (int64_t i = 0; i < n; ++i) w[i] -= lr * prep(g[i], w[i]);
+    for (int64_t i = begin; i < end; ++i) w[i] -= lr * prep(g[i], w[i]);
   }
 };
 
@@ -43,19 +43,19 @@ class Momentum final : public Optimizer {
   std::span<float> state() override { return buf_; }
 
  protected:
-  void Update(float* w, const float* g, int64_t n, float scale) override {
+  void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
     const GradientPrep prep{ClipBound(options_), scale, static_cast<float>(options_.weight_decay)};
     const float lr = static_cast<float>(options_.learning_rate);
     const float mu = static_cast<float>(options_.momentum);
     float* b = buf_.data();
     if (options_.nesterov) {
-      for (int64_t i = 0; i < n; ++i) {
+      for (int64_t i = begin; i < end; ++i) {
         float gi = prep(g[i], w[i]);
         b[i] = mu * b[i] + gi;
         w[i] -= lr * (gi + mu * b[i]);
       }
     } else {
-      for (int64_t i = 0; i < n; ++i) {
+      for (int64_t i = begin; i < end; ++i) {
         b[i] = mu * b[i] + prep(g[i], w[i]);
         w[i] -= lr * b[i];
       }
@@ -73,7 +73,7 @@ class Adam final : public Optimizer {
   std::span<float> state() override { return moments_; }
 
  protected:
-  void Update(float* w, const float* g, int64_t n, float scale) override {
+  void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
     const GradientPrep prep{ClipBound(options_), scale,
                             static_cast<float>(options_.weight_decay)};
     const double t = static_cast<double>(steps_ + 1);
@@ -85,7 +85,7 @@ class Adam final : public Optimizer {
     const float eps = static_cast<float>(options_.epsilon);
     float* m = moments_.data();
     float* v = moments_.data() + size_;
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = begin; i < end; ++i) {
       float gi = prep(g[i], w[i]);
       m[i] = b1 * m[i] + (1.0f - b1) * gi;
       v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
@@ -103,13 +103,13 @@ class AdaGrad final : public Optimizer {
   std::span<float> state() override { return sums_; }
 
  protected:
-  void Update(float* w, const float* g, int64_t n, float scale) override {
+  void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
     const GradientPrep prep{ClipBound(options_), scale,
                             static_cast<float>(options_.weight_decay)};
     const float lr = static_cast<float>(options_.learning_rate);
     const float eps = static_cast<float>(options_.epsilon);
     float* s = sums_.data();
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = begin; i < end; ++i) {
       float gi = prep(g[i], w[i]);
       s[i] += gi * gi;
       w[i] -= lr * gi / (std::sqrt(s[i]) + eps);
@@ -149,7 +149,14 @@ void Optimizer::Apply(std::span<float> weights, std::span<const float> grad) {
     double coef = options_.clip_norm / (norm + 1e-6);
     if (coef < 1.0) scale = static_cast<float>(coef);
   }
-  Update(weights.data(), grad.data(), size_, scale);
+  // Elementwise rules: any split into chunks gives the same bits, so the
+  // update is spread over the compute threads when the range is large.
+  constexpr int64_t kChunk = int64_t{1} << 15;
+  const int64_t chunks = (size_ + kChunk - 1) / kChunk;
+  float* w = weights.data();
+  const float* g = grad.data();
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) Update(w, g, c * kChunk, std::min(size_, (c + 1) * kChunk), scale);
   ++steps_;
 }
 

@@ -7,7 +7,8 @@
 // compared with it. Weight decay adds weight_decay * w to the gradient
 // (L2, as torch.optim.SGD/Adam do). clip_value clamps each element;
 // clip_norm rescales the gradient the optimizer sees (its whole range) to
-// that L2 norm at most. Not thread-safe: one owner applies updates.
+// that L2 norm at most. Apply spreads large ranges over the OpenMP threads.
+// Not thread-safe: one owner applies updates.
 #pragma once
 
 #include <cstdint>
@@ -38,9 +39,10 @@ class Optimizer {
  protected:
   Optimizer(const OptimizerOptions& options, int64_t size) : options_(options), size_(size) {}
 
-  // Applies the kind-specific rule to w[i] given the preprocessed gradient
-  // (clipped by value, scaled by `grad_scale` for clip_norm, plus weight decay).
-  virtual void Update(float* w, const float* g, int64_t n, float grad_scale) = 0;
+  // Applies the kind-specific rule to w[i] for i in [begin, end), given the
+  // preprocessed gradient (clipped by value, scaled by `grad_scale` for
+  // clip_norm, plus weight decay). Called concurrently on disjoint ranges.
+  virtual void Update(float* w, const float* g, int64_t begin, int64_t end, float grad_scale) = 0;
 
   const OptimizerOptions options_;
   const int64_t size_;

@@ -22,12 +22,13 @@ class LinearOp final : public OpUnderTest {
     std::mt19937_64 rng(seed);
     inputs_ = {Random(rng, n * in, -1, 1), Random(rng, out * in, -0.5, 0.5),
                Random(rng, out, -0.5, 0.5)};
+    y_.resize(n * out);
+    grads_ = {Vec(input_grad ? n * in : 0), Vec(out * in), Vec(out)};
+    layer_.Bind(inputs_[1].data(), inputs_[2].data(), grads_[1].data(), grads_[2].data());
   }
-  Vec Forward() override {
-    Vec y(n_ * out_), dw(out_ * in_), db(out_);
-    layer_.Bind(inputs_[1].data(), inputs_[2].data(), dw.data(), db.data());
-    layer_.Forward(inputs_[0].data(), y.data(), n_);
-    return y;
+  const Vec& Forward() override {
+    layer_.Forward(inputs_[0].data(), y_.data(), n_);
+    return y_;
   }
   Vec ReferenceForward() override {
     Vec y(n_ * out_);
@@ -39,12 +40,9 @@ class LinearOp final : public OpUnderTest {
       }
     return y;
   }
-  std::vector<Vec> Backward(const Vec& dy) override {
-    Vec dx(n_ * in_), dw(out_ * in_), db(out_);
-    layer_.Bind(inputs_[1].data(), inputs_[2].data(), dw.data(), db.data());
-    layer_.Backward(inputs_[0].data(), dy.data(), input_grad_ ? dx.data() : nullptr, n_);
-    if (!input_grad_) dx.clear();
-    return {dx, dw, db};
+  const std::vector<Vec>& Backward(const Vec& dy) override {
+    layer_.Backward(inputs_[0].data(), dy.data(), input_grad_ ? grads_[0].data() : nullptr, n_);
+    return grads_;
   }
   std::vector<Vec> ReferenceBackward(const Vec& dy) override {
     Vec dx(n_ * in_), dw(out_ * in_), db(out_);
@@ -77,21 +75,21 @@ class EltwiseOp final : public OpUnderTest {
     // Keep ReLU inputs away from its kink, where finite differences are meaningless.
     if (kind == Activation::kRelu)
       for (float& v : inputs_[0]) v = v < 0 ? std::min(v, -0.1f) : std::max(v, 0.1f);
+    y_.resize(n * width);
+    grads_ = {Vec(n * width)};
   }
-  Vec Forward() override {
-    Vec y(n_ * width_);
-    layer_.Forward(inputs_[0].data(), y.data(), n_);
-    return y;
+  const Vec& Forward() override {
+    layer_.Forward(inputs_[0].data(), y_.data(), n_);
+    return y_;
   }
   Vec ReferenceForward() override {
     Vec y(inputs_[0].size());
     for (std::size_t i = 0; i < y.size(); ++i) y[i] = F(inputs_[0][i]);
     return y;
   }
-  std::vector<Vec> Backward(const Vec& dy) override {
-    Vec y = Forward(), dx(y.size());
-    layer_.Backward(y.data(), dy.data(), dx.data(), n_);
-    return {dx};
+  const std::vector<Vec>& Backward(const Vec& dy) override {
+    layer_.Backward(Forward().data(), dy.data(), grads_[0].data(), n_);
+    return grads_;
   }
   std::vector<Vec> ReferenceBackward(const Vec& dy) override {
     Vec dx(dy.size());
@@ -146,8 +144,13 @@ class LossOp final : public OpUnderTest {
       case LossCase::kSigmoidBce: loss_ = std::make_unique<SigmoidBinaryCrossEntropy>(); break;
       case LossCase::kMse: loss_ = std::make_unique<MeanSquaredError>(); break;
     }
+    y_.resize(1);
+    grads_ = {Vec(inputs_[0].size())};
   }
-  Vec Forward() override { return {loss_->Forward(inputs_[0].data(), targets_.data(), n_)}; }
+  const Vec& Forward() override {
+    y_[0] = loss_->Forward(inputs_[0].data(), targets_.data(), n_);
+    return y_;
+  }
   Vec ReferenceForward() override {
     const Vec& z = inputs_[0];
     double sum = 0;
@@ -166,12 +169,11 @@ class LossOp final : public OpUnderTest {
     }
     return {static_cast<float>(sum / n_)};
   }
-  std::vector<Vec> Backward(const Vec& dy) override {
-    Vec dz(inputs_[0].size());
+  const std::vector<Vec>& Backward(const Vec& dy) override {
     (void)loss_->Forward(inputs_[0].data(), targets_.data(), n_);
-    loss_->Backward(dz.data());
-    for (float& v : dz) v *= dy[0];
-    return {dz};
+    loss_->Backward(grads_[0].data());
+    for (float& v : grads_[0]) v *= dy[0];
+    return grads_;
   }
   std::vector<Vec> ReferenceBackward(const Vec& dy) override {
     const Vec& z = inputs_[0];

@@ -22,14 +22,19 @@ class OpUnderTest {
   virtual ~OpUnderTest() = default;
   // The inputs a gradient is taken with respect to (x, then parameters).
   std::vector<Vec>& inputs() { return inputs_; }
-  virtual Vec Forward() = 0;
+  // The layer's output and gradients live in buffers allocated once, so that
+  // timing them measures the layer, not page faults.
+  virtual const Vec& Forward() = 0;
   virtual Vec ReferenceForward() = 0;
-  // Gradients of sum(y * dy) with respect to each input.
-  virtual std::vector<Vec> Backward(const Vec& dy) = 0;
+  // Gradients of sum(y * dy) with respect to each input (an empty vector for
+  // an input the layer does not differentiate).
+  virtual const std::vector<Vec>& Backward(const Vec& dy) = 0;
   virtual std::vector<Vec> ReferenceBackward(const Vec& dy) = 0;
 
  protected:
   std::vector<Vec> inputs_;
+  Vec y_;
+  std::vector<Vec> grads_;
 };
 
 struct OpCase {

@@ -36,7 +36,7 @@ TEST_P(OpTest, BackwardMatchesReference) {
   std::mt19937_64 rng(3);
   Vec dy = op->Forward();
   for (float& v : dy) v = std::uniform_real_distribution<float>(-1, 1)(rng);
-  auto got = op->Backward(dy);
+  std::vector<Vec> got = op->Backward(dy);
   auto want = op->ReferenceBackward(dy);
   ASSERT_EQ(got.size(), want.size());
   for (std::size_t k = 0; k < got.size(); ++k)
@@ -49,9 +49,9 @@ TEST_P(OpTest, BackwardMatchesFiniteDifferences) {
   std::mt19937_64 rng(5);
   Vec dy = op->Forward();
   for (float& v : dy) v = std::uniform_real_distribution<float>(-1, 1)(rng);
-  auto grads = op->Backward(dy);
+  std::vector<Vec> grads = op->Backward(dy);
   auto objective = [&] {
-    Vec y = op->Forward();
+    const Vec& y = op->Forward();
     double s = 0;
     for (std::size_t i = 0; i < y.size(); ++i) s += double(y[i]) * dy[i];
     return s;

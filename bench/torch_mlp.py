@@ -1,0 +1,64 @@
+#!/usr/bin/python3
+"""The PyTorch peer of ps-train: MLP 784-500-10 (ReLU), softmax cross-entropy,
+Adam lr 1e-3, batch 128, on Fashion-MNIST held in memory as one tensor,
+reshuffled each epoch, batches gathered by index (as ps-train does).
+
+Prints one JSON line: samples_per_s over the training steps (evaluation
+excluded), test_accuracy, and the BLAS library actually loaded."""
+import argparse
+import gzip
+import json
+import time
+
+import numpy as np
+import torch
+
+DATA = "/usr/share/datasets/fashion-mnist/"
+
+
+def idx(path, offset):
+    with gzip.open(DATA + path) as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=128)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+
+    x = torch.from_numpy(idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255)
+    y = torch.from_numpy(idx("train-labels-idx1-ubyte.gz", 8).astype(np.int64))
+    xt = torch.from_numpy(idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255)
+    yt = torch.from_numpy(idx("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64))
+    mean, std = x.mean(), x.std()
+    x, xt = (x - mean) / std, (xt - mean) / std
+
+    model = torch.nn.Sequential(torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    n = x.shape[0]
+    train_s, samples = 0.0, 0
+    for _ in range(args.epochs):
+        perm = torch.randperm(n)
+        start = time.perf_counter()
+        for b in range(0, n, args.batch):
+            i = perm[b:b + args.batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[i]), y[i])
+            loss.backward()
+            opt.step()
+            samples += len(i)
+        train_s += time.perf_counter() - start
+    with torch.no_grad():
+        acc = (model(xt).argmax(1) == yt).float().mean().item()
+    blas = sorted({line.split()[-1] for line in open("/proc/self/maps") if "blas" in line})
+    print(json.dumps({"samples_per_s": samples / train_s, "test_accuracy": acc, "threads": args.threads,
+                      "torch": torch.__version__, "blas": blas}))
+
+
+if __name__ == "__main__":
+    main()
