@@ -1,5 +1,7 @@
 #include "paramserver/optimizer.h"
 
+#include "common/parallel.h"
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -155,7 +157,7 @@ void Optimizer::Apply(std::span<float> weights, std::span<const float> grad) {
   const int64_t chunks = (size_ + kChunk - 1) / kChunk;
   float* w = weights.data();
   const float* g = grad.data();
-#pragma omp parallel for schedule(static) if (chunks > 1)
+  PSF_OMP_PARALLEL_FOR(schedule(static) if (chunks > 1))
   for (int64_t c = 0; c < chunks; ++c) Update(w, g, c * kChunk, std::min(size_, (c + 1) * kChunk), scale);
   ++steps_;
 }

@@ -1,5 +1,7 @@
 #include "worker/trainer.h"
 
+#include "common/parallel.h"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -85,7 +87,7 @@ Trainer::Trainer(const JobConfig& config, Model* model, ParameterClient* client,
 
 void Trainer::Gather(const Dataset& data, const int64_t* rows, int64_t n) {
   const std::size_t row_bytes = static_cast<std::size_t>(data.features) * sizeof(float);
-#pragma omp parallel for schedule(static) if (n * data.features >= (1 << 16))
+  PSF_OMP_PARALLEL_FOR(schedule(static) if (n * data.features >= (1 << 16)))
   for (int64_t i = 0; i < n; ++i) {
     std::memcpy(batch_x_.data() + i * data.features, data.x.data() + rows[i] * data.features,
                 row_bytes);
