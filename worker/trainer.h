@@ -53,7 +53,7 @@ class ProgressPrinter {
   std::FILE* out_;
   bool tty_;
   double interval_s_;
-  double last_s_ = -1e9;
+  double last_s_ = 0;  // the first update waits one interval: step 1 pays for primitive creation
   bool live_line_ = false;
 };
 
