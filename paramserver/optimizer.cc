@@ -26,6 +26,10 @@ float ClipBound(const OptimizerOptions& o) {
                           : std::numeric_limits<float>::infinity();
 }
 
+GradientPrep PrepFor(const OptimizerOptions& o, float scale) {
+  return {ClipBound(o), scale, static_cast<float>(o.weight_decay)};
+}
+
 class Sgd final : public Optimizer {
  public:
   using Optimizer::Optimizer;
@@ -33,7 +37,7 @@ class Sgd final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
-    const GradientPrep prep{ClipBound(options_), scale, static_cast<float>(options_.weight_decay)};
+    const GradientPrep prep = PrepFor(options_, scale);
     const float lr = static_cast<float>(options_.learning_rate);
     for (int64_t i = begin; i < end; ++i) w[i] -= lr * prep(g[i], w[i]);
   }
@@ -46,7 +50,7 @@ class Momentum final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
-    const GradientPrep prep{ClipBound(options_), scale, static_cast<float>(options_.weight_decay)};
+    const GradientPrep prep = PrepFor(options_, scale);
     const float lr = static_cast<float>(options_.learning_rate);
     const float mu = static_cast<float>(options_.momentum);
     float* b = buf_.data();
@@ -76,8 +80,7 @@ class Adam final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
-    const GradientPrep prep{ClipBound(options_), scale,
-                            static_cast<float>(options_.weight_decay)};
+    const GradientPrep prep = PrepFor(options_, scale);
     const double t = static_cast<double>(steps_ + 1);
     const float b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
     const float step_size =
@@ -106,8 +109,7 @@ class AdaGrad final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
-    const GradientPrep prep{ClipBound(options_), scale,
-                            static_cast<float>(options_.weight_decay)};
+    const GradientPrep prep = PrepFor(options_, scale);
     const float lr = static_cast<float>(options_.learning_rate);
     const float eps = static_cast<float>(options_.epsilon);
     float* s = sums_.data();
