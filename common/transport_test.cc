@@ -1,0 +1,89 @@
+#include "common/transport.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+
+namespace psforge {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::span<const std::byte> Bytes(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
+std::string Text(const InFrame& f) { return {reinterpret_cast<const char*>(f.bytes().data()), f.bytes().size()}; }
+
+class TransportTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TransportTest, RequestReplyWithZeroCopyPayload) {
+  auto t = Transport::CreateZmq();
+  auto server = t->Bind(GetParam());
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto client = t->Connect((*server)->endpoint());
+  ASSERT_TRUE(client.ok());
+
+  auto payload = std::make_shared<std::vector<float>>(100000, 1.5f);
+  std::weak_ptr<std::vector<float>> watch = payload;
+  std::string header = "header";
+  OutFrame frames[] = {{Bytes(header), nullptr},
+                       {std::as_bytes(std::span(*payload)), payload}};
+  payload.reset();  // the transport now keeps it alive
+  ASSERT_TRUE((*client)->Send(frames).ok());
+  frames[1].owner.reset();
+
+  auto got = (*server)->Receive(5s);
+  ASSERT_TRUE(got.ok());
+  ASSERT_TRUE(got->has_value());
+  InMessage& m = **got;
+  ASSERT_EQ(m.frames.size(), 2u);
+  EXPECT_EQ(Text(*m.frames[0]), "header");
+  ASSERT_EQ(m.frames[1]->bytes().size(), 400000u);
+  float v;
+  std::memcpy(&v, m.frames[1]->bytes().data() + 4 * 99999, 4);
+  EXPECT_EQ(v, 1.5f);
+  // inproc:// hands the sender's buffer itself to the receiver, so the owner
+  // lives until the received frame is dropped; tcp:// releases it once sent.
+  m.frames[1].reset();
+  EXPECT_TRUE(watch.expired()) << "payload owner not released";
+
+  std::string reply = "reply";
+  OutFrame r[] = {{Bytes(reply), nullptr}};
+  ASSERT_TRUE((*server)->Send(m.peer, r).ok());
+  auto back = (*client)->Receive(5s);
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ(Text(*(*back)->frames[0]), "reply");
+}
+
+TEST_P(TransportTest, ReceiveTimesOutWithNothing) {
+  auto t = Transport::CreateZmq();
+  auto server = t->Bind(GetParam());
+  ASSERT_TRUE(server.ok());
+  auto got = (*server)->Receive(20ms);
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(got->has_value());
+}
+
+TEST_P(TransportTest, SendToAnUnknownPeerFailsWithoutBlocking) {
+  auto t = Transport::CreateZmq();
+  auto server = t->Bind(GetParam());
+  ASSERT_TRUE(server.ok());
+  std::string x = "x";
+  OutFrame f[] = {{Bytes(x), nullptr}};
+  Status s = (*server)->Send("nobody", f);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+}
+
+INSTANTIATE_TEST_SUITE_P(Endpoints, TransportTest,
+                         ::testing::Values("tcp://127.0.0.1:0", "inproc://transport-test"));
+
+TEST(Transport, BindingAPortInUseIsNamed) {
+  auto t = Transport::CreateZmq();
+  auto a = t->Bind("tcp://127.0.0.1:0");
+  ASSERT_TRUE(a.ok());
+  auto b = t->Bind((*a)->endpoint());
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find((*a)->endpoint()), std::string::npos) << b.status().message();
+}
+
+}  // namespace
+}  // namespace psforge

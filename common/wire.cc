@@ -1,0 +1,197 @@
+#include "common/wire.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+
+#include <cstring>
+
+#include "common/proto/psforge.capnp.h"
+
+namespace psforge {
+namespace {
+
+static_assert(proto::SCHEMA_VERSION == kWireSchemaVersion, "wire.h and psforge.capnp disagree");
+
+void FillBlock(proto::KeyBlock::Builder b, const WireHeader& h) {
+  b.setStep(h.step);
+  b.setKeyBegin(h.key_begin);
+  b.setKeyEnd(h.key_end);
+  b.setDtype(static_cast<proto::DType>(h.dtype));
+}
+
+Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
+  h->step = b.getStep();
+  h->key_begin = b.getKeyBegin();
+  h->key_end = b.getKeyEnd();
+  auto dtype = b.getDtype();
+  if (static_cast<unsigned>(dtype) > static_cast<unsigned>(proto::DType::FP16))
+    return InvalidArgument("unknown dtype " + std::to_string(static_cast<unsigned>(dtype)));
+  h->dtype = static_cast<DType>(dtype);
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char* MessageKindName(MessageKind k) {
+  switch (k) {
+    case MessageKind::kRegister: return "register";
+    case MessageKind::kHeartbeat: return "heartbeat";
+    case MessageKind::kPush: return "push";
+    case MessageKind::kPushAck: return "push_ack";
+    case MessageKind::kPull: return "pull";
+    case MessageKind::kPullReply: return "pull_reply";
+    case MessageKind::kError: return "error";
+    case MessageKind::kControl: return "control";
+  }
+  return "?";
+}
+
+void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
+  // Headers are tiny: one first segment on the stack, no heap segment.
+  alignas(8) capnp::word first[64];
+  std::memset(first, 0, sizeof first);
+  capnp::MallocMessageBuilder message(kj::arrayPtr(first, 64));
+  auto root = message.initRoot<proto::Header>();
+  root.setVersion(h.version);
+  root.setRequestId(h.request_id);
+  root.setSenderId(h.sender);
+  auto body = root.initBody();
+  switch (h.kind) {
+    case MessageKind::kRegister:
+      body.initRegister().setRole(static_cast<proto::Role>(h.role));
+      break;
+    case MessageKind::kHeartbeat: body.initHeartbeat().setStep(h.step); break;
+    case MessageKind::kPush: FillBlock(body.initPush(), h); break;
+    case MessageKind::kPull: FillBlock(body.initPull(), h); break;
+    case MessageKind::kPullReply: FillBlock(body.initPullReply(), h); break;
+    case MessageKind::kPushAck: {
+      auto a = body.initPushAck();
+      a.setStep(h.step);
+      a.setDuplicate(h.duplicate);
+      break;
+    }
+    case MessageKind::kError: {
+      auto e = body.initError();
+      e.setCode(static_cast<uint16_t>(h.error_code));
+      e.setMessage(h.text);
+      break;
+    }
+    case MessageKind::kControl: {
+      auto c = body.initControl();
+      c.setKind(static_cast<proto::ControlKind>(h.control));
+      c.setValue(h.value);
+      c.setText(h.text);
+      break;
+    }
+  }
+  auto segments = message.getSegmentsForOutput();
+  std::size_t words = capnp::computeSerializedSizeInWords(segments);
+  out->resize(words * sizeof(capnp::word));
+  kj::ArrayOutputStream stream(
+      kj::arrayPtr(reinterpret_cast<kj::byte*>(out->data()), out->size()));
+  capnp::writeMessage(stream, segments);
+}
+
+Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<uint64_t>* scratch) {
+  if (frame.size() > kMaxHeaderBytes)
+    return InvalidArgument("header frame of " + std::to_string(frame.size()) +
+                           " bytes exceeds the limit of " + std::to_string(kMaxHeaderBytes));
+  if (frame.empty() || frame.size() % sizeof(capnp::word) != 0)
+    return InvalidArgument("header frame of " + std::to_string(frame.size()) +
+                           " bytes is not a whole number of 8-byte words");
+  const capnp::word* words = reinterpret_cast<const capnp::word*>(frame.data());
+  if (reinterpret_cast<std::uintptr_t>(frame.data()) % alignof(capnp::word) != 0) {
+    scratch->resize(frame.size() / sizeof(uint64_t));
+    std::memcpy(scratch->data(), frame.data(), frame.size());
+    words = reinterpret_cast<const capnp::word*>(scratch->data());
+  }
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = kMaxHeaderBytes / sizeof(capnp::word);
+  options.nestingLimit = 8;
+  WireHeader h;
+  Status status;
+  kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&] {
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, frame.size() / sizeof(capnp::word)),
+                                         options);
+    auto root = reader.getRoot<proto::Header>();
+    h.version = root.getVersion();
+    if (h.version != kWireSchemaVersion) {
+      status = InvalidArgument("peer speaks wire schema version " + std::to_string(h.version) +
+                               ", this process speaks " + std::to_string(kWireSchemaVersion) +
+                               "; run the same psforge release everywhere");
+      return;
+    }
+    h.request_id = root.getRequestId();
+    h.sender = root.getSenderId();
+    auto body = root.getBody();
+    switch (body.which()) {
+      case proto::Header::Body::REGISTER: {
+        h.kind = MessageKind::kRegister;
+        auto role = body.getRegister().getRole();
+        if (static_cast<unsigned>(role) > static_cast<unsigned>(proto::Role::COORDINATOR))
+          status = InvalidArgument("unknown role");
+        h.role = static_cast<PeerRole>(role);
+        break;
+      }
+      case proto::Header::Body::HEARTBEAT:
+        h.kind = MessageKind::kHeartbeat;
+        h.step = body.getHeartbeat().getStep();
+        break;
+      case proto::Header::Body::PUSH:
+        h.kind = MessageKind::kPush;
+        status = ReadBlock(body.getPush(), &h);
+        break;
+      case proto::Header::Body::PULL:
+        h.kind = MessageKind::kPull;
+        status = ReadBlock(body.getPull(), &h);
+        break;
+      case proto::Header::Body::PULL_REPLY:
+        h.kind = MessageKind::kPullReply;
+        status = ReadBlock(body.getPullReply(), &h);
+        break;
+      case proto::Header::Body::PUSH_ACK:
+        h.kind = MessageKind::kPushAck;
+        h.step = body.getPushAck().getStep();
+        h.duplicate = body.getPushAck().getDuplicate();
+        break;
+      case proto::Header::Body::ERROR: {
+        h.kind = MessageKind::kError;
+        uint16_t code = body.getError().getCode();
+        h.error_code = code <= static_cast<uint16_t>(StatusCode::kInternal)
+                           ? static_cast<StatusCode>(code) : StatusCode::kInternal;
+        h.text = body.getError().getMessage();
+        break;
+      }
+      case proto::Header::Body::CONTROL: {
+        h.kind = MessageKind::kControl;
+        auto c = body.getControl();
+        if (static_cast<unsigned>(c.getKind()) > static_cast<unsigned>(proto::ControlKind::SET_WORKERS))
+          status = InvalidArgument("unknown control kind");
+        h.control = static_cast<ControlKind>(c.getKind());
+        h.value = c.getValue();
+        h.text = c.getText();
+        break;
+      }
+      default:
+        status = InvalidArgument("unknown message kind " + std::to_string(body.which()));
+    }
+  });
+  KJ_IF_MAYBE(e, failure) {
+    return InvalidArgument(std::string("malformed header: ") + e->getDescription().cStr());
+  }
+  if (!status.ok()) return status;
+  return h;
+}
+
+WireHeader ErrorReply(const WireHeader& request, const Status& status) {
+  WireHeader h;
+  h.kind = MessageKind::kError;
+  h.request_id = request.request_id;
+  h.error_code = status.code();
+  h.text = status.message();
+  return h;
+}
+
+}  // namespace psforge

@@ -1,0 +1,59 @@
+// The wire codec: plain structs for the Cap'n Proto Header of
+// common/proto/psforge.capnp. Generated types never leave wire.cc.
+//
+// Decoding is bounded (ReaderOptions with small traversal and nesting limits,
+// a size cap checked first) and copies an unaligned frame into an aligned
+// scratch buffer, since Cap'n Proto rejects unaligned segments and ZeroMQ can
+// hand over small frames unaligned. Every malformed input is an
+// InvalidArgument naming what was wrong. Thread-compatible.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace psforge {
+
+inline constexpr uint16_t kWireSchemaVersion = 1;
+// No valid header comes near this; anything larger is refused undecoded.
+inline constexpr std::size_t kMaxHeaderBytes = 4096;
+
+enum class MessageKind { kRegister, kHeartbeat, kPush, kPushAck, kPull, kPullReply, kError, kControl };
+enum class DType { kF32, kBf16, kF16 };
+enum class PeerRole { kWorker, kServer, kCoordinator };
+enum class ControlKind { kShutdown, kStats, kSetWorkers };
+
+const char* MessageKindName(MessageKind k);
+
+struct WireHeader {
+  uint16_t version = kWireSchemaVersion;
+  MessageKind kind = MessageKind::kHeartbeat;
+  uint64_t request_id = 0;
+  uint32_t sender = 0;
+  // push, pull, pull reply (KeyBlock); push ack and heartbeat use `step` too.
+  int64_t step = 0;
+  int64_t key_begin = 0;
+  int64_t key_end = 0;
+  DType dtype = DType::kF32;
+  bool duplicate = false;                 // push ack
+  StatusCode error_code = StatusCode::kOk;  // error
+  std::string text;                       // error message, control text
+  PeerRole role = PeerRole::kWorker;      // register
+  ControlKind control = ControlKind::kStats;
+  int64_t value = 0;                      // control
+};
+
+// Serialises `h` into `out` (resized; reuse it to avoid allocating).
+void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out);
+
+// Parses a header frame. `scratch` is reused for alignment copies.
+Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<uint64_t>* scratch);
+
+// An error reply to `request`.
+WireHeader ErrorReply(const WireHeader& request, const Status& status);
+
+}  // namespace psforge

@@ -1,0 +1,185 @@
+// The ZeroMQ implementation of common/transport.h.
+#include <zmq.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/transport.h"
+
+namespace psforge {
+namespace {
+
+std::string ZmqError(const std::string& what) { return what + ": " + zmq_strerror(zmq_errno()); }
+
+class ZmqFrame final : public InFrame {
+ public:
+  ZmqFrame() { zmq_msg_init(&msg_); }
+  ~ZmqFrame() override { zmq_msg_close(&msg_); }
+  zmq_msg_t* msg() { return &msg_; }
+  std::span<const std::byte> bytes() const override {
+    auto* m = const_cast<zmq_msg_t*>(&msg_);
+    return {static_cast<const std::byte*>(zmq_msg_data(m)), zmq_msg_size(m)};
+  }
+
+ private:
+  zmq_msg_t msg_;
+};
+
+void ReleaseOwner(void* /*data*/, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }
+
+// Sends one frame; `more` when others follow.
+Status SendFrame(void* socket, const OutFrame& f, bool more) {
+  zmq_msg_t msg;
+  if (f.owner) {
+    auto* hint = new std::shared_ptr<const void>(f.owner);
+    if (zmq_msg_init_data(&msg, const_cast<std::byte*>(f.bytes.data()), f.bytes.size(), ReleaseOwner,
+                          hint) != 0) {
+      delete hint;
+      return Internal(ZmqError("zmq_msg_init_data"));
+    }
+  } else {
+    if (zmq_msg_init_size(&msg, f.bytes.size()) != 0) return ResourceExhausted(ZmqError("zmq_msg_init_size"));
+    if (!f.bytes.empty()) std::memcpy(zmq_msg_data(&msg), f.bytes.data(), f.bytes.size());
+  }
+  if (zmq_msg_send(&msg, socket, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
+    int err = zmq_errno();
+    zmq_msg_close(&msg);
+    if (err == EAGAIN || err == EHOSTUNREACH)
+      return Unavailable("peer cannot take the message now (gone or its queue is full)");
+    return Internal(std::string("zmq_msg_send: ") + zmq_strerror(err));
+  }
+  return Status::Ok();
+}
+
+// Receives all frames of one message that is known to be ready.
+Result<InMessage> ReceiveAll(void* socket, bool routed) {
+  InMessage m;
+  int more = 1;
+  bool first = true;
+  while (more) {
+    auto frame = std::make_unique<ZmqFrame>();
+    if (zmq_msg_recv(frame->msg(), socket, 0) < 0) return Internal(ZmqError("zmq_msg_recv"));
+    more = zmq_msg_more(frame->msg());
+    if (routed && first) {
+      auto b = frame->bytes();
+      m.peer.assign(reinterpret_cast<const char*>(b.data()), b.size());
+    } else {
+      m.frames.push_back(std::move(frame));
+    }
+    first = false;
+  }
+  return m;
+}
+
+Result<std::optional<InMessage>> PollAndReceive(void* socket, bool routed,
+                                                std::chrono::milliseconds timeout) {
+  zmq_pollitem_t item{socket, 0, ZMQ_POLLIN, 0};
+  int n = zmq_poll(&item, 1, static_cast<long>(timeout.count()));
+  if (n < 0) {
+    if (zmq_errno() == EINTR) return std::optional<InMessage>();
+    return Internal(ZmqError("zmq_poll"));
+  }
+  if (n == 0) return std::optional<InMessage>();
+  PSF_ASSIGN_OR_RETURN(InMessage m, ReceiveAll(socket, routed));
+  return std::optional<InMessage>(std::move(m));
+}
+
+Status SendFrames(void* socket, std::span<const OutFrame> frames, const std::string* peer) {
+  if (peer) {
+    OutFrame id{std::as_bytes(std::span(peer->data(), peer->size())), nullptr};
+    PSF_RETURN_IF_ERROR(SendFrame(socket, id, !frames.empty()));
+  }
+  for (std::size_t i = 0; i < frames.size(); ++i)
+    PSF_RETURN_IF_ERROR(SendFrame(socket, frames[i], i + 1 < frames.size()));
+  return Status::Ok();
+}
+
+void SetCommonOptions(void* socket) {
+  int linger = 0, hwm = 10000;
+  zmq_setsockopt(socket, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(socket, ZMQ_SNDHWM, &hwm, sizeof hwm);
+  zmq_setsockopt(socket, ZMQ_RCVHWM, &hwm, sizeof hwm);
+  // Refuse frames larger than 1 GiB outright: no peer makes us allocate more.
+  int64_t max_msg = int64_t{1} << 30;
+  zmq_setsockopt(socket, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+}
+
+class ZmqServerSocket final : public ServerSocket {
+ public:
+  ZmqServerSocket(void* socket, std::string endpoint) : socket_(socket), endpoint_(std::move(endpoint)) {}
+  ~ZmqServerSocket() override { zmq_close(socket_); }
+  const std::string& endpoint() const override { return endpoint_; }
+  Result<std::optional<InMessage>> Receive(std::chrono::milliseconds timeout) override {
+    return PollAndReceive(socket_, true, timeout);
+  }
+  Status Send(const std::string& peer, std::span<const OutFrame> frames) override {
+    return SendFrames(socket_, frames, &peer);
+  }
+
+ private:
+  void* socket_;
+  std::string endpoint_;
+};
+
+class ZmqClientSocket final : public ClientSocket {
+ public:
+  ZmqClientSocket(void* socket, std::string endpoint) : socket_(socket), endpoint_(std::move(endpoint)) {}
+  ~ZmqClientSocket() override { zmq_close(socket_); }
+  const std::string& endpoint() const override { return endpoint_; }
+  Result<std::optional<InMessage>> Receive(std::chrono::milliseconds timeout) override {
+    return PollAndReceive(socket_, false, timeout);
+  }
+  Status Send(std::span<const OutFrame> frames) override { return SendFrames(socket_, frames, nullptr); }
+
+ private:
+  void* socket_;
+  std::string endpoint_;
+};
+
+class ZmqTransport final : public Transport {
+ public:
+  explicit ZmqTransport(int io_threads) : context_(zmq_ctx_new()) {
+    zmq_ctx_set(context_, ZMQ_IO_THREADS, io_threads);
+  }
+  ~ZmqTransport() override { zmq_ctx_term(context_); }
+
+  Result<std::unique_ptr<ServerSocket>> Bind(const std::string& endpoint) override {
+    void* s = zmq_socket(context_, ZMQ_ROUTER);
+    if (!s) return Internal(ZmqError("zmq_socket"));
+    SetCommonOptions(s);
+    int mandatory = 1;  // report an unknown or full peer instead of dropping silently
+    zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
+    if (zmq_bind(s, endpoint.c_str()) != 0) {
+      Status st = Unavailable(ZmqError("cannot bind " + endpoint));
+      zmq_close(s);
+      return st;
+    }
+    char bound[256];
+    size_t len = sizeof bound;
+    zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, bound, &len);
+    return std::unique_ptr<ServerSocket>(new ZmqServerSocket(s, bound));
+  }
+
+  Result<std::unique_ptr<ClientSocket>> Connect(const std::string& endpoint) override {
+    void* s = zmq_socket(context_, ZMQ_DEALER);
+    if (!s) return Internal(ZmqError("zmq_socket"));
+    SetCommonOptions(s);
+    if (zmq_connect(s, endpoint.c_str()) != 0) {
+      Status st = InvalidArgument(ZmqError("cannot connect to " + endpoint));
+      zmq_close(s);
+      return st;
+    }
+    return std::unique_ptr<ClientSocket>(new ZmqClientSocket(s, endpoint));
+  }
+
+ private:
+  void* context_;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> Transport::CreateZmq(int io_threads) {
+  return std::make_unique<ZmqTransport>(io_threads < 1 ? 1 : io_threads);
+}
+
+}  // namespace psforge
