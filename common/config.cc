@@ -262,6 +262,19 @@ void ReadTraining(const YAML::Node& n, TrainingOptions* t, Status* err) {
   r.RejectUnknownKeys();
 }
 
+void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
+  MapReader r(n, "cluster", err);
+  r.Int("servers", &c->servers, 1, 4096);
+  r.Int("workers", &c->workers, 1, 65536);
+  r.Enum("consistency", &c->consistency,
+         {{"bsp", Consistency::kBsp}, {"ssp", Consistency::kSsp}, {"asp", Consistency::kAsp}});
+  r.Int("staleness", &c->staleness, 0, 1000000);
+  r.Double("request_timeout_s", &c->request_timeout_s, 0.0, 1e6, true);
+  r.Int("max_parked_pulls", &c->max_parked_pulls, 1, 1 << 20);
+  r.Int("server_threads", &c->server_threads, 1, 1024);
+  r.RejectUnknownKeys();
+}
+
 // Sets root[a][b]... = value, creating mappings on the way.
 Status ApplyOverride(YAML::Node root, const ConfigOverride& o) {
   std::vector<std::string> parts;
@@ -306,6 +319,15 @@ const char* ActivationName(Activation a) {
 
 const char* DataFormatName(DataFormat f) { return f == DataFormat::kIdx ? "idx" : "csv"; }
 
+const char* ConsistencyName(Consistency c) {
+  switch (c) {
+    case Consistency::kBsp: return "bsp";
+    case Consistency::kSsp: return "ssp";
+    case Consistency::kAsp: return "asp";
+  }
+  return "?";
+}
+
 const char* OptimizerKindName(OptimizerKind k) {
   switch (k) {
     case OptimizerKind::kSgd: return "sgd";
@@ -345,7 +367,7 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
   Status err;
   MapReader top(root, "", &err);
   // Reading each section through `top` marks it as known.
-  for (const char* s : {"model", "data", "optimizer", "training"}) {
+  for (const char* s : {"model", "data", "optimizer", "training", "cluster"}) {
     if (top.Has(s) && !root[s].IsMap() && !root[s].IsNull())
       top.Fail(s, "expected a mapping of fields, got " + Describe(root[s]));
   }
@@ -354,11 +376,13 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
   ReadData(croot["data"], base_dir, &c.data, &err);
   ReadOptimizer(croot["optimizer"], &c.optimizer, &err);
   ReadTraining(croot["training"], &c.training, &err);
+  ReadCluster(croot["cluster"], &c.cluster, &err);
   if (err.ok()) {
     for (const auto& kv : root) {
       std::string key = kv.first.Scalar();
-      if (key != "model" && key != "data" && key != "optimizer" && key != "training") {
-        top.Fail(key, "unknown section; allowed sections are model, data, optimizer, training");
+      if (key != "model" && key != "data" && key != "optimizer" && key != "training" &&
+          key != "cluster") {
+        top.Fail(key, "unknown section; allowed sections are model, data, optimizer, training, cluster");
         break;
       }
     }
@@ -403,8 +427,14 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
   const auto& t = c.training;
   nlohmann::json training = {{"epochs", t.epochs}, {"batch_size", t.batch_size},
                              {"threads", t.threads}, {"seed", t.seed}, {"shuffle", t.shuffle}};
+  const auto& cl = c.cluster;
+  nlohmann::json cluster = {{"servers", cl.servers}, {"workers", cl.workers},
+                            {"consistency", ConsistencyName(cl.consistency)},
+                            {"staleness", cl.staleness}, {"request_timeout_s", cl.request_timeout_s},
+                            {"max_parked_pulls", cl.max_parked_pulls},
+                            {"server_threads", cl.server_threads}};
   return {{"path", c.path}, {"model", model}, {"data", data}, {"optimizer", opt},
-          {"training", training}};
+          {"training", training}, {"cluster", cluster}};
 }
 
 }  // namespace psforge

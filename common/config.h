@@ -22,11 +22,13 @@ enum class ModelKind { kMlp, kLinearRegression, kLogisticRegression };
 enum class Activation { kRelu, kSigmoid, kTanh };
 enum class DataFormat { kIdx, kCsv };
 enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad };
+enum class Consistency { kBsp, kSsp, kAsp };
 
 const char* ModelKindName(ModelKind k);
 const char* ActivationName(Activation a);
 const char* DataFormatName(DataFormat f);
 const char* OptimizerKindName(OptimizerKind k);
+const char* ConsistencyName(Consistency c);
 
 // model: what network to build.
 struct ModelOptions {
@@ -74,12 +76,24 @@ struct TrainingOptions {
   double progress_interval_s = 1.0;  // seconds between progress updates
 };
 
+// cluster: the distributed run (ps-server, ps-worker).
+struct ClusterOptions {
+  int64_t servers = 2;                  // parameter servers, >= 1
+  int64_t workers = 2;                  // workers, >= 1
+  Consistency consistency = Consistency::kBsp;  // bsp | ssp | asp
+  int64_t staleness = 1;                // ssp: a pull at step t waits for version >= t - staleness
+  double request_timeout_s = 60;        // a worker gives up on a server reply after this long
+  int64_t max_parked_pulls = 1024;      // a server refuses pulls beyond this many waiting
+  int64_t server_threads = 1;           // optimizer threads per server (servers share cores with workers)
+};
+
 struct JobConfig {
   std::string path;  // the file it came from ("" when built in code)
   ModelOptions model;
   DataOptions data;
   OptimizerOptions optimizer;
   TrainingOptions training;
+  ClusterOptions cluster;
 };
 
 // One "section.field=value" override from the command line.

@@ -1,5 +1,6 @@
 #include "common/dataset.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -175,6 +176,22 @@ Result<Dataset> ReadCsv(const std::string& path, int64_t label_column, bool head
   if (in.bad()) return DataLoss(path + ": read error");
   if (d.rows == 0) return InvalidArgument(path + ": no data rows");
   return d;
+}
+
+Result<int64_t> ReadFeatureCount(const JobConfig& config) {
+  const DataOptions& o = config.data;
+  if (o.format == DataFormat::kIdx) {
+    GzFile images(o.train_images);
+    if (!images.is_open()) return NotFound(o.train_images + ": cannot open");
+    PSF_ASSIGN_OR_RETURN(auto dims, ReadIdxHeader(images, o.train_images, 0x00000803, "images"));
+    return static_cast<int64_t>(dims[1]) * dims[2];
+  }
+  std::ifstream in(o.train_csv);
+  std::string line;
+  if (o.csv_header) std::getline(in, line);
+  if (!std::getline(in, line)) return InvalidArgument(o.train_csv + ": no data rows");
+  // Columns are commas + 1, one of them the label.
+  return static_cast<int64_t>(std::count(line.begin(), line.end(), ','));
 }
 
 Result<Dataset> LoadDataset(const JobConfig& config, bool train) {

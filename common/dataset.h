@@ -45,6 +45,10 @@ FeatureStats ComputeFeatureStats(const Dataset& data);
 // x = (x - mean) / stddev, in place.
 void Standardize(const FeatureStats& stats, Dataset* data);
 
+// The number of features per sample of the training set, from the file's
+// header or first row only (servers need the model shape, not the data).
+Result<int64_t> ReadFeatureCount(const JobConfig& config);
+
 // Loads the training (train=true) or test set named by the config and checks
 // its targets against the model (class indices < classes, 0/1 for logistic).
 Result<Dataset> LoadDataset(const JobConfig& config, bool train);

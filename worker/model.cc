@@ -1,6 +1,7 @@
 #include "worker/model.h"
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 
 #include "worker/nn/layers.h"
@@ -81,6 +82,16 @@ float Model::TrainStep(const float* x, const float* targets, int64_t n) {
     if (i > 0) activations_[i - 1].Backward(a_[i - 1].get(), da_[i - 1].get(), dz_[i - 1].get(), n);
   }
   return loss;
+}
+
+void Model::ScaleGradients(float factor) {
+  float* g = grads_.get();
+  const int64_t n = spec_.num_params();
+  if (factor == 0.0f) {
+    std::fill(g, g + n, 0.0f);
+  } else {
+    for (int64_t i = 0; i < n; ++i) g[i] *= factor;
+  }
 }
 
 double Model::EvaluateBatch(const float* x, const float* targets, int64_t n) {

@@ -38,6 +38,9 @@ class Model {
   // fills gradients() with the gradient of the mean loss; returns that loss.
   float TrainStep(const float* x, const float* targets, int64_t n);
 
+  // gradients() *= factor (0 clears them).
+  void ScaleGradients(float factor);
+
   // Forward only; returns the batch's metric sum (correct predictions for
   // classifiers, squared error for regression).
   double EvaluateBatch(const float* x, const float* targets, int64_t n);

@@ -79,8 +79,8 @@ void ProgressPrinter::Line(const std::string& text) {
 }
 
 Trainer::Trainer(const JobConfig& config, Model* model, ParameterClient* client,
-                 ProgressPrinter* progress)
-    : config_(config), model_(model), client_(client), progress_(progress) {
+                 ProgressPrinter* progress, WorkerShare share)
+    : config_(config), model_(model), client_(client), progress_(progress), share_(share) {
   batch_x_.resize(model->max_batch() * model->spec().inputs());
   batch_t_.resize(model->max_batch());
 }
@@ -114,7 +114,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test) {
     return InvalidArgument("data: training set has " + std::to_string(train.features) +
                            " features and test set " + std::to_string(test.features) +
                            ", the model expects " + std::to_string(model_->spec().inputs()));
-  const int64_t batch = std::min<int64_t>(t.batch_size, model_->max_batch());
+  const int64_t batch = t.batch_size;  // global: summed over all workers
   const int64_t steps_per_epoch = (train.rows + batch - 1) / batch;
   const int64_t total_steps = steps_per_epoch * t.epochs;
 
@@ -134,9 +134,18 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test) {
     double loss_sum = 0;
     const auto epoch_start = Clock::now();
     for (int64_t s = 0; s < steps_per_epoch; ++s) {
-      int64_t begin = s * batch, n = std::min(batch, train.rows - begin);
-      Gather(train, order.data() + begin, n);
-      float loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n);
+      const int64_t global_begin = s * batch, global_n = std::min(batch, train.rows - global_begin);
+      const KeyRange part = PartitionKeys(global_n, share_.count, share_.index);
+      const int64_t n = part.size();
+      float loss = 0;
+      if (n > 0) {
+        Gather(train, order.data() + global_begin + part.begin, n);
+        loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n);
+      }
+      // Servers average the workers' mean gradients; weighting each by its
+      // share of the batch makes that average the mean over the whole batch.
+      if (n * share_.count != global_n)
+        model_->ScaleGradients(static_cast<float>(n * share_.count) / static_cast<float>(global_n));
       if (!std::isfinite(loss))
         return FailedPrecondition("loss became " + std::to_string(loss) + " at step " +
                                   std::to_string(step) +
@@ -145,7 +154,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test) {
       ++step;
       PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
       loss_sum += loss;
-      samples += n;
+      samples += global_n;
       double epoch_s = Seconds(epoch_start);
       double rate = samples / std::max(1e-9, train_s + epoch_s);
       double eta = (total_steps - step) * batch / std::max(1.0, rate);

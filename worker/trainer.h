@@ -57,9 +57,17 @@ class ProgressPrinter {
   bool live_line_ = false;
 };
 
+// Which share of every global batch this process trains on: worker `index`
+// of `count` takes the index-th of `count` balanced contiguous parts.
+struct WorkerShare {
+  int64_t index = 0;
+  int64_t count = 1;
+};
+
 class Trainer {
  public:
-  Trainer(const JobConfig& config, Model* model, ParameterClient* client, ProgressPrinter* progress);
+  Trainer(const JobConfig& config, Model* model, ParameterClient* client, ProgressPrinter* progress,
+          WorkerShare share = {});
 
   // Trains for config.training.epochs epochs and evaluates after each.
   Result<TrainResult> Run(const Dataset& train, const Dataset& test);
@@ -74,6 +82,7 @@ class Trainer {
   Model* model_;
   ParameterClient* client_;
   ProgressPrinter* progress_;
+  WorkerShare share_;
   std::vector<float> batch_x_, batch_t_;
   std::vector<int64_t> order_;
 };

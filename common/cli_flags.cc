@@ -1,0 +1,25 @@
+#include "common/cli_flags.h"
+
+namespace psforge {
+
+void AddCommonFlags(CLI::App* app, CommonFlags* f, bool with_training) {
+  app->add_option("--config", f->config_path, "job config (YAML)")->required();
+  app->add_option("--set", f->sets, "override any field: --set optimizer.learning_rate=0.01");
+  if (!with_training) return;
+  app->add_option("--epochs", f->epochs, "override training.epochs")->check(CLI::PositiveNumber);
+  app->add_option("--threads", f->threads, "override training.threads")->check(CLI::PositiveNumber);
+  app->add_option("--summary", f->summary_path, "write a JSON summary of the run to this file");
+}
+
+Result<JobConfig> LoadConfigFromFlags(const CommonFlags& f) {
+  std::vector<ConfigOverride> overrides;
+  if (f.epochs > 0) overrides.emplace_back("training.epochs", std::to_string(f.epochs));
+  if (f.threads > 0) overrides.emplace_back("training.threads", std::to_string(f.threads));
+  for (const auto& s : f.sets) {
+    PSF_ASSIGN_OR_RETURN(ConfigOverride o, ParseOverride(s));
+    overrides.push_back(o);
+  }
+  return LoadJobConfig(f.config_path, overrides);
+}
+
+}  // namespace psforge

@@ -1,0 +1,29 @@
+// The flags every psforge command shares: --config, --epochs, --threads,
+// --set, --summary. Flags override the config file's fields and go through
+// the same validation.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "common/config.h"
+
+namespace psforge {
+
+struct CommonFlags {
+  std::string config_path;
+  std::string summary_path;
+  int64_t epochs = 0;   // 0: from the config
+  int64_t threads = 0;  // 0: from the config
+  std::vector<std::string> sets;
+};
+
+// Registers the flags on `app`; `with_training` adds --epochs, --threads and --summary.
+void AddCommonFlags(CLI::App* app, CommonFlags* flags, bool with_training);
+
+// Loads the config with the flags applied; an error names the field or flag.
+Result<JobConfig> LoadConfigFromFlags(const CommonFlags& flags);
+
+}  // namespace psforge

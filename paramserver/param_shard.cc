@@ -1,0 +1,147 @@
+#include "paramserver/param_shard.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace psforge {
+namespace {
+
+std::string Range(int64_t b, int64_t e) {
+  return "[" + std::to_string(b) + ", " + std::to_string(e) + ")";
+}
+
+}  // namespace
+
+ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,
+                       std::unique_ptr<Optimizer> optimizer)
+    : range_(range),
+      consistency_(cluster.consistency),
+      staleness_(cluster.staleness),
+      workers_(cluster.workers),
+      optimizer_(std::move(optimizer)),
+      weights_(range.size()),
+      incoming_(range.size()),
+      pushed_(cluster.workers, false),
+      clock_(cluster.workers, 0) {
+  if (consistency_ == Consistency::kBsp) sum_.assign(range.size(), 0.0f);
+}
+
+Result<std::unique_ptr<ParamShard>> ParamShard::Create(const ModelSpec& spec, KeyRange range,
+                                                       const OptimizerOptions& optimizer,
+                                                       const ClusterOptions& cluster) {
+  if (range.begin < 0 || range.end > spec.num_params() || range.size() <= 0)
+    return InvalidArgument("key range " + Range(range.begin, range.end) +
+                           " is not a non-empty part of the model's " +
+                           std::to_string(spec.num_params()) + " keys");
+  PSF_ASSIGN_OR_RETURN(auto opt, Optimizer::Create(optimizer, range.size()));
+  std::unique_ptr<ParamShard> shard(new ParamShard(range, cluster, std::move(opt)));
+  spec.Initialize(range, shard->weights_);
+  return shard;
+}
+
+Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t begin, int64_t end,
+                                     std::span<const std::byte> payload) {
+  if (worker >= static_cast<uint64_t>(workers_))
+    return InvalidArgument("push from worker " + std::to_string(worker) + " but the job has " +
+                           std::to_string(workers_) + " workers");
+  if (begin != range_.begin || end != range_.end)
+    return InvalidArgument("push for keys " + Range(begin, end) + " but this server owns " +
+                           Range(range_.begin, range_.end) + "; a push covers the whole range");
+  const std::size_t expected = static_cast<std::size_t>(range_.size()) * sizeof(float);
+  if (payload.size() != expected)
+    return InvalidArgument("push payload of " + std::to_string(payload.size()) + " bytes, expected " +
+                           std::to_string(expected) + " (" + std::to_string(range_.size()) +
+                           " float32 values)");
+  if (step < 0) return InvalidArgument("push for negative step " + std::to_string(step));
+
+  // Idempotence and ordering before touching any state.
+  if (consistency_ == Consistency::kBsp) {
+    if (step < version_ || (step == version_ && pushed_[worker])) return PushOutcome::kDuplicate;
+    if (step > version_)
+      return InvalidArgument("push for step " + std::to_string(step) + " but this server is at step " +
+                             std::to_string(version_) + " (bsp: one step at a time)");
+  } else {
+    if (step < clock_[worker]) return PushOutcome::kDuplicate;
+    if (step > clock_[worker])
+      return InvalidArgument("push for step " + std::to_string(step) + " from worker " +
+                             std::to_string(worker) + " whose next step is " +
+                             std::to_string(clock_[worker]));
+  }
+
+  const float* grad = reinterpret_cast<const float*>(payload.data());
+  if (reinterpret_cast<std::uintptr_t>(payload.data()) % alignof(float) != 0) {
+    std::memcpy(incoming_.data(), payload.data(), payload.size());
+    grad = incoming_.data();
+  }
+  for (int64_t i = 0; i < range_.size(); ++i) {
+    if (!std::isfinite(grad[i]))
+      return InvalidArgument("push holds a non-finite gradient (" + std::to_string(grad[i]) +
+                             ") at key " + std::to_string(range_.begin + i) + "; nothing applied");
+  }
+
+  if (consistency_ == Consistency::kBsp) {
+    float* sum = sum_.data();
+    for (int64_t i = 0; i < range_.size(); ++i) sum[i] += grad[i];
+    pushed_[worker] = true;
+    if (++pushed_count_ < workers_) return PushOutcome::kAccumulated;
+    ApplyAccumulated();
+    return PushOutcome::kApplied;
+  }
+  optimizer_->Apply(weights_, std::span<const float>(grad, range_.size()));
+  ++clock_[worker];
+  version_ = *std::min_element(clock_.begin(), clock_.end());
+  return PushOutcome::kApplied;
+}
+
+void ParamShard::ApplyAccumulated() {
+  const float inv = 1.0f / static_cast<float>(workers_);
+  for (float& g : sum_) g *= inv;
+  optimizer_->Apply(weights_, sum_);
+  std::fill(sum_.begin(), sum_.end(), 0.0f);
+  std::fill(pushed_.begin(), pushed_.end(), false);
+  pushed_count_ = 0;
+  ++version_;
+}
+
+Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end) const {
+  if (worker >= static_cast<uint64_t>(workers_))
+    return InvalidArgument("pull from worker " + std::to_string(worker) + " but the job has " +
+                           std::to_string(workers_) + " workers");
+  if (begin < range_.begin || end > range_.end || begin >= end)
+    return InvalidArgument("pull for keys " + Range(begin, end) + " outside this server's " +
+                           Range(range_.begin, range_.end));
+  if (wanted < 0) return InvalidArgument("pull for negative version " + std::to_string(wanted));
+  const int64_t reachable =
+      consistency_ == Consistency::kBsp ? version_ + 1 : clock_[worker];
+  if (wanted > reachable)
+    return InvalidArgument("pull for version " + std::to_string(wanted) + " from worker " +
+                           std::to_string(worker) + ", which cannot be reached before it pushes; at most " +
+                           std::to_string(reachable));
+  return Status::Ok();
+}
+
+bool ParamShard::Ready(int64_t wanted) const {
+  switch (consistency_) {
+    case Consistency::kBsp: return version_ >= wanted;
+    case Consistency::kSsp: return version_ >= wanted - staleness_;
+    case Consistency::kAsp: return true;
+  }
+  return false;
+}
+
+std::span<const float> ParamShard::Weights(int64_t begin, int64_t end) const {
+  return std::span<const float>(weights_).subspan(begin - range_.begin, end - begin);
+}
+
+std::vector<uint32_t> ParamShard::Lagging() const {
+  std::vector<uint32_t> out;
+  for (int64_t w = 0; w < workers_; ++w) {
+    bool lagging = consistency_ == Consistency::kBsp ? !pushed_[w] : clock_[w] == version_;
+    if (lagging) out.push_back(static_cast<uint32_t>(w));
+  }
+  return out;
+}
+
+}  // namespace psforge

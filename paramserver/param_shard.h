@@ -1,0 +1,76 @@
+// ParamShard: one contiguous key range of the model, its weights, its
+// optimizer state, and the consistency clock (BSP / SSP / ASP).
+//
+// Pure state, no I/O, so every rule can be tested in-process; the server
+// loop (server.h) feeds it decoded messages. Invariants:
+//  - BSP: version() counts applied averaged updates. A push for step t is
+//    accepted only when t == version(); when all `workers` have pushed, the
+//    mean gradient is applied once and the version becomes t + 1.
+//  - SSP/ASP: each worker has a clock (the next step it may push); a push for
+//    exactly that step is applied at once, on its own. version() is the
+//    smallest clock: every worker has pushed every step below it.
+//  - A push already applied (same worker, same step) is reported as a
+//    duplicate and changes nothing. A push that fails validation (range,
+//    length, dtype, worker, step, NaN/Inf) changes nothing.
+// Not thread-safe: one server loop owns it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/config.h"
+#include "common/model_spec.h"
+#include "paramserver/optimizer.h"
+
+namespace psforge {
+
+enum class PushOutcome { kApplied, kAccumulated, kDuplicate };
+
+class ParamShard {
+ public:
+  static Result<std::unique_ptr<ParamShard>> Create(const ModelSpec& spec, KeyRange range,
+                                                    const OptimizerOptions& optimizer,
+                                                    const ClusterOptions& cluster);
+
+  KeyRange range() const { return range_; }
+  int64_t version() const { return version_; }
+  int64_t workers() const { return workers_; }
+
+  // `payload` holds (end - begin) float32 values, any alignment.
+  Result<PushOutcome> Push(uint32_t worker, int64_t step, int64_t begin, int64_t end,
+                           std::span<const std::byte> payload);
+
+  // Checks a pull for version `wanted` of keys [begin, end); NotReady is not
+  // an error: Ready() says when it can be answered.
+  Status ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end) const;
+  bool Ready(int64_t wanted) const;
+
+  // The current weights of [begin, end) (inside range()).
+  std::span<const float> Weights(int64_t begin, int64_t end) const;
+
+  // BSP: the workers whose push for the current step has not arrived; SSP:
+  // those whose clock is the minimum (the ones a waiting pull depends on).
+  std::vector<uint32_t> Lagging() const;
+
+ private:
+  ParamShard(KeyRange range, const ClusterOptions& cluster, std::unique_ptr<Optimizer> optimizer);
+  void ApplyAccumulated();
+
+  const KeyRange range_;
+  const Consistency consistency_;
+  const int64_t staleness_;
+  int64_t workers_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::vector<float> weights_;
+  std::vector<float> sum_;           // BSP: gradients of the current step, summed
+  std::vector<float> incoming_;      // an unaligned payload, copied
+  std::vector<bool> pushed_;         // BSP: who has pushed the current step
+  int64_t pushed_count_ = 0;
+  std::vector<int64_t> clock_;       // SSP/ASP: next step per worker
+  int64_t version_ = 0;
+};
+
+}  // namespace psforge

@@ -1,0 +1,130 @@
+#include "paramserver/param_shard.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace psforge {
+namespace {
+
+struct Fixture {
+  ModelSpec spec;
+  std::unique_ptr<ParamShard> shard;
+};
+
+Fixture Make(Consistency c, int64_t workers, int64_t staleness = 1) {
+  ModelOptions m;
+  m.kind = ModelKind::kLinearRegression;
+  auto spec = ModelSpec::FromConfig(m, 3);  // 4 keys
+  OptimizerOptions o;
+  o.kind = OptimizerKind::kSgd;
+  o.learning_rate = 1.0;
+  ClusterOptions cl;
+  cl.consistency = c;
+  cl.workers = workers;
+  cl.staleness = staleness;
+  auto shard = ParamShard::Create(*spec, {0, 4}, o, cl);
+  EXPECT_TRUE(shard.ok());
+  return {*spec, std::move(shard).value()};
+}
+
+std::span<const std::byte> Bytes(const std::vector<float>& v) { return std::as_bytes(std::span(v)); }
+
+TEST(ParamShard, BspAveragesAllWorkersThenAppliesOnce) {
+  auto f = Make(Consistency::kBsp, 2);
+  std::vector<float> g0{1, 2, 3, 4}, g1{3, 2, 1, 0};
+  EXPECT_EQ(*f.shard->Push(0, 0, 0, 4, Bytes(g0)), PushOutcome::kAccumulated);
+  EXPECT_EQ(f.shard->version(), 0);
+  EXPECT_FALSE(f.shard->Ready(1));
+  EXPECT_EQ(f.shard->Lagging(), std::vector<uint32_t>{1});
+  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g1)), PushOutcome::kApplied);
+  EXPECT_EQ(f.shard->version(), 1);
+  EXPECT_TRUE(f.shard->Ready(1));
+  auto w = f.shard->Weights(0, 4);  // zeros - lr * mean = -2 each
+  for (float x : w) EXPECT_FLOAT_EQ(x, -2.0f);
+}
+
+TEST(ParamShard, DuplicatePushesAreIgnored) {
+  auto f = Make(Consistency::kBsp, 2);
+  std::vector<float> g{1, 1, 1, 1};
+  EXPECT_EQ(*f.shard->Push(0, 0, 0, 4, Bytes(g)), PushOutcome::kAccumulated);
+  EXPECT_EQ(*f.shard->Push(0, 0, 0, 4, Bytes(g)), PushOutcome::kDuplicate);
+  EXPECT_EQ(f.shard->version(), 0);
+  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g)), PushOutcome::kApplied);
+  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g)), PushOutcome::kDuplicate);  // an old step
+  for (float x : f.shard->Weights(0, 4)) EXPECT_FLOAT_EQ(x, -1.0f);
+}
+
+TEST(ParamShard, BadPushesChangeNothing) {
+  auto f = Make(Consistency::kBsp, 2);
+  std::vector<float> good{1, 1, 1, 1}, nan{1, std::nanf(""), 1, 1},
+      inf{1, 1, std::numeric_limits<float>::infinity(), 1}, short_{1, 1, 1};
+  auto err = [&](Result<PushOutcome> r, const std::string& what) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status().message();
+  };
+  err(f.shard->Push(0, 0, 0, 4, Bytes(nan)), "non-finite");
+  err(f.shard->Push(0, 0, 0, 4, Bytes(inf)), "non-finite");
+  err(f.shard->Push(0, 0, 0, 4, Bytes(short_)), "12 bytes, expected 16");
+  err(f.shard->Push(0, 0, 1, 4, Bytes(good)), "whole range");
+  err(f.shard->Push(0, 0, 0, 5, Bytes(good)), "whole range");
+  err(f.shard->Push(5, 0, 0, 4, Bytes(good)), "worker 5");
+  err(f.shard->Push(0, 3, 0, 4, Bytes(good)), "step 3");
+  err(f.shard->Push(0, -1, 0, 4, Bytes(good)), "negative");
+  EXPECT_EQ(f.shard->Lagging(), (std::vector<uint32_t>{0, 1}));
+  for (float x : f.shard->Weights(0, 4)) EXPECT_EQ(x, 0.0f);
+  // The worker can still push its real gradient after a rejected one.
+  EXPECT_EQ(*f.shard->Push(0, 0, 0, 4, Bytes(good)), PushOutcome::kAccumulated);
+}
+
+TEST(ParamShard, UnalignedPayloadIsRead) {
+  auto f = Make(Consistency::kAsp, 1);
+  std::vector<float> g{1, 2, 3, 4};
+  std::vector<std::byte> shifted(17);
+  std::memcpy(shifted.data() + 1, g.data(), 16);
+  EXPECT_TRUE(f.shard->Push(0, 0, 0, 4, std::span(shifted).subspan(1)).ok());
+  EXPECT_FLOAT_EQ(f.shard->Weights(0, 4)[3], -4.0f);
+}
+
+TEST(ParamShard, SspWaitsForTheSlowestWithinTheBound) {
+  auto f = Make(Consistency::kSsp, 2, /*staleness=*/1);
+  std::vector<float> g{1, 1, 1, 1};
+  // Worker 0 races ahead; worker 1 has pushed nothing.
+  for (int64_t step = 0; step < 3; ++step)
+    EXPECT_EQ(*f.shard->Push(0, step, 0, 4, Bytes(g)), PushOutcome::kApplied);
+  EXPECT_EQ(f.shard->version(), 0);
+  EXPECT_TRUE(f.shard->Ready(1));   // 0 >= 1 - 1
+  EXPECT_FALSE(f.shard->Ready(2));  // needs worker 1 at step 1
+  EXPECT_TRUE(f.shard->ValidatePull(0, 3, 0, 4).ok());
+  EXPECT_FALSE(f.shard->ValidatePull(0, 4, 0, 4).ok());  // has not pushed step 3
+  EXPECT_EQ(f.shard->Lagging(), std::vector<uint32_t>{1});
+  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g)), PushOutcome::kApplied);
+  EXPECT_EQ(f.shard->version(), 1);
+  EXPECT_TRUE(f.shard->Ready(2));
+  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g)), PushOutcome::kDuplicate);
+  EXPECT_FALSE(f.shard->Push(1, 5, 0, 4, Bytes(g)).ok());  // a gap
+}
+
+TEST(ParamShard, AspNeverWaits) {
+  auto f = Make(Consistency::kAsp, 2);
+  EXPECT_TRUE(f.shard->Ready(0));
+  std::vector<float> g{1, 1, 1, 1};
+  for (int64_t step = 0; step < 5; ++step) ASSERT_TRUE(f.shard->Push(0, step, 0, 4, Bytes(g)).ok());
+  EXPECT_TRUE(f.shard->Ready(5));
+}
+
+TEST(ParamShard, PullValidation) {
+  auto f = Make(Consistency::kBsp, 2);
+  EXPECT_TRUE(f.shard->ValidatePull(0, 0, 1, 3).ok());
+  EXPECT_TRUE(f.shard->ValidatePull(0, 1, 0, 4).ok());
+  EXPECT_FALSE(f.shard->ValidatePull(0, 2, 0, 4).ok());
+  EXPECT_FALSE(f.shard->ValidatePull(0, 0, 3, 3).ok());
+  EXPECT_FALSE(f.shard->ValidatePull(0, 0, 0, 9).ok());
+  EXPECT_FALSE(f.shard->ValidatePull(7, 0, 0, 4).ok());
+  EXPECT_FALSE(f.shard->ValidatePull(0, -1, 0, 4).ok());
+}
+
+}  // namespace
+}  // namespace psforge

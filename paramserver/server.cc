@@ -1,0 +1,202 @@
+#include "paramserver/server.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+namespace psforge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Join(const std::vector<uint32_t>& v) {
+  std::string s;
+  for (uint32_t x : v) s += (s.empty() ? "" : ", ") + std::to_string(x);
+  return s;
+}
+
+}  // namespace
+
+std::string ServerStats::ToJson() const {
+  nlohmann::json j = {{"pushes_applied", pushes_applied}, {"updates", updates},
+                      {"duplicates", duplicates},         {"pulls_answered", pulls_answered},
+                      {"pulls_parked", pulls_parked},     {"pulls_timed_out", pulls_timed_out},
+                      {"replies_dropped", replies_dropped}, {"errors", errors}};
+  return j.dump();
+}
+
+ParamServer::ParamServer(const JobConfig& config, std::shared_ptr<ParamShard> shard,
+                         std::unique_ptr<ServerSocket> socket)
+    : config_(config), shard_(std::move(shard)), socket_(std::move(socket)) {}
+
+ParamServer::~ParamServer() = default;
+
+Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config,
+                                                         const ModelSpec& spec, int64_t index,
+                                                         Transport* transport,
+                                                         const std::string& bind) {
+  if (index < 0 || index >= config.cluster.servers)
+    return InvalidArgument("server index " + std::to_string(index) + " outside [0, " +
+                           std::to_string(config.cluster.servers) + ") (cluster.servers)");
+  KeyRange range = PartitionKeys(spec.num_params(), config.cluster.servers, index);
+  PSF_ASSIGN_OR_RETURN(auto shard, ParamShard::Create(spec, range, config.optimizer, config.cluster));
+  PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(bind));
+  return std::unique_ptr<ParamServer>(
+      new ParamServer(config, std::shared_ptr<ParamShard>(std::move(shard)), std::move(socket)));
+}
+
+Status ParamServer::Serve(const std::atomic<bool>& stop) {
+  // Wake at least this often to see `stop` and expire parked pulls.
+  constexpr auto kTick = std::chrono::milliseconds(100);
+  while (!stop.load(std::memory_order_relaxed) && !shutdown_) {
+    auto wait = kTick;
+    for (const auto& p : parked_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - Clock::now());
+      wait = std::clamp(left, std::chrono::milliseconds(0), wait);
+    }
+    PSF_ASSIGN_OR_RETURN(auto message, socket_->Receive(wait));
+    if (message) Handle(*message);
+    ExpireParkedPulls();
+  }
+  return Status::Ok();
+}
+
+void ParamServer::Handle(InMessage& m) {
+  if (m.frames.empty()) return ReplyError(m.peer, {}, "no_frames", InvalidArgument("empty message"));
+  auto decoded = DecodeHeader(m.frames[0]->bytes(), &decode_scratch_);
+  if (!decoded.ok()) return ReplyError(m.peer, {}, "malformed_header", decoded.status());
+  const WireHeader& h = *decoded;
+  const std::size_t expected_frames = h.kind == MessageKind::kPush ? 2 : 1;
+  if (m.frames.size() != expected_frames)
+    return ReplyError(m.peer, h, "wrong_frame_count",
+                      InvalidArgument(std::string(MessageKindName(h.kind)) + " with " +
+                                      std::to_string(m.frames.size()) + " frames, expected " +
+                                      std::to_string(expected_frames)));
+  switch (h.kind) {
+    case MessageKind::kPush: return HandlePush(m.peer, h, m);
+    case MessageKind::kPull: return HandlePull(m.peer, h);
+    case MessageKind::kHeartbeat: {
+      WireHeader r;
+      r.kind = MessageKind::kHeartbeat;
+      r.request_id = h.request_id;
+      r.step = shard_->version();
+      return Reply(m.peer, r);
+    }
+    case MessageKind::kControl: {
+      WireHeader r;
+      r.kind = MessageKind::kControl;
+      r.request_id = h.request_id;
+      r.control = h.control;
+      r.value = shard_->version();
+      if (h.control == ControlKind::kStats) {
+        r.text = stats_.ToJson();
+      } else if (h.control == ControlKind::kShutdown) {
+        shutdown_ = true;
+      } else {
+        return ReplyError(m.peer, h, "unsupported_control",
+                          InvalidArgument("control kind not supported by a server"));
+      }
+      return Reply(m.peer, r);
+    }
+    default:
+      return ReplyError(m.peer, h, "unexpected_kind",
+                        InvalidArgument(std::string("a server does not take ") +
+                                        MessageKindName(h.kind) + " messages"));
+  }
+}
+
+void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const InMessage& m) {
+  if (h.dtype != DType::kF32)
+    return ReplyError(peer, h, "bad_push", InvalidArgument("push dtype not supported; send float32"));
+  auto outcome = shard_->Push(h.sender, h.step, h.key_begin, h.key_end, m.frames[1]->bytes());
+  if (!outcome.ok()) return ReplyError(peer, h, "bad_push", outcome.status());
+  WireHeader ack;
+  ack.kind = MessageKind::kPushAck;
+  ack.request_id = h.request_id;
+  ack.step = h.step;
+  ack.duplicate = *outcome == PushOutcome::kDuplicate;
+  if (ack.duplicate) {
+    ++stats_.duplicates;
+  } else {
+    ++stats_.pushes_applied;
+  }
+  Reply(peer, ack);
+  if (*outcome == PushOutcome::kApplied) {
+    ++stats_.updates;
+    AnswerReadyPulls();
+  }
+}
+
+void ParamServer::HandlePull(const std::string& peer, const WireHeader& h) {
+  Status valid = shard_->ValidatePull(h.sender, h.step, h.key_begin, h.key_end);
+  if (!valid.ok()) return ReplyError(peer, h, "bad_pull", valid);
+  if (shard_->Ready(h.step)) return ReplyPull(peer, h);
+  if (static_cast<int64_t>(parked_.size()) >= config_.cluster.max_parked_pulls)
+    return ReplyError(peer, h, "too_many_parked_pulls",
+                      ResourceExhausted("this server already holds " +
+                                        std::to_string(parked_.size()) +
+                                        " waiting pulls (cluster.max_parked_pulls)"));
+  ++stats_.pulls_parked;
+  auto timeout = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(config_.cluster.request_timeout_s));
+  parked_.push_back({peer, h, Clock::now() + timeout});
+}
+
+void ParamServer::AnswerReadyPulls() {
+  auto ready = [&](const ParkedPull& p) { return shard_->Ready(p.request.step); };
+  for (const auto& p : parked_)
+    if (ready(p)) ReplyPull(p.peer, p.request);
+  parked_.erase(std::remove_if(parked_.begin(), parked_.end(), ready), parked_.end());
+}
+
+void ParamServer::ExpireParkedPulls() {
+  const auto now = Clock::now();
+  auto expired = [&](const ParkedPull& p) { return p.deadline <= now; };
+  for (const auto& p : parked_) {
+    if (!expired(p)) continue;
+    ++stats_.pulls_timed_out;
+    std::string report = "pull for version " + std::to_string(p.request.step) + " waited " +
+                         std::to_string(config_.cluster.request_timeout_s) + " s; server at version " +
+                         std::to_string(shard_->version()) + " over keys [" +
+                         std::to_string(shard_->range().begin) + ", " +
+                         std::to_string(shard_->range().end) + ") is waiting for workers " +
+                         Join(shard_->Lagging());
+    std::fprintf(stderr, "ps-server stall: %s\n", report.c_str());
+    ReplyError(p.peer, p.request, "pull_timeout", DeadlineExceeded(report));
+  }
+  parked_.erase(std::remove_if(parked_.begin(), parked_.end(), expired), parked_.end());
+}
+
+void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request) {
+  WireHeader r;
+  r.kind = MessageKind::kPullReply;
+  r.request_id = request.request_id;
+  r.step = shard_->version();
+  r.key_begin = request.key_begin;
+  r.key_end = request.key_end;
+  std::span<const float> w = shard_->Weights(request.key_begin, request.key_end);
+  // BSP: the weights cannot change before every worker has received this
+  // reply (the next update needs all their next pushes), so they are sent in
+  // place. SSP/ASP: other workers' pushes may land while the reply is on its
+  // way, so it is copied.
+  std::shared_ptr<const void> owner;
+  if (config_.cluster.consistency == Consistency::kBsp) owner = shard_;
+  Reply(peer, r, {std::as_bytes(w), owner});
+  ++stats_.pulls_answered;
+}
+
+void ParamServer::Reply(const std::string& peer, const WireHeader& h, OutFrame payload) {
+  EncodeHeader(h, &encode_buffer_);
+  OutFrame frames[2] = {{encode_buffer_, nullptr}, payload};
+  std::size_t n = payload.bytes.empty() ? 1 : 2;
+  if (!socket_->Send(peer, std::span<const OutFrame>(frames, n)).ok()) ++stats_.replies_dropped;
+}
+
+void ParamServer::ReplyError(const std::string& peer, const WireHeader& request,
+                             const std::string& reason, const Status& status) {
+  ++stats_.errors[reason];
+  Reply(peer, ErrorReply(request, status));
+}
+
+}  // namespace psforge

@@ -1,0 +1,84 @@
+// ParamServer: serves one ParamShard over a ServerSocket.
+//
+// One thread runs Serve(): it receives, decodes (bounded, checked), applies
+// pushes, answers pulls, and parks pulls that must wait, each with a
+// deadline. It never blocks on one peer: replies are non-blocking sends, and
+// a peer that cannot take one is counted and skipped. A bad message gets an
+// Error reply naming the problem, is counted, and changes nothing. When a
+// parked pull times out, its Error names the step and the workers it was
+// waiting for (the stall report). Owns the shard and the socket; Serve() is
+// not re-entrant; stats() may be called from the serving thread only.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/transport.h"
+#include "common/wire.h"
+#include "paramserver/param_shard.h"
+
+namespace psforge {
+
+struct ServerStats {
+  int64_t pushes_applied = 0;   // pushes that entered the weights (or the BSP sum)
+  int64_t updates = 0;          // optimizer steps taken
+  int64_t duplicates = 0;       // pushes ignored as already applied
+  int64_t pulls_answered = 0;
+  int64_t pulls_parked = 0;     // pulls that had to wait
+  int64_t pulls_timed_out = 0;
+  int64_t replies_dropped = 0;  // peer gone or not reading
+  std::map<std::string, int64_t> errors;  // bad messages by reason
+  std::string ToJson() const;
+};
+
+class ParamServer {
+ public:
+  // Server `index` of cluster.servers, bound at `bind` (tcp://host:0 for an OS-chosen port).
+  static Result<std::unique_ptr<ParamServer>> Create(const JobConfig& config, const ModelSpec& spec,
+                                                     int64_t index, Transport* transport,
+                                                     const std::string& bind);
+  ~ParamServer();
+
+  const std::string& endpoint() const { return socket_->endpoint(); }
+  KeyRange range() const { return shard_->range(); }
+  const ServerStats& stats() const { return stats_; }
+
+  // Serves until `stop` becomes true or a shutdown control message arrives.
+  Status Serve(const std::atomic<bool>& stop);
+
+ private:
+  struct ParkedPull {
+    std::string peer;
+    WireHeader request;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  ParamServer(const JobConfig& config, std::shared_ptr<ParamShard> shard,
+              std::unique_ptr<ServerSocket> socket);
+  void Handle(InMessage& message);
+  void HandlePush(const std::string& peer, const WireHeader& h, const InMessage& m);
+  void HandlePull(const std::string& peer, const WireHeader& h);
+  void AnswerReadyPulls();
+  void ExpireParkedPulls();
+  void ReplyPull(const std::string& peer, const WireHeader& request);
+  void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
+  void ReplyError(const std::string& peer, const WireHeader& request, const std::string& reason,
+                  const Status& status);
+
+  const JobConfig config_;
+  // Shared with in-flight zero-copy replies, which read the weights in place.
+  std::shared_ptr<ParamShard> shard_;
+  std::unique_ptr<ServerSocket> socket_;
+  std::vector<ParkedPull> parked_;
+  ServerStats stats_;
+  std::vector<std::byte> encode_buffer_;
+  std::vector<uint64_t> decode_scratch_;
+  bool shutdown_ = false;
+};
+
+}  // namespace psforge

@@ -1,0 +1,149 @@
+#include "worker/ps_client.h"
+
+#include <cstring>
+
+namespace psforge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Describe(int64_t index, const std::string& endpoint) {
+  return "server " + std::to_string(index) + " at " + endpoint;
+}
+
+}  // namespace
+
+PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers)
+    : cluster_(cluster), worker_(worker), servers_(std::move(servers)) {}
+
+PsClient::~PsClient() {
+  // Zero-copy sends call back into this object; wait (bounded) until the
+  // transport has let go of them.
+  (void)AwaitReleasedGradients(Clock::now() + std::chrono::seconds(5));
+}
+
+Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const ModelSpec& spec,
+                                                    const ClusterOptions& cluster, uint32_t worker,
+                                                    const std::vector<std::string>& endpoints) {
+  if (static_cast<int64_t>(endpoints.size()) != cluster.servers)
+    return InvalidArgument(std::to_string(endpoints.size()) + " server endpoints given but cluster.servers is " +
+                           std::to_string(cluster.servers));
+  if (worker >= static_cast<uint64_t>(cluster.workers))
+    return InvalidArgument("worker index " + std::to_string(worker) + " outside [0, " +
+                           std::to_string(cluster.workers) + ") (cluster.workers)");
+  std::vector<Server> servers;
+  for (std::size_t i = 0; i < endpoints.size(); ++i) {
+    PSF_ASSIGN_OR_RETURN(auto socket, transport->Connect(endpoints[i]));
+    servers.push_back({std::move(socket), PartitionKeys(spec.num_params(), cluster.servers, i), 0, ""});
+  }
+  return std::unique_ptr<PsClient>(new PsClient(cluster, worker, std::move(servers)));
+}
+
+Status PsClient::Send(Server& s, const WireHeader& h, OutFrame payload) {
+  EncodeHeader(h, &encode_buffer_);
+  OutFrame frames[2] = {{encode_buffer_, nullptr}, payload};
+  return s.socket->Send(std::span<const OutFrame>(frames, payload.bytes.empty() ? 1 : 2));
+}
+
+Status PsClient::Push(int64_t step, std::span<const float> gradient) {
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    Server& s = servers_[i];
+    WireHeader h;
+    h.kind = MessageKind::kPush;
+    h.request_id = next_request_++;
+    h.sender = worker_;
+    h.step = step;
+    h.key_begin = s.range.begin;
+    h.key_end = s.range.end;
+    auto slice = gradient.subspan(s.range.begin, s.range.size());
+    {
+      std::lock_guard<std::mutex> lock(in_flight_mu_);
+      ++in_flight_;
+    }
+    // The owner's deleter runs when the transport is done with the slice.
+    std::shared_ptr<const void> owner(slice.data(), [this](const void*) {
+      std::lock_guard<std::mutex> lock(in_flight_mu_);
+      if (--in_flight_ == 0) in_flight_cv_.notify_all();
+    });
+    Status sent = Send(s, h, {std::as_bytes(slice), std::move(owner)});
+    if (!sent.ok()) return sent.WithContext("push of step " + std::to_string(step) + " to " +
+                                            Describe(i, s.socket->endpoint()));
+    ++s.unacked_pushes;
+    s.last_push = "push of step " + std::to_string(step);
+  }
+  return Status::Ok();
+}
+
+Status PsClient::Pull(int64_t step, std::span<float> weights) {
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(cluster_.request_timeout_s));
+  std::vector<uint64_t> requests(servers_.size());
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    Server& s = servers_[i];
+    WireHeader h;
+    h.kind = MessageKind::kPull;
+    h.request_id = requests[i] = next_request_++;
+    h.sender = worker_;
+    h.step = step;
+    h.key_begin = s.range.begin;
+    h.key_end = s.range.end;
+    Status sent = Send(s, h, {});
+    if (!sent.ok()) return sent.WithContext("pull of version " + std::to_string(step) + " from " +
+                                            Describe(i, s.socket->endpoint()));
+  }
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    Server& s = servers_[i];
+    Status got = AwaitReply(s, requests[i], weights.subspan(s.range.begin, s.range.size()), deadline);
+    if (!got.ok()) return got.WithContext("pull of version " + std::to_string(step) + " from " +
+                                          Describe(i, s.socket->endpoint()));
+  }
+  return AwaitReleasedGradients(deadline);
+}
+
+Status PsClient::AwaitReply(Server& s, uint64_t request_id, std::span<float> dest,
+                            Clock::time_point deadline) {
+  bool answered = false;
+  while (!answered || s.unacked_pushes > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0)
+      return DeadlineExceeded("no reply within " + std::to_string(cluster_.request_timeout_s) +
+                              " s (cluster.request_timeout_s)");
+    PSF_ASSIGN_OR_RETURN(auto message, s.socket->Receive(left));
+    if (!message) continue;
+    if (message->frames.empty()) return DataLoss("empty reply");
+    PSF_ASSIGN_OR_RETURN(WireHeader h, DecodeHeader(message->frames[0]->bytes(), &decode_scratch_));
+    switch (h.kind) {
+      case MessageKind::kPushAck:
+        --s.unacked_pushes;
+        break;
+      case MessageKind::kError:
+        // An error answers either this pull or an earlier push.
+        if (h.request_id != request_id) return Status(h.error_code, s.last_push + " rejected: " + h.text);
+        return Status(h.error_code, h.text);
+      case MessageKind::kPullReply: {
+        if (h.request_id != request_id) break;  // a reply to a request given up on earlier
+        const std::size_t bytes = dest.size() * sizeof(float);
+        if (message->frames.size() != 2 || message->frames[1]->bytes().size() != bytes ||
+            h.key_end - h.key_begin != static_cast<int64_t>(dest.size()))
+          return DataLoss("pull reply does not hold the " + std::to_string(dest.size()) +
+                          " values asked for");
+        std::memcpy(dest.data(), message->frames[1]->bytes().data(), bytes);
+        answered = true;
+        break;
+      }
+      default:
+        return DataLoss(std::string("unexpected ") + MessageKindName(h.kind) + " reply");
+    }
+  }
+  return Status::Ok();
+}
+
+Status PsClient::AwaitReleasedGradients(Clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(in_flight_mu_);
+  if (!in_flight_cv_.wait_until(lock, deadline, [&] { return in_flight_ == 0; }))
+    return DeadlineExceeded("the transport still holds " + std::to_string(in_flight_) +
+                            " gradient slices");
+  return Status::Ok();
+}
+
+}  // namespace psforge
