@@ -254,6 +254,7 @@ void ReadOptimizer(const YAML::Node& n, OptimizerOptions* o, Status* err) {
 void ReadTraining(const YAML::Node& n, TrainingOptions* t, Status* err) {
   MapReader r(n, "training", err);
   r.Int("epochs", &t->epochs, 1, 1000000);
+  r.Int("max_steps", &t->max_steps, 0, std::numeric_limits<int64_t>::max());
   r.Int("batch_size", &t->batch_size, 1, 1 << 20);
   r.Int("threads", &t->threads, 1, 1024);
   r.Uint("seed", &t->seed);
@@ -425,7 +426,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                         {"epsilon", o.epsilon},    {"weight_decay", o.weight_decay},
                         {"clip_value", o.clip_value}, {"clip_norm", o.clip_norm}};
   const auto& t = c.training;
-  nlohmann::json training = {{"epochs", t.epochs}, {"batch_size", t.batch_size},
+  nlohmann::json training = {{"epochs", t.epochs}, {"max_steps", t.max_steps}, {"batch_size", t.batch_size},
                              {"threads", t.threads}, {"seed", t.seed}, {"shuffle", t.shuffle}};
   const auto& cl = c.cluster;
   nlohmann::json cluster = {{"servers", cl.servers}, {"workers", cl.workers},

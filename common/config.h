@@ -69,6 +69,7 @@ struct OptimizerOptions {
 // training: the loop.
 struct TrainingOptions {
   int64_t epochs = 10;       // >= 1
+  int64_t max_steps = 0;     // stop after this many steps (0 = run all epochs)
   int64_t batch_size = 128;  // >= 1
   int64_t threads = 1;       // compute threads per process, >= 1
   uint64_t seed = 1;         // data order

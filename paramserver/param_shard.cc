@@ -135,6 +135,13 @@ std::span<const float> ParamShard::Weights(int64_t begin, int64_t end) const {
   return std::span<const float>(weights_).subspan(begin - range_.begin, end - begin);
 }
 
+std::vector<int64_t> ParamShard::WorkerSteps() const {
+  if (consistency_ != Consistency::kBsp) return clock_;
+  std::vector<int64_t> out(workers_);
+  for (int64_t w = 0; w < workers_; ++w) out[w] = version_ + (pushed_[w] ? 1 : 0);
+  return out;
+}
+
 std::vector<uint32_t> ParamShard::Lagging() const {
   std::vector<uint32_t> out;
   for (int64_t w = 0; w < workers_; ++w) {

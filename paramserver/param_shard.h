@@ -55,6 +55,9 @@ class ParamShard {
   // those whose clock is the minimum (the ones a waiting pull depends on).
   std::vector<uint32_t> Lagging() const;
 
+  // Per worker: how many of its steps this shard has taken in.
+  std::vector<int64_t> WorkerSteps() const;
+
  private:
   ParamShard(KeyRange range, const ClusterOptions& cluster, std::unique_ptr<Optimizer> optimizer);
   void ApplyAccumulated();

@@ -22,7 +22,8 @@ std::string ServerStats::ToJson() const {
   nlohmann::json j = {{"pushes_applied", pushes_applied}, {"updates", updates},
                       {"duplicates", duplicates},         {"pulls_answered", pulls_answered},
                       {"pulls_parked", pulls_parked},     {"pulls_timed_out", pulls_timed_out},
-                      {"replies_dropped", replies_dropped}, {"errors", errors}};
+                      {"replies_dropped", replies_dropped}, {"errors", errors},
+                      {"version", version},               {"worker_steps", worker_steps}};
   return j.dump();
 }
 
@@ -90,6 +91,8 @@ void ParamServer::Handle(InMessage& m) {
       r.control = h.control;
       r.value = shard_->version();
       if (h.control == ControlKind::kStats) {
+        stats_.version = shard_->version();
+        stats_.worker_steps = shard_->WorkerSteps();
         r.text = stats_.ToJson();
       } else if (h.control == ControlKind::kShutdown) {
         shutdown_ = true;

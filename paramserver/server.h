@@ -33,6 +33,8 @@ struct ServerStats {
   int64_t pulls_timed_out = 0;
   int64_t replies_dropped = 0;  // peer gone or not reading
   std::map<std::string, int64_t> errors;  // bad messages by reason
+  int64_t version = 0;                    // filled when reported
+  std::vector<int64_t> worker_steps;      // filled when reported
   std::string ToJson() const;
 };
 

@@ -93,14 +93,14 @@ Status PsClient::Pull(int64_t step, std::span<float> weights) {
   }
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
-    Status got = AwaitReply(s, requests[i], weights.subspan(s.range.begin, s.range.size()), deadline);
+    Status got = AwaitReply(s, requests[i], step, weights.subspan(s.range.begin, s.range.size()), deadline);
     if (!got.ok()) return got.WithContext("pull of version " + std::to_string(step) + " from " +
                                           Describe(i, s.socket->endpoint()));
   }
   return AwaitReleasedGradients(deadline);
 }
 
-Status PsClient::AwaitReply(Server& s, uint64_t request_id, std::span<float> dest,
+Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std::span<float> dest,
                             Clock::time_point deadline) {
   bool answered = false;
   while (!answered || s.unacked_pushes > 0) {
@@ -122,6 +122,13 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, std::span<float> des
         return Status(h.error_code, h.text);
       case MessageKind::kPullReply: {
         if (h.request_id != request_id) break;  // a reply to a request given up on earlier
+        const int64_t oldest = cluster_.consistency == Consistency::kBsp   ? wanted
+                               : cluster_.consistency == Consistency::kSsp ? wanted - cluster_.staleness
+                                                                           : 0;
+        if (h.step < oldest)
+          return DataLoss("pull for version " + std::to_string(wanted) + " answered with version " +
+                          std::to_string(h.step) + ", older than the " +
+                          ConsistencyName(cluster_.consistency) + " bound allows");
         const std::size_t bytes = dest.size() * sizeof(float);
         if (message->frames.size() != 2 || message->frames[1]->bytes().size() != bytes ||
             h.key_end - h.key_begin != static_cast<int64_t>(dest.size()))

@@ -48,7 +48,8 @@ class PsClient final : public ParameterClient {
   Status Send(Server& s, const WireHeader& h, OutFrame payload);
   // Receives from `s` until the reply to `request_id` (copied into `dest`
   // when it is a pull reply) has arrived and all pushes are acknowledged.
-  Status AwaitReply(Server& s, uint64_t request_id, std::span<float> dest,
+  // A pull reply older than the consistency bound for `wanted` is refused.
+  Status AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std::span<float> dest,
                     std::chrono::steady_clock::time_point deadline);
   Status AwaitReleasedGradients(std::chrono::steady_clock::time_point deadline);
 

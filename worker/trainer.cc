@@ -116,7 +116,9 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test) {
                            ", the model expects " + std::to_string(model_->spec().inputs()));
   const int64_t batch = t.batch_size;  // global: summed over all workers
   const int64_t steps_per_epoch = (train.rows + batch - 1) / batch;
-  const int64_t total_steps = steps_per_epoch * t.epochs;
+  int64_t total_steps = steps_per_epoch * t.epochs;
+  if (t.max_steps > 0) total_steps = std::min(total_steps, t.max_steps);
+  const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
 
   TrainResult result;
   result.metric_name =
@@ -128,12 +130,13 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test) {
   double train_s = 0;
   int64_t step = 0, samples = 0;
   std::vector<int64_t> order(train.rows);
-  for (int64_t epoch = 1; epoch <= t.epochs; ++epoch) {
+  for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
     if (t.shuffle) ShuffledOrder(t.seed * 1000003ULL + static_cast<uint64_t>(epoch), &order);
     else std::iota(order.begin(), order.end(), 0);
     double loss_sum = 0;
     const auto epoch_start = Clock::now();
-    for (int64_t s = 0; s < steps_per_epoch; ++s) {
+    const int64_t epoch_steps = std::min(steps_per_epoch, total_steps - step);
+    for (int64_t s = 0; s < epoch_steps; ++s) {
       const int64_t global_begin = s * batch, global_n = std::min(batch, train.rows - global_begin);
       const KeyRange part = PartitionKeys(global_n, share_.count, share_.index);
       const int64_t n = part.size();
@@ -158,20 +161,20 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test) {
       double epoch_s = Seconds(epoch_start);
       double rate = samples / std::max(1e-9, train_s + epoch_s);
       double eta = (total_steps - step) * batch / std::max(1.0, rate);
-      progress_->Step(epoch, t.epochs, s + 1, steps_per_epoch, loss_sum / (s + 1), rate, eta,
+      progress_->Step(epoch, epochs, s + 1, epoch_steps, loss_sum / (s + 1), rate, eta,
                       Seconds(start));
     }
     train_s += Seconds(epoch_start);
-    EpochResult e{epoch, loss_sum / steps_per_epoch, Evaluate(test), Seconds(start)};
+    EpochResult e{epoch, loss_sum / epoch_steps, Evaluate(test), Seconds(start)};
     result.history.push_back(e);
     char line[256];
     std::snprintf(line, sizeof line, "epoch %lld/%lld  train loss %.4f  %s %.4f  %.0f samples/s  %.1fs",
-                  (long long)epoch, (long long)t.epochs, e.train_loss, result.metric_name.c_str(),
+                  (long long)epoch, (long long)epochs, e.train_loss, result.metric_name.c_str(),
                   e.test_metric, samples / train_s, e.wall_s);
     progress_->Line(line);
   }
   result.test_metric = result.history.back().test_metric;
-  result.epochs = t.epochs;
+  result.epochs = epochs;
   result.steps = step;
   result.samples_per_s = samples / train_s;
   result.wall_s = Seconds(start);
