@@ -1,0 +1,84 @@
+// SSP and ASP with a stalled worker: a real ps-worker process frozen with
+// SIGSTOP while the other keeps training.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <thread>
+
+#include "tests/integration/cluster_fixture.h"
+#include "tests/integration/raw_client.h"
+
+namespace psforge {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::vector<int64_t> WorkerSteps(testing::RawClient& c) {
+  return testing::ServerStatsOf(c)["worker_steps"].get<std::vector<int64_t>>();
+}
+
+// Polls the server until `done(steps)` holds or the deadline passes.
+template <typename Pred>
+std::vector<int64_t> PollUntil(testing::RawClient& c, Pred done, std::chrono::seconds deadline) {
+  const auto end = Clock::now() + deadline;
+  std::vector<int64_t> steps = WorkerSteps(c);
+  while (!done(steps) && Clock::now() < end) {
+    std::this_thread::sleep_for(20ms);  // polling interval of a condition wait with a deadline
+    steps = WorkerSteps(c);
+  }
+  return steps;
+}
+
+TEST(Consistency, SspHoldsTheFastWorkerWithinTheBoundOfAStalledOne) {
+  const int64_t staleness = 2;
+  const std::vector<std::string> sets{"cluster.servers=1", "cluster.workers=2", "cluster.consistency=ssp",
+                                      "cluster.staleness=" + std::to_string(staleness),
+                                      "training.max_steps=300"};
+  auto servers = testing::StartServers(testing::kMlpConfig, 1, sets);
+  auto transport = Transport::CreateZmq();
+  testing::RawClient stats(transport.get(), servers[0].endpoint);
+  auto w0 = testing::StartWorker(testing::kMlpConfig, 0, servers, sets);
+  auto w1 = testing::StartWorker(testing::kMlpConfig, 1, servers, sets);
+
+  auto steps = PollUntil(stats, [](const auto& s) { return s[0] >= 10 && s[1] >= 10; }, 60s);
+  ASSERT_GE(steps[1], 10) << "workers did not start training: " << w1->Stderr();
+  w1->Signal(SIGSTOP);
+  // The fast worker runs ahead exactly as far as the bound lets it, then waits.
+  steps = PollUntil(stats, [&](const auto& s) { return s[0] >= s[1] + staleness + 1; }, 30s);
+  EXPECT_EQ(steps[0], steps[1] + staleness + 1);
+  for (int i = 0; i < 10; ++i) {
+    auto later = WorkerSteps(stats);
+    EXPECT_EQ(later[1], steps[1]);
+    EXPECT_LE(later[0], later[1] + staleness + 1) << "worker 0 passed the staleness bound";
+  }
+  w1->Signal(SIGCONT);
+  // Each worker also refuses any reply older than the bound (PsClient), so a
+  // clean exit means no pull was answered too stale.
+  EXPECT_EQ(w0->Wait(120s), std::optional<int>(0)) << w0->Stderr();
+  EXPECT_EQ(w1->Wait(120s), std::optional<int>(0)) << w1->Stderr();
+  testing::StopServers(servers);
+}
+
+TEST(Consistency, AspFinishesWithoutWaitingForAStalledWorker) {
+  const std::vector<std::string> sets{"cluster.servers=1", "cluster.workers=2", "cluster.consistency=asp",
+                                      "training.max_steps=150"};
+  auto servers = testing::StartServers(testing::kMlpConfig, 1, sets);
+  auto transport = Transport::CreateZmq();
+  testing::RawClient stats(transport.get(), servers[0].endpoint);
+  auto w0 = testing::StartWorker(testing::kMlpConfig, 0, servers, sets);
+  auto w1 = testing::StartWorker(testing::kMlpConfig, 1, servers, sets);
+  auto steps = PollUntil(stats, [](const auto& s) { return s[1] >= 5; }, 60s);
+  ASSERT_GE(steps[1], 5) << w1->Stderr();
+  w1->Signal(SIGSTOP);
+  EXPECT_EQ(w0->Wait(120s), std::optional<int>(0)) << w0->Stderr();
+  auto final_steps = WorkerSteps(stats);
+  EXPECT_EQ(final_steps[0], 150);
+  EXPECT_LT(final_steps[1], 150) << "the stalled worker was not stalled";
+  w1->Signal(SIGCONT);
+  EXPECT_EQ(w1->Wait(120s), std::optional<int>(0)) << w1->Stderr();
+  testing::StopServers(servers);
+}
+
+}  // namespace
+}  // namespace psforge

@@ -1,0 +1,133 @@
+// Hostile input against a real ps-server: every bad message gets an error
+// reply (a duplicate push an ack marked duplicate), the server keeps serving,
+// the bad messages are counted, and its weights stay bit-identical to a twin
+// server that saw only the good messages.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "common/transport.h"
+#include "common/wire.h"
+#include "tests/integration/cluster_fixture.h"
+#include "tests/integration/raw_client.h"
+
+namespace psforge {
+namespace {
+
+using testing::RawClient;
+using testing::Reply;
+
+using namespace std::chrono_literals;
+
+const std::string kConfig = PSFORGE_SOURCE_DIR "/configs/linear_regression.yaml";
+constexpr int64_t kKeys = 9;  // 8 weights and a bias
+
+WireHeader Header(MessageKind kind, int64_t step, int64_t begin = 0, int64_t end = kKeys) {
+  WireHeader h;
+  h.kind = kind;
+  h.request_id = 1;
+  h.sender = 0;
+  h.step = step;
+  h.key_begin = begin;
+  h.key_end = end;
+  return h;
+}
+
+std::vector<float> Gradient(int64_t step) {
+  std::vector<float> g(kKeys);
+  for (int64_t i = 0; i < kKeys; ++i) g[i] = 0.1f * static_cast<float>((i + 3 * step) % 7) - 0.3f;
+  return g;
+}
+
+TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
+  const std::vector<std::string> sets{"cluster.servers=1", "cluster.workers=1"};
+  auto attacked = testing::StartServers(kConfig, 1, sets);
+  auto twin = testing::StartServers(kConfig, 1, sets);
+  auto transport = Transport::CreateZmq();
+  RawClient a(transport.get(), attacked[0].endpoint), b(transport.get(), twin[0].endpoint);
+
+  int bad = 0;
+  auto expect_error = [&](Reply r, const std::string& what) {
+    ++bad;
+    EXPECT_EQ(r.header.kind, MessageKind::kError) << what;
+    EXPECT_FALSE(r.header.text.empty()) << what;
+    return r.header.text;
+  };
+  std::mt19937_64 rng(7);
+
+  for (int64_t step = 0; step < 5; ++step) {
+    std::vector<float> g = Gradient(step);
+    // Attacks before the good push of this step.
+    std::vector<std::byte> noise(8 * (1 + rng() % 20));
+    for (auto& x : noise) x = static_cast<std::byte>(rng());
+    expect_error(a.SendFrames({noise}), "random bytes");
+    std::vector<std::byte> header;
+    EncodeHeader(Header(MessageKind::kPush, step), &header);
+    expect_error(a.SendFrames({std::vector<std::byte>(header.begin(), header.end() - 8)}), "truncated");
+    expect_error(a.SendFrames({{}}), "empty frame");
+    expect_error(a.SendFrames({std::vector<std::byte>(kMaxHeaderBytes + 64)}), "oversized header");
+    expect_error(a.SendFrames({header}), "push without payload");
+    std::vector<float> short_g(g.begin(), g.end() - 1);
+    EXPECT_NE(expect_error(a.Send(Header(MessageKind::kPush, step), &short_g), "short").find("bytes, expected"),
+              std::string::npos);
+    EXPECT_NE(expect_error(a.Send(Header(MessageKind::kPush, step, 0, kKeys + 5), &g), "range").find("owns"),
+              std::string::npos);
+    auto nan_g = g;
+    nan_g[step % kKeys] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_NE(expect_error(a.Send(Header(MessageKind::kPush, step), &nan_g), "nan").find("non-finite"),
+              std::string::npos);
+    auto inf_g = g;
+    inf_g[0] = -std::numeric_limits<float>::infinity();
+    expect_error(a.Send(Header(MessageKind::kPush, step), &inf_g), "inf");
+    expect_error(a.Send(Header(MessageKind::kPush, step + 2), &g), "future step");
+    WireHeader wrong_worker = Header(MessageKind::kPush, step);
+    wrong_worker.sender = 9;
+    expect_error(a.Send(wrong_worker, &g), "unknown worker");
+    WireHeader old = Header(MessageKind::kPush, step);
+    old.version = kWireSchemaVersion + 1;
+    EXPECT_NE(expect_error(a.Send(old, &g), "schema").find("schema version"), std::string::npos);
+    expect_error(a.Send(Header(MessageKind::kPullReply, step)), "reply kind to a server");
+    expect_error(a.Send(Header(MessageKind::kPull, step + 5)), "unreachable version");
+    expect_error(a.Send(Header(MessageKind::kPull, step, 3, 100)), "pull outside range");
+
+    // The good push, to both; then its duplicate to the attacked one.
+    Reply ra = a.Send(Header(MessageKind::kPush, step), &g);
+    Reply rb = b.Send(Header(MessageKind::kPush, step), &g);
+    EXPECT_EQ(ra.header.kind, MessageKind::kPushAck);
+    EXPECT_EQ(rb.header.kind, MessageKind::kPushAck);
+    Reply dup = a.Send(Header(MessageKind::kPush, step), &g);
+    EXPECT_EQ(dup.header.kind, MessageKind::kPushAck);
+    EXPECT_TRUE(dup.header.duplicate);
+  }
+
+  Reply wa = a.Send(Header(MessageKind::kPull, 5));
+  Reply wb = b.Send(Header(MessageKind::kPull, 5));
+  ASSERT_EQ(wa.header.kind, MessageKind::kPullReply) << wa.header.text;
+  ASSERT_EQ(wb.header.kind, MessageKind::kPullReply);
+  EXPECT_EQ(wa.header.step, 5);
+  ASSERT_EQ(wa.payload.size(), static_cast<std::size_t>(kKeys));
+  EXPECT_EQ(std::memcmp(wa.payload.data(), wb.payload.data(), kKeys * sizeof(float)), 0)
+      << "the attacked server's weights differ from its twin's";
+  bool moved = false;
+  for (float v : wb.payload) moved |= v != 0.0f;
+  EXPECT_TRUE(moved) << "the good pushes were not applied";
+
+  WireHeader stats = Header(MessageKind::kControl, 0);
+  stats.control = ControlKind::kStats;
+  auto counters = nlohmann::json::parse(a.Send(stats).header.text);
+  int64_t counted = 0;
+  for (const auto& [reason, n] : counters["errors"].items()) counted += n.get<int64_t>();
+  EXPECT_EQ(counted, bad) << counters.dump();
+  EXPECT_EQ(counters["duplicates"], 5);
+  EXPECT_EQ(counters["updates"], 5);
+  testing::StopServers(attacked);
+  testing::StopServers(twin);
+}
+
+}  // namespace
+}  // namespace psforge
