@@ -11,23 +11,9 @@
 namespace psforge {
 namespace {
 
-// The gradient element as the update rule sees it.
-struct GradientPrep {
-  float clip;        // clamp bound (+inf when off)
-  float scale;       // clip_norm factor (1 when off)
-  float decay;       // weight decay
-  float operator()(float g, float w) const {
-    return std::clamp(g, -clip, clip) * scale + decay * w;
-  }
-};
-
 float ClipBound(const OptimizerOptions& o) {
   return o.clip_value > 0 ? static_cast<float>(o.clip_value)
                           : std::numeric_limits<float>::infinity();
-}
-
-GradientPrep PrepFor(const OptimizerOptions& o, float scale) {
-  return {ClipBound(o), scale, static_cast<float>(o.weight_decay)};
 }
 
 class Sgd final : public Optimizer {
@@ -36,8 +22,7 @@ class Sgd final : public Optimizer {
   std::span<float> state() override { return {}; }
 
  protected:
-  void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
-    const GradientPrep prep = PrepFor(options_, scale);
+  void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
     const float lr = static_cast<float>(options_.learning_rate);
     for (int64_t i = begin; i < end; ++i) w[i] -= lr * prep(g[i], w[i]);
   }
@@ -49,8 +34,7 @@ class Momentum final : public Optimizer {
   std::span<float> state() override { return buf_; }
 
  protected:
-  void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
-    const GradientPrep prep = PrepFor(options_, scale);
+  void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
     const float lr = static_cast<float>(options_.learning_rate);
     const float mu = static_cast<float>(options_.momentum);
     float* b = buf_.data();
@@ -79,8 +63,7 @@ class Adam final : public Optimizer {
   std::span<float> state() override { return moments_; }
 
  protected:
-  void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
-    const GradientPrep prep = PrepFor(options_, scale);
+  void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
     const double t = static_cast<double>(steps_ + 1);
     const float b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
     const float step_size =
@@ -108,8 +91,7 @@ class AdaGrad final : public Optimizer {
   std::span<float> state() override { return sums_; }
 
  protected:
-  void Update(float* w, const float* g, int64_t begin, int64_t end, float scale) override {
-    const GradientPrep prep = PrepFor(options_, scale);
+  void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
     const float lr = static_cast<float>(options_.learning_rate);
     const float eps = static_cast<float>(options_.epsilon);
     float* s = sums_.data();
@@ -138,20 +120,20 @@ Result<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerOptions& o, 
   return InvalidArgument("optimizer.kind: unknown");
 }
 
-void Optimizer::Apply(std::span<float> weights, std::span<const float> grad) {
+void Optimizer::Apply(std::span<float> weights, std::span<const float> grad, float grad_scale) {
   assert(static_cast<int64_t>(weights.size()) == size_ && weights.size() == grad.size());
-  float scale = 1.0f;
+  GradientPrep prep{grad_scale, ClipBound(options_), 1.0f, static_cast<float>(options_.weight_decay)};
   if (options_.clip_norm > 0) {
     const float clip = ClipBound(options_);
     double sum = 0;
     for (float g : grad) {
-      float c = std::clamp(g, -clip, clip);
+      float c = std::clamp(g * grad_scale, -clip, clip);
       sum += static_cast<double>(c) * c;
     }
     double norm = std::sqrt(sum);
     // As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
     double coef = options_.clip_norm / (norm + 1e-6);
-    if (coef < 1.0) scale = static_cast<float>(coef);
+    if (coef < 1.0) prep.post = static_cast<float>(coef);
   }
   // Elementwise rules: any split into chunks gives the same bits, so the
   // update is spread over the compute threads when the range is large.
@@ -160,7 +142,7 @@ void Optimizer::Apply(std::span<float> weights, std::span<const float> grad) {
   float* w = weights.data();
   const float* g = grad.data();
   PSF_OMP_PARALLEL_FOR(schedule(static) if (chunks > 1))
-  for (int64_t c = 0; c < chunks; ++c) Update(w, g, c * kChunk, std::min(size_, (c + 1) * kChunk), scale);
+  for (int64_t c = 0; c < chunks; ++c) Update(w, g, c * kChunk, std::min(size_, (c + 1) * kChunk), prep);
   ++steps_;
 }
 

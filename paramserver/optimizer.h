@@ -11,6 +11,7 @@
 // Not thread-safe: one owner applies updates.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -27,8 +28,9 @@ class Optimizer {
   // Creates the optimizer for a range of `size` weights.
   static Result<std::unique_ptr<Optimizer>> Create(const OptimizerOptions& options, int64_t size);
 
-  // One update: weights -= f(grad). Both spans have size() elements.
-  void Apply(std::span<float> weights, std::span<const float> grad);
+  // One update: weights -= f(grad * grad_scale). Both spans have size()
+  // elements. (A server passes 1/W to average a sum of W gradients.)
+  void Apply(std::span<float> weights, std::span<const float> grad, float grad_scale = 1.0f);
 
   int64_t size() const { return size_; }
   int64_t steps() const { return steps_; }
@@ -37,12 +39,21 @@ class Optimizer {
   virtual std::span<float> state() = 0;
 
  protected:
+  // The gradient element as an update rule sees it:
+  // clamp(g * pre, -clip, clip) * post + decay * w.
+  struct GradientPrep {
+    float pre;    // Apply's grad_scale (1/W for a server's sum of W pushes)
+    float clip;   // clip_value (+inf when off)
+    float post;   // clip_norm's factor (1 when off)
+    float decay;  // weight_decay
+    float operator()(float g, float w) const { return std::clamp(g * pre, -clip, clip) * post + decay * w; }
+  };
+
   Optimizer(const OptimizerOptions& options, int64_t size) : options_(options), size_(size) {}
 
-  // Applies the kind-specific rule to w[i] for i in [begin, end), given the
-  // preprocessed gradient (clipped by value, scaled by `grad_scale` for
-  // clip_norm, plus weight decay). Called concurrently on disjoint ranges.
-  virtual void Update(float* w, const float* g, int64_t begin, int64_t end, float grad_scale) = 0;
+  // Applies the kind-specific rule to w[i] for i in [begin, end). Called
+  // concurrently on disjoint ranges.
+  virtual void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) = 0;
 
   const OptimizerOptions options_;
   const int64_t size_;

@@ -12,6 +12,21 @@ std::string Range(int64_t b, int64_t e) {
   return "[" + std::to_string(b) + ", " + std::to_string(e) + ")";
 }
 
+// The index of the first NaN or infinity, or -1. The scan has no early exit
+// so that it vectorises: it is on every push's path.
+int64_t FirstNonFinite(const float* g, int64_t n) {
+  uint32_t any = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &g[i], sizeof bits);
+    any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  if (!any) return -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(g[i])) return i;
+  return -1;
+}
+
 }  // namespace
 
 ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,
@@ -25,7 +40,7 @@ ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,
       incoming_(range.size()),
       pushed_(cluster.workers, false),
       clock_(cluster.workers, 0) {
-  if (consistency_ == Consistency::kBsp) sum_.assign(range.size(), 0.0f);
+  if (consistency_ == Consistency::kBsp && workers_ > 1) sum_.assign(range.size(), 0.0f);
 }
 
 Result<std::unique_ptr<ParamShard>> ParamShard::Create(const ModelSpec& spec, KeyRange range,
@@ -75,15 +90,22 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t begi
     std::memcpy(incoming_.data(), payload.data(), payload.size());
     grad = incoming_.data();
   }
-  for (int64_t i = 0; i < range_.size(); ++i) {
-    if (!std::isfinite(grad[i]))
-      return InvalidArgument("push holds a non-finite gradient (" + std::to_string(grad[i]) +
-                             ") at key " + std::to_string(range_.begin + i) + "; nothing applied");
-  }
+  if (int64_t bad = FirstNonFinite(grad, range_.size()); bad >= 0)
+    return InvalidArgument("push holds a non-finite gradient (" + std::to_string(grad[bad]) +
+                           ") at key " + std::to_string(range_.begin + bad) + "; nothing applied");
 
   if (consistency_ == Consistency::kBsp) {
+    if (workers_ == 1) {  // nothing to average: update straight from the payload
+      optimizer_->Apply(weights_, std::span<const float>(grad, range_.size()));
+      ++version_;
+      return PushOutcome::kApplied;
+    }
     float* sum = sum_.data();
-    for (int64_t i = 0; i < range_.size(); ++i) sum[i] += grad[i];
+    if (pushed_count_ == 0) {
+      std::memcpy(sum, grad, range_.size() * sizeof(float));
+    } else {
+      for (int64_t i = 0; i < range_.size(); ++i) sum[i] += grad[i];
+    }
     pushed_[worker] = true;
     if (++pushed_count_ < workers_) return PushOutcome::kAccumulated;
     ApplyAccumulated();
@@ -96,10 +118,9 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t begi
 }
 
 void ParamShard::ApplyAccumulated() {
-  const float inv = 1.0f / static_cast<float>(workers_);
-  for (float& g : sum_) g *= inv;
-  optimizer_->Apply(weights_, sum_);
-  std::fill(sum_.begin(), sum_.end(), 0.0f);
+  // The mean: the optimizer scales the sum by 1/W as it reads it. The next
+  // step's first push overwrites the sum, so it needs no clearing.
+  optimizer_->Apply(weights_, sum_, 1.0f / static_cast<float>(workers_));
   std::fill(pushed_.begin(), pushed_.end(), false);
   pushed_count_ = 0;
   ++version_;

@@ -68,7 +68,7 @@ class ParamShard {
   int64_t workers_;
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<float> weights_;
-  std::vector<float> sum_;           // BSP: gradients of the current step, summed
+  std::vector<float> sum_;           // BSP with W > 1: the current step's gradients, summed
   std::vector<float> incoming_;      // an unaligned payload, copied
   std::vector<bool> pushed_;         // BSP: who has pushed the current step
   int64_t pushed_count_ = 0;

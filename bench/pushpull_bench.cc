@@ -1,0 +1,168 @@
+// Push/pull throughput of psforge's parameter servers against raw ZeroMQ for
+// the same message sizes over the same transport, measured in the same run.
+//
+//   pushpull_bench [--seconds S] [--runs N]
+//
+// psforge: one worker (PsClient) and 1 or 2 ParamServers (BSP, SGD, each in
+// its own thread) over tcp loopback; one step = push the whole gradient, pull
+// the whole model: 2 x size bytes moved. Raw: a DEALER sends `size` bytes
+// zero-copy from a reused buffer to a ROUTER thread that answers with `size`
+// bytes zero-copy from its reused buffer: the same bytes, no parameter work.
+#include <zmq.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/process_setup.h"
+#include "paramserver/server.h"
+#include "worker/ps_client.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+void NoFree(void*, void*) {}
+constexpr int kWarmup = 3;  // untimed rounds: page faults of first use are not throughput
+
+// GB/s of raw request/reply round trips of `bytes` each way.
+double RawZmq(int64_t bytes, double seconds) {
+  void* ctx = zmq_ctx_new();
+  void* router = zmq_socket(ctx, ZMQ_ROUTER);
+  zmq_bind(router, "tcp://127.0.0.1:0");
+  char endpoint[256];
+  size_t len = sizeof endpoint;
+  zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, endpoint, &len);
+  std::atomic<bool> stop{false};
+  std::thread server([&] {
+    std::vector<char> reply(bytes, 1);
+    zmq_pollitem_t item{router, 0, ZMQ_POLLIN, 0};
+    while (!stop) {
+      if (zmq_poll(&item, 1, 50) <= 0) continue;
+      zmq_msg_t id, body;
+      zmq_msg_init(&id);
+      zmq_msg_init(&body);
+      zmq_msg_recv(&id, router, 0);
+      zmq_msg_recv(&body, router, 0);
+      zmq_msg_close(&body);
+      zmq_msg_send(&id, router, ZMQ_SNDMORE);
+      zmq_msg_t out;
+      zmq_msg_init_data(&out, reply.data(), reply.size(), NoFree, nullptr);
+      zmq_msg_send(&out, router, 0);
+    }
+  });
+  void* dealer = zmq_socket(ctx, ZMQ_DEALER);
+  zmq_connect(dealer, endpoint);
+  std::vector<char> request(bytes, 2);
+  auto round_trip = [&] {
+    zmq_msg_t out, in;
+    zmq_msg_init_data(&out, request.data(), request.size(), NoFree, nullptr);
+    zmq_msg_send(&out, dealer, 0);
+    zmq_msg_init(&in);
+    zmq_msg_recv(&in, dealer, 0);
+    zmq_msg_close(&in);
+  };
+  for (int i = 0; i < kWarmup; ++i) round_trip();  // first touches of every buffer
+  int64_t rounds = 0;
+  auto start = Clock::now();
+  while (Since(start) < seconds || rounds < 3) {
+    round_trip();
+    ++rounds;
+  }
+  double elapsed = Since(start);
+  stop = true;
+  server.join();
+  int linger = 0;
+  zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_close(dealer);
+  zmq_close(router);
+  zmq_ctx_term(ctx);
+  return 2.0 * bytes * rounds / elapsed / 1e9;
+}
+
+// GB/s of psforge push + pull steps.
+double Psforge(int64_t floats, int servers, double seconds) {
+  psforge::JobConfig config;
+  config.model.kind = psforge::ModelKind::kLinearRegression;
+  config.optimizer.kind = psforge::OptimizerKind::kSgd;
+  config.optimizer.learning_rate = 1e-6;
+  config.cluster.servers = servers;
+  config.cluster.workers = 1;
+  auto spec = std::move(psforge::ModelSpec::FromConfig(config.model, floats - 1)).value();
+  auto transport = psforge::Transport::CreateZmq();
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<psforge::ParamServer>> ps;
+  std::vector<std::string> endpoints;
+  for (int i = 0; i < servers; ++i) {
+    ps.push_back(std::move(psforge::ParamServer::Create(config, spec, i, transport.get(),
+                                                        "tcp://127.0.0.1:0")).value());
+    endpoints.push_back(ps.back()->endpoint());
+  }
+  std::vector<std::thread> threads;
+  for (auto& s : ps) threads.emplace_back([&, p = s.get()] { (void)p->Serve(stop); });
+  auto client = std::move(psforge::PsClient::Connect(transport.get(), spec, config.cluster, 0, endpoints)).value();
+  std::vector<float> weights(floats), grad(floats, 0.5f);
+  int64_t step = 0;
+  (void)client->Pull(0, weights);
+  auto one_step = [&] {
+    bool ok = client->Push(step, grad).ok() && client->Pull(step + 1, weights).ok();
+    ++step;
+    return ok;
+  };
+  for (int i = 0; i < kWarmup; ++i) one_step();
+  const int64_t first = step;
+  auto start = Clock::now();
+  while (Since(start) < seconds || step - first < 3) {
+    if (!one_step()) {
+      std::fprintf(stderr, "push/pull failed\n");
+      break;
+    }
+  }
+  double elapsed = Since(start);
+  step -= first;
+  client.reset();
+  stop = true;
+  for (auto& t : threads) t.join();
+  return 2.0 * floats * sizeof(float) * step / elapsed / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double seconds = 2;
+  int runs = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);
+  }
+  std::printf("allocator %s (both sides), %d interleaved runs of %.1f s each; GB/s counts bytes pushed plus pulled\n\n",
+              psforge::AllocatorName(), runs, seconds);
+  std::printf("| size | servers | psforge GB/s min / median / max | raw ZeroMQ GB/s min / median / max "
+              "| ratio min / median / max |\n|---|---|---|---|---|\n");
+  auto mmm = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.2f / %.2f / %.2f", v.front(), v[v.size() / 2], v.back());
+    return std::string(buf);
+  };
+  for (int64_t floats : {int64_t{397510}, int64_t{16} << 20}) {
+    for (int servers : {1, 2}) {
+      std::vector<double> raw, ours, ratio;
+      for (int r = 0; r < runs; ++r) {
+        raw.push_back(RawZmq(floats * 4, seconds));
+        ours.push_back(Psforge(floats, servers, seconds));
+        ratio.push_back(ours.back() / raw.back());
+      }
+      std::printf("| %s | %d | %s | %s | %s |\n", floats == 397510 ? "1.6 MB" : "64 MB", servers,
+                  mmm(ours).c_str(), mmm(raw).c_str(), mmm(ratio).c_str());
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
