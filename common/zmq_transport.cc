@@ -95,6 +95,11 @@ Status SendFrames(void* socket, std::span<const OutFrame> frames, const std::str
 }
 
 void SetCommonOptions(void* socket) {
+  // Kernel socket buffers that hold a whole MLP-sized tensor (1.6 MB) let one
+  // send go out in few wake-ups.
+  int buffer = 4 << 20;
+  zmq_setsockopt(socket, ZMQ_SNDBUF, &buffer, sizeof buffer);
+  zmq_setsockopt(socket, ZMQ_RCVBUF, &buffer, sizeof buffer);
   int linger = 0, hwm = 10000;
   zmq_setsockopt(socket, ZMQ_LINGER, &linger, sizeof linger);
   zmq_setsockopt(socket, ZMQ_SNDHWM, &hwm, sizeof hwm);
