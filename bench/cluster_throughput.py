@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""Training throughput of the MLP 784-500-10 (global batch 128, Adam) through
+psforge's parameter servers, against the single-process ps-train and against
+PyTorch peers (DDP with gloo; a torch.distributed.rpc parameter server), all
+measured interleaved in one session, min/median/max of N runs. Writes
+bench/results/cluster_throughput.md and prints it.
+
+Usage: bench/cluster_throughput.py [--runs 3]   (scripts/bench.sh builds first)"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build/bin")
+CONFIG = os.path.join(ROOT, "configs/fashion_mnist_mlp.yaml")
+PEER_ENV = dict(os.environ, LD_LIBRARY_PATH="/usr/lib/x86_64-linux-gnu/openblas-openmp",
+                OPENBLAS_CORETYPE="SkylakeX", OMP_NUM_THREADS="1")
+
+
+def ps_train(epochs):
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run([f"{BIN}/ps-train", "--config", CONFIG, "--epochs", str(epochs), "--threads", "1",
+                        "--summary", f.name], check=True, capture_output=True)
+        return json.load(open(f.name))["samples_per_s"]
+
+
+def cluster(servers, workers, epochs, consistency="bsp", staleness=1):
+    sets = [f"cluster.servers={servers}", f"cluster.workers={workers}",
+            f"cluster.consistency={consistency}", f"cluster.staleness={staleness}"]
+    flags = sum((["--set", s] for s in sets), [])
+    procs, endpoints = [], []
+    try:
+        for i in range(servers):
+            p = subprocess.Popen([f"{BIN}/ps-server", "--config", CONFIG, "--index", str(i)] + flags,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            procs.append(p)
+            endpoints.append(re.search(r"listening on (\S+)", p.stdout.readline()).group(1))
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            ws = [subprocess.Popen([f"{BIN}/ps-worker", "--config", CONFIG, "--index", str(w), "--servers",
+                                    ",".join(endpoints), "--epochs", str(epochs), "--threads", "1"] + flags +
+                                   (["--summary", f.name] if w == 0 else []),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for w in range(workers)]
+            for w in ws:
+                if w.wait(timeout=600) != 0:
+                    raise RuntimeError("a ps-worker failed")
+            return json.load(open(f.name))["samples_per_s"]
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
+def peer(script, *args):
+    out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", script)] + list(args),
+                         check=True, capture_output=True, text=True, env=PEER_ENV).stdout
+    return json.loads(out.strip().splitlines()[-1])["samples_per_s"]
+
+
+CASES = [
+    ("ps-train, 1 process, 1 thread", lambda: ps_train(2)),
+    ("psforge BSP, 1 worker + 1 server", lambda: cluster(1, 1, 2)),
+    ("psforge SSP bound 1, 1 worker + 1 server", lambda: cluster(1, 1, 2, "ssp", 1)),
+    ("psforge BSP, 2 workers + 1 server", lambda: cluster(1, 2, 2)),
+    ("psforge BSP, 2 workers + 2 servers", lambda: cluster(2, 2, 2)),
+    ("PyTorch DDP (gloo), 2 processes x 1 thread", lambda: peer("torch_ddp.py", "--workers", "2", "--epochs", "2")),
+    ("PyTorch RPC parameter server, 1 trainer", lambda: peer("torch_rpc_ps.py", "--trainers", "1")),
+    ("PyTorch RPC parameter server, 2 trainers", lambda: peer("torch_rpc_ps.py", "--trainers", "2")),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    results = {name: [] for name, _ in CASES}
+    for _ in range(args.runs):
+        for name, run in CASES:
+            results[name].append(run())
+    med = {k: statistics.median(v) for k, v in results.items()}
+    lines = ["## Cluster training throughput: MLP 784-500-10, global batch 128, Adam", "",
+             f"Command: `bench/cluster_throughput.py --runs {args.runs}` (2 cores; every process 1 compute "
+             "thread; psforge over tcp loopback; runs of all cases interleaved).", "",
+             "| case | samples/s min / median / max |", "|---|---|"]
+    for name, v in results.items():
+        lines.append(f"| {name} | {min(v):,.0f} / {med[name]:,.0f} / {max(v):,.0f} |")
+    base = med["ps-train, 1 process, 1 thread"]
+    two = med["psforge BSP, 2 workers + 1 server"]
+    lines += ["", "| ratio (medians) | value | target |", "|---|---|---|",
+              f"| BSP 1w+1s / ps-train | {med['psforge BSP, 1 worker + 1 server'] / base:.2f} | >= 0.65 |",
+              f"| SSP(1) 1w+1s / ps-train | {med['psforge SSP bound 1, 1 worker + 1 server'] / base:.2f} | >= 0.85 |",
+              f"| BSP 2w+1s / DDP | {two / med['PyTorch DDP (gloo), 2 processes x 1 thread']:.2f} | >= 2 |",
+              f"| BSP 2w+1s / RPC PS, 1 trainer | {two / med['PyTorch RPC parameter server, 1 trainer']:.2f} | >= 4 |",
+              f"| BSP 2w+1s / RPC PS, 2 trainers | {two / med['PyTorch RPC parameter server, 2 trainers']:.2f} | >= 4 |"]
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench/results/cluster_throughput.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

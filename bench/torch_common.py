@@ -1,0 +1,33 @@
+"""Shared by the PyTorch peers: Fashion-MNIST in memory (standardised, as
+ps-train's config), the MLP 784-500-10, and a free loopback port."""
+import gzip
+import socket
+
+import numpy as np
+import torch
+
+DATA = "/usr/share/datasets/fashion-mnist/"
+
+
+def _idx(path, offset):
+    with gzip.open(DATA + path) as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
+
+
+def fashion_mnist():
+    x = torch.from_numpy(_idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255)
+    y = torch.from_numpy(_idx("train-labels-idx1-ubyte.gz", 8).astype(np.int64))
+    xt = torch.from_numpy(_idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255)
+    yt = torch.from_numpy(_idx("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64))
+    mean, std = x.mean(), x.std()
+    return (x - mean) / std, y, (xt - mean) / std, yt
+
+
+def mlp():
+    return torch.nn.Sequential(torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 10))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
