@@ -134,8 +134,10 @@ Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, 
     return InvalidArgument("pull for keys " + Range(begin, end) + " outside this server's " +
                            Range(range_.begin, range_.end));
   if (wanted < 0) return InvalidArgument("pull for negative version " + std::to_string(wanted));
+  // BSP: the next version. SSP/ASP: the weights for the step after the one
+  // the worker is computing (a worker prefetches them while it computes).
   const int64_t reachable =
-      consistency_ == Consistency::kBsp ? version_ + 1 : clock_[worker];
+      consistency_ == Consistency::kBsp ? version_ + 1 : clock_[worker] + 1;
   if (wanted > reachable)
     return InvalidArgument("pull for version " + std::to_string(wanted) + " from worker " +
                            std::to_string(worker) + ", which cannot be reached before it pushes; at most " +

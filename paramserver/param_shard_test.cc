@@ -97,8 +97,8 @@ TEST(ParamShard, SspWaitsForTheSlowestWithinTheBound) {
   EXPECT_EQ(f.shard->version(), 0);
   EXPECT_TRUE(f.shard->Ready(1));   // 0 >= 1 - 1
   EXPECT_FALSE(f.shard->Ready(2));  // needs worker 1 at step 1
-  EXPECT_TRUE(f.shard->ValidatePull(0, 3, 0, 4).ok());
-  EXPECT_FALSE(f.shard->ValidatePull(0, 4, 0, 4).ok());  // has not pushed step 3
+  EXPECT_TRUE(f.shard->ValidatePull(0, 4, 0, 4).ok());   // prefetch for the step after its next
+  EXPECT_FALSE(f.shard->ValidatePull(0, 5, 0, 4).ok());  // beyond that
   EXPECT_EQ(f.shard->Lagging(), std::vector<uint32_t>{1});
   EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g)), PushOutcome::kApplied);
   EXPECT_EQ(f.shard->version(), 1);

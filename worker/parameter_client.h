@@ -24,6 +24,10 @@ class ParameterClient {
 
   // Sends the gradient of the mean loss computed on the weights of `step`.
   virtual Status Push(int64_t step, std::span<const float> gradient) = 0;
+
+  // The trainer will push steps [0, total): a client that prefetches stops
+  // there and makes the last pull (before the final evaluation) a fresh one.
+  virtual void ExpectSteps(int64_t /*total*/) {}
 };
 
 // The in-process path: one optimizer over the whole key space, applied in

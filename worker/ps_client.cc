@@ -1,5 +1,6 @@
 #include "worker/ps_client.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace psforge {
@@ -13,13 +14,28 @@ std::string Describe(int64_t index, const std::string& endpoint) {
 
 }  // namespace
 
-PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers)
-    : cluster_(cluster), worker_(worker), servers_(std::move(servers)) {}
+PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers,
+                   int64_t params)
+    : cluster_(cluster),
+      worker_(worker),
+      overlap_(cluster.consistency == Consistency::kAsp ||
+               (cluster.consistency == Consistency::kSsp && cluster.staleness >= 1)),
+      servers_(std::move(servers)) {
+  if (overlap_)
+    for (auto& b : send_buffers_) b.resize(params);
+}
 
 PsClient::~PsClient() {
   // Zero-copy sends call back into this object; wait (bounded) until the
   // transport has let go of them.
-  (void)AwaitReleasedGradients(Clock::now() + std::chrono::seconds(5));
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  (void)AwaitReleased(0, deadline);
+  (void)AwaitReleased(1, deadline);
+}
+
+PsClient::Deadline PsClient::NewDeadline() const {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(cluster_.request_timeout_s));
 }
 
 Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const ModelSpec& spec,
@@ -36,7 +52,7 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
     PSF_ASSIGN_OR_RETURN(auto socket, transport->Connect(endpoints[i]));
     servers.push_back({std::move(socket), PartitionKeys(spec.num_params(), cluster.servers, i), 0, ""});
   }
-  return std::unique_ptr<PsClient>(new PsClient(cluster, worker, std::move(servers)));
+  return std::unique_ptr<PsClient>(new PsClient(cluster, worker, std::move(servers), spec.num_params()));
 }
 
 Status PsClient::Send(Server& s, const WireHeader& h, OutFrame payload) {
@@ -46,6 +62,17 @@ Status PsClient::Send(Server& s, const WireHeader& h, OutFrame payload) {
 }
 
 Status PsClient::Push(int64_t step, std::span<const float> gradient) {
+  int slot = 0;
+  std::span<const float> source = gradient;
+  if (overlap_) {
+    // Compute overwrites `gradient` while this push may still be on the wire:
+    // send from a copy, in a buffer the transport released two steps ago.
+    slot = next_send_buffer_;
+    next_send_buffer_ ^= 1;
+    PSF_RETURN_IF_ERROR(AwaitReleased(slot, NewDeadline()));
+    std::copy(gradient.begin(), gradient.end(), send_buffers_[slot].begin());
+    source = send_buffers_[slot];
+  }
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
     WireHeader h;
@@ -55,15 +82,15 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient) {
     h.step = step;
     h.key_begin = s.range.begin;
     h.key_end = s.range.end;
-    auto slice = gradient.subspan(s.range.begin, s.range.size());
+    auto slice = source.subspan(s.range.begin, s.range.size());
     {
       std::lock_guard<std::mutex> lock(in_flight_mu_);
-      ++in_flight_;
+      ++in_flight_[slot];
     }
     // The owner's deleter runs when the transport is done with the slice.
-    std::shared_ptr<const void> owner(slice.data(), [this](const void*) {
+    std::shared_ptr<const void> owner(slice.data(), [this, slot](const void*) {
       std::lock_guard<std::mutex> lock(in_flight_mu_);
-      if (--in_flight_ == 0) in_flight_cv_.notify_all();
+      if (--in_flight_[slot] == 0) in_flight_cv_.notify_all();
     });
     Status sent = Send(s, h, {std::as_bytes(slice), std::move(owner)});
     if (!sent.ok()) return sent.WithContext("push of step " + std::to_string(step) + " to " +
@@ -74,34 +101,67 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient) {
   return Status::Ok();
 }
 
-Status PsClient::Pull(int64_t step, std::span<float> weights) {
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(cluster_.request_timeout_s));
-  std::vector<uint64_t> requests(servers_.size());
+Status PsClient::SendPulls(int64_t version, std::vector<uint64_t>* requests) {
+  requests->resize(servers_.size());
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
     WireHeader h;
     h.kind = MessageKind::kPull;
-    h.request_id = requests[i] = next_request_++;
+    h.request_id = (*requests)[i] = next_request_++;
     h.sender = worker_;
-    h.step = step;
+    h.step = version;
     h.key_begin = s.range.begin;
     h.key_end = s.range.end;
     Status sent = Send(s, h, {});
-    if (!sent.ok()) return sent.WithContext("pull of version " + std::to_string(step) + " from " +
+    if (!sent.ok()) return sent.WithContext("pull of version " + std::to_string(version) + " from " +
                                             Describe(i, s.socket->endpoint()));
   }
+  return Status::Ok();
+}
+
+Status PsClient::ReceivePulls(const std::vector<uint64_t>& requests, int64_t version,
+                              std::span<float> weights, Deadline deadline) {
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
-    Status got = AwaitReply(s, requests[i], step, weights.subspan(s.range.begin, s.range.size()), deadline);
-    if (!got.ok()) return got.WithContext("pull of version " + std::to_string(step) + " from " +
+    Status got = AwaitReply(s, requests[i], version, weights.subspan(s.range.begin, s.range.size()), deadline);
+    if (!got.ok()) return got.WithContext("pull of version " + std::to_string(version) + " from " +
                                           Describe(i, s.socket->endpoint()));
   }
-  return AwaitReleasedGradients(deadline);
+  return Status::Ok();
+}
+
+Status PsClient::Pull(int64_t step, std::span<float> weights) {
+  const Deadline deadline = NewDeadline();
+  if (!overlap_) {
+    std::vector<uint64_t> requests;
+    PSF_RETURN_IF_ERROR(SendPulls(step, &requests));
+    PSF_RETURN_IF_ERROR(ReceivePulls(requests, step, weights, deadline));
+    return AwaitReleased(0, deadline);
+  }
+  if (prefetching_) {
+    if (prefetch_version_ != step)
+      return FailedPrecondition("pull of version " + std::to_string(step) + " while version " +
+                                std::to_string(prefetch_version_) + " was prefetched");
+    prefetching_ = false;
+    PSF_RETURN_IF_ERROR(ReceivePulls(prefetch_requests_, step, weights, deadline));
+  }
+  const bool last = total_steps_ >= 0 && step >= total_steps_;
+  if (step == 0 || last) {
+    // The first weights, and the final ones evaluated after training: fresh.
+    std::vector<uint64_t> requests;
+    PSF_RETURN_IF_ERROR(SendPulls(step, &requests));
+    PSF_RETURN_IF_ERROR(ReceivePulls(requests, step, weights, deadline));
+  }
+  if (last) return Status::Ok();
+  // The weights of the step after next travel while the caller computes.
+  PSF_RETURN_IF_ERROR(SendPulls(step + 1, &prefetch_requests_));
+  prefetch_version_ = step + 1;
+  prefetching_ = true;
+  return Status::Ok();
 }
 
 Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std::span<float> dest,
-                            Clock::time_point deadline) {
+                            Deadline deadline) {
   bool answered = false;
   while (!answered || s.unacked_pushes > 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -145,10 +205,10 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
   return Status::Ok();
 }
 
-Status PsClient::AwaitReleasedGradients(Clock::time_point deadline) {
+Status PsClient::AwaitReleased(int slot, Deadline deadline) {
   std::unique_lock<std::mutex> lock(in_flight_mu_);
-  if (!in_flight_cv_.wait_until(lock, deadline, [&] { return in_flight_ == 0; }))
-    return DeadlineExceeded("the transport still holds " + std::to_string(in_flight_) +
+  if (!in_flight_cv_.wait_until(lock, deadline, [&] { return in_flight_[slot] == 0; }))
+    return DeadlineExceeded("the transport still holds " + std::to_string(in_flight_[slot]) +
                             " gradient slices");
   return Status::Ok();
 }

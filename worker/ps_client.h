@@ -2,15 +2,24 @@
 //
 // Owns one ClientSocket per server; server i owns key range
 // PartitionKeys(P, servers, i). Push sends each server its slice of the
-// gradient buffer without copying (the transport reads the caller's buffer
-// in place) and every server at once; Pull asks every server at once and
-// copies each reply straight into its slice of the weight buffer. Before
-// Pull returns, every gradient slice has been released by the transport
-// and every push acknowledged, so the caller may overwrite the gradient.
+// gradient, every server at once; Pull asks every server at once and copies
+// each reply straight into its slice of the weight buffer.
+//
+// BSP (and SSP with staleness 0): the gradient is sent in place, without a
+// copy, and Pull returns only once the transport has released it, so the
+// caller may overwrite it. SSP with staleness >= 1 and ASP overlap
+// communication with compute: right after pushing step t-1 the client asks
+// for the weights of step t+1, which travel while step t computes; Pull(t+1)
+// then only copies them in. Gradients are copied into one of two send
+// buffers, so compute may overwrite its own while a push is on the wire.
+// The staleness bound holds either way: weights used at step t have version
+// >= t - staleness, checked by the server and again here.
+//
 // Every wait is bounded by cluster.request_timeout_s; a missing or failing
 // server is an error naming its endpoint. Not thread-safe.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -35,8 +44,10 @@ class PsClient final : public ParameterClient {
 
   Status Pull(int64_t step, std::span<float> weights) override;
   Status Push(int64_t step, std::span<const float> gradient) override;
+  void ExpectSteps(int64_t total) override { total_steps_ = total; }
 
  private:
+  using Deadline = std::chrono::steady_clock::time_point;
   struct Server {
     std::unique_ptr<ClientSocket> socket;
     KeyRange range;
@@ -44,25 +55,39 @@ class PsClient final : public ParameterClient {
     std::string last_push;  // what an error reply to a push refers to
   };
 
-  PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers);
+  PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers, int64_t params);
+  Deadline NewDeadline() const;
   Status Send(Server& s, const WireHeader& h, OutFrame payload);
+  Status SendPulls(int64_t version, std::vector<uint64_t>* requests);
+  Status ReceivePulls(const std::vector<uint64_t>& requests, int64_t version, std::span<float> weights,
+                      Deadline deadline);
   // Receives from `s` until the reply to `request_id` (copied into `dest`
   // when it is a pull reply) has arrived and all pushes are acknowledged.
   // A pull reply older than the consistency bound for `wanted` is refused.
   Status AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std::span<float> dest,
-                    std::chrono::steady_clock::time_point deadline);
-  Status AwaitReleasedGradients(std::chrono::steady_clock::time_point deadline);
+                    Deadline deadline);
+  // Waits until the transport has released every payload sent from buffer `slot`.
+  Status AwaitReleased(int slot, Deadline deadline);
 
   const ClusterOptions cluster_;
   const uint32_t worker_;
+  const bool overlap_;
   std::vector<Server> servers_;
   uint64_t next_request_ = 1;
+  int64_t total_steps_ = -1;  // unknown: prefetch without end
+  // Overlap mode: the outstanding prefetch, and the gradient send buffers.
+  bool prefetching_ = false;
+  int64_t prefetch_version_ = 0;
+  std::vector<uint64_t> prefetch_requests_;
+  std::array<std::vector<float>, 2> send_buffers_;
+  int next_send_buffer_ = 0;
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
-  // Gradient slices the transport still holds (released from its I/O thread).
+  // Payloads the transport still holds, per send slot (slot 0 is the
+  // caller's gradient in the in-place mode); released from its I/O thread.
   std::mutex in_flight_mu_;
   std::condition_variable in_flight_cv_;
-  int64_t in_flight_ = 0;  // guarded by in_flight_mu_
+  std::array<int64_t, 2> in_flight_{};  // guarded by in_flight_mu_
 };
 
 }  // namespace psforge

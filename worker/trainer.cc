@@ -124,6 +124,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test) {
   result.metric_name =
       config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
   std::span<float> weights = model_->weights();
+  client_->ExpectSteps(total_steps);
   PSF_RETURN_IF_ERROR(client_->Pull(0, weights));
 
   const auto start = Clock::now();
