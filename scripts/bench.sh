@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs the benchmark peers' packages, builds, and runs the benchmarks;
 # each writes its table to bench/results/, which bench/RESULTS.md quotes.
+# Run it on an otherwise idle machine: every benchmark compares against a
+# peer measured in the same run, but the absolute numbers move with load.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh --bench
 scripts/build.sh
+mkdir -p bench/results
 build/bin/op_bench --threads 1 | tee bench/results/op_bench_1thread.txt
 build/bin/op_bench --threads 2 | tee bench/results/op_bench_2threads.txt
 /usr/bin/python3 bench/mlp_throughput.py --runs 3 --epochs 2
+build/bin/pushpull_bench --seconds 1.5 --runs 3 | tee bench/results/pushpull.md
+/usr/bin/python3 bench/cluster_throughput.py --runs 3
