@@ -19,6 +19,8 @@ void FillBlock(proto::KeyBlock::Builder b, const WireHeader& h) {
   b.setKeyBegin(h.key_begin);
   b.setKeyEnd(h.key_end);
   b.setDtype(static_cast<proto::DType>(h.dtype));
+  b.setWithPull(h.with_pull);
+  b.setPullVersion(h.pull_version);
 }
 
 Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
@@ -29,6 +31,8 @@ Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
   if (static_cast<unsigned>(dtype) > static_cast<unsigned>(proto::DType::FP16))
     return InvalidArgument("unknown dtype " + std::to_string(static_cast<unsigned>(dtype)));
   h->dtype = static_cast<DType>(dtype);
+  h->with_pull = b.getWithPull();
+  h->pull_version = b.getPullVersion();
   return Status::Ok();
 }
 

@@ -39,6 +39,8 @@ struct WireHeader {
   int64_t key_begin = 0;
   int64_t key_end = 0;
   DType dtype = DType::kF32;
+  bool with_pull = false;                 // push: answer with the pull reply for pull_version
+  int64_t pull_version = 0;
   bool duplicate = false;                 // push ack
   StatusCode error_code = StatusCode::kOk;  // error
   std::string text;                       // error message, control text

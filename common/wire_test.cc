@@ -16,6 +16,8 @@ WireHeader Push() {
   h.step = 12;
   h.key_begin = 100;
   h.key_end = 200;
+  h.with_pull = true;
+  h.pull_version = 13;
   return h;
 }
 
@@ -43,6 +45,8 @@ TEST(Wire, EveryKindRoundTrips) {
       EXPECT_EQ(d->step, 12);
       EXPECT_EQ(d->key_begin, 100);
       EXPECT_EQ(d->key_end, 200);
+      EXPECT_TRUE(d->with_pull);
+      EXPECT_EQ(d->pull_version, 13);
     }
     if (k == MessageKind::kError) {
       EXPECT_EQ(d->error_code, StatusCode::kDataLoss);

@@ -114,21 +114,24 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
     return ReplyError(peer, h, "bad_push", InvalidArgument("push dtype not supported; send float32"));
   auto outcome = shard_->Push(h.sender, h.step, h.key_begin, h.key_end, m.frames[1]->bytes());
   if (!outcome.ok()) return ReplyError(peer, h, "bad_push", outcome.status());
+  if (*outcome == PushOutcome::kDuplicate) ++stats_.duplicates;
+  else ++stats_.pushes_applied;
+  if (*outcome == PushOutcome::kApplied) {
+    ++stats_.updates;
+    AnswerReadyPulls();
+  }
+  if (h.with_pull) {  // answered by the pull reply instead of an ack
+    WireHeader pull = h;
+    pull.kind = MessageKind::kPull;
+    pull.step = h.pull_version;
+    return HandlePull(peer, pull);
+  }
   WireHeader ack;
   ack.kind = MessageKind::kPushAck;
   ack.request_id = h.request_id;
   ack.step = h.step;
   ack.duplicate = *outcome == PushOutcome::kDuplicate;
-  if (ack.duplicate) {
-    ++stats_.duplicates;
-  } else {
-    ++stats_.pushes_applied;
-  }
   Reply(peer, ack);
-  if (*outcome == PushOutcome::kApplied) {
-    ++stats_.updates;
-    AnswerReadyPulls();
-  }
 }
 
 void ParamServer::HandlePull(const std::string& peer, const WireHeader& h) {

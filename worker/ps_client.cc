@@ -73,6 +73,10 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient) {
     std::copy(gradient.begin(), gradient.end(), send_buffers_[slot].begin());
     source = send_buffers_[slot];
   }
+  // The weights this push asks for; the last pull is a fresh one instead.
+  const int64_t wanted = step + (overlap_ ? 2 : 1);
+  const bool with_pull = total_steps_ < 0 || wanted < total_steps_;
+  Outstanding asked{wanted, {}};
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
     WireHeader h;
@@ -82,6 +86,8 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient) {
     h.step = step;
     h.key_begin = s.range.begin;
     h.key_end = s.range.end;
+    h.with_pull = with_pull;
+    h.pull_version = wanted;
     auto slice = source.subspan(s.range.begin, s.range.size());
     {
       std::lock_guard<std::mutex> lock(in_flight_mu_);
@@ -95,9 +101,11 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient) {
     Status sent = Send(s, h, {std::as_bytes(slice), std::move(owner)});
     if (!sent.ok()) return sent.WithContext("push of step " + std::to_string(step) + " to " +
                                             Describe(i, s.socket->endpoint()));
-    ++s.unacked_pushes;
     s.last_push = "push of step " + std::to_string(step);
+    if (with_pull) asked.requests.push_back(h.request_id);
+    else ++s.unacked_pushes;
   }
+  if (with_pull) outstanding_.push_back(std::move(asked));
   return Status::Ok();
 }
 
@@ -132,32 +140,26 @@ Status PsClient::ReceivePulls(const std::vector<uint64_t>& requests, int64_t ver
 
 Status PsClient::Pull(int64_t step, std::span<float> weights) {
   const Deadline deadline = NewDeadline();
-  if (!overlap_) {
-    std::vector<uint64_t> requests;
-    PSF_RETURN_IF_ERROR(SendPulls(step, &requests));
-    PSF_RETURN_IF_ERROR(ReceivePulls(requests, step, weights, deadline));
-    return AwaitReleased(0, deadline);
+  bool filled = false;
+  if (!outstanding_.empty() && outstanding_.front().version == step) {
+    PSF_RETURN_IF_ERROR(ReceivePulls(outstanding_.front().requests, step, weights, deadline));
+    outstanding_.pop_front();
+    filled = true;
   }
-  if (prefetching_) {
-    if (prefetch_version_ != step)
-      return FailedPrecondition("pull of version " + std::to_string(step) + " while version " +
-                                std::to_string(prefetch_version_) + " was prefetched");
-    prefetching_ = false;
-    PSF_RETURN_IF_ERROR(ReceivePulls(prefetch_requests_, step, weights, deadline));
-  }
-  const bool last = total_steps_ >= 0 && step >= total_steps_;
-  if (step == 0 || last) {
-    // The first weights, and the final ones evaluated after training: fresh.
+  if (!filled) {
+    // The first weights, the final ones evaluated after training, or a pull
+    // no push asked for: a fresh request.
     std::vector<uint64_t> requests;
     PSF_RETURN_IF_ERROR(SendPulls(step, &requests));
     PSF_RETURN_IF_ERROR(ReceivePulls(requests, step, weights, deadline));
   }
-  if (last) return Status::Ok();
-  // The weights of the step after next travel while the caller computes.
-  PSF_RETURN_IF_ERROR(SendPulls(step + 1, &prefetch_requests_));
-  prefetch_version_ = step + 1;
-  prefetching_ = true;
-  return Status::Ok();
+  if (overlap_ && step == 0 && (total_steps_ < 0 || 1 < total_steps_)) {
+    // Step 1's weights: no push asks for them (push t asks for t + 2).
+    Outstanding next{1, {}};
+    PSF_RETURN_IF_ERROR(SendPulls(1, &next.requests));
+    outstanding_.push_back(std::move(next));
+  }
+  return overlap_ ? Status::Ok() : AwaitReleased(0, deadline);
 }
 
 Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std::span<float> dest,
@@ -177,7 +179,7 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
         --s.unacked_pushes;
         break;
       case MessageKind::kError:
-        // An error answers either this pull or an earlier push.
+        // An error answers either this request or an earlier push.
         if (h.request_id != request_id) return Status(h.error_code, s.last_push + " rejected: " + h.text);
         return Status(h.error_code, h.text);
       case MessageKind::kPullReply: {

@@ -5,13 +5,17 @@
 // gradient, every server at once; Pull asks every server at once and copies
 // each reply straight into its slice of the weight buffer.
 //
-// BSP (and SSP with staleness 0): the gradient is sent in place, without a
-// copy, and Pull returns only once the transport has released it, so the
-// caller may overwrite it. SSP with staleness >= 1 and ASP overlap
-// communication with compute: right after pushing step t-1 the client asks
-// for the weights of step t+1, which travel while step t computes; Pull(t+1)
-// then only copies them in. Gradients are copied into one of two send
-// buffers, so compute may overwrite its own while a push is on the wire.
+// One round trip a step: the push of step t also asks for the weights the
+// worker needs next, and the server answers it with them (no separate ack or
+// pull request). BSP (and SSP with staleness 0): the push of step t asks for
+// version t+1; the gradient is sent in place, without a copy, and Pull
+// returns only once the transport has released it, so the caller may
+// overwrite it. SSP with staleness >= 1 and ASP overlap communication with
+// compute: the push of step t asks for the weights of step t+2, which travel
+// while step t+1 computes; Pull(t+2) then only copies them in. Gradients are
+// copied into one of two send buffers, so compute may overwrite its own
+// while a push is on the wire. The first and the last pull (before the final
+// evaluation) are fresh requests.
 // The staleness bound holds either way: weights used at step t have version
 // >= t - staleness, checked by the server and again here.
 //
@@ -22,6 +26,7 @@
 #include <array>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -75,10 +80,14 @@ class PsClient final : public ParameterClient {
   std::vector<Server> servers_;
   uint64_t next_request_ = 1;
   int64_t total_steps_ = -1;  // unknown: prefetch without end
-  // Overlap mode: the outstanding prefetch, and the gradient send buffers.
-  bool prefetching_ = false;
-  int64_t prefetch_version_ = 0;
-  std::vector<uint64_t> prefetch_requests_;
+  // Requests whose replies carry a weight version not yet collected by Pull,
+  // oldest first (at most two: overlap asks two steps ahead).
+  struct Outstanding {
+    int64_t version;
+    std::vector<uint64_t> requests;  // per server
+  };
+  std::deque<Outstanding> outstanding_;
+  // Overlap mode: the gradient send buffers.
   std::array<std::vector<float>, 2> send_buffers_;
   int next_send_buffer_ = 0;
   std::vector<std::byte> encode_buffer_;

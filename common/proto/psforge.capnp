@@ -20,6 +20,10 @@ struct KeyBlock {
   keyBegin @1 :Int64;   # [keyBegin, keyEnd) of the flattened key space
   keyEnd @2 :Int64;
   dtype @3 :DType;      # of the payload frame
+  # push only: also a pull. The server answers with the pull reply for
+  # pullVersion (once ready) instead of a push ack: one round trip a step.
+  withPull @4 :Bool;
+  pullVersion @5 :Int64;
 }
 
 struct PushAck {
