@@ -13,6 +13,10 @@ function(psforge_add_test)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
+  if(PSFORGE_SANITIZER STREQUAL "thread")
+    # Inherited by the servers and workers a test starts.
+    list(APPEND T_ENV "TSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp")
+  endif()
   set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
                        ENVIRONMENT "${T_ENV}")
 endfunction()
