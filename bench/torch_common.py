@@ -27,6 +27,30 @@ def mlp():
     return torch.nn.Sequential(torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 10))
 
 
+def spawn(target, world, *args):
+    """Runs target(rank, world, port, *args, queue) in `world` spawned
+    processes; returns the objects they put on the queue (one per rank that
+    reports), once all have exited."""
+    import torch.multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=target, args=(r, world, port) + args + (out,)) for r in range(world)]
+    for p in procs:
+        p.start()
+    results = []
+    while any(p.is_alive() for p in procs) or not out.empty():
+        try:
+            results.append(out.get(timeout=1))
+        except Exception:  # queue.Empty: poll again until every process is gone
+            pass
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"peer process exited with {p.exitcode}")
+    return results
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,6 @@ import time
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_common  # noqa: E402
@@ -52,16 +51,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    port = torch_common.free_port()
-    procs = [ctx.Process(target=run, args=(r, args.workers, port, args.epochs, args.batch, out))
-             for r in range(args.workers)]
-    for p in procs:
-        p.start()
-    result = out.get(timeout=600)
-    for p in procs:
-        p.join(timeout=60)
+    [result] = torch_common.spawn(run, args.workers, args.epochs, args.batch)
     print(json.dumps(result))
 
 

@@ -6,19 +6,15 @@ reshuffled each epoch, batches gathered by index (as ps-train does).
 Prints one JSON line: samples_per_s over the training steps (evaluation
 excluded), test_accuracy, and the BLAS library actually loaded."""
 import argparse
-import gzip
 import json
+import os
+import sys
 import time
 
-import numpy as np
 import torch
 
-DATA = "/usr/share/datasets/fashion-mnist/"
-
-
-def idx(path, offset):
-    with gzip.open(DATA + path) as f:
-        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_common  # noqa: E402
 
 
 def main():
@@ -30,14 +26,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
 
-    x = torch.from_numpy(idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255)
-    y = torch.from_numpy(idx("train-labels-idx1-ubyte.gz", 8).astype(np.int64))
-    xt = torch.from_numpy(idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255)
-    yt = torch.from_numpy(idx("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64))
-    mean, std = x.mean(), x.std()
-    x, xt = (x - mean) / std, (xt - mean) / std
-
-    model = torch.nn.Sequential(torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 10))
+    x, y, xt, yt = torch_common.fashion_mnist()
+    model = torch_common.mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     n = x.shape[0]

@@ -13,7 +13,6 @@ import time
 
 import torch
 import torch.distributed.rpc as rpc
-import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_common  # noqa: E402
@@ -89,16 +88,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    port = torch_common.free_port()
-    world = args.trainers + 1
-    procs = [ctx.Process(target=run, args=(r, world, port, args.epochs, args.batch, out)) for r in range(world)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=1200) for _ in range(args.trainers)]
-    for p in procs:
-        p.join(timeout=60)
+    results = torch_common.spawn(run, args.trainers + 1, args.epochs, args.batch)
     samples = sum(r["samples"] for r in results)
     elapsed = max(r["elapsed"] for r in results)
     print(json.dumps({"samples_per_s": samples / elapsed, "trainers": args.trainers,

@@ -18,24 +18,11 @@ using Clock = std::chrono::steady_clock;
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
   char tmpl[] = "/tmp/psforge_child_err_XXXXXX";
-  int err_fd = mkstemp(tmpl);
+  int err_fd = mkostemp(tmpl, O_CLOEXEC);
   err_path_ = tmpl;
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  pid_ = fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    setpgid(0, 0);
-    int in = open("/dev/null", O_RDONLY);
-    dup2(in, 0);
-    dup2(pipe_fds[1], 1);
-    dup2(err_fd, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
+  pid_ = SpawnInOwnGroup(argv, pipe_fds[1], err_fd);
   close(pipe_fds[1]);
   close(err_fd);
   out_fd_ = pipe_fds[0];

@@ -35,25 +35,32 @@ TempDir::~TempDir() {
 
 std::string BinPath(const std::string& name) { return std::string(PSFORGE_BIN_DIR) + "/" + name; }
 
-ProcessResult RunProcess(const std::vector<std::string>& argv, std::chrono::milliseconds deadline) {
-  TempDir dir;
-  const std::string out_path = dir.File("out"), err_path = dir.File("err");
+int SpawnInOwnGroup(const std::vector<std::string>& argv, int out_fd, int err_fd) {
   pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
-    setpgid(0, 0);  // its own group, so a timeout kills everything it started
-    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    setpgid(0, 0);  // its own group, so a kill reaches everything it started
     int in = open("/dev/null", O_RDONLY);
     dup2(in, 0);
-    dup2(out, 1);
-    dup2(err, 2);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     execv(args[0], args.data());
     _exit(127);
   }
+  return pid;
+}
+
+ProcessResult RunProcess(const std::vector<std::string>& argv, std::chrono::milliseconds deadline) {
+  TempDir dir;
+  const std::string out_path = dir.File("out"), err_path = dir.File("err");
+  int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  pid_t pid = SpawnInOwnGroup(argv, out, err);
+  close(out);
+  close(err);
   ProcessResult r;
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd >= 0) {

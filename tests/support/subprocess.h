@@ -17,6 +17,11 @@ struct ProcessResult {
   std::string err;      // standard error
 };
 
+// Starts argv[0] (a path) in a process group of its own, with standard input
+// from /dev/null and standard output and error on the given descriptors
+// (which the child closes after duplicating). Returns the child's pid.
+int SpawnInOwnGroup(const std::vector<std::string>& argv, int out_fd, int err_fd);
+
 // Runs argv[0] (a path) with arguments; returns once it has exited or was
 // killed at the deadline.
 ProcessResult RunProcess(const std::vector<std::string>& argv, std::chrono::milliseconds deadline);
