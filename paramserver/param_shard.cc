@@ -37,7 +37,6 @@ ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,
       workers_(cluster.workers),
       optimizer_(std::move(optimizer)),
       weights_(range.size()),
-      incoming_(range.size()),
       pushed_(cluster.workers, false),
       clock_(cluster.workers, 0) {
   if (consistency_ == Consistency::kBsp && workers_ > 1) sum_.assign(range.size(), 0.0f);
@@ -87,6 +86,7 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t begi
 
   const float* grad = reinterpret_cast<const float*>(payload.data());
   if (reinterpret_cast<std::uintptr_t>(payload.data()) % alignof(float) != 0) {
+    incoming_.resize(range_.size());  // allocated once, the first time it is needed
     std::memcpy(incoming_.data(), payload.data(), payload.size());
     grad = incoming_.data();
   }

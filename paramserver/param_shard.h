@@ -69,7 +69,7 @@ class ParamShard {
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<float> weights_;
   std::vector<float> sum_;           // BSP with W > 1: the current step's gradients, summed
-  std::vector<float> incoming_;      // an unaligned payload, copied
+  std::vector<float> incoming_;      // an unaligned payload, copied (empty until one arrives)
   std::vector<bool> pushed_;         // BSP: who has pushed the current step
   int64_t pushed_count_ = 0;
   std::vector<int64_t> clock_;       // SSP/ASP: next step per worker
