@@ -208,6 +208,7 @@ void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, 
   r.String("test_csv", &d->test_csv);
   r.Int("label_column", &d->label_column, -1, 1 << 20);
   r.Bool("csv_header", &d->csv_header);
+  r.Int("shard_size", &d->shard_size, 1, int64_t{1} << 40);
   r.RejectUnknownKeys();
   if (!err->ok()) return;
 
@@ -273,6 +274,21 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
   r.Double("request_timeout_s", &c->request_timeout_s, 0.0, 1e6, true);
   r.Int("max_parked_pulls", &c->max_parked_pulls, 1, 1 << 20);
   r.Int("server_threads", &c->server_threads, 1, 1024);
+  r.Double("heartbeat_interval_s", &c->heartbeat_interval_s, 0.0, 3600, true);
+  r.Double("peer_timeout_s", &c->peer_timeout_s, 0.0, 1e6, true);
+  r.Double("connect_timeout_s", &c->connect_timeout_s, 0.0, 1e6, true);
+  r.Double("stall_report_s", &c->stall_report_s, 0.0, 1e6, true);
+  r.String("http", &c->http);
+  if (err->ok() && c->peer_timeout_s <= c->heartbeat_interval_s)
+    r.Fail(r.Field("peer_timeout_s"), "must be longer than cluster.heartbeat_interval_s (" +
+                                 std::to_string(c->heartbeat_interval_s) + ")");
+  if (err->ok() && !c->http.empty()) {
+    auto colon = c->http.rfind(':');
+    bool ok = colon != std::string::npos && colon > 0 && colon + 1 < c->http.size() &&
+              c->http.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
+              std::stol(c->http.substr(colon + 1)) <= 65535;
+    if (!ok) r.Fail(r.Field("http"), "expected host:port with a port in [0, 65535], or \"\" to turn it off");
+  }
   r.RejectUnknownKeys();
 }
 
@@ -398,7 +414,8 @@ Result<JobConfig> LoadJobConfig(const std::string& path,
   if (!in) return NotFound("config file " + path + ": cannot open it");
   std::stringstream text;
   text << in.rdbuf();
-  std::string base = std::filesystem::path(path).parent_path().string();
+  // Absolute, so that the paths mean the same in every process of a job.
+  std::string base = std::filesystem::absolute(path).parent_path().string();
   return ParseJobConfig(text.str(), path, base, overrides);
 }
 
@@ -410,7 +427,8 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
     model["classes"] = c.model.classes;
   }
   nlohmann::json data = {{"format", DataFormatName(c.data.format)},
-                         {"standardize", c.data.standardize}};
+                         {"standardize", c.data.standardize},
+                         {"shard_size", c.data.shard_size}};
   if (c.data.format == DataFormat::kIdx) {
     data.update({{"train_images", c.data.train_images}, {"train_labels", c.data.train_labels},
                  {"test_images", c.data.test_images}, {"test_labels", c.data.test_labels},
@@ -427,13 +445,18 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                         {"clip_value", o.clip_value}, {"clip_norm", o.clip_norm}};
   const auto& t = c.training;
   nlohmann::json training = {{"epochs", t.epochs}, {"max_steps", t.max_steps}, {"batch_size", t.batch_size},
-                             {"threads", t.threads}, {"seed", t.seed}, {"shuffle", t.shuffle}};
+                             {"threads", t.threads}, {"seed", t.seed}, {"shuffle", t.shuffle},
+                             {"progress_interval_s", t.progress_interval_s}};
   const auto& cl = c.cluster;
   nlohmann::json cluster = {{"servers", cl.servers}, {"workers", cl.workers},
                             {"consistency", ConsistencyName(cl.consistency)},
                             {"staleness", cl.staleness}, {"request_timeout_s", cl.request_timeout_s},
                             {"max_parked_pulls", cl.max_parked_pulls},
-                            {"server_threads", cl.server_threads}};
+                            {"server_threads", cl.server_threads},
+                            {"heartbeat_interval_s", cl.heartbeat_interval_s},
+                            {"peer_timeout_s", cl.peer_timeout_s},
+                            {"connect_timeout_s", cl.connect_timeout_s},
+                            {"stall_report_s", cl.stall_report_s}, {"http", cl.http}};
   return {{"path", c.path}, {"model", model}, {"data", data}, {"optimizer", opt},
           {"training", training}, {"cluster", cluster}};
 }

@@ -51,6 +51,10 @@ struct DataOptions {
   std::string train_csv, test_csv;
   int64_t label_column = -1;             // csv: index of the label column; -1 = last
   bool csv_header = true;                // csv: first line holds column names
+  // Records per data shard: the unit a cluster worker leases. The training
+  // set, in one seeded permutation, is cut into shards of this many records;
+  // every epoch visits the shards in a new seeded order, each shuffled inside.
+  int64_t shard_size = 2048;             // >= 1
 };
 
 // optimizer: how weights are updated from the (averaged) gradient.
@@ -86,6 +90,12 @@ struct ClusterOptions {
   double request_timeout_s = 60;        // a worker gives up on a server reply after this long
   int64_t max_parked_pulls = 1024;      // a server refuses pulls beyond this many waiting
   int64_t server_threads = 1;           // optimizer threads per server (servers share cores with workers)
+  double heartbeat_interval_s = 0.5;    // servers and workers report to the coordinator this often
+  double peer_timeout_s = 10;           // a peer silent this long is declared dead
+  double connect_timeout_s = 30;        // a server or worker gives up reaching the coordinator after this long
+  double stall_report_s = 10;           // the coordinator reports a step that waits longer than this
+  std::string http = "127.0.0.1:0";     // the coordinator's HTTP status endpoint, host:port
+                                        // (port 0: the OS picks; "" turns it off)
 };
 
 struct JobConfig {

@@ -5,6 +5,7 @@
 #include <kj/exception.h>
 #include <kj/io.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/proto/psforge.capnp.h"
@@ -21,6 +22,7 @@ void FillBlock(proto::KeyBlock::Builder b, const WireHeader& h) {
   b.setDtype(static_cast<proto::DType>(h.dtype));
   b.setWithPull(h.with_pull);
   b.setPullVersion(h.pull_version);
+  b.setSamples(static_cast<uint32_t>(h.samples));
 }
 
 Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
@@ -33,7 +35,23 @@ Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
   h->dtype = static_cast<DType>(dtype);
   h->with_pull = b.getWithPull();
   h->pull_version = b.getPullVersion();
+  h->samples = b.getSamples();
   return Status::Ok();
+}
+
+template <typename T, typename List>
+Status ReadList(List list, const char* what, std::vector<T>* out) {
+  if (list.size() > kMaxListEntries)
+    return InvalidArgument(std::string(what) + " lists " + std::to_string(list.size()) +
+                           " entries, more than " + std::to_string(kMaxListEntries));
+  out->clear();
+  for (auto v : list) out->push_back(v);
+  return Status::Ok();
+}
+
+template <typename T, typename Builder>
+void FillList(Builder list, const std::vector<T>& values) {
+  for (unsigned i = 0; i < values.size(); ++i) list.set(i, values[i]);
 }
 
 }  // namespace
@@ -48,6 +66,10 @@ const char* MessageKindName(MessageKind k) {
     case MessageKind::kPullReply: return "pull_reply";
     case MessageKind::kError: return "error";
     case MessageKind::kControl: return "control";
+    case MessageKind::kWelcome: return "welcome";
+    case MessageKind::kLease: return "lease";
+    case MessageKind::kLeaseReply: return "lease_reply";
+    case MessageKind::kReport: return "report";
   }
   return "?";
 }
@@ -63,10 +85,51 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
   root.setSenderId(h.sender);
   auto body = root.initBody();
   switch (h.kind) {
-    case MessageKind::kRegister:
-      body.initRegister().setRole(static_cast<proto::Role>(h.role));
+    case MessageKind::kRegister: {
+      auto r = body.initRegister();
+      r.setRole(static_cast<proto::Role>(h.role));
+      r.setEndpoint(h.endpoint);
       break;
-    case MessageKind::kHeartbeat: body.initHeartbeat().setStep(h.step); break;
+    }
+    case MessageKind::kHeartbeat: {
+      auto b = body.initHeartbeat();
+      b.setStep(h.step);
+      b.setEpoch(h.epoch);
+      b.setSamples(h.samples);
+      b.setLoss(h.loss);
+      b.setStop(h.stop);
+      b.setRole(static_cast<proto::Role>(h.role));
+      FillList(b.initRemoved(static_cast<unsigned>(std::min(h.removed.size(), kMaxListEntries))),
+               h.removed);
+      break;
+    }
+    case MessageKind::kWelcome: body.initWelcome().setId(h.sender); break;
+    case MessageKind::kLease: {
+      auto l = body.initLease();
+      FillList(l.initDone(static_cast<unsigned>(std::min(h.done.size(), kMaxListEntries))), h.done);
+      l.setStep(h.step);
+      l.setFinished(h.finished);
+      break;
+    }
+    case MessageKind::kLeaseReply: {
+      auto l = body.initLeaseReply();
+      l.setStatus(static_cast<proto::LeaseStatus>(h.lease_status));
+      l.setLeaseId(h.lease_id);
+      l.setEpoch(h.epoch);
+      l.setRecordBegin(h.record_begin);
+      l.setRecordEnd(h.record_end);
+      l.setEvaluateEpoch(h.evaluate_epoch);
+      l.setFinalVersion(h.final_version);
+      break;
+    }
+    case MessageKind::kReport: {
+      auto r = body.initReport();
+      r.setEpoch(h.epoch);
+      r.setStep(h.step);
+      r.setMetric(h.metric);
+      r.setFinal(h.final);
+      break;
+    }
     case MessageKind::kPush: FillBlock(body.initPush(), h); break;
     case MessageKind::kPull: FillBlock(body.initPull(), h); break;
     case MessageKind::kPullReply: FillBlock(body.initPullReply(), h); break;
@@ -137,12 +200,58 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         if (static_cast<unsigned>(role) > static_cast<unsigned>(proto::Role::COORDINATOR))
           status = InvalidArgument("unknown role");
         h.role = static_cast<PeerRole>(role);
+        h.endpoint = body.getRegister().getEndpoint();
         break;
       }
-      case proto::Header::Body::HEARTBEAT:
+      case proto::Header::Body::HEARTBEAT: {
         h.kind = MessageKind::kHeartbeat;
-        h.step = body.getHeartbeat().getStep();
+        auto b = body.getHeartbeat();
+        h.step = b.getStep();
+        h.epoch = b.getEpoch();
+        h.samples = b.getSamples();
+        h.loss = b.getLoss();
+        h.stop = b.getStop();
+        if (static_cast<unsigned>(b.getRole()) > static_cast<unsigned>(proto::Role::COORDINATOR))
+          status = InvalidArgument("unknown role");
+        h.role = static_cast<PeerRole>(b.getRole());
+        status = ReadList(b.getRemoved(), "heartbeat.removed", &h.removed);
         break;
+      }
+      case proto::Header::Body::WELCOME:
+        h.kind = MessageKind::kWelcome;
+        h.sender = body.getWelcome().getId();
+        break;
+      case proto::Header::Body::LEASE: {
+        h.kind = MessageKind::kLease;
+        auto l = body.getLease();
+        h.step = l.getStep();
+        h.finished = l.getFinished();
+        status = ReadList(l.getDone(), "lease.done", &h.done);
+        break;
+      }
+      case proto::Header::Body::LEASE_REPLY: {
+        h.kind = MessageKind::kLeaseReply;
+        auto l = body.getLeaseReply();
+        if (static_cast<unsigned>(l.getStatus()) > static_cast<unsigned>(proto::LeaseStatus::FINISHED))
+          status = InvalidArgument("unknown lease status");
+        h.lease_status = static_cast<LeaseStatus>(l.getStatus());
+        h.lease_id = l.getLeaseId();
+        h.epoch = l.getEpoch();
+        h.record_begin = l.getRecordBegin();
+        h.record_end = l.getRecordEnd();
+        h.evaluate_epoch = l.getEvaluateEpoch();
+        h.final_version = l.getFinalVersion();
+        break;
+      }
+      case proto::Header::Body::REPORT: {
+        h.kind = MessageKind::kReport;
+        auto r = body.getReport();
+        h.epoch = r.getEpoch();
+        h.step = r.getStep();
+        h.metric = r.getMetric();
+        h.final = r.getFinal();
+        break;
+      }
       case proto::Header::Body::PUSH:
         h.kind = MessageKind::kPush;
         status = ReadBlock(body.getPush(), &h);
@@ -163,7 +272,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
       case proto::Header::Body::ERROR: {
         h.kind = MessageKind::kError;
         uint16_t code = body.getError().getCode();
-        h.error_code = code <= static_cast<uint16_t>(StatusCode::kInternal)
+        h.error_code = code <= static_cast<uint16_t>(StatusCode::kCancelled)
                            ? static_cast<StatusCode>(code) : StatusCode::kInternal;
         h.text = body.getError().getMessage();
         break;
@@ -171,7 +280,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
       case proto::Header::Body::CONTROL: {
         h.kind = MessageKind::kControl;
         auto c = body.getControl();
-        if (static_cast<unsigned>(c.getKind()) > static_cast<unsigned>(proto::ControlKind::SET_WORKERS))
+        if (static_cast<unsigned>(c.getKind()) > static_cast<unsigned>(proto::ControlKind::REMOVE_WORKER))
           status = InvalidArgument("unknown control kind");
         h.control = static_cast<ControlKind>(c.getKind());
         h.value = c.getValue();

@@ -18,14 +18,20 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 1;
+inline constexpr uint16_t kWireSchemaVersion = 2;
 // No valid header comes near this; anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 4096;
 
-enum class MessageKind { kRegister, kHeartbeat, kPush, kPushAck, kPull, kPullReply, kError, kControl };
+enum class MessageKind {
+  kRegister, kHeartbeat, kPush, kPushAck, kPull, kPullReply, kError, kControl,
+  kWelcome, kLease, kLeaseReply, kReport
+};
 enum class DType { kF32, kBf16, kF16 };
 enum class PeerRole { kWorker, kServer, kCoordinator };
-enum class ControlKind { kShutdown, kStats, kSetWorkers };
+enum class ControlKind { kShutdown, kStats, kRemoveWorker };
+enum class LeaseStatus { kGranted, kWait, kFinished };
+// A header holds at most this many ids in one list (done leases, removed workers).
+inline constexpr std::size_t kMaxListEntries = 256;
 
 const char* MessageKindName(MessageKind k);
 
@@ -35,7 +41,7 @@ struct WireHeader {
   uint64_t request_id = 0;
   uint32_t sender = 0;
   // push, pull, pull reply (KeyBlock); push ack and heartbeat use `step` too.
-  int64_t step = 0;
+  int64_t step = 0;                       // also heartbeat, lease request, report
   int64_t key_begin = 0;
   int64_t key_end = 0;
   DType dtype = DType::kF32;
@@ -47,6 +53,21 @@ struct WireHeader {
   PeerRole role = PeerRole::kWorker;      // register
   ControlKind control = ControlKind::kStats;
   int64_t value = 0;                      // control
+  int64_t samples = 0;                    // push: records in the gradient's mean; heartbeat: trained so far
+  std::string endpoint;                   // register (server)
+  int64_t epoch = 0;                      // heartbeat, lease reply, report
+  double loss = 0;                        // heartbeat
+  bool stop = false;                      // heartbeat answer
+  std::vector<uint32_t> removed;          // heartbeat answer
+  std::vector<uint64_t> done;             // lease request
+  bool finished = false;                  // lease request
+  LeaseStatus lease_status = LeaseStatus::kWait;  // lease reply
+  uint64_t lease_id = 0;                  // lease reply
+  int64_t record_begin = 0, record_end = 0;       // lease reply
+  int64_t evaluate_epoch = 0;             // lease reply
+  int64_t final_version = 0;              // lease reply
+  double metric = 0;                      // report
+  bool final = false;                     // report
 };
 
 // Serialises `h` into `out` (resized; reuse it to avoid allocating).

@@ -26,21 +26,69 @@ TEST(Wire, EveryKindRoundTrips) {
   std::vector<uint64_t> scratch;
   for (MessageKind k : {MessageKind::kRegister, MessageKind::kHeartbeat, MessageKind::kPush,
                         MessageKind::kPushAck, MessageKind::kPull, MessageKind::kPullReply,
-                        MessageKind::kError, MessageKind::kControl}) {
+                        MessageKind::kError, MessageKind::kControl, MessageKind::kWelcome,
+                        MessageKind::kLease, MessageKind::kLeaseReply, MessageKind::kReport}) {
     WireHeader h = Push();
     h.kind = k;
     h.duplicate = k == MessageKind::kPushAck;
     h.error_code = StatusCode::kDataLoss;
     h.text = k == MessageKind::kError || k == MessageKind::kControl ? "hello" : "";
-    h.control = ControlKind::kSetWorkers;
+    h.control = ControlKind::kRemoveWorker;
     h.value = 5;
     h.role = PeerRole::kServer;
+    h.endpoint = "tcp://10.0.0.1:7000";
+    h.samples = 64;
+    h.epoch = 4;
+    h.loss = 0.25;
+    h.stop = true;
+    h.removed = {1, 7};
+    h.done = {9, 10, 11};
+    h.finished = true;
+    h.lease_status = LeaseStatus::kFinished;
+    h.lease_id = 99;
+    h.record_begin = 2048;
+    h.record_end = 4096;
+    h.evaluate_epoch = 3;
+    h.final_version = 468;
+    h.metric = 0.875;
+    h.final = true;
     EncodeHeader(h, &buf);
     auto d = DecodeHeader(buf, &scratch);
     ASSERT_TRUE(d.ok()) << MessageKindName(k) << ": " << d.status().ToString();
     EXPECT_EQ(d->kind, k);
     EXPECT_EQ(d->request_id, 77u);
     EXPECT_EQ(d->sender, 3u);
+    if (k == MessageKind::kPush) {
+      EXPECT_EQ(d->samples, 64);
+    }
+    if (k == MessageKind::kHeartbeat) {
+      EXPECT_EQ(d->step, 12);
+      EXPECT_EQ(d->epoch, 4);
+      EXPECT_EQ(d->samples, 64);
+      EXPECT_EQ(d->loss, 0.25);
+      EXPECT_TRUE(d->stop);
+      EXPECT_EQ(d->removed, (std::vector<uint32_t>{1, 7}));
+    }
+    if (k == MessageKind::kLease) {
+      EXPECT_EQ(d->done, (std::vector<uint64_t>{9, 10, 11}));
+      EXPECT_EQ(d->step, 12);
+      EXPECT_TRUE(d->finished);
+    }
+    if (k == MessageKind::kLeaseReply) {
+      EXPECT_EQ(d->lease_status, LeaseStatus::kFinished);
+      EXPECT_EQ(d->lease_id, 99u);
+      EXPECT_EQ(d->epoch, 4);
+      EXPECT_EQ(d->record_begin, 2048);
+      EXPECT_EQ(d->record_end, 4096);
+      EXPECT_EQ(d->evaluate_epoch, 3);
+      EXPECT_EQ(d->final_version, 468);
+    }
+    if (k == MessageKind::kReport) {
+      EXPECT_EQ(d->epoch, 4);
+      EXPECT_EQ(d->step, 12);
+      EXPECT_EQ(d->metric, 0.875);
+      EXPECT_TRUE(d->final);
+    }
     if (k == MessageKind::kPush || k == MessageKind::kPull || k == MessageKind::kPullReply) {
       EXPECT_EQ(d->step, 12);
       EXPECT_EQ(d->key_begin, 100);
@@ -53,7 +101,7 @@ TEST(Wire, EveryKindRoundTrips) {
       EXPECT_EQ(d->text, "hello");
     }
     if (k == MessageKind::kControl) {
-      EXPECT_EQ(d->control, ControlKind::kSetWorkers);
+      EXPECT_EQ(d->control, ControlKind::kRemoveWorker);
       EXPECT_EQ(d->value, 5);
     }
     if (k == MessageKind::kPushAck) {
@@ -61,6 +109,7 @@ TEST(Wire, EveryKindRoundTrips) {
     }
     if (k == MessageKind::kRegister) {
       EXPECT_EQ(d->role, PeerRole::kServer);
+      EXPECT_EQ(d->endpoint, "tcp://10.0.0.1:7000");
     }
   }
 }

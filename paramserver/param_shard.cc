@@ -38,6 +38,8 @@ ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,
       optimizer_(std::move(optimizer)),
       weights_(range.size()),
       pushed_(cluster.workers, false),
+      active_(cluster.workers, true),
+      active_count_(cluster.workers),
       clock_(cluster.workers, 0) {
   if (consistency_ == Consistency::kBsp && workers_ > 1) sum_.assign(range.size(), 0.0f);
 }
@@ -55,11 +57,13 @@ Result<std::unique_ptr<ParamShard>> ParamShard::Create(const ModelSpec& spec, Ke
   return shard;
 }
 
-Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t begin, int64_t end,
+Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samples,
+                                     int64_t begin, int64_t end,
                                      std::span<const std::byte> payload) {
   if (worker >= static_cast<uint64_t>(workers_))
     return InvalidArgument("push from worker " + std::to_string(worker) + " but the job has " +
                            std::to_string(workers_) + " workers");
+  if (samples < 0) return InvalidArgument("push over " + std::to_string(samples) + " records");
   if (begin != range_.begin || end != range_.end)
     return InvalidArgument("push for keys " + Range(begin, end) + " but this server owns " +
                            Range(range_.begin, range_.end) + "; a push covers the whole range");
@@ -69,6 +73,9 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t begi
                            std::to_string(expected) + " (" + std::to_string(range_.size()) +
                            " float32 values)");
   if (step < 0) return InvalidArgument("push for negative step " + std::to_string(step));
+  if (!active_[worker])
+    return FailedPrecondition("push from worker " + std::to_string(worker) +
+                              ", which has left the job");
 
   // Idempotence and ordering before touching any state.
   if (consistency_ == Consistency::kBsp) {
@@ -94,36 +101,70 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t begi
     return InvalidArgument("push holds a non-finite gradient (" + std::to_string(grad[bad]) +
                            ") at key " + std::to_string(range_.begin + bad) + "; nothing applied");
 
-  if (consistency_ == Consistency::kBsp) {
-    if (workers_ == 1) {  // nothing to average: update straight from the payload
-      optimizer_->Apply(weights_, std::span<const float>(grad, range_.size()));
-      ++version_;
-      return PushOutcome::kApplied;
-    }
-    float* sum = sum_.data();
-    if (pushed_count_ == 0) {
-      std::memcpy(sum, grad, range_.size() * sizeof(float));
-    } else {
-      for (int64_t i = 0; i < range_.size(); ++i) sum[i] += grad[i];
-    }
-    pushed_[worker] = true;
-    if (++pushed_count_ < workers_) return PushOutcome::kAccumulated;
-    ApplyAccumulated();
+  const std::span<const float> gradient(grad, range_.size());
+  if (consistency_ != Consistency::kBsp) {
+    if (samples > 0) optimizer_->Apply(weights_, gradient);
+    ++clock_[worker];
+    UpdateSspVersion();
     return PushOutcome::kApplied;
   }
-  optimizer_->Apply(weights_, std::span<const float>(grad, range_.size()));
-  ++clock_[worker];
-  version_ = *std::min_element(clock_.begin(), clock_.end());
+  if (pushed_count_ == 0 && active_count_ == 1) {  // nothing to average: update from the payload
+    if (samples > 0) optimizer_->Apply(weights_, gradient);
+    ++version_;
+    return PushOutcome::kApplied;
+  }
+  // The record-weighted sum; the first push of a step overwrites the last
+  // step's, so the sum needs no clearing.
+  float* sum = sum_.data();
+  const float weight = static_cast<float>(samples);
+  if (pushed_count_ == 0) {
+    for (int64_t i = 0; i < range_.size(); ++i) sum[i] = weight * grad[i];
+  } else {
+    for (int64_t i = 0; i < range_.size(); ++i) sum[i] += weight * grad[i];
+  }
+  pushed_[worker] = true;
+  ++pushed_count_;
+  step_samples_ += samples;
+  if (!StepComplete()) return PushOutcome::kAccumulated;
+  ApplyAccumulated();
   return PushOutcome::kApplied;
 }
 
+bool ParamShard::StepComplete() const {
+  for (int64_t w = 0; w < workers_; ++w)
+    if (active_[w] && !pushed_[w]) return false;
+  return pushed_count_ > 0;
+}
+
 void ParamShard::ApplyAccumulated() {
-  // The mean: the optimizer scales the sum by 1/W as it reads it. The next
-  // step's first push overwrites the sum, so it needs no clearing.
-  optimizer_->Apply(weights_, sum_, 1.0f / static_cast<float>(workers_));
+  // The mean over the step's records: the optimizer scales the sum as it reads it.
+  if (step_samples_ > 0)
+    optimizer_->Apply(weights_, sum_, 1.0f / static_cast<float>(step_samples_));
   std::fill(pushed_.begin(), pushed_.end(), false);
   pushed_count_ = 0;
+  step_samples_ = 0;
   ++version_;
+}
+
+void ParamShard::UpdateSspVersion() {
+  int64_t v = -1;
+  for (int64_t w = 0; w < workers_; ++w)
+    if (active_[w]) v = v < 0 ? clock_[w] : std::min(v, clock_[w]);
+  if (v < 0) v = *std::max_element(clock_.begin(), clock_.end());  // nobody left to wait for
+  version_ = std::max(version_, v);
+}
+
+bool ParamShard::RemoveWorker(uint32_t worker) {
+  if (worker >= active_.size() || !active_[worker]) return false;
+  active_[worker] = false;
+  --active_count_;
+  const int64_t before = version_;
+  if (consistency_ != Consistency::kBsp) {
+    UpdateSspVersion();
+  } else if (StepComplete()) {
+    ApplyAccumulated();
+  }
+  return version_ != before;
 }
 
 Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end) const {
@@ -136,8 +177,9 @@ Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, 
   if (wanted < 0) return InvalidArgument("pull for negative version " + std::to_string(wanted));
   // BSP: the next version. SSP/ASP: the weights for the step after the one
   // the worker is computing (a worker prefetches them while it computes).
-  const int64_t reachable =
-      consistency_ == Consistency::kBsp ? version_ + 1 : clock_[worker] + 1;
+  int64_t reachable = consistency_ == Consistency::kBsp ? version_ + 1 : clock_[worker] + 1;
+  // A worker that left pushes no more: it may ask for whatever the others reached.
+  if (!active_[worker]) reachable = std::max(reachable, version_);
   if (wanted > reachable)
     return InvalidArgument("pull for version " + std::to_string(wanted) + " from worker " +
                            std::to_string(worker) + ", which cannot be reached before it pushes; at most " +
@@ -168,6 +210,7 @@ std::vector<int64_t> ParamShard::WorkerSteps() const {
 std::vector<uint32_t> ParamShard::Lagging() const {
   std::vector<uint32_t> out;
   for (int64_t w = 0; w < workers_; ++w) {
+    if (!active_[w]) continue;
     bool lagging = consistency_ == Consistency::kBsp ? !pushed_[w] : clock_[w] == version_;
     if (lagging) out.push_back(static_cast<uint32_t>(w));
   }

@@ -3,12 +3,17 @@
 //
 // Pure state, no I/O, so every rule can be tested in-process; the server
 // loop (server.h) feeds it decoded messages. Invariants:
-//  - BSP: version() counts applied averaged updates. A push for step t is
-//    accepted only when t == version(); when all `workers` have pushed, the
-//    mean gradient is applied once and the version becomes t + 1.
+//  - Each push carries the number of records its gradient is the mean over.
+//  - BSP: version() counts applied steps. A push for step t is accepted only
+//    when t == version(); when every active worker has pushed, the pushes'
+//    record-weighted mean is applied once (nothing when all were empty) and
+//    the version becomes t + 1.
 //  - SSP/ASP: each worker has a clock (the next step it may push); a push for
-//    exactly that step is applied at once, on its own. version() is the
-//    smallest clock: every worker has pushed every step below it.
+//    exactly that step is applied at once, on its own (an empty one only
+//    advances the clock). version() is the smallest clock of the active
+//    workers: every one of them has pushed every step below it.
+//  - A worker removed from the job (it left, or the coordinator declared it
+//    dead) is no longer waited for; what it pushed stays applied.
 //  - A push already applied (same worker, same step) is reported as a
 //    duplicate and changes nothing. A push that fails validation (range,
 //    length, dtype, worker, step, NaN/Inf) changes nothing.
@@ -39,9 +44,14 @@ class ParamShard {
   int64_t version() const { return version_; }
   int64_t workers() const { return workers_; }
 
-  // `payload` holds (end - begin) float32 values, any alignment.
-  Result<PushOutcome> Push(uint32_t worker, int64_t step, int64_t begin, int64_t end,
-                           std::span<const std::byte> payload);
+  // `payload` holds (end - begin) float32 values, any alignment: the mean
+  // gradient over `samples` records.
+  Result<PushOutcome> Push(uint32_t worker, int64_t step, int64_t samples, int64_t begin,
+                           int64_t end, std::span<const std::byte> payload);
+
+  // Stops waiting for `worker`. True when that completed a step (pulls may be ready).
+  bool RemoveWorker(uint32_t worker);
+  bool removed(uint32_t worker) const { return worker < active_.size() && !active_[worker]; }
 
   // Checks a pull for version `wanted` of keys [begin, end); NotReady is not
   // an error: Ready() says when it can be answered.
@@ -61,6 +71,8 @@ class ParamShard {
  private:
   ParamShard(KeyRange range, const ClusterOptions& cluster, std::unique_ptr<Optimizer> optimizer);
   void ApplyAccumulated();
+  bool StepComplete() const;
+  void UpdateSspVersion();
 
   const KeyRange range_;
   const Consistency consistency_;
@@ -72,6 +84,9 @@ class ParamShard {
   std::vector<float> incoming_;      // an unaligned payload, copied (empty until one arrives)
   std::vector<bool> pushed_;         // BSP: who has pushed the current step
   int64_t pushed_count_ = 0;
+  int64_t step_samples_ = 0;         // BSP: records in the current step's pushes
+  std::vector<bool> active_;         // not removed from the job
+  int64_t active_count_;
   std::vector<int64_t> clock_;       // SSP/ASP: next step per worker
   int64_t version_ = 0;
 };

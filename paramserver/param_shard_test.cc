@@ -35,11 +35,11 @@ std::span<const std::byte> Bytes(const std::vector<float>& v) { return std::as_b
 TEST(ParamShard, BspAveragesAllWorkersThenAppliesOnce) {
   auto f = Make(Consistency::kBsp, 2);
   std::vector<float> g0{1, 2, 3, 4}, g1{3, 2, 1, 0};
-  EXPECT_EQ(*f.shard->Push(0, 0, 0, 4, Bytes(g0)), PushOutcome::kAccumulated);
+  EXPECT_EQ(*f.shard->Push(0, 0, 10, 0, 4, Bytes(g0)), PushOutcome::kAccumulated);
   EXPECT_EQ(f.shard->version(), 0);
   EXPECT_FALSE(f.shard->Ready(1));
   EXPECT_EQ(f.shard->Lagging(), std::vector<uint32_t>{1});
-  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g1)), PushOutcome::kApplied);
+  EXPECT_EQ(*f.shard->Push(1, 0, 10, 0, 4, Bytes(g1)), PushOutcome::kApplied);
   EXPECT_EQ(f.shard->version(), 1);
   EXPECT_TRUE(f.shard->Ready(1));
   auto w = f.shard->Weights(0, 4);  // zeros - lr * mean = -2 each
@@ -49,11 +49,11 @@ TEST(ParamShard, BspAveragesAllWorkersThenAppliesOnce) {
 TEST(ParamShard, DuplicatePushesAreIgnored) {
   auto f = Make(Consistency::kBsp, 2);
   std::vector<float> g{1, 1, 1, 1};
-  EXPECT_EQ(*f.shard->Push(0, 0, 0, 4, Bytes(g)), PushOutcome::kAccumulated);
-  EXPECT_EQ(*f.shard->Push(0, 0, 0, 4, Bytes(g)), PushOutcome::kDuplicate);
+  EXPECT_EQ(*f.shard->Push(0, 0, 10, 0, 4, Bytes(g)), PushOutcome::kAccumulated);
+  EXPECT_EQ(*f.shard->Push(0, 0, 10, 0, 4, Bytes(g)), PushOutcome::kDuplicate);
   EXPECT_EQ(f.shard->version(), 0);
-  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g)), PushOutcome::kApplied);
-  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g)), PushOutcome::kDuplicate);  // an old step
+  EXPECT_EQ(*f.shard->Push(1, 0, 10, 0, 4, Bytes(g)), PushOutcome::kApplied);
+  EXPECT_EQ(*f.shard->Push(1, 0, 10, 0, 4, Bytes(g)), PushOutcome::kDuplicate);  // an old step
   for (float x : f.shard->Weights(0, 4)) EXPECT_FLOAT_EQ(x, -1.0f);
 }
 
@@ -65,18 +65,18 @@ TEST(ParamShard, BadPushesChangeNothing) {
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status().message();
   };
-  err(f.shard->Push(0, 0, 0, 4, Bytes(nan)), "non-finite");
-  err(f.shard->Push(0, 0, 0, 4, Bytes(inf)), "non-finite");
-  err(f.shard->Push(0, 0, 0, 4, Bytes(short_)), "12 bytes, expected 16");
-  err(f.shard->Push(0, 0, 1, 4, Bytes(good)), "whole range");
-  err(f.shard->Push(0, 0, 0, 5, Bytes(good)), "whole range");
-  err(f.shard->Push(5, 0, 0, 4, Bytes(good)), "worker 5");
-  err(f.shard->Push(0, 3, 0, 4, Bytes(good)), "step 3");
-  err(f.shard->Push(0, -1, 0, 4, Bytes(good)), "negative");
+  err(f.shard->Push(0, 0, 10, 0, 4, Bytes(nan)), "non-finite");
+  err(f.shard->Push(0, 0, 10, 0, 4, Bytes(inf)), "non-finite");
+  err(f.shard->Push(0, 0, 10, 0, 4, Bytes(short_)), "12 bytes, expected 16");
+  err(f.shard->Push(0, 0, 10, 1, 4, Bytes(good)), "whole range");
+  err(f.shard->Push(0, 0, 10, 0, 5, Bytes(good)), "whole range");
+  err(f.shard->Push(5, 0, 10, 0, 4, Bytes(good)), "worker 5");
+  err(f.shard->Push(0, 3, 10, 0, 4, Bytes(good)), "step 3");
+  err(f.shard->Push(0, -1, 10, 0, 4, Bytes(good)), "negative");
   EXPECT_EQ(f.shard->Lagging(), (std::vector<uint32_t>{0, 1}));
   for (float x : f.shard->Weights(0, 4)) EXPECT_EQ(x, 0.0f);
   // The worker can still push its real gradient after a rejected one.
-  EXPECT_EQ(*f.shard->Push(0, 0, 0, 4, Bytes(good)), PushOutcome::kAccumulated);
+  EXPECT_EQ(*f.shard->Push(0, 0, 10, 0, 4, Bytes(good)), PushOutcome::kAccumulated);
 }
 
 TEST(ParamShard, UnalignedPayloadIsRead) {
@@ -84,7 +84,7 @@ TEST(ParamShard, UnalignedPayloadIsRead) {
   std::vector<float> g{1, 2, 3, 4};
   std::vector<std::byte> shifted(17);
   std::memcpy(shifted.data() + 1, g.data(), 16);
-  EXPECT_TRUE(f.shard->Push(0, 0, 0, 4, std::span(shifted).subspan(1)).ok());
+  EXPECT_TRUE(f.shard->Push(0, 0, 10, 0, 4, std::span(shifted).subspan(1)).ok());
   EXPECT_FLOAT_EQ(f.shard->Weights(0, 4)[3], -4.0f);
 }
 
@@ -93,26 +93,70 @@ TEST(ParamShard, SspWaitsForTheSlowestWithinTheBound) {
   std::vector<float> g{1, 1, 1, 1};
   // Worker 0 races ahead; worker 1 has pushed nothing.
   for (int64_t step = 0; step < 3; ++step)
-    EXPECT_EQ(*f.shard->Push(0, step, 0, 4, Bytes(g)), PushOutcome::kApplied);
+    EXPECT_EQ(*f.shard->Push(0, step, 10, 0, 4, Bytes(g)), PushOutcome::kApplied);
   EXPECT_EQ(f.shard->version(), 0);
   EXPECT_TRUE(f.shard->Ready(1));   // 0 >= 1 - 1
   EXPECT_FALSE(f.shard->Ready(2));  // needs worker 1 at step 1
   EXPECT_TRUE(f.shard->ValidatePull(0, 4, 0, 4).ok());   // prefetch for the step after its next
   EXPECT_FALSE(f.shard->ValidatePull(0, 5, 0, 4).ok());  // beyond that
   EXPECT_EQ(f.shard->Lagging(), std::vector<uint32_t>{1});
-  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g)), PushOutcome::kApplied);
+  EXPECT_EQ(*f.shard->Push(1, 0, 10, 0, 4, Bytes(g)), PushOutcome::kApplied);
   EXPECT_EQ(f.shard->version(), 1);
   EXPECT_TRUE(f.shard->Ready(2));
-  EXPECT_EQ(*f.shard->Push(1, 0, 0, 4, Bytes(g)), PushOutcome::kDuplicate);
-  EXPECT_FALSE(f.shard->Push(1, 5, 0, 4, Bytes(g)).ok());  // a gap
+  EXPECT_EQ(*f.shard->Push(1, 0, 10, 0, 4, Bytes(g)), PushOutcome::kDuplicate);
+  EXPECT_FALSE(f.shard->Push(1, 5, 10, 0, 4, Bytes(g)).ok());  // a gap
 }
 
 TEST(ParamShard, AspNeverWaits) {
   auto f = Make(Consistency::kAsp, 2);
   EXPECT_TRUE(f.shard->Ready(0));
   std::vector<float> g{1, 1, 1, 1};
-  for (int64_t step = 0; step < 5; ++step) ASSERT_TRUE(f.shard->Push(0, step, 0, 4, Bytes(g)).ok());
+  for (int64_t step = 0; step < 5; ++step) ASSERT_TRUE(f.shard->Push(0, step, 10, 0, 4, Bytes(g)).ok());
   EXPECT_TRUE(f.shard->Ready(5));
+}
+
+TEST(ParamShard, BspWeightsEachPushByItsRecords) {
+  auto f = Make(Consistency::kBsp, 2);
+  std::vector<float> g0{4, 4, 4, 4}, g1{0, 0, 0, 0};
+  ASSERT_TRUE(f.shard->Push(0, 0, 30, 0, 4, Bytes(g0)).ok());
+  ASSERT_TRUE(f.shard->Push(1, 0, 10, 0, 4, Bytes(g1)).ok());
+  for (float x : f.shard->Weights(0, 4)) EXPECT_FLOAT_EQ(x, -3.0f);  // (30*4 + 10*0) / 40
+  // An empty step (no records anywhere) changes no weight but advances the version.
+  ASSERT_TRUE(f.shard->Push(0, 1, 0, 0, 4, Bytes(g0)).ok());
+  ASSERT_TRUE(f.shard->Push(1, 1, 0, 0, 4, Bytes(g0)).ok());
+  EXPECT_EQ(f.shard->version(), 2);
+  for (float x : f.shard->Weights(0, 4)) EXPECT_FLOAT_EQ(x, -3.0f);
+}
+
+TEST(ParamShard, ARemovedWorkerIsNotWaitedFor) {
+  auto f = Make(Consistency::kBsp, 3);
+  std::vector<float> g{1, 1, 1, 1};
+  ASSERT_TRUE(f.shard->Push(0, 0, 10, 0, 4, Bytes(g)).ok());
+  ASSERT_TRUE(f.shard->Push(2, 0, 10, 0, 4, Bytes(g)).ok());
+  EXPECT_EQ(f.shard->version(), 0);
+  EXPECT_TRUE(f.shard->RemoveWorker(1));  // completes step 0
+  EXPECT_EQ(f.shard->version(), 1);
+  EXPECT_FALSE(f.shard->RemoveWorker(1));
+  EXPECT_FALSE(f.shard->Push(1, 1, 10, 0, 4, Bytes(g)).ok());
+  EXPECT_EQ(f.shard->Lagging(), (std::vector<uint32_t>{0, 2}));
+  // The remaining two go on; what 2 pushed before leaving stays applied.
+  ASSERT_TRUE(f.shard->Push(0, 1, 10, 0, 4, Bytes(g)).ok());
+  ASSERT_TRUE(f.shard->Push(2, 1, 10, 0, 4, Bytes(g)).ok());
+  EXPECT_FALSE(f.shard->RemoveWorker(2));  // nothing pending: no step completes
+  ASSERT_EQ(*f.shard->Push(0, 2, 10, 0, 4, Bytes(g)), PushOutcome::kApplied);  // alone now
+  EXPECT_EQ(f.shard->version(), 3);
+  // A worker that left may pull what the others reached.
+  EXPECT_TRUE(f.shard->ValidatePull(1, 3, 0, 4).ok());
+}
+
+TEST(ParamShard, SspVersionIgnoresRemovedWorkers) {
+  auto f = Make(Consistency::kSsp, 2, 1);
+  std::vector<float> g{1, 1, 1, 1};
+  ASSERT_TRUE(f.shard->Push(0, 0, 10, 0, 4, Bytes(g)).ok());
+  ASSERT_TRUE(f.shard->Push(0, 1, 10, 0, 4, Bytes(g)).ok());
+  EXPECT_EQ(f.shard->version(), 0);
+  EXPECT_TRUE(f.shard->RemoveWorker(1));
+  EXPECT_EQ(f.shard->version(), 2);
 }
 
 TEST(ParamShard, PullValidation) {

@@ -22,7 +22,8 @@ std::string ServerStats::ToJson() const {
   nlohmann::json j = {{"pushes_applied", pushes_applied}, {"updates", updates},
                       {"duplicates", duplicates},         {"pulls_answered", pulls_answered},
                       {"pulls_parked", pulls_parked},     {"pulls_timed_out", pulls_timed_out},
-                      {"replies_dropped", replies_dropped}, {"errors", errors},
+                      {"replies_dropped", replies_dropped}, {"workers_removed", workers_removed},
+                      {"errors", errors},
                       {"version", version},               {"worker_steps", worker_steps}};
   return j.dump();
 }
@@ -40,9 +41,18 @@ Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config
   if (index < 0 || index >= config.cluster.servers)
     return InvalidArgument("server index " + std::to_string(index) + " outside [0, " +
                            std::to_string(config.cluster.servers) + ") (cluster.servers)");
+  PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(bind));
+  return Create(config, spec, index, std::move(socket));
+}
+
+Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config,
+                                                         const ModelSpec& spec, int64_t index,
+                                                         std::unique_ptr<ServerSocket> socket) {
+  if (index < 0 || index >= config.cluster.servers)
+    return InvalidArgument("server index " + std::to_string(index) + " outside [0, " +
+                           std::to_string(config.cluster.servers) + ") (cluster.servers)");
   KeyRange range = PartitionKeys(spec.num_params(), config.cluster.servers, index);
   PSF_ASSIGN_OR_RETURN(auto shard, ParamShard::Create(spec, range, config.optimizer, config.cluster));
-  PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(bind));
   return std::unique_ptr<ParamServer>(
       new ParamServer(config, std::shared_ptr<ParamShard>(std::move(shard)), std::move(socket)));
 }
@@ -59,8 +69,45 @@ Status ParamServer::Serve(const std::atomic<bool>& stop) {
     PSF_ASSIGN_OR_RETURN(auto message, socket_->Receive(wait));
     if (message) Handle(*message);
     ExpireParkedPulls();
+    PSF_RETURN_IF_ERROR(TalkToCoordinator());
   }
   return Status::Ok();
+}
+
+void ParamServer::AttachCoordinator(std::unique_ptr<CoordinatorChannel> channel, double lost_after_s) {
+  coordinator_ = std::move(channel);
+  lost_after_s_ = lost_after_s;
+}
+
+Status ParamServer::TalkToCoordinator() {
+  if (!coordinator_) return Status::Ok();
+  const auto now = Clock::now();
+  if (now < next_coordinator_check_) return Status::Ok();  // not on every message's path
+  next_coordinator_check_ = now + std::chrono::milliseconds(50);
+  auto seconds = [](double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  MemberProgress progress;
+  progress.step = shard_->version();
+  PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(progress, seconds(config_.cluster.heartbeat_interval_s),
+                                              seconds(lost_after_s_)));
+  for (uint32_t w : coordinator_->removed()) RemoveWorker(w);
+  if (coordinator_->stop_requested()) shutdown_ = true;
+  return Status::Ok();
+}
+
+void ParamServer::RemoveWorker(uint32_t worker) {
+  if (worker >= static_cast<uint64_t>(shard_->workers()) || shard_->removed(worker)) return;
+  ++stats_.workers_removed;
+  bool stepped = shard_->RemoveWorker(worker);
+  // Its waiting prefetches will never be collected.
+  parked_.erase(std::remove_if(parked_.begin(), parked_.end(),
+                               [&](const ParkedPull& p) { return p.request.sender == worker; }),
+                parked_.end());
+  if (stepped) {
+    ++stats_.updates;
+    AnswerReadyPulls();
+  }
 }
 
 void ParamServer::Handle(InMessage& m) {
@@ -96,6 +143,12 @@ void ParamServer::Handle(InMessage& m) {
         r.text = stats_.ToJson();
       } else if (h.control == ControlKind::kShutdown) {
         shutdown_ = true;
+      } else if (h.control == ControlKind::kRemoveWorker) {
+        if (h.value < 0 || h.value >= shard_->workers())
+          return ReplyError(m.peer, h, "bad_control",
+                            InvalidArgument("remove worker " + std::to_string(h.value) +
+                                            " but the job has " + std::to_string(shard_->workers())));
+        RemoveWorker(static_cast<uint32_t>(h.value));
       } else {
         return ReplyError(m.peer, h, "unsupported_control",
                           InvalidArgument("control kind not supported by a server"));
@@ -112,7 +165,7 @@ void ParamServer::Handle(InMessage& m) {
 void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const InMessage& m) {
   if (h.dtype != DType::kF32)
     return ReplyError(peer, h, "bad_push", InvalidArgument("push dtype not supported; send float32"));
-  auto outcome = shard_->Push(h.sender, h.step, h.key_begin, h.key_end, m.frames[1]->bytes());
+  auto outcome = shard_->Push(h.sender, h.step, h.samples, h.key_begin, h.key_end, m.frames[1]->bytes());
   if (!outcome.ok()) return ReplyError(peer, h, "bad_push", outcome.status());
   if (*outcome == PushOutcome::kDuplicate) ++stats_.duplicates;
   else ++stats_.pushes_applied;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/coordinator_link.h"
 #include "common/transport.h"
 #include "common/wire.h"
 #include "paramserver/param_shard.h"
@@ -32,6 +33,7 @@ struct ServerStats {
   int64_t pulls_parked = 0;     // pulls that had to wait
   int64_t pulls_timed_out = 0;
   int64_t replies_dropped = 0;  // peer gone or not reading
+  int64_t workers_removed = 0;  // left the job, or declared dead by the coordinator
   std::map<std::string, int64_t> errors;  // bad messages by reason
   int64_t version = 0;                    // filled when reported
   std::vector<int64_t> worker_steps;      // filled when reported
@@ -44,6 +46,15 @@ class ParamServer {
   static Result<std::unique_ptr<ParamServer>> Create(const JobConfig& config, const ModelSpec& spec,
                                                      int64_t index, Transport* transport,
                                                      const std::string& bind);
+  // The same over a socket already bound (a server binds before it joins a job).
+  static Result<std::unique_ptr<ParamServer>> Create(const JobConfig& config, const ModelSpec& spec,
+                                                     int64_t index,
+                                                     std::unique_ptr<ServerSocket> socket);
+
+  // Reports to the job's coordinator from the serving loop: heartbeats, and
+  // the coordinator's membership state (removed workers, the end of the
+  // job). Serve() fails once the coordinator has been silent for `lost_after_s`.
+  void AttachCoordinator(std::unique_ptr<CoordinatorChannel> channel, double lost_after_s);
   ~ParamServer();
 
   const std::string& endpoint() const { return socket_->endpoint(); }
@@ -67,6 +78,8 @@ class ParamServer {
   void HandlePull(const std::string& peer, const WireHeader& h);
   void AnswerReadyPulls();
   void ExpireParkedPulls();
+  Status TalkToCoordinator();
+  void RemoveWorker(uint32_t worker);
   void ReplyPull(const std::string& peer, const WireHeader& request);
   void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
   void ReplyError(const std::string& peer, const WireHeader& request, const std::string& reason,
@@ -81,6 +94,9 @@ class ParamServer {
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
   bool shutdown_ = false;
+  std::unique_ptr<CoordinatorChannel> coordinator_;
+  double lost_after_s_ = 0;
+  std::chrono::steady_clock::time_point next_coordinator_check_{};
 };
 
 }  // namespace psforge

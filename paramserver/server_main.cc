@@ -1,17 +1,24 @@
 // ps-server: serves one key range of a job's model.
 //
-//   ps-server --config FILE --index I [--bind tcp://127.0.0.1:0] [--set section.field=value]
+//   ps-server --coordinator tcp://HOST:PORT [--bind tcp://127.0.0.1:0]
+//             [--advertise HOST] [--connect-timeout S]
 //
-// Prints "ps-server I listening on ENDPOINT" once bound (port 0 = the OS picks),
-// serves until SIGINT/SIGTERM or a shutdown control message, exits 0.
+// Binds (port 0: the OS picks), joins the coordinator's job, which says which
+// server it is and so which key range it owns, prints "ps-server I listening
+// on ENDPOINT keys [a, b) MODE", and serves until the job ends, SIGINT or
+// SIGTERM: exit 0. A server bound to a wildcard address (0.0.0.0, *) tells
+// workers to reach it at --advertise, by default this host's name.
 #include <omp.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <string>
-#include <vector>
 
-#include "common/cli_flags.h"
+#include <CLI/CLI.hpp>
+
+#include "common/coordinator_link.h"
 #include "common/dataset.h"
 #include "common/model_spec.h"
 #include "paramserver/server.h"
@@ -19,38 +26,69 @@
 namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
+
+int Fail(const psforge::Status& s) {
+  std::fprintf(stderr, "ps-server: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+// tcp://0.0.0.0:5000 -> tcp://HOST:5000 (workers cannot connect to a wildcard).
+std::string Advertised(const std::string& endpoint, std::string host) {
+  for (const char* wildcard : {"tcp://0.0.0.0:", "tcp://*:"}) {
+    std::string w = wildcard;
+    if (endpoint.rfind(w, 0) != 0) continue;
+    if (host.empty()) {
+      char name[256] = {};
+      gethostname(name, sizeof name - 1);
+      host = name;
+    }
+    return "tcp://" + host + ":" + endpoint.substr(w.size());
+  }
+  return endpoint;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"ps-server: one parameter server of a psforge job"};
-  psforge::CommonFlags flags;
-  psforge::AddCommonFlags(&app, &flags, /*with_training=*/false);
-  std::string bind = "tcp://127.0.0.1:0";
-  int64_t index = 0;
-  app.add_option("--index", index, "which server of cluster.servers (0-based)")->required();
+  std::string coordinator, bind = "tcp://127.0.0.1:0", advertise;
+  double connect_timeout_s = 30;
+  app.add_option("--coordinator", coordinator, "the coordinator's endpoint, e.g. tcp://10.0.0.1:7070")
+      ->required();
   app.add_option("--bind", bind, "endpoint to bind; port 0 lets the OS pick");
+  app.add_option("--advertise", advertise, "host workers reach this server at, when bound to a wildcard");
+  app.add_option("--connect-timeout", connect_timeout_s,
+                 "seconds to wait for the coordinator (at start, and when it goes silent)")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
-
-  auto config = psforge::LoadConfigFromFlags(flags);
-  if (!config.ok()) return std::fprintf(stderr, "ps-server: %s\n", config.status().message().c_str()), 2;
-  omp_set_num_threads(static_cast<int>(config->cluster.server_threads));
-  auto features = psforge::ReadFeatureCount(*config);
-  if (!features.ok()) return std::fprintf(stderr, "ps-server: %s\n", features.status().ToString().c_str()), 1;
-  auto spec = psforge::ModelSpec::FromConfig(config->model, *features);
-  if (!spec.ok()) return std::fprintf(stderr, "ps-server: %s\n", spec.status().ToString().c_str()), 1;
-
-  auto transport = psforge::Transport::CreateZmq();
-  auto server = psforge::ParamServer::Create(*config, *spec, index, transport.get(), bind);
-  if (!server.ok()) return std::fprintf(stderr, "ps-server: %s\n", server.status().ToString().c_str()), 1;
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  std::printf("ps-server %lld listening on %s keys [%lld, %lld) %s\n", (long long)index,
-              (*server)->endpoint().c_str(), (long long)(*server)->range().begin,
-              (long long)(*server)->range().end, psforge::ConsistencyName(config->cluster.consistency));
+
+  auto transport = psforge::Transport::CreateZmq();
+  auto socket = transport->Bind(bind);
+  if (!socket.ok()) return Fail(socket.status().WithContext("binding " + bind));
+  auto channel = psforge::CoordinatorChannel::Open(transport.get(), coordinator);
+  if (!channel.ok()) return Fail(channel.status());
+  const std::string endpoint = Advertised((*socket)->endpoint(), advertise);
+  auto job = (*channel)->Join(psforge::PeerRole::kServer, endpoint,
+                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                  std::chrono::duration<double>(connect_timeout_s)));
+  if (!job.ok()) return Fail(job.status());
+  const psforge::JobConfig& config = job->config;
+  omp_set_num_threads(static_cast<int>(config.cluster.server_threads));
+  auto features = psforge::ReadFeatureCount(config);
+  if (!features.ok()) return Fail(features.status());
+  auto spec = psforge::ModelSpec::FromConfig(config.model, *features);
+  if (!spec.ok()) return Fail(spec.status());
+  auto server = psforge::ParamServer::Create(config, *spec, job->id, std::move(*socket));
+  if (!server.ok()) return Fail(server.status());
+  (*server)->AttachCoordinator(std::move(*channel), connect_timeout_s);
+  std::printf("ps-server %u listening on %s keys [%lld, %lld) %s\n", job->id, endpoint.c_str(),
+              (long long)(*server)->range().begin, (long long)(*server)->range().end,
+              psforge::ConsistencyName(config.cluster.consistency));
   std::fflush(stdout);
   psforge::Status served = (*server)->Serve(g_stop);
-  std::fprintf(stderr, "ps-server %lld: stopped; stats %s\n", (long long)index,
-               (*server)->stats().ToJson().c_str());
-  if (!served.ok()) return std::fprintf(stderr, "ps-server: %s\n", served.ToString().c_str()), 1;
+  std::fprintf(stderr, "ps-server %u: stopped; stats %s\n", job->id, (*server)->stats().ToJson().c_str());
+  if (!served.ok()) return Fail(served);
   return 0;
 }

@@ -24,14 +24,14 @@ Status LocalParameterClient::Pull(int64_t step, std::span<float> weights) {
   return Status::Ok();
 }
 
-Status LocalParameterClient::Push(int64_t step, std::span<const float> gradient) {
+Status LocalParameterClient::Push(int64_t step, std::span<const float> gradient, int64_t samples) {
   if (step != version_)
     return FailedPrecondition("push for step " + std::to_string(step) + " but the weights are at " +
                               std::to_string(version_));
   if (gradient.size() != weights_.size())
     return InvalidArgument("gradient has " + std::to_string(gradient.size()) + " floats, expected " +
                            std::to_string(weights_.size()));
-  optimizer_->Apply(weights_, gradient);
+  if (samples > 0) optimizer_->Apply(weights_, gradient);
   ++version_;
   return Status::Ok();
 }

@@ -22,12 +22,13 @@ class ParameterClient {
   // `step`: the initial weights for step 0, after `step` updates otherwise.
   virtual Status Pull(int64_t step, std::span<float> weights) = 0;
 
-  // Sends the gradient of the mean loss computed on the weights of `step`.
-  virtual Status Push(int64_t step, std::span<const float> gradient) = 0;
+  // Sends the gradient of the mean loss over `samples` records, computed on
+  // the weights of `step` (0 samples: an empty step, which only keeps pace).
+  virtual Status Push(int64_t step, std::span<const float> gradient, int64_t samples) = 0;
 
-  // The trainer will push steps [0, total): a client that prefetches stops
-  // there and makes the last pull (before the final evaluation) a fresh one.
-  virtual void ExpectSteps(int64_t /*total*/) {}
+  // This process pushes no more: nobody waits for it any longer. Pulls
+  // still work (the final evaluation pulls after leaving).
+  virtual Status Leave() { return Status::Ok(); }
 };
 
 // The in-process path: one optimizer over the whole key space, applied in
@@ -40,7 +41,7 @@ class LocalParameterClient final : public ParameterClient {
                                                               std::span<float> weights);
 
   Status Pull(int64_t step, std::span<float> weights) override;
-  Status Push(int64_t step, std::span<const float> gradient) override;
+  Status Push(int64_t step, std::span<const float> gradient, int64_t samples) override;
 
  private:
   LocalParameterClient(std::unique_ptr<Optimizer> optimizer, std::span<float> weights)

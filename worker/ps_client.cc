@@ -61,7 +61,7 @@ Status PsClient::Send(Server& s, const WireHeader& h, OutFrame payload) {
   return s.socket->Send(std::span<const OutFrame>(frames, payload.bytes.empty() ? 1 : 2));
 }
 
-Status PsClient::Push(int64_t step, std::span<const float> gradient) {
+Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t samples) {
   int slot = 0;
   std::span<const float> source = gradient;
   if (overlap_) {
@@ -73,9 +73,9 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient) {
     std::copy(gradient.begin(), gradient.end(), send_buffers_[slot].begin());
     source = send_buffers_[slot];
   }
-  // The weights this push asks for; the last pull is a fresh one instead.
+  // The weights this push asks for.
   const int64_t wanted = step + (overlap_ ? 2 : 1);
-  const bool with_pull = total_steps_ < 0 || wanted < total_steps_;
+  const bool with_pull = true;
   Outstanding asked{wanted, {}};
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
@@ -88,6 +88,7 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient) {
     h.key_end = s.range.end;
     h.with_pull = with_pull;
     h.pull_version = wanted;
+    h.samples = samples;
     auto slice = source.subspan(s.range.begin, s.range.size());
     {
       std::lock_guard<std::mutex> lock(in_flight_mu_);
@@ -153,7 +154,7 @@ Status PsClient::Pull(int64_t step, std::span<float> weights) {
     PSF_RETURN_IF_ERROR(SendPulls(step, &requests));
     PSF_RETURN_IF_ERROR(ReceivePulls(requests, step, weights, deadline));
   }
-  if (overlap_ && step == 0 && (total_steps_ < 0 || 1 < total_steps_)) {
+  if (overlap_ && step == 0) {
     // Step 1's weights: no push asks for them (push t asks for t + 2).
     Outstanding next{1, {}};
     PSF_RETURN_IF_ERROR(SendPulls(1, &next.requests));
@@ -177,6 +178,9 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
     switch (h.kind) {
       case MessageKind::kPushAck:
         --s.unacked_pushes;
+        break;
+      case MessageKind::kControl:
+        answered = answered || h.request_id == request_id;
         break;
       case MessageKind::kError:
         // An error answers either this request or an earlier push.
@@ -204,6 +208,27 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
         return DataLoss(std::string("unexpected ") + MessageKindName(h.kind) + " reply");
     }
   }
+  return Status::Ok();
+}
+
+Status PsClient::Leave() {
+  const Deadline deadline = NewDeadline();
+  std::vector<uint64_t> requests(servers_.size());
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    WireHeader h;
+    h.kind = MessageKind::kControl;
+    h.control = ControlKind::kRemoveWorker;
+    h.value = worker_;
+    h.sender = worker_;
+    h.request_id = requests[i] = next_request_++;
+    Status sent = Send(servers_[i], h, {});
+    if (!sent.ok()) return sent.WithContext("leaving " + Describe(i, servers_[i].socket->endpoint()));
+  }
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    Status got = AwaitReply(servers_[i], requests[i], 0, {}, deadline);
+    if (!got.ok()) return got.WithContext("leaving " + Describe(i, servers_[i].socket->endpoint()));
+  }
+  outstanding_.clear();  // the servers dropped this worker's waiting prefetches
   return Status::Ok();
 }
 

@@ -14,8 +14,9 @@
 // compute: the push of step t asks for the weights of step t+2, which travel
 // while step t+1 computes; Pull(t+2) then only copies them in. Gradients are
 // copied into one of two send buffers, so compute may overwrite its own
-// while a push is on the wire. The first and the last pull (before the final
-// evaluation) are fresh requests.
+// while a push is on the wire. The first pull, and a pull no push asked for
+// (the final evaluation's), are fresh requests. Leave() tells every server
+// to stop waiting for this worker (servers drop its parked prefetches).
 // The staleness bound holds either way: weights used at step t have version
 // >= t - staleness, checked by the server and again here.
 //
@@ -48,8 +49,8 @@ class PsClient final : public ParameterClient {
   ~PsClient() override;
 
   Status Pull(int64_t step, std::span<float> weights) override;
-  Status Push(int64_t step, std::span<const float> gradient) override;
-  void ExpectSteps(int64_t total) override { total_steps_ = total; }
+  Status Push(int64_t step, std::span<const float> gradient, int64_t samples) override;
+  Status Leave() override;
 
  private:
   using Deadline = std::chrono::steady_clock::time_point;
@@ -79,7 +80,6 @@ class PsClient final : public ParameterClient {
   const bool overlap_;
   std::vector<Server> servers_;
   uint64_t next_request_ = 1;
-  int64_t total_steps_ = -1;  // unknown: prefetch without end
   // Requests whose replies carry a weight version not yet collected by Pull,
   // oldest first (at most two: overlap asks two steps ahead).
   struct Outstanding {

@@ -2,6 +2,10 @@
 
 #include <fstream>
 
+#include <omp.h>
+
+#include "common/coordinator_link.h"
+#include "common/shard_plan.h"
 #include "common/transport.h"
 #include "worker/ps_client.h"
 
@@ -36,28 +40,49 @@ Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progres
   PSF_ASSIGN_OR_RETURN(auto client, LocalParameterClient::Create(p.spec, config.optimizer, p.model->weights()));
   ProgressPrinter progress(progress_out, config.training.progress_interval_s);
   Announce(progress, config, p, "");
+  ShardPlan plan(p.data.train.rows, config.data.shard_size, config.training.seed, config.training.shuffle);
+  LocalShardSource source(&plan, config.training.epochs, config.training.max_steps);
   Trainer trainer(config, p.model.get(), client.get(), &progress);
-  return trainer.Run(p.data.train, p.data.test);
+  return trainer.Run(p.data.train, p.data.test, &source);
 }
 
-Result<TrainResult> RunClusterWorker(const JobConfig& config, int64_t index,
-                                     const std::vector<std::string>& servers, std::FILE* progress_out) {
-  const int64_t workers = config.cluster.workers;
-  if (index < 0 || index >= workers)
-    return InvalidArgument("worker index " + std::to_string(index) + " outside [0, " +
-                           std::to_string(workers) + ") (cluster.workers)");
-  const int64_t share = (config.training.batch_size + workers - 1) / workers;
-  PSF_ASSIGN_OR_RETURN(Prepared p, Prepare(config, share));
+Status SaveWeights(std::span<const float> weights, const std::string& path) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(weights.data()),
+            static_cast<std::streamsize>(weights.size() * sizeof(float)));
+  if (!out) return Unavailable("cannot write the weights to " + path);
+  return Status::Ok();
+}
+
+Result<TrainResult> RunClusterWorker(const std::string& coordinator, double connect_timeout_s,
+                                     const std::string& save_weights, JobConfig* config,
+                                     std::FILE* progress_out) {
   auto transport = Transport::CreateZmq();
-  PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(transport.get(), p.spec, config.cluster,
-                                                      static_cast<uint32_t>(index), servers));
-  ProgressPrinter progress(progress_out, config.training.progress_interval_s);
-  Announce(progress, config, p,
-           " as worker " + std::to_string(index) + " of " + std::to_string(workers) + " with " +
-               std::to_string(servers.size()) + " servers (" +
-               ConsistencyName(config.cluster.consistency) + ")");
-  Trainer trainer(config, p.model.get(), client.get(), &progress, {index, workers});
-  return trainer.Run(p.data.train, p.data.test);
+  const auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(connect_timeout_s));
+  PSF_ASSIGN_OR_RETURN(auto channel, CoordinatorChannel::Open(transport.get(), coordinator));
+  PSF_ASSIGN_OR_RETURN(JobAssignment job, channel->Join(PeerRole::kWorker, "", timeout));
+  *config = job.config;
+  omp_set_num_threads(static_cast<int>(config->training.threads));
+  const int64_t workers = config->cluster.workers;
+  const int64_t share = (config->training.batch_size + workers - 1) / workers;
+  PSF_ASSIGN_OR_RETURN(Prepared p, Prepare(*config, share));
+  PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(transport.get(), p.spec, config->cluster, job.id,
+                                                      job.servers));
+  PSF_ASSIGN_OR_RETURN(auto heartbeat, CoordinatorChannel::Open(transport.get(), coordinator));
+  heartbeat->Attach(job.id, PeerRole::kWorker);
+  ShardPlan plan(p.data.train.rows, config->data.shard_size, config->training.seed,
+                 config->training.shuffle);
+  LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat), connect_timeout_s);
+  ProgressPrinter progress(progress_out, config->training.progress_interval_s);
+  Announce(progress, *config, p,
+           " as worker " + std::to_string(job.id) + " of " + std::to_string(workers) + " with " +
+               std::to_string(job.servers.size()) + " servers (" +
+               ConsistencyName(config->cluster.consistency) + "), batches of " + std::to_string(share));
+  Trainer trainer(*config, p.model.get(), client.get(), &progress);
+  PSF_ASSIGN_OR_RETURN(TrainResult result, trainer.Run(p.data.train, p.data.test, &source));
+  if (result.evaluated && !save_weights.empty()) PSF_RETURN_IF_ERROR(SaveWeights(p.model->weights(), save_weights));
+  return result;
 }
 
 int ReportResult(const char* program, const Result<TrainResult>& result, const JobConfig& config,
@@ -66,9 +91,14 @@ int ReportResult(const char* program, const Result<TrainResult>& result, const J
     std::fprintf(stderr, "%s: %s\n", program, result.status().ToString().c_str());
     return 1;
   }
-  std::printf("final %s: %.4f (%lld epochs, %lld steps, %.0f samples/s, %.1f s)\n",
-              result->metric_name.c_str(), result->test_metric, (long long)result->epochs,
-              (long long)result->steps, result->samples_per_s, result->wall_s);
+  if (result->evaluated)
+    std::printf("final %s: %.4f (%lld epochs, %lld steps, %.0f samples/s, %.1f s)\n",
+                result->metric_name.c_str(), result->test_metric, (long long)result->epochs,
+                (long long)result->steps, result->samples_per_s, result->wall_s);
+  else
+    std::printf("done: %lld records in %lld steps, %.0f samples/s, %.1f s\n",
+                (long long)result->samples, (long long)result->steps, result->samples_per_s,
+                result->wall_s);
   std::fflush(stdout);
   if (summary_path.empty()) return 0;
   std::ofstream out(summary_path);

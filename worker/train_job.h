@@ -14,11 +14,21 @@ namespace psforge {
 // Loads the data, builds the model and the in-process optimizer, trains.
 Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out);
 
-// Worker `index` of config.cluster.workers against the servers at `servers`.
-Result<TrainResult> RunClusterWorker(const JobConfig& config, int64_t index,
-                                     const std::vector<std::string>& servers, std::FILE* progress_out);
+// One worker of the job the coordinator at `coordinator` runs: joins it
+// (waiting at most `connect_timeout_s`), trains the shards it leases,
+// leaves. `config` is filled with the job's config. When this worker runs
+// the final evaluation and `save_weights` is set, the final weights are
+// written there (raw little-endian float32, the model's flattened key order).
+Result<TrainResult> RunClusterWorker(const std::string& coordinator, double connect_timeout_s,
+                                     const std::string& save_weights, JobConfig* config,
+                                     std::FILE* progress_out);
 
-// Prints the final line (or the error) and writes the summary; returns the exit code.
+// Writes `weights` as raw float32 to `path`.
+Status SaveWeights(std::span<const float> weights, const std::string& path);
+
+// Prints the final line (or the error) and writes the summary; returns the
+// exit code. A cluster worker whose job another worker evaluated prints its
+// own numbers only.
 int ReportResult(const char* program, const Result<TrainResult>& result, const JobConfig& config,
                  const std::string& summary_path);
 

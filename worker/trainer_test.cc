@@ -12,22 +12,39 @@
 namespace psforge {
 namespace {
 
-TEST(ShuffledOrder, IsADeterministicPermutation) {
+TEST(SeededPermutation, IsADeterministicPermutation) {
   std::vector<int64_t> a(1000), b(1000), c(1000);
-  ShuffledOrder(7, &a);
-  ShuffledOrder(7, &b);
-  ShuffledOrder(8, &c);
+  SeededPermutation(7, &a);
+  SeededPermutation(7, &b);
+  SeededPermutation(8, &c);
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);
   std::vector<int64_t> sorted = a;
   std::sort(sorted.begin(), sorted.end());
   for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[i], i);
-  // The first ten of each are the same across platforms: pinned.
-  std::vector<int64_t> small(10);
-  ShuffledOrder(1, &small);
-  std::vector<int64_t> sorted_small = small;
-  std::sort(sorted_small.begin(), sorted_small.end());
-  EXPECT_NE(small, sorted_small);
+}
+
+TEST(LocalShardSource, BatchesCoverEveryRecordOnceAnEpochAndEvaluateBetween) {
+  ShardPlan plan(1000, 96, 3, true);
+  LocalShardSource source(&plan, 2, 0);
+  std::vector<int64_t> rows;
+  std::vector<int> seen(1000, 0);
+  int64_t step = 0, evaluations = 0;
+  while (true) {
+    auto b = source.Next(step++, 128, &rows);
+    ASSERT_TRUE(b.ok());
+    if (b->evaluate_epoch > 0) {
+      EXPECT_EQ(b->evaluate_epoch, 1);
+      ++evaluations;
+      for (int s : seen) ASSERT_EQ(s, 1);
+    }
+    if (b->stop) break;
+    EXPECT_EQ(b->rows, static_cast<int64_t>(rows.size()));
+    for (int64_t r : rows) ++seen[r];
+  }
+  EXPECT_EQ(evaluations, 1);
+  EXPECT_EQ(step - 1, 2 * 8);  // ceil(1000 / 128) steps an epoch; the last batch short
+  for (int s : seen) EXPECT_EQ(s, 2);
 }
 
 // Solves A x = b (n x n, row-major) by Gaussian elimination with pivoting.
@@ -88,7 +105,9 @@ void ExpectReachesOptimum(const std::string& config_name, bool logistic, double 
   std::FILE* quiet = std::fopen("/dev/null", "w");
   ProgressPrinter progress(quiet, 1e9);
   Trainer trainer(*config, model->get(), client->get(), &progress);
-  auto result = trainer.Run(data->train, data->test);
+  ShardPlan plan(data->train.rows, config->data.shard_size, config->training.seed, config->training.shuffle);
+  LocalShardSource source(&plan, config->training.epochs, config->training.max_steps);
+  auto result = trainer.Run(data->train, data->test, &source);
   std::fclose(quiet);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
 

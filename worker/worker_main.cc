@@ -1,36 +1,33 @@
 // ps-worker: one worker of a cluster job.
 //
-//   ps-worker --config FILE --index I --servers EP0,EP1,... [--epochs N] [--threads N]
-//             [--summary FILE] [--set section.field=value]
+//   ps-worker --coordinator tcp://HOST:PORT [--connect-timeout S] [--summary FILE]
+//             [--save-weights FILE]
 //
-// Trains on its share of every global batch, exchanging gradients and
-// weights with the servers (server i at the i-th endpoint owns the i-th key
-// range), and evaluates on the test set after each epoch.
-#include <omp.h>
-
+// Knows only the coordinator's address: it joins the job there (learning the
+// config, the server map and its id), trains the data shards it leases, and
+// evaluates when the coordinator asks. Exits 0 when the job's data is done.
 #include <cstdio>
-#include <sstream>
 
-#include "common/cli_flags.h"
+#include <CLI/CLI.hpp>
+
 #include "worker/train_job.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"ps-worker: one worker of a psforge cluster job"};
-  psforge::CommonFlags flags;
-  psforge::AddCommonFlags(&app, &flags, /*with_training=*/true);
-  int64_t index = 0;
-  std::string servers;
-  app.add_option("--index", index, "which worker of cluster.workers (0-based)")->required();
-  app.add_option("--servers", servers, "server endpoints in server order, comma-separated")->required();
+  std::string coordinator, summary;
+  double connect_timeout_s = 30;
+  app.add_option("--coordinator", coordinator, "the coordinator's endpoint, e.g. tcp://10.0.0.1:7070")
+      ->required();
+  app.add_option("--connect-timeout", connect_timeout_s,
+                 "seconds to wait for the coordinator (at start, and when it goes silent)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--summary", summary, "write this worker's JSON summary here");
+  std::string save_weights;
+  app.add_option("--save-weights", save_weights,
+                 "if this worker runs the final evaluation, write the final weights here (raw float32)");
   CLI11_PARSE(app, argc, argv);
 
-  auto config = psforge::LoadConfigFromFlags(flags);
-  if (!config.ok()) return std::fprintf(stderr, "ps-worker: %s\n", config.status().message().c_str()), 2;
-  std::vector<std::string> endpoints;
-  std::stringstream ss(servers);
-  for (std::string e; std::getline(ss, e, ',');)
-    if (!e.empty()) endpoints.push_back(e);
-  omp_set_num_threads(static_cast<int>(config->training.threads));
-  auto result = psforge::RunClusterWorker(*config, index, endpoints, stderr);
-  return psforge::ReportResult("ps-worker", result, *config, flags.summary_path);
+  psforge::JobConfig config;
+  auto result = psforge::RunClusterWorker(coordinator, connect_timeout_s, save_weights, &config, stderr);
+  return psforge::ReportResult("ps-worker", result, config, summary);
 }

@@ -9,11 +9,20 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 1;
+const schemaVersion :UInt16 = 2;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
-enum ControlKind { shutdown @0; stats @1; setWorkers @2; }
+enum ControlKind {
+  shutdown @0;
+  stats @1;
+  removeWorker @2;   # value: the worker that left the job (it pushes no more)
+}
+enum LeaseStatus {
+  granted @0;        # a shard to train on
+  wait @1;           # none free now: the epoch's last shards are still in training
+  finished @2;       # the job's data is exhausted, or its steps are done: stop
+}
 
 struct KeyBlock {
   step @0 :Int64;       # push: the step the gradient was computed at; pull: the version wanted
@@ -24,6 +33,10 @@ struct KeyBlock {
   # pullVersion (once ready) instead of a push ack: one round trip a step.
   withPull @4 :Bool;
   pullVersion @5 :Int64;
+  # push only: how many records the gradient is the mean over. Servers weight
+  # each push by it, so the update is the mean over every record of the step;
+  # 0 is an empty step (the worker had no data), which only advances its clock.
+  samples @6 :UInt32;
 }
 
 struct PushAck {
@@ -36,8 +49,49 @@ struct Error {
   message @1 :Text;
 }
 
-struct Register { role @0 :Role; }
-struct Heartbeat { step @0 :Int64; }
+# To the coordinator; answered by Welcome plus one payload frame: the job as
+# JSON ({"config": ..., "servers": [endpoint, ...]}).
+struct Register {
+  role @0 :Role;
+  endpoint @1 :Text;    # server: where workers reach it
+}
+struct Welcome { id @0 :UInt32; }
+
+# Servers and workers to the coordinator, and back (the coordinator's answer
+# carries the membership state, so a lost heartbeat loses nothing).
+struct Heartbeat {
+  step @0 :Int64;       # worker: steps pushed; server: its version
+  epoch @1 :Int64;
+  samples @2 :Int64;    # worker: records trained so far
+  loss @3 :Float64;     # worker: mean training loss since its last heartbeat
+  stop @4 :Bool;        # answer: the job is over (or you were removed): exit
+  removed @5 :List(UInt32);  # answer: workers no longer in the job
+  role @6 :Role;        # the sender's (ids are per role)
+}
+
+# A worker asks for its next data shard, reporting the shards it finished.
+struct LeaseRequest {
+  done @0 :List(UInt64);  # lease ids whose every record has been pushed
+  step @1 :Int64;         # steps the worker has pushed
+  finished @2 :Bool;      # the worker stops (its step budget is spent)
+}
+struct LeaseReply {
+  status @0 :LeaseStatus;
+  leaseId @1 :UInt64;
+  epoch @2 :Int64;
+  recordBegin @3 :Int64;  # [recordBegin, recordEnd) of the job's record permutation
+  recordEnd @4 :Int64;
+  evaluateEpoch @5 :Int64;  # > 0: epoch that just completed; evaluate and report it
+  finalVersion @6 :Int64;   # finished, > 0: you are the evaluator; pull this version, evaluate, report
+}
+
+# A worker's evaluation, to the coordinator.
+struct Report {
+  epoch @0 :Int64;
+  step @1 :Int64;
+  metric @2 :Float64;
+  final @3 :Bool;
+}
 
 struct Control {
   kind @0 :ControlKind;
@@ -58,5 +112,9 @@ struct Header {
     pullReply @8 :KeyBlock;
     error @9 :Error;
     control @10 :Control;
+    welcome @11 :Welcome;
+    lease @12 :LeaseRequest;
+    leaseReply @13 :LeaseReply;
+    report @14 :Report;
   }
 }

@@ -1,4 +1,5 @@
-// Starting real ps-server and ps-worker processes on loopback for tests.
+// Starting a real cluster on loopback for tests: a ps-coordinator, its
+// ps-server processes and ps-worker processes, each on a port the OS picks.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -20,46 +21,59 @@ struct RunningServer {
   std::string endpoint;
 };
 
-// Starts servers 0..n-1 of `config` with `sets` overrides; each binds a port
-// the OS picks and reports it on its first line.
-inline std::vector<RunningServer> StartServers(const std::string& config, int n,
-                                               const std::vector<std::string>& sets) {
+struct TestCluster {
+  std::unique_ptr<ChildProcess> coordinator;
+  std::string coordinator_endpoint;
   std::vector<RunningServer> servers;
-  for (int i = 0; i < n; ++i) {
-    std::vector<std::string> argv{BinPath("ps-server"), "--config", config, "--index", std::to_string(i)};
-    for (const auto& s : sets) argv.insert(argv.end(), {"--set", s});
-    auto p = std::make_unique<ChildProcess>(argv);
-    auto endpoint = p->WaitForLine(std::regex("listening on (\\S+)"), std::chrono::seconds(30));
-    EXPECT_TRUE(endpoint.has_value()) << "server " << i << " did not start: " << p->Stderr();
-    servers.push_back({std::move(p), endpoint.value_or("")});
-  }
-  return servers;
-}
+};
 
-inline std::string Endpoints(const std::vector<RunningServer>& servers) {
-  std::string s;
-  for (const auto& r : servers) s += (s.empty() ? "" : ",") + r.endpoint;
-  return s;
-}
-
-inline std::unique_ptr<ChildProcess> StartWorker(const std::string& config, int index,
-                                                 const std::vector<RunningServer>& servers,
-                                                 const std::vector<std::string>& sets,
-                                                 const std::string& summary = "") {
-  std::vector<std::string> argv{BinPath("ps-worker"), "--config", config, "--index",
-                                std::to_string(index), "--servers", Endpoints(servers)};
+// Starts a coordinator for `config` with `sets` overrides (and `coordinator_args`),
+// then `servers` servers; returns once every server is serving.
+inline TestCluster StartCluster(const std::string& config, int servers,
+                                std::vector<std::string> sets,
+                                const std::vector<std::string>& coordinator_args = {}) {
+  TestCluster c;
+  sets.push_back("cluster.servers=" + std::to_string(servers));
+  std::vector<std::string> argv{BinPath("ps-coordinator"), "--config", config, "--no-run-dir"};
   for (const auto& s : sets) argv.insert(argv.end(), {"--set", s});
+  argv.insert(argv.end(), coordinator_args.begin(), coordinator_args.end());
+  c.coordinator = std::make_unique<ChildProcess>(argv);
+  auto endpoint = c.coordinator->WaitForLine(std::regex("listening on (\\S+)"), std::chrono::seconds(60));
+  EXPECT_TRUE(endpoint.has_value()) << "the coordinator did not start: " << c.coordinator->Stderr();
+  c.coordinator_endpoint = endpoint.value_or("tcp://127.0.0.1:1");
+  for (int i = 0; i < servers; ++i)
+    c.servers.push_back({std::make_unique<ChildProcess>(std::vector<std::string>{
+                             BinPath("ps-server"), "--coordinator", c.coordinator_endpoint}),
+                         ""});
+  for (auto& s : c.servers) {
+    auto line = s.process->WaitForLine(std::regex("listening on (\\S+)"), std::chrono::seconds(60));
+    EXPECT_TRUE(line.has_value()) << "a server did not start: " << s.process->Stderr();
+    s.endpoint = line.value_or("");
+  }
+  return c;
+}
+
+inline std::unique_ptr<ChildProcess> StartWorker(const TestCluster& c, const std::string& summary = "",
+                                                 const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv{BinPath("ps-worker"), "--coordinator", c.coordinator_endpoint};
   if (!summary.empty()) argv.insert(argv.end(), {"--summary", summary});
+  argv.insert(argv.end(), extra.begin(), extra.end());
   return std::make_unique<ChildProcess>(argv);
 }
 
-// SIGTERM, then expects a clean exit 0 within the deadline.
-inline void StopServers(std::vector<RunningServer>& servers) {
-  for (auto& s : servers) s.process->Signal(SIGTERM);
-  for (auto& s : servers) {
-    auto code = s.process->Wait(std::chrono::seconds(10));
-    EXPECT_EQ(code, std::optional<int>(0)) << s.process->Stderr();
-  }
+// After a job that completes: the coordinator and every server exit on their own, 0.
+inline void ExpectClusterExits(TestCluster& c, std::chrono::seconds deadline = std::chrono::seconds(60)) {
+  EXPECT_EQ(c.coordinator->Wait(deadline), std::optional<int>(0)) << c.coordinator->Stderr();
+  for (auto& s : c.servers) EXPECT_EQ(s.process->Wait(deadline), std::optional<int>(0)) << s.process->Stderr();
+}
+
+// Ends a job early: SIGTERM to the coordinator, which tells the servers to
+// stop; they exit 0, the coordinator 1 (the job did not finish).
+inline void StopCluster(TestCluster& c) {
+  c.coordinator->Signal(SIGTERM);
+  EXPECT_EQ(c.coordinator->Wait(std::chrono::seconds(30)), std::optional<int>(1)) << c.coordinator->Stderr();
+  for (auto& s : c.servers)
+    EXPECT_EQ(s.process->Wait(std::chrono::seconds(30)), std::optional<int>(0)) << s.process->Stderr();
 }
 
 }  // namespace psforge::testing

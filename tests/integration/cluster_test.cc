@@ -1,14 +1,18 @@
-// The cluster as users run it: ps-server and ps-worker processes on loopback.
+// The cluster as users run it: ps-coordinator, ps-server and ps-worker
+// processes on loopback.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "common/dataset.h"
+#include "common/shard_plan.h"
 #include "tests/integration/cluster_fixture.h"
-#include "worker/ps_client.h"
+#include "worker/batch_source.h"
 #include "worker/train_job.h"
 
 namespace psforge {
@@ -17,15 +21,30 @@ namespace {
 using namespace std::chrono_literals;
 using testing::kMlpConfig;
 
+std::vector<float> ReadWeights(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<float> w(std::filesystem::file_size(path) / sizeof(float));
+  in.read(reinterpret_cast<char*>(w.data()), static_cast<std::streamsize>(w.size() * sizeof(float)));
+  return w;
+}
+
 // The correctness anchor: W workers on b/W each, averaged by the servers,
 // give the weights one process gets on batch b with the same data order.
+// With shards of one worker batch, worker i trains shard 2t+i of the epoch's
+// order at step t: together, the records ps-train takes at step t.
 TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
+  testing::TempDir dir;
   const std::vector<std::string> sets{"training.max_steps=50", "training.batch_size=128",
-                                      "cluster.servers=2", "cluster.workers=2"};
-  auto servers = testing::StartServers(kMlpConfig, 2, sets);
+                                      "cluster.workers=2", "data.shard_size=64"};
+  auto cluster = testing::StartCluster(kMlpConfig, 2, sets);
   std::vector<std::unique_ptr<testing::ChildProcess>> workers;
-  for (int w = 0; w < 2; ++w) workers.push_back(testing::StartWorker(kMlpConfig, w, servers, sets));
+  for (int w = 0; w < 2; ++w)
+    workers.push_back(testing::StartWorker(cluster, "", {"--save-weights", dir.File("w" + std::to_string(w))}));
   for (auto& w : workers) ASSERT_EQ(w->Wait(120s), std::optional<int>(0)) << w->Stderr();
+  testing::ExpectClusterExits(cluster);
+  const std::string saved = std::filesystem::exists(dir.File("w0")) ? dir.File("w0") : dir.File("w1");
+  ASSERT_TRUE(std::filesystem::exists(saved)) << "no worker saved the final weights";
+  std::vector<float> cluster_weights = ReadWeights(saved);
 
   std::vector<ConfigOverride> overrides;
   for (const auto& s : sets) overrides.push_back(*ParseOverride(s));
@@ -34,14 +53,7 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   auto data = LoadTrainTest(*config);
   ASSERT_TRUE(data.ok());
   auto spec = ModelSpec::FromConfig(config->model, data->train.features);
-
-  // The servers' weights after 50 steps.
-  auto transport = Transport::CreateZmq();
-  std::vector<std::string> endpoints{servers[0].endpoint, servers[1].endpoint};
-  auto client = PsClient::Connect(transport.get(), *spec, config->cluster, 0, endpoints);
-  ASSERT_TRUE(client.ok()) << client.status().ToString();
-  std::vector<float> cluster_weights(spec->num_params());
-  ASSERT_TRUE((*client)->Pull(50, cluster_weights).ok());
+  ASSERT_EQ(cluster_weights.size(), static_cast<std::size_t>(spec->num_params()));
 
   // One process, batch 128, the same 50 steps.
   auto model = Model::Create(*spec, 128);
@@ -49,7 +61,9 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   std::FILE* quiet = std::fopen("/dev/null", "w");
   ProgressPrinter progress(quiet, 1e9);
   Trainer trainer(*config, model->get(), local->get(), &progress);
-  auto result = trainer.Run(data->train, data->test);
+  ShardPlan plan(data->train.rows, config->data.shard_size, config->training.seed, config->training.shuffle);
+  LocalShardSource source(&plan, config->training.epochs, config->training.max_steps);
+  auto result = trainer.Run(data->train, data->test, &source);
   std::fclose(quiet);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ(result->steps, 50);
@@ -64,41 +78,56 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   }
   double rel = std::sqrt(diff / norm);
   EXPECT_LE(rel, 1e-5) << "largest elementwise difference " << worst;
-  testing::StopServers(servers);
 }
 
-TEST(Cluster, MlpOnTwoServersAndTwoWorkersReachesTheTarget) {
+// Issue 4's acceptance run: 1 coordinator, 2 servers, 3 workers; every
+// record trained exactly once an epoch (counted by the workers), the target
+// accuracy reached, every process gone with exit 0.
+TEST(Cluster, ThreeWorkersTwoServersTrainEveryRecordOnceAnEpochAndReachTheTarget) {
 #if defined(PSFORGE_TSAN)
   GTEST_SKIP() << "10 epochs take about 30 minutes under ThreadSanitizer; the other cluster "
-                  "tests run the same server and client paths";
+                  "tests run the same server, coordinator and client paths";
 #endif
   testing::TempDir dir;
-  const std::vector<std::string> sets{"cluster.servers=2", "cluster.workers=2"};
-  auto servers = testing::StartServers(kMlpConfig, 2, sets);
-  auto w0 = testing::StartWorker(kMlpConfig, 0, servers, sets, dir.File("w0.json"));
-  auto w1 = testing::StartWorker(kMlpConfig, 1, servers, sets);
-  ASSERT_EQ(w0->Wait(400s), std::optional<int>(0)) << w0->Stderr();
-  ASSERT_EQ(w1->Wait(60s), std::optional<int>(0)) << w1->Stderr();
-  auto summary = nlohmann::json::parse(testing::ReadFile(dir.File("w0.json")));
-  EXPECT_GE(summary["test_accuracy"].get<double>(), 0.88) << summary.dump(2);
-  EXPECT_EQ(summary["epochs"], 10);
-  testing::StopServers(servers);
+  auto cluster = testing::StartCluster(kMlpConfig, 2, {"cluster.workers=3", "data.shard_size=1000"},
+                                       {"--summary", dir.File("job.json")});
+  std::vector<std::unique_ptr<testing::ChildProcess>> workers;
+  for (int w = 0; w < 3; ++w) workers.push_back(testing::StartWorker(cluster, dir.File("w" + std::to_string(w) + ".json")));
+  for (auto& w : workers) ASSERT_EQ(w->Wait(600s), std::optional<int>(0)) << w->Stderr();
+  testing::ExpectClusterExits(cluster);
+
+  auto job = nlohmann::json::parse(testing::ReadFile(dir.File("job.json")));
+  EXPECT_GE(job["test_accuracy"].get<double>(), 0.88) << job.dump(2);
+  EXPECT_EQ(job["epochs"], 10);
+  const double n = 60000;
+  for (int epoch = 0; epoch < 10; ++epoch) {
+    double records = 0, sum = 0, squares = 0;
+    for (int w = 0; w < 3; ++w) {
+      auto s = nlohmann::json::parse(testing::ReadFile(dir.File("w" + std::to_string(w) + ".json")));
+      if (s["records_per_epoch"].size() <= static_cast<std::size_t>(epoch)) continue;
+      const auto& c = s["records_per_epoch"][epoch];
+      records += c["records"].get<double>();
+      sum += c["id_sum"].get<double>();
+      squares += c["id_square_sum"].get<double>();
+    }
+    EXPECT_EQ(records, n) << "epoch " << epoch + 1;
+    EXPECT_EQ(sum, n * (n - 1) / 2) << "epoch " << epoch + 1;
+    EXPECT_EQ(squares, (n - 1) * n * (2 * n - 1) / 6) << "epoch " << epoch + 1;
+  }
 }
 
-TEST(Cluster, WorkerNamesAServerThatDoesNotAnswer) {
+TEST(Cluster, WorkerNamesACoordinatorThatDoesNotAnswer) {
   // A bound socket nobody serves: the worker must give up, naming it.
   auto transport = Transport::CreateZmq();
   auto silent = transport->Bind("tcp://127.0.0.1:0");
   ASSERT_TRUE(silent.ok());
-  std::vector<testing::RunningServer> fake(1);
-  fake[0].endpoint = (*silent)->endpoint();
-  auto w = testing::StartWorker(kMlpConfig, 0, fake,
-                                {"cluster.servers=1", "cluster.workers=1", "cluster.request_timeout_s=1"});
-  auto code = w->Wait(60s);
+  testing::ChildProcess w({testing::BinPath("ps-worker"), "--coordinator", (*silent)->endpoint(),
+                           "--connect-timeout", "1"});
+  auto code = w.Wait(60s);
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 1);
-  EXPECT_NE(w->Stderr().find("DeadlineExceeded"), std::string::npos) << w->Stderr();
-  EXPECT_NE(w->Stderr().find(fake[0].endpoint), std::string::npos) << w->Stderr();
+  EXPECT_NE(w.Stderr().find("DeadlineExceeded"), std::string::npos) << w.Stderr();
+  EXPECT_NE(w.Stderr().find((*silent)->endpoint()), std::string::npos) << w.Stderr();
 }
 
 }  // namespace

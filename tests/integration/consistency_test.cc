@@ -30,16 +30,24 @@ std::vector<int64_t> PollUntil(testing::RawClient& c, Pred done, std::chrono::se
   return steps;
 }
 
+// Worker ids follow the order of joining: the second starts once the first is worker 0.
+std::pair<std::unique_ptr<testing::ChildProcess>, std::unique_ptr<testing::ChildProcess>> StartTwoWorkers(
+    testing::TestCluster& cluster) {
+  auto w0 = testing::StartWorker(cluster);
+  EXPECT_TRUE(cluster.coordinator->WaitForLine(std::regex("(worker 0 joined)"), 60s).has_value());
+  auto w1 = testing::StartWorker(cluster);
+  return {std::move(w0), std::move(w1)};
+}
+
 TEST(Consistency, SspHoldsTheFastWorkerWithinTheBoundOfAStalledOne) {
   const int64_t staleness = 2;
-  const std::vector<std::string> sets{"cluster.servers=1", "cluster.workers=2", "cluster.consistency=ssp",
+  const std::vector<std::string> sets{"cluster.workers=2", "cluster.consistency=ssp",
                                       "cluster.staleness=" + std::to_string(staleness),
                                       "training.max_steps=300"};
-  auto servers = testing::StartServers(testing::kMlpConfig, 1, sets);
+  auto cluster = testing::StartCluster(testing::kMlpConfig, 1, sets);
   auto transport = Transport::CreateZmq();
-  testing::RawClient stats(transport.get(), servers[0].endpoint);
-  auto w0 = testing::StartWorker(testing::kMlpConfig, 0, servers, sets);
-  auto w1 = testing::StartWorker(testing::kMlpConfig, 1, servers, sets);
+  testing::RawClient stats(transport.get(), cluster.servers[0].endpoint);
+  auto [w0, w1] = StartTwoWorkers(cluster);
 
   auto steps = PollUntil(stats, [](const auto& s) { return s[0] >= 10 && s[1] >= 10; }, 60s);
   ASSERT_GE(steps[1], 10) << "workers did not start training: " << w1->Stderr();
@@ -57,17 +65,16 @@ TEST(Consistency, SspHoldsTheFastWorkerWithinTheBoundOfAStalledOne) {
   // clean exit means no pull was answered too stale.
   EXPECT_EQ(w0->Wait(120s), std::optional<int>(0)) << w0->Stderr();
   EXPECT_EQ(w1->Wait(120s), std::optional<int>(0)) << w1->Stderr();
-  testing::StopServers(servers);
+  testing::ExpectClusterExits(cluster);
 }
 
 TEST(Consistency, AspFinishesWithoutWaitingForAStalledWorker) {
-  const std::vector<std::string> sets{"cluster.servers=1", "cluster.workers=2", "cluster.consistency=asp",
+  const std::vector<std::string> sets{"cluster.workers=2", "cluster.consistency=asp",
                                       "training.max_steps=150"};
-  auto servers = testing::StartServers(testing::kMlpConfig, 1, sets);
+  auto cluster = testing::StartCluster(testing::kMlpConfig, 1, sets);
   auto transport = Transport::CreateZmq();
-  testing::RawClient stats(transport.get(), servers[0].endpoint);
-  auto w0 = testing::StartWorker(testing::kMlpConfig, 0, servers, sets);
-  auto w1 = testing::StartWorker(testing::kMlpConfig, 1, servers, sets);
+  testing::RawClient stats(transport.get(), cluster.servers[0].endpoint);
+  auto [w0, w1] = StartTwoWorkers(cluster);
   auto steps = PollUntil(stats, [](const auto& s) { return s[1] >= 5; }, 60s);
   ASSERT_GE(steps[1], 5) << w1->Stderr();
   w1->Signal(SIGSTOP);
@@ -77,7 +84,7 @@ TEST(Consistency, AspFinishesWithoutWaitingForAStalledWorker) {
   EXPECT_LT(final_steps[1], 150) << "the stalled worker was not stalled";
   w1->Signal(SIGCONT);
   EXPECT_EQ(w1->Wait(120s), std::optional<int>(0)) << w1->Stderr();
-  testing::StopServers(servers);
+  testing::ExpectClusterExits(cluster);
 }
 
 }  // namespace

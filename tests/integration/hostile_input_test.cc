@@ -35,6 +35,7 @@ WireHeader Header(MessageKind kind, int64_t step, int64_t begin = 0, int64_t end
   h.step = step;
   h.key_begin = begin;
   h.key_end = end;
+  h.samples = 1;
   return h;
 }
 
@@ -45,11 +46,11 @@ std::vector<float> Gradient(int64_t step) {
 }
 
 TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
-  const std::vector<std::string> sets{"cluster.servers=1", "cluster.workers=1"};
-  auto attacked = testing::StartServers(kConfig, 1, sets);
-  auto twin = testing::StartServers(kConfig, 1, sets);
+  const std::vector<std::string> sets{"cluster.workers=1"};
+  auto attacked = testing::StartCluster(kConfig, 1, sets);
+  auto twin = testing::StartCluster(kConfig, 1, sets);
   auto transport = Transport::CreateZmq();
-  RawClient a(transport.get(), attacked[0].endpoint), b(transport.get(), twin[0].endpoint);
+  RawClient a(transport.get(), attacked.servers[0].endpoint), b(transport.get(), twin.servers[0].endpoint);
 
   int bad = 0;
   auto expect_error = [&](Reply r, const std::string& what) {
@@ -125,8 +126,8 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
   EXPECT_EQ(counted, bad) << counters.dump();
   EXPECT_EQ(counters["duplicates"], 5);
   EXPECT_EQ(counters["updates"], 5);
-  testing::StopServers(attacked);
-  testing::StopServers(twin);
+  testing::StopCluster(attacked);
+  testing::StopCluster(twin);
 }
 
 }  // namespace

@@ -1,0 +1,163 @@
+#include "common/coordinator_link.h"
+
+#include <nlohmann/json.hpp>
+
+namespace psforge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A job description is a config and a server list: far below this.
+constexpr std::size_t kMaxJobBytes = 1 << 20;
+
+std::string Seconds(CoordinatorChannel::Duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+}  // namespace
+
+std::string EncodeJob(const JobConfig& config, const std::vector<std::string>& servers) {
+  nlohmann::json c = ConfigToJson(config);
+  c.erase("path");
+  return nlohmann::json{{"config", c}, {"servers", servers}}.dump();
+}
+
+Result<JobAssignment> DecodeJob(std::span<const std::byte> payload, const std::string& origin) {
+  if (payload.size() > kMaxJobBytes)
+    return InvalidArgument("job description of " + std::to_string(payload.size()) + " bytes from " +
+                           origin + " exceeds " + std::to_string(kMaxJobBytes));
+  nlohmann::json j = nlohmann::json::parse(reinterpret_cast<const char*>(payload.data()),
+                                           reinterpret_cast<const char*>(payload.data()) + payload.size(),
+                                           nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("config") || !j.contains("servers") ||
+      !j["servers"].is_array())
+    return InvalidArgument("job description from " + origin + " is not {config, servers} JSON");
+  JobAssignment job;
+  // JSON is YAML: the config goes through the same validation as a file.
+  PSF_ASSIGN_OR_RETURN(job.config, ParseJobConfig(j["config"].dump(), "the job from " + origin, ""));
+  for (const auto& s : j["servers"]) {
+    if (!s.is_string()) return InvalidArgument("job description from " + origin + ": a server is not a string");
+    job.servers.push_back(s.get<std::string>());
+  }
+  if (static_cast<int64_t>(job.servers.size()) != job.config.cluster.servers)
+    return InvalidArgument("job description from " + origin + " lists " +
+                           std::to_string(job.servers.size()) + " servers, its config " +
+                           std::to_string(job.config.cluster.servers));
+  return job;
+}
+
+CoordinatorChannel::CoordinatorChannel(std::unique_ptr<ClientSocket> socket, std::string coordinator)
+    : socket_(std::move(socket)), coordinator_(std::move(coordinator)), last_answer_(Clock::now()) {}
+
+Result<std::unique_ptr<CoordinatorChannel>> CoordinatorChannel::Open(Transport* transport,
+                                                                     const std::string& coordinator) {
+  auto socket = transport->Connect(coordinator);
+  if (!socket.ok()) return socket.status().WithContext("coordinator " + coordinator);
+  return std::unique_ptr<CoordinatorChannel>(new CoordinatorChannel(std::move(*socket), coordinator));
+}
+
+Status CoordinatorChannel::Send(const WireHeader& h) {
+  EncodeHeader(h, &encode_buffer_);
+  OutFrame frame{encode_buffer_, nullptr};
+  Status s = socket_->Send(std::span<const OutFrame>(&frame, 1));
+  if (!s.ok()) return Unavailable("cannot send to the coordinator at " + coordinator_ + ": " + s.message());
+  return Status::Ok();
+}
+
+Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string& endpoint,
+                                               Duration timeout) {
+  WireHeader h;
+  h.kind = MessageKind::kRegister;
+  h.role = role;
+  h.endpoint = endpoint;
+  h.request_id = next_request_++;
+  PSF_RETURN_IF_ERROR(Send(h));
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0)
+      return DeadlineExceeded("no answer from the coordinator at " + coordinator_ + " within " +
+                              Seconds(timeout) + "; is ps-coordinator running there?");
+    PSF_ASSIGN_OR_RETURN(auto m, socket_->Receive(left));
+    if (!m) continue;
+    if (m->frames.empty()) continue;
+    auto r = DecodeHeader(m->frames[0]->bytes(), &decode_scratch_);
+    if (!r.ok()) return r.status().WithContext("answer from the coordinator at " + coordinator_);
+    if (r->request_id != h.request_id) continue;
+    if (r->kind == MessageKind::kError)
+      return Status(r->error_code, "the coordinator at " + coordinator_ + " refused to register this " +
+                                       (role == PeerRole::kServer ? "server" : "worker") + ": " + r->text);
+    if (r->kind != MessageKind::kWelcome || m->frames.size() != 2)
+      return InvalidArgument("the coordinator at " + coordinator_ + " answered registration with " +
+                             MessageKindName(r->kind));
+    PSF_ASSIGN_OR_RETURN(JobAssignment job, DecodeJob(m->frames[1]->bytes(), coordinator_));
+    job.id = r->sender;
+    id_ = job.id;
+    role_ = role;
+    last_answer_ = Clock::now();
+    return job;
+  }
+}
+
+void CoordinatorChannel::Absorb(const WireHeader& h) {
+  last_answer_ = Clock::now();
+  if (h.kind != MessageKind::kHeartbeat) return;
+  stop_ = stop_ || h.stop;
+  removed_ = h.removed;
+}
+
+Status CoordinatorChannel::Heartbeat(const MemberProgress& p, Duration interval, Duration lost_after) {
+  const auto now = Clock::now();
+  if (now - last_sent_ >= interval) {
+    WireHeader h;
+    h.kind = MessageKind::kHeartbeat;
+    h.sender = id_;
+    h.role = role_;
+    h.request_id = next_request_++;
+    h.step = p.step;
+    h.epoch = p.epoch;
+    h.samples = p.samples;
+    h.loss = p.loss;
+    // A full queue (coordinator gone) is what `lost_after` reports; not an error here.
+    (void)Send(h);
+    last_sent_ = now;
+  }
+  while (true) {
+    PSF_ASSIGN_OR_RETURN(auto m, socket_->Receive(std::chrono::milliseconds(0)));
+    if (!m) break;
+    if (m->frames.empty()) continue;
+    auto r = DecodeHeader(m->frames[0]->bytes(), &decode_scratch_);
+    if (r.ok()) Absorb(*r);
+  }
+  if (Clock::now() - last_answer_ > lost_after)
+    return Unavailable("no answer from the coordinator at " + coordinator_ + " for " +
+                       Seconds(Clock::now() - last_answer_));
+  return Status::Ok();
+}
+
+Result<WireHeader> CoordinatorChannel::Call(WireHeader request, Duration timeout) {
+  request.sender = id_;
+  request.role = role_;
+  request.request_id = next_request_++;
+  PSF_RETURN_IF_ERROR(Send(request));
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0)
+      return DeadlineExceeded("no answer from the coordinator at " + coordinator_ + " to a " +
+                              MessageKindName(request.kind) + " within " + Seconds(timeout));
+    PSF_ASSIGN_OR_RETURN(auto m, socket_->Receive(left));
+    if (!m || m->frames.empty()) continue;
+    auto r = DecodeHeader(m->frames[0]->bytes(), &decode_scratch_);
+    if (!r.ok()) return r.status().WithContext("answer from the coordinator at " + coordinator_);
+    Absorb(*r);
+    if (r->request_id != request.request_id) continue;
+    if (r->kind == MessageKind::kError)
+      return Status(r->error_code, "the coordinator at " + coordinator_ + ": " + r->text);
+    return *r;
+  }
+}
+
+}  // namespace psforge

@@ -1,0 +1,91 @@
+// CoordinatorChannel: one member's (a server's or a worker's) socket to the
+// coordinator of its job.
+//
+// A member knows only the coordinator's address. Join() registers and learns
+// the job: its own id, the validated config, and the server map. Heartbeat()
+// reports progress when one is due and takes in the coordinator's answers,
+// which carry the membership state (stop, removed workers), so a lost
+// message loses nothing. Call() is a request the coordinator answers (a data
+// lease, an evaluation report). Every wait has a deadline, and an error names
+// the coordinator's address. Not thread-safe: a member that heartbeats from
+// another thread opens a second channel there (Attach).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/transport.h"
+#include "common/wire.h"
+
+namespace psforge {
+
+struct JobAssignment {
+  uint32_t id = 0;
+  JobConfig config;
+  std::vector<std::string> servers;  // server i's endpoint; it owns the i-th key range
+};
+
+// What a member reports in its heartbeats.
+struct MemberProgress {
+  int64_t step = 0;     // worker: steps pushed; server: version
+  int64_t epoch = 0;
+  int64_t samples = 0;  // worker: records trained so far
+  double loss = 0;      // worker: mean loss since the last heartbeat
+};
+
+// The job as the coordinator hands it to members: {"config": ..., "servers": [...]}.
+std::string EncodeJob(const JobConfig& config, const std::vector<std::string>& servers);
+Result<JobAssignment> DecodeJob(std::span<const std::byte> payload, const std::string& origin);
+
+class CoordinatorChannel {
+ public:
+  using Duration = std::chrono::steady_clock::duration;
+
+  static Result<std::unique_ptr<CoordinatorChannel>> Open(Transport* transport,
+                                                          const std::string& coordinator);
+
+  // Registers as `role` (a server gives the `endpoint` workers reach it at).
+  // Waits at most `timeout` for the answer; workers are answered once every
+  // server has registered.
+  Result<JobAssignment> Join(PeerRole role, const std::string& endpoint, Duration timeout);
+
+  // A second channel of a member that already joined as `id`.
+  void Attach(uint32_t id, PeerRole role) { id_ = id, role_ = role; }
+
+  // Sends a heartbeat when `interval` has passed since the last one, and
+  // reads every answer that has arrived. Unavailable once the coordinator has
+  // not answered for `lost_after`.
+  Status Heartbeat(const MemberProgress& progress, Duration interval, Duration lost_after);
+
+  // Sends `request` and waits at most `timeout` for its answer (heartbeat
+  // answers that arrive meanwhile are taken in). An Error answer becomes
+  // the returned Status.
+  Result<WireHeader> Call(WireHeader request, Duration timeout);
+
+  bool stop_requested() const { return stop_; }
+  const std::vector<uint32_t>& removed() const { return removed_; }
+  const std::string& coordinator() const { return coordinator_; }
+
+ private:
+  CoordinatorChannel(std::unique_ptr<ClientSocket> socket, std::string coordinator);
+  Status Send(const WireHeader& h);
+  // Takes in one answer: heartbeat answers update the membership state.
+  void Absorb(const WireHeader& h);
+
+  std::unique_ptr<ClientSocket> socket_;
+  std::string coordinator_;
+  uint32_t id_ = 0;
+  PeerRole role_ = PeerRole::kWorker;
+  uint64_t next_request_ = 1;
+  std::chrono::steady_clock::time_point last_sent_{}, last_answer_;
+  bool stop_ = false;
+  std::vector<uint32_t> removed_;
+  std::vector<std::byte> encode_buffer_;
+  std::vector<uint64_t> decode_scratch_;
+};
+
+}  // namespace psforge

@@ -1,0 +1,56 @@
+#include "common/shard_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace psforge {
+namespace {
+
+TEST(ShardPlan, EveryRecordOnceAnEpoch) {
+  ShardPlan plan(1003, 100, 7, true);
+  ASSERT_EQ(plan.shards(), 11);
+  EXPECT_EQ(plan.Positions(10).size(), 3);
+  std::vector<int64_t> records;
+  for (int64_t epoch = 1; epoch <= 3; ++epoch) {
+    std::vector<int> seen(1003, 0);
+    auto order = plan.EpochOrder(epoch);
+    ASSERT_EQ(order.size(), 11u);
+    for (int64_t shard : order) {
+      plan.Records(epoch, shard, &records);
+      EXPECT_EQ(static_cast<int64_t>(records.size()), plan.Positions(shard).size());
+      for (int64_t r : records) ++seen[r];
+    }
+    for (int s : seen) ASSERT_EQ(s, 1);
+  }
+}
+
+TEST(ShardPlan, OrdersDependOnSeedAndEpochOnly) {
+  ShardPlan a(5000, 64, 3, true), b(5000, 64, 3, true), c(5000, 64, 4, true);
+  EXPECT_EQ(a.EpochOrder(2), b.EpochOrder(2));
+  EXPECT_NE(a.EpochOrder(1), a.EpochOrder(2));
+  EXPECT_NE(a.EpochOrder(1), c.EpochOrder(1));
+  std::vector<int64_t> r1, r2, r3;
+  a.Records(1, 5, &r1);
+  b.Records(1, 5, &r2);
+  a.Records(2, 5, &r3);
+  EXPECT_EQ(r1, r2);
+  EXPECT_NE(r1, r3);
+  // The same shard holds the same records in every epoch, in another order.
+  std::sort(r1.begin(), r1.end());
+  std::sort(r3.begin(), r3.end());
+  EXPECT_EQ(r1, r3);
+}
+
+TEST(ShardPlan, WithoutShuffleEverythingIsInFileOrder) {
+  ShardPlan plan(10, 4, 1, false);
+  EXPECT_EQ(plan.EpochOrder(3), (std::vector<int64_t>{0, 1, 2}));
+  std::vector<int64_t> r;
+  plan.Records(3, 2, &r);
+  EXPECT_EQ(r, (std::vector<int64_t>{8, 9}));
+  EXPECT_EQ(plan.ShardOf(plan.LeaseId(4, 2)), 2);
+  EXPECT_EQ(plan.EpochOf(plan.LeaseId(4, 2)), 4);
+}
+
+}  // namespace
+}  // namespace psforge

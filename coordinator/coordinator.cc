@@ -1,0 +1,488 @@
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include "common/dataset.h"
+#include "common/model_spec.h"
+
+namespace psforge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+const char* RoleName(PeerRole r) { return r == PeerRole::kServer ? "server" : "worker"; }
+
+std::string Fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+}  // namespace
+
+Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t params,
+                         std::unique_ptr<ServerSocket> socket, const CoordinatorOptions& options)
+    : config_(config),
+      records_(records),
+      params_(params),
+      socket_(std::move(socket)),
+      options_(options),
+      plan_(records, config.data.shard_size, config.training.seed, config.training.shuffle),
+      leases_(&plan_, config.cluster.workers, config.training.epochs),
+      created_(Clock::now()),
+      progress_(options.progress_out, config.training.progress_interval_s),
+      records_out_(options.run_dir,
+                   config.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy") {}
+
+Coordinator::~Coordinator() = default;
+
+Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& config, Transport* transport,
+                                                         const CoordinatorOptions& options) {
+  // The coordinator reads the training set once: a bad file is reported here,
+  // before any worker starts, and the leases need its size.
+  PSF_ASSIGN_OR_RETURN(Dataset train, LoadDataset(config, /*train=*/true));
+  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, train.features));
+  PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(options.bind));
+  std::unique_ptr<Coordinator> c(
+      new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));
+  if (!c->records_out_.error().empty()) return Unavailable(c->records_out_.error());
+  return c;
+}
+
+double Coordinator::Elapsed() const {
+  return started_ == Clock::time_point{} ? 0.0 : Since(started_);
+}
+
+void Coordinator::Log(const std::string& line) { progress_.Line(line); }
+
+Coordinator::Member* Coordinator::Find(PeerRole role, uint32_t id) {
+  auto& list = role == PeerRole::kServer ? servers_ : workers_;
+  return id < list.size() ? &list[id] : nullptr;
+}
+
+void Coordinator::Reply(const std::string& peer, const WireHeader& h, OutFrame payload) {
+  EncodeHeader(h, &encode_buffer_);
+  OutFrame frames[2] = {{encode_buffer_, nullptr}, payload};
+  // A member that cannot take an answer is caught by its heartbeats.
+  (void)socket_->Send(peer, std::span<const OutFrame>(frames, payload.bytes.empty() ? 1 : 2));
+}
+
+void Coordinator::ReplyError(const std::string& peer, const WireHeader& request, const Status& status) {
+  ++bad_messages_;
+  std::fprintf(stderr, "ps-coordinator: refused a %s: %s\n", MessageKindName(request.kind),
+               status.message().c_str());
+  Reply(peer, ErrorReply(request, status));
+}
+
+Status Coordinator::Run(const std::atomic<bool>& stop) {
+  Log("ps-coordinator: job " + config_.path + ": " + std::to_string(params_) + " parameters, " +
+      std::to_string(records_) + " training records in " + std::to_string(plan_.shards()) +
+      " shards, " + std::to_string(config_.cluster.servers) + " servers, " +
+      std::to_string(config_.cluster.workers) + " workers, " +
+      ConsistencyName(config_.cluster.consistency) + "; waiting for members at " + endpoint());
+  while (true) {
+    if (stop.load(std::memory_order_relaxed) && !job_over_)
+      EndJob(Cancelled("stopped by a signal before the job finished"));
+    if (job_over_ && (ShutdownComplete() || Clock::now() >= shutdown_deadline_)) break;
+    PSF_ASSIGN_OR_RETURN(auto message, socket_->Receive(std::chrono::milliseconds(50)));
+    if (message) Handle(*message);
+    RetryParkedLeases(false);
+    CheckLiveness();
+    ReportStall();
+    UpdateProgress(false);
+  }
+  UpdateProgress(true);
+  return outcome_;
+}
+
+void Coordinator::Handle(InMessage& m) {
+  if (m.frames.empty()) return ReplyError(m.peer, {}, InvalidArgument("empty message"));
+  auto decoded = DecodeHeader(m.frames[0]->bytes(), &decode_scratch_);
+  if (!decoded.ok()) return ReplyError(m.peer, {}, decoded.status());
+  const WireHeader& h = *decoded;
+  if (m.frames.size() != 1)
+    return ReplyError(m.peer, h, InvalidArgument(std::string(MessageKindName(h.kind)) + " with " +
+                                                 std::to_string(m.frames.size()) + " frames, expected 1"));
+  switch (h.kind) {
+    case MessageKind::kRegister: return HandleRegister(m.peer, h);
+    case MessageKind::kHeartbeat: return HandleHeartbeat(m.peer, h);
+    case MessageKind::kLease: return HandleLease(m.peer, h);
+    case MessageKind::kReport: return HandleReport(m.peer, h);
+    default:
+      return ReplyError(m.peer, h, InvalidArgument(std::string("the coordinator does not take ") +
+                                                   MessageKindName(h.kind) + " messages"));
+  }
+}
+
+void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
+  if (job_over_) return ReplyError(peer, h, FailedPrecondition("the job is over"));
+  const bool server = h.role == PeerRole::kServer;
+  if (!server && h.role != PeerRole::kWorker)
+    return ReplyError(peer, h, InvalidArgument("only servers and workers join a job"));
+  auto& list = server ? servers_ : workers_;
+  const int64_t wanted = server ? config_.cluster.servers : config_.cluster.workers;
+  if (static_cast<int64_t>(list.size()) >= wanted)
+    return ReplyError(peer, h, ResourceExhausted(std::string("the job already has its ") +
+                                                 std::to_string(wanted) + " " + RoleName(h.role) +
+                                                 "s (cluster." + RoleName(h.role) + "s)"));
+  if (server && h.endpoint.empty())
+    return ReplyError(peer, h, InvalidArgument("a server must say where workers reach it"));
+  Member member;
+  member.role = h.role;
+  member.id = static_cast<uint32_t>(list.size());
+  member.endpoint = h.endpoint;
+  member.peer = peer;
+  member.join_request = h.request_id;
+  member.last_seen = Clock::now();
+  list.push_back(member);
+  Log(std::string(RoleName(h.role)) + " " + std::to_string(member.id) + " joined" +
+      (server ? " at " + h.endpoint : "") + " (" + std::to_string(list.size()) + " of " +
+      std::to_string(wanted) + ")");
+  WelcomeAll();
+}
+
+void Coordinator::WelcomeAll() {
+  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers) return;
+  std::vector<std::string> endpoints;
+  for (const auto& s : servers_) endpoints.push_back(s.endpoint);
+  const std::string job = EncodeJob(config_, endpoints);
+  for (auto* list : {&servers_, &workers_}) {
+    for (Member& m : *list) {
+      if (m.state != MemberState::kJoining) continue;
+      WireHeader w;
+      w.kind = MessageKind::kWelcome;
+      w.request_id = m.join_request;
+      w.sender = m.id;
+      Reply(m.peer, w, {std::as_bytes(std::span<const char>(job.data(), job.size())), nullptr});
+      m.state = MemberState::kActive;
+      m.last_seen = Clock::now();
+      if (m.role == PeerRole::kWorker && started_ == Clock::time_point{}) started_ = Clock::now();
+    }
+  }
+}
+
+void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) {
+  Member* m = Find(h.role, h.sender);
+  if (!m || m->state == MemberState::kJoining)
+    return ReplyError(peer, h, InvalidArgument(std::string("heartbeat from ") + RoleName(h.role) + " " +
+                                               std::to_string(h.sender) + ", which has not joined"));
+  WireHeader r;
+  r.kind = MessageKind::kHeartbeat;
+  r.request_id = h.request_id;
+  r.removed = removed_;
+  r.stop = job_over_ || m->state == MemberState::kDead;
+  if (m->state != MemberState::kDead) {
+    m->last_seen = Clock::now();
+    m->progress = {h.step, h.epoch, h.samples, h.loss};
+    if (m->role == PeerRole::kWorker && m->state == MemberState::kFinished)
+      m->progress.step = std::max(m->progress.step, m->final_step);
+  }
+  m->told_stop = m->told_stop || r.stop;
+  Reply(peer, r);
+}
+
+void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
+  Member* m = Find(PeerRole::kWorker, h.sender);
+  if (!m || m->state != MemberState::kActive)
+    return ReplyError(peer, h, FailedPrecondition("lease request from worker " + std::to_string(h.sender) +
+                                                  ", which is not an active member of the job"));
+  m->last_seen = Clock::now();
+  m->progress.step = std::max(m->progress.step, h.step);
+  int64_t evaluate = 0;
+  for (uint64_t lease : h.done) {
+    auto completed = leases_.Done(h.sender, lease);
+    if (!completed.ok()) return ReplyError(peer, h, completed.status());
+    if (*completed > 0) {
+      Log("epoch " + std::to_string(*completed) + "/" + std::to_string(config_.training.epochs) +
+          " complete at step " + std::to_string(h.step) + "; worker " + std::to_string(h.sender) +
+          " evaluates it");
+      // The final epoch is evaluated by the job's final evaluation.
+      if (*completed < config_.training.epochs) evaluate = *completed;
+    }
+  }
+  if (!h.done.empty()) RetryParkedLeases(false);
+  AnswerLease(peer, h, evaluate, /*may_park=*/true);
+}
+
+bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int64_t evaluate_epoch,
+                              bool may_park) {
+  Member* m = Find(PeerRole::kWorker, h.sender);
+  if (!m || m->state != MemberState::kActive) return true;
+  WireHeader r;
+  r.kind = MessageKind::kLeaseReply;
+  r.request_id = h.request_id;
+  r.evaluate_epoch = evaluate_epoch;
+  if (h.finished || leases_.finished()) {
+    m->state = MemberState::kFinished;
+    m->final_step = h.step;
+    r.lease_status = LeaseStatus::kFinished;
+    const bool last = std::none_of(workers_.begin(), workers_.end(),
+                                   [](const Member& w) { return w.state == MemberState::kActive; });
+    if (last) {
+      int64_t version = 0;
+      for (const Member& w : workers_) version = std::max(version, w.final_step);
+      r.final_version = std::max<int64_t>(version, 1);
+      final_steps_ = version;
+      evaluator_ = h.sender;
+      Log("training done at step " + std::to_string(version) + "; worker " + std::to_string(h.sender) +
+          " runs the final evaluation");
+    }
+    Reply(peer, r);
+    return true;
+  }
+  LeaseTable::Grant g = leases_.Next(h.sender);
+  if (g.status == LeaseStatus::kWait && may_park && config_.cluster.consistency == Consistency::kAsp) {
+    // Nothing keeps an ASP worker's pace: rather than spin through empty
+    // steps, it waits here until a shard frees up or the epoch ends.
+    parked_leases_.push_back({peer, h, Clock::now() + Seconds(config_.cluster.request_timeout_s / 2)});
+    parked_leases_.back().request.evaluate_epoch = evaluate_epoch;
+    return false;
+  }
+  r.lease_status = g.status;
+  r.lease_id = g.lease;
+  r.epoch = g.epoch;
+  r.record_begin = g.positions.begin;
+  r.record_end = g.positions.end;
+  Reply(peer, r);
+  return true;
+}
+
+void Coordinator::RetryParkedLeases(bool expire_all) {
+  if (parked_leases_.empty()) return;
+  std::vector<ParkedLease> parked;
+  parked.swap(parked_leases_);
+  const auto now = Clock::now();
+  for (auto& p : parked) {
+    const bool expired = expire_all || now >= p.deadline;
+    if (!AnswerLease(p.peer, p.request, p.request.evaluate_epoch, /*may_park=*/!expired))
+      parked_leases_.back().deadline = p.deadline;
+  }
+}
+
+void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
+  Member* m = Find(PeerRole::kWorker, h.sender);
+  if (!m) return ReplyError(peer, h, InvalidArgument("report from unknown worker " + std::to_string(h.sender)));
+  if (!std::isfinite(h.metric))
+    return ReplyError(peer, h, InvalidArgument("report with a non-finite metric"));
+  m->last_seen = Clock::now();
+  EvaluationRecord e{h.epoch, h.step, h.metric, Elapsed(), h.final};
+  history_.push_back(e);
+  records_out_.Evaluation(e);
+  const char* metric = config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
+  Log(std::string(h.final ? "final" : "after") + " epoch " + std::to_string(h.epoch) + "/" +
+      std::to_string(config_.training.epochs) + "  step " + std::to_string(h.step) + "  " + metric + " " +
+      Fixed(h.metric, 4) + "  (" + Fixed(e.time_s, 1) + " s)");
+  WireHeader r;
+  r.kind = MessageKind::kHeartbeat;
+  r.request_id = h.request_id;
+  r.removed = removed_;
+  Reply(peer, r);
+  if (h.final) EndJob(Status::Ok());
+}
+
+void Coordinator::CheckLiveness() {
+  if (job_over_) return;
+  const auto now = Clock::now();
+  const auto timeout = Seconds(config_.cluster.peer_timeout_s);
+  for (auto* list : {&servers_, &workers_}) {
+    for (Member& m : *list) {
+      if (m.state != MemberState::kActive || now - m.last_seen <= timeout) continue;
+      m.state = MemberState::kDead;
+      const std::string who = std::string(RoleName(m.role)) + " " + std::to_string(m.id);
+      if (m.role == PeerRole::kServer) {
+        return EndJob(Unavailable(who + " at " + m.endpoint + " sent no heartbeat for " +
+                                  Fixed(config_.cluster.peer_timeout_s, 1) +
+                                  " s (cluster.peer_timeout_s); its key range is lost, the job cannot go on"));
+      }
+      const int64_t held = leases_.held();
+      leases_.ReturnLeases(m.id);
+      removed_.push_back(m.id);
+      Log(who + " declared dead: no heartbeat for " + Fixed(config_.cluster.peer_timeout_s, 1) + " s; " +
+          std::to_string(held - leases_.held()) + " of its leases return to the pool; servers stop waiting for it");
+    }
+  }
+  const bool all_joined = static_cast<int64_t>(workers_.size()) == config_.cluster.workers;
+  const bool any_active = std::any_of(workers_.begin(), workers_.end(),
+                                      [](const Member& w) { return w.state == MemberState::kActive; });
+  if (all_joined && !any_active && evaluator_ < 0)
+    return EndJob(Unavailable("every worker is gone before the job finished"));
+  if (evaluator_ >= 0 && now - workers_[evaluator_].last_seen > timeout)
+    EndJob(Unavailable("worker " + std::to_string(evaluator_) +
+                       ", which was running the final evaluation, sent no heartbeat for " +
+                       Fixed(config_.cluster.peer_timeout_s, 1) + " s"));
+}
+
+void Coordinator::ReportStall() {
+  if (job_over_ || started_ == Clock::time_point{}) return;
+  int64_t min_step = -1;
+  for (const Member& w : workers_)
+    if (w.state == MemberState::kActive)
+      min_step = min_step < 0 ? w.progress.step : std::min(min_step, w.progress.step);
+  const auto now = Clock::now();
+  if (min_step != stall_step_) {
+    stall_step_ = min_step;
+    stall_since_ = now;
+    next_stall_report_ = now + Seconds(config_.cluster.stall_report_s);
+    return;
+  }
+  if (min_step < 0 || now < next_stall_report_) return;
+  next_stall_report_ = now + Seconds(config_.cluster.stall_report_s);
+  std::string behind, waiting;
+  for (const Member& w : workers_)
+    if (w.state == MemberState::kActive && w.progress.step == min_step)
+      behind += (behind.empty() ? "" : ", ") + std::to_string(w.id) + " (last heard " +
+                Fixed(Since(w.last_seen), 1) + " s ago)";
+  for (const Member& s : servers_) {
+    KeyRange r = PartitionKeys(params_, config_.cluster.servers, s.id);
+    if (s.progress.step <= min_step)
+      waiting += (waiting.empty() ? "" : ", ") + std::to_string(s.id) + " keys [" + std::to_string(r.begin) +
+                 ", " + std::to_string(r.end) + ") at version " + std::to_string(s.progress.step);
+  }
+  std::fprintf(stderr, "ps-coordinator stall: step %lld has waited %.1f s; workers behind: %s; servers waiting: %s\n",
+               (long long)min_step, Since(stall_since_), behind.empty() ? "none" : behind.c_str(),
+               waiting.empty() ? "none" : waiting.c_str());
+}
+
+void Coordinator::UpdateProgress(bool force) {
+  const double now = Since(created_);
+  if (!force && now - last_rate_time_ < std::max(0.2, config_.training.progress_interval_s / 4)) return;
+  int64_t step = 0, samples = 0;
+  double loss = 0;
+  int losses = 0;
+  for (const Member& w : workers_) {
+    step = std::max(step, w.progress.step);
+    samples += w.progress.samples;
+    if (w.state == MemberState::kActive && w.progress.samples > 0) loss += w.progress.loss, ++losses;
+  }
+  if (losses > 0) loss /= losses;
+  const double dt = now - last_rate_time_;
+  if (dt > 0 && samples >= last_rate_samples_) {
+    const double rate = (samples - last_rate_samples_) / dt;
+    last_rate_ = last_rate_samples_ == 0 ? rate : 0.7 * last_rate_ + 0.3 * rate;
+  }
+  last_rate_time_ = now;
+  last_rate_samples_ = samples;
+  int64_t total = records_ * config_.training.epochs;
+  if (config_.training.max_steps > 0)
+    total = std::min(total, config_.training.max_steps * config_.training.batch_size);
+  ProgressState p;
+  p.epoch = std::min(leases_.epoch(), config_.training.epochs);
+  p.epochs = config_.training.epochs;
+  p.step = step;
+  p.epoch_fraction = leases_.finished() ? 1.0
+      : std::clamp(static_cast<double>(samples - leases_.epochs_completed() * records_) / records_, 0.0, 1.0);
+  p.loss = loss;
+  p.samples_per_s = last_rate_;
+  p.eta_s = static_cast<double>(std::max<int64_t>(0, total - samples)) / std::max(1.0, last_rate_);
+  if (samples > 0 && !job_over_) {
+    progress_.Step(p, now, force);
+    if (now - last_record_time_ >= config_.training.progress_interval_s) {
+      last_record_time_ = now;
+      records_out_.Progress(Elapsed(), step, p.epoch, loss, last_rate_, samples);
+    }
+  }
+  nlohmann::json members = nlohmann::json::array();
+  auto state_name = [](MemberState s) {
+    switch (s) {
+      case MemberState::kJoining: return "joining";
+      case MemberState::kActive: return "active";
+      case MemberState::kFinished: return "finished";
+      case MemberState::kDead: return "dead";
+    }
+    return "?";
+  };
+  for (const auto* list : {&servers_, &workers_})
+    for (const Member& m : *list)
+      members.push_back({{"role", RoleName(m.role)}, {"id", m.id}, {"state", state_name(m.state)},
+                         {"endpoint", m.endpoint}, {"step", m.progress.step}, {"samples", m.progress.samples},
+                         {"last_heartbeat_s", Since(m.last_seen)}});
+  nlohmann::json history = nlohmann::json::array();
+  for (const auto& e : history_)
+    history.push_back({{"epoch", e.epoch}, {"step", e.step}, {"metric", e.metric}, {"time_s", e.time_s},
+                       {"final", e.final}});
+  const char* state = job_over_ ? (outcome_.ok() ? "done" : "failed")
+                      : started_ == Clock::time_point{} ? "waiting for members" : "training";
+  nlohmann::json snap = {
+      {"job", {{"config", config_.path}, {"model", ModelKindName(config_.model.kind)}, {"parameters", params_},
+               {"records", records_}, {"epochs", config_.training.epochs},
+               {"consistency", ConsistencyName(config_.cluster.consistency)},
+               {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers}}},
+      {"state", state}, {"step", step}, {"epoch", p.epoch}, {"loss", loss}, {"samples", samples},
+      {"samples_per_s", last_rate_}, {"eta_s", p.eta_s}, {"elapsed_s", Elapsed()},
+      {"metric", config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy"},
+      {"history", history}, {"members", members}, {"bad_messages", bad_messages_}};
+  if (!history_.empty()) snap["last_metric"] = history_.back().metric;
+  if (job_over_ && !outcome_.ok()) snap["error"] = outcome_.message();
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  snapshot_ = std::move(snap);
+}
+
+nlohmann::json Coordinator::Snapshot() const {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  return snapshot_;
+}
+
+void Coordinator::EndJob(Status outcome) {
+  if (job_over_) return;
+  job_over_ = true;
+  outcome_ = outcome;
+  RetryParkedLeases(true);
+  // Members learn it from their next heartbeat's answer.
+  shutdown_deadline_ = Clock::now() + Seconds(std::min(config_.cluster.peer_timeout_s,
+                                                       4 * config_.cluster.heartbeat_interval_s + 2));
+  const std::string metric =
+      config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
+  if (!outcome.ok()) {
+    Log("ps-coordinator: job failed: " + outcome.message());
+  } else {
+    const double wall = Elapsed();
+    int64_t samples = 0;
+    for (const Member& w : workers_) samples += w.progress.samples;
+    const EvaluationRecord& last = history_.back();
+    char line[256];
+    std::snprintf(line, sizeof line, "final %s: %.4f (%lld epochs, %lld steps, %.0f samples/s, %.1f s)",
+                  metric.c_str(), last.metric, (long long)last.epoch, (long long)final_steps_,
+                  samples / std::max(1e-9, wall), wall);
+    Log(line);
+    nlohmann::json history = nlohmann::json::array();
+    for (const auto& e : history_)
+      history.push_back({{"epoch", e.epoch}, {"step", e.step}, {metric, e.metric}, {"wall_s", e.time_s}});
+    nlohmann::json summary = {{metric, last.metric}, {"metric", metric}, {"epochs", last.epoch},
+                              {"steps", final_steps_}, {"samples", samples},
+                              {"samples_per_s", samples / std::max(1e-9, wall)}, {"wall_s", wall},
+                              {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers},
+                              {"history", history}, {"config", ConfigToJson(config_)}};
+    for (const std::string& path : {options_.summary_path,
+                                    options_.run_dir.empty() ? std::string() : options_.run_dir + "/summary.json"}) {
+      if (path.empty()) continue;
+      std::ofstream out(path);
+      out << summary.dump(2) << "\n";
+      if (!out) {
+        outcome_ = Unavailable("cannot write the summary to " + path);
+        Log("ps-coordinator: " + outcome_.message());
+      }
+    }
+    if (!options_.run_dir.empty()) {
+      Log("metrics: " + records_out_.metrics_path());
+      Log(records_out_.Plot());
+    }
+  }
+}
+
+bool Coordinator::ShutdownComplete() const {
+  for (const Member& s : servers_)
+    if (s.state == MemberState::kActive && !s.told_stop) return false;
+  for (const Member& w : workers_)
+    if (w.state == MemberState::kActive && !w.told_stop) return false;
+  return true;
+}
+
+}  // namespace psforge

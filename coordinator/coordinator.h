@@ -1,0 +1,137 @@
+// Coordinator: runs one job. It owns the validated config, membership (who
+// joined, who is alive), the data-shard leases, the job's progress, its
+// evaluations and its result.
+//
+// Servers and workers know only its address. A member registers and is
+// answered, once every server has registered, with its id, the config and
+// the server map. Members heartbeat; the answers carry the membership state
+// (removed workers, the end of the job). A member silent for
+// cluster.peer_timeout_s is declared dead: a worker's leases return to the
+// pool and servers stop waiting for it; without one of its servers the job
+// cannot go on and fails, naming it. Workers lease shards (lease_table.h);
+// the worker that completes an epoch evaluates it; when the data is done,
+// the last worker to finish pulls the final weights and evaluates them. Then
+// every member is told to stop and the job's result is recorded.
+//
+// One thread runs Run(); Snapshot() may be called from any thread (the HTTP
+// endpoint does).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/config.h"
+#include "common/coordinator_link.h"
+#include "common/progress.h"
+#include "common/shard_plan.h"
+#include "common/transport.h"
+#include "common/wire.h"
+#include "coordinator/lease_table.h"
+#include "coordinator/run_records.h"
+
+namespace psforge {
+
+struct CoordinatorOptions {
+  std::string bind = "tcp://127.0.0.1:0";  // where members reach the coordinator
+  std::string run_dir;                     // metrics, summary and plot go here ("" = none)
+  std::string summary_path;                // the summary is also written here ("" = not)
+  std::FILE* progress_out = stdout;
+};
+
+class Coordinator {
+ public:
+  static Result<std::unique_ptr<Coordinator>> Create(const JobConfig& config, Transport* transport,
+                                                     const CoordinatorOptions& options);
+  ~Coordinator();
+
+  const std::string& endpoint() const { return socket_->endpoint(); }
+
+  // Runs the job to its end and the members' shutdown. Ok when the job
+  // completed with a final evaluation; `stop` ends it early (an error).
+  Status Run(const std::atomic<bool>& stop);
+
+  // The job's state as JSON (/api/status). Thread-safe.
+  nlohmann::json Snapshot() const;
+
+ private:
+  enum class MemberState { kJoining, kActive, kFinished, kDead };
+  struct Member {
+    PeerRole role = PeerRole::kWorker;
+    uint32_t id = 0;
+    std::string endpoint;  // servers
+    MemberState state = MemberState::kJoining;
+    std::chrono::steady_clock::time_point last_seen;
+    MemberProgress progress;
+    int64_t final_step = -1;
+    std::string peer;        // joining: where to send the welcome
+    uint64_t join_request = 0;
+    bool told_stop = false;
+  };
+  struct ParkedLease {
+    std::string peer;
+    WireHeader request;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  Coordinator(const JobConfig& config, int64_t records, int64_t params,
+              std::unique_ptr<ServerSocket> socket, const CoordinatorOptions& options);
+  void Handle(InMessage& m);
+  void HandleRegister(const std::string& peer, const WireHeader& h);
+  void HandleHeartbeat(const std::string& peer, const WireHeader& h);
+  void HandleLease(const std::string& peer, const WireHeader& h);
+  void HandleReport(const std::string& peer, const WireHeader& h);
+  // Answers a lease request; false when it should wait (ASP parks it).
+  bool AnswerLease(const std::string& peer, const WireHeader& h, int64_t evaluate_epoch, bool may_park);
+  void RetryParkedLeases(bool expire_all);
+  void WelcomeAll();
+  void CheckLiveness();
+  void ReportStall();
+  void UpdateProgress(bool force);
+  void EndJob(Status outcome);
+  bool ShutdownComplete() const;
+  Member* Find(PeerRole role, uint32_t id);
+  void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
+  void ReplyError(const std::string& peer, const WireHeader& request, const Status& status);
+  double Elapsed() const;
+  void Log(const std::string& line);
+
+  const JobConfig config_;
+  const int64_t records_, params_;
+  std::unique_ptr<ServerSocket> socket_;
+  CoordinatorOptions options_;
+  ShardPlan plan_;
+  LeaseTable leases_;
+  std::vector<Member> servers_, workers_;
+  std::vector<uint32_t> removed_;
+  std::vector<ParkedLease> parked_leases_;
+  int64_t evaluator_ = -1;  // the worker running the final evaluation
+  std::chrono::steady_clock::time_point created_, started_{};
+  bool job_over_ = false;
+  Status outcome_ = Unavailable("the job has not finished");
+  std::chrono::steady_clock::time_point shutdown_deadline_{};
+  // Progress and stalls.
+  ProgressPrinter progress_;
+  RunRecords records_out_;
+  double last_rate_ = 0, last_rate_time_ = 0, last_record_time_ = -1e9;
+  int64_t last_rate_samples_ = 0;
+  int64_t stall_step_ = -1;
+  std::chrono::steady_clock::time_point stall_since_{}, next_stall_report_{};
+  // Results.
+  std::vector<EvaluationRecord> history_;
+  int64_t final_steps_ = 0;
+  std::vector<std::byte> encode_buffer_;
+  std::vector<uint64_t> decode_scratch_;
+  int64_t bad_messages_ = 0;
+
+  mutable std::mutex snapshot_mu_;
+  nlohmann::json snapshot_;  // guarded by snapshot_mu_
+};
+
+}  // namespace psforge

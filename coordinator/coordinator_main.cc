@@ -1,0 +1,76 @@
+// ps-coordinator: runs one job for the servers and workers that join it.
+//
+//   ps-coordinator --config FILE [--bind tcp://127.0.0.1:0] [--run-dir DIR]
+//                  [--servers S] [--workers W] [--epochs N] [--threads N]
+//                  [--summary FILE] [--set section.field=value]
+//
+// Prints "ps-coordinator listening on ENDPOINT" (servers and workers are
+// started with --coordinator ENDPOINT) and the HTTP status address, shows
+// progress, and writes metrics, a plot and the summary to the run directory
+// (default runs/<config>-<time>). Exits 0 when the job completed, 1 when it
+// failed or was stopped (SIGINT, SIGTERM), 2 on a bad config.
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+#include "common/cli_flags.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/http_status.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+
+std::string DefaultRunDir(const std::string& config_path) {
+  char stamp[32];
+  std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return "runs/" + std::filesystem::path(config_path).stem().string() + "-" + stamp;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ps-coordinator: runs a psforge cluster job"};
+  psforge::CommonFlags flags;
+  psforge::AddCommonFlags(&app, &flags, /*with_training=*/true);
+  psforge::CoordinatorOptions options;
+  int64_t servers = 0, workers = 0;
+  bool no_run_dir = false;
+  app.add_option("--bind", options.bind, "endpoint servers and workers reach the coordinator at");
+  app.add_option("--run-dir", options.run_dir, "where metrics.jsonl, curves.png and summary.json go");
+  app.add_flag("--no-run-dir", no_run_dir, "write no run directory");
+  app.add_option("--servers", servers, "overrides cluster.servers")->check(CLI::PositiveNumber);
+  app.add_option("--workers", workers, "overrides cluster.workers")->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+  if (servers > 0) flags.sets.push_back("cluster.servers=" + std::to_string(servers));
+  if (workers > 0) flags.sets.push_back("cluster.workers=" + std::to_string(workers));
+
+  auto config = psforge::LoadConfigFromFlags(flags);
+  if (!config.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", config.status().message().c_str()), 2;
+  options.summary_path = flags.summary_path;
+  if (no_run_dir) options.run_dir.clear();
+  else if (options.run_dir.empty()) options.run_dir = DefaultRunDir(flags.config_path);
+
+  auto transport = psforge::Transport::CreateZmq();
+  auto coordinator = psforge::Coordinator::Create(*config, transport.get(), options);
+  if (!coordinator.ok())
+    return std::fprintf(stderr, "ps-coordinator: %s\n", coordinator.status().ToString().c_str()), 1;
+  std::unique_ptr<psforge::HttpStatus> http;
+  if (!config->cluster.http.empty()) {
+    psforge::Coordinator* c = coordinator->get();
+    auto started = psforge::HttpStatus::Start(config->cluster.http, [c] { return c->Snapshot(); });
+    if (!started.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", started.status().ToString().c_str()), 1;
+    http = std::move(*started);
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::printf("ps-coordinator listening on %s\n", (*coordinator)->endpoint().c_str());
+  if (http) std::printf("status: %s/api/status  metrics: %s/metrics\n", http->url().c_str(), http->url().c_str());
+  if (!options.run_dir.empty()) std::printf("run directory: %s\n", options.run_dir.c_str());
+  std::fflush(stdout);
+  psforge::Status outcome = (*coordinator)->Run(g_stop);
+  return outcome.ok() ? 0 : 1;
+}

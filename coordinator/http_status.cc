@@ -1,0 +1,93 @@
+#include "coordinator/http_status.h"
+
+#include <httplib.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <thread>
+
+namespace psforge {
+
+struct HttpStatus::Impl {
+  httplib::Server server;
+  std::thread thread;
+};
+
+HttpStatus::HttpStatus(std::unique_ptr<Impl> impl, std::string url)
+    : impl_(std::move(impl)), url_(std::move(url)) {}
+
+HttpStatus::~HttpStatus() {
+  impl_->server.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+std::string PrometheusText(const nlohmann::json& s) {
+  prometheus::Registry registry;
+  auto gauge = [&](const std::string& name, const std::string& help, double value) {
+    prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({}).Set(value);
+  };
+  auto number = [&](const char* key) { return s.contains(key) && s[key].is_number() ? s[key].get<double>() : 0.0; };
+  gauge("psforge_step", "Steps pushed by the furthest worker", number("step"));
+  gauge("psforge_epoch", "The epoch being trained", number("epoch"));
+  gauge("psforge_loss", "Recent mean training loss over the workers", number("loss"));
+  gauge("psforge_samples_per_second", "Records trained per second, whole cluster", number("samples_per_s"));
+  gauge("psforge_eta_seconds", "Estimated time to the end of training", number("eta_s"));
+  gauge("psforge_elapsed_seconds", "Time since training started", number("elapsed_s"));
+  gauge("psforge_bad_messages", "Messages the coordinator refused", number("bad_messages"));
+  prometheus::BuildCounter()
+      .Name("psforge_samples_total")
+      .Help("Records trained, whole cluster")
+      .Register(registry)
+      .Add({})
+      .Increment(number("samples"));
+  if (s.contains("last_metric"))
+    gauge("psforge_" + s.value("metric", std::string("test_accuracy")), "The latest evaluation",
+          s["last_metric"].get<double>());
+  auto& members = prometheus::BuildGauge()
+                      .Name("psforge_members")
+                      .Help("Members of the job by role and state")
+                      .Register(registry);
+  std::map<std::pair<std::string, std::string>, int> counts;
+  for (const char* role : {"server", "worker"})
+    for (const char* state : {"joining", "active", "finished", "dead"}) counts[{role, state}] = 0;
+  if (s.contains("members"))
+    for (const auto& m : s["members"]) ++counts[{m.value("role", ""), m.value("state", "")}];
+  for (const auto& [key, n] : counts) members.Add({{"role", key.first}, {"state", key.second}}).Set(n);
+  auto& steps = prometheus::BuildGauge()
+                    .Name("psforge_member_step")
+                    .Help("Per member: steps pushed (workers) or weight version (servers)")
+                    .Register(registry);
+  if (s.contains("members"))
+    for (const auto& m : s["members"])
+      steps.Add({{"role", m.value("role", "")}, {"id", std::to_string(m.value("id", 0))}})
+          .Set(m.value("step", 0));
+  return prometheus::TextSerializer().Serialize(registry.Collect());
+}
+
+Result<std::unique_ptr<HttpStatus>> HttpStatus::Start(const std::string& host_port, SnapshotFn snapshot) {
+  auto colon = host_port.rfind(':');
+  if (colon == std::string::npos) return InvalidArgument("cluster.http: expected host:port, got " + host_port);
+  const std::string host = host_port.substr(0, colon);
+  const int port = std::stoi(host_port.substr(colon + 1));
+  auto impl = std::make_unique<Impl>();
+  impl->server.Get("/api/status", [snapshot](const httplib::Request&, httplib::Response& res) {
+    res.set_content(snapshot().dump(2), "application/json");
+  });
+  impl->server.Get("/metrics", [snapshot](const httplib::Request&, httplib::Response& res) {
+    res.set_content(PrometheusText(snapshot()), "text/plain; version=0.0.4");
+  });
+  impl->server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("psforge coordinator: GET /api/status (JSON) or /metrics (Prometheus)\n", "text/plain");
+  });
+  int bound = port == 0 ? impl->server.bind_to_any_port(host) : (impl->server.bind_to_port(host, port) ? port : -1);
+  if (bound <= 0)
+    return Unavailable("cannot serve HTTP on " + host_port + " (cluster.http): address in use or not local");
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->server.listen_after_bind(); });
+  return std::unique_ptr<HttpStatus>(
+      new HttpStatus(std::move(impl), "http://" + host + ":" + std::to_string(bound)));
+}
+
+}  // namespace psforge

@@ -1,0 +1,37 @@
+// HttpStatus: the coordinator's HTTP endpoint, on a thread of its own.
+//
+//   GET /api/status  the job's state as JSON (Coordinator::Snapshot)
+//   GET /metrics     the same numbers in Prometheus text format
+//
+// Serves snapshots only, so a slow client never holds up the job. Bound to
+// cluster.http (host:port; port 0 lets the OS pick). Stops when destroyed.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace psforge {
+
+class HttpStatus {
+ public:
+  using SnapshotFn = std::function<nlohmann::json()>;
+  static Result<std::unique_ptr<HttpStatus>> Start(const std::string& host_port, SnapshotFn snapshot);
+  ~HttpStatus();
+  const std::string& url() const { return url_; }
+
+ private:
+  struct Impl;
+  explicit HttpStatus(std::unique_ptr<Impl> impl, std::string url);
+  std::unique_ptr<Impl> impl_;
+  std::string url_;
+};
+
+// The Prometheus text exposition of a snapshot.
+std::string PrometheusText(const nlohmann::json& snapshot);
+
+}  // namespace psforge

@@ -1,0 +1,73 @@
+#include "coordinator/lease_table.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace psforge {
+namespace {
+
+// Drives the table as workers would: each takes a lease and reports it done.
+TEST(LeaseTable, EveryShardOnceAnEpochThenFinished) {
+  ShardPlan plan(1000, 64, 5, true);  // 16 shards, the last one short
+  LeaseTable table(&plan, 3, 2);
+  for (int64_t epoch = 1; epoch <= 2; ++epoch) {
+    std::set<int64_t> seen;
+    int64_t records = 0;
+    for (int i = 0; i < plan.shards(); ++i) {
+      uint32_t w = static_cast<uint32_t>(i % 3);
+      auto g = table.Next(w);
+      ASSERT_EQ(g.status, LeaseStatus::kGranted);
+      ASSERT_EQ(g.epoch, epoch);
+      EXPECT_TRUE(seen.insert(plan.ShardOf(g.lease)).second);
+      records += g.positions.size();
+      auto done = table.Done(w, g.lease);
+      ASSERT_TRUE(done.ok());
+      EXPECT_EQ(*done, i + 1 == plan.shards() ? epoch : 0);
+    }
+    EXPECT_EQ(records, 1000);
+  }
+  EXPECT_TRUE(table.finished());
+  EXPECT_EQ(table.Next(0).status, LeaseStatus::kFinished);
+}
+
+TEST(LeaseTable, WorkersGetTheirOwnShardsWhateverTheTiming) {
+  ShardPlan plan(640, 64, 9, true);
+  auto order = plan.EpochOrder(1);
+  LeaseTable table(&plan, 2, 1);
+  // Worker 1 asks twice before worker 0 asks at all.
+  EXPECT_EQ(plan.ShardOf(table.Next(1).lease), order[1]);
+  EXPECT_EQ(plan.ShardOf(table.Next(1).lease), order[3]);
+  EXPECT_EQ(plan.ShardOf(table.Next(0).lease), order[0]);
+}
+
+TEST(LeaseTable, WaitsForTheEpochsLastShardsAndStealsWhenOwnAreGone) {
+  ShardPlan plan(4 * 10, 10, 1, false);
+  LeaseTable table(&plan, 2, 2);
+  auto a = table.Next(0), b = table.Next(0), c = table.Next(0);  // 0's two, then one stolen from 1
+  ASSERT_EQ(c.status, LeaseStatus::kGranted);
+  auto d = table.Next(1);
+  ASSERT_EQ(d.status, LeaseStatus::kGranted);
+  EXPECT_EQ(table.Next(1).status, LeaseStatus::kWait);  // all handed out, none done
+  for (auto g : {a, b, c}) ASSERT_TRUE(table.Done(0, g.lease).ok());
+  EXPECT_EQ(table.Next(0).status, LeaseStatus::kWait);
+  ASSERT_EQ(*table.Done(1, d.lease), 1);
+  EXPECT_EQ(table.Next(0).epoch, 2);
+}
+
+TEST(LeaseTable, ADeadWorkersLeasesGoBackFirst) {
+  ShardPlan plan(100, 10, 3, true);
+  LeaseTable table(&plan, 2, 1);
+  auto held = table.Next(1);
+  table.ReturnLeases(1);
+  auto again = table.Next(0);
+  EXPECT_EQ(again.lease, held.lease);
+  // The dead worker's report of the returned lease is refused.
+  EXPECT_FALSE(table.Done(1, held.lease).ok());
+  EXPECT_TRUE(table.Done(0, again.lease).ok());
+  // A repeated report is ignored.
+  EXPECT_TRUE(table.Done(0, again.lease).ok());
+}
+
+}  // namespace
+}  // namespace psforge

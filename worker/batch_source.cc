@@ -1,0 +1,200 @@
+#include "worker/batch_source.h"
+
+#include <algorithm>
+
+namespace psforge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Clock::duration Seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+}  // namespace
+
+LocalShardSource::LocalShardSource(const ShardPlan* plan, int64_t epochs, int64_t max_steps)
+    : plan_(plan), epochs_(epochs), max_steps_(max_steps) {}
+
+Result<BatchPlan> LocalShardSource::Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) {
+  BatchPlan plan;
+  rows->clear();
+  if (epoch_ == 0 || (next_shard_ == order_.size() && shard_pos_ == shard_records_.size())) {
+    if (epoch_ > 0) plan.evaluate_epoch = epoch_;
+    if (epoch_ == epochs_ || (max_steps_ > 0 && step >= max_steps_)) {
+      plan.stop = true;
+      plan.evaluate_epoch = 0;  // the final evaluation covers it
+      return plan;
+    }
+    order_ = plan_->EpochOrder(++epoch_);
+    next_shard_ = 0;
+    shard_records_.clear();
+    shard_pos_ = 0;
+    epoch_done_ = 0;
+  }
+  if (max_steps_ > 0 && step >= max_steps_) {
+    plan.stop = true;
+    return plan;
+  }
+  while (static_cast<int64_t>(rows->size()) < max_rows) {
+    if (shard_pos_ == shard_records_.size()) {
+      if (next_shard_ == order_.size()) break;  // the epoch's last batch is short
+      plan_->Records(epoch_, order_[next_shard_++], &shard_records_);
+      shard_pos_ = 0;
+    }
+    std::size_t take = std::min<std::size_t>(max_rows - rows->size(), shard_records_.size() - shard_pos_);
+    rows->insert(rows->end(), shard_records_.begin() + shard_pos_, shard_records_.begin() + shard_pos_ + take);
+    shard_pos_ += take;
+  }
+  epoch_done_ += static_cast<int64_t>(rows->size());
+  plan.rows = static_cast<int64_t>(rows->size());
+  plan.epoch = epoch_;
+  plan.epoch_fraction = static_cast<double>(epoch_done_) / std::max<int64_t>(1, plan_->records());
+  return plan;
+}
+
+HeartbeatThread::HeartbeatThread(std::unique_ptr<CoordinatorChannel> channel,
+                                 const ClusterOptions& cluster, double lost_after_s)
+    : channel_(std::move(channel)),
+      interval_(Seconds(cluster.heartbeat_interval_s)),
+      lost_after_(Seconds(lost_after_s)),
+      thread_([this] { Run(); }) {}
+
+HeartbeatThread::~HeartbeatThread() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void HeartbeatThread::Publish(const MemberProgress& progress) {
+  std::lock_guard<std::mutex> lock(mu_);
+  progress_ = progress;
+}
+
+Status HeartbeatThread::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+void HeartbeatThread::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!closing_) {
+    MemberProgress p = progress_;
+    lock.unlock();
+    Status s = channel_->Heartbeat(p, interval_, lost_after_);
+    if (s.ok() && channel_->stop_requested())
+      s = Cancelled("the coordinator at " + channel_->coordinator() + " stopped the job");
+    lock.lock();
+    if (!s.ok() && status_.ok()) status_ = s;
+    // Wakes early only to close; answers are read on the next beat.
+    cv_.wait_for(lock, std::min<Clock::duration>(interval_, std::chrono::milliseconds(100)),
+                 [&] { return closing_; });
+  }
+}
+
+LeaseSource::LeaseSource(const ShardPlan* plan, const JobConfig& config, CoordinatorChannel* channel,
+                         std::unique_ptr<CoordinatorChannel> heartbeat, double lost_after_s)
+    : plan_(plan),
+      channel_(channel),
+      epochs_(config.training.epochs),
+      max_steps_(config.training.max_steps),
+      timeout_(Seconds(config.cluster.request_timeout_s)),
+      heartbeat_(std::move(heartbeat), config.cluster, lost_after_s) {}
+
+Result<WireHeader> LeaseSource::Lease(int64_t step, bool finished) {
+  WireHeader h;
+  h.kind = MessageKind::kLease;
+  h.step = step;
+  h.finished = finished;
+  // Done: every record handed out in a step that has been pushed.
+  for (auto it = consumed_.begin(); it != consumed_.end() && h.done.size() < kMaxListEntries;) {
+    if (it->second < pushed_steps_) {
+      h.done.push_back(it->first);
+      it = consumed_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return channel_->Call(h, timeout_);
+}
+
+Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) {
+  PSF_RETURN_IF_ERROR(heartbeat_.status());
+  BatchPlan plan;
+  rows->clear();
+  if (stopped_) {
+    plan.stop = true;
+    return plan;
+  }
+  if (max_steps_ > 0 && step >= max_steps_) {
+    PSF_ASSIGN_OR_RETURN(WireHeader r, Lease(step, /*finished=*/true));
+    stopped_ = plan.stop = true;
+    final_version_ = r.final_version > 0 ? r.final_version : kNoFinalEvaluation;
+    return plan;
+  }
+  while (static_cast<int64_t>(rows->size()) < max_rows) {
+    if (holding_ && shard_pos_ < shard_records_.size()) {
+      std::size_t take = std::min<std::size_t>(max_rows - rows->size(), shard_records_.size() - shard_pos_);
+      rows->insert(rows->end(), shard_records_.begin() + shard_pos_, shard_records_.begin() + shard_pos_ + take);
+      shard_pos_ += take;
+      continue;
+    }
+    if (holding_) {  // its last records are in this step's batch or an earlier one
+      consumed_.emplace_back(lease_, rows->empty() ? step - 1 : step);
+      holding_ = false;
+    }
+    PSF_ASSIGN_OR_RETURN(WireHeader r, Lease(step, /*finished=*/false));
+    if (r.kind != MessageKind::kLeaseReply)
+      return DataLoss("the coordinator at " + channel_->coordinator() + " answered a lease with " +
+                      MessageKindName(r.kind));
+    if (r.evaluate_epoch > 0) plan.evaluate_epoch = r.evaluate_epoch;
+    if (r.lease_status == LeaseStatus::kWait) break;  // an empty or short step keeps pace
+    if (r.lease_status == LeaseStatus::kFinished) {
+      stopped_ = true;
+      final_version_ = r.final_version > 0 ? r.final_version : kNoFinalEvaluation;
+      plan.stop = rows->empty();
+      break;
+    }
+    const int64_t shard = plan_->ShardOf(r.lease_id);
+    if (shard >= plan_->shards() || r.epoch < 1 || r.epoch > epochs_ ||
+        plan_->Positions(shard).begin != r.record_begin || plan_->Positions(shard).end != r.record_end)
+      return DataLoss("the coordinator at " + channel_->coordinator() + " granted lease " +
+                      std::to_string(r.lease_id) + " of records [" + std::to_string(r.record_begin) +
+                      ", " + std::to_string(r.record_end) + "), which is not a shard of this job's plan");
+    lease_ = r.lease_id;
+    epoch_ = r.epoch;
+    plan_->Records(epoch_, shard, &shard_records_);
+    shard_pos_ = 0;
+    holding_ = true;
+  }
+  plan.rows = static_cast<int64_t>(rows->size());
+  plan.epoch = epoch_;
+  plan.epoch_fraction = holding_ ? static_cast<double>(shard_pos_) / std::max<std::size_t>(1, shard_records_.size()) : 1.0;
+  return plan;
+}
+
+void LeaseSource::Pushed(int64_t step, double loss, int64_t rows) {
+  pushed_steps_ = step + 1;
+  progress_.step = pushed_steps_;
+  progress_.epoch = epoch_;
+  progress_.samples += rows;
+  if (rows > 0) {  // a moving average: the recent loss, smoothed
+    progress_.loss = trained_steps_++ == 0 ? loss : 0.95 * progress_.loss + 0.05 * loss;
+  }
+  heartbeat_.Publish(progress_);
+}
+
+Status LeaseSource::Report(int64_t epoch, int64_t step, double metric, bool final) {
+  WireHeader h;
+  h.kind = MessageKind::kReport;
+  h.epoch = epoch;
+  h.step = step;
+  h.metric = metric;
+  h.final = final;
+  return channel_->Call(h, timeout_).status();
+}
+
+}  // namespace psforge

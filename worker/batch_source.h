@@ -1,0 +1,131 @@
+// Where a trainer's records come from, step by step.
+//
+// LocalShardSource walks a ShardPlan alone (ps-train): every epoch's shards
+// in order, batches of the whole batch size, the last batch of an epoch
+// short. LeaseSource (a cluster worker) leases shards from the coordinator,
+// reports them done once their records are pushed, publishes progress in
+// heartbeats from a thread of its own, and learns from the coordinator when
+// to evaluate and when to stop. Neither is thread-safe; one trainer each.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/coordinator_link.h"
+#include "common/shard_plan.h"
+#include "common/status.h"
+
+namespace psforge {
+
+struct BatchPlan {
+  int64_t rows = 0;            // records in this step's batch; 0 is an empty step (BSP keeps pace)
+  bool stop = false;           // no more steps: run the final evaluation
+  int64_t evaluate_epoch = 0;  // > 0: first evaluate the current weights as this epoch's result
+  int64_t epoch = 0;           // the epoch being trained, for progress
+  double epoch_fraction = 0;   // of it done, for progress
+};
+
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  // The plan of step `step`; its record ids go to `rows` (at most `max_rows`).
+  virtual Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) = 0;
+  // Step `step`'s gradient has been pushed.
+  virtual void Pushed(int64_t /*step*/, double /*loss*/, int64_t /*rows*/) {}
+  // An evaluation's result; `final` after the last step.
+  virtual Status Report(int64_t /*epoch*/, int64_t /*step*/, double /*metric*/, bool /*final*/) {
+    return Status::Ok();
+  }
+  // After stop: the weight version to evaluate; -1 means the weights at hand,
+  // and kNoFinalEvaluation that another process evaluates.
+  static constexpr int64_t kNoFinalEvaluation = -2;
+  virtual int64_t FinalVersion() const { return -1; }
+  virtual int64_t epochs() const = 0;
+  // The job's expected total of records, for the ETA (0 when unknown).
+  virtual int64_t total_records() const = 0;
+};
+
+class LocalShardSource final : public BatchSource {
+ public:
+  LocalShardSource(const ShardPlan* plan, int64_t epochs, int64_t max_steps);
+  Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override;
+  int64_t epochs() const override { return epochs_; }
+  int64_t total_records() const override { return plan_->records() * epochs_; }
+
+ private:
+  const ShardPlan* plan_;
+  const int64_t epochs_, max_steps_;
+  int64_t epoch_ = 0;
+  std::vector<int64_t> order_;
+  std::size_t next_shard_ = 0;
+  std::vector<int64_t> shard_records_;
+  std::size_t shard_pos_ = 0;
+  int64_t epoch_done_ = 0;
+};
+
+// Heartbeats to the coordinator from a thread of its own, so a worker that
+// waits on a slow step is not taken for dead.
+class HeartbeatThread {
+ public:
+  HeartbeatThread(std::unique_ptr<CoordinatorChannel> channel, const ClusterOptions& cluster,
+                  double lost_after_s);
+  ~HeartbeatThread();
+  void Publish(const MemberProgress& progress);
+  // Not ok once the coordinator stopped the job or has gone silent.
+  Status status() const;
+
+ private:
+  void Run();
+
+  std::unique_ptr<CoordinatorChannel> channel_;
+  const std::chrono::steady_clock::duration interval_, lost_after_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  MemberProgress progress_;  // guarded by mu_
+  Status status_;            // guarded by mu_
+  bool closing_ = false;     // guarded by mu_
+  std::thread thread_;
+};
+
+class LeaseSource final : public BatchSource {
+ public:
+  // `channel` has joined the job; `heartbeat` is a second channel for the thread.
+  LeaseSource(const ShardPlan* plan, const JobConfig& config, CoordinatorChannel* channel,
+              std::unique_ptr<CoordinatorChannel> heartbeat, double lost_after_s);
+
+  Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override;
+  void Pushed(int64_t step, double loss, int64_t rows) override;
+  Status Report(int64_t epoch, int64_t step, double metric, bool final) override;
+  int64_t FinalVersion() const override { return final_version_; }
+  int64_t epochs() const override { return epochs_; }
+  int64_t total_records() const override { return 0; }
+
+ private:
+  Result<WireHeader> Lease(int64_t step, bool finished);
+
+  const ShardPlan* plan_;
+  CoordinatorChannel* channel_;
+  const int64_t epochs_, max_steps_;
+  const std::chrono::steady_clock::duration timeout_;
+  HeartbeatThread heartbeat_;
+  // The shard being read, and the leases whose records are all handed out,
+  // with the step of their last record (done once that step is pushed).
+  uint64_t lease_ = 0;
+  int64_t epoch_ = 0;
+  bool holding_ = false;
+  std::vector<int64_t> shard_records_;
+  std::size_t shard_pos_ = 0;
+  std::vector<std::pair<uint64_t, int64_t>> consumed_;
+  int64_t pushed_steps_ = 0;
+  int64_t final_version_ = kNoFinalEvaluation;
+  bool stopped_ = false;
+  MemberProgress progress_;
+  int64_t trained_steps_ = 0;
+};
+
+}  // namespace psforge
