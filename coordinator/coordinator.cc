@@ -54,6 +54,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& config
   std::unique_ptr<Coordinator> c(
       new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));
   if (!c->records_out_.error().empty()) return Unavailable(c->records_out_.error());
+  c->UpdateProgress(true);  // the first snapshot, before anyone has joined
   return c;
 }
 
@@ -446,6 +447,8 @@ void Coordinator::EndJob(Status outcome) {
     const double wall = Elapsed();
     int64_t samples = 0;
     for (const Member& w : workers_) samples += w.progress.samples;
+    // Heartbeats lag; every completed epoch trained each record once.
+    samples = std::max(samples, leases_.epochs_completed() * records_);
     const EvaluationRecord& last = history_.back();
     char line[256];
     std::snprintf(line, sizeof line, "final %s: %.4f (%lld epochs, %lld steps, %.0f samples/s, %.1f s)",

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 
 #include "common/cli_flags.h"
 #include "coordinator/coordinator.h"
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
   app.add_option("--bind", options.bind, "endpoint servers and workers reach the coordinator at");
   app.add_option("--run-dir", options.run_dir, "where metrics.jsonl, curves.png and summary.json go");
   app.add_flag("--no-run-dir", no_run_dir, "write no run directory");
+  std::string endpoint_file;
+  app.add_option("--endpoint-file", endpoint_file, "also write the endpoint to this file (for launchers)");
   app.add_option("--servers", servers, "overrides cluster.servers")->check(CLI::PositiveNumber);
   app.add_option("--workers", workers, "overrides cluster.workers")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
@@ -67,6 +70,13 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  if (!endpoint_file.empty()) {
+    // Written whole, then renamed: a reader never sees half of it.
+    std::ofstream(endpoint_file + ".tmp") << (*coordinator)->endpoint() << "\n";
+    std::error_code ec;
+    std::filesystem::rename(endpoint_file + ".tmp", endpoint_file, ec);
+    if (ec) return std::fprintf(stderr, "ps-coordinator: cannot write %s\n", endpoint_file.c_str()), 1;
+  }
   std::printf("ps-coordinator listening on %s\n", (*coordinator)->endpoint().c_str());
   if (http) std::printf("status: %s/api/status  metrics: %s/metrics\n", http->url().c_str(), http->url().c_str());
   if (!options.run_dir.empty()) std::printf("run directory: %s\n", options.run_dir.c_str());

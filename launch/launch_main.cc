@@ -1,0 +1,120 @@
+// ps-launch: a whole cluster on this machine with one command.
+//
+//   ps-launch --config FILE [--servers S] [--workers W] [--epochs N] [--threads N]
+//             [--summary FILE] [--run-dir DIR] [--set section.field=value]
+//
+// Starts a coordinator (its progress and results on this terminal), S
+// servers and W workers (their logs in RUN_DIR/logs/), restarts a server or
+// worker that crashes, and exits with the coordinator's code once the job
+// is over and every process is gone. Ctrl-C stops the whole cluster.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "common/cli_flags.h"
+#include "launch/supervisor.h"
+
+namespace {
+
+std::atomic<int> g_signal{0};
+void OnSignal(int sig) { g_signal.store(sig); }
+
+std::string SiblingBinary(const char* argv0, const std::string& name) {
+  std::error_code ec;
+  auto self = std::filesystem::canonical("/proc/self/exe", ec);
+  if (!ec && std::filesystem::exists(self.parent_path() / name)) return (self.parent_path() / name).string();
+  (void)argv0;
+  return name;  // from PATH
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ps-launch: runs a psforge cluster on this machine"};
+  psforge::CommonFlags flags;
+  psforge::AddCommonFlags(&app, &flags, /*with_training=*/true);
+  int64_t servers = 0, workers = 0;
+  std::string run_dir;
+  app.add_option("--servers", servers, "parameter servers (default: cluster.servers)")->check(CLI::PositiveNumber);
+  app.add_option("--workers", workers, "workers (default: cluster.workers)")->check(CLI::PositiveNumber);
+  app.add_option("--run-dir", run_dir, "metrics, plot, summary and logs go here (default runs/<config>-<time>)");
+  CLI11_PARSE(app, argc, argv);
+  if (servers > 0) flags.sets.push_back("cluster.servers=" + std::to_string(servers));
+  if (workers > 0) flags.sets.push_back("cluster.workers=" + std::to_string(workers));
+  // Validate here too, so a bad config is one clear line before anything starts.
+  auto config = psforge::LoadConfigFromFlags(flags);
+  if (!config.ok()) return std::fprintf(stderr, "ps-launch: %s\n", config.status().message().c_str()), 2;
+  if (run_dir.empty()) {
+    char stamp[32];
+    std::time_t now = std::time(nullptr);
+    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+    run_dir = "runs/" + std::filesystem::path(flags.config_path).stem().string() + "-" + stamp;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir + "/logs", ec);
+  if (ec) return std::fprintf(stderr, "ps-launch: cannot create %s/logs: %s\n", run_dir.c_str(), ec.message().c_str()), 1;
+  const std::string endpoint_file = run_dir + "/coordinator.endpoint";
+  std::filesystem::remove(endpoint_file, ec);
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  psforge::Supervisor supervisor(stderr);
+  std::vector<std::string> coordinator_argv{SiblingBinary(argv[0], "ps-coordinator"), "--config", flags.config_path,
+                                            "--run-dir", run_dir, "--endpoint-file", endpoint_file};
+  for (const auto& s : flags.sets) coordinator_argv.insert(coordinator_argv.end(), {"--set", s});
+  if (flags.epochs > 0) coordinator_argv.insert(coordinator_argv.end(), {"--epochs", std::to_string(flags.epochs)});
+  if (flags.threads > 0) coordinator_argv.insert(coordinator_argv.end(), {"--threads", std::to_string(flags.threads)});
+  if (!flags.summary_path.empty()) coordinator_argv.insert(coordinator_argv.end(), {"--summary", flags.summary_path});
+  auto coordinator = supervisor.Start({"the coordinator", coordinator_argv, "", 0});
+  if (!coordinator.ok()) return std::fprintf(stderr, "ps-launch: %s\n", coordinator.status().message().c_str()), 1;
+
+  // The coordinator writes its endpoint once bound (it reads the data first).
+  std::string endpoint;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (endpoint.empty()) {
+    if (auto ended = supervisor.Poll(std::chrono::milliseconds(50)); ended == *coordinator)
+      return supervisor.exit_code(*coordinator);
+    std::ifstream(endpoint_file) >> endpoint;
+    if (g_signal.load() || std::chrono::steady_clock::now() > deadline) {
+      supervisor.StopAll(std::chrono::seconds(5));
+      if (!g_signal.load()) std::fprintf(stderr, "ps-launch: the coordinator did not start within 120 s\n");
+      return 1;
+    }
+  }
+  for (int64_t i = 0; i < config->cluster.servers; ++i)
+    (void)supervisor.Start({"server " + std::to_string(i),
+                            {SiblingBinary(argv[0], "ps-server"), "--coordinator", endpoint},
+                            run_dir + "/logs/server-" + std::to_string(i) + ".log", 3});
+  for (int64_t i = 0; i < config->cluster.workers; ++i)
+    (void)supervisor.Start({"worker " + std::to_string(i),
+                            {SiblingBinary(argv[0], "ps-worker"), "--coordinator", endpoint,
+                             "--summary", run_dir + "/logs/worker-" + std::to_string(i) + ".json"},
+                            run_dir + "/logs/worker-" + std::to_string(i) + ".log", 3});
+
+  // The job is over when the coordinator exits; the others follow it.
+  bool stopping = false;
+  while (supervisor.running(*coordinator)) {
+    supervisor.Poll(std::chrono::milliseconds(200));
+    if (g_signal.load() && !stopping) {
+      stopping = true;
+      std::fprintf(stderr, "\nps-launch: stopping the cluster\n");
+      supervisor.DisableRestarts();
+      supervisor.Signal(*coordinator, SIGTERM);
+    }
+  }
+  supervisor.DisableRestarts();
+  const auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (!supervisor.AllEnded() && std::chrono::steady_clock::now() < grace) supervisor.Poll(std::chrono::milliseconds(200));
+  if (!supervisor.AllEnded()) {
+    std::fprintf(stderr, "ps-launch: stopping processes still running 15 s after the coordinator\n");
+    supervisor.StopAll(std::chrono::seconds(5));
+  }
+  std::printf("logs: %s/logs\n", run_dir.c_str());
+  return stopping ? 130 : supervisor.exit_code(*coordinator);
+}

@@ -1,0 +1,80 @@
+// ps-launch as users run it: a whole local cluster, its run directory, its
+// HTTP status while it trains, Ctrl-C, and no process left behind.
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/cluster_fixture.h"
+
+namespace psforge {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Processes whose command line mentions `text`.
+int ProcessesMentioning(const std::string& text) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(in)), {});
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    if (cmd.find(text) != std::string::npos && cmd.find("launch_test") == std::string::npos) ++n;
+  }
+  return n;
+}
+
+TEST(Launch, ALocalClusterTrainsWritesItsRunDirectoryAndLeavesNothingBehind) {
+  testing::TempDir dir;
+  const std::string run = dir.File("run");
+  testing::ChildProcess launch({testing::BinPath("ps-launch"), "--config", testing::kMlpConfig, "--epochs", "1",
+                                "--run-dir", run});
+  // While it trains, the coordinator's HTTP endpoint answers.
+  auto url = launch.WaitForLine(std::regex("status: http://([0-9.]+:[0-9]+)/api/status"), 120s);
+  ASSERT_TRUE(url.has_value()) << launch.Stderr();
+  httplib::Client http("http://" + *url);
+  auto status = http.Get("/api/status");
+  ASSERT_TRUE(status && status->status == 200);
+  auto snapshot = nlohmann::json::parse(status->body);
+  EXPECT_EQ(snapshot["job"]["servers"], 2);
+  EXPECT_EQ(snapshot["job"]["workers"], 2);
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics && metrics->status == 200);
+  EXPECT_NE(metrics->body.find("psforge_samples_per_second"), std::string::npos);
+  EXPECT_NE(metrics->body.find("psforge_members{"), std::string::npos);
+
+  auto final_line = launch.WaitForLine(std::regex("final test_accuracy: ([0-9.]+)"), 300s);
+  ASSERT_TRUE(final_line.has_value()) << launch.Stderr();
+  EXPECT_GE(std::stod(*final_line), 0.80);
+  EXPECT_EQ(launch.Wait(60s), std::optional<int>(0)) << launch.Stderr();
+  for (const char* f : {"metrics.jsonl", "curves.png", "summary.json", "logs/server-0.log", "logs/worker-1.log"})
+    EXPECT_TRUE(std::filesystem::exists(run + "/" + f)) << f;
+  std::string endpoint;
+  std::ifstream(run + "/coordinator.endpoint") >> endpoint;
+  ASSERT_FALSE(endpoint.empty());
+  EXPECT_EQ(ProcessesMentioning(endpoint), 0);
+  EXPECT_EQ(ProcessesMentioning(run), 0);
+}
+
+TEST(Launch, CtrlCStopsTheWholeCluster) {
+  testing::TempDir dir;
+  const std::string run = dir.File("run");
+  testing::ChildProcess launch({testing::BinPath("ps-launch"), "--config", testing::kMlpConfig, "--epochs", "50",
+                                "--run-dir", run});
+  ASSERT_TRUE(launch.WaitForLine(std::regex("(worker 1 joined)"), 120s).has_value()) << launch.Stderr();
+  launch.Signal(SIGINT);  // to the whole process group, as a terminal does
+  EXPECT_EQ(launch.Wait(60s), std::optional<int>(130)) << launch.Stderr();
+  std::string endpoint;
+  std::ifstream(run + "/coordinator.endpoint") >> endpoint;
+  EXPECT_EQ(ProcessesMentioning(endpoint), 0);
+  EXPECT_EQ(ProcessesMentioning(run), 0);
+}
+
+}  // namespace
+}  // namespace psforge
