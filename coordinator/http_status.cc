@@ -72,6 +72,12 @@ Result<std::unique_ptr<HttpStatus>> HttpStatus::Start(const std::string& host_po
   const std::string host = host_port.substr(0, colon);
   const int port = std::stoi(host_port.substr(colon + 1));
   auto impl = std::make_unique<Impl>();
+  // httplib's default adds SO_REUSEPORT, which would let us share a port
+  // another program serves: a port in use must be an error.
+  impl->server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   impl->server.Get("/api/status", [snapshot](const httplib::Request&, httplib::Response& res) {
     res.set_content(snapshot().dump(2), "application/json");
   });

@@ -76,5 +76,28 @@ TEST(Launch, CtrlCStopsTheWholeCluster) {
   EXPECT_EQ(ProcessesMentioning(run), 0);
 }
 
+TEST(Launch, AWrongConfigFailsFastNamingIt) {
+  testing::TempDir dir;
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{testing::BinPath("ps-launch"), "--config", testing::kMlpConfig, "--run-dir",
+                                  dir.File("run")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return testing::RunProcess(argv, 60s);
+  };
+  auto unknown = run({"--set", "cluster.bogus=1"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("cluster.bogus"), std::string::npos) << unknown.err;
+  auto missing = run({"--set", "data.train_images=/nonexistent/train.gz"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("data.train_images"), std::string::npos) << missing.err;
+  // The HTTP port taken by someone else: the coordinator names it, the launch fails.
+  httplib::Server other;
+  const int port = other.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  auto taken = run({"--set", "cluster.http=127.0.0.1:" + std::to_string(port)});
+  EXPECT_EQ(taken.exit_code, 1);
+  EXPECT_NE(taken.err.find("cluster.http"), std::string::npos) << taken.err;
+}
+
 }  // namespace
 }  // namespace psforge
