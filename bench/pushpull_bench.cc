@@ -111,7 +111,7 @@ double Psforge(int64_t floats, int servers, double seconds) {
   int64_t step = 0;
   (void)client->Pull(0, weights);
   auto one_step = [&] {
-    bool ok = client->Push(step, grad, 128).ok() && client->Pull(step + 1, weights).ok();
+    bool ok = client->Push(step, grad, 128, psforge::DataMark{}).ok() && client->Pull(step + 1, weights).ok();
     ++step;
     return ok;
   };

@@ -66,6 +66,23 @@ Status CoordinatorChannel::Send(const WireHeader& h) {
   return Status::Ok();
 }
 
+Result<CoordinatorChannel::Answer> CoordinatorChannel::Await(uint64_t request_id, Duration timeout,
+                                                             const std::string& what) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0)
+      return DeadlineExceeded("no answer from the coordinator at " + coordinator_ + " to " + what +
+                              " within " + Seconds(timeout));
+    PSF_ASSIGN_OR_RETURN(auto m, socket_->Receive(left));
+    if (!m || m->frames.empty()) continue;
+    auto r = DecodeHeader(m->frames[0]->bytes(), &decode_scratch_);
+    if (!r.ok()) return r.status().WithContext("answer from the coordinator at " + coordinator_);
+    Absorb(*r);
+    if (r->request_id == request_id) return Answer{std::move(*r), std::move(*m)};
+  }
+}
+
 Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string& endpoint,
                                                Duration timeout) {
   WireHeader h;
@@ -74,31 +91,23 @@ Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string&
   h.endpoint = endpoint;
   h.request_id = next_request_++;
   PSF_RETURN_IF_ERROR(Send(h));
-  const auto deadline = Clock::now() + timeout;
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0)
-      return DeadlineExceeded("no answer from the coordinator at " + coordinator_ + " within " +
-                              Seconds(timeout) + "; is ps-coordinator running there?");
-    PSF_ASSIGN_OR_RETURN(auto m, socket_->Receive(left));
-    if (!m) continue;
-    if (m->frames.empty()) continue;
-    auto r = DecodeHeader(m->frames[0]->bytes(), &decode_scratch_);
-    if (!r.ok()) return r.status().WithContext("answer from the coordinator at " + coordinator_);
-    if (r->request_id != h.request_id) continue;
-    if (r->kind == MessageKind::kError)
-      return Status(r->error_code, "the coordinator at " + coordinator_ + " refused to register this " +
-                                       (role == PeerRole::kServer ? "server" : "worker") + ": " + r->text);
-    if (r->kind != MessageKind::kWelcome || m->frames.size() != 2)
-      return InvalidArgument("the coordinator at " + coordinator_ + " answered registration with " +
-                             MessageKindName(r->kind));
-    PSF_ASSIGN_OR_RETURN(JobAssignment job, DecodeJob(m->frames[1]->bytes(), coordinator_));
-    job.id = r->sender;
-    id_ = job.id;
-    role_ = role;
-    last_answer_ = Clock::now();
-    return job;
+  auto answer = Await(h.request_id, timeout, "a registration");
+  if (!answer.ok()) {
+    if (answer.status().code() != StatusCode::kDeadlineExceeded) return answer.status();
+    return DeadlineExceeded(answer.status().message() + "; is ps-coordinator running there?");
   }
+  const WireHeader& r = answer->header;
+  if (r.kind == MessageKind::kError)
+    return Status(r.error_code, "the coordinator at " + coordinator_ + " refused to register this " +
+                                    (role == PeerRole::kServer ? "server" : "worker") + ": " + r.text);
+  if (r.kind != MessageKind::kWelcome || answer->message.frames.size() != 2)
+    return InvalidArgument("the coordinator at " + coordinator_ + " answered registration with " +
+                           MessageKindName(r.kind));
+  PSF_ASSIGN_OR_RETURN(JobAssignment job, DecodeJob(answer->message.frames[1]->bytes(), coordinator_));
+  job.id = r.sender;
+  id_ = job.id;
+  role_ = role;
+  return job;
 }
 
 void CoordinatorChannel::Absorb(const WireHeader& h) {
@@ -108,18 +117,25 @@ void CoordinatorChannel::Absorb(const WireHeader& h) {
   removed_ = h.removed;
 }
 
+WireHeader CoordinatorChannel::ProgressHeader(const MemberProgress& p) const {
+  WireHeader h;
+  h.kind = MessageKind::kHeartbeat;
+  h.sender = id_;
+  h.role = role_;
+  h.step = p.step;
+  h.epoch = p.epoch;
+  h.samples = p.samples;
+  h.loss = p.loss;
+  h.audit = p.audit;
+  h.positions = p.positions;
+  return h;
+}
+
 Status CoordinatorChannel::Heartbeat(const MemberProgress& p, Duration interval, Duration lost_after) {
   const auto now = Clock::now();
   if (now - last_sent_ >= interval) {
-    WireHeader h;
-    h.kind = MessageKind::kHeartbeat;
-    h.sender = id_;
-    h.role = role_;
+    WireHeader h = ProgressHeader(p);
     h.request_id = next_request_++;
-    h.step = p.step;
-    h.epoch = p.epoch;
-    h.samples = p.samples;
-    h.loss = p.loss;
     // A full queue (coordinator gone) is what `lost_after` reports; not an error here.
     (void)Send(h);
     last_sent_ = now;
@@ -142,22 +158,17 @@ Result<WireHeader> CoordinatorChannel::Call(WireHeader request, Duration timeout
   request.role = role_;
   request.request_id = next_request_++;
   PSF_RETURN_IF_ERROR(Send(request));
-  const auto deadline = Clock::now() + timeout;
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0)
-      return DeadlineExceeded("no answer from the coordinator at " + coordinator_ + " to a " +
-                              MessageKindName(request.kind) + " within " + Seconds(timeout));
-    PSF_ASSIGN_OR_RETURN(auto m, socket_->Receive(left));
-    if (!m || m->frames.empty()) continue;
-    auto r = DecodeHeader(m->frames[0]->bytes(), &decode_scratch_);
-    if (!r.ok()) return r.status().WithContext("answer from the coordinator at " + coordinator_);
-    Absorb(*r);
-    if (r->request_id != request.request_id) continue;
-    if (r->kind == MessageKind::kError)
-      return Status(r->error_code, "the coordinator at " + coordinator_ + ": " + r->text);
-    return *r;
-  }
+  PSF_ASSIGN_OR_RETURN(Answer answer, Await(request.request_id, timeout,
+                                            std::string("a ") + MessageKindName(request.kind)));
+  if (answer.header.kind == MessageKind::kError)
+    return Status(answer.header.error_code, "the coordinator at " + coordinator_ + ": " + answer.header.text);
+  return std::move(answer.header);
+}
+
+Status CoordinatorChannel::Farewell(const MemberProgress& progress, Duration timeout) {
+  WireHeader h = ProgressHeader(progress);
+  h.stop = true;
+  return Call(std::move(h), timeout).status();
 }
 
 }  // namespace psforge

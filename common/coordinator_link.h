@@ -6,7 +6,7 @@
 // reports progress when one is due and takes in the coordinator's answers,
 // which carry the membership state (stop, removed workers), so a lost
 // message loses nothing. Call() is a request the coordinator answers (a data
-// lease, an evaluation report). Every wait has a deadline, and an error names
+// lease, an evaluation report). Farewell() is a member's last word. Every wait has a deadline, and an error names
 // the coordinator's address. Not thread-safe: a member that heartbeats from
 // another thread opens a second channel there (Attach).
 #pragma once
@@ -35,6 +35,8 @@ struct MemberProgress {
   int64_t epoch = 0;
   int64_t samples = 0;  // worker: records trained so far
   double loss = 0;      // worker: mean loss since the last heartbeat
+  std::vector<EpochAudit> audit;        // server: records applied in its latest epochs
+  std::vector<DataPosition> positions;  // server: where removed workers' data stopped
 };
 
 // The job as the coordinator hands it to members: {"config": ..., "servers": [...]}.
@@ -66,13 +68,25 @@ class CoordinatorChannel {
   // the returned Status.
   Result<WireHeader> Call(WireHeader request, Duration timeout);
 
+  // The member's last heartbeat, before it exits (the job is over): its
+  // final progress, answered within `timeout`.
+  Status Farewell(const MemberProgress& progress, Duration timeout);
+
   bool stop_requested() const { return stop_; }
   const std::vector<uint32_t>& removed() const { return removed_; }
   const std::string& coordinator() const { return coordinator_; }
 
  private:
   CoordinatorChannel(std::unique_ptr<ClientSocket> socket, std::string coordinator);
+  struct Answer {
+    WireHeader header;
+    InMessage message;
+  };
   Status Send(const WireHeader& h);
+  WireHeader ProgressHeader(const MemberProgress& progress) const;
+  // Waits at most `timeout` for the answer to `request_id` (`what`, for the
+  // error), taking in every other answer that arrives meanwhile.
+  Result<Answer> Await(uint64_t request_id, Duration timeout, const std::string& what);
   // Takes in one answer: heartbeat answers update the membership state.
   void Absorb(const WireHeader& h);
 

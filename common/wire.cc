@@ -23,6 +23,11 @@ void FillBlock(proto::KeyBlock::Builder b, const WireHeader& h) {
   b.setWithPull(h.with_pull);
   b.setPullVersion(h.pull_version);
   b.setSamples(static_cast<uint32_t>(h.samples));
+  b.setLease(h.mark.lease);
+  b.setLeaseOffset(h.mark.lease_offset);
+  b.setEpoch(h.mark.epoch);
+  b.setIdSum(h.mark.id_sum);
+  b.setIdSquareSum(h.mark.id_square_sum);
 }
 
 Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
@@ -36,6 +41,11 @@ Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
   h->with_pull = b.getWithPull();
   h->pull_version = b.getPullVersion();
   h->samples = b.getSamples();
+  h->mark.lease = b.getLease();
+  h->mark.lease_offset = b.getLeaseOffset();
+  h->mark.epoch = b.getEpoch();
+  h->mark.id_sum = b.getIdSum();
+  h->mark.id_square_sum = b.getIdSquareSum();
   return Status::Ok();
 }
 
@@ -101,6 +111,19 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       b.setRole(static_cast<proto::Role>(h.role));
       FillList(b.initRemoved(static_cast<unsigned>(std::min(h.removed.size(), kMaxListEntries))),
                h.removed);
+      auto audit = b.initAudit(static_cast<unsigned>(std::min(h.audit.size(), kMaxAuditEntries)));
+      for (unsigned i = 0; i < audit.size(); ++i) {
+        audit[i].setEpoch(h.audit[i].epoch);
+        audit[i].setRecords(h.audit[i].records);
+        audit[i].setIdSum(h.audit[i].id_sum);
+        audit[i].setIdSquareSum(h.audit[i].id_square_sum);
+      }
+      auto positions = b.initPositions(static_cast<unsigned>(std::min(h.positions.size(), kMaxListEntries)));
+      for (unsigned i = 0; i < positions.size(); ++i) {
+        positions[i].setWorker(h.positions[i].worker);
+        positions[i].setLease(h.positions[i].lease);
+        positions[i].setLeaseOffset(h.positions[i].lease_offset);
+      }
       break;
     }
     case MessageKind::kWelcome: body.initWelcome().setId(h.sender); break;
@@ -120,6 +143,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       l.setRecordEnd(h.record_end);
       l.setEvaluateEpoch(h.evaluate_epoch);
       l.setFinalVersion(h.final_version);
+      l.setRecordOffset(h.record_offset);
       break;
     }
     case MessageKind::kReport: {
@@ -211,10 +235,20 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         h.samples = b.getSamples();
         h.loss = b.getLoss();
         h.stop = b.getStop();
-        if (static_cast<unsigned>(b.getRole()) > static_cast<unsigned>(proto::Role::COORDINATOR))
-          status = InvalidArgument("unknown role");
         h.role = static_cast<PeerRole>(b.getRole());
         status = ReadList(b.getRemoved(), "heartbeat.removed", &h.removed);
+        if (status.ok() && b.getAudit().size() > kMaxAuditEntries)
+          status = InvalidArgument("heartbeat audits " + std::to_string(b.getAudit().size()) +
+                                   " epochs, more than " + std::to_string(kMaxAuditEntries));
+        if (status.ok() && b.getPositions().size() > kMaxListEntries)
+          status = InvalidArgument("heartbeat lists " + std::to_string(b.getPositions().size()) +
+                                   " positions, more than " + std::to_string(kMaxListEntries));
+        if (status.ok() && static_cast<unsigned>(b.getRole()) > static_cast<unsigned>(proto::Role::COORDINATOR))
+          status = InvalidArgument("unknown role");
+        if (!status.ok()) break;
+        for (auto a : b.getAudit())
+          h.audit.push_back({a.getEpoch(), a.getRecords(), a.getIdSum(), a.getIdSquareSum()});
+        for (auto p : b.getPositions()) h.positions.push_back({p.getWorker(), p.getLease(), p.getLeaseOffset()});
         break;
       }
       case proto::Header::Body::WELCOME:
@@ -241,6 +275,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         h.record_end = l.getRecordEnd();
         h.evaluate_epoch = l.getEvaluateEpoch();
         h.final_version = l.getFinalVersion();
+        h.record_offset = l.getRecordOffset();
         break;
       }
       case proto::Header::Body::REPORT: {

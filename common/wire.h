@@ -18,9 +18,10 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 2;
-// No valid header comes near this; anything larger is refused undecoded.
-inline constexpr std::size_t kMaxHeaderBytes = 4096;
+inline constexpr uint16_t kWireSchemaVersion = 3;
+// No valid header comes near this (the largest, a server's heartbeat with
+// full lists, is under 9 KiB); anything larger is refused undecoded.
+inline constexpr std::size_t kMaxHeaderBytes = 16384;
 
 enum class MessageKind {
   kRegister, kHeartbeat, kPush, kPushAck, kPull, kPullReply, kError, kControl,
@@ -30,10 +31,36 @@ enum class DType { kF32, kBf16, kF16 };
 enum class PeerRole { kWorker, kServer, kCoordinator };
 enum class ControlKind { kShutdown, kStats, kRemoveWorker };
 enum class LeaseStatus { kGranted, kWait, kFinished };
-// A header holds at most this many ids in one list (done leases, removed workers).
+// A header holds at most this many entries in one list (done leases, removed
+// workers, positions); a server's heartbeat audits at most kMaxAuditEntries epochs.
 inline constexpr std::size_t kMaxListEntries = 256;
+inline constexpr std::size_t kMaxAuditEntries = 8;
 
 const char* MessageKindName(MessageKind k);
+
+// Where a push's records came from (exactly-once accounting): the data
+// position after the batch, and a checksum of the batch's record ids.
+struct DataMark {
+  uint64_t lease = 0;         // the lease the worker is in (0: none, e.g. an empty step)
+  int64_t lease_offset = 0;   // records of that lease's shard trained so far
+  int64_t epoch = 0;          // of the batch's records (0: not from a lease)
+  uint64_t id_sum = 0;        // the batch's record ids, summed mod 2^64
+  uint64_t id_square_sum = 0; // their squares, summed mod 2^64
+};
+// A server's records applied in one epoch, with their id sums.
+struct EpochAudit {
+  int64_t epoch = 0;
+  int64_t records = 0;
+  uint64_t id_sum = 0, id_square_sum = 0;
+  bool operator==(const EpochAudit&) const = default;
+};
+// The last data position a server took in from a worker.
+struct DataPosition {
+  uint32_t worker = 0;
+  uint64_t lease = 0;
+  int64_t lease_offset = 0;
+  bool operator==(const DataPosition&) const = default;
+};
 
 struct WireHeader {
   uint16_t version = kWireSchemaVersion;
@@ -54,11 +81,14 @@ struct WireHeader {
   ControlKind control = ControlKind::kStats;
   int64_t value = 0;                      // control
   int64_t samples = 0;                    // push: records in the gradient's mean; heartbeat: trained so far
+  DataMark mark;                          // push
   std::string endpoint;                   // register (server)
   int64_t epoch = 0;                      // heartbeat, lease reply, report
   double loss = 0;                        // heartbeat
   bool stop = false;                      // heartbeat answer
   std::vector<uint32_t> removed;          // heartbeat answer
+  std::vector<EpochAudit> audit;          // heartbeat (server)
+  std::vector<DataPosition> positions;    // heartbeat (server)
   std::vector<uint64_t> done;             // lease request
   bool finished = false;                  // lease request
   LeaseStatus lease_status = LeaseStatus::kWait;  // lease reply
@@ -66,6 +96,7 @@ struct WireHeader {
   int64_t record_begin = 0, record_end = 0;       // lease reply
   int64_t evaluate_epoch = 0;             // lease reply
   int64_t final_version = 0;              // lease reply
+  int64_t record_offset = 0;              // lease reply
   double metric = 0;                      // report
   bool final = false;                     // report
 };

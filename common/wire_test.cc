@@ -42,6 +42,10 @@ TEST(Wire, EveryKindRoundTrips) {
     h.loss = 0.25;
     h.stop = true;
     h.removed = {1, 7};
+    h.audit = {{2, 60000, 1799970000, 71996400010000}, {3, 64, 5, 9}};
+    h.positions = {{1, 4097, 640}};
+    h.mark = {4097, 640, 2, 123456, 789012};
+    h.record_offset = 1024;
     h.done = {9, 10, 11};
     h.finished = true;
     h.lease_status = LeaseStatus::kFinished;
@@ -60,6 +64,11 @@ TEST(Wire, EveryKindRoundTrips) {
     EXPECT_EQ(d->sender, 3u);
     if (k == MessageKind::kPush) {
       EXPECT_EQ(d->samples, 64);
+      EXPECT_EQ(d->mark.lease, 4097u);
+      EXPECT_EQ(d->mark.lease_offset, 640);
+      EXPECT_EQ(d->mark.epoch, 2);
+      EXPECT_EQ(d->mark.id_sum, 123456u);
+      EXPECT_EQ(d->mark.id_square_sum, 789012u);
     }
     if (k == MessageKind::kHeartbeat) {
       EXPECT_EQ(d->step, 12);
@@ -68,6 +77,8 @@ TEST(Wire, EveryKindRoundTrips) {
       EXPECT_EQ(d->loss, 0.25);
       EXPECT_TRUE(d->stop);
       EXPECT_EQ(d->removed, (std::vector<uint32_t>{1, 7}));
+      EXPECT_EQ(d->audit, h.audit);
+      EXPECT_EQ(d->positions, h.positions);
     }
     if (k == MessageKind::kLease) {
       EXPECT_EQ(d->done, (std::vector<uint64_t>{9, 10, 11}));
@@ -82,6 +93,7 @@ TEST(Wire, EveryKindRoundTrips) {
       EXPECT_EQ(d->record_end, 4096);
       EXPECT_EQ(d->evaluate_epoch, 3);
       EXPECT_EQ(d->final_version, 468);
+      EXPECT_EQ(d->record_offset, 1024);
     }
     if (k == MessageKind::kReport) {
       EXPECT_EQ(d->epoch, 4);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <optional>
 
 #include "common/dataset.h"
 #include "common/model_spec.h"
@@ -97,10 +98,12 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
     if (message) Handle(*message);
     RetryParkedLeases(false);
     CheckLiveness();
+    ReturnDeadWorkersLeases();
     ReportStall();
     UpdateProgress(false);
   }
   UpdateProgress(true);
+  if (outcome_.ok()) WriteSummary();
   return outcome_;
 }
 
@@ -182,9 +185,16 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   r.stop = job_over_ || m->state == MemberState::kDead;
   if (m->state != MemberState::kDead) {
     m->last_seen = Clock::now();
-    m->progress = {h.step, h.epoch, h.samples, h.loss};
+    m->progress = {h.step, h.epoch, h.samples, h.loss, {}, {}};
     if (m->role == PeerRole::kWorker && m->state == MemberState::kFinished)
       m->progress.step = std::max(m->progress.step, m->final_step);
+    if (m->role == PeerRole::kServer) {
+      for (const EpochAudit& a : h.audit)
+        if (a.epoch >= 1 && a.epoch <= config_.training.epochs) m->audit[a.epoch] = a;
+      for (const DataPosition& p : h.positions)
+        if (p.worker < workers_.size()) m->positions[p.worker] = p;
+    }
+    m->farewell = m->farewell || h.stop;
   }
   m->told_stop = m->told_stop || r.stop;
   Reply(peer, r);
@@ -209,6 +219,7 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
       if (*completed < config_.training.epochs) evaluate = *completed;
     }
   }
+  if (evaluate == 0 && pending_evaluation_ > 0) std::swap(evaluate, pending_evaluation_);
   if (!h.done.empty()) RetryParkedLeases(false);
   AnswerLease(peer, h, evaluate, /*may_park=*/true);
 }
@@ -240,9 +251,11 @@ bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int6
     return true;
   }
   LeaseTable::Grant g = leases_.Next(h.sender);
-  if (g.status == LeaseStatus::kWait && may_park && config_.cluster.consistency == Consistency::kAsp) {
+  if (g.status == LeaseStatus::kWait && may_park && config_.cluster.consistency == Consistency::kAsp &&
+      leases_.HeldBy(h.sender) == 0) {
     // Nothing keeps an ASP worker's pace: rather than spin through empty
-    // steps, it waits here until a shard frees up or the epoch ends.
+    // steps, it waits here until a shard frees up or the epoch ends. (One
+    // that still holds leases must push them first: it may not wait.)
     parked_leases_.push_back({peer, h, Clock::now() + Seconds(config_.cluster.request_timeout_s / 2)});
     parked_leases_.back().request.evaluate_epoch = evaluate_epoch;
     return false;
@@ -252,6 +265,7 @@ bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int6
   r.epoch = g.epoch;
   r.record_begin = g.positions.begin;
   r.record_end = g.positions.end;
+  r.record_offset = g.offset;
   Reply(peer, r);
   return true;
 }
@@ -303,11 +317,11 @@ void Coordinator::CheckLiveness() {
                                   Fixed(config_.cluster.peer_timeout_s, 1) +
                                   " s (cluster.peer_timeout_s); its key range is lost, the job cannot go on"));
       }
-      const int64_t held = leases_.held();
-      leases_.ReturnLeases(m.id);
       removed_.push_back(m.id);
-      Log(who + " declared dead: no heartbeat for " + Fixed(config_.cluster.peer_timeout_s, 1) + " s; " +
-          std::to_string(held - leases_.held()) + " of its leases return to the pool; servers stop waiting for it");
+      awaiting_positions_.push_back(m.id);
+      Log(who + " declared dead: no heartbeat for " + Fixed(config_.cluster.peer_timeout_s, 1) + " s; servers stop " +
+          "waiting for it, and its " + std::to_string(leases_.HeldBy(m.id)) +
+          " leases return to the pool from where the servers say its data stopped");
     }
   }
   const bool all_joined = static_cast<int64_t>(workers_.size()) == config_.cluster.workers;
@@ -458,21 +472,11 @@ void Coordinator::EndJob(Status outcome) {
     nlohmann::json history = nlohmann::json::array();
     for (const auto& e : history_)
       history.push_back({{"epoch", e.epoch}, {"step", e.step}, {metric, e.metric}, {"wall_s", e.time_s}});
-    nlohmann::json summary = {{metric, last.metric}, {"metric", metric}, {"epochs", last.epoch},
-                              {"steps", final_steps_}, {"samples", samples},
-                              {"samples_per_s", samples / std::max(1e-9, wall)}, {"wall_s", wall},
-                              {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers},
-                              {"history", history}, {"config", ConfigToJson(config_)}};
-    for (const std::string& path : {options_.summary_path,
-                                    options_.run_dir.empty() ? std::string() : options_.run_dir + "/summary.json"}) {
-      if (path.empty()) continue;
-      std::ofstream out(path);
-      out << summary.dump(2) << "\n";
-      if (!out) {
-        outcome_ = Unavailable("cannot write the summary to " + path);
-        Log("ps-coordinator: " + outcome_.message());
-      }
-    }
+    summary_ = {{metric, last.metric}, {"metric", metric}, {"epochs", last.epoch},
+                {"steps", final_steps_}, {"samples", samples},
+                {"samples_per_s", samples / std::max(1e-9, wall)}, {"wall_s", wall},
+                {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers},
+                {"workers_lost", removed_.size()}, {"history", history}, {"config", ConfigToJson(config_)}};
     if (!options_.run_dir.empty()) {
       Log("metrics: " + records_out_.metrics_path());
       Log(records_out_.Plot());
@@ -480,9 +484,113 @@ void Coordinator::EndJob(Status outcome) {
   }
 }
 
+void Coordinator::ReturnDeadWorkersLeases() {
+  for (auto it = awaiting_positions_.begin(); it != awaiting_positions_.end();) {
+    const uint32_t w = *it;
+    // Each server's last position of w, ordered by w's leases: the earliest
+    // one is what every server has applied.
+    std::optional<DataPosition> earliest;
+    std::string reports;
+    bool all = true, agree = true;
+    for (const Member& s : servers_) {
+      auto p = s.positions.find(w);
+      if (p == s.positions.end()) {
+        all = false;
+        break;
+      }
+      reports += (reports.empty() ? "" : ", ") + std::string("server ") + std::to_string(s.id) + " lease " +
+                 std::to_string(p->second.lease) + " record " + std::to_string(p->second.lease_offset);
+      auto key = [&](const DataPosition& d) {
+        return std::make_pair(leases_.GrantOrder(w, d.lease), d.lease_offset);
+      };
+      if (earliest && !(*earliest == p->second)) agree = false;
+      if (!earliest || key(p->second) < key(*earliest)) earliest = p->second;
+    }
+    if (!all || job_over_) {
+      ++it;
+      continue;
+    }
+    it = awaiting_positions_.erase(it);
+    if (!agree)
+      Log("worker " + std::to_string(w) + " died between its pushes to different servers (" + reports +
+          "); its leases resume from the earliest, so some servers apply its last batch twice");
+    LeaseTable::Returned r = leases_.ReturnLeases(w, *earliest);
+    Log("worker " + std::to_string(w) + "'s leases: " + std::to_string(r.completed) + " complete, " +
+        std::to_string(r.partial) + " resume at record " + std::to_string(r.partial > 0 ? earliest->lease_offset : 0) +
+        " of the shard, " + std::to_string(r.whole) + " back to the pool whole");
+    if (r.epoch_completed > 0) {
+      Log("epoch " + std::to_string(r.epoch_completed) + "/" + std::to_string(config_.training.epochs) +
+          " complete with worker " + std::to_string(w) + "'s last leases");
+      if (r.epoch_completed < config_.training.epochs) pending_evaluation_ = r.epoch_completed;
+    }
+    RetryParkedLeases(false);
+  }
+}
+
+nlohmann::json Coordinator::Audit() {
+  const auto n = static_cast<uint64_t>(records_);
+  // Every record id in [0, N) once: sums mod 2^64, as the servers add them.
+  const uint64_t id_sum = n % 2 == 0 ? (n / 2) * (n - 1) : n * ((n - 1) / 2);
+  uint64_t f[3] = {n - 1, n, 2 * n - 1};  // (N-1)N(2N-1)/6: divide exactly, then wrap
+  (f[0] % 2 == 0 ? f[0] : f[1]) /= 2;
+  for (uint64_t& x : f)
+    if (x % 3 == 0) {
+      x /= 3;
+      break;
+    }
+  const uint64_t id_square_sum = f[0] * f[1] * f[2];
+  nlohmann::json problems = nlohmann::json::array();
+  for (const Member& s : servers_) {
+    const std::string who = "server " + std::to_string(s.id);
+    if (!s.farewell) problems.push_back(who + " sent no final report");
+    for (int64_t e = 1; e <= leases_.epochs_completed(); ++e) {
+      auto a = s.audit.find(e);
+      if (a == s.audit.end()) {
+        problems.push_back(who + " reported no records for epoch " + std::to_string(e));
+      } else if (a->second.records != records_ || a->second.id_sum != id_sum ||
+                 a->second.id_square_sum != id_square_sum) {
+        problems.push_back(who + " applied " + std::to_string(a->second.records) + " records in epoch " +
+                           std::to_string(e) + " (expected " + std::to_string(records_) + ")" +
+                           (a->second.records == records_ ? ", but not each one once (their id sums differ)" : ""));
+      }
+    }
+  }
+  const int64_t epochs = leases_.epochs_completed();
+  if (problems.empty() && epochs == 0)
+    Log("audit: no epoch was completed; nothing to check");
+  else if (problems.empty())
+    Log("audit: every server applied each of the " + std::to_string(records_) + " records exactly once in " +
+        (epochs == 1 ? "the epoch" : "each of the " + std::to_string(epochs) + " epochs"));
+  for (const auto& p : problems) Log("audit: " + p.get<std::string>());
+  nlohmann::json reported = nlohmann::json::array();  // per server, per epoch
+  for (const Member& s : servers_) {
+    nlohmann::json epochs_of = nlohmann::json::array();
+    for (const auto& [e, a] : s.audit)
+      epochs_of.push_back({{"epoch", e}, {"records", a.records}, {"id_sum", a.id_sum},
+                           {"id_square_sum", a.id_square_sum}});
+    reported.push_back(epochs_of);
+  }
+  return {{"epochs_checked", epochs}, {"exactly_once", problems.empty()}, {"problems", problems},
+          {"servers", reported}};
+}
+
+void Coordinator::WriteSummary() {
+  summary_["audit"] = Audit();
+  for (const std::string& path : {options_.summary_path,
+                                  options_.run_dir.empty() ? std::string() : options_.run_dir + "/summary.json"}) {
+    if (path.empty()) continue;
+    std::ofstream out(path);
+    out << summary_.dump(2) << "\n";
+    if (!out) {
+      outcome_ = Unavailable("cannot write the summary to " + path);
+      Log("ps-coordinator: " + outcome_.message());
+    }
+  }
+}
+
 bool Coordinator::ShutdownComplete() const {
   for (const Member& s : servers_)
-    if (s.state == MemberState::kActive && !s.told_stop) return false;
+    if (s.state == MemberState::kActive && (!s.told_stop || !s.farewell)) return false;
   for (const Member& w : workers_)
     if (w.state == MemberState::kActive && !w.told_stop) return false;
   return true;

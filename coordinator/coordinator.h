@@ -6,12 +6,15 @@
 // answered, once every server has registered, with its id, the config and
 // the server map. Members heartbeat; the answers carry the membership state
 // (removed workers, the end of the job). A member silent for
-// cluster.peer_timeout_s is declared dead: a worker's leases return to the
-// pool and servers stop waiting for it; without one of its servers the job
-// cannot go on and fails, naming it. Workers lease shards (lease_table.h);
+// cluster.peer_timeout_s is declared dead: servers stop waiting for it, and
+// once every server has reported where its data stopped, its leases return
+// to the pool from there; without one of its servers the job cannot go on
+// and fails, naming it. Workers lease shards (lease_table.h);
 // the worker that completes an epoch evaluates it; when the data is done,
 // the last worker to finish pulls the final weights and evaluates them. Then
-// every member is told to stop and the job's result is recorded.
+// every member is told to stop and the job's result is recorded, with the
+// audit of the servers' final reports: every record applied exactly once in
+// every completed epoch, on every server.
 //
 // One thread runs Run(); Snapshot() may be called from any thread (the HTTP
 // endpoint does).
@@ -20,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -73,6 +77,10 @@ class Coordinator {
     std::string peer;        // joining: where to send the welcome
     uint64_t join_request = 0;
     bool told_stop = false;
+    bool farewell = false;  // its last heartbeat arrived (it exits)
+    // Servers: records applied per epoch, and where removed workers' data stopped.
+    std::map<int64_t, EpochAudit> audit;
+    std::map<uint32_t, DataPosition> positions;
   };
   struct ParkedLease {
     std::string peer;
@@ -92,6 +100,11 @@ class Coordinator {
   void RetryParkedLeases(bool expire_all);
   void WelcomeAll();
   void CheckLiveness();
+  // Returns dead workers' leases once every server has said where their data stopped.
+  void ReturnDeadWorkersLeases();
+  // The servers' final accounting against the data: every record once an epoch.
+  nlohmann::json Audit();
+  void WriteSummary();
   void ReportStall();
   void UpdateProgress(bool force);
   void EndJob(Status outcome);
@@ -110,6 +123,8 @@ class Coordinator {
   LeaseTable leases_;
   std::vector<Member> servers_, workers_;
   std::vector<uint32_t> removed_;
+  std::vector<uint32_t> awaiting_positions_;  // dead workers whose leases are not yet returned
+  int64_t pending_evaluation_ = 0;             // an epoch completed by returning leases
   std::vector<ParkedLease> parked_leases_;
   int64_t evaluator_ = -1;  // the worker running the final evaluation
   std::chrono::steady_clock::time_point created_, started_{};
@@ -124,6 +139,7 @@ class Coordinator {
   int64_t stall_step_ = -1;
   std::chrono::steady_clock::time_point stall_since_{}, next_stall_report_{};
   // Results.
+  nlohmann::json summary_;  // written once the members have gone
   std::vector<EvaluationRecord> history_;
   int64_t final_steps_ = 0;
   std::vector<std::byte> encode_buffer_;

@@ -6,9 +6,10 @@
 // data.shard_size equal to a worker's batch is then the same computation as
 // one process on the whole batch). A worker whose own shards are gone takes
 // one from the worker with the most left; a dead worker's held leases go
-// back to the pool and are handed out first. The next epoch starts only when
-// every shard of this one is reported done, so each record is trained once
-// an epoch. Not thread-safe: the coordinator's loop owns it.
+// back to the pool and are handed out first, each from the first record the
+// servers had not applied. The next epoch starts only when every shard of
+// this one is done, so each record is trained once an epoch. Not
+// thread-safe: the coordinator's loop owns it.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,11 @@ class LeaseTable {
     uint64_t lease = 0;
     int64_t epoch = 0;
     KeyRange positions;
+    int64_t offset = 0;  // the shard's first records already trained: skip them
+  };
+  struct Returned {
+    int64_t whole = 0, partial = 0, completed = 0;
+    int64_t epoch_completed = 0;  // > 0: completing leases ended this epoch
   };
 
   // `worker` has pushed every record of `lease`. A repeated report is
@@ -43,8 +49,15 @@ class LeaseTable {
   // last shards), or finished (every epoch is done).
   Grant Next(uint32_t worker);
 
-  // `worker` is dead: the leases it holds go back to the pool.
-  void ReturnLeases(uint32_t worker);
+  // `worker` is dead, and the servers applied its records up to `trained`
+  // (a lease, and how many records of its shard). Leases granted to it
+  // before that one are complete; that one goes back to the pool from that
+  // offset, later ones whole. A position in none of its leases (it never
+  // pushed, or last pushed a lease already done) returns them all whole.
+  Returned ReturnLeases(uint32_t worker, const DataPosition& trained);
+  // Where `lease` stands in the order `worker` was granted its held leases
+  // (-1: not held by it).
+  int64_t GrantOrder(uint32_t worker, uint64_t lease) const;
 
   int64_t epoch() const { return epoch_; }  // the epoch being handed out (1-based)
   int64_t epochs_completed() const { return completed_; }
@@ -52,16 +65,24 @@ class LeaseTable {
   // Records reported done in the current epoch.
   int64_t records_done_in_epoch() const { return records_done_; }
   int64_t held() const { return static_cast<int64_t>(held_.size()); }
+  int64_t HeldBy(uint32_t worker) const;
 
  private:
+  struct Held {
+    uint32_t worker;
+    int64_t order;   // grant sequence number
+  };
   void StartEpoch(int64_t epoch);
+  // Marks `lease` done; the epoch completed by it, or 0.
+  int64_t Complete(uint64_t lease);
 
   const ShardPlan* plan_;
   const int64_t workers_, epochs_;
   int64_t epoch_ = 0, completed_ = 0;
   std::vector<std::deque<int64_t>> own_;  // per worker: shards not yet handed out
-  std::deque<int64_t> returned_;          // shards of dead workers, handed out first
-  std::map<uint64_t, uint32_t> held_;     // lease -> worker
+  std::deque<std::pair<int64_t, int64_t>> returned_;  // (shard, offset) of dead workers', first
+  std::map<uint64_t, Held> held_;         // lease -> holder
+  int64_t grants_ = 0;
   std::set<uint64_t> done_;               // this epoch's leases reported done
   int64_t shards_done_ = 0, records_done_ = 0;
 };

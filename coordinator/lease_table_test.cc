@@ -59,14 +59,58 @@ TEST(LeaseTable, ADeadWorkersLeasesGoBackFirst) {
   ShardPlan plan(100, 10, 3, true);
   LeaseTable table(&plan, 2, 1);
   auto held = table.Next(1);
-  table.ReturnLeases(1);
+  auto r = table.ReturnLeases(1, DataPosition{1, 0, 0});  // it never pushed
+  EXPECT_EQ(r.whole, 1);
   auto again = table.Next(0);
   EXPECT_EQ(again.lease, held.lease);
+  EXPECT_EQ(again.offset, 0);
   // The dead worker's report of the returned lease is refused.
   EXPECT_FALSE(table.Done(1, held.lease).ok());
   EXPECT_TRUE(table.Done(0, again.lease).ok());
   // A repeated report is ignored.
   EXPECT_TRUE(table.Done(0, again.lease).ok());
+}
+
+// The servers' position of a dead worker decides what it trained: leases
+// granted before the one it was in are complete, that one resumes at the
+// offset, later ones come back whole.
+TEST(LeaseTable, ADeadWorkersLeasesResumeWhereTheServersStopped) {
+  ShardPlan plan(60, 10, 3, true);  // 6 shards
+  LeaseTable table(&plan, 2, 1);
+  auto a = table.Next(1), b = table.Next(1), c = table.Next(1);
+  ASSERT_EQ(c.status, LeaseStatus::kGranted);
+  EXPECT_EQ(table.GrantOrder(1, a.lease), 0);
+  EXPECT_EQ(table.GrantOrder(1, b.lease), 1);
+  EXPECT_EQ(table.GrantOrder(0, b.lease), -1);
+  auto r = table.ReturnLeases(1, DataPosition{1, b.lease, 4});
+  EXPECT_EQ(r.completed, 1);  // a: every record applied
+  EXPECT_EQ(r.partial, 1);    // b: from record 4
+  EXPECT_EQ(r.whole, 1);      // c: untouched
+  EXPECT_EQ(table.records_done_in_epoch(), 10);
+  auto b2 = table.Next(0);
+  EXPECT_EQ(b2.lease, b.lease);
+  EXPECT_EQ(b2.offset, 4);
+  auto c2 = table.Next(0);
+  EXPECT_EQ(c2.lease, c.lease);
+  EXPECT_EQ(c2.offset, 0);
+  // The rest of the epoch, then it is complete with no shard twice.
+  int64_t completed = 0;
+  for (auto g : {b2, c2}) completed = std::max(completed, *table.Done(0, g.lease));
+  for (auto g = table.Next(0); g.status == LeaseStatus::kGranted; g = table.Next(0))
+    completed = std::max(completed, *table.Done(0, g.lease));
+  EXPECT_EQ(completed, 1);
+  EXPECT_TRUE(table.finished());
+}
+
+TEST(LeaseTable, ReturningTheLastLeasesCanCompleteTheEpoch) {
+  ShardPlan plan(20, 10, 3, true);  // 2 shards
+  LeaseTable table(&plan, 2, 2);
+  auto a = table.Next(0), b = table.Next(1);
+  ASSERT_TRUE(table.Done(0, a.lease).ok());
+  auto r = table.ReturnLeases(1, DataPosition{1, b.lease, 10});  // all of b applied
+  EXPECT_EQ(r.completed, 1);
+  EXPECT_EQ(r.epoch_completed, 1);
+  EXPECT_EQ(table.Next(0).epoch, 2);
 }
 
 }  // namespace

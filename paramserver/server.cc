@@ -30,7 +30,9 @@ std::string ServerStats::ToJson() const {
 
 ParamServer::ParamServer(const JobConfig& config, std::shared_ptr<ParamShard> shard,
                          std::unique_ptr<ServerSocket> socket)
-    : config_(config), shard_(std::move(shard)), socket_(std::move(socket)) {}
+    : config_(config), shard_(std::move(shard)), socket_(std::move(socket)) {
+  for (uint32_t w = 0; w < config.cluster.workers; ++w) positions_.push_back({w, 0, 0});
+}
 
 ParamServer::~ParamServer() = default;
 
@@ -87,13 +89,37 @@ Status ParamServer::TalkToCoordinator() {
   auto seconds = [](double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
   };
-  MemberProgress progress;
-  progress.step = shard_->version();
-  PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(progress, seconds(config_.cluster.heartbeat_interval_s),
+  PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(Progress(), seconds(config_.cluster.heartbeat_interval_s),
                                               seconds(lost_after_s_)));
   for (uint32_t w : coordinator_->removed()) RemoveWorker(w);
-  if (coordinator_->stop_requested()) shutdown_ = true;
+  if (coordinator_->stop_requested()) {
+    shutdown_ = true;
+    // The final audit: every push of the job has been applied by now.
+    Status s = coordinator_->Farewell(Progress(), seconds(std::min(2.0, config_.cluster.peer_timeout_s)));
+    if (!s.ok()) std::fprintf(stderr, "ps-server: final report not taken: %s\n", s.message().c_str());
+  }
   return Status::Ok();
+}
+
+MemberProgress ParamServer::Progress() const {
+  MemberProgress p;
+  p.step = shard_->version();
+  for (const auto& [epoch, audit] : audit_) p.audit.push_back(audit);
+  for (const DataPosition& d : positions_)
+    if (shard_->removed(d.worker) && p.positions.size() < kMaxListEntries) p.positions.push_back(d);
+  return p;
+}
+
+void ParamServer::Account(const WireHeader& push) {
+  const DataMark& mark = push.mark;
+  if (mark.lease != 0) positions_[push.sender] = {push.sender, mark.lease, mark.lease_offset};
+  if (mark.epoch <= 0 || push.samples <= 0) return;
+  EpochAudit& a = audit_[mark.epoch];
+  a.epoch = mark.epoch;
+  a.records += push.samples;
+  a.id_sum += mark.id_sum;
+  a.id_square_sum += mark.id_square_sum;
+  while (audit_.size() > kMaxAuditEntries) audit_.erase(audit_.begin());
 }
 
 void ParamServer::RemoveWorker(uint32_t worker) {
@@ -165,10 +191,17 @@ void ParamServer::Handle(InMessage& m) {
 void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const InMessage& m) {
   if (h.dtype != DType::kF32)
     return ReplyError(peer, h, "bad_push", InvalidArgument("push dtype not supported; send float32"));
+  if (h.mark.epoch < 0 || h.mark.lease_offset < 0)
+    return ReplyError(peer, h, "bad_push", InvalidArgument("push marked with epoch " + std::to_string(h.mark.epoch) +
+                                                           " and lease offset " + std::to_string(h.mark.lease_offset)));
   auto outcome = shard_->Push(h.sender, h.step, h.samples, h.key_begin, h.key_end, m.frames[1]->bytes());
   if (!outcome.ok()) return ReplyError(peer, h, "bad_push", outcome.status());
-  if (*outcome == PushOutcome::kDuplicate) ++stats_.duplicates;
-  else ++stats_.pushes_applied;
+  if (*outcome == PushOutcome::kDuplicate) {
+    ++stats_.duplicates;
+  } else {
+    ++stats_.pushes_applied;
+    Account(h);
+  }
   if (*outcome == PushOutcome::kApplied) {
     ++stats_.updates;
     AnswerReadyPulls();

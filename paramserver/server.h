@@ -51,9 +51,11 @@ class ParamServer {
                                                      int64_t index,
                                                      std::unique_ptr<ServerSocket> socket);
 
-  // Reports to the job's coordinator from the serving loop: heartbeats, and
-  // the coordinator's membership state (removed workers, the end of the
-  // job). Serve() fails once the coordinator has been silent for `lost_after_s`.
+  // Reports to the job's coordinator from the serving loop and takes in its
+  // membership state (removed workers, the end of the job). Heartbeats carry
+  // what this server applied: records per epoch with their id sums, and
+  // where each removed worker's data stopped. Serve() fails once the
+  // coordinator has been silent for `lost_after_s`.
   void AttachCoordinator(std::unique_ptr<CoordinatorChannel> channel, double lost_after_s);
   ~ParamServer();
 
@@ -79,6 +81,10 @@ class ParamServer {
   void AnswerReadyPulls();
   void ExpireParkedPulls();
   Status TalkToCoordinator();
+  MemberProgress Progress() const;
+  // Exactly-once accounting of an applied push: the records per epoch, and
+  // the data position it leaves its worker at.
+  void Account(const WireHeader& push);
   void RemoveWorker(uint32_t worker);
   void ReplyPull(const std::string& peer, const WireHeader& request);
   void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
@@ -97,6 +103,8 @@ class ParamServer {
   std::unique_ptr<CoordinatorChannel> coordinator_;
   double lost_after_s_ = 0;
   std::chrono::steady_clock::time_point next_coordinator_check_{};
+  std::map<int64_t, EpochAudit> audit_;  // the latest kMaxAuditEntries epochs
+  std::vector<DataPosition> positions_;  // per worker
 };
 
 }  // namespace psforge

@@ -96,22 +96,22 @@ void HeartbeatThread::Run() {
 }
 
 LeaseSource::LeaseSource(const ShardPlan* plan, const JobConfig& config, CoordinatorChannel* channel,
-                         std::unique_ptr<CoordinatorChannel> heartbeat, double lost_after_s)
+                         std::unique_ptr<HeartbeatThread> heartbeat)
     : plan_(plan),
       channel_(channel),
       epochs_(config.training.epochs),
       max_steps_(config.training.max_steps),
       timeout_(Seconds(config.cluster.request_timeout_s)),
-      heartbeat_(std::move(heartbeat), config.cluster, lost_after_s) {}
+      heartbeat_(std::move(heartbeat)) {}
 
 Result<WireHeader> LeaseSource::Lease(int64_t step, bool finished) {
   WireHeader h;
   h.kind = MessageKind::kLease;
   h.step = step;
   h.finished = finished;
-  // Done: every record handed out in a step that has been pushed.
+  // Done: every record handed out in a step that has been applied.
   for (auto it = consumed_.begin(); it != consumed_.end() && h.done.size() < kMaxListEntries;) {
-    if (it->second < pushed_steps_) {
+    if (it->second < applied_steps_) {
       h.done.push_back(it->first);
       it = consumed_.erase(it);
     } else {
@@ -122,7 +122,7 @@ Result<WireHeader> LeaseSource::Lease(int64_t step, bool finished) {
 }
 
 Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) {
-  PSF_RETURN_IF_ERROR(heartbeat_.status());
+  PSF_RETURN_IF_ERROR(heartbeat_->status());
   BatchPlan plan;
   rows->clear();
   if (stopped_) {
@@ -140,6 +140,8 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
       std::size_t take = std::min<std::size_t>(max_rows - rows->size(), shard_records_.size() - shard_pos_);
       rows->insert(rows->end(), shard_records_.begin() + shard_pos_, shard_records_.begin() + shard_pos_ + take);
       shard_pos_ += take;
+      plan.lease = lease_;
+      plan.lease_offset = static_cast<int64_t>(shard_pos_);
       continue;
     }
     if (holding_) {  // its last records are in this step's batch or an earlier one
@@ -159,15 +161,18 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
       break;
     }
     const int64_t shard = plan_->ShardOf(r.lease_id);
-    if (shard >= plan_->shards() || r.epoch < 1 || r.epoch > epochs_ ||
-        plan_->Positions(shard).begin != r.record_begin || plan_->Positions(shard).end != r.record_end)
+    const KeyRange positions = plan_->Positions(shard);
+    if (shard >= plan_->shards() || r.epoch < 1 || r.epoch > epochs_ || plan_->EpochOf(r.lease_id) != r.epoch ||
+        positions.begin != r.record_begin || positions.end != r.record_end || r.record_offset < 0 ||
+        r.record_offset >= positions.size())
       return DataLoss("the coordinator at " + channel_->coordinator() + " granted lease " +
                       std::to_string(r.lease_id) + " of records [" + std::to_string(r.record_begin) +
-                      ", " + std::to_string(r.record_end) + "), which is not a shard of this job's plan");
+                      ", " + std::to_string(r.record_end) + ") from offset " + std::to_string(r.record_offset) +
+                      ", which is not a shard of this job's plan");
     lease_ = r.lease_id;
     epoch_ = r.epoch;
     plan_->Records(epoch_, shard, &shard_records_);
-    shard_pos_ = 0;
+    shard_pos_ = static_cast<std::size_t>(r.record_offset);  // a dead worker's lease resumes where it stopped
     holding_ = true;
   }
   plan.rows = static_cast<int64_t>(rows->size());
@@ -176,15 +181,15 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
   return plan;
 }
 
-void LeaseSource::Pushed(int64_t step, double loss, int64_t rows) {
-  pushed_steps_ = step + 1;
-  progress_.step = pushed_steps_;
+void LeaseSource::Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps) {
+  applied_steps_ = applied_steps;
+  progress_.step = step + 1;
   progress_.epoch = epoch_;
   progress_.samples += rows;
   if (rows > 0) {  // a moving average: the recent loss, smoothed
     progress_.loss = trained_steps_++ == 0 ? loss : 0.95 * progress_.loss + 0.05 * loss;
   }
-  heartbeat_.Publish(progress_);
+  heartbeat_->Publish(progress_);
 }
 
 Status LeaseSource::Report(int64_t epoch, int64_t step, double metric, bool final) {

@@ -28,6 +28,8 @@ struct BatchPlan {
   int64_t evaluate_epoch = 0;  // > 0: first evaluate the current weights as this epoch's result
   int64_t epoch = 0;           // the epoch being trained, for progress
   double epoch_fraction = 0;   // of it done, for progress
+  uint64_t lease = 0;          // the lease the batch ends in (0: none), and how many of
+  int64_t lease_offset = 0;    // its shard's records are trained with this batch
 };
 
 class BatchSource {
@@ -35,8 +37,9 @@ class BatchSource {
   virtual ~BatchSource() = default;
   // The plan of step `step`; its record ids go to `rows` (at most `max_rows`).
   virtual Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) = 0;
-  // Step `step`'s gradient has been pushed.
-  virtual void Pushed(int64_t /*step*/, double /*loss*/, int64_t /*rows*/) {}
+  // Step `step`'s gradient has been pushed; the servers have applied the
+  // first `applied_steps` steps for certain.
+  virtual void Pushed(int64_t /*step*/, double /*loss*/, int64_t /*rows*/, int64_t /*applied_steps*/) {}
   // An evaluation's result; `final` after the last step.
   virtual Status Report(int64_t /*epoch*/, int64_t /*step*/, double /*metric*/, bool /*final*/) {
     return Status::Ok();
@@ -94,12 +97,12 @@ class HeartbeatThread {
 
 class LeaseSource final : public BatchSource {
  public:
-  // `channel` has joined the job; `heartbeat` is a second channel for the thread.
+  // `channel` has joined the job; `heartbeat` has beaten since.
   LeaseSource(const ShardPlan* plan, const JobConfig& config, CoordinatorChannel* channel,
-              std::unique_ptr<CoordinatorChannel> heartbeat, double lost_after_s);
+              std::unique_ptr<HeartbeatThread> heartbeat);
 
   Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override;
-  void Pushed(int64_t step, double loss, int64_t rows) override;
+  void Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps) override;
   Status Report(int64_t epoch, int64_t step, double metric, bool final) override;
   int64_t FinalVersion() const override { return final_version_; }
   int64_t epochs() const override { return epochs_; }
@@ -112,16 +115,16 @@ class LeaseSource final : public BatchSource {
   CoordinatorChannel* channel_;
   const int64_t epochs_, max_steps_;
   const std::chrono::steady_clock::duration timeout_;
-  HeartbeatThread heartbeat_;
+  std::unique_ptr<HeartbeatThread> heartbeat_;
   // The shard being read, and the leases whose records are all handed out,
-  // with the step of their last record (done once that step is pushed).
+  // with the step of their last record (done once that step is applied).
   uint64_t lease_ = 0;
   int64_t epoch_ = 0;
   bool holding_ = false;
   std::vector<int64_t> shard_records_;
   std::size_t shard_pos_ = 0;
   std::vector<std::pair<uint64_t, int64_t>> consumed_;
-  int64_t pushed_steps_ = 0;
+  int64_t applied_steps_ = 0;
   int64_t final_version_ = kNoFinalEvaluation;
   bool stopped_ = false;
   MemberProgress progress_;

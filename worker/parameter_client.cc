@@ -24,7 +24,8 @@ Status LocalParameterClient::Pull(int64_t step, std::span<float> weights) {
   return Status::Ok();
 }
 
-Status LocalParameterClient::Push(int64_t step, std::span<const float> gradient, int64_t samples) {
+Status LocalParameterClient::Push(int64_t step, std::span<const float> gradient, int64_t samples,
+                                  const DataMark& /*mark*/) {
   if (step != version_)
     return FailedPrecondition("push for step " + std::to_string(step) + " but the weights are at " +
                               std::to_string(version_));

@@ -10,6 +10,7 @@
 
 #include "common/model_spec.h"
 #include "common/status.h"
+#include "common/wire.h"
 #include "paramserver/optimizer.h"
 
 namespace psforge {
@@ -24,7 +25,13 @@ class ParameterClient {
 
   // Sends the gradient of the mean loss over `samples` records, computed on
   // the weights of `step` (0 samples: an empty step, which only keeps pace).
-  virtual Status Push(int64_t step, std::span<const float> gradient, int64_t samples) = 0;
+  // `mark` says where the records came from (servers account for them).
+  virtual Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
+                      const DataMark& mark) = 0;
+
+  // How many of this process's steps are applied for certain: their pushes
+  // were answered, so they cannot be lost any more.
+  virtual int64_t applied_steps() const = 0;
 
   // This process pushes no more: nobody waits for it any longer. Pulls
   // still work (the final evaluation pulls after leaving).
@@ -41,7 +48,9 @@ class LocalParameterClient final : public ParameterClient {
                                                               std::span<float> weights);
 
   Status Pull(int64_t step, std::span<float> weights) override;
-  Status Push(int64_t step, std::span<const float> gradient, int64_t samples) override;
+  Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
+              const DataMark& mark) override;
+  int64_t applied_steps() const override { return version_; }
 
  private:
   LocalParameterClient(std::unique_ptr<Optimizer> optimizer, std::span<float> weights)

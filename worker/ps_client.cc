@@ -61,7 +61,8 @@ Status PsClient::Send(Server& s, const WireHeader& h, OutFrame payload) {
   return s.socket->Send(std::span<const OutFrame>(frames, payload.bytes.empty() ? 1 : 2));
 }
 
-Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t samples) {
+Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t samples,
+                      const DataMark& mark) {
   int slot = 0;
   std::span<const float> source = gradient;
   if (overlap_) {
@@ -76,7 +77,7 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   // The weights this push asks for.
   const int64_t wanted = step + (overlap_ ? 2 : 1);
   const bool with_pull = true;
-  Outstanding asked{wanted, {}};
+  Outstanding asked{wanted, {}, step};
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
     WireHeader h;
@@ -89,6 +90,7 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     h.with_pull = with_pull;
     h.pull_version = wanted;
     h.samples = samples;
+    h.mark = mark;
     auto slice = source.subspan(s.range.begin, s.range.size());
     {
       std::lock_guard<std::mutex> lock(in_flight_mu_);
@@ -144,6 +146,7 @@ Status PsClient::Pull(int64_t step, std::span<float> weights) {
   bool filled = false;
   if (!outstanding_.empty() && outstanding_.front().version == step) {
     PSF_RETURN_IF_ERROR(ReceivePulls(outstanding_.front().requests, step, weights, deadline));
+    applied_steps_ = std::max(applied_steps_, outstanding_.front().push_step + 1);
     outstanding_.pop_front();
     filled = true;
   }
@@ -156,7 +159,7 @@ Status PsClient::Pull(int64_t step, std::span<float> weights) {
   }
   if (overlap_ && step == 0) {
     // Step 1's weights: no push asks for them (push t asks for t + 2).
-    Outstanding next{1, {}};
+    Outstanding next{1, {}, -1};
     PSF_RETURN_IF_ERROR(SendPulls(1, &next.requests));
     outstanding_.push_back(std::move(next));
   }

@@ -49,7 +49,9 @@ class PsClient final : public ParameterClient {
   ~PsClient() override;
 
   Status Pull(int64_t step, std::span<float> weights) override;
-  Status Push(int64_t step, std::span<const float> gradient, int64_t samples) override;
+  Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
+              const DataMark& mark) override;
+  int64_t applied_steps() const override { return applied_steps_; }
   Status Leave() override;
 
  private:
@@ -85,7 +87,9 @@ class PsClient final : public ParameterClient {
   struct Outstanding {
     int64_t version;
     std::vector<uint64_t> requests;  // per server
+    int64_t push_step = -1;          // the push they answer (-1: a plain pull)
   };
+  int64_t applied_steps_ = 0;
   std::deque<Outstanding> outstanding_;
   // Overlap mode: the gradient send buffers.
   std::array<std::vector<float>, 2> send_buffers_;

@@ -63,17 +63,20 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
   PSF_ASSIGN_OR_RETURN(auto channel, CoordinatorChannel::Open(transport.get(), coordinator));
   PSF_ASSIGN_OR_RETURN(JobAssignment job, channel->Join(PeerRole::kWorker, "", timeout));
   *config = job.config;
+  // Heartbeats start now: loading the data may take longer than the
+  // coordinator waits for a silent member.
+  PSF_ASSIGN_OR_RETURN(auto heartbeat_channel, CoordinatorChannel::Open(transport.get(), coordinator));
+  heartbeat_channel->Attach(job.id, PeerRole::kWorker);
+  auto heartbeat = std::make_unique<HeartbeatThread>(std::move(heartbeat_channel), config->cluster, connect_timeout_s);
   omp_set_num_threads(static_cast<int>(config->training.threads));
   const int64_t workers = config->cluster.workers;
   const int64_t share = (config->training.batch_size + workers - 1) / workers;
   PSF_ASSIGN_OR_RETURN(Prepared p, Prepare(*config, share));
   PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(transport.get(), p.spec, config->cluster, job.id,
                                                       job.servers));
-  PSF_ASSIGN_OR_RETURN(auto heartbeat, CoordinatorChannel::Open(transport.get(), coordinator));
-  heartbeat->Attach(job.id, PeerRole::kWorker);
   ShardPlan plan(p.data.train.rows, config->data.shard_size, config->training.seed,
                  config->training.shuffle);
-  LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat), connect_timeout_s);
+  LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat));
   ProgressPrinter progress(progress_out, config->training.progress_interval_s);
   Announce(progress, *config, p,
            " as worker " + std::to_string(job.id) + " of " + std::to_string(workers) + " with " +

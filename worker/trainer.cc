@@ -93,16 +93,11 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     const auto compute_start = plan.evaluate_epoch > 0 ? Clock::now() : step_start;
     epoch = std::max(epoch, plan.epoch);
     const int64_t n = plan.rows;
-    if (n > 0) {
-      if (result.records_per_epoch.size() < static_cast<std::size_t>(plan.epoch))
-        result.records_per_epoch.resize(plan.epoch);
-      auto& count = result.records_per_epoch[plan.epoch - 1];
-      count.records += n;
-      for (int64_t i = 0; i < n; ++i) {
-        const double id = static_cast<double>(rows_[i]);
-        count.id_sum += id;
-        count.id_square_sum += id * id;
-      }
+    DataMark mark{plan.lease, plan.lease_offset, n > 0 ? plan.epoch : 0, 0, 0};
+    for (int64_t i = 0; i < n; ++i) {  // wraps mod 2^64 like the servers' sums
+      const auto id = static_cast<uint64_t>(rows_[i]);
+      mark.id_sum += id;
+      mark.id_square_sum += id * id;
     }
     float loss = 0;
     if (n > 0) {
@@ -117,10 +112,10 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     } else {
       model_->ScaleGradients(0.0f);  // an empty step: nothing to contribute, but keep pace
     }
-    PSF_RETURN_IF_ERROR(client_->Push(step, model_->gradients(), n));
-    source->Pushed(step, loss, n);
+    PSF_RETURN_IF_ERROR(client_->Push(step, model_->gradients(), n, mark));
     ++step;
     PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
+    source->Pushed(step - 1, loss, n, client_->applied_steps());
     result.samples += n;
     train_s += Seconds(compute_start);
     const double rate = result.samples / std::max(1e-9, train_s);
@@ -160,10 +155,6 @@ nlohmann::json SummaryJson(const TrainResult& r, const JobConfig& config) {
                       {"samples", r.samples}, {"samples_per_s", r.samples_per_s},
                       {"wall_s", r.wall_s}, {"history", history}, {"config", ConfigToJson(config)}};
   if (r.evaluated) j[r.metric_name] = r.test_metric;
-  nlohmann::json counts = nlohmann::json::array();
-  for (const auto& c : r.records_per_epoch)
-    counts.push_back({{"records", c.records}, {"id_sum", c.id_sum}, {"id_square_sum", c.id_square_sum}});
-  j["records_per_epoch"] = counts;
   return j;
 }
 

@@ -43,14 +43,6 @@ struct TrainResult {
   double samples_per_s = 0;  // training steps only, evaluation excluded
   double wall_s = 0;
   std::vector<EpochResult> history;
-  // Per epoch: the records this process trained, and the sums of their ids
-  // and squared ids (summed over workers, they show each record was trained
-  // exactly once).
-  struct RecordCount {
-    int64_t records = 0;
-    double id_sum = 0, id_square_sum = 0;
-  };
-  std::vector<RecordCount> records_per_epoch;
 };
 
 class Trainer {

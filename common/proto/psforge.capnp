@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 2;
+const schemaVersion :UInt16 = 3;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -37,6 +37,32 @@ struct KeyBlock {
   # each push by it, so the update is the mean over every record of the step;
   # 0 is an empty step (the worker had no data), which only advances its clock.
   samples @6 :UInt32;
+  # push only: where the records came from, for exactly-once accounting.
+  # lease: the data lease the worker is in after this batch (0: none, e.g. an
+  # empty step); leaseOffset: how many of that shard's records it has
+  # trained so far; epoch: the epoch of the batch's records (0: not from a
+  # lease); idSum, idSquareSum: the batch's record ids summed (mod 2^64).
+  lease @7 :UInt64;
+  leaseOffset @8 :Int64;
+  epoch @9 :Int64;
+  idSum @10 :UInt64;
+  idSquareSum @11 :UInt64;
+}
+
+# A server's count of the records it applied in one epoch, with the sums of
+# their ids: every record exactly once gives N, N(N-1)/2 and (N-1)N(2N-1)/6.
+struct EpochAudit {
+  epoch @0 :Int64;
+  records @1 :Int64;
+  idSum @2 :UInt64;
+  idSquareSum @3 :UInt64;
+}
+
+# The last data position a server took in from a removed worker.
+struct DataPosition {
+  worker @0 :UInt32;
+  lease @1 :UInt64;
+  leaseOffset @2 :Int64;
 }
 
 struct PushAck {
@@ -64,9 +90,14 @@ struct Heartbeat {
   epoch @1 :Int64;
   samples @2 :Int64;    # worker: records trained so far
   loss @3 :Float64;     # worker: mean training loss since its last heartbeat
-  stop @4 :Bool;        # answer: the job is over (or you were removed): exit
+  stop @4 :Bool;        # answer: the job is over (or you were removed): exit;
+                        # from a member: its last heartbeat before it exits
   removed @5 :List(UInt32);  # answer: workers no longer in the job
   role @6 :Role;        # the sender's (ids are per role)
+  # server only: records applied in its latest epochs, and where each
+  # removed worker's data stopped (its unfinished leases resume from there).
+  audit @7 :List(EpochAudit);
+  positions @8 :List(DataPosition);
 }
 
 # A worker asks for its next data shard, reporting the shards it finished.
@@ -83,6 +114,7 @@ struct LeaseReply {
   recordEnd @4 :Int64;
   evaluateEpoch @5 :Int64;  # > 0: epoch that just completed; evaluate and report it
   finalVersion @6 :Int64;   # finished, > 0: you are the evaluator; pull this version, evaluate, report
+  recordOffset @7 :Int64;   # granted: the shard's first this many records are already trained; skip them
 }
 
 # A worker's evaluation, to the coordinator.
