@@ -113,6 +113,7 @@ Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string&
 void CoordinatorChannel::Absorb(const WireHeader& h) {
   last_answer_ = Clock::now();
   if (h.kind != MessageKind::kHeartbeat) return;
+  ++heartbeats_answered_;
   stop_ = stop_ || h.stop;
   removed_ = h.removed;
 }

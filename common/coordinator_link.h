@@ -73,6 +73,7 @@ class CoordinatorChannel {
   Status Farewell(const MemberProgress& progress, Duration timeout);
 
   bool stop_requested() const { return stop_; }
+  int64_t heartbeats_answered() const { return heartbeats_answered_; }
   const std::vector<uint32_t>& removed() const { return removed_; }
   const std::string& coordinator() const { return coordinator_; }
 
@@ -97,6 +98,7 @@ class CoordinatorChannel {
   uint64_t next_request_ = 1;
   std::chrono::steady_clock::time_point last_sent_{}, last_answer_;
   bool stop_ = false;
+  int64_t heartbeats_answered_ = 0;
   std::vector<uint32_t> removed_;
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;

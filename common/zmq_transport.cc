@@ -73,6 +73,13 @@ Result<InMessage> ReceiveAll(void* socket, bool routed) {
 
 Result<std::optional<InMessage>> PollAndReceive(void* socket, bool routed,
                                                 std::chrono::milliseconds timeout) {
+  int events = 0;
+  std::size_t size = sizeof events;
+  // A busy socket has messages queued: take the next one without polling.
+  if (zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN)) {
+    PSF_ASSIGN_OR_RETURN(InMessage m, ReceiveAll(socket, routed));
+    return std::optional<InMessage>(std::move(m));
+  }
   zmq_pollitem_t item{socket, 0, ZMQ_POLLIN, 0};
   int n = zmq_poll(&item, 1, static_cast<long>(timeout.count()));
   if (n < 0) {
@@ -145,6 +152,9 @@ class ZmqTransport final : public Transport {
  public:
   explicit ZmqTransport(int io_threads) : context_(zmq_ctx_new()) {
     zmq_ctx_set(context_, ZMQ_IO_THREADS, io_threads);
+    // Beyond ZeroMQ's default of 1023 sockets (a process simulating a
+    // thousand members needs more); file descriptors stay the real limit.
+    zmq_ctx_set(context_, ZMQ_MAX_SOCKETS, 8192);
   }
   ~ZmqTransport() override { zmq_ctx_term(context_); }
 
@@ -154,6 +164,10 @@ class ZmqTransport final : public Transport {
     SetCommonOptions(s);
     int mandatory = 1;  // report an unknown or full peer instead of dropping silently
     zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
+    // A whole cluster connects at once on start: with ZeroMQ's default
+    // backlog of 100, connections beyond it wait out a 1 s SYN retry.
+    int backlog = 4096;
+    zmq_setsockopt(s, ZMQ_BACKLOG, &backlog, sizeof backlog);
     if (zmq_bind(s, endpoint.c_str()) != 0) {
       Status st = Unavailable(ZmqError("cannot bind " + endpoint));
       zmq_close(s);

@@ -94,13 +94,20 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
     if (stop.load(std::memory_order_relaxed) && !job_over_)
       EndJob(Cancelled("stopped by a signal before the job finished"));
     if (job_over_ && (ShutdownComplete() || Clock::now() >= shutdown_deadline_)) break;
-    PSF_ASSIGN_OR_RETURN(auto message, socket_->Receive(std::chrono::milliseconds(50)));
+    // Each of these walks every member: not on every message's path, and
+    // an idle coordinator wakes only for them.
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_housekeeping_ - Clock::now());
+    PSF_ASSIGN_OR_RETURN(auto message, socket_->Receive(std::clamp(wait, std::chrono::milliseconds(0),
+                                                                   std::chrono::milliseconds(50))));
     if (message) Handle(*message);
-    RetryParkedLeases(false);
-    CheckLiveness();
-    ReturnDeadWorkersLeases();
-    ReportStall();
-    UpdateProgress(false);
+    if (const auto now = Clock::now(); now >= next_housekeeping_) {
+      next_housekeeping_ = now + std::chrono::milliseconds(50);
+      RetryParkedLeases(false);
+      CheckLiveness();
+      ReturnDeadWorkersLeases();
+      ReportStall();
+      UpdateProgress(false);
+    }
   }
   UpdateProgress(true);
   if (outcome_.ok()) WriteSummary();

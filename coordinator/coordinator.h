@@ -131,6 +131,7 @@ class Coordinator {
   bool job_over_ = false;
   Status outcome_ = Unavailable("the job has not finished");
   std::chrono::steady_clock::time_point shutdown_deadline_{};
+  std::chrono::steady_clock::time_point next_housekeeping_{};
   // Progress and stalls.
   ProgressPrinter progress_;
   RunRecords records_out_;

@@ -82,5 +82,6 @@ int main(int argc, char** argv) {
   if (!options.run_dir.empty()) std::printf("run directory: %s\n", options.run_dir.c_str());
   std::fflush(stdout);
   psforge::Status outcome = (*coordinator)->Run(g_stop);
+  if (!outcome.ok()) std::fprintf(stderr, "ps-coordinator: %s\n", outcome.ToString().c_str());
   return outcome.ok() ? 0 : 1;
 }

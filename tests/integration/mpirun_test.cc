@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <regex>
 
-#include "common/transport.h"
 #include "tests/integration/cluster_fixture.h"
 
 namespace psforge {
@@ -15,14 +14,10 @@ using namespace std::chrono_literals;
 
 TEST(Mpirun, MpmdLaunchOnLocalhostTrainsAndExitsZero) {
   if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun is not installed";
-  // A port for the coordinator: the OS picks one, the socket closes, the coordinator binds it.
-  auto transport = Transport::CreateZmq();
-  std::string endpoint;
-  {
-    auto probe = transport->Bind("tcp://127.0.0.1:0");
-    ASSERT_TRUE(probe.ok());
-    endpoint = (*probe)->endpoint();
-  }
+  // A port for the coordinator: the OS picks one, the socket closes (at
+  // once: a ZeroMQ socket would release it later, in its I/O thread), the
+  // coordinator binds it.
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
   testing::TempDir dir;
   const std::string sup = testing::BinPath("ps-supervise");
   testing::ChildProcess mpirun({"/usr/bin/env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
@@ -33,7 +28,7 @@ TEST(Mpirun, MpmdLaunchOnLocalhostTrainsAndExitsZero) {
                                 "-np", "2", sup, "--", testing::BinPath("ps-server"), "--coordinator", endpoint, ":",
                                 "-np", "2", sup, "--", testing::BinPath("ps-worker"), "--coordinator", endpoint});
   auto final_line = mpirun.WaitForLine(std::regex("final test_accuracy: ([0-9.]+)"), 300s);
-  ASSERT_TRUE(final_line.has_value()) << mpirun.Stderr();
+  ASSERT_TRUE(final_line.has_value()) << mpirun.Stdout() << mpirun.Stderr();
   EXPECT_GE(std::stod(*final_line), 0.80);
   EXPECT_EQ(mpirun.Wait(120s), std::optional<int>(0)) << mpirun.Stderr();
 }

@@ -45,4 +45,8 @@ class TempDir {
 
 std::string ReadFile(const std::string& path);
 
+// A loopback TCP port free a moment ago (the OS picked it for a socket that
+// is closed again), for a program that must be told its port up front.
+int FreeLoopbackPort();
+
 }  // namespace psforge::testing
