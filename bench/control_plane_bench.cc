@@ -14,7 +14,6 @@
 // Usage: control_plane_bench [--workers 256] [--servers 16] [--runs 3]
 //                            [--seconds 4] [--drivers 8]
 #include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -247,11 +246,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  // Every simulated member holds a socket and a tcp connection.
-  rlimit files{};
-  getrlimit(RLIMIT_NOFILE, &files);
-  files.rlim_cur = files.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &files);
+  psforge::RaiseOpenFileLimit();  // every simulated member holds a socket and a connection
   const std::string bin_dir = psforge::Dir(std::filesystem::canonical("/proc/self/exe").string());
 
   std::vector<psforge::Numbers> runs;

@@ -115,7 +115,9 @@ void CoordinatorChannel::Absorb(const WireHeader& h) {
   if (h.kind != MessageKind::kHeartbeat) return;
   ++heartbeats_answered_;
   stop_ = stop_ || h.stop;
-  removed_ = h.removed;
+  // Pages of the removed list: take what extends the known part.
+  if (h.removed_from <= removed_.size() && h.removed_from + h.removed.size() > removed_.size())
+    removed_.insert(removed_.end(), h.removed.begin() + (removed_.size() - h.removed_from), h.removed.end());
 }
 
 WireHeader CoordinatorChannel::ProgressHeader(const MemberProgress& p) const {
@@ -127,6 +129,7 @@ WireHeader CoordinatorChannel::ProgressHeader(const MemberProgress& p) const {
   h.epoch = p.epoch;
   h.samples = p.samples;
   h.loss = p.loss;
+  h.removed_from = static_cast<uint32_t>(removed_.size());
   h.audit = p.audit;
   h.positions = p.positions;
   return h;

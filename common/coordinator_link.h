@@ -74,6 +74,7 @@ class CoordinatorChannel {
 
   bool stop_requested() const { return stop_; }
   int64_t heartbeats_answered() const { return heartbeats_answered_; }
+  // Every worker removed from the job so far, in the order of removal.
   const std::vector<uint32_t>& removed() const { return removed_; }
   const std::string& coordinator() const { return coordinator_; }
 

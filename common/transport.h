@@ -60,6 +60,11 @@ class ClientSocket {
   virtual Status Send(std::span<const OutFrame> frames) = 0;
 };
 
+// Raises this process's soft limit on open files to its hard limit: a
+// coordinator or server holds a connection per member (two per worker at the
+// coordinator), which passes the usual soft limit of 1024 at about 500 workers.
+void RaiseOpenFileLimit();
+
 class Transport {
  public:
   virtual ~Transport() = default;

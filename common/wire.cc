@@ -109,6 +109,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       b.setLoss(h.loss);
       b.setStop(h.stop);
       b.setRole(static_cast<proto::Role>(h.role));
+      b.setRemovedFrom(h.removed_from);
       FillList(b.initRemoved(static_cast<unsigned>(std::min(h.removed.size(), kMaxListEntries))),
                h.removed);
       auto audit = b.initAudit(static_cast<unsigned>(std::min(h.audit.size(), kMaxAuditEntries)));
@@ -236,6 +237,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         h.loss = b.getLoss();
         h.stop = b.getStop();
         h.role = static_cast<PeerRole>(b.getRole());
+        h.removed_from = b.getRemovedFrom();
         status = ReadList(b.getRemoved(), "heartbeat.removed", &h.removed);
         if (status.ok() && b.getAudit().size() > kMaxAuditEntries)
           status = InvalidArgument("heartbeat audits " + std::to_string(b.getAudit().size()) +

@@ -86,7 +86,8 @@ struct WireHeader {
   int64_t epoch = 0;                      // heartbeat, lease reply, report
   double loss = 0;                        // heartbeat
   bool stop = false;                      // heartbeat answer
-  std::vector<uint32_t> removed;          // heartbeat answer
+  std::vector<uint32_t> removed;          // heartbeat answer: removed workers from index removed_from on
+  uint32_t removed_from = 0;              // heartbeat: removed workers known; answer: index of removed[0]
   std::vector<EpochAudit> audit;          // heartbeat (server)
   std::vector<DataPosition> positions;    // heartbeat (server)
   std::vector<uint64_t> done;             // lease request

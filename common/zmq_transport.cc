@@ -1,4 +1,5 @@
 // The ZeroMQ implementation of common/transport.h.
+#include <sys/resource.h>
 #include <zmq.h>
 
 #include <cerrno>
@@ -199,6 +200,13 @@ class ZmqTransport final : public Transport {
 
 std::unique_ptr<Transport> Transport::CreateZmq(int io_threads) {
   return std::make_unique<ZmqTransport>(io_threads < 1 ? 1 : io_threads);
+}
+
+void RaiseOpenFileLimit() {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur >= files.rlim_max) return;
+  files.rlim_cur = files.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &files);
 }
 
 }  // namespace psforge

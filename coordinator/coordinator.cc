@@ -188,7 +188,7 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   WireHeader r;
   r.kind = MessageKind::kHeartbeat;
   r.request_id = h.request_id;
-  r.removed = removed_;
+  FillRemoved(h.removed_from, &r);
   r.stop = job_over_ || m->state == MemberState::kDead;
   if (m->state != MemberState::kDead) {
     m->last_seen = Clock::now();
@@ -205,6 +205,15 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   }
   m->told_stop = m->told_stop || r.stop;
   Reply(peer, r);
+}
+
+void Coordinator::FillRemoved(uint32_t known, WireHeader* answer) const {
+  // One page at a time: a member that knows `known` removals gets the next ones.
+  const std::size_t from = std::min<std::size_t>(known, removed_.size());
+  const std::size_t to = std::min(removed_.size(), from + kMaxListEntries);
+  answer->removed_from = static_cast<uint32_t>(from);
+  answer->removed.assign(removed_.begin() + static_cast<std::ptrdiff_t>(from),
+                         removed_.begin() + static_cast<std::ptrdiff_t>(to));
 }
 
 void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
@@ -305,7 +314,6 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
   WireHeader r;
   r.kind = MessageKind::kHeartbeat;
   r.request_id = h.request_id;
-  r.removed = removed_;
   Reply(peer, r);
   if (h.final) EndJob(Status::Ok());
 }

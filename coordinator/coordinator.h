@@ -93,6 +93,7 @@ class Coordinator {
   void Handle(InMessage& m);
   void HandleRegister(const std::string& peer, const WireHeader& h);
   void HandleHeartbeat(const std::string& peer, const WireHeader& h);
+  void FillRemoved(uint32_t known, WireHeader* answer) const;
   void HandleLease(const std::string& peer, const WireHeader& h);
   void HandleReport(const std::string& peer, const WireHeader& h);
   // Answers a lease request; false when it should wait (ASP parks it).

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   if (no_run_dir) options.run_dir.clear();
   else if (options.run_dir.empty()) options.run_dir = DefaultRunDir(flags.config_path);
 
+  psforge::RaiseOpenFileLimit();
   auto transport = psforge::Transport::CreateZmq();
   auto coordinator = psforge::Coordinator::Create(*config, transport.get(), options);
   if (!coordinator.ok())

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
 
+  psforge::RaiseOpenFileLimit();
   auto transport = psforge::Transport::CreateZmq();
   auto socket = transport->Bind(bind);
   if (!socket.ok()) return Fail(socket.status().WithContext("binding " + bind));

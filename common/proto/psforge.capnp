@@ -92,12 +92,15 @@ struct Heartbeat {
   loss @3 :Float64;     # worker: mean training loss since its last heartbeat
   stop @4 :Bool;        # answer: the job is over (or you were removed): exit;
                         # from a member: its last heartbeat before it exits
-  removed @5 :List(UInt32);  # answer: workers no longer in the job
+  removed @5 :List(UInt32);  # answer: workers no longer in the job, from removedFrom on
   role @6 :Role;        # the sender's (ids are per role)
   # server only: records applied in its latest epochs, and where each
   # removed worker's data stopped (its unfinished leases resume from there).
   audit @7 :List(EpochAudit);
   positions @8 :List(DataPosition);
+  # The membership's removed workers travel in pages: a member says how many
+  # it knows, the answer lists the next ones from that index on.
+  removedFrom @9 :UInt32;
 }
 
 # A worker asks for its next data shard, reporting the shards it finished.
