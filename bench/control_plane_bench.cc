@@ -155,7 +155,6 @@ Numbers RunOnce(const Options& o, const std::string& bin_dir) {
         const std::string where =
             members[i].role == PeerRole::kServer ? "tcp://10.0.0." + std::to_string(i + 1) + ":7000" : "";
         auto job = members[i].channel->Join(members[i].role, where, 120s);
-        if (std::getenv("PSF_BENCH_TRACE")) std::fprintf(stderr, "joined %zu at %.3f\n", i, Since(start));
         if (!job.ok()) {
           if (failures++ == 0) std::fprintf(stderr, "join: %s\n", job.status().ToString().c_str());
         }

@@ -13,3 +13,5 @@ build/bin/op_bench --threads 2 | tee bench/results/op_bench_2threads.txt
 /usr/bin/python3 bench/mlp_throughput.py --runs 3 --epochs 2
 build/bin/pushpull_bench --seconds 1.5 --runs 3 | tee bench/results/pushpull.md
 /usr/bin/python3 bench/cluster_throughput.py --runs 3
+/usr/bin/python3 bench/control_plane.py --workers 256 --runs 3 | tee bench/results/control_plane_256.md
+/usr/bin/python3 bench/control_plane.py --workers 1024 --runs 3 | tee bench/results/control_plane_1024.md
