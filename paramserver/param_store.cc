@@ -1,0 +1,301 @@
+#include "paramserver/param_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <map>
+
+namespace psforge {
+namespace {
+
+// Layout, the same in both stores (keys sort by checkpoint id):
+//   c/<id, 20 digits>/meta          the header below
+//   c/<id>/w/<chunk, 8 digits>      weights, at most kChunkFloats each
+//   c/<id>/s/<chunk>                optimizer state, likewise
+//   c/<id>/p                        positions, 24 bytes each
+// Chunks keep single values small (RocksDB holds a value whole in memory).
+constexpr int64_t kChunkFloats = int64_t{1} << 20;  // 4 MiB
+constexpr char kMagic[8] = {'P', 'S', 'F', 'C', 'K', 'P', 'T', '1'};
+
+struct Meta {
+  char magic[8];
+  int64_t id, version, begin, end, optimizer_steps;
+  int64_t weights, state, positions;  // element counts
+  uint32_t weights_crc, state_crc, positions_crc, meta_crc;  // meta_crc: over everything before it
+};
+static_assert(sizeof(Meta) == 88, "Meta is stored as its bytes: no padding");
+
+std::string Prefix(int64_t id) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "c/%020lld/", static_cast<long long>(id));
+  return buf;
+}
+
+std::string ChunkKey(int64_t id, char part, int64_t chunk) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%c/%08lld", part, static_cast<long long>(chunk));
+  return Prefix(id) + buf;
+}
+
+uint32_t Crc(uint32_t crc, const void* data, std::size_t bytes) {
+  // zlib takes at most 4 GiB a call.
+  const auto* p = static_cast<const Bytef*>(data);
+  while (bytes > 0) {
+    const auto n = static_cast<uInt>(std::min<std::size_t>(bytes, 1u << 30));
+    crc = static_cast<uint32_t>(crc32(crc, p, n));
+    p += n;
+    bytes -= n;
+  }
+  return crc;
+}
+
+std::string Bytes(const void* data, std::size_t bytes) {
+  return std::string(static_cast<const char*>(data), bytes);
+}
+
+// A sorted key-value table with atomic batches: RocksDB, or a map.
+class Table {
+ public:
+  virtual ~Table() = default;
+  virtual Status Apply(const std::vector<std::pair<std::string, std::string>>& puts,
+                       const std::vector<std::string>& deletes) = 0;
+  // NotFound when absent.
+  virtual Status Get(const std::string& key, std::string* value) const = 0;
+  virtual Result<std::vector<std::string>> Keys(const std::string& prefix) const = 0;
+};
+
+class MapTable final : public Table {
+ public:
+  Status Apply(const std::vector<std::pair<std::string, std::string>>& puts,
+               const std::vector<std::string>& deletes) override {
+    for (const auto& k : deletes) map_.erase(k);
+    for (const auto& [k, v] : puts) map_[k] = v;
+    return Status::Ok();
+  }
+  Status Get(const std::string& key, std::string* value) const override {
+    auto it = map_.find(key);
+    if (it == map_.end()) return NotFound(key);
+    *value = it->second;
+    return Status::Ok();
+  }
+  Result<std::vector<std::string>> Keys(const std::string& prefix) const override {
+    std::vector<std::string> out;
+    for (auto it = map_.lower_bound(prefix); it != map_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+      out.push_back(it->first);
+    return out;
+  }
+
+ private:
+  std::map<std::string, std::string> map_;
+};
+
+Status FromRocks(const rocksdb::Status& s, const std::string& where, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  const std::string message = "RocksDB store " + where + ": " + what + ": " + s.ToString();
+  if (s.IsNotFound()) return NotFound(message);
+  if (s.IsCorruption()) return DataLoss(message);
+  if (s.IsNoSpace()) return ResourceExhausted(message);
+  return Unavailable(message);
+}
+
+class RocksTable final : public Table {
+ public:
+  RocksTable(std::unique_ptr<rocksdb::DB> db, std::string where) : db_(std::move(db)), where_(std::move(where)) {}
+  Status Apply(const std::vector<std::pair<std::string, std::string>>& puts,
+               const std::vector<std::string>& deletes) override {
+    rocksdb::WriteBatch batch;
+    for (const auto& k : deletes) batch.Delete(k);
+    for (const auto& [k, v] : puts) batch.Put(k, v);
+    // Written once, straight into checksummed table and blob files: no
+    // write-ahead log, and the flush (which syncs its files and the
+    // manifest) is what makes the batch durable. A crash before the flush
+    // ends leaves none of it.
+    rocksdb::WriteOptions options;
+    options.disableWAL = true;
+    PSF_RETURN_IF_ERROR(FromRocks(db_->Write(options, &batch), where_, "write"));
+    rocksdb::FlushOptions flush;
+    flush.wait = true;
+    return FromRocks(db_->Flush(flush), where_, "flush");
+  }
+  Status Get(const std::string& key, std::string* value) const override {
+    rocksdb::ReadOptions options;
+    options.verify_checksums = true;
+    return FromRocks(db_->Get(options, key, value), where_, "read " + key);
+  }
+  Result<std::vector<std::string>> Keys(const std::string& prefix) const override {
+    rocksdb::ReadOptions options;
+    options.verify_checksums = true;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options));
+    std::vector<std::string> out;
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next())
+      out.push_back(it->key().ToString());
+    PSF_RETURN_IF_ERROR(FromRocks(it->status(), where_, "list"));
+    return out;
+  }
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+  std::string where_;
+};
+
+class TableStore final : public ParamStore {
+ public:
+  TableStore(std::unique_ptr<Table> table, std::string where) : table_(std::move(table)), where_(std::move(where)) {}
+
+  Status Write(const ServerCheckpoint& c) override {
+    std::vector<std::pair<std::string, std::string>> puts;
+    Meta meta{};
+    std::memcpy(meta.magic, kMagic, sizeof kMagic);
+    meta.id = c.id;
+    meta.version = c.version;
+    meta.begin = c.range.begin;
+    meta.end = c.range.end;
+    meta.optimizer_steps = c.optimizer_steps;
+    meta.weights = static_cast<int64_t>(c.weights.size());
+    meta.state = static_cast<int64_t>(c.optimizer_state.size());
+    meta.positions = static_cast<int64_t>(c.positions.size());
+    meta.weights_crc = Chunks(c.id, 'w', c.weights, &puts);
+    meta.state_crc = Chunks(c.id, 's', c.optimizer_state, &puts);
+    std::string positions;
+    for (const DataPosition& p : c.positions) {
+      positions += Bytes(&p.worker, sizeof p.worker);
+      positions += Bytes(&p.lease, sizeof p.lease);
+      positions += Bytes(&p.lease_offset, sizeof p.lease_offset);
+    }
+    meta.positions_crc = Crc(0, positions.data(), positions.size());
+    puts.emplace_back(Prefix(c.id) + "p", std::move(positions));
+    meta.meta_crc = Crc(0, &meta, offsetof(Meta, meta_crc));
+    puts.emplace_back(Prefix(c.id) + "meta", Bytes(&meta, sizeof meta));
+    // Whatever an older checkpoint of this id left (more chunks) goes in the same batch.
+    PSF_ASSIGN_OR_RETURN(auto old, table_->Keys(Prefix(c.id)));
+    std::vector<std::string> deletes;
+    for (auto& k : old)
+      if (std::none_of(puts.begin(), puts.end(), [&](const auto& p) { return p.first == k; }))
+        deletes.push_back(std::move(k));
+    return table_->Apply(puts, deletes);
+  }
+
+  Result<ServerCheckpoint> Read(int64_t id) const override {
+    const std::string name = "checkpoint " + std::to_string(id) + " in " + where_;
+    std::string raw;
+    Status got = table_->Get(Prefix(id) + "meta", &raw);
+    if (got.code() == StatusCode::kNotFound) return NotFound(name + " does not exist");
+    PSF_RETURN_IF_ERROR(got.WithContext(name));
+    Meta meta;
+    if (raw.size() != sizeof meta) return DataLoss(name + ": header of " + std::to_string(raw.size()) + " bytes");
+    std::memcpy(&meta, raw.data(), sizeof meta);
+    if (std::memcmp(meta.magic, kMagic, sizeof kMagic) != 0 || meta.meta_crc != Crc(0, &meta, offsetof(Meta, meta_crc)))
+      return DataLoss(name + ": header checksum does not match");
+    if (meta.id != id || meta.weights != meta.end - meta.begin || meta.weights < 0 || meta.state < 0 ||
+        meta.positions < 0)
+      return DataLoss(name + ": header is inconsistent");
+    ServerCheckpoint c;
+    c.id = meta.id;
+    c.version = meta.version;
+    c.range = {meta.begin, meta.end};
+    c.optimizer_steps = meta.optimizer_steps;
+    PSF_RETURN_IF_ERROR(ReadChunks(id, 'w', meta.weights, meta.weights_crc, name, "weights", &c.weights));
+    PSF_RETURN_IF_ERROR(ReadChunks(id, 's', meta.state, meta.state_crc, name, "optimizer state", &c.optimizer_state));
+    std::string positions;
+    got = table_->Get(Prefix(id) + "p", &positions);
+    if (got.code() == StatusCode::kNotFound) return DataLoss(name + ": worker positions are missing");
+    PSF_RETURN_IF_ERROR(got.WithContext(name));
+    constexpr std::size_t kEntry = sizeof(uint32_t) + sizeof(uint64_t) + sizeof(int64_t);
+    if (positions.size() != static_cast<std::size_t>(meta.positions) * kEntry ||
+        Crc(0, positions.data(), positions.size()) != meta.positions_crc)
+      return DataLoss(name + ": worker positions do not match their checksum");
+    for (std::size_t off = 0; off < positions.size(); off += kEntry) {
+      DataPosition p;
+      std::memcpy(&p.worker, positions.data() + off, sizeof p.worker);
+      std::memcpy(&p.lease, positions.data() + off + 4, sizeof p.lease);
+      std::memcpy(&p.lease_offset, positions.data() + off + 12, sizeof p.lease_offset);
+      c.positions.push_back(p);
+    }
+    return c;
+  }
+
+  Result<std::vector<int64_t>> List() const override {
+    PSF_ASSIGN_OR_RETURN(auto keys, table_->Keys("c/"));
+    std::vector<int64_t> ids;
+    for (const auto& k : keys) {
+      if (k.size() < 23) continue;
+      const int64_t id = std::stoll(k.substr(2, 20));
+      if (ids.empty() || ids.back() != id) ids.push_back(id);
+    }
+    return ids;
+  }
+
+  Status Remove(int64_t id) override {
+    PSF_ASSIGN_OR_RETURN(auto keys, table_->Keys(Prefix(id)));
+    return table_->Apply({}, keys);  // one batch: never half a checkpoint
+
+  }
+
+  const std::string& where() const override { return where_; }
+
+ private:
+  // Adds `values` as chunks of checkpoint `id`; returns their CRC.
+  static uint32_t Chunks(int64_t id, char part, const std::vector<float>& values,
+                         std::vector<std::pair<std::string, std::string>>* puts) {
+    uint32_t crc = 0;
+    for (int64_t begin = 0, chunk = 0; begin < static_cast<int64_t>(values.size()); begin += kChunkFloats, ++chunk) {
+      const int64_t n = std::min<int64_t>(kChunkFloats, static_cast<int64_t>(values.size()) - begin);
+      const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(float);
+      crc = Crc(crc, values.data() + begin, bytes);
+      puts->emplace_back(ChunkKey(id, part, chunk), Bytes(values.data() + begin, bytes));
+    }
+    return crc;
+  }
+
+  Status ReadChunks(int64_t id, char part, int64_t count, uint32_t crc_expected, const std::string& name,
+                    const char* what, std::vector<float>* out) const {
+    out->resize(static_cast<std::size_t>(count));
+    uint32_t crc = 0;
+    std::string value;
+    for (int64_t begin = 0, chunk = 0; begin < count; begin += kChunkFloats, ++chunk) {
+      const int64_t n = std::min(kChunkFloats, count - begin);
+      Status got = table_->Get(ChunkKey(id, part, chunk), &value);
+      if (got.code() == StatusCode::kNotFound)
+        return DataLoss(name + ": " + what + " chunk " + std::to_string(chunk) + " is missing");
+      PSF_RETURN_IF_ERROR(got.WithContext(name));
+      if (value.size() != static_cast<std::size_t>(n) * sizeof(float))
+        return DataLoss(name + ": " + what + " chunk " + std::to_string(chunk) + " has " +
+                        std::to_string(value.size()) + " bytes, expected " + std::to_string(n * sizeof(float)));
+      std::memcpy(out->data() + begin, value.data(), value.size());
+      crc = Crc(crc, value.data(), value.size());
+    }
+    if (crc != crc_expected) return DataLoss(name + ": " + what + " do not match their checksum");
+    return Status::Ok();
+  }
+
+  std::unique_ptr<Table> table_;
+  std::string where_;
+};
+
+}  // namespace
+
+std::unique_ptr<ParamStore> ParamStore::CreateInMemory() {
+  return std::make_unique<TableStore>(std::make_unique<MapTable>(), "memory");
+}
+
+Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& path) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.paranoid_checks = true;
+  // Checkpoints are large values written once: keep them out of the LSM's
+  // compactions, in blob files.
+  options.enable_blob_files = true;
+  options.min_blob_size = 64 << 10;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, path, &db);
+  if (!s.ok()) return FromRocks(s, path, "open");
+  return std::unique_ptr<ParamStore>(
+      std::make_unique<TableStore>(std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), path), path));
+}
+
+}  // namespace psforge

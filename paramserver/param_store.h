@@ -1,0 +1,55 @@
+// ParamStore: a server's durable copy of its key range.
+//
+// A checkpoint holds what the server needs to continue exactly where it was:
+// the weights of its range at one version, the optimizer's state and step
+// count, and every worker's data position at that version. Write() stores a
+// checkpoint as one atomic unit (RocksDB: one WriteBatch, synced), so it is
+// either wholly there or not at all, and durable when Write() returns. Each
+// part carries a CRC-32 that Read() verifies: a torn, truncated or altered
+// checkpoint is a DataLoss naming it and what is wrong, never loaded.
+// The in-memory store (tests) keeps the same contract except durability.
+// Not thread-safe: a server's one checkpoint writer owns it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/model_spec.h"
+#include "common/status.h"
+#include "common/wire.h"
+
+namespace psforge {
+
+struct ServerCheckpoint {
+  int64_t id = 0;               // the coordinator's checkpoint number
+  int64_t version = 0;          // the step the weights are at
+  KeyRange range;               // the server's keys
+  int64_t optimizer_steps = 0;  // updates the optimizer has applied
+  std::vector<float> weights;          // range.size() values
+  std::vector<float> optimizer_state;  // the optimizer's moments, sums or buffers
+  std::vector<DataPosition> positions;  // per worker, at `version`
+};
+
+class ParamStore {
+ public:
+  virtual ~ParamStore() = default;
+
+  static std::unique_ptr<ParamStore> CreateInMemory();
+  // Opens (creating it if missing) the store in directory `path`.
+  static Result<std::unique_ptr<ParamStore>> OpenRocksDb(const std::string& path);
+
+  // Stores `c` under c.id, atomically; replaces a checkpoint of the same id.
+  virtual Status Write(const ServerCheckpoint& c) = 0;
+  // The checkpoint `id`, verified; NotFound when absent, DataLoss when damaged.
+  virtual Result<ServerCheckpoint> Read(int64_t id) const = 0;
+  // The ids stored, ascending (damaged ones included: Read tells).
+  virtual Result<std::vector<int64_t>> List() const = 0;
+  // Deletes checkpoint `id` (pruning); absent ids are fine.
+  virtual Status Remove(int64_t id) = 0;
+  // Where it is, for messages.
+  virtual const std::string& where() const = 0;
+};
+
+}  // namespace psforge

@@ -1,0 +1,136 @@
+#include "paramserver/param_store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "tests/support/subprocess.h"
+
+namespace psforge {
+namespace {
+
+// More weights than one chunk holds (2^20 floats), so chunking is exercised.
+ServerCheckpoint Sample(int64_t id, int64_t size = (int64_t{1} << 20) + 1234) {
+  ServerCheckpoint c;
+  c.id = id;
+  c.version = 100 * id;
+  c.range = {5000, 5000 + size};
+  c.optimizer_steps = 99 * id;
+  std::mt19937 rng(static_cast<uint32_t>(id));
+  std::uniform_real_distribution<float> u(-1, 1);
+  c.weights.resize(size);
+  for (float& w : c.weights) w = u(rng);
+  c.optimizer_state.resize(2 * size);
+  for (float& s : c.optimizer_state) s = u(rng);
+  c.positions = {{0, 4097, 640}, {1, 4100, 0}, {2, 0, 0}};
+  return c;
+}
+
+void ExpectSame(const ServerCheckpoint& a, const ServerCheckpoint& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.version, b.version);
+  EXPECT_EQ(a.range.begin, b.range.begin);
+  EXPECT_EQ(a.range.end, b.range.end);
+  EXPECT_EQ(a.optimizer_steps, b.optimizer_steps);
+  EXPECT_EQ(a.weights, b.weights);
+  EXPECT_EQ(a.optimizer_state, b.optimizer_state);
+  EXPECT_EQ(a.positions, b.positions);
+}
+
+class ParamStoreTest : public ::testing::TestWithParam<bool> {
+ protected:
+  std::unique_ptr<ParamStore> Open() {
+    if (!GetParam()) return ParamStore::CreateInMemory();
+    auto store = ParamStore::OpenRocksDb(dir_.File("store"));
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+  testing::TempDir dir_;
+};
+
+TEST_P(ParamStoreTest, WritesReadsListsAndRemoves) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->Read(1).status().code(), StatusCode::kNotFound);
+  for (int64_t id : {1, 2, 3}) ASSERT_TRUE(store->Write(Sample(id)).ok());
+  EXPECT_EQ(*store->List(), (std::vector<int64_t>{1, 2, 3}));
+  for (int64_t id : {1, 2, 3}) {
+    auto c = store->Read(id);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    ExpectSame(*c, Sample(id));
+  }
+  ASSERT_TRUE(store->Remove(1).ok());
+  ASSERT_TRUE(store->Remove(7).ok());  // absent: fine
+  EXPECT_EQ(*store->List(), (std::vector<int64_t>{2, 3}));
+  // Rewriting an id with fewer chunks leaves nothing of the old one behind.
+  ServerCheckpoint small = Sample(2, 10);
+  ASSERT_TRUE(store->Write(small).ok());
+  auto c = store->Read(2);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ExpectSame(*c, small);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, ParamStoreTest, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? "RocksDb" : "InMemory"; });
+
+TEST(RocksDbParamStore, SurvivesReopening) {
+  testing::TempDir dir;
+  {
+    auto store = ParamStore::OpenRocksDb(dir.File("store"));
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Write(Sample(4)).ok());
+  }
+  auto store = ParamStore::OpenRocksDb(dir.File("store"));
+  ASSERT_TRUE(store.ok());
+  auto c = (*store)->Read(4);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ExpectSame(*c, Sample(4));
+}
+
+// Damage on disk is found and named, never loaded: bytes flipped in the
+// files that hold the values, or the files cut short.
+TEST(RocksDbParamStore, DamagedFilesAreReportedNotLoaded) {
+  for (bool truncate : {false, true}) {
+    SCOPED_TRACE(truncate ? "truncated" : "flipped");
+    testing::TempDir dir;
+    const std::string path = dir.File("store");
+    {
+      auto store = ParamStore::OpenRocksDb(path);
+      ASSERT_TRUE(store.ok());
+      ASSERT_TRUE((*store)->Write(Sample(5)).ok());
+    }
+    int damaged = 0;
+    for (const auto& f : std::filesystem::directory_iterator(path)) {
+      const std::string ext = f.path().extension();
+      if (ext != ".blob" && ext != ".sst" && ext != ".log") continue;
+      const auto size = std::filesystem::file_size(f.path());
+      if (size < 4096) continue;
+      if (truncate) {
+        std::filesystem::resize_file(f.path(), size / 2);
+      } else {
+        std::fstream file(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+        for (std::uintmax_t off = size / 3; off < size / 3 + 64; ++off) {
+          file.seekp(static_cast<std::streamoff>(off));
+          file.put('\x5a');
+        }
+      }
+      ++damaged;
+    }
+    ASSERT_GT(damaged, 0) << "no value file found to damage";
+    auto store = ParamStore::OpenRocksDb(path);
+    if (!store.ok()) {  // refusing to open a damaged store is a clear report too
+      EXPECT_EQ(store.status().code(), StatusCode::kDataLoss) << store.status().ToString();
+      EXPECT_NE(store.status().message().find(path), std::string::npos);
+      continue;
+    }
+    auto c = (*store)->Read(5);
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), StatusCode::kDataLoss) << "[" << c.status().ToString() << "]";
+    EXPECT_NE(c.status().message().find("checkpoint 5"), std::string::npos) << c.status().ToString();
+  }
+}
+
+}  // namespace
+}  // namespace psforge
