@@ -292,6 +292,17 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
   r.RejectUnknownKeys();
 }
 
+void ReadCheckpoint(const YAML::Node& n, const std::string& base_dir, CheckpointOptions* c, Status* err) {
+  MapReader r(n, "checkpoint", err);
+  r.Int("interval_steps", &c->interval_steps, 0, int64_t{1} << 40);
+  r.Int("keep", &c->keep, 1, 1000);
+  r.String("dir", &c->dir);
+  c->dir = ResolvePath(base_dir, c->dir);
+  if (err->ok() && c->interval_steps > 0 && c->dir.empty())
+    r.Fail(r.Field("interval_steps"), "needs checkpoint.dir, where the servers keep their stores");
+  r.RejectUnknownKeys();
+}
+
 // Sets root[a][b]... = value, creating mappings on the way.
 Status ApplyOverride(YAML::Node root, const ConfigOverride& o) {
   std::vector<std::string> parts;
@@ -384,7 +395,7 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
   Status err;
   MapReader top(root, "", &err);
   // Reading each section through `top` marks it as known.
-  for (const char* s : {"model", "data", "optimizer", "training", "cluster"}) {
+  for (const char* s : {"model", "data", "optimizer", "training", "cluster", "checkpoint"}) {
     if (top.Has(s) && !root[s].IsMap() && !root[s].IsNull())
       top.Fail(s, "expected a mapping of fields, got " + Describe(root[s]));
   }
@@ -394,12 +405,14 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
   ReadOptimizer(croot["optimizer"], &c.optimizer, &err);
   ReadTraining(croot["training"], &c.training, &err);
   ReadCluster(croot["cluster"], &c.cluster, &err);
+  ReadCheckpoint(croot["checkpoint"], base_dir, &c.checkpoint, &err);
   if (err.ok()) {
     for (const auto& kv : root) {
       std::string key = kv.first.Scalar();
       if (key != "model" && key != "data" && key != "optimizer" && key != "training" &&
-          key != "cluster") {
-        top.Fail(key, "unknown section; allowed sections are model, data, optimizer, training, cluster");
+          key != "cluster" && key != "checkpoint") {
+        top.Fail(key, "unknown section; allowed sections are model, data, optimizer, training, cluster, "
+                      "checkpoint");
         break;
       }
     }
@@ -457,8 +470,10 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                             {"peer_timeout_s", cl.peer_timeout_s},
                             {"connect_timeout_s", cl.connect_timeout_s},
                             {"stall_report_s", cl.stall_report_s}, {"http", cl.http}};
+  nlohmann::json checkpoint = {{"interval_steps", c.checkpoint.interval_steps}, {"keep", c.checkpoint.keep},
+                               {"dir", c.checkpoint.dir}};
   return {{"path", c.path}, {"model", model}, {"data", data}, {"optimizer", opt},
-          {"training", training}, {"cluster", cluster}};
+          {"training", training}, {"cluster", cluster}, {"checkpoint", checkpoint}};
 }
 
 }  // namespace psforge

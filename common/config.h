@@ -98,6 +98,15 @@ struct ClusterOptions {
                                         // (port 0: the OS picks; "" turns it off)
 };
 
+// Durable weights: each server writes its key range, the optimizer state and
+// the workers' data positions to its own store every interval_steps steps,
+// in the background; the coordinator commits a step once every server has.
+struct CheckpointOptions {
+  int64_t interval_steps = 0;  // 0: no checkpoints
+  int64_t keep = 3;            // committed checkpoints a server keeps (older ones are pruned)
+  std::string dir;             // server i's store is <dir>/server-<i> (relative: to the config's folder)
+};
+
 struct JobConfig {
   std::string path;  // the file it came from ("" when built in code)
   ModelOptions model;
@@ -105,6 +114,7 @@ struct JobConfig {
   OptimizerOptions optimizer;
   TrainingOptions training;
   ClusterOptions cluster;
+  CheckpointOptions checkpoint;
 };
 
 // One "section.field=value" override from the command line.

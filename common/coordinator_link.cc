@@ -1,5 +1,7 @@
 #include "common/coordinator_link.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace psforge {
@@ -114,6 +116,7 @@ void CoordinatorChannel::Absorb(const WireHeader& h) {
   last_answer_ = Clock::now();
   if (h.kind != MessageKind::kHeartbeat) return;
   ++heartbeats_answered_;
+  committed_checkpoint_ = std::max(committed_checkpoint_, h.checkpoint);
   stop_ = stop_ || h.stop;
   // Pages of the removed list: take what extends the known part.
   if (h.removed_from <= removed_.size() && h.removed_from + h.removed.size() > removed_.size())
@@ -130,6 +133,7 @@ WireHeader CoordinatorChannel::ProgressHeader(const MemberProgress& p) const {
   h.samples = p.samples;
   h.loss = p.loss;
   h.removed_from = static_cast<uint32_t>(removed_.size());
+  h.checkpoint = p.checkpoint;
   h.audit = p.audit;
   h.positions = p.positions;
   return h;

@@ -37,6 +37,7 @@ struct MemberProgress {
   double loss = 0;      // worker: mean loss since the last heartbeat
   std::vector<EpochAudit> audit;        // server: records applied in its latest epochs
   std::vector<DataPosition> positions;  // server: where removed workers' data stopped
+  int64_t checkpoint = 0;               // server: step of its latest durable checkpoint
 };
 
 // The job as the coordinator hands it to members: {"config": ..., "servers": [...]}.
@@ -74,6 +75,8 @@ class CoordinatorChannel {
 
   bool stop_requested() const { return stop_; }
   int64_t heartbeats_answered() const { return heartbeats_answered_; }
+  // The latest checkpoint step the coordinator has committed (0: none).
+  int64_t committed_checkpoint() const { return committed_checkpoint_; }
   // Every worker removed from the job so far, in the order of removal.
   const std::vector<uint32_t>& removed() const { return removed_; }
   const std::string& coordinator() const { return coordinator_; }
@@ -100,6 +103,7 @@ class CoordinatorChannel {
   std::chrono::steady_clock::time_point last_sent_{}, last_answer_;
   bool stop_ = false;
   int64_t heartbeats_answered_ = 0;
+  int64_t committed_checkpoint_ = 0;
   std::vector<uint32_t> removed_;
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;

@@ -110,6 +110,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       b.setStop(h.stop);
       b.setRole(static_cast<proto::Role>(h.role));
       b.setRemovedFrom(h.removed_from);
+      b.setCheckpoint(h.checkpoint);
       FillList(b.initRemoved(static_cast<unsigned>(std::min(h.removed.size(), kMaxListEntries))),
                h.removed);
       auto audit = b.initAudit(static_cast<unsigned>(std::min(h.audit.size(), kMaxAuditEntries)));
@@ -238,6 +239,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         h.stop = b.getStop();
         h.role = static_cast<PeerRole>(b.getRole());
         h.removed_from = b.getRemovedFrom();
+        h.checkpoint = b.getCheckpoint();
         status = ReadList(b.getRemoved(), "heartbeat.removed", &h.removed);
         if (status.ok() && b.getAudit().size() > kMaxAuditEntries)
           status = InvalidArgument("heartbeat audits " + std::to_string(b.getAudit().size()) +

@@ -87,7 +87,8 @@ struct WireHeader {
   double loss = 0;                        // heartbeat
   bool stop = false;                      // heartbeat answer
   std::vector<uint32_t> removed;          // heartbeat answer: removed workers from index removed_from on
-  uint32_t removed_from = 0;              // heartbeat: removed workers known; answer: index of removed[0]
+  uint32_t removed_from = 0;
+  int64_t checkpoint = 0;                 // heartbeat (server): durable checkpoint step; answer: committed step              // heartbeat: removed workers known; answer: index of removed[0]
   std::vector<EpochAudit> audit;          // heartbeat (server)
   std::vector<DataPosition> positions;    // heartbeat (server)
   std::vector<uint64_t> done;             // lease request

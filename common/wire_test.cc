@@ -43,6 +43,7 @@ TEST(Wire, EveryKindRoundTrips) {
     h.stop = true;
     h.removed = {1, 7};
     h.removed_from = 300;
+    h.checkpoint = 500;
     h.audit = {{2, 60000, 1799970000, 71996400010000}, {3, 64, 5, 9}};
     h.positions = {{1, 4097, 640}};
     h.mark = {4097, 640, 2, 123456, 789012};
@@ -79,6 +80,7 @@ TEST(Wire, EveryKindRoundTrips) {
       EXPECT_TRUE(d->stop);
       EXPECT_EQ(d->removed, (std::vector<uint32_t>{1, 7}));
       EXPECT_EQ(d->removed_from, 300u);
+      EXPECT_EQ(d->checkpoint, 500);
       EXPECT_EQ(d->audit, h.audit);
       EXPECT_EQ(d->positions, h.positions);
     }

@@ -189,6 +189,7 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   r.kind = MessageKind::kHeartbeat;
   r.request_id = h.request_id;
   FillRemoved(h.removed_from, &r);
+  r.checkpoint = committed_checkpoint_;
   r.stop = job_over_ || m->state == MemberState::kDead;
   if (m->state != MemberState::kDead) {
     m->last_seen = Clock::now();
@@ -196,6 +197,8 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
     if (m->role == PeerRole::kWorker && m->state == MemberState::kFinished)
       m->progress.step = std::max(m->progress.step, m->final_step);
     if (m->role == PeerRole::kServer) {
+      m->checkpoint = std::max(m->checkpoint, h.checkpoint);
+      if (m->checkpoint > committed_checkpoint_) CommitCheckpoint();
       for (const EpochAudit& a : h.audit)
         if (a.epoch >= 1 && a.epoch <= config_.training.epochs) m->audit[a.epoch] = a;
       for (const DataPosition& p : h.positions)
@@ -205,6 +208,15 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   }
   m->told_stop = m->told_stop || r.stop;
   Reply(peer, r);
+}
+
+void Coordinator::CommitCheckpoint() {
+  int64_t step = -1;
+  for (const Member& s : servers_) step = step < 0 ? s.checkpoint : std::min(step, s.checkpoint);
+  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers || step <= committed_checkpoint_) return;
+  committed_checkpoint_ = step;
+  ++checkpoints_committed_;
+  Log("checkpoint at step " + std::to_string(step) + " committed: every server has written it");
 }
 
 void Coordinator::FillRemoved(uint32_t known, WireHeader* answer) const {
@@ -340,9 +352,12 @@ void Coordinator::CheckLiveness() {
     }
   }
   const bool all_joined = static_cast<int64_t>(workers_.size()) == config_.cluster.workers;
-  const bool any_active = std::any_of(workers_.begin(), workers_.end(),
-                                      [](const Member& w) { return w.state == MemberState::kActive; });
-  if (all_joined && !any_active && evaluator_ < 0)
+  // Workers still waiting for their welcome (the servers are not all there
+  // yet) are as much alive as those training.
+  const bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](const Member& w) {
+    return w.state == MemberState::kActive || w.state == MemberState::kJoining;
+  });
+  if (all_joined && !any_alive && evaluator_ < 0)
     return EndJob(Unavailable("every worker is gone before the job finished"));
   if (evaluator_ >= 0 && now - workers_[evaluator_].last_seen > timeout)
     EndJob(Unavailable("worker " + std::to_string(evaluator_) +
@@ -591,6 +606,9 @@ nlohmann::json Coordinator::Audit() {
 
 void Coordinator::WriteSummary() {
   summary_["audit"] = Audit();
+  // The servers' last checkpoints are reported as they leave.
+  summary_["checkpoints_committed"] = checkpoints_committed_;
+  summary_["checkpoint_committed_step"] = committed_checkpoint_;
   for (const std::string& path : {options_.summary_path,
                                   options_.run_dir.empty() ? std::string() : options_.run_dir + "/summary.json"}) {
     if (path.empty()) continue;

@@ -78,6 +78,7 @@ class Coordinator {
     uint64_t join_request = 0;
     bool told_stop = false;
     bool farewell = false;  // its last heartbeat arrived (it exits)
+    int64_t checkpoint = 0; // servers: step of the latest durable checkpoint
     // Servers: records applied per epoch, and where removed workers' data stopped.
     std::map<int64_t, EpochAudit> audit;
     std::map<uint32_t, DataPosition> positions;
@@ -94,6 +95,8 @@ class Coordinator {
   void HandleRegister(const std::string& peer, const WireHeader& h);
   void HandleHeartbeat(const std::string& peer, const WireHeader& h);
   void FillRemoved(uint32_t known, WireHeader* answer) const;
+  // Commits the latest checkpoint step every server has written.
+  void CommitCheckpoint();
   void HandleLease(const std::string& peer, const WireHeader& h);
   void HandleReport(const std::string& peer, const WireHeader& h);
   // Answers a lease request; false when it should wait (ASP parks it).
@@ -126,6 +129,8 @@ class Coordinator {
   std::vector<uint32_t> removed_;
   std::vector<uint32_t> awaiting_positions_;  // dead workers whose leases are not yet returned
   int64_t pending_evaluation_ = 0;             // an epoch completed by returning leases
+  int64_t committed_checkpoint_ = 0;           // every server has written this step's checkpoint
+  int64_t checkpoints_committed_ = 0;
   std::vector<ParkedLease> parked_leases_;
   int64_t evaluator_ = -1;  // the worker running the final evaluation
   std::chrono::steady_clock::time_point created_, started_{};

@@ -37,6 +37,8 @@ class Optimizer {
 
   // Optimizer state (moments, sums, buffers), for checkpoints.
   virtual std::span<float> state() = 0;
+  // Back to a checkpoint's step count (its state is copied into state()).
+  void set_steps(int64_t steps) { steps_ = steps; }
 
  protected:
   // The gradient element as an update rule sees it:

@@ -217,4 +217,36 @@ std::vector<uint32_t> ParamShard::Lagging() const {
   return out;
 }
 
+void ParamShard::Snapshot(ServerCheckpoint* out) const {
+  out->version = version_;
+  out->range = range_;
+  out->optimizer_steps = optimizer_->steps();
+  out->weights.assign(weights_.begin(), weights_.end());
+  auto state = optimizer_->state();
+  out->optimizer_state.assign(state.begin(), state.end());
+}
+
+Status ParamShard::Restore(const ServerCheckpoint& c) {
+  auto state = optimizer_->state();
+  if (c.range.begin != range_.begin || c.range.end != range_.end)
+    return InvalidArgument("checkpoint " + std::to_string(c.id) + " holds keys " + Range(c.range.begin, c.range.end) +
+                           ", this server owns " + Range(range_.begin, range_.end));
+  if (c.weights.size() != weights_.size() || c.optimizer_state.size() != state.size())
+    return InvalidArgument("checkpoint " + std::to_string(c.id) + " holds " + std::to_string(c.weights.size()) +
+                           " weights and " + std::to_string(c.optimizer_state.size()) +
+                           " optimizer values; this server's optimizer needs " + std::to_string(state.size()) +
+                           " (was the optimizer changed?)");
+  std::copy(c.weights.begin(), c.weights.end(), weights_.begin());
+  std::copy(c.optimizer_state.begin(), c.optimizer_state.end(), state.begin());
+  optimizer_->set_steps(c.optimizer_steps);
+  version_ = c.version;
+  std::fill(pushed_.begin(), pushed_.end(), false);
+  pushed_count_ = 0;
+  step_samples_ = 0;
+  std::fill(active_.begin(), active_.end(), true);
+  active_count_ = workers_;
+  std::fill(clock_.begin(), clock_.end(), c.version);
+  return Status::Ok();
+}
+
 }  // namespace psforge

@@ -28,6 +28,7 @@
 
 #include "common/config.h"
 #include "common/model_spec.h"
+#include "paramserver/param_store.h"
 #include "paramserver/optimizer.h"
 
 namespace psforge {
@@ -67,6 +68,14 @@ class ParamShard {
 
   // Per worker: how many of its steps this shard has taken in.
   std::vector<int64_t> WorkerSteps() const;
+
+  // Copies the weights, optimizer state and version into `out` (its buffers
+  // are reused: no allocation once they have the size). BSP: call it right
+  // after a step is applied, before the next push is taken in.
+  void Snapshot(ServerCheckpoint* out) const;
+  // Continues from checkpoint `c` of this range: its weights, optimizer
+  // state and version; every worker is active again and at that version.
+  Status Restore(const ServerCheckpoint& c);
 
  private:
   ParamShard(KeyRange range, const ClusterOptions& cluster, std::unique_ptr<Optimizer> optimizer);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -23,7 +24,8 @@ std::string ServerStats::ToJson() const {
                       {"duplicates", duplicates},         {"pulls_answered", pulls_answered},
                       {"pulls_parked", pulls_parked},     {"pulls_timed_out", pulls_timed_out},
                       {"replies_dropped", replies_dropped}, {"workers_removed", workers_removed},
-                      {"errors", errors},
+                      {"errors", errors}, {"checkpoints_skipped", checkpoints_skipped},
+                      {"checkpoint_copy_ms_max", checkpoint_copy_ms_max},
                       {"version", version},               {"worker_steps", worker_steps}};
   return j.dump();
 }
@@ -55,8 +57,49 @@ Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config
                            std::to_string(config.cluster.servers) + ") (cluster.servers)");
   KeyRange range = PartitionKeys(spec.num_params(), config.cluster.servers, index);
   PSF_ASSIGN_OR_RETURN(auto shard, ParamShard::Create(spec, range, config.optimizer, config.cluster));
-  return std::unique_ptr<ParamServer>(
+  std::unique_ptr<ParamServer> server(
       new ParamServer(config, std::shared_ptr<ParamShard>(std::move(shard)), std::move(socket)));
+  if (config.checkpoint.interval_steps > 0) {
+    const std::string path = config.checkpoint.dir + "/server-" + std::to_string(index);
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) return Unavailable("checkpoint store " + path + ": cannot create it: " + ec.message());
+    PSF_ASSIGN_OR_RETURN(auto store, ParamStore::OpenRocksDb(path));
+    server->checkpoints_ = std::make_unique<CheckpointWriter>(std::move(store), config.checkpoint.keep);
+  }
+  return server;
+}
+
+std::string ParamServer::StatsJson() const {
+  nlohmann::json j = nlohmann::json::parse(stats_.ToJson());
+  if (checkpoints_) {
+    j["checkpoints_written"] = checkpoints_->written();
+    j["checkpoint_failures"] = checkpoints_->failures();
+    j["checkpoint_durable_step"] = checkpoints_->durable();
+    j["checkpoint_write_ms_max"] = checkpoints_->write_ms_max();
+  }
+  return j.dump();
+}
+
+void ParamServer::MaybeCheckpoint() {
+  if (!checkpoints_) return;
+  const int64_t v = shard_->version();
+  if (v <= last_checkpoint_step_ || v % config_.checkpoint.interval_steps != 0) return;
+  last_checkpoint_step_ = v;
+  ServerCheckpoint* c = checkpoints_->Begin();
+  if (!c) {
+    ++stats_.checkpoints_skipped;
+    std::fprintf(stderr, "ps-server: checkpoint at step %lld skipped: the previous one is still being written\n",
+                 static_cast<long long>(v));
+    return;
+  }
+  const auto start = Clock::now();
+  shard_->Snapshot(c);  // BSP: before any push of step v is taken in
+  c->id = v;
+  c->positions = positions_;
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  stats_.checkpoint_copy_ms_max = std::max(stats_.checkpoint_copy_ms_max, ms);
+  checkpoints_->Commit();
 }
 
 Status ParamServer::Serve(const std::atomic<bool>& stop) {
@@ -92,8 +135,10 @@ Status ParamServer::TalkToCoordinator() {
   PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(Progress(), seconds(config_.cluster.heartbeat_interval_s),
                                               seconds(lost_after_s_)));
   for (uint32_t w : coordinator_->removed()) RemoveWorker(w);
+  if (checkpoints_) checkpoints_->SetCommitted(coordinator_->committed_checkpoint());
   if (coordinator_->stop_requested()) {
     shutdown_ = true;
+    if (checkpoints_) checkpoints_->Drain();  // the last checkpoint is reported too
     // The final audit: every push of the job has been applied by now.
     Status s = coordinator_->Farewell(Progress(), seconds(std::min(2.0, config_.cluster.peer_timeout_s)));
     if (!s.ok()) std::fprintf(stderr, "ps-server: final report not taken: %s\n", s.message().c_str());
@@ -104,6 +149,7 @@ Status ParamServer::TalkToCoordinator() {
 MemberProgress ParamServer::Progress() const {
   MemberProgress p;
   p.step = shard_->version();
+  if (checkpoints_) p.checkpoint = checkpoints_->durable();
   for (const auto& [epoch, audit] : audit_) p.audit.push_back(audit);
   for (const DataPosition& d : positions_)
     if (shard_->removed(d.worker) && p.positions.size() < kMaxListEntries) p.positions.push_back(d);
@@ -132,6 +178,7 @@ void ParamServer::RemoveWorker(uint32_t worker) {
                 parked_.end());
   if (stepped) {
     ++stats_.updates;
+    MaybeCheckpoint();
     AnswerReadyPulls();
   }
 }
@@ -166,7 +213,7 @@ void ParamServer::Handle(InMessage& m) {
       if (h.control == ControlKind::kStats) {
         stats_.version = shard_->version();
         stats_.worker_steps = shard_->WorkerSteps();
-        r.text = stats_.ToJson();
+        r.text = StatsJson();
       } else if (h.control == ControlKind::kShutdown) {
         shutdown_ = true;
       } else if (h.control == ControlKind::kRemoveWorker) {
@@ -204,6 +251,7 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
   }
   if (*outcome == PushOutcome::kApplied) {
     ++stats_.updates;
+    MaybeCheckpoint();
     AnswerReadyPulls();
   }
   if (h.with_pull) {  // answered by the pull reply instead of an ack

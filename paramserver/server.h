@@ -21,6 +21,7 @@
 #include "common/coordinator_link.h"
 #include "common/transport.h"
 #include "common/wire.h"
+#include "paramserver/checkpoint_writer.h"
 #include "paramserver/param_shard.h"
 
 namespace psforge {
@@ -34,6 +35,8 @@ struct ServerStats {
   int64_t pulls_timed_out = 0;
   int64_t replies_dropped = 0;  // peer gone or not reading
   int64_t workers_removed = 0;  // left the job, or declared dead by the coordinator
+  int64_t checkpoints_skipped = 0;      // due while the previous one was still being written
+  double checkpoint_copy_ms_max = 0;    // the longest the serving loop spent taking a snapshot
   std::map<std::string, int64_t> errors;  // bad messages by reason
   int64_t version = 0;                    // filled when reported
   std::vector<int64_t> worker_steps;      // filled when reported
@@ -42,7 +45,10 @@ struct ServerStats {
 
 class ParamServer {
  public:
-  // Server `index` of cluster.servers, bound at `bind` (tcp://host:0 for an OS-chosen port).
+  // Server `index` of cluster.servers, bound at `bind` (tcp://host:0 for an
+  // OS-chosen port). With checkpoint.interval_steps set, it opens its store
+  // <checkpoint.dir>/server-<index> and writes a checkpoint in the background
+  // at every multiple of that many steps.
   static Result<std::unique_ptr<ParamServer>> Create(const JobConfig& config, const ModelSpec& spec,
                                                      int64_t index, Transport* transport,
                                                      const std::string& bind);
@@ -62,6 +68,7 @@ class ParamServer {
   const std::string& endpoint() const { return socket_->endpoint(); }
   KeyRange range() const { return shard_->range(); }
   const ServerStats& stats() const { return stats_; }
+  std::string StatsJson() const;
 
   // Serves until `stop` becomes true or a shutdown control message arrives.
   Status Serve(const std::atomic<bool>& stop);
@@ -86,6 +93,8 @@ class ParamServer {
   // the data position it leaves its worker at.
   void Account(const WireHeader& push);
   void RemoveWorker(uint32_t worker);
+  // After the version moved: a snapshot for the writer when a checkpoint is due.
+  void MaybeCheckpoint();
   void ReplyPull(const std::string& peer, const WireHeader& request);
   void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
   void ReplyError(const std::string& peer, const WireHeader& request, const std::string& reason,
@@ -105,6 +114,8 @@ class ParamServer {
   std::chrono::steady_clock::time_point next_coordinator_check_{};
   std::map<int64_t, EpochAudit> audit_;  // the latest kMaxAuditEntries epochs
   std::vector<DataPosition> positions_;  // per worker
+  std::unique_ptr<CheckpointWriter> checkpoints_;  // null: checkpoints off
+  int64_t last_checkpoint_step_ = 0;
 };
 
 }  // namespace psforge

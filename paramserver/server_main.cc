@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
               psforge::ConsistencyName(config.cluster.consistency));
   std::fflush(stdout);
   psforge::Status served = (*server)->Serve(g_stop);
-  std::fprintf(stderr, "ps-server %u: stopped; stats %s\n", job->id, (*server)->stats().ToJson().c_str());
+  std::fprintf(stderr, "ps-server %u: stopped; stats %s\n", job->id, (*server)->StatsJson().c_str());
   if (!served.ok()) return Fail(served);
   return 0;
 }

@@ -101,6 +101,9 @@ struct Heartbeat {
   # The membership's removed workers travel in pages: a member says how many
   # it knows, the answer lists the next ones from that index on.
   removedFrom @9 :UInt32;
+  # server: the step of its latest durable checkpoint; answer: the latest
+  # step every server has checkpointed (committed). 0: none.
+  checkpoint @10 :Int64;
 }
 
 # A worker asks for its next data shard, reporting the shards it finished.

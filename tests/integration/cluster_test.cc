@@ -11,6 +11,7 @@
 
 #include "common/dataset.h"
 #include "common/shard_plan.h"
+#include "paramserver/param_store.h"
 #include "tests/integration/cluster_fixture.h"
 #include "worker/batch_source.h"
 #include "worker/train_job.h"
@@ -36,7 +37,10 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   testing::TempDir dir;
   const std::vector<std::string> sets{"training.max_steps=50", "training.batch_size=128",
                                       "cluster.workers=2", "data.shard_size=64"};
-  auto cluster = testing::StartCluster(kMlpConfig, 2, sets);
+  std::vector<std::string> cluster_sets = sets;
+  cluster_sets.push_back("checkpoint.interval_steps=25");
+  cluster_sets.push_back("checkpoint.dir=" + dir.File("checkpoints"));
+  auto cluster = testing::StartCluster(kMlpConfig, 2, cluster_sets, {"--summary", dir.File("job.json")});
   std::vector<std::unique_ptr<testing::ChildProcess>> workers;
   for (int w = 0; w < 2; ++w)
     workers.push_back(testing::StartWorker(cluster, "", {"--save-weights", dir.File("w" + std::to_string(w))}));
@@ -78,6 +82,26 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   }
   double rel = std::sqrt(diff / norm);
   EXPECT_LE(rel, 1e-5) << "largest elementwise difference " << worst;
+
+  // The servers' checkpoints at steps 25 and 50, committed; the one at 50
+  // holds exactly the weights the job ended with, and both workers' data
+  // positions.
+  auto job = nlohmann::json::parse(testing::ReadFile(dir.File("job.json")));
+  EXPECT_EQ(job["checkpoint_committed_step"], 50) << job.dump(2);
+  std::vector<float> checkpointed;
+  for (int s = 0; s < 2; ++s) {
+    auto store = ParamStore::OpenRocksDb(dir.File("checkpoints/server-" + std::to_string(s)));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    EXPECT_EQ(*(*store)->List(), (std::vector<int64_t>{25, 50}));
+    auto c = (*store)->Read(50);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_EQ(c->version, 50);
+    EXPECT_EQ(c->range.begin, static_cast<int64_t>(checkpointed.size()));
+    checkpointed.insert(checkpointed.end(), c->weights.begin(), c->weights.end());
+    ASSERT_EQ(c->positions.size(), 2u);
+    for (const auto& p : c->positions) EXPECT_NE(p.lease, 0u) << "worker " << p.worker;
+  }
+  EXPECT_EQ(checkpointed, cluster_weights);
 }
 
 // The servers' accounting in the coordinator's summary, checked here from
@@ -153,6 +177,28 @@ TEST(Cluster, AWorkerKilledMidEpochLosesNoRecordAndTrainsNoneTwice) {
   EXPECT_EQ(job["epochs"], 2);
   EXPECT_GE(job["test_accuracy"].get<double>(), 0.80) << job.dump(2);
   ExpectEveryRecordOnceAnEpoch(job, 2, 60000);
+}
+
+// Workers may register before the servers do (a launcher starts everyone at
+// once): they wait for their welcome, and the job is not given up on.
+TEST(Cluster, WorkersThatJoinBeforeTheServersWaitForThem) {
+  testing::TempDir dir;
+  testing::ChildProcess coordinator({testing::BinPath("ps-coordinator"), "--config", kMlpConfig, "--no-run-dir",
+                                     "--set", "training.max_steps=20", "--set", "cluster.servers=1",
+                                     "--summary", dir.File("job.json")});
+  auto endpoint = coordinator.WaitForLine(std::regex("listening on (\\S+)"), 60s);
+  ASSERT_TRUE(endpoint) << coordinator.Stderr();
+  std::vector<std::unique_ptr<testing::ChildProcess>> workers;
+  for (int w = 0; w < 2; ++w)
+    workers.push_back(std::make_unique<testing::ChildProcess>(
+        std::vector<std::string>{testing::BinPath("ps-worker"), "--coordinator", *endpoint}));
+  ASSERT_TRUE(coordinator.WaitForLine(std::regex("worker 1 joined"), 60s)) << coordinator.Stderr();
+  // Liveness is checked every 50 ms: give it a few rounds with no server.
+  EXPECT_FALSE(coordinator.WaitForLine(std::regex("job failed"), 500ms));
+  testing::ChildProcess server({testing::BinPath("ps-server"), "--coordinator", *endpoint});
+  for (auto& w : workers) EXPECT_EQ(w->Wait(120s), std::optional<int>(0)) << w->Stderr();
+  EXPECT_EQ(server.Wait(60s), std::optional<int>(0)) << server.Stderr();
+  EXPECT_EQ(coordinator.Wait(60s), std::optional<int>(0)) << coordinator.Stderr();
 }
 
 TEST(Cluster, WorkerNamesACoordinatorThatDoesNotAnswer) {
