@@ -1,7 +1,9 @@
 #include "paramserver/param_store.h"
 
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/write_batch.h>
 #include <zlib.h>
 
@@ -9,6 +11,7 @@
 #include <cstddef>
 #include <cstring>
 #include <map>
+#include <string_view>
 
 namespace psforge {
 namespace {
@@ -62,19 +65,33 @@ std::string Bytes(const void* data, std::size_t bytes) {
 class Table {
  public:
   virtual ~Table() = default;
-  virtual Status Apply(const std::vector<std::pair<std::string, std::string>>& puts,
+  // Values are views: the caller keeps them alive for the call.
+  virtual Status Apply(const std::vector<std::pair<std::string, std::string_view>>& puts,
                        const std::vector<std::string>& deletes) = 0;
   // NotFound when absent.
   virtual Status Get(const std::string& key, std::string* value) const = 0;
   virtual Result<std::vector<std::string>> Keys(const std::string& prefix) const = 0;
+  // The checkpoint ids present, ascending, reading no values.
+  virtual Result<std::vector<int64_t>> Ids() const = 0;
+  // Deletes every key in [begin, end).
+  virtual Status RemoveRange(const std::string& begin, const std::string& end) = 0;
 };
+
+int64_t IdOf(const std::string& key) { return std::stoll(key.substr(2, 20)); }
+
+// The first key after every key of checkpoint `id`.
+std::string PrefixEnd(int64_t id) {
+  std::string p = Prefix(id);
+  p.back() = static_cast<char>(p.back() + 1);
+  return p;
+}
 
 class MapTable final : public Table {
  public:
-  Status Apply(const std::vector<std::pair<std::string, std::string>>& puts,
+  Status Apply(const std::vector<std::pair<std::string, std::string_view>>& puts,
                const std::vector<std::string>& deletes) override {
     for (const auto& k : deletes) map_.erase(k);
-    for (const auto& [k, v] : puts) map_[k] = v;
+    for (const auto& [k, v] : puts) map_[k] = std::string(v);
     return Status::Ok();
   }
   Status Get(const std::string& key, std::string* value) const override {
@@ -88,6 +105,18 @@ class MapTable final : public Table {
     for (auto it = map_.lower_bound(prefix); it != map_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
       out.push_back(it->first);
     return out;
+  }
+  Result<std::vector<int64_t>> Ids() const override {
+    std::vector<int64_t> ids;
+    for (auto it = map_.lower_bound("c/"); it != map_.end() && it->first.size() >= 23 &&
+                                           it->first.compare(0, 2, "c/") == 0;
+         it = map_.lower_bound(PrefixEnd(ids.back())))
+      ids.push_back(IdOf(it->first));
+    return ids;
+  }
+  Status RemoveRange(const std::string& begin, const std::string& end) override {
+    map_.erase(map_.lower_bound(begin), map_.lower_bound(end));
+    return Status::Ok();
   }
 
  private:
@@ -105,22 +134,36 @@ Status FromRocks(const rocksdb::Status& s, const std::string& where, const std::
 
 class RocksTable final : public Table {
  public:
-  RocksTable(std::unique_ptr<rocksdb::DB> db, std::string where) : db_(std::move(db)), where_(std::move(where)) {}
-  Status Apply(const std::vector<std::pair<std::string, std::string>>& puts,
+  RocksTable(std::unique_ptr<rocksdb::DB> db, rocksdb::Options options, std::string where)
+      : db_(std::move(db)), options_(std::move(options)), where_(std::move(where)) {}
+
+  // A checkpoint goes in as one table file, written once and synced by
+  // SstFileWriter, then ingested: atomically (all of its keys appear at
+  // once, or none) and without a copy through the memtable, the
+  // write-ahead log or a flush.
+  Status Apply(const std::vector<std::pair<std::string, std::string_view>>& puts,
                const std::vector<std::string>& deletes) override {
-    rocksdb::WriteBatch batch;
-    for (const auto& k : deletes) batch.Delete(k);
-    for (const auto& [k, v] : puts) batch.Put(k, v);
-    // Written once, straight into checksummed table and blob files: no
-    // write-ahead log, and the flush (which syncs its files and the
-    // manifest) is what makes the batch durable. A crash before the flush
-    // ends leaves none of it.
-    rocksdb::WriteOptions options;
-    options.disableWAL = true;
-    PSF_RETURN_IF_ERROR(FromRocks(db_->Write(options, &batch), where_, "write"));
-    rocksdb::FlushOptions flush;
-    flush.wait = true;
-    return FromRocks(db_->Flush(flush), where_, "flush");
+    if (puts.empty()) {
+      rocksdb::WriteBatch batch;
+      for (const auto& k : deletes) batch.Delete(k);
+      rocksdb::WriteOptions options;
+      options.sync = true;
+      return FromRocks(db_->Write(options, &batch), where_, "delete");
+    }
+    std::vector<std::pair<const std::string*, const std::string_view*>> entries;  // key, value (null: delete)
+    for (const auto& [k, v] : puts) entries.emplace_back(&k, &v);
+    for (const auto& k : deletes) entries.emplace_back(&k, nullptr);
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return *a.first < *b.first; });
+    const std::string file = where_ + ".incoming.sst";
+    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options_, nullptr, /*invalidate_page_cache=*/false);
+    PSF_RETURN_IF_ERROR(FromRocks(writer.Open(file), where_, "create " + file));
+    for (const auto& [k, v] : entries)
+      PSF_RETURN_IF_ERROR(FromRocks(v ? writer.Put(*k, rocksdb::Slice(v->data(), v->size())) : writer.Delete(*k),
+                                    where_, "write " + file));
+    PSF_RETURN_IF_ERROR(FromRocks(writer.Finish(), where_, "finish " + file));
+    rocksdb::IngestExternalFileOptions ingest;
+    ingest.move_files = true;
+    return FromRocks(db_->IngestExternalFile({file}, ingest), where_, "ingest " + file);
   }
   Status Get(const std::string& key, std::string* value) const override {
     rocksdb::ReadOptions options;
@@ -137,9 +180,32 @@ class RocksTable final : public Table {
     PSF_RETURN_IF_ERROR(FromRocks(it->status(), where_, "list"));
     return out;
   }
+  Result<std::vector<int64_t>> Ids() const override {
+    // Seeking from one checkpoint's first key to the next reads the small
+    // blocks that start each checkpoint, not its values.
+    rocksdb::ReadOptions options;
+    options.verify_checksums = true;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options));
+    std::vector<int64_t> ids;
+    for (it->Seek("c/"); it->Valid() && it->key().starts_with("c/") && it->key().size() >= 23;
+         it->Seek(PrefixEnd(ids.back())))
+      ids.push_back(IdOf(it->key().ToString()));
+    PSF_RETURN_IF_ERROR(FromRocks(it->status(), where_, "list"));
+    return ids;
+  }
+  Status RemoveRange(const std::string& begin, const std::string& end) override {
+    // Whole table files of the checkpoint go at once; a tombstone covers the rest.
+    rocksdb::Slice b(begin), e(end);
+    PSF_RETURN_IF_ERROR(FromRocks(rocksdb::DeleteFilesInRange(db_.get(), db_->DefaultColumnFamily(), &b, &e),
+                                  where_, "delete files"));
+    rocksdb::WriteOptions options;
+    options.sync = true;
+    return FromRocks(db_->DeleteRange(options, db_->DefaultColumnFamily(), b, e), where_, "delete range");
+  }
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::Options options_;
   std::string where_;
 };
 
@@ -148,7 +214,7 @@ class TableStore final : public ParamStore {
   TableStore(std::unique_ptr<Table> table, std::string where) : table_(std::move(table)), where_(std::move(where)) {}
 
   Status Write(const ServerCheckpoint& c) override {
-    std::vector<std::pair<std::string, std::string>> puts;
+    std::vector<std::pair<std::string, std::string_view>> puts;  // views of `c` and of the locals below
     Meta meta{};
     std::memcpy(meta.magic, kMagic, sizeof kMagic);
     meta.id = c.id;
@@ -168,9 +234,9 @@ class TableStore final : public ParamStore {
       positions += Bytes(&p.lease_offset, sizeof p.lease_offset);
     }
     meta.positions_crc = Crc(0, positions.data(), positions.size());
-    puts.emplace_back(Prefix(c.id) + "p", std::move(positions));
+    puts.emplace_back(Prefix(c.id) + "p", positions);
     meta.meta_crc = Crc(0, &meta, offsetof(Meta, meta_crc));
-    puts.emplace_back(Prefix(c.id) + "meta", Bytes(&meta, sizeof meta));
+    puts.emplace_back(Prefix(c.id) + "meta", std::string_view(reinterpret_cast<const char*>(&meta), sizeof meta));
     // Whatever an older checkpoint of this id left (more chunks) goes in the same batch.
     PSF_ASSIGN_OR_RETURN(auto old, table_->Keys(Prefix(c.id)));
     std::vector<std::string> deletes;
@@ -241,13 +307,14 @@ class TableStore final : public ParamStore {
  private:
   // Adds `values` as chunks of checkpoint `id`; returns their CRC.
   static uint32_t Chunks(int64_t id, char part, const std::vector<float>& values,
-                         std::vector<std::pair<std::string, std::string>>* puts) {
+                         std::vector<std::pair<std::string, std::string_view>>* puts) {
     uint32_t crc = 0;
     for (int64_t begin = 0, chunk = 0; begin < static_cast<int64_t>(values.size()); begin += kChunkFloats, ++chunk) {
       const int64_t n = std::min<int64_t>(kChunkFloats, static_cast<int64_t>(values.size()) - begin);
       const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(float);
       crc = Crc(crc, values.data() + begin, bytes);
-      puts->emplace_back(ChunkKey(id, part, chunk), Bytes(values.data() + begin, bytes));
+      puts->emplace_back(ChunkKey(id, part, chunk),
+                         std::string_view(reinterpret_cast<const char*>(values.data() + begin), bytes));
     }
     return crc;
   }
@@ -287,15 +354,12 @@ Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& p
   rocksdb::Options options;
   options.create_if_missing = true;
   options.paranoid_checks = true;
-  // Checkpoints are large values written once: keep them out of the LSM's
-  // compactions, in blob files.
-  options.enable_blob_files = true;
-  options.min_blob_size = 64 << 10;
+  options.compression = rocksdb::kNoCompression;  // float values do not compress
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, path, &db);
   if (!s.ok()) return FromRocks(s, path, "open");
-  return std::unique_ptr<ParamStore>(
-      std::make_unique<TableStore>(std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), path), path));
+  return std::unique_ptr<ParamStore>(std::make_unique<TableStore>(
+      std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), options, path), path));
 }
 
 }  // namespace psforge

@@ -3,8 +3,10 @@
 // A checkpoint holds what the server needs to continue exactly where it was:
 // the weights of its range at one version, the optimizer's state and step
 // count, and every worker's data position at that version. Write() stores a
-// checkpoint as one atomic unit (RocksDB: one WriteBatch, synced), so it is
-// either wholly there or not at all, and durable when Write() returns. Each
+// checkpoint as one atomic unit, so it is either wholly there or not at all,
+// and durable when Write() returns. (RocksDB: one table file, written and
+// synced once, then ingested; that is atomic like a WriteBatch, without
+// copying the values through the memtable, the log and a flush.) Each
 // part carries a CRC-32 that Read() verifies: a torn, truncated or altered
 // checkpoint is a DataLoss naming it and what is wrong, never loaded.
 // The in-memory store (tests) keeps the same contract except durability.
