@@ -230,7 +230,7 @@ void Coordinator::FillRemoved(uint32_t known, WireHeader* answer) const {
 
 void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
   Member* m = Find(PeerRole::kWorker, h.sender);
-  if (!m || m->state != MemberState::kActive)
+  if (!m || (m->state != MemberState::kActive && m->state != MemberState::kFinished))
     return ReplyError(peer, h, FailedPrecondition("lease request from worker " + std::to_string(h.sender) +
                                                   ", which is not an active member of the job"));
   m->last_seen = Clock::now();
@@ -255,18 +255,28 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
 bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int64_t evaluate_epoch,
                               bool may_park) {
   Member* m = Find(PeerRole::kWorker, h.sender);
-  if (!m || m->state != MemberState::kActive) return true;
+  if (!m || (m->state != MemberState::kActive && m->state != MemberState::kFinished)) return true;
   WireHeader r;
   r.kind = MessageKind::kLeaseReply;
   r.request_id = h.request_id;
   r.evaluate_epoch = evaluate_epoch;
-  if (h.finished || leases_.finished()) {
-    m->state = MemberState::kFinished;
-    m->final_step = h.step;
+  if (h.finished || leases_.finished() || m->state == MemberState::kFinished) {
+    // A worker that finishes stops training at once (and leaves the
+    // servers); which worker evaluates the final weights is the last one to
+    // finish, or, if that one dies, one that finished before and asks again.
+    const bool first = m->state == MemberState::kActive;
+    if (first) {
+      m->state = MemberState::kFinished;
+      m->final_step = h.step;
+    }
     r.lease_status = LeaseStatus::kFinished;
-    const bool last = std::none_of(workers_.begin(), workers_.end(),
-                                   [](const Member& w) { return w.state == MemberState::kActive; });
-    if (last) {
+    const bool none_active = std::none_of(workers_.begin(), workers_.end(),
+                                          [](const Member& w) { return w.state == MemberState::kActive; });
+    if (evaluator_ == static_cast<int64_t>(h.sender)) {
+      r.final_version = std::max<int64_t>(final_steps_, 1);
+    } else if (evaluator_ >= 0 || job_over_) {
+      r.final_version = -1;  // another worker evaluates
+    } else if (none_active) {
       int64_t version = 0;
       for (const Member& w : workers_) version = std::max(version, w.final_step);
       r.final_version = std::max<int64_t>(version, 1);
@@ -274,6 +284,13 @@ bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int6
       evaluator_ = h.sender;
       Log("training done at step " + std::to_string(version) + "; worker " + std::to_string(h.sender) +
           " runs the final evaluation");
+    } else if (first) {
+      r.final_version = 0;  // undecided: ask again after leaving the servers
+    } else if (may_park) {
+      parked_leases_.push_back({peer, h, Clock::now() + Seconds(config_.cluster.request_timeout_s / 2)});
+      return false;
+    } else {
+      r.lease_status = LeaseStatus::kWait;  // still undecided: ask again
     }
     Reply(peer, r);
     return true;
@@ -336,9 +353,11 @@ void Coordinator::CheckLiveness() {
   const auto timeout = Seconds(config_.cluster.peer_timeout_s);
   for (auto* list : {&servers_, &workers_}) {
     for (Member& m : *list) {
-      if (m.state != MemberState::kActive || now - m.last_seen <= timeout) continue;
+      const bool finished_worker = m.role == PeerRole::kWorker && m.state == MemberState::kFinished;
+      if ((m.state != MemberState::kActive && !finished_worker) || now - m.last_seen <= timeout) continue;
       m.state = MemberState::kDead;
       const std::string who = std::string(RoleName(m.role)) + " " + std::to_string(m.id);
+      if (finished_worker) continue;  // it had left the servers and holds no leases
       if (m.role == PeerRole::kServer) {
         return EndJob(Unavailable(who + " at " + m.endpoint + " sent no heartbeat for " +
                                   Fixed(config_.cluster.peer_timeout_s, 1) +
@@ -355,7 +374,7 @@ void Coordinator::CheckLiveness() {
   // Workers still waiting for their welcome (the servers are not all there
   // yet) are as much alive as those training.
   const bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](const Member& w) {
-    return w.state == MemberState::kActive || w.state == MemberState::kJoining;
+    return w.state == MemberState::kActive || w.state == MemberState::kJoining || w.state == MemberState::kFinished;
   });
   if (all_joined && !any_alive && evaluator_ < 0)
     return EndJob(Unavailable("every worker is gone before the job finished"));

@@ -36,11 +36,20 @@ TEST(Coordinator, EveryRemovedWorkerReachesTheServersPageByPage) {
   auto transport = Transport::CreateZmq();
   CoordinatorOptions options;
   options.bind = "inproc://coordinator-test";
-  options.progress_out = std::fopen("/dev/null", "w");
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> quiet(std::fopen("/dev/null", "w"), &std::fclose);
+  options.progress_out = quiet.get();
   auto coordinator = Coordinator::Create(config, transport.get(), options);
   ASSERT_TRUE(coordinator.ok()) << coordinator.status().ToString();
   std::atomic<bool> stop{false};
   std::thread loop([&] { (void)(*coordinator)->Run(stop); });
+  struct Joiner {  // stops the coordinator however the test ends
+    std::atomic<bool>& stop;
+    std::thread& loop;
+    ~Joiner() {
+      stop = true;
+      loop.join();
+    }
+  } joiner{stop, loop};
 
   auto open = [&] {
     auto c = CoordinatorChannel::Open(transport.get(), options.bind);
@@ -51,8 +60,12 @@ TEST(Coordinator, EveryRemovedWorkerReachesTheServersPageByPage) {
   ASSERT_TRUE(server->Join(PeerRole::kServer, "tcp://10.0.0.1:7000", 10s).ok());
   std::vector<std::unique_ptr<CoordinatorChannel>> workers;
   for (int i = 0; i < kWorkers; ++i) {
+    // The server (and worker 0, once there) stay alive however long this takes.
+    ASSERT_TRUE(server->Heartbeat(MemberProgress{}, 20ms, 30s).ok());
+    if (i > 0) ASSERT_TRUE(workers[0]->Heartbeat(MemberProgress{}, 20ms, 30s).ok());
     workers.push_back(open());
-    ASSERT_TRUE(workers.back()->Join(PeerRole::kWorker, "", 10s).ok());
+    auto joined = workers.back()->Join(PeerRole::kWorker, "", 30s);
+    ASSERT_TRUE(joined.ok()) << "worker " << i << ": " << joined.status().ToString();
   }
   // Worker 0 and the server keep beating; the others fall silent.
   const auto deadline = Clock::now() + 60s;
@@ -65,9 +78,6 @@ TEST(Coordinator, EveryRemovedWorkerReachesTheServersPageByPage) {
   EXPECT_EQ(server->removed().size(), kWorkers - 1u) << "each removal once";
   EXPECT_EQ(removed.size(), kWorkers - 1u);
   EXPECT_EQ(removed.count(0), 0u);
-  stop = true;
-  loop.join();
-  std::fclose(options.progress_out);
 }
 
 }  // namespace

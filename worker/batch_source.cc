@@ -132,7 +132,8 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
   if (max_steps_ > 0 && step >= max_steps_) {
     PSF_ASSIGN_OR_RETURN(WireHeader r, Lease(step, /*finished=*/true));
     stopped_ = plan.stop = true;
-    final_version_ = r.final_version > 0 ? r.final_version : kNoFinalEvaluation;
+    final_version_ = r.final_version;
+    last_step_ = step;
     return plan;
   }
   while (static_cast<int64_t>(rows->size()) < max_rows) {
@@ -156,7 +157,8 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
     if (r.lease_status == LeaseStatus::kWait) break;  // an empty or short step keeps pace
     if (r.lease_status == LeaseStatus::kFinished) {
       stopped_ = true;
-      final_version_ = r.final_version > 0 ? r.final_version : kNoFinalEvaluation;
+      final_version_ = r.final_version;
+      last_step_ = step;
       plan.stop = rows->empty();
       break;
     }
@@ -190,6 +192,18 @@ void LeaseSource::Pushed(int64_t step, double loss, int64_t rows, int64_t applie
     progress_.loss = trained_steps_++ == 0 ? loss : 0.95 * progress_.loss + 0.05 * loss;
   }
   heartbeat_->Publish(progress_);
+}
+
+Result<int64_t> LeaseSource::FinalVersion() {
+  // Undecided: others were still training when this worker finished. Ask
+  // again (it has left the servers by now); the coordinator holds the
+  // request until it knows, or answers "wait" so that it is asked again.
+  while (final_version_ == 0) {
+    PSF_RETURN_IF_ERROR(heartbeat_->status());
+    PSF_ASSIGN_OR_RETURN(WireHeader r, Lease(last_step_, /*finished=*/true));
+    if (r.lease_status == LeaseStatus::kFinished) final_version_ = r.final_version;
+  }
+  return final_version_ > 0 ? final_version_ : kNoFinalEvaluation;
 }
 
 Status LeaseSource::Report(int64_t epoch, int64_t step, double metric, bool final) {

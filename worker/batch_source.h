@@ -44,10 +44,13 @@ class BatchSource {
   virtual Status Report(int64_t /*epoch*/, int64_t /*step*/, double /*metric*/, bool /*final*/) {
     return Status::Ok();
   }
-  // After stop: the weight version to evaluate; -1 means the weights at hand,
-  // and kNoFinalEvaluation that another process evaluates.
+  // After stop (and after leaving the servers): the weight version to
+  // evaluate; -1 means the weights at hand, and kNoFinalEvaluation that
+  // another process evaluates. A cluster worker may wait here until the
+  // coordinator knows which worker evaluates (the last one to finish, or
+  // one that already finished when the last one died).
   static constexpr int64_t kNoFinalEvaluation = -2;
-  virtual int64_t FinalVersion() const { return -1; }
+  virtual Result<int64_t> FinalVersion() { return int64_t{-1}; }
   virtual int64_t epochs() const = 0;
   // The job's expected total of records, for the ETA (0 when unknown).
   virtual int64_t total_records() const = 0;
@@ -104,7 +107,7 @@ class LeaseSource final : public BatchSource {
   Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override;
   void Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps) override;
   Status Report(int64_t epoch, int64_t step, double metric, bool final) override;
-  int64_t FinalVersion() const override { return final_version_; }
+  Result<int64_t> FinalVersion() override;
   int64_t epochs() const override { return epochs_; }
   int64_t total_records() const override { return 0; }
 
@@ -125,8 +128,9 @@ class LeaseSource final : public BatchSource {
   std::size_t shard_pos_ = 0;
   std::vector<std::pair<uint64_t, int64_t>> consumed_;
   int64_t applied_steps_ = 0;
-  int64_t final_version_ = kNoFinalEvaluation;
+  int64_t final_version_ = 0;  // as the coordinator said: > 0 evaluate it, -1 not this worker, 0 undecided
   bool stopped_ = false;
+  int64_t last_step_ = 0;  // steps trained when it stopped
   MemberProgress progress_;
   int64_t trained_steps_ = 0;
 };

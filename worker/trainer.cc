@@ -131,7 +131,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     progress_->Step(p, Seconds(start_));
   }
   PSF_RETURN_IF_ERROR(client_->Leave());
-  const int64_t final_version = source->FinalVersion();
+  PSF_ASSIGN_OR_RETURN(const int64_t final_version, source->FinalVersion());
   result.epochs = epoch;
   result.steps = step;
   result.samples_per_s = result.samples / std::max(1e-9, train_s);

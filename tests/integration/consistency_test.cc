@@ -78,12 +78,34 @@ TEST(Consistency, AspFinishesWithoutWaitingForAStalledWorker) {
   auto steps = PollUntil(stats, [](const auto& s) { return s[1] >= 5; }, 60s);
   ASSERT_GE(steps[1], 5) << w1->Stderr();
   w1->Signal(SIGSTOP);
-  EXPECT_EQ(w0->Wait(120s), std::optional<int>(0)) << w0->Stderr();
-  auto final_steps = WorkerSteps(stats);
+  // Worker 0 trains all its steps while worker 1 stands still. (It then
+  // waits to learn whether it runs the final evaluation: worker 1 will.)
+  auto final_steps = PollUntil(stats, [](const auto& s) { return s[0] >= 150; }, 120s);
   EXPECT_EQ(final_steps[0], 150);
   EXPECT_LT(final_steps[1], 150) << "the stalled worker was not stalled";
   w1->Signal(SIGCONT);
+  EXPECT_EQ(w0->Wait(120s), std::optional<int>(0)) << w0->Stderr();
   EXPECT_EQ(w1->Wait(120s), std::optional<int>(0)) << w1->Stderr();
+  testing::ExpectClusterExits(cluster);
+}
+
+// The last worker still training dies after the other finished: the one
+// that finished runs the final evaluation, and the job completes.
+TEST(Consistency, AFinishedWorkerEvaluatesWhenTheLastOneDies) {
+  const std::vector<std::string> sets{"cluster.workers=2", "cluster.consistency=asp", "training.max_steps=100",
+                                      "cluster.heartbeat_interval_s=0.1", "cluster.peer_timeout_s=1.5"};
+  auto cluster = testing::StartCluster(testing::kMlpConfig, 1, sets);
+  auto transport = Transport::CreateZmq();
+  testing::RawClient stats(transport.get(), cluster.servers[0].endpoint);
+  auto [w0, w1] = StartTwoWorkers(cluster);
+  auto steps = PollUntil(stats, [](const auto& s) { return s[1] >= 5; }, 60s);
+  ASSERT_GE(steps[1], 5) << w1->Stderr();
+  w1->Signal(SIGSTOP);
+  steps = PollUntil(stats, [](const auto& s) { return s[0] >= 100; }, 120s);
+  ASSERT_EQ(steps[0], 100);
+  w1->Signal(SIGKILL);
+  EXPECT_EQ(w0->Wait(120s), std::optional<int>(0)) << w0->Stderr();
+  EXPECT_NE(w0->Stdout().find("final test_accuracy"), std::string::npos) << "worker 0 did not evaluate";
   testing::ExpectClusterExits(cluster);
 }
 
