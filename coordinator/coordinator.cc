@@ -247,7 +247,9 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
       if (*completed < config_.training.epochs) evaluate = *completed;
     }
   }
-  if (evaluate == 0 && pending_evaluation_ > 0) std::swap(evaluate, pending_evaluation_);
+  // An epoch completed by a dead worker's leases goes to the next worker still training.
+  if (evaluate == 0 && pending_evaluation_ > 0 && m->state == MemberState::kActive && !h.finished)
+    std::swap(evaluate, pending_evaluation_);
   if (!h.done.empty()) RetryParkedLeases(false);
   AnswerLease(peer, h, evaluate, /*may_park=*/true);
 }
