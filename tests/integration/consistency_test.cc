@@ -69,8 +69,9 @@ TEST(Consistency, SspHoldsTheFastWorkerWithinTheBoundOfAStalledOne) {
 }
 
 TEST(Consistency, AspFinishesWithoutWaitingForAStalledWorker) {
+  // The stalled worker must not be declared dead meanwhile (sanitizer builds are slow).
   const std::vector<std::string> sets{"cluster.workers=2", "cluster.consistency=asp",
-                                      "training.max_steps=150"};
+                                      "training.max_steps=150", "cluster.peer_timeout_s=120"};
   auto cluster = testing::StartCluster(testing::kMlpConfig, 1, sets);
   auto transport = Transport::CreateZmq();
   testing::RawClient stats(transport.get(), cluster.servers[0].endpoint);
