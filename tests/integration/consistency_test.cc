@@ -2,6 +2,8 @@
 // SIGSTOP while the other keeps training.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <csignal>
 #include <thread>
 
@@ -68,46 +70,54 @@ TEST(Consistency, SspHoldsTheFastWorkerWithinTheBoundOfAStalledOne) {
   testing::ExpectClusterExits(cluster);
 }
 
+// An ASP job of two workers on one server, run until worker 1 has pushed 5
+// steps and is then frozen (SIGSTOP), and worker 0 has pushed all of its
+// training.max_steps while worker 1 stands still.
+struct StalledAspJob {
+  std::unique_ptr<Transport> transport = Transport::CreateZmq();
+  testing::TestCluster cluster;
+  std::unique_ptr<testing::RawClient> stats;
+  std::unique_ptr<testing::ChildProcess> w0, w1;
+  std::vector<int64_t> steps;  // per worker, once worker 0 is done
+};
+
+void RunWithAStalledWorker(StalledAspJob* job, int64_t max_steps, std::vector<std::string> sets) {
+  sets.insert(sets.end(), {"cluster.workers=2", "cluster.consistency=asp",
+                           "training.max_steps=" + std::to_string(max_steps)});
+  job->cluster = testing::StartCluster(testing::kMlpConfig, 1, sets);
+  job->stats = std::make_unique<testing::RawClient>(job->transport.get(), job->cluster.servers[0].endpoint);
+  std::tie(job->w0, job->w1) = StartTwoWorkers(job->cluster);
+  auto steps = PollUntil(*job->stats, [](const auto& s) { return s[1] >= 5; }, 60s);
+  ASSERT_GE(steps[1], 5) << job->w1->Stderr();
+  job->w1->Signal(SIGSTOP);
+  job->steps = PollUntil(*job->stats, [&](const auto& s) { return s[0] >= max_steps; }, 120s);
+  ASSERT_EQ(job->steps[0], max_steps);
+  EXPECT_LT(job->steps[1], max_steps) << "the stalled worker was not stalled";
+}
+
 TEST(Consistency, AspFinishesWithoutWaitingForAStalledWorker) {
+  StalledAspJob job;
   // The stalled worker must not be declared dead meanwhile (sanitizer builds are slow).
-  const std::vector<std::string> sets{"cluster.workers=2", "cluster.consistency=asp",
-                                      "training.max_steps=150", "cluster.peer_timeout_s=120"};
-  auto cluster = testing::StartCluster(testing::kMlpConfig, 1, sets);
-  auto transport = Transport::CreateZmq();
-  testing::RawClient stats(transport.get(), cluster.servers[0].endpoint);
-  auto [w0, w1] = StartTwoWorkers(cluster);
-  auto steps = PollUntil(stats, [](const auto& s) { return s[1] >= 5; }, 60s);
-  ASSERT_GE(steps[1], 5) << w1->Stderr();
-  w1->Signal(SIGSTOP);
-  // Worker 0 trains all its steps while worker 1 stands still. (It then
-  // waits to learn whether it runs the final evaluation: worker 1 will.)
-  auto final_steps = PollUntil(stats, [](const auto& s) { return s[0] >= 150; }, 120s);
-  EXPECT_EQ(final_steps[0], 150);
-  EXPECT_LT(final_steps[1], 150) << "the stalled worker was not stalled";
-  w1->Signal(SIGCONT);
-  EXPECT_EQ(w0->Wait(120s), std::optional<int>(0)) << w0->Stderr();
-  EXPECT_EQ(w1->Wait(120s), std::optional<int>(0)) << w1->Stderr();
-  testing::ExpectClusterExits(cluster);
+  RunWithAStalledWorker(&job, 150, {"cluster.peer_timeout_s=120"});
+  if (HasFatalFailure()) return;
+  // Worker 0 has trained all its steps; it now waits to learn whether it
+  // runs the final evaluation: worker 1 will, once it continues.
+  job.w1->Signal(SIGCONT);
+  EXPECT_EQ(job.w0->Wait(120s), std::optional<int>(0)) << job.w0->Stderr();
+  EXPECT_EQ(job.w1->Wait(120s), std::optional<int>(0)) << job.w1->Stderr();
+  testing::ExpectClusterExits(job.cluster);
 }
 
 // The last worker still training dies after the other finished: the one
 // that finished runs the final evaluation, and the job completes.
 TEST(Consistency, AFinishedWorkerEvaluatesWhenTheLastOneDies) {
-  const std::vector<std::string> sets{"cluster.workers=2", "cluster.consistency=asp", "training.max_steps=100",
-                                      "cluster.heartbeat_interval_s=0.1", "cluster.peer_timeout_s=1.5"};
-  auto cluster = testing::StartCluster(testing::kMlpConfig, 1, sets);
-  auto transport = Transport::CreateZmq();
-  testing::RawClient stats(transport.get(), cluster.servers[0].endpoint);
-  auto [w0, w1] = StartTwoWorkers(cluster);
-  auto steps = PollUntil(stats, [](const auto& s) { return s[1] >= 5; }, 60s);
-  ASSERT_GE(steps[1], 5) << w1->Stderr();
-  w1->Signal(SIGSTOP);
-  steps = PollUntil(stats, [](const auto& s) { return s[0] >= 100; }, 120s);
-  ASSERT_EQ(steps[0], 100);
-  w1->Signal(SIGKILL);
-  EXPECT_EQ(w0->Wait(120s), std::optional<int>(0)) << w0->Stderr();
-  EXPECT_NE(w0->Stdout().find("final test_accuracy"), std::string::npos) << "worker 0 did not evaluate";
-  testing::ExpectClusterExits(cluster);
+  StalledAspJob job;
+  RunWithAStalledWorker(&job, 100, {"cluster.heartbeat_interval_s=0.1", "cluster.peer_timeout_s=1.5"});
+  if (HasFatalFailure()) return;
+  job.w1->Signal(SIGKILL);
+  EXPECT_EQ(job.w0->Wait(120s), std::optional<int>(0)) << job.w0->Stderr();
+  EXPECT_NE(job.w0->Stdout().find("final test_accuracy"), std::string::npos) << "worker 0 did not evaluate";
+  testing::ExpectClusterExits(job.cluster);
 }
 
 }  // namespace
