@@ -2,10 +2,9 @@
 // SIGSTOP while the other keeps training.
 #include <gtest/gtest.h>
 
-#include <tuple>
-
 #include <csignal>
 #include <thread>
+#include <tuple>
 
 #include "tests/integration/cluster_fixture.h"
 #include "tests/integration/raw_client.h"
