@@ -64,7 +64,6 @@ class LeaseTable {
   bool finished() const { return completed_ >= epochs_; }
   // Records reported done in the current epoch.
   int64_t records_done_in_epoch() const { return records_done_; }
-  int64_t held() const { return static_cast<int64_t>(held_.size()); }
   int64_t HeldBy(uint32_t worker) const;
 
  private:
