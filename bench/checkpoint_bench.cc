@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/min_med_max.h"
 #include "paramserver/param_shard.h"
 #include "paramserver/param_store.h"
 
@@ -46,13 +47,6 @@ double RawWrite(const std::string& dir, std::size_t bytes) {
   return s;
 }
 
-std::string MinMedMax(std::vector<double> v, const char* f) {
-  std::sort(v.begin(), v.end());
-  char buf[160];
-  std::string format = std::string(f) + " / " + f + " / " + f;
-  std::snprintf(buf, sizeof buf, format.c_str(), v.front(), v[v.size() / 2], v.back());
-  return buf;
-}
 
 }  // namespace
 }  // namespace psforge

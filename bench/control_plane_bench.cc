@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/min_med_max.h"
 #include "common/coordinator_link.h"
 #include "tests/support/child_process.h"
 
@@ -221,13 +222,6 @@ Numbers RunOnce(const Options& o, const std::string& bin_dir) {
   return n;
 }
 
-std::string MinMedMax(std::vector<double> v, const char* format) {
-  std::sort(v.begin(), v.end());
-  char buf[128];
-  std::string f = std::string(format) + " / " + format + " / " + format;
-  std::snprintf(buf, sizeof buf, f.c_str(), v.front(), v[v.size() / 2], v.back());
-  return buf;
-}
 
 }  // namespace
 }  // namespace psforge

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/min_med_max.h"
 #include "common/process_setup.h"
 #include "paramserver/server.h"
 #include "worker/ps_client.h"
@@ -145,12 +146,6 @@ int main(int argc, char** argv) {
               psforge::AllocatorName(), runs, seconds);
   std::printf("| size | servers | psforge GB/s min / median / max | raw ZeroMQ GB/s min / median / max "
               "| ratio min / median / max |\n|---|---|---|---|---|\n");
-  auto mmm = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.2f / %.2f / %.2f", v.front(), v[v.size() / 2], v.back());
-    return std::string(buf);
-  };
   for (int64_t floats : {int64_t{397510}, int64_t{16} << 20}) {
     for (int servers : {1, 2}) {
       std::vector<double> raw, ours, ratio;
@@ -160,7 +155,8 @@ int main(int argc, char** argv) {
         ratio.push_back(ours.back() / raw.back());
       }
       std::printf("| %s | %d | %s | %s | %s |\n", floats == 397510 ? "1.6 MB" : "64 MB", servers,
-                  mmm(ours).c_str(), mmm(raw).c_str(), mmm(ratio).c_str());
+                  psforge::MinMedMax(ours, "%.2f").c_str(),
+                  psforge::MinMedMax(raw, "%.2f").c_str(), psforge::MinMedMax(ratio, "%.2f").c_str());
       std::fflush(stdout);
     }
   }
