@@ -107,8 +107,17 @@ Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string&
                            MessageKindName(r.kind));
   PSF_ASSIGN_OR_RETURN(JobAssignment job, DecodeJob(answer->message.frames[1]->bytes(), coordinator_));
   job.id = r.sender;
+  job.generation = r.generation;
+  job.step = r.step;
   id_ = job.id;
   role_ = role;
+  // A member that joins again (the job restarted) starts over.
+  generation_ = role == PeerRole::kWorker ? r.generation : 0;  // a server's is set once it has loaded
+  coordinator_generation_ = r.generation;
+  restore_ = r.step;
+  collecting_ = r.step > 0;
+  stop_ = false;
+  removed_.clear();
   return job;
 }
 
@@ -116,10 +125,13 @@ void CoordinatorChannel::Absorb(const WireHeader& h) {
   last_answer_ = Clock::now();
   if (h.kind != MessageKind::kHeartbeat) return;
   ++heartbeats_answered_;
-  committed_checkpoint_ = std::max(committed_checkpoint_, h.checkpoint);
+  committed_checkpoint_ = h.checkpoint;
   stop_ = stop_ || h.stop;
+  coordinator_generation_ = h.generation;
+  restore_ = h.restore;
+  collecting_ = h.collecting;
   // Pages of the removed list: take what extends the known part.
-  if (h.removed_from <= removed_.size() && h.removed_from + h.removed.size() > removed_.size())
+  if (h.generation == generation_ && h.removed_from <= removed_.size() && h.removed_from + h.removed.size() > removed_.size())
     removed_.insert(removed_.end(), h.removed.begin() + (removed_.size() - h.removed_from), h.removed.end());
 }
 
@@ -127,6 +139,7 @@ WireHeader CoordinatorChannel::ProgressHeader(const MemberProgress& p) const {
   WireHeader h;
   h.kind = MessageKind::kHeartbeat;
   h.sender = id_;
+  h.generation = generation_;
   h.role = role_;
   h.step = p.step;
   h.epoch = p.epoch;
@@ -136,6 +149,8 @@ WireHeader CoordinatorChannel::ProgressHeader(const MemberProgress& p) const {
   h.checkpoint = p.checkpoint;
   h.audit = p.audit;
   h.positions = p.positions;
+  h.restored = p.restored;
+  h.positions_from = p.positions_from;
   return h;
 }
 
@@ -163,6 +178,7 @@ Status CoordinatorChannel::Heartbeat(const MemberProgress& p, Duration interval,
 
 Result<WireHeader> CoordinatorChannel::Call(WireHeader request, Duration timeout) {
   request.sender = id_;
+  request.generation = generation_;
   request.role = role_;
   request.request_id = next_request_++;
   PSF_RETURN_IF_ERROR(Send(request));

@@ -25,6 +25,8 @@ namespace psforge {
 
 struct JobAssignment {
   uint32_t id = 0;
+  uint32_t generation = 0;  // the job's generation this member joined
+  int64_t step = 0;         // worker: the step it starts at; server: the step to load
   JobConfig config;
   std::vector<std::string> servers;  // server i's endpoint; it owns the i-th key range
 };
@@ -38,6 +40,8 @@ struct MemberProgress {
   std::vector<EpochAudit> audit;        // server: records applied in its latest epochs
   std::vector<DataPosition> positions;  // server: where removed workers' data stopped
   int64_t checkpoint = 0;               // server: step of its latest durable checkpoint
+  int64_t restored = 0;                 // server: the step it loaded for its generation (-1: failed)
+  uint32_t positions_from = 0;          // server: `positions` are restored ones from this index
 };
 
 // The job as the coordinator hands it to members: {"config": ..., "servers": [...]}.
@@ -56,8 +60,12 @@ class CoordinatorChannel {
   // server has registered.
   Result<JobAssignment> Join(PeerRole role, const std::string& endpoint, Duration timeout);
 
-  // A second channel of a member that already joined as `id`.
-  void Attach(uint32_t id, PeerRole role) { id_ = id, role_ = role; }
+  // A second channel of a member that already joined as `id` in `generation`.
+  void Attach(uint32_t id, PeerRole role, uint32_t generation) {
+    id_ = id, role_ = role, generation_ = coordinator_generation_ = generation;
+  }
+  // A server that has loaded the weights of `generation` (its removed list restarts).
+  void set_generation(uint32_t generation) { generation_ = generation, removed_.clear(); }
 
   // Sends a heartbeat when `interval` has passed since the last one, and
   // reads every answer that has arrived. Unavailable once the coordinator has
@@ -77,6 +85,14 @@ class CoordinatorChannel {
   int64_t heartbeats_answered() const { return heartbeats_answered_; }
   // The latest checkpoint step the coordinator has committed (0: none).
   int64_t committed_checkpoint() const { return committed_checkpoint_; }
+  // The member's generation, and the coordinator's as its latest answer says:
+  // when they differ, the job has restarted from a checkpoint (a worker
+  // rejoins; a server loads restore_step()).
+  uint32_t generation() const { return generation_; }
+  uint32_t coordinator_generation() const { return coordinator_generation_; }
+  int64_t restore_step() const { return restore_; }
+  // The coordinator still gathers the restored servers' worker positions.
+  bool collecting() const { return collecting_; }
   // Every worker removed from the job so far, in the order of removal.
   const std::vector<uint32_t>& removed() const { return removed_; }
   const std::string& coordinator() const { return coordinator_; }
@@ -104,6 +120,9 @@ class CoordinatorChannel {
   bool stop_ = false;
   int64_t heartbeats_answered_ = 0;
   int64_t committed_checkpoint_ = 0;
+  uint32_t generation_ = 0, coordinator_generation_ = 0;
+  int64_t restore_ = 0;
+  bool collecting_ = false;
   std::vector<uint32_t> removed_;
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;

@@ -25,6 +25,7 @@ enum class StatusCode {
   kFailedPrecondition,
   kInternal,
   kCancelled,  // stopped on request (a signal, the coordinator ending the job)
+  kAborted,    // the job restarted from a checkpoint: this work is void, rejoin
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -60,6 +61,7 @@ inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceEx
 inline Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+inline Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 
 // Either a value or a non-OK Status.
 template <typename T>

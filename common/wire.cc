@@ -93,6 +93,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
   root.setVersion(h.version);
   root.setRequestId(h.request_id);
   root.setSenderId(h.sender);
+  root.setGeneration(h.generation);
   auto body = root.initBody();
   switch (h.kind) {
     case MessageKind::kRegister: {
@@ -111,6 +112,10 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       b.setRole(static_cast<proto::Role>(h.role));
       b.setRemovedFrom(h.removed_from);
       b.setCheckpoint(h.checkpoint);
+      b.setRestore(h.restore);
+      b.setRestored(h.restored);
+      b.setPositionsFrom(h.positions_from);
+      b.setCollecting(h.collecting);
       FillList(b.initRemoved(static_cast<unsigned>(std::min(h.removed.size(), kMaxListEntries))),
                h.removed);
       auto audit = b.initAudit(static_cast<unsigned>(std::min(h.audit.size(), kMaxAuditEntries)));
@@ -128,7 +133,12 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       }
       break;
     }
-    case MessageKind::kWelcome: body.initWelcome().setId(h.sender); break;
+    case MessageKind::kWelcome: {
+      auto w = body.initWelcome();
+      w.setId(h.sender);
+      w.setStep(h.step);
+      break;
+    }
     case MessageKind::kLease: {
       auto l = body.initLease();
       FillList(l.initDone(static_cast<unsigned>(std::min(h.done.size(), kMaxListEntries))), h.done);
@@ -218,6 +228,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
     }
     h.request_id = root.getRequestId();
     h.sender = root.getSenderId();
+    h.generation = root.getGeneration();
     auto body = root.getBody();
     switch (body.which()) {
       case proto::Header::Body::REGISTER: {
@@ -240,6 +251,10 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         h.role = static_cast<PeerRole>(b.getRole());
         h.removed_from = b.getRemovedFrom();
         h.checkpoint = b.getCheckpoint();
+        h.restore = b.getRestore();
+        h.restored = b.getRestored();
+        h.positions_from = b.getPositionsFrom();
+        h.collecting = b.getCollecting();
         status = ReadList(b.getRemoved(), "heartbeat.removed", &h.removed);
         if (status.ok() && b.getAudit().size() > kMaxAuditEntries)
           status = InvalidArgument("heartbeat audits " + std::to_string(b.getAudit().size()) +
@@ -258,6 +273,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
       case proto::Header::Body::WELCOME:
         h.kind = MessageKind::kWelcome;
         h.sender = body.getWelcome().getId();
+        h.step = body.getWelcome().getStep();
         break;
       case proto::Header::Body::LEASE: {
         h.kind = MessageKind::kLease;
@@ -311,7 +327,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
       case proto::Header::Body::ERROR: {
         h.kind = MessageKind::kError;
         uint16_t code = body.getError().getCode();
-        h.error_code = code <= static_cast<uint16_t>(StatusCode::kCancelled)
+        h.error_code = code <= static_cast<uint16_t>(StatusCode::kAborted)
                            ? static_cast<StatusCode>(code) : StatusCode::kInternal;
         h.text = body.getError().getMessage();
         break;

@@ -18,7 +18,7 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 3;
+inline constexpr uint16_t kWireSchemaVersion = 4;
 // No valid header comes near this (the largest, a server's heartbeat with
 // full lists, is under 9 KiB); anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 16384;
@@ -67,6 +67,7 @@ struct WireHeader {
   MessageKind kind = MessageKind::kHeartbeat;
   uint64_t request_id = 0;
   uint32_t sender = 0;
+  uint32_t generation = 0;                // every message: the job generation of the sender
   // push, pull, pull reply (KeyBlock); push ack and heartbeat use `step` too.
   int64_t step = 0;                       // also heartbeat, lease request, report
   int64_t key_begin = 0;
@@ -88,7 +89,7 @@ struct WireHeader {
   bool stop = false;                      // heartbeat answer
   std::vector<uint32_t> removed;          // heartbeat answer: removed workers from index removed_from on
   uint32_t removed_from = 0;
-  int64_t checkpoint = 0;                 // heartbeat (server): durable checkpoint step; answer: committed step              // heartbeat: removed workers known; answer: index of removed[0]
+  int64_t checkpoint = 0;                 // heartbeat (server): durable checkpoint step; answer: committed step
   std::vector<EpochAudit> audit;          // heartbeat (server)
   std::vector<DataPosition> positions;    // heartbeat (server)
   std::vector<uint64_t> done;             // lease request
@@ -101,6 +102,10 @@ struct WireHeader {
   int64_t record_offset = 0;              // lease reply
   double metric = 0;                      // report
   bool final = false;                     // report
+  int64_t restore = 0;                    // heartbeat answer (server): the step to load
+  int64_t restored = 0;                   // heartbeat (server): the step it loaded (-1: failed)
+  uint32_t positions_from = 0;            // heartbeat (server): index of positions[0] when restored
+  bool collecting = false;                // heartbeat answer: restored positions still wanted
 };
 
 // Serialises `h` into `out` (resized; reuse it to avoid allocating).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -55,8 +56,155 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& config
   std::unique_ptr<Coordinator> c(
       new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));
   if (!c->records_out_.error().empty()) return Unavailable(c->records_out_.error());
+  PSF_RETURN_IF_ERROR(c->OpenStore());
   c->UpdateProgress(true);  // the first snapshot, before anyone has joined
   return c;
+}
+
+namespace {
+
+// What a resumed job must share with the one that wrote the checkpoints.
+nlohmann::json Identity(const JobConfig& config) {
+  nlohmann::json all = ConfigToJson(config);
+  nlohmann::json id = {{"model", all["model"]}, {"optimizer", all["optimizer"]}};
+  for (const char* f : {"shard_size"}) id["data." + std::string(f)] = all["data"][f];
+  for (const char* f : {"seed", "shuffle", "batch_size"}) id["training." + std::string(f)] = all["training"][f];
+  for (const char* f : {"servers", "workers", "consistency", "staleness"})
+    id["cluster." + std::string(f)] = all["cluster"][f];
+  return id;
+}
+
+}  // namespace
+
+Status Coordinator::OpenStore() {
+  const bool on = config_.checkpoint.interval_steps > 0;
+  if (!on) {
+    if (options_.resume)
+      return FailedPrecondition("--resume: this job writes no checkpoints (checkpoint.interval_steps is 0)");
+    return Status::Ok();
+  }
+  const std::string path = config_.checkpoint.dir + "/coordinator";
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return Unavailable("job store " + path + ": cannot create it: " + ec.message());
+  PSF_ASSIGN_OR_RETURN(store_, JobStore::Open(path));
+  const nlohmann::json identity = Identity(config_);
+  PSF_ASSIGN_OR_RETURN(std::string stored, store_->Fingerprint());
+  if (options_.resume && !stored.empty()) {
+    auto old = nlohmann::json::parse(stored, nullptr, false);
+    std::string differ;
+    for (auto& [field, value] : identity.items())
+      if (old.is_discarded() || !old.contains(field) || old[field] != value) differ += (differ.empty() ? "" : ", ") + field;
+    if (!differ.empty())
+      return FailedPrecondition("--resume: the checkpoints in " + config_.checkpoint.dir +
+                                " belong to a job with another " + differ);
+    PSF_ASSIGN_OR_RETURN(candidates_, store_->Committed());
+    PSF_ASSIGN_OR_RETURN(uint32_t last, store_->LastGeneration());
+    if (!candidates_.empty()) {
+      generation_ = last + 1;
+      restore_step_ = candidates_.back().step;
+      resumed_from_ = restore_step_;
+      Restart("resuming the job");
+      return Status::Ok();
+    }
+    Log("--resume: no checkpoint of this job was committed in " + config_.checkpoint.dir + "; starting from the beginning");
+  }
+  PSF_RETURN_IF_ERROR(store_->Reset(identity.dump()));
+  return store_->BeginGeneration(generation_, LeaseState{});
+}
+
+Status Coordinator::Record(const Status& s) {
+  if (!s.ok() && !job_over_) EndJob(Unavailable("cannot record the job's state: " + s.message()));
+  return s;
+}
+
+void Coordinator::Restart(const std::string& why) {
+  collecting_ = true;
+  collecting_since_ = Clock::now();
+  Log(why + ": generation " + std::to_string(generation_) + " starts from " +
+      (restore_step_ > 0 ? "the checkpoint at step " + std::to_string(restore_step_) : "the initial weights"));
+  for (Member& s : servers_) {
+    s.restored = -2;
+    s.restored_positions.clear();
+    s.positions.clear();
+    s.audit.clear();
+    s.checkpoint = 0;
+  }
+  // Every worker's work since the checkpoint is void: they join again (their
+  // next answer carries the new generation).
+  for (const ParkedLease& p : parked_leases_)
+    ReplyError(p.peer, p.request, Aborted("the job restarts from step " + std::to_string(restore_step_)));
+  parked_leases_.clear();
+  workers_.clear();
+  removed_.clear();
+  awaiting_positions_.clear();
+  pending_evaluation_ = 0;
+  evaluator_ = -1;
+  final_steps_ = 0;
+  committed_checkpoint_ = restore_step_;
+}
+
+void Coordinator::FinishRestart() {
+  if (!collecting_ || job_over_ || static_cast<int64_t>(servers_.size()) < config_.cluster.servers) return;
+  for (const Member& s : servers_) {
+    if (s.restored != -1) continue;
+    // This checkpoint is damaged or missing there: the previous committed one.
+    std::optional<CommittedCheckpoint> older;
+    for (const auto& c : candidates_)
+      if (c.step < restore_step_) older = c;
+    const std::string lost = "server " + std::to_string(s.id) + " cannot load the checkpoint at step " +
+                             std::to_string(restore_step_) + " (its log says why)";
+    if (!older)
+      return EndJob(DataLoss(lost + ", and no earlier committed checkpoint is left in " + config_.checkpoint.dir));
+    ++generation_;
+    restore_step_ = older->step;
+    return Restart(lost + "; falling back to the previous committed checkpoint");
+  }
+  const auto workers = static_cast<std::size_t>(config_.cluster.workers);
+  for (const Member& s : servers_)
+    if (s.state != MemberState::kActive || s.restored != restore_step_ ||
+        (restore_step_ > 0 && s.restored_positions.size() < workers))
+      return;
+  LeaseState state;
+  if (restore_step_ > 0) {
+    uint32_t from = 0;
+    for (const auto& c : candidates_)
+      if (c.step == restore_step_) from = c.generation;
+    auto base = store_->Base(from);
+    auto grants = store_->Grants(from);
+    if (!Record(base.status()).ok() || !Record(grants.status()).ok()) return;
+    // Each worker's position at the checkpoint: the earliest any server has
+    // (in BSP they agree; under SSP a server may have taken a later push).
+    std::map<uint64_t, std::size_t> order;  // lease -> grant index
+    for (std::size_t i = 0; i < grants->size(); ++i) order[(*grants)[i].lease] = i;
+    auto rank = [&](const DataPosition& p) {
+      auto o = order.find(p.lease);
+      return std::make_pair(o == order.end() ? -1 : static_cast<int64_t>(o->second), p.lease_offset);
+    };
+    std::map<uint32_t, DataPosition> positions;
+    for (const Member& s : servers_)
+      for (const auto& [w, p] : s.restored_positions)
+        if (!positions.count(w) || rank(p) < rank(positions[w])) positions[w] = p;
+    state = ReplayLeases(plan_, config_.training.epochs, *base, *grants, positions);
+  }
+  leases_.Restore(state);
+  history_.clear();
+  if (store_) {
+    if (!Record(store_->ForgetCommitsAfter(restore_step_)).ok() ||
+        !Record(store_->BeginGeneration(generation_, state)).ok())
+      return;
+    auto evaluations = store_->Evaluations();
+    if (!Record(evaluations.status()).ok()) return;
+    for (const auto& e : *evaluations)
+      if (e.epoch <= leases_.epochs_completed()) history_.push_back(e);
+  }
+  collecting_ = false;
+  Log("generation " + std::to_string(generation_) + ": every server has loaded " +
+      (restore_step_ > 0 ? "the checkpoint at step " + std::to_string(restore_step_) : "the initial weights") +
+      "; the data resumes in epoch " + std::to_string(std::min(state.epoch, config_.training.epochs)) + " with " +
+      std::to_string(state.done.size()) + " of " + std::to_string(plan_.shards()) + " shards done and " +
+      std::to_string(state.partial.size()) + " partly trained");
+  WelcomeAll();
 }
 
 double Coordinator::Elapsed() const {
@@ -140,6 +288,24 @@ void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
     return ReplyError(peer, h, InvalidArgument("only servers and workers join a job"));
   auto& list = server ? servers_ : workers_;
   const int64_t wanted = server ? config_.cluster.servers : config_.cluster.workers;
+  if (server) {
+    // A restarted server takes the place of the one that died.
+    auto dead = std::find_if(list.begin(), list.end(), [](const Member& m) { return m.state == MemberState::kDead; });
+    if (dead != list.end() && h.endpoint.empty())
+      return ReplyError(peer, h, InvalidArgument("a server must say where workers reach it"));
+    if (dead != list.end()) {
+      Member fresh;
+      fresh.role = h.role;
+      fresh.id = dead->id;
+      fresh.endpoint = h.endpoint;
+      fresh.peer = peer;
+      fresh.join_request = h.request_id;
+      fresh.last_seen = Clock::now();
+      *dead = fresh;
+      Log("server " + std::to_string(fresh.id) + " joined again at " + h.endpoint);
+      return WelcomeAll();
+    }
+  }
   if (static_cast<int64_t>(list.size()) >= wanted)
     return ReplyError(peer, h, ResourceExhausted(std::string("the job already has its ") +
                                                  std::to_string(wanted) + " " + RoleName(h.role) +
@@ -168,10 +334,13 @@ void Coordinator::WelcomeAll() {
   for (auto* list : {&servers_, &workers_}) {
     for (Member& m : *list) {
       if (m.state != MemberState::kJoining) continue;
+      if (m.role == PeerRole::kWorker && collecting_) continue;  // the servers load the checkpoint first
       WireHeader w;
       w.kind = MessageKind::kWelcome;
       w.request_id = m.join_request;
       w.sender = m.id;
+      w.generation = generation_;
+      w.step = restore_step_;
       Reply(m.peer, w, {std::as_bytes(std::span<const char>(job.data(), job.size())), nullptr});
       m.state = MemberState::kActive;
       m.last_seen = Clock::now();
@@ -181,6 +350,16 @@ void Coordinator::WelcomeAll() {
 }
 
 void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) {
+  if (h.role == PeerRole::kWorker && h.generation != generation_) {
+    // A worker of an abandoned generation: the answer tells it to join again.
+    WireHeader r;
+    r.kind = MessageKind::kHeartbeat;
+    r.request_id = h.request_id;
+    r.generation = generation_;
+    r.restore = restore_step_;
+    r.stop = job_over_;
+    return Reply(peer, r);
+  }
   Member* m = Find(h.role, h.sender);
   if (!m || m->state == MemberState::kJoining)
     return ReplyError(peer, h, InvalidArgument(std::string("heartbeat from ") + RoleName(h.role) + " " +
@@ -190,13 +369,22 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   r.request_id = h.request_id;
   FillRemoved(h.removed_from, &r);
   r.checkpoint = committed_checkpoint_;
+  r.generation = generation_;
+  r.restore = restore_step_;
+  r.collecting = collecting_;
   r.stop = job_over_ || m->state == MemberState::kDead;
   if (m->state != MemberState::kDead) {
     m->last_seen = Clock::now();
     m->progress = {h.step, h.epoch, h.samples, h.loss, {}, {}};
     if (m->role == PeerRole::kWorker && m->state == MemberState::kFinished)
       m->progress.step = std::max(m->progress.step, m->final_step);
-    if (m->role == PeerRole::kServer) {
+    if (m->role == PeerRole::kServer && h.generation == generation_ && collecting_) {
+      // Loading the generation's checkpoint: what it loaded, and its positions.
+      m->restored = h.restored;
+      if (h.restored == restore_step_)
+        for (const DataPosition& p : h.positions)
+          if (p.worker < static_cast<uint64_t>(config_.cluster.workers)) m->restored_positions[p.worker] = p;
+    } else if (m->role == PeerRole::kServer && h.generation == generation_) {
       m->checkpoint = std::max(m->checkpoint, h.checkpoint);
       if (m->checkpoint > committed_checkpoint_) CommitCheckpoint();
       for (const EpochAudit& a : h.audit)
@@ -208,12 +396,15 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   }
   m->told_stop = m->told_stop || r.stop;
   Reply(peer, r);
+  if (collecting_ && m->role == PeerRole::kServer) FinishRestart();
 }
 
 void Coordinator::CommitCheckpoint() {
   int64_t step = -1;
   for (const Member& s : servers_) step = step < 0 ? s.checkpoint : std::min(step, s.checkpoint);
-  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers || step <= committed_checkpoint_) return;
+  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers || step <= committed_checkpoint_ || collecting_)
+    return;
+  if (store_ && !Record(store_->Commit(step, generation_, config_.checkpoint.keep)).ok()) return;
   committed_checkpoint_ = step;
   ++checkpoints_committed_;
   Log("checkpoint at step " + std::to_string(step) + " committed: every server has written it");
@@ -229,6 +420,8 @@ void Coordinator::FillRemoved(uint32_t known, WireHeader* answer) const {
 }
 
 void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
+  if (h.generation != generation_)
+    return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(restore_step_) + ": rejoin"));
   Member* m = Find(PeerRole::kWorker, h.sender);
   if (!m || (m->state != MemberState::kActive && m->state != MemberState::kFinished))
     return ReplyError(peer, h, FailedPrecondition("lease request from worker " + std::to_string(h.sender) +
@@ -307,6 +500,9 @@ bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int6
     parked_leases_.back().request.evaluate_epoch = evaluate_epoch;
     return false;
   }
+  if (g.status == LeaseStatus::kGranted && store_ &&
+      !Record(store_->AddGrant(generation_, {h.sender, g.lease, g.offset})).ok())
+    return true;
   r.lease_status = g.status;
   r.lease_id = g.lease;
   r.epoch = g.epoch;
@@ -330,6 +526,8 @@ void Coordinator::RetryParkedLeases(bool expire_all) {
 }
 
 void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
+  if (h.generation != generation_)
+    return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(restore_step_) + ": rejoin"));
   Member* m = Find(PeerRole::kWorker, h.sender);
   if (!m) return ReplyError(peer, h, InvalidArgument("report from unknown worker " + std::to_string(h.sender)));
   if (!std::isfinite(h.metric))
@@ -338,6 +536,7 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
   EvaluationRecord e{h.epoch, h.step, h.metric, Elapsed(), h.final};
   history_.push_back(e);
   records_out_.Evaluation(e);
+  if (store_ && !h.final) (void)Record(store_->PutEvaluation(e));
   const char* metric = config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
   Log(std::string(h.final ? "final" : "after") + " epoch " + std::to_string(h.epoch) + "/" +
       std::to_string(config_.training.epochs) + "  step " + std::to_string(h.step) + "  " + metric + " " +
@@ -353,6 +552,16 @@ void Coordinator::CheckLiveness() {
   if (job_over_) return;
   const auto now = Clock::now();
   const auto timeout = Seconds(config_.cluster.peer_timeout_s);
+  if (collecting_ && now - collecting_since_ > Seconds(config_.cluster.connect_timeout_s + config_.cluster.peer_timeout_s)) {
+    std::string missing;
+    for (const Member& s : servers_)
+      if (s.state != MemberState::kActive || s.restored != restore_step_)
+        missing += (missing.empty() ? "" : ", ") + std::to_string(s.id);
+    return EndJob(Unavailable("generation " + std::to_string(generation_) + ": servers " +
+                              (missing.empty() ? std::string("?") : missing) + " did not load step " +
+                              std::to_string(restore_step_) + " within " +
+                              Fixed(config_.cluster.connect_timeout_s + config_.cluster.peer_timeout_s, 0) + " s"));
+  }
   for (auto* list : {&servers_, &workers_}) {
     for (Member& m : *list) {
       const bool finished_worker = m.role == PeerRole::kWorker && m.state == MemberState::kFinished;
@@ -361,9 +570,17 @@ void Coordinator::CheckLiveness() {
       const std::string who = std::string(RoleName(m.role)) + " " + std::to_string(m.id);
       if (finished_worker) continue;  // it had left the servers and holds no leases
       if (m.role == PeerRole::kServer) {
-        return EndJob(Unavailable(who + " at " + m.endpoint + " sent no heartbeat for " +
-                                  Fixed(config_.cluster.peer_timeout_s, 1) +
-                                  " s (cluster.peer_timeout_s); its key range is lost, the job cannot go on"));
+        // Its key range is lost: every server goes back to the last
+        // committed checkpoint (the initial weights if none), with the
+        // restarted one in its place.
+        ++generation_;
+        ++restarts_;
+        restore_step_ = committed_checkpoint_;
+        if (store_ && !Record(store_->Committed().status()).ok()) return;
+        if (store_) candidates_ = *store_->Committed();
+        return Restart(who + " at " + m.endpoint + " sent no heartbeat for " +
+                       Fixed(config_.cluster.peer_timeout_s, 1) + " s (cluster.peer_timeout_s); waiting for it to " +
+                       "be restarted");
       }
       removed_.push_back(m.id);
       awaiting_positions_.push_back(m.id);
@@ -630,6 +847,9 @@ void Coordinator::WriteSummary() {
   // The servers' last checkpoints are reported as they leave.
   summary_["checkpoints_committed"] = checkpoints_committed_;
   summary_["checkpoint_committed_step"] = committed_checkpoint_;
+  summary_["generation"] = generation_;
+  summary_["restarts"] = restarts_;
+  if (resumed_from_ >= 0) summary_["resumed_from_step"] = resumed_from_;
   for (const std::string& path : {options_.summary_path,
                                   options_.run_dir.empty() ? std::string() : options_.run_dir + "/summary.json"}) {
     if (path.empty()) continue;

@@ -37,6 +37,7 @@
 #include "common/shard_plan.h"
 #include "common/transport.h"
 #include "common/wire.h"
+#include "coordinator/job_store.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/run_records.h"
 
@@ -46,6 +47,7 @@ struct CoordinatorOptions {
   std::string bind = "tcp://127.0.0.1:0";  // where members reach the coordinator
   std::string run_dir;                     // metrics, summary and plot go here ("" = none)
   std::string summary_path;                // the summary is also written here ("" = not)
+  bool resume = false;                     // continue from the last committed checkpoint
   std::FILE* progress_out = stdout;
 };
 
@@ -82,6 +84,10 @@ class Coordinator {
     // Servers: records applied per epoch, and where removed workers' data stopped.
     std::map<int64_t, EpochAudit> audit;
     std::map<uint32_t, DataPosition> positions;
+    // Servers, while the job restarts: the step loaded for the current
+    // generation (-1: could not; -2: not yet) and the loaded positions.
+    int64_t restored = -2;
+    std::map<uint32_t, DataPosition> restored_positions;
   };
   struct ParkedLease {
     std::string peer;
@@ -104,6 +110,17 @@ class Coordinator {
   void RetryParkedLeases(bool expire_all);
   void WelcomeAll();
   void CheckLiveness();
+  // Starts generation `generation_` from restore_step_ (a resumed job, or
+  // every server rolling back after one died).
+  void Restart(const std::string& why);
+  // Once every server has loaded restore_step_ (and said where each worker's
+  // data stood), rebuilds the leases and lets the workers in; falls back to
+  // an older committed checkpoint when a server could not load it.
+  void FinishRestart();
+  Status Record(const Status& s);  // a store failure ends the job
+  // With checkpoints on: opens the job store; a new job resets it, a
+  // resumed one (options_.resume) starts from its last committed checkpoint.
+  Status OpenStore();
   // Returns dead workers' leases once every server has said where their data stopped.
   void ReturnDeadWorkersLeases();
   // The servers' final accounting against the data: every record once an epoch.
@@ -131,6 +148,15 @@ class Coordinator {
   int64_t pending_evaluation_ = 0;             // an epoch completed by returning leases
   int64_t committed_checkpoint_ = 0;           // every server has written this step's checkpoint
   int64_t checkpoints_committed_ = 0;
+  // Restarts: each start from a checkpoint is a generation of the job.
+  std::unique_ptr<JobStore> store_;            // null: checkpoints are off
+  uint32_t generation_ = 1;
+  int64_t restore_step_ = 0;                   // the step the generation started from
+  bool collecting_ = false;                    // waiting for the servers to load it
+  std::chrono::steady_clock::time_point collecting_since_{};
+  std::vector<CommittedCheckpoint> candidates_;  // committed checkpoints to try, ascending
+  int64_t restarts_ = 0;
+  int64_t resumed_from_ = -1;
   std::vector<ParkedLease> parked_leases_;
   int64_t evaluator_ = -1;  // the worker running the final evaluation
   std::chrono::steady_clock::time_point created_, started_{};

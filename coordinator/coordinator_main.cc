@@ -1,6 +1,6 @@
 // ps-coordinator: runs one job for the servers and workers that join it.
 //
-//   ps-coordinator --config FILE [--bind tcp://127.0.0.1:0] [--run-dir DIR]
+//   ps-coordinator --config FILE [--bind tcp://127.0.0.1:0] [--run-dir DIR] [--resume]
 //                  [--servers S] [--workers W] [--epochs N] [--threads N]
 //                  [--summary FILE] [--set section.field=value]
 //
@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
   app.add_option("--bind", options.bind, "endpoint servers and workers reach the coordinator at");
   app.add_option("--run-dir", options.run_dir, "where metrics.jsonl, curves.png and summary.json go");
   app.add_flag("--no-run-dir", no_run_dir, "write no run directory");
+  app.add_flag("--resume", options.resume,
+               "continue the job from its last committed checkpoint (checkpoint.dir), not from the start");
   std::string endpoint_file;
   app.add_option("--endpoint-file", endpoint_file, "also write the endpoint to this file (for launchers)");
   app.add_option("--servers", servers, "overrides cluster.servers")->check(CLI::PositiveNumber);

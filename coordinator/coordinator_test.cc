@@ -59,7 +59,9 @@ TEST(Coordinator, EveryRemovedWorkerReachesTheServersPageByPage) {
     return std::move(*c);
   };
   auto server = open();
-  ASSERT_TRUE(server->Join(PeerRole::kServer, "tcp://10.0.0.1:7000", 10s).ok());
+  auto server_job = server->Join(PeerRole::kServer, "tcp://10.0.0.1:7000", 10s);
+  ASSERT_TRUE(server_job.ok());
+  server->set_generation(server_job->generation);  // a server that has loaded its weights
   std::vector<std::unique_ptr<CoordinatorChannel>> workers;
   for (int i = 0; i < kWorkers; ++i) {
     // The server (and worker 0, once there) stay alive however long this takes.

@@ -6,9 +6,72 @@
 
 namespace psforge {
 
+LeaseState ReplayLeases(const ShardPlan& plan, int64_t epochs, const LeaseState& base,
+                        const std::vector<GrantRecord>& grants,
+                        const std::map<uint32_t, DataPosition>& positions) {
+  if (base.epoch > epochs) return base;  // every epoch was complete
+  auto size_of = [&](int64_t shard) { return plan.Positions(shard).size(); };
+  // The records trained of each lease, as ranges of its shard.
+  std::map<uint64_t, std::vector<std::pair<int64_t, int64_t>>> trained;
+  for (int64_t shard : base.done) trained[plan.LeaseId(base.epoch, shard)].emplace_back(0, size_of(shard));
+  for (const auto& [shard, offset] : base.partial) trained[plan.LeaseId(base.epoch, shard)].emplace_back(0, offset);
+  // Per worker, the grant its position is in.
+  std::map<uint32_t, std::size_t> at;
+  for (std::size_t i = 0; i < grants.size(); ++i) {
+    auto p = positions.find(grants[i].worker);
+    if (p != positions.end() && p->second.lease == grants[i].lease) at[grants[i].worker] = i;
+  }
+  for (std::size_t i = 0; i < grants.size(); ++i) {
+    const GrantRecord& g = grants[i];
+    auto last = at.find(g.worker);
+    if (last == at.end() || i > last->second) continue;  // granted after its position: untouched
+    const int64_t size = size_of(plan.ShardOf(g.lease));
+    const int64_t to = i == last->second ? std::min(size, positions.at(g.worker).lease_offset) : size;
+    if (to > g.offset) trained[g.lease].emplace_back(g.offset, to);
+  }
+  // Epoch by epoch: each shard is trained as far as its ranges reach from record 0.
+  for (int64_t e = base.epoch; e <= epochs; ++e) {
+    LeaseState state{e, {}, {}};
+    for (int64_t shard = 0; shard < plan.shards(); ++shard) {
+      auto it = trained.find(plan.LeaseId(e, shard));
+      if (it == trained.end()) continue;
+      std::sort(it->second.begin(), it->second.end());
+      int64_t reach = 0;
+      for (const auto& [from, to] : it->second)
+        if (from <= reach) reach = std::max(reach, to);
+      if (reach >= size_of(shard)) state.done.push_back(shard);
+      else if (reach > 0) state.partial.emplace_back(shard, reach);
+    }
+    if (static_cast<int64_t>(state.done.size()) < plan.shards()) return state;
+  }
+  return LeaseState{epochs + 1, {}, {}};
+}
+
 LeaseTable::LeaseTable(const ShardPlan* plan, int64_t workers, int64_t epochs)
     : plan_(plan), workers_(workers), epochs_(epochs), own_(workers) {
   StartEpoch(1);
+}
+
+void LeaseTable::Restore(const LeaseState& state) {
+  held_.clear();
+  if (state.epoch > epochs_) {  // the data is done
+    StartEpoch(epochs_);
+    for (auto& q : own_) q.clear();
+    completed_ = epochs_;
+    return;
+  }
+  completed_ = state.epoch - 1;
+  StartEpoch(state.epoch);
+  std::set<int64_t> taken(state.done.begin(), state.done.end());
+  for (const auto& [shard, offset] : state.partial) taken.insert(shard);
+  for (auto& q : own_)
+    q.erase(std::remove_if(q.begin(), q.end(), [&](int64_t shard) { return taken.count(shard) > 0; }), q.end());
+  for (int64_t shard : state.done) {
+    done_.insert(plan_->LeaseId(epoch_, shard));
+    ++shards_done_;
+    records_done_ += plan_->Positions(shard).size();
+  }
+  for (const auto& [shard, offset] : state.partial) returned_.emplace_back(shard, offset);
 }
 
 void LeaseTable::StartEpoch(int64_t epoch) {

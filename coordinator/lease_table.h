@@ -24,9 +24,41 @@
 
 namespace psforge {
 
+// Where the data stands: the epoch being handed out (every earlier one is
+// complete), its shards wholly trained, and those trained from their first
+// record up to an offset. What a checkpoint records of the leases.
+struct LeaseState {
+  int64_t epoch = 1;
+  std::vector<int64_t> done;                          // shards, ascending
+  std::vector<std::pair<int64_t, int64_t>> partial;   // (shard, records trained)
+  bool operator==(const LeaseState&) const = default;
+};
+
+// One lease handed out: to whom, which, and from which record of its shard.
+struct GrantRecord {
+  uint32_t worker = 0;
+  uint64_t lease = 0;
+  int64_t offset = 0;
+};
+
+// The state at a checkpoint: `base` (where the job's generation started),
+// then `grants` (in the order given), each trained as far as its worker's
+// position at the checkpoint says: the leases a worker was granted before
+// the one its position is in are trained wholly, that one up to the
+// position's offset, later ones not at all. A worker without a position
+// trained nothing.
+LeaseState ReplayLeases(const ShardPlan& plan, int64_t epochs, const LeaseState& base,
+                        const std::vector<GrantRecord>& grants,
+                        const std::map<uint32_t, DataPosition>& positions);
+
 class LeaseTable {
  public:
   LeaseTable(const ShardPlan* plan, int64_t workers, int64_t epochs);
+
+  // Starts over from `state`: no lease is held; its partial shards are
+  // handed out first, from their offsets, then the rest of its epoch in
+  // the usual order.
+  void Restore(const LeaseState& state);
 
   struct Grant {
     LeaseStatus status = LeaseStatus::kWait;

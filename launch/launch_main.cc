@@ -1,11 +1,12 @@
 // ps-launch: a whole cluster on this machine with one command.
 //
 //   ps-launch --config FILE [--servers S] [--workers W] [--epochs N] [--threads N]
-//             [--summary FILE] [--run-dir DIR] [--set section.field=value]
+//             [--summary FILE] [--run-dir DIR] [--resume] [--set section.field=value]
 //
 // Starts a coordinator (its progress and results on this terminal), S
 // servers and W workers (their logs in RUN_DIR/logs/), restarts a server or
-// worker that crashes, and exits with the coordinator's code once the job
+// worker that crashes (a restarted server makes every server roll back to
+// the last committed checkpoint), and exits with the coordinator's code once the job
 // is over and every process is gone. Ctrl-C stops the whole cluster.
 #include <atomic>
 #include <csignal>
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
   psforge::AddCommonFlags(&app, &flags, /*with_training=*/true);
   int64_t servers = 0, workers = 0;
   std::string run_dir;
+  bool resume = false;
+  app.add_flag("--resume", resume, "continue the job from its last committed checkpoint (checkpoint.dir)");
   app.add_option("--servers", servers, "parameter servers (default: cluster.servers)")->check(CLI::PositiveNumber);
   app.add_option("--workers", workers, "workers (default: cluster.workers)")->check(CLI::PositiveNumber);
   app.add_option("--run-dir", run_dir, "metrics, plot, summary and logs go here (default runs/<config>-<time>)");
@@ -71,6 +74,7 @@ int main(int argc, char** argv) {
   if (flags.epochs > 0) coordinator_argv.insert(coordinator_argv.end(), {"--epochs", std::to_string(flags.epochs)});
   if (flags.threads > 0) coordinator_argv.insert(coordinator_argv.end(), {"--threads", std::to_string(flags.threads)});
   if (!flags.summary_path.empty()) coordinator_argv.insert(coordinator_argv.end(), {"--summary", flags.summary_path});
+  if (resume) coordinator_argv.push_back("--resume");
   auto coordinator = supervisor.Start({"the coordinator", coordinator_argv, "", 0});
   if (!coordinator.ok()) return std::fprintf(stderr, "ps-launch: %s\n", coordinator.status().message().c_str()), 1;
 

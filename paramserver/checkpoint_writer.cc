@@ -40,6 +40,20 @@ void CheckpointWriter::SetCommitted(int64_t step) {
   if (step > committed_.load()) committed_ = step;  // pruned after the next write
 }
 
+Result<ServerCheckpoint> CheckpointWriter::RestoreTo(int64_t id) {
+  Drain();  // the store is this thread's until the next Commit()
+  ServerCheckpoint c;
+  if (id > 0) {
+    PSF_ASSIGN_OR_RETURN(c, store_->Read(id));
+  }
+  PSF_ASSIGN_OR_RETURN(auto ids, store_->List());
+  for (int64_t other : ids)
+    if (other > id) PSF_RETURN_IF_ERROR(store_->Remove(other));
+  durable_ = id;
+  committed_ = id;
+  return c;
+}
+
 void CheckpointWriter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {

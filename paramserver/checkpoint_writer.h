@@ -36,6 +36,11 @@ class CheckpointWriter {
   // The coordinator's latest committed step: older checkpoints may go
   // (pruned after the next write).
   void SetCommitted(int64_t step);
+  // The job restarts from checkpoint `id` (0: from the initial weights):
+  // waits for the write in progress, reads `id` verified (NotFound or
+  // DataLoss naming it), and deletes every newer checkpoint, which belongs
+  // to the abandoned run (with id 0: every checkpoint).
+  Result<ServerCheckpoint> RestoreTo(int64_t id);
 
   int64_t durable() const { return durable_.load(); }  // latest step written (0: none)
   int64_t written() const { return written_.load(); }

@@ -20,7 +20,7 @@ namespace {
 //   c/<id, 20 digits>/meta          the header below
 //   c/<id>/w/<chunk, 8 digits>      weights, at most kChunkFloats each
 //   c/<id>/s/<chunk>                optimizer state, likewise
-//   c/<id>/p                        positions, 24 bytes each
+//   c/<id>/p                        positions, 24 bytes each, then the audit, 32 bytes an epoch
 // Chunks keep single values small (RocksDB holds a value whole in memory).
 constexpr int64_t kChunkFloats = int64_t{1} << 20;  // 4 MiB
 constexpr char kMagic[8] = {'P', 'S', 'F', 'C', 'K', 'P', 'T', '1'};
@@ -233,6 +233,12 @@ class TableStore final : public ParamStore {
       positions += Bytes(&p.lease, sizeof p.lease);
       positions += Bytes(&p.lease_offset, sizeof p.lease_offset);
     }
+    for (const EpochAudit& a : c.audit) {
+      positions += Bytes(&a.epoch, sizeof a.epoch);
+      positions += Bytes(&a.records, sizeof a.records);
+      positions += Bytes(&a.id_sum, sizeof a.id_sum);
+      positions += Bytes(&a.id_square_sum, sizeof a.id_square_sum);
+    }
     meta.positions_crc = Crc(0, positions.data(), positions.size());
     puts.emplace_back(Prefix(c.id) + "p", positions);
     meta.meta_crc = Crc(0, &meta, offsetof(Meta, meta_crc));
@@ -272,10 +278,20 @@ class TableStore final : public ParamStore {
     if (got.code() == StatusCode::kNotFound) return DataLoss(name + ": worker positions are missing");
     PSF_RETURN_IF_ERROR(got.WithContext(name));
     constexpr std::size_t kEntry = sizeof(uint32_t) + sizeof(uint64_t) + sizeof(int64_t);
-    if (positions.size() != static_cast<std::size_t>(meta.positions) * kEntry ||
+    constexpr std::size_t kAudit = 4 * sizeof(int64_t);
+    const std::size_t audit_at = static_cast<std::size_t>(meta.positions) * kEntry;
+    if (positions.size() < audit_at || (positions.size() - audit_at) % kAudit != 0 ||
         Crc(0, positions.data(), positions.size()) != meta.positions_crc)
       return DataLoss(name + ": worker positions do not match their checksum");
-    for (std::size_t off = 0; off < positions.size(); off += kEntry) {
+    for (std::size_t off = audit_at; off < positions.size(); off += kAudit) {
+      EpochAudit a;
+      std::memcpy(&a.epoch, positions.data() + off, 8);
+      std::memcpy(&a.records, positions.data() + off + 8, 8);
+      std::memcpy(&a.id_sum, positions.data() + off + 16, 8);
+      std::memcpy(&a.id_square_sum, positions.data() + off + 24, 8);
+      c.audit.push_back(a);
+    }
+    for (std::size_t off = 0; off < audit_at; off += kEntry) {
       DataPosition p;
       std::memcpy(&p.worker, positions.data() + off, sizeof p.worker);
       std::memcpy(&p.lease, positions.data() + off + 4, sizeof p.lease);

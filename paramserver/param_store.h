@@ -2,7 +2,8 @@
 //
 // A checkpoint holds what the server needs to continue exactly where it was:
 // the weights of its range at one version, the optimizer's state and step
-// count, and every worker's data position at that version. Write() stores a
+// count, every worker's data position and the records applied per epoch
+// (the exactly-once audit) at that version. Write() stores a
 // checkpoint as one atomic unit, so it is either wholly there or not at all,
 // and durable when Write() returns. (RocksDB: one table file, written and
 // synced once, then ingested; that is atomic like a WriteBatch, without
@@ -32,6 +33,7 @@ struct ServerCheckpoint {
   std::vector<float> weights;          // range.size() values
   std::vector<float> optimizer_state;  // the optimizer's moments, sums or buffers
   std::vector<DataPosition> positions;  // per worker, at `version`
+  std::vector<EpochAudit> audit;        // records applied in the latest epochs, at `version`
 };
 
 class ParamStore {

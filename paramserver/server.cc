@@ -30,9 +30,9 @@ std::string ServerStats::ToJson() const {
   return j.dump();
 }
 
-ParamServer::ParamServer(const JobConfig& config, std::shared_ptr<ParamShard> shard,
-                         std::unique_ptr<ServerSocket> socket)
-    : config_(config), shard_(std::move(shard)), socket_(std::move(socket)) {
+ParamServer::ParamServer(const JobConfig& config, const ModelSpec& spec, int64_t index,
+                         std::shared_ptr<ParamShard> shard, std::unique_ptr<ServerSocket> socket)
+    : config_(config), spec_(spec), index_(index), shard_(std::move(shard)), socket_(std::move(socket)) {
   for (uint32_t w = 0; w < config.cluster.workers; ++w) positions_.push_back({w, 0, 0});
 }
 
@@ -58,7 +58,7 @@ Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config
   KeyRange range = PartitionKeys(spec.num_params(), config.cluster.servers, index);
   PSF_ASSIGN_OR_RETURN(auto shard, ParamShard::Create(spec, range, config.optimizer, config.cluster));
   std::unique_ptr<ParamServer> server(
-      new ParamServer(config, std::shared_ptr<ParamShard>(std::move(shard)), std::move(socket)));
+      new ParamServer(config, spec, index, std::shared_ptr<ParamShard>(std::move(shard)), std::move(socket)));
   if (config.checkpoint.interval_steps > 0) {
     const std::string path = config.checkpoint.dir + "/server-" + std::to_string(index);
     std::error_code ec;
@@ -97,6 +97,8 @@ void ParamServer::MaybeCheckpoint() {
   shard_->Snapshot(c);  // BSP: before any push of step v is taken in
   c->id = v;
   c->positions = positions_;
+  c->audit.clear();
+  for (const auto& [epoch, audit] : audit_) c->audit.push_back(audit);
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   stats_.checkpoint_copy_ms_max = std::max(stats_.checkpoint_copy_ms_max, ms);
   checkpoints_->Commit();
@@ -105,6 +107,7 @@ void ParamServer::MaybeCheckpoint() {
 Status ParamServer::Serve(const std::atomic<bool>& stop) {
   // Wake at least this often to see `stop` and expire parked pulls.
   constexpr auto kTick = std::chrono::milliseconds(100);
+  PSF_RETURN_IF_ERROR(TalkToCoordinator());  // loads the generation's weights before serving
   while (!stop.load(std::memory_order_relaxed) && !shutdown_) {
     auto wait = kTick;
     for (const auto& p : parked_) {
@@ -126,6 +129,8 @@ void ParamServer::AttachCoordinator(std::unique_ptr<CoordinatorChannel> channel,
 
 Status ParamServer::TalkToCoordinator() {
   if (!coordinator_) return Status::Ok();
+  if (coordinator_->coordinator_generation() != generation_)
+    Restart(coordinator_->coordinator_generation(), coordinator_->restore_step());
   const auto now = Clock::now();
   if (now < next_coordinator_check_) return Status::Ok();  // not on every message's path
   next_coordinator_check_ = now + std::chrono::milliseconds(50);
@@ -146,11 +151,62 @@ Status ParamServer::TalkToCoordinator() {
   return Status::Ok();
 }
 
+void ParamServer::Restart(uint32_t generation, int64_t step) {
+  generation_ = generation;
+  coordinator_->set_generation(generation);
+  next_coordinator_check_ = {};  // report at once
+  for (const auto& p : parked_)
+    ReplyError(p.peer, p.request, "aborted", Aborted("the job restarts from step " + std::to_string(step)));
+  parked_.clear();
+  restored_ = -1;
+  const std::string what = step > 0 ? "the checkpoint at step " + std::to_string(step) : "the initial weights";
+  auto fail = [&](const Status& s) {
+    std::fprintf(stderr, "ps-server %lld: generation %u: cannot load %s: %s\n", (long long)index_, generation,
+                 what.c_str(), s.message().c_str());
+  };
+  ServerCheckpoint c;
+  if (checkpoints_) {
+    auto loaded = checkpoints_->RestoreTo(step);
+    if (!loaded.ok()) return fail(loaded.status());
+    c = std::move(*loaded);
+  } else if (step > 0) {
+    return fail(FailedPrecondition("this job writes no checkpoints (checkpoint.interval_steps is 0)"));
+  }
+  if (step > 0 || shard_->version() > 0 || stats_.pushes_applied > 0) {
+    auto shard = ParamShard::Create(spec_, shard_->range(), config_.optimizer, config_.cluster);
+    if (!shard.ok()) return fail(shard.status());
+    if (step > 0) {
+      if (Status s = (*shard)->Restore(c); !s.ok()) return fail(s);
+    }
+    // In-flight replies keep the old shard alive until they are sent.
+    shard_ = std::shared_ptr<ParamShard>(std::move(*shard));
+  }
+  audit_.clear();
+  for (const EpochAudit& a : c.audit) audit_[a.epoch] = a;
+  for (DataPosition& d : positions_) d = {d.worker, 0, 0};
+  restored_positions_ = std::move(c.positions);
+  last_checkpoint_step_ = step;
+  restored_ = step;
+  std::fprintf(stderr, "ps-server %lld: generation %u: loaded %s\n", (long long)index_, generation, what.c_str());
+}
+
 MemberProgress ParamServer::Progress() const {
   MemberProgress p;
   p.step = shard_->version();
+  p.restored = restored_;
   if (checkpoints_) p.checkpoint = checkpoints_->durable();
   for (const auto& [epoch, audit] : audit_) p.audit.push_back(audit);
+  if (coordinator_ && coordinator_->collecting() && !restored_positions_.empty()) {
+    // A page a heartbeat (the next one each time an answer comes back),
+    // round and round until the coordinator has them all.
+    const std::size_t pages = (restored_positions_.size() + kMaxListEntries - 1) / kMaxListEntries;
+    const std::size_t from = static_cast<std::size_t>(coordinator_->heartbeats_answered()) % pages * kMaxListEntries;
+    const std::size_t end = std::min(restored_positions_.size(), from + kMaxListEntries);
+    p.positions_from = static_cast<uint32_t>(from);
+    p.positions.assign(restored_positions_.begin() + static_cast<std::ptrdiff_t>(from),
+                       restored_positions_.begin() + static_cast<std::ptrdiff_t>(end));
+    return p;
+  }
   for (const DataPosition& d : positions_)
     if (shard_->removed(d.worker) && p.positions.size() < kMaxListEntries) p.positions.push_back(d);
   return p;
@@ -194,6 +250,14 @@ void ParamServer::Handle(InMessage& m) {
                       InvalidArgument(std::string(MessageKindName(h.kind)) + " with " +
                                       std::to_string(m.frames.size()) + " frames, expected " +
                                       std::to_string(expected_frames)));
+  const bool work = h.kind == MessageKind::kPush || h.kind == MessageKind::kPull ||
+                    (h.kind == MessageKind::kControl && h.control == ControlKind::kRemoveWorker);
+  if (coordinator_ && work && h.generation != generation_)
+    return ReplyError(m.peer, h, "other_generation",
+                      Aborted(std::string(MessageKindName(h.kind)) + " from generation " +
+                              std::to_string(h.generation) + " of the job; this server serves generation " +
+                              std::to_string(generation_) + " (the job restarted from step " +
+                              std::to_string(restored_) + "): rejoin"));
   switch (h.kind) {
     case MessageKind::kPush: return HandlePush(m.peer, h, m);
     case MessageKind::kPull: return HandlePull(m.peer, h);

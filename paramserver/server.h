@@ -58,7 +58,14 @@ class ParamServer {
                                                      std::unique_ptr<ServerSocket> socket);
 
   // Reports to the job's coordinator from the serving loop and takes in its
-  // membership state (removed workers, the end of the job). Heartbeats carry
+  // membership state (removed workers, the end of the job). Each time the
+  // job (re)starts the coordinator names a new generation and the step to
+  // load: 0, the initial weights (a new job: stored checkpoints are
+  // discarded), or a committed checkpoint (a resumed job, or all servers
+  // rolling back after one died). The server loads it before serving the
+  // generation's workers, refuses pushes and pulls of any other generation
+  // (Aborted: rejoin), reports the step it loaded (or that it could not),
+  // and the loaded workers' data positions. Heartbeats carry
   // what this server applied: records per epoch with their id sums, and
   // where each removed worker's data stopped. Serve() fails once the
   // coordinator has been silent for `lost_after_s`.
@@ -80,8 +87,10 @@ class ParamServer {
     std::chrono::steady_clock::time_point deadline;
   };
 
-  ParamServer(const JobConfig& config, std::shared_ptr<ParamShard> shard,
-              std::unique_ptr<ServerSocket> socket);
+  ParamServer(const JobConfig& config, const ModelSpec& spec, int64_t index,
+              std::shared_ptr<ParamShard> shard, std::unique_ptr<ServerSocket> socket);
+  // Loads `step` (0: the initial weights) for `generation`.
+  void Restart(uint32_t generation, int64_t step);
   void Handle(InMessage& message);
   void HandlePush(const std::string& peer, const WireHeader& h, const InMessage& m);
   void HandlePull(const std::string& peer, const WireHeader& h);
@@ -101,6 +110,8 @@ class ParamServer {
                   const Status& status);
 
   const JobConfig config_;
+  const ModelSpec spec_;
+  const int64_t index_;
   // Shared with in-flight zero-copy replies, which read the weights in place.
   std::shared_ptr<ParamShard> shard_;
   std::unique_ptr<ServerSocket> socket_;
@@ -116,6 +127,12 @@ class ParamServer {
   std::vector<DataPosition> positions_;  // per worker
   std::unique_ptr<CheckpointWriter> checkpoints_;  // null: checkpoints off
   int64_t last_checkpoint_step_ = 0;
+  // The job generation served, the step loaded for it (-1: could not), and
+  // the loaded workers' positions (reported page by page while the
+  // coordinator collects them).
+  uint32_t generation_ = 0;
+  int64_t restored_ = 0;
+  std::vector<DataPosition> restored_positions_;
 };
 
 }  // namespace psforge

@@ -87,6 +87,9 @@ void HeartbeatThread::Run() {
     Status s = channel_->Heartbeat(p, interval_, lost_after_);
     if (s.ok() && channel_->stop_requested())
       s = Cancelled("the coordinator at " + channel_->coordinator() + " stopped the job");
+    if (s.ok() && channel_->coordinator_generation() != channel_->generation())
+      s = Aborted("the job restarted from the checkpoint at step " + std::to_string(channel_->restore_step()) +
+                  " (generation " + std::to_string(channel_->coordinator_generation()) + ")");
     lock.lock();
     if (!s.ok() && status_.ok()) status_ = s;
     // Wakes early only to close; answers are read on the next beat.
@@ -96,11 +99,12 @@ void HeartbeatThread::Run() {
 }
 
 LeaseSource::LeaseSource(const ShardPlan* plan, const JobConfig& config, CoordinatorChannel* channel,
-                         std::unique_ptr<HeartbeatThread> heartbeat)
+                         std::unique_ptr<HeartbeatThread> heartbeat, int64_t first_step)
     : plan_(plan),
       channel_(channel),
       epochs_(config.training.epochs),
       max_steps_(config.training.max_steps),
+      first_step_(first_step),
       timeout_(Seconds(config.cluster.request_timeout_s)),
       heartbeat_(std::move(heartbeat)) {}
 

@@ -52,6 +52,8 @@ class BatchSource {
   static constexpr int64_t kNoFinalEvaluation = -2;
   virtual Result<int64_t> FinalVersion() { return int64_t{-1}; }
   virtual int64_t epochs() const = 0;
+  // The step training starts at (a job resumed from a checkpoint starts there).
+  virtual int64_t first_step() const { return 0; }
   // The job's expected total of records, for the ETA (0 when unknown).
   virtual int64_t total_records() const = 0;
 };
@@ -82,7 +84,8 @@ class HeartbeatThread {
                   double lost_after_s);
   ~HeartbeatThread();
   void Publish(const MemberProgress& progress);
-  // Not ok once the coordinator stopped the job or has gone silent.
+  // Not ok once the coordinator stopped the job or has gone silent, or
+  // Aborted once the job has restarted from a checkpoint (rejoin).
   Status status() const;
 
  private:
@@ -101,8 +104,9 @@ class HeartbeatThread {
 class LeaseSource final : public BatchSource {
  public:
   // `channel` has joined the job; `heartbeat` has beaten since.
+  // It starts at `first_step` (the coordinator's welcome says which).
   LeaseSource(const ShardPlan* plan, const JobConfig& config, CoordinatorChannel* channel,
-              std::unique_ptr<HeartbeatThread> heartbeat);
+              std::unique_ptr<HeartbeatThread> heartbeat, int64_t first_step);
 
   Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override;
   void Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps) override;
@@ -110,13 +114,14 @@ class LeaseSource final : public BatchSource {
   Result<int64_t> FinalVersion() override;
   int64_t epochs() const override { return epochs_; }
   int64_t total_records() const override { return 0; }
+  int64_t first_step() const override { return first_step_; }
 
  private:
   Result<WireHeader> Lease(int64_t step, bool finished);
 
   const ShardPlan* plan_;
   CoordinatorChannel* channel_;
-  const int64_t epochs_, max_steps_;
+  const int64_t epochs_, max_steps_, first_step_;
   const std::chrono::steady_clock::duration timeout_;
   std::unique_ptr<HeartbeatThread> heartbeat_;
   // The shard being read, and the leases whose records are all handed out,

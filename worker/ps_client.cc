@@ -15,12 +15,15 @@ std::string Describe(int64_t index, const std::string& endpoint) {
 }  // namespace
 
 PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers,
-                   int64_t params)
+                   int64_t params, uint32_t generation, int64_t first_step)
     : cluster_(cluster),
       worker_(worker),
+      generation_(generation),
+      first_step_(first_step),
       overlap_(cluster.consistency == Consistency::kAsp ||
                (cluster.consistency == Consistency::kSsp && cluster.staleness >= 1)),
-      servers_(std::move(servers)) {
+      servers_(std::move(servers)),
+      applied_steps_(first_step) {
   if (overlap_)
     for (auto& b : send_buffers_) b.resize(params);
 }
@@ -40,7 +43,8 @@ PsClient::Deadline PsClient::NewDeadline() const {
 
 Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const ModelSpec& spec,
                                                     const ClusterOptions& cluster, uint32_t worker,
-                                                    const std::vector<std::string>& endpoints) {
+                                                    const std::vector<std::string>& endpoints,
+                                                    uint32_t generation, int64_t first_step) {
   if (static_cast<int64_t>(endpoints.size()) != cluster.servers)
     return InvalidArgument(std::to_string(endpoints.size()) + " server endpoints given but cluster.servers is " +
                            std::to_string(cluster.servers));
@@ -52,7 +56,8 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
     PSF_ASSIGN_OR_RETURN(auto socket, transport->Connect(endpoints[i]));
     servers.push_back({std::move(socket), PartitionKeys(spec.num_params(), cluster.servers, i), 0, ""});
   }
-  return std::unique_ptr<PsClient>(new PsClient(cluster, worker, std::move(servers), spec.num_params()));
+  return std::unique_ptr<PsClient>(
+      new PsClient(cluster, worker, std::move(servers), spec.num_params(), generation, first_step));
 }
 
 Status PsClient::Send(Server& s, const WireHeader& h, OutFrame payload) {
@@ -84,6 +89,7 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     h.kind = MessageKind::kPush;
     h.request_id = next_request_++;
     h.sender = worker_;
+    h.generation = generation_;
     h.step = step;
     h.key_begin = s.range.begin;
     h.key_end = s.range.end;
@@ -120,6 +126,7 @@ Status PsClient::SendPulls(int64_t version, std::vector<uint64_t>* requests) {
     h.kind = MessageKind::kPull;
     h.request_id = (*requests)[i] = next_request_++;
     h.sender = worker_;
+    h.generation = generation_;
     h.step = version;
     h.key_begin = s.range.begin;
     h.key_end = s.range.end;
@@ -157,7 +164,7 @@ Status PsClient::Pull(int64_t step, std::span<float> weights) {
     PSF_RETURN_IF_ERROR(SendPulls(step, &requests));
     PSF_RETURN_IF_ERROR(ReceivePulls(requests, step, weights, deadline));
   }
-  if (overlap_ && step == 0) {
+  if (overlap_ && step == first_step_) {
     // Step 1's weights: no push asks for them (push t asks for t + 2).
     Outstanding next{1, {}, -1};
     PSF_RETURN_IF_ERROR(SendPulls(1, &next.requests));
@@ -174,8 +181,11 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
     if (left.count() <= 0)
       return DeadlineExceeded("no reply within " + std::to_string(cluster_.request_timeout_s) +
                               " s (cluster.request_timeout_s)");
-    PSF_ASSIGN_OR_RETURN(auto message, s.socket->Receive(left));
-    if (!message) continue;
+    PSF_ASSIGN_OR_RETURN(auto message, s.socket->Receive(std::min(left, std::chrono::milliseconds(100))));
+    if (!message) {
+      if (interrupt_) PSF_RETURN_IF_ERROR(interrupt_());
+      continue;
+    }
     if (message->frames.empty()) return DataLoss("empty reply");
     PSF_ASSIGN_OR_RETURN(WireHeader h, DecodeHeader(message->frames[0]->bytes(), &decode_scratch_));
     switch (h.kind) {
@@ -223,6 +233,7 @@ Status PsClient::Leave() {
     h.control = ControlKind::kRemoveWorker;
     h.value = worker_;
     h.sender = worker_;
+    h.generation = generation_;
     h.request_id = requests[i] = next_request_++;
     Status sent = Send(servers_[i], h, {});
     if (!sent.ok()) return sent.WithContext("leaving " + Describe(i, servers_[i].socket->endpoint()));

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,7 +46,11 @@ class PsClient final : public ParameterClient {
  public:
   static Result<std::unique_ptr<PsClient>> Connect(Transport* transport, const ModelSpec& spec,
                                                    const ClusterOptions& cluster, uint32_t worker,
-                                                   const std::vector<std::string>& endpoints);
+                                                   const std::vector<std::string>& endpoints,
+                                                   uint32_t generation = 0, int64_t first_step = 0);
+  // Checked while a reply is awaited (every 100 ms at most): a non-OK
+  // status ends the wait with it (the job restarted, say).
+  void SetInterrupt(std::function<Status()> interrupt) { interrupt_ = std::move(interrupt); }
   ~PsClient() override;
 
   Status Pull(int64_t step, std::span<float> weights) override;
@@ -63,7 +68,8 @@ class PsClient final : public ParameterClient {
     std::string last_push;  // what an error reply to a push refers to
   };
 
-  PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers, int64_t params);
+  PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers, int64_t params,
+           uint32_t generation, int64_t first_step);
   Deadline NewDeadline() const;
   Status Send(Server& s, const WireHeader& h, OutFrame payload);
   Status SendPulls(int64_t version, std::vector<uint64_t>* requests);
@@ -79,7 +85,10 @@ class PsClient final : public ParameterClient {
 
   const ClusterOptions cluster_;
   const uint32_t worker_;
+  const uint32_t generation_;  // of the job, on every request
+  const int64_t first_step_;
   const bool overlap_;
+  std::function<Status()> interrupt_;
   std::vector<Server> servers_;
   uint64_t next_request_ = 1;
   // Requests whose replies carry a weight version not yet collected by Pull,

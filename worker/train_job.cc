@@ -1,6 +1,7 @@
 #include "worker/train_job.h"
 
 #include <fstream>
+#include <optional>
 
 #include <omp.h>
 
@@ -63,29 +64,52 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
   PSF_ASSIGN_OR_RETURN(auto channel, CoordinatorChannel::Open(transport.get(), coordinator));
   PSF_ASSIGN_OR_RETURN(JobAssignment job, channel->Join(PeerRole::kWorker, "", timeout));
   *config = job.config;
-  // Heartbeats start now: loading the data may take longer than the
-  // coordinator waits for a silent member.
-  PSF_ASSIGN_OR_RETURN(auto heartbeat_channel, CoordinatorChannel::Open(transport.get(), coordinator));
-  heartbeat_channel->Attach(job.id, PeerRole::kWorker);
-  auto heartbeat = std::make_unique<HeartbeatThread>(std::move(heartbeat_channel), config->cluster, connect_timeout_s);
   omp_set_num_threads(static_cast<int>(config->training.threads));
   const int64_t workers = config->cluster.workers;
   const int64_t share = (config->training.batch_size + workers - 1) / workers;
-  PSF_ASSIGN_OR_RETURN(Prepared p, Prepare(*config, share));
-  PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(transport.get(), p.spec, config->cluster, job.id,
-                                                      job.servers));
-  ShardPlan plan(p.data.train.rows, config->data.shard_size, config->training.seed,
-                 config->training.shuffle);
-  LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat));
   ProgressPrinter progress(progress_out, config->training.progress_interval_s);
-  Announce(progress, *config, p,
-           " as worker " + std::to_string(job.id) + " of " + std::to_string(workers) + " with " +
-               std::to_string(job.servers.size()) + " servers (" +
-               ConsistencyName(config->cluster.consistency) + "), batches of " + std::to_string(share));
-  Trainer trainer(*config, p.model.get(), client.get(), &progress);
-  PSF_ASSIGN_OR_RETURN(TrainResult result, trainer.Run(p.data.train, p.data.test, &source));
-  if (result.evaluated && !save_weights.empty()) PSF_RETURN_IF_ERROR(SaveWeights(p.model->weights(), save_weights));
-  return result;
+  std::optional<Prepared> p;  // loaded once, kept when the job restarts
+  // Each pass is one generation of the job. When it restarts from a
+  // checkpoint (a server died, say), this worker's work since then is void:
+  // it joins again and starts where the coordinator says.
+  while (true) {
+    // Heartbeats start now: loading the data may take longer than the
+    // coordinator waits for a silent member.
+    PSF_ASSIGN_OR_RETURN(auto heartbeat_channel, CoordinatorChannel::Open(transport.get(), coordinator));
+    heartbeat_channel->Attach(job.id, PeerRole::kWorker, job.generation);
+    auto heartbeat = std::make_unique<HeartbeatThread>(std::move(heartbeat_channel), config->cluster, connect_timeout_s);
+    HeartbeatThread* beats = heartbeat.get();
+    if (!p) {
+      PSF_ASSIGN_OR_RETURN(Prepared loaded, Prepare(*config, share));
+      p.emplace(std::move(loaded));
+    }
+    PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(transport.get(), p->spec, config->cluster, job.id,
+                                                        job.servers, job.generation, job.step));
+    client->SetInterrupt([beats] {
+      Status s = beats->status();
+      return s.code() == StatusCode::kAborted ? s : Status::Ok();
+    });
+    ShardPlan plan(p->data.train.rows, config->data.shard_size, config->training.seed,
+                   config->training.shuffle);
+    LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat), job.step);
+    Announce(progress, *config, *p,
+             " as worker " + std::to_string(job.id) + " of " + std::to_string(workers) + " with " +
+                 std::to_string(job.servers.size()) + " servers (" +
+                 ConsistencyName(config->cluster.consistency) + "), batches of " + std::to_string(share) +
+                 (job.step > 0 ? ", from step " + std::to_string(job.step) : ""));
+    Trainer trainer(*config, p->model.get(), client.get(), &progress);
+    auto result = trainer.Run(p->data.train, p->data.test, &source);
+    if (!result.ok() && result.status().code() == StatusCode::kAborted) {
+      progress.Line("worker " + std::to_string(job.id) + ": " + result.status().message() + "; joining again");
+      PSF_ASSIGN_OR_RETURN(job, channel->Join(PeerRole::kWorker, "", timeout));
+      if (EncodeJob(job.config, {}) != EncodeJob(*config, {}))
+        return FailedPrecondition("the coordinator at " + coordinator + " restarted with another job");
+      continue;
+    }
+    PSF_RETURN_IF_ERROR(result.status());
+    if (result->evaluated && !save_weights.empty()) PSF_RETURN_IF_ERROR(SaveWeights(p->model->weights(), save_weights));
+    return result;
+  }
 }
 
 int ReportResult(const char* program, const Result<TrainResult>& result, const JobConfig& config,

@@ -72,11 +72,12 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   result.metric_name =
       config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
   std::span<float> weights = model_->weights();
-  PSF_RETURN_IF_ERROR(client_->Pull(0, weights));
+  int64_t step = source->first_step();
+  PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
 
   start_ = Clock::now();
   double train_s = 0;
-  int64_t step = 0, epoch = 0;
+  int64_t epoch = 0;
   double loss_sum = 0;
   int64_t loss_steps = 0;
   auto epoch_loss = [&] { return loss_steps > 0 ? loss_sum / static_cast<double>(loss_steps) : 0.0; };

@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 3;
+const schemaVersion :UInt16 = 4;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -81,7 +81,13 @@ struct Register {
   role @0 :Role;
   endpoint @1 :Text;    # server: where workers reach it
 }
-struct Welcome { id @0 :UInt32; }
+# The header's generation is the job's: the coordinator starts a new one each
+# time the job (re)starts from a checkpoint. Workers start at `step`; servers
+# load the weights of `step` (0: the initial weights) before serving.
+struct Welcome {
+  id @0 :UInt32;
+  step @1 :Int64;
+}
 
 # Servers and workers to the coordinator, and back (the coordinator's answer
 # carries the membership state, so a lost heartbeat loses nothing).
@@ -104,6 +110,15 @@ struct Heartbeat {
   # server: the step of its latest durable checkpoint; answer: the latest
   # step every server has checkpointed (committed). 0: none.
   checkpoint @10 :Int64;
+  # Restarting from a checkpoint. Answer to a server: load step `restore`
+  # for the answer's generation. Server: the step it loaded for its
+  # generation (-1: it could not; its log says why), and while the answer
+  # says `collecting`, the restored workers' positions from index
+  # positionsFrom on (in pages).
+  restore @11 :Int64;
+  restored @12 :Int64;
+  positionsFrom @13 :UInt32;
+  collecting @14 :Bool;
 }
 
 # A worker asks for its next data shard, reporting the shards it finished.
@@ -141,6 +156,10 @@ struct Header {
   version @0 :UInt16;
   requestId @1 :UInt64; # echoed by the reply; retries reuse it
   senderId @2 :UInt32;  # worker index for pushes and pulls
+  # The job's generation the sender is in (see Welcome); a server or the
+  # coordinator refuses work from another generation (Aborted: rejoin).
+  # 0: a peer outside any coordinated job (tests, tools).
+  generation @15 :UInt32;
   body :union {
     register @3 :Register;
     heartbeat @4 :Heartbeat;

@@ -32,6 +32,7 @@ WireHeader Header(MessageKind kind, int64_t step, int64_t begin = 0, int64_t end
   h.kind = kind;
   h.request_id = 1;
   h.sender = 0;
+  h.generation = 1;  // a job that started afresh
   h.step = step;
   h.key_begin = begin;
   h.key_end = end;
@@ -89,6 +90,9 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
     WireHeader wrong_worker = Header(MessageKind::kPush, step);
     wrong_worker.sender = 9;
     expect_error(a.Send(wrong_worker, &g), "unknown worker");
+    WireHeader stale = Header(MessageKind::kPush, step);
+    stale.generation = 7;  // a worker of a generation the job abandoned (or never had)
+    EXPECT_NE(expect_error(a.Send(stale, &g), "other generation").find("rejoin"), std::string::npos);
     WireHeader old = Header(MessageKind::kPush, step);
     old.version = kWireSchemaVersion + 1;
     EXPECT_NE(expect_error(a.Send(old, &g), "schema").find("schema version"), std::string::npos);

@@ -1,0 +1,188 @@
+#include "coordinator/job_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+namespace psforge {
+namespace {
+
+// Keys (numbers zero-padded so that they sort):
+//   fingerprint                  the job's identity
+//   gen/<g>                      generation g's starting lease state (JSON)
+//   grant/<g>/<seq>              "worker lease offset"
+//   commit/<step>                the generation of that committed checkpoint
+//   eval/<epoch>                 an epoch's evaluation (JSON)
+std::string Key(const char* prefix, uint64_t a) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s%020llu", prefix, static_cast<unsigned long long>(a));
+  return buf;
+}
+
+std::string GrantPrefix(uint32_t g) { return Key("grant/", g) + "/"; }
+
+Status FromRocks(const rocksdb::Status& s, const std::string& where, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  const std::string message = "job store " + where + ": " + what + ": " + s.ToString();
+  if (s.IsCorruption()) return DataLoss(message);
+  if (s.IsNoSpace()) return ResourceExhausted(message);
+  return Unavailable(message);
+}
+
+uint64_t Number(const std::string& key, std::size_t at) { return std::stoull(key.substr(at, 20)); }
+
+}  // namespace
+
+JobStore::JobStore(std::unique_ptr<rocksdb::DB> db, std::string where)
+    : db_(std::move(db)), where_(std::move(where)) {}
+
+JobStore::~JobStore() = default;
+
+Result<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.paranoid_checks = true;
+  rocksdb::DB* db = nullptr;
+  PSF_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, path, &db), path, "open"));
+  return std::unique_ptr<JobStore>(new JobStore(std::unique_ptr<rocksdb::DB>(db), path));
+}
+
+Status JobStore::Put(const std::string& key, const std::string& value, bool sync) {
+  rocksdb::WriteOptions options;
+  options.sync = sync;
+  return FromRocks(db_->Put(options, key, value), where_, "write " + key);
+}
+
+Status JobStore::DeleteRange(const std::string& begin, const std::string& end, bool sync) {
+  rocksdb::WriteOptions options;
+  options.sync = sync;
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(begin, end);
+  return FromRocks(db_->Write(options, &batch), where_, "delete");
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> JobStore::Scan(const std::string& prefix) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next())
+    out.emplace_back(it->key().ToString(), it->value().ToString());
+  PSF_RETURN_IF_ERROR(FromRocks(it->status(), where_, "read " + prefix));
+  return out;
+}
+
+Result<std::string> JobStore::Fingerprint() const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), "fingerprint", &value);
+  if (s.IsNotFound()) return std::string();
+  PSF_RETURN_IF_ERROR(FromRocks(s, where_, "read the job's identity"));
+  return value;
+}
+
+Status JobStore::Reset(const std::string& fingerprint) {
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange("", "\xff");
+  batch.Put("fingerprint", fingerprint);
+  next_grant_ = 0;
+  return FromRocks(db_->Write(options, &batch), where_, "start a new job");
+}
+
+Status JobStore::BeginGeneration(uint32_t g, const LeaseState& base) {
+  nlohmann::json j = {{"epoch", base.epoch}, {"done", base.done}, {"partial", base.partial}};
+  next_grant_ = 0;
+  PSF_RETURN_IF_ERROR(DeleteRange(GrantPrefix(g), GrantPrefix(g + 1), false));  // an abandoned attempt's
+  return Put(Key("gen/", g), j.dump(), true);
+}
+
+Result<uint32_t> JobStore::LastGeneration() const {
+  PSF_ASSIGN_OR_RETURN(auto gens, Scan("gen/"));
+  return gens.empty() ? 0u : static_cast<uint32_t>(Number(gens.back().first, 4));
+}
+
+Result<LeaseState> JobStore::Base(uint32_t g) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Key("gen/", g), &value);
+  if (s.IsNotFound()) return DataLoss("job store " + where_ + ": generation " + std::to_string(g) + " is missing");
+  PSF_RETURN_IF_ERROR(FromRocks(s, where_, "read generation " + std::to_string(g)));
+  auto j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return DataLoss("job store " + where_ + ": generation " + std::to_string(g) + " is damaged");
+  try {
+    return LeaseState{j.at("epoch").get<int64_t>(), j.at("done").get<std::vector<int64_t>>(),
+                      j.at("partial").get<std::vector<std::pair<int64_t, int64_t>>>()};
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss("job store " + where_ + ": generation " + std::to_string(g) + " is damaged: " + e.what());
+  }
+}
+
+Status JobStore::AddGrant(uint32_t g, const GrantRecord& grant) {
+  char value[96];
+  std::snprintf(value, sizeof value, "%u %llu %lld", grant.worker, static_cast<unsigned long long>(grant.lease),
+                static_cast<long long>(grant.offset));
+  return Put(GrantPrefix(g) + Key("", static_cast<uint64_t>(next_grant_++)), value, false);
+}
+
+Result<std::vector<GrantRecord>> JobStore::Grants(uint32_t g) const {
+  PSF_ASSIGN_OR_RETURN(auto rows, Scan(GrantPrefix(g)));
+  std::vector<GrantRecord> grants;
+  for (const auto& [key, value] : rows) {
+    GrantRecord r;
+    unsigned long long lease = 0;
+    long long offset = 0;
+    if (std::sscanf(value.c_str(), "%u %llu %lld", &r.worker, &lease, &offset) != 3)
+      return DataLoss("job store " + where_ + ": grant " + key + " is damaged");
+    r.lease = lease;
+    r.offset = offset;
+    grants.push_back(r);
+  }
+  return grants;
+}
+
+Status JobStore::Commit(int64_t step, uint32_t g, int64_t keep) {
+  PSF_RETURN_IF_ERROR(Put(Key("commit/", static_cast<uint64_t>(step)), std::to_string(g), true));
+  PSF_ASSIGN_OR_RETURN(auto commits, Committed());
+  if (static_cast<int64_t>(commits.size()) <= keep) return Status::Ok();
+  const CommittedCheckpoint& oldest_kept = commits[commits.size() - static_cast<std::size_t>(keep)];
+  PSF_RETURN_IF_ERROR(DeleteRange("commit/", Key("commit/", static_cast<uint64_t>(oldest_kept.step)), false));
+  uint32_t needed = oldest_kept.generation;
+  for (std::size_t i = commits.size() - static_cast<std::size_t>(keep); i < commits.size(); ++i)
+    needed = std::min(needed, commits[i].generation);
+  PSF_RETURN_IF_ERROR(DeleteRange("gen/", Key("gen/", needed), false));
+  return DeleteRange("grant/", GrantPrefix(needed), false);
+}
+
+Result<std::vector<CommittedCheckpoint>> JobStore::Committed() const {
+  PSF_ASSIGN_OR_RETURN(auto rows, Scan("commit/"));
+  std::vector<CommittedCheckpoint> out;
+  for (const auto& [key, value] : rows)
+    out.push_back({static_cast<int64_t>(Number(key, 7)), static_cast<uint32_t>(std::stoul(value))});
+  return out;
+}
+
+Status JobStore::ForgetCommitsAfter(int64_t step) {
+  return DeleteRange(Key("commit/", static_cast<uint64_t>(step) + 1), "commit0", true);
+}
+
+Status JobStore::PutEvaluation(const EvaluationRecord& e) {
+  nlohmann::json j = {{"epoch", e.epoch}, {"step", e.step}, {"metric", e.metric}, {"time_s", e.time_s}};
+  return Put(Key("eval/", static_cast<uint64_t>(e.epoch)), j.dump(), false);
+}
+
+Result<std::vector<EvaluationRecord>> JobStore::Evaluations() const {
+  PSF_ASSIGN_OR_RETURN(auto rows, Scan("eval/"));
+  std::vector<EvaluationRecord> out;
+  for (const auto& [key, value] : rows) {
+    auto j = nlohmann::json::parse(value, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return DataLoss("job store " + where_ + ": evaluation " + key + " is damaged");
+    out.push_back({j.value("epoch", int64_t{0}), j.value("step", int64_t{0}), j.value("metric", 0.0),
+                   j.value("time_s", 0.0), false});
+  }
+  return out;
+}
+
+}  // namespace psforge
