@@ -158,6 +158,7 @@ void Coordinator::FinishRestart() {
       return EndJob(DataLoss(lost + ", and no earlier committed checkpoint is left in " + config_.checkpoint.dir));
     ++generation_;
     restore_step_ = older->step;
+    if (resumed_from_ >= 0) resumed_from_ = restore_step_;
     return Restart(lost + "; falling back to the previous committed checkpoint");
   }
   const auto workers = static_cast<std::size_t>(config_.cluster.workers);
@@ -305,6 +306,13 @@ void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
       Log("server " + std::to_string(fresh.id) + " joined again at " + h.endpoint);
       return WelcomeAll();
     }
+  }
+  if (server && static_cast<int64_t>(list.size()) >= wanted &&
+      static_cast<int64_t>(waiting_servers_.size()) < wanted) {
+    Log("a server registered at " + h.endpoint + " while every server place is taken; it takes the place of the " +
+        "next server declared dead");
+    waiting_servers_.emplace_back(peer, h);
+    return;
   }
   if (static_cast<int64_t>(list.size()) >= wanted)
     return ReplyError(peer, h, ResourceExhausted(std::string("the job already has its ") +
@@ -578,9 +586,14 @@ void Coordinator::CheckLiveness() {
         restore_step_ = committed_checkpoint_;
         if (store_ && !Record(store_->Committed().status()).ok()) return;
         if (store_) candidates_ = *store_->Committed();
-        return Restart(who + " at " + m.endpoint + " sent no heartbeat for " +
-                       Fixed(config_.cluster.peer_timeout_s, 1) + " s (cluster.peer_timeout_s); waiting for it to " +
-                       "be restarted");
+        Restart(who + " at " + m.endpoint + " sent no heartbeat for " + Fixed(config_.cluster.peer_timeout_s, 1) +
+                " s (cluster.peer_timeout_s); waiting for it to be restarted");
+        if (!waiting_servers_.empty()) {
+          auto [peer, request] = waiting_servers_.front();
+          waiting_servers_.erase(waiting_servers_.begin());
+          HandleRegister(peer, request);
+        }
+        return;
       }
       removed_.push_back(m.id);
       awaiting_positions_.push_back(m.id);

@@ -158,6 +158,10 @@ class Coordinator {
   int64_t restarts_ = 0;
   int64_t resumed_from_ = -1;
   std::vector<ParkedLease> parked_leases_;
+  // Servers that registered while every place was taken: a restarted one
+  // may be quicker than its predecessor's heartbeat timeout. Each takes the
+  // place of the next server declared dead.
+  std::vector<std::pair<std::string, WireHeader>> waiting_servers_;
   int64_t evaluator_ = -1;  // the worker running the final evaluation
   std::chrono::steady_clock::time_point created_, started_{};
   bool job_over_ = false;

@@ -159,6 +159,7 @@ void ParamServer::Restart(uint32_t generation, int64_t step) {
     ReplyError(p.peer, p.request, "aborted", Aborted("the job restarts from step " + std::to_string(step)));
   parked_.clear();
   restored_ = -1;
+  restored_positions_.clear();
   const std::string what = step > 0 ? "the checkpoint at step " + std::to_string(step) : "the initial weights";
   auto fail = [&](const Status& s) {
     std::fprintf(stderr, "ps-server %lld: generation %u: cannot load %s: %s\n", (long long)index_, generation,
