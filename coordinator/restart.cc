@@ -1,0 +1,164 @@
+// The coordinator's restarts: the job store, resuming from a committed
+// checkpoint, falling back to an older one, and rolling every server back
+// when one dies (coordinator.h).
+#include <algorithm>
+#include <filesystem>
+#include <optional>
+
+#include "coordinator/coordinator.h"
+
+namespace psforge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+namespace {
+
+// What a resumed job must share with the one that wrote the checkpoints.
+nlohmann::json Identity(const JobConfig& config) {
+  nlohmann::json all = ConfigToJson(config);
+  nlohmann::json id = {{"model", all["model"]}, {"optimizer", all["optimizer"]}};
+  for (const char* f : {"shard_size"}) id["data." + std::string(f)] = all["data"][f];
+  for (const char* f : {"seed", "shuffle", "batch_size"}) id["training." + std::string(f)] = all["training"][f];
+  for (const char* f : {"servers", "workers", "consistency", "staleness"})
+    id["cluster." + std::string(f)] = all["cluster"][f];
+  return id;
+}
+
+}  // namespace
+
+Status Coordinator::OpenStore() {
+  const bool on = config_.checkpoint.interval_steps > 0;
+  if (!on) {
+    if (options_.resume)
+      return FailedPrecondition("--resume: this job writes no checkpoints (checkpoint.interval_steps is 0)");
+    return Status::Ok();
+  }
+  const std::string path = config_.checkpoint.dir + "/coordinator";
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return Unavailable("job store " + path + ": cannot create it: " + ec.message());
+  PSF_ASSIGN_OR_RETURN(store_, JobStore::Open(path));
+  const nlohmann::json identity = Identity(config_);
+  PSF_ASSIGN_OR_RETURN(std::string stored, store_->Fingerprint());
+  if (options_.resume && !stored.empty()) {
+    auto old = nlohmann::json::parse(stored, nullptr, false);
+    std::string differ;
+    for (auto& [field, value] : identity.items())
+      if (old.is_discarded() || !old.contains(field) || old[field] != value) differ += (differ.empty() ? "" : ", ") + field;
+    if (!differ.empty())
+      return FailedPrecondition("--resume: the checkpoints in " + config_.checkpoint.dir +
+                                " belong to a job with another " + differ);
+    PSF_ASSIGN_OR_RETURN(candidates_, store_->Committed());
+    PSF_ASSIGN_OR_RETURN(uint32_t last, store_->LastGeneration());
+    if (!candidates_.empty()) {
+      generation_ = last + 1;
+      restore_step_ = candidates_.back().step;
+      resumed_from_ = restore_step_;
+      Restart("resuming the job");
+      return Status::Ok();
+    }
+    Log("--resume: no checkpoint of this job was committed in " + config_.checkpoint.dir + "; starting from the beginning");
+  }
+  PSF_RETURN_IF_ERROR(store_->Reset(identity.dump()));
+  return store_->BeginGeneration(generation_, LeaseState{});
+}
+
+Status Coordinator::Record(const Status& s) {
+  if (!s.ok() && !job_over_) EndJob(Unavailable("cannot record the job's state: " + s.message()));
+  return s;
+}
+
+void Coordinator::Restart(const std::string& why) {
+  collecting_ = true;
+  collecting_since_ = Clock::now();
+  Log(why + ": generation " + std::to_string(generation_) + " starts from " +
+      (restore_step_ > 0 ? "the checkpoint at step " + std::to_string(restore_step_) : "the initial weights"));
+  for (Member& s : servers_) {
+    s.restored = -2;
+    s.restored_positions.clear();
+    s.positions.clear();
+    s.audit.clear();
+    s.checkpoint = 0;
+  }
+  // Every worker's work since the checkpoint is void: they join again (their
+  // next answer carries the new generation).
+  for (const ParkedLease& p : parked_leases_)
+    ReplyError(p.peer, p.request, Aborted("the job restarts from step " + std::to_string(restore_step_)));
+  parked_leases_.clear();
+  workers_.clear();
+  removed_.clear();
+  awaiting_positions_.clear();
+  pending_evaluation_ = 0;
+  evaluator_ = -1;
+  final_steps_ = 0;
+  committed_checkpoint_ = restore_step_;
+}
+
+void Coordinator::FinishRestart() {
+  if (!collecting_ || job_over_ || static_cast<int64_t>(servers_.size()) < config_.cluster.servers) return;
+  for (const Member& s : servers_) {
+    if (s.restored != -1) continue;
+    // This checkpoint is damaged or missing there: the previous committed one.
+    std::optional<CommittedCheckpoint> older;
+    for (const auto& c : candidates_)
+      if (c.step < restore_step_) older = c;
+    const std::string lost = "server " + std::to_string(s.id) + " cannot load the checkpoint at step " +
+                             std::to_string(restore_step_) + " (its log says why)";
+    if (!older)
+      return EndJob(DataLoss(lost + ", and no earlier committed checkpoint is left in " + config_.checkpoint.dir));
+    ++generation_;
+    restore_step_ = older->step;
+    if (resumed_from_ >= 0) resumed_from_ = restore_step_;
+    return Restart(lost + "; falling back to the previous committed checkpoint");
+  }
+  const auto workers = static_cast<std::size_t>(config_.cluster.workers);
+  for (const Member& s : servers_)
+    if (s.state != MemberState::kActive || s.restored != restore_step_ ||
+        (restore_step_ > 0 && s.restored_positions.size() < workers))
+      return;
+  LeaseState state;
+  if (restore_step_ > 0) {
+    uint32_t from = 0;
+    for (const auto& c : candidates_)
+      if (c.step == restore_step_) from = c.generation;
+    auto base = store_->Base(from);
+    auto grants = store_->Grants(from);
+    if (!Record(base.status()).ok() || !Record(grants.status()).ok()) return;
+    // Each worker's position at the checkpoint: the earliest any server has
+    // (in BSP they agree; under SSP a server may have taken a later push).
+    std::map<uint64_t, std::size_t> order;  // lease -> grant index
+    for (std::size_t i = 0; i < grants->size(); ++i) order[(*grants)[i].lease] = i;
+    auto rank = [&](const DataPosition& p) {
+      auto o = order.find(p.lease);
+      return std::make_pair(o == order.end() ? -1 : static_cast<int64_t>(o->second), p.lease_offset);
+    };
+    std::map<uint32_t, DataPosition> positions;
+    for (const Member& s : servers_)
+      for (const auto& [w, p] : s.restored_positions)
+        if (!positions.count(w) || rank(p) < rank(positions[w])) positions[w] = p;
+    state = ReplayLeases(plan_, config_.training.epochs, *base, *grants, positions);
+  }
+  leases_.Restore(state);
+  history_.clear();
+  if (store_) {
+    if (!Record(store_->ForgetCommitsAfter(restore_step_)).ok() ||
+        !Record(store_->BeginGeneration(generation_, state)).ok())
+      return;
+    auto evaluations = store_->Evaluations();
+    if (!Record(evaluations.status()).ok()) return;
+    for (const auto& e : *evaluations)
+      if (e.epoch <= leases_.epochs_completed()) history_.push_back(e);
+  }
+  collecting_ = false;
+  Log("generation " + std::to_string(generation_) + ": every server has loaded " +
+      (restore_step_ > 0 ? "the checkpoint at step " + std::to_string(restore_step_) : "the initial weights") +
+      "; the data resumes in epoch " + std::to_string(std::min(state.epoch, config_.training.epochs)) + " with " +
+      std::to_string(state.done.size()) + " of " + std::to_string(plan_.shards()) + " shards done and " +
+      std::to_string(state.partial.size()) + " partly trained");
+  WelcomeAll();
+}
+
+}  // namespace psforge
