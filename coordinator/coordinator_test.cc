@@ -66,7 +66,9 @@ TEST(Coordinator, EveryRemovedWorkerReachesTheServersPageByPage) {
   for (int i = 0; i < kWorkers; ++i) {
     // The server (and worker 0, once there) stay alive however long this takes.
     ASSERT_TRUE(server->Heartbeat(MemberProgress{}, 20ms, 30s).ok());
-    if (i > 0) ASSERT_TRUE(workers[0]->Heartbeat(MemberProgress{}, 20ms, 30s).ok());
+    if (i > 0) {
+      ASSERT_TRUE(workers[0]->Heartbeat(MemberProgress{}, 20ms, 30s).ok());
+    }
     workers.push_back(open());
     auto joined = workers.back()->Join(PeerRole::kWorker, "", 30s);
     ASSERT_TRUE(joined.ok()) << "worker " << i << ": " << joined.status().ToString();

@@ -93,7 +93,7 @@ Status JobStore::Reset(const std::string& fingerprint) {
 }
 
 Status JobStore::BeginGeneration(uint32_t g, const LeaseState& base) {
-  nlohmann::json j = {{"epoch", base.epoch}, {"done", base.done}, {"partial", base.partial}};
+  nlohmann::json j = {{"epoch", base.epoch}, {"done", base.done}, {"partial", base.partial}, {"owner", base.owner}};
   next_grant_ = 0;
   PSF_RETURN_IF_ERROR(DeleteRange(GrantPrefix(g), GrantPrefix(g + 1), false));  // an abandoned attempt's
   return Put(Key("gen/", g), j.dump(), true);
@@ -113,8 +113,10 @@ Result<LeaseState> JobStore::Base(uint32_t g) const {
   if (j.is_discarded() || !j.is_object())
     return DataLoss("job store " + where_ + ": generation " + std::to_string(g) + " is damaged");
   try {
-    return LeaseState{j.at("epoch").get<int64_t>(), j.at("done").get<std::vector<int64_t>>(),
-                      j.at("partial").get<std::vector<std::pair<int64_t, int64_t>>>()};
+    LeaseState state{j.at("epoch").get<int64_t>(), j.at("done").get<std::vector<int64_t>>(),
+                     j.at("partial").get<std::vector<std::pair<int64_t, int64_t>>>(), {}};
+    if (j.contains("owner")) state.owner = j.at("owner").get<std::map<int64_t, uint32_t>>();
+    return state;
   } catch (const nlohmann::json::exception& e) {
     return DataLoss("job store " + where_ + ": generation " + std::to_string(g) + " is damaged: " + e.what());
   }

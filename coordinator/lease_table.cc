@@ -31,7 +31,7 @@ LeaseState ReplayLeases(const ShardPlan& plan, int64_t epochs, const LeaseState&
   }
   // Epoch by epoch: each shard is trained as far as its ranges reach from record 0.
   for (int64_t e = base.epoch; e <= epochs; ++e) {
-    LeaseState state{e, {}, {}};
+    LeaseState state{e, {}, {}, {}};
     for (int64_t shard = 0; shard < plan.shards(); ++shard) {
       auto it = trained.find(plan.LeaseId(e, shard));
       if (it == trained.end()) continue;
@@ -42,9 +42,15 @@ LeaseState ReplayLeases(const ShardPlan& plan, int64_t epochs, const LeaseState&
       if (reach >= size_of(shard)) state.done.push_back(shard);
       else if (reach > 0) state.partial.emplace_back(shard, reach);
     }
+    for (const auto& [worker, i] : at) {
+      const uint64_t lease = grants[i].lease;
+      const int64_t to = positions.at(worker).lease_offset;
+      for (const auto& [shard, reach] : state.partial)
+        if (plan.LeaseId(e, shard) == lease && reach == to) state.owner[shard] = worker;
+    }
     if (static_cast<int64_t>(state.done.size()) < plan.shards()) return state;
   }
-  return LeaseState{epochs + 1, {}, {}};
+  return LeaseState{epochs + 1, {}, {}, {}};
 }
 
 LeaseTable::LeaseTable(const ShardPlan* plan, int64_t workers, int64_t epochs)
@@ -71,7 +77,15 @@ void LeaseTable::Restore(const LeaseState& state) {
     ++shards_done_;
     records_done_ += plan_->Positions(shard).size();
   }
-  for (const auto& [shard, offset] : state.partial) returned_.emplace_back(shard, offset);
+  for (const auto& [shard, offset] : state.partial) {
+    auto owner = state.owner.find(shard);
+    if (owner == state.owner.end() || owner->second >= own_.size()) {
+      returned_.emplace_back(shard, offset);
+      continue;
+    }
+    own_[owner->second].push_front(shard);
+    resume_at_[shard] = offset;
+  }
 }
 
 void LeaseTable::StartEpoch(int64_t epoch) {
@@ -80,6 +94,7 @@ void LeaseTable::StartEpoch(int64_t epoch) {
   records_done_ = 0;
   returned_.clear();
   done_.clear();
+  resume_at_.clear();
   for (auto& q : own_) q.clear();
   auto order = plan_->EpochOrder(epoch);
   for (std::size_t k = 0; k < order.size(); ++k) own_[k % workers_].push_back(order[k]);
@@ -132,6 +147,10 @@ LeaseTable::Grant LeaseTable::Next(uint32_t worker) {
     }
   }
   if (shard < 0) return g;  // wait: the epoch's last shards are held by others
+  if (auto r = resume_at_.find(shard); r != resume_at_.end()) {
+    g.offset = r->second;
+    resume_at_.erase(r);
+  }
   g.status = LeaseStatus::kGranted;
   g.lease = plan_->LeaseId(epoch_, shard);
   g.epoch = epoch_;

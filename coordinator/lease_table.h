@@ -31,6 +31,9 @@ struct LeaseState {
   int64_t epoch = 1;
   std::vector<int64_t> done;                          // shards, ascending
   std::vector<std::pair<int64_t, int64_t>> partial;   // (shard, records trained)
+  // Partial shards a worker's position is in: that worker trains the rest
+  // first, as it would have without the restart.
+  std::map<int64_t, uint32_t> owner;
   bool operator==(const LeaseState&) const = default;
 };
 
@@ -111,6 +114,7 @@ class LeaseTable {
   const int64_t workers_, epochs_;
   int64_t epoch_ = 0, completed_ = 0;
   std::vector<std::deque<int64_t>> own_;  // per worker: shards not yet handed out
+  std::map<int64_t, int64_t> resume_at_;  // shards in own_ partly trained: their first record to train
   std::deque<std::pair<int64_t, int64_t>> returned_;  // (shard, offset) of dead workers', first
   std::map<uint64_t, Held> held_;         // lease -> holder
   int64_t grants_ = 0;

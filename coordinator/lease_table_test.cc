@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 namespace psforge {
@@ -111,6 +112,37 @@ TEST(LeaseTable, ReturningTheLastLeasesCanCompleteTheEpoch) {
   EXPECT_EQ(r.completed, 1);
   EXPECT_EQ(r.epoch_completed, 1);
   EXPECT_EQ(table.Next(0).epoch, 2);
+}
+
+// A checkpoint caught worker 1 in the middle of its second shard: replaying
+// the grants finds the shards trained, and the restored table hands that
+// shard's rest to worker 1 (as the undisturbed run would), even when worker
+// 0 asks first.
+TEST(LeaseTable, ARestoredPartialShardGoesBackToTheWorkerWhosePositionIsInIt) {
+  ShardPlan plan(640, 64, 9, true);
+  auto order = plan.EpochOrder(1);
+  LeaseTable table(&plan, 2, 1);
+  std::vector<GrantRecord> grants;
+  for (uint32_t w : {0u, 1u, 0u, 1u}) {
+    auto g = table.Next(w);
+    grants.push_back({w, g.lease, g.offset});
+  }
+  std::map<uint32_t, DataPosition> positions{{0, {0, grants[2].lease, 64}}, {1, {1, grants[3].lease, 40}}};
+  LeaseState state = ReplayLeases(plan, 1, LeaseState{}, grants, positions);
+  EXPECT_EQ(state.done.size(), 3u);
+  ASSERT_EQ(state.partial.size(), 1u);
+  EXPECT_EQ(state.partial[0], std::make_pair(order[3], int64_t{40}));
+  EXPECT_EQ(state.owner, (std::map<int64_t, uint32_t>{{order[3], 1}}));
+
+  LeaseTable restored(&plan, 2, 1);
+  restored.Restore(state);
+  auto first = restored.Next(0);
+  EXPECT_EQ(plan.ShardOf(first.lease), order[4]);
+  EXPECT_EQ(first.offset, 0);
+  auto rest = restored.Next(1);
+  EXPECT_EQ(plan.ShardOf(rest.lease), order[3]);
+  EXPECT_EQ(rest.offset, 40);
+  EXPECT_EQ(plan.ShardOf(restored.Next(1).lease), order[5]);
 }
 
 }  // namespace

@@ -229,7 +229,13 @@ void ParamServer::RemoveWorker(uint32_t worker) {
   if (worker >= static_cast<uint64_t>(shard_->workers()) || shard_->removed(worker)) return;
   ++stats_.workers_removed;
   bool stepped = shard_->RemoveWorker(worker);
-  // Its waiting prefetches will never be collected.
+  // Its waiting pulls are answered: if it is alive after all (declared dead
+  // while silent), it learns why instead of waiting out its deadline.
+  for (const ParkedPull& p : parked_)
+    if (p.request.sender == worker)
+      ReplyError(p.peer, p.request, "worker_removed",
+                 Cancelled("worker " + std::to_string(worker) +
+                           " was declared dead by the coordinator; this server no longer waits for it"));
   parked_.erase(std::remove_if(parked_.begin(), parked_.end(),
                                [&](const ParkedPull& p) { return p.request.sender == worker; }),
                 parked_.end());

@@ -29,8 +29,10 @@ PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<S
 }
 
 PsClient::~PsClient() {
-  // Zero-copy sends call back into this object; wait (bounded) until the
-  // transport has let go of them.
+  // Zero-copy sends call back into this object. Closing the sockets drops
+  // what is still queued (to a dead server, say; linger is 0), and the
+  // transport lets go of those slices at once; then wait (bounded) for it.
+  for (Server& s : servers_) s.socket.reset();
   const auto deadline = Clock::now() + std::chrono::seconds(5);
   (void)AwaitReleased(0, deadline);
   (void)AwaitReleased(1, deadline);

@@ -73,32 +73,39 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
   // checkpoint (a server died, say), this worker's work since then is void:
   // it joins again and starts where the coordinator says.
   while (true) {
-    // Heartbeats start now: loading the data may take longer than the
-    // coordinator waits for a silent member.
-    PSF_ASSIGN_OR_RETURN(auto heartbeat_channel, CoordinatorChannel::Open(transport.get(), coordinator));
-    heartbeat_channel->Attach(job.id, PeerRole::kWorker, job.generation);
-    auto heartbeat = std::make_unique<HeartbeatThread>(std::move(heartbeat_channel), config->cluster, connect_timeout_s);
-    HeartbeatThread* beats = heartbeat.get();
-    if (!p) {
-      PSF_ASSIGN_OR_RETURN(Prepared loaded, Prepare(*config, share));
-      p.emplace(std::move(loaded));
-    }
-    PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(transport.get(), p->spec, config->cluster, job.id,
-                                                        job.servers, job.generation, job.step));
-    client->SetInterrupt([beats] {
-      Status s = beats->status();
-      return s.code() == StatusCode::kAborted ? s : Status::Ok();
-    });
-    ShardPlan plan(p->data.train.rows, config->data.shard_size, config->training.seed,
-                   config->training.shuffle);
-    LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat), job.step);
-    Announce(progress, *config, *p,
-             " as worker " + std::to_string(job.id) + " of " + std::to_string(workers) + " with " +
-                 std::to_string(job.servers.size()) + " servers (" +
-                 ConsistencyName(config->cluster.consistency) + "), batches of " + std::to_string(share) +
-                 (job.step > 0 ? ", from step " + std::to_string(job.step) : ""));
-    Trainer trainer(*config, p->model.get(), client.get(), &progress);
-    auto result = trainer.Run(p->data.train, p->data.test, &source);
+    // Each pass's heartbeats, client and leases are gone before it joins
+    // again: the coordinator declares a member dead that is silent for
+    // cluster.peer_timeout_s after its welcome.
+    auto result = [&]() -> Result<TrainResult> {
+      // Heartbeats start now: loading the data may take longer than the
+      // coordinator waits for a silent member.
+      PSF_ASSIGN_OR_RETURN(auto heartbeat_channel, CoordinatorChannel::Open(transport.get(), coordinator));
+      heartbeat_channel->Attach(job.id, PeerRole::kWorker, job.generation);
+      auto heartbeat = std::make_unique<HeartbeatThread>(std::move(heartbeat_channel), config->cluster, connect_timeout_s);
+      HeartbeatThread* beats = heartbeat.get();
+      if (!p) {
+        PSF_ASSIGN_OR_RETURN(Prepared loaded, Prepare(*config, share));
+        p.emplace(std::move(loaded));
+      }
+      PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(transport.get(), p->spec, config->cluster, job.id,
+                                                          job.servers, job.generation, job.step));
+      // A restart (Aborted) or the coordinator's stop (Cancelled: this
+      // worker was declared dead, or the job ended) ends any wait on a server.
+      client->SetInterrupt([beats] {
+        Status s = beats->status();
+        return s.code() == StatusCode::kAborted || s.code() == StatusCode::kCancelled ? s : Status::Ok();
+      });
+      ShardPlan plan(p->data.train.rows, config->data.shard_size, config->training.seed,
+                     config->training.shuffle);
+      LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat), job.step);
+      Announce(progress, *config, *p,
+               " as worker " + std::to_string(job.id) + " of " + std::to_string(workers) + " with " +
+                   std::to_string(job.servers.size()) + " servers (" +
+                   ConsistencyName(config->cluster.consistency) + "), batches of " + std::to_string(share) +
+                   (job.step > 0 ? ", from step " + std::to_string(job.step) : ""));
+      Trainer trainer(*config, p->model.get(), client.get(), &progress);
+      return trainer.Run(p->data.train, p->data.test, &source);
+    }();
     if (!result.ok() && result.status().code() == StatusCode::kAborted) {
       progress.Line("worker " + std::to_string(job.id) + ": " + result.status().message() + "; joining again");
       PSF_ASSIGN_OR_RETURN(job, channel->Join(PeerRole::kWorker, "", timeout));

@@ -58,7 +58,9 @@ TEST(Consistency, SspHoldsTheFastWorkerWithinTheBoundOfAStalledOne) {
   EXPECT_EQ(steps[0], steps[1] + staleness + 1);
   for (int i = 0; i < 10; ++i) {
     auto later = WorkerSteps(stats);
-    EXPECT_EQ(later[1], steps[1]);
+    // Pushes the stalled worker sent just before SIGSTOP may still arrive
+    // (a loaded server reads them late): its step moves by those, no more.
+    EXPECT_LE(later[1], steps[1] + 2) << "the stalled worker was not stalled";
     EXPECT_LE(later[0], later[1] + staleness + 1) << "worker 0 passed the staleness bound";
   }
   w1->Signal(SIGCONT);
