@@ -335,7 +335,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
       case proto::Header::Body::CONTROL: {
         h.kind = MessageKind::kControl;
         auto c = body.getControl();
-        if (static_cast<unsigned>(c.getKind()) > static_cast<unsigned>(proto::ControlKind::REMOVE_WORKER))
+        if (static_cast<unsigned>(c.getKind()) > static_cast<unsigned>(proto::ControlKind::ADMIT_WORKER))
           status = InvalidArgument("unknown control kind");
         h.control = static_cast<ControlKind>(c.getKind());
         h.value = c.getValue();

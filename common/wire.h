@@ -18,7 +18,7 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 4;
+inline constexpr uint16_t kWireSchemaVersion = 5;
 // No valid header comes near this (the largest, a server's heartbeat with
 // full lists, is under 9 KiB); anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 16384;
@@ -29,7 +29,7 @@ enum class MessageKind {
 };
 enum class DType { kF32, kBf16, kF16 };
 enum class PeerRole { kWorker, kServer, kCoordinator };
-enum class ControlKind { kShutdown, kStats, kRemoveWorker };
+enum class ControlKind { kShutdown, kStats, kRemoveWorker, kAdmitWorker };
 enum class LeaseStatus { kGranted, kWait, kFinished };
 // A header holds at most this many entries in one list (done leases, removed
 // workers, positions); a server's heartbeat audits at most kMaxAuditEntries epochs.

@@ -106,6 +106,7 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
       RetryParkedLeases(false);
       CheckLiveness();
       ReturnDeadWorkersLeases();
+      AdmitWaitingMembers();
       ReportStall();
       UpdateProgress(false);
     }
@@ -131,81 +132,6 @@ void Coordinator::Handle(InMessage& m) {
     default:
       return ReplyError(m.peer, h, InvalidArgument(std::string("the coordinator does not take ") +
                                                    MessageKindName(h.kind) + " messages"));
-  }
-}
-
-void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
-  if (job_over_) return ReplyError(peer, h, FailedPrecondition("the job is over"));
-  const bool server = h.role == PeerRole::kServer;
-  if (!server && h.role != PeerRole::kWorker)
-    return ReplyError(peer, h, InvalidArgument("only servers and workers join a job"));
-  auto& list = server ? servers_ : workers_;
-  const int64_t wanted = server ? config_.cluster.servers : config_.cluster.workers;
-  if (server) {
-    // A restarted server takes the place of the one that died.
-    auto dead = std::find_if(list.begin(), list.end(), [](const Member& m) { return m.state == MemberState::kDead; });
-    if (dead != list.end() && h.endpoint.empty())
-      return ReplyError(peer, h, InvalidArgument("a server must say where workers reach it"));
-    if (dead != list.end()) {
-      Member fresh;
-      fresh.role = h.role;
-      fresh.id = dead->id;
-      fresh.endpoint = h.endpoint;
-      fresh.peer = peer;
-      fresh.join_request = h.request_id;
-      fresh.last_seen = Clock::now();
-      *dead = fresh;
-      Log("server " + std::to_string(fresh.id) + " joined again at " + h.endpoint);
-      return WelcomeAll();
-    }
-  }
-  if (server && static_cast<int64_t>(list.size()) >= wanted &&
-      static_cast<int64_t>(waiting_servers_.size()) < wanted) {
-    Log("a server registered at " + h.endpoint + " while every server place is taken; it takes the place of the " +
-        "next server declared dead");
-    waiting_servers_.emplace_back(peer, h);
-    return;
-  }
-  if (static_cast<int64_t>(list.size()) >= wanted)
-    return ReplyError(peer, h, ResourceExhausted(std::string("the job already has its ") +
-                                                 std::to_string(wanted) + " " + RoleName(h.role) +
-                                                 "s (cluster." + RoleName(h.role) + "s)"));
-  if (server && h.endpoint.empty())
-    return ReplyError(peer, h, InvalidArgument("a server must say where workers reach it"));
-  Member member;
-  member.role = h.role;
-  member.id = static_cast<uint32_t>(list.size());
-  member.endpoint = h.endpoint;
-  member.peer = peer;
-  member.join_request = h.request_id;
-  member.last_seen = Clock::now();
-  list.push_back(member);
-  Log(std::string(RoleName(h.role)) + " " + std::to_string(member.id) + " joined" +
-      (server ? " at " + h.endpoint : "") + " (" + std::to_string(list.size()) + " of " +
-      std::to_string(wanted) + ")");
-  WelcomeAll();
-}
-
-void Coordinator::WelcomeAll() {
-  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers) return;
-  std::vector<std::string> endpoints;
-  for (const auto& s : servers_) endpoints.push_back(s.endpoint);
-  const std::string job = EncodeJob(config_, endpoints);
-  for (auto* list : {&servers_, &workers_}) {
-    for (Member& m : *list) {
-      if (m.state != MemberState::kJoining) continue;
-      if (m.role == PeerRole::kWorker && collecting_) continue;  // the servers load the checkpoint first
-      WireHeader w;
-      w.kind = MessageKind::kWelcome;
-      w.request_id = m.join_request;
-      w.sender = m.id;
-      w.generation = generation_;
-      w.step = restore_step_;
-      Reply(m.peer, w, {std::as_bytes(std::span<const char>(job.data(), job.size())), nullptr});
-      m.state = MemberState::kActive;
-      m.last_seen = Clock::now();
-      if (m.role == PeerRole::kWorker && started_ == Clock::time_point{}) started_ = Clock::now();
-    }
   }
 }
 
@@ -245,6 +171,7 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
         for (const DataPosition& p : h.positions)
           if (p.worker < static_cast<uint64_t>(config_.cluster.workers)) m->restored_positions[p.worker] = p;
     } else if (m->role == PeerRole::kServer && h.generation == generation_) {
+      m->removals_known = h.removed_from;
       m->checkpoint = std::max(m->checkpoint, h.checkpoint);
       if (m->checkpoint > committed_checkpoint_) CommitCheckpoint();
       for (const EpochAudit& a : h.audit)
@@ -440,14 +367,14 @@ void Coordinator::CheckLiveness() {
         if (store_) candidates_ = *store_->Committed();
         Restart(who + " at " + m.endpoint + " sent no heartbeat for " + Fixed(config_.cluster.peer_timeout_s, 1) +
                 " s (cluster.peer_timeout_s); waiting for it to be restarted");
-        if (!waiting_servers_.empty()) {
-          auto [peer, request] = waiting_servers_.front();
-          waiting_servers_.erase(waiting_servers_.begin());
-          HandleRegister(peer, request);
-        }
+        AdmitWaitingMembers();
         return;
       }
+      m.removal = static_cast<int64_t>(removed_.size());
       removed_.push_back(m.id);
+      // Where its data stopped: the servers say so once they have removed it
+      // (an earlier report is of its predecessor in this place).
+      for (Member& s : servers_) s.positions.erase(m.id);
       awaiting_positions_.push_back(m.id);
       Log(who + " declared dead: no heartbeat for " + Fixed(config_.cluster.peer_timeout_s, 1) + " s; servers stop " +
           "waiting for it, and its " + std::to_string(leases_.HeldBy(m.id)) +

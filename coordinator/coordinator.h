@@ -88,6 +88,8 @@ class Coordinator {
     // generation (-1: could not; -2: not yet) and the loaded positions.
     int64_t restored = -2;
     std::map<uint32_t, DataPosition> restored_positions;
+    int64_t removal = -1;         // workers: the index of its latest entry in removed_
+    int64_t removals_known = 0;   // servers: how many entries of removed_ they have taken in
   };
   struct ParkedLease {
     std::string peer;
@@ -109,6 +111,12 @@ class Coordinator {
   bool AnswerLease(const std::string& peer, const WireHeader& h, int64_t evaluate_epoch, bool may_park);
   void RetryParkedLeases(bool expire_all);
   void WelcomeAll();
+  // A member of a full job takes `place` (a dead one's, or a new one).
+  void TakePlace(Member* place, const std::string& peer, const WireHeader& h);
+  // A dead worker whose place a newcomer may take now, or null.
+  Member* ReplaceableWorker();
+  // Registrations waiting for a place: each takes the next one freed.
+  void AdmitWaitingMembers();
   void CheckLiveness();
   // Starts generation `generation_` from restore_step_ (a resumed job, or
   // every server rolling back after one died).
@@ -162,6 +170,9 @@ class Coordinator {
   // may be quicker than its predecessor's heartbeat timeout. Each takes the
   // place of the next server declared dead.
   std::vector<std::pair<std::string, WireHeader>> waiting_servers_;
+  // Likewise restarted workers: each takes the place of a worker declared
+  // dead once its leases are back and every server has stopped waiting for it.
+  std::vector<std::pair<std::string, WireHeader>> waiting_workers_;
   int64_t evaluator_ = -1;  // the worker running the final evaluation
   std::chrono::steady_clock::time_point created_, started_{};
   bool job_over_ = false;

@@ -90,6 +90,11 @@ void Coordinator::Restart(const std::string& why) {
   parked_leases_.clear();
   workers_.clear();
   removed_.clear();
+  for (Member& s : servers_) s.removals_known = 0;
+  // Workers waiting for a place join this generation like the others.
+  auto waiting = std::move(waiting_workers_);
+  waiting_workers_.clear();
+  for (const auto& [peer, request] : waiting) HandleRegister(peer, request);
   awaiting_positions_.clear();
   pending_evaluation_ = 0;
   evaluator_ = -1;

@@ -167,6 +167,17 @@ bool ParamShard::RemoveWorker(uint32_t worker) {
   return version_ != before;
 }
 
+int64_t ParamShard::AdmitWorker(uint32_t worker) {
+  if (!active_[worker]) {
+    active_[worker] = true;
+    ++active_count_;
+    pushed_[worker] = false;
+    clock_[worker] = std::max(clock_[worker], version_);
+  }
+  if (consistency_ != Consistency::kBsp) return clock_[worker];
+  return version_ + (pushed_[worker] ? 1 : 0);
+}
+
 Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end) const {
   if (worker >= static_cast<uint64_t>(workers_))
     return InvalidArgument("pull from worker " + std::to_string(worker) + " but the job has " +

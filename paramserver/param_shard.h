@@ -52,6 +52,11 @@ class ParamShard {
 
   // Stops waiting for `worker`. True when that completed a step (pulls may be ready).
   bool RemoveWorker(uint32_t worker);
+  // Counts `worker` again (one that replaces a removed one): the step from
+  // which its pushes are expected, the current one (BSP: version(); SSP/ASP:
+  // its clock becomes version()). For a worker that is active, the step
+  // its next push is for.
+  int64_t AdmitWorker(uint32_t worker);
   bool removed(uint32_t worker) const { return worker < active_.size() && !active_[worker]; }
 
   // Checks a pull for version `wanted` of keys [begin, end); NotReady is not

@@ -159,6 +159,35 @@ TEST(ParamShard, SspVersionIgnoresRemovedWorkers) {
   EXPECT_EQ(f.shard->version(), 2);
 }
 
+// A worker that takes a removed one's place is waited for from the current
+// step on; what the others pushed for it stays; an active worker is told its
+// next step.
+TEST(ParamShard, AnAdmittedWorkerIsWaitedForFromTheCurrentStep) {
+  auto f = Make(Consistency::kBsp, 2);
+  std::vector<float> g{1, 1, 1, 1};
+  EXPECT_EQ(f.shard->AdmitWorker(0), 0);  // starting with the job
+  EXPECT_FALSE(f.shard->RemoveWorker(1));  // nothing pending: no step completes
+  ASSERT_EQ(*f.shard->Push(0, 0, 10, 0, 4, Bytes(g)), PushOutcome::kApplied);  // alone
+  ASSERT_TRUE(f.shard->Push(0, 1, 10, 0, 4, Bytes(g)).ok());
+  EXPECT_EQ(f.shard->version(), 2);
+  EXPECT_EQ(f.shard->AdmitWorker(1), 2);
+  EXPECT_FALSE(f.shard->removed(1));
+  ASSERT_EQ(*f.shard->Push(0, 2, 10, 0, 4, Bytes(g)), PushOutcome::kAccumulated);  // waits for 1 now
+  EXPECT_EQ(f.shard->AdmitWorker(0), 3);  // 0 has pushed step 2
+  EXPECT_EQ(f.shard->Lagging(), (std::vector<uint32_t>{1}));
+  ASSERT_EQ(*f.shard->Push(1, 2, 0, 0, 4, Bytes(g)), PushOutcome::kApplied);  // an empty push completes it
+  EXPECT_EQ(f.shard->version(), 3);
+
+  auto ssp = Make(Consistency::kSsp, 2, 1);
+  ASSERT_TRUE(ssp.shard->Push(0, 0, 10, 0, 4, Bytes(g)).ok());
+  EXPECT_TRUE(ssp.shard->RemoveWorker(1));
+  ASSERT_TRUE(ssp.shard->Push(0, 1, 10, 0, 4, Bytes(g)).ok());
+  EXPECT_EQ(ssp.shard->version(), 2);
+  EXPECT_EQ(ssp.shard->AdmitWorker(1), 2);  // its clock starts at the version
+  EXPECT_EQ(ssp.shard->version(), 2);
+  EXPECT_EQ(ssp.shard->WorkerSteps(), (std::vector<int64_t>{2, 2}));
+}
+
 TEST(ParamShard, PullValidation) {
   auto f = Make(Consistency::kBsp, 2);
   EXPECT_TRUE(f.shard->ValidatePull(0, 0, 1, 3).ok());

@@ -139,7 +139,9 @@ Status ParamServer::TalkToCoordinator() {
   };
   PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(Progress(), seconds(config_.cluster.heartbeat_interval_s),
                                               seconds(lost_after_s_)));
-  for (uint32_t w : coordinator_->removed()) RemoveWorker(w);
+  // Each entry once: a worker removed, then replaced (AdmitWorker), stays in.
+  const auto& removed = coordinator_->removed();
+  for (; removals_seen_ < removed.size(); ++removals_seen_) RemoveWorker(removed[removals_seen_]);
   if (checkpoints_) checkpoints_->SetCommitted(coordinator_->committed_checkpoint());
   if (coordinator_->stop_requested()) {
     shutdown_ = true;
@@ -154,6 +156,7 @@ Status ParamServer::TalkToCoordinator() {
 void ParamServer::Restart(uint32_t generation, int64_t step) {
   generation_ = generation;
   coordinator_->set_generation(generation);
+  removals_seen_ = 0;
   next_coordinator_check_ = {};  // report at once
   for (const auto& p : parked_)
     ReplyError(p.peer, p.request, "aborted", Aborted("the job restarts from step " + std::to_string(step)));
@@ -258,7 +261,8 @@ void ParamServer::Handle(InMessage& m) {
                                       std::to_string(m.frames.size()) + " frames, expected " +
                                       std::to_string(expected_frames)));
   const bool work = h.kind == MessageKind::kPush || h.kind == MessageKind::kPull ||
-                    (h.kind == MessageKind::kControl && h.control == ControlKind::kRemoveWorker);
+                    (h.kind == MessageKind::kControl &&
+                     (h.control == ControlKind::kRemoveWorker || h.control == ControlKind::kAdmitWorker));
   if (coordinator_ && work && h.generation != generation_)
     return ReplyError(m.peer, h, "other_generation",
                       Aborted(std::string(MessageKindName(h.kind)) + " from generation " +
@@ -293,6 +297,16 @@ void ParamServer::Handle(InMessage& m) {
                             InvalidArgument("remove worker " + std::to_string(h.value) +
                                             " but the job has " + std::to_string(shard_->workers())));
         RemoveWorker(static_cast<uint32_t>(h.value));
+      } else if (h.control == ControlKind::kAdmitWorker) {
+        if (h.sender >= static_cast<uint64_t>(shard_->workers()))
+          return ReplyError(m.peer, h, "bad_control",
+                            InvalidArgument("admit worker " + std::to_string(h.sender) + " but the job has " +
+                                            std::to_string(shard_->workers())));
+        const bool replacing = shard_->removed(h.sender);
+        r.value = shard_->AdmitWorker(h.sender);
+        if (replacing)
+          std::fprintf(stderr, "ps-server %lld: worker %u joined again: its pushes count from step %lld\n",
+                       (long long)index_, h.sender, (long long)r.value);
       } else {
         return ReplyError(m.peer, h, "unsupported_control",
                           InvalidArgument("control kind not supported by a server"));

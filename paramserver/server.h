@@ -133,6 +133,7 @@ class ParamServer {
   uint32_t generation_ = 0;
   int64_t restored_ = 0;
   std::vector<DataPosition> restored_positions_;
+  std::size_t removals_seen_ = 0;  // entries of the coordinator's removed list taken in
 };
 
 }  // namespace psforge

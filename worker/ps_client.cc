@@ -195,7 +195,10 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
         --s.unacked_pushes;
         break;
       case MessageKind::kControl:
-        answered = answered || h.request_id == request_id;
+        if (h.request_id == request_id) {
+          answered = true;
+          control_value_ = h.value;
+        }
         break;
       case MessageKind::kError:
         // An error answers either this request or an earlier push.
@@ -224,6 +227,62 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
     }
   }
   return Status::Ok();
+}
+
+Result<int64_t> PsClient::Admit() {
+  const Deadline deadline = NewDeadline();
+  auto admit_all = [&](std::vector<int64_t>* steps) -> Status {
+    std::vector<uint64_t> requests(servers_.size());
+    for (std::size_t i = 0; i < servers_.size(); ++i) {
+      WireHeader h;
+      h.kind = MessageKind::kControl;
+      h.control = ControlKind::kAdmitWorker;
+      h.sender = worker_;
+      h.generation = generation_;
+      h.request_id = requests[i] = next_request_++;
+      Status sent = Send(servers_[i], h, {});
+      if (!sent.ok()) return sent.WithContext("joining " + Describe(i, servers_[i].socket->endpoint()));
+    }
+    steps->resize(servers_.size());
+    for (std::size_t i = 0; i < servers_.size(); ++i) {
+      Status got = AwaitReply(servers_[i], requests[i], 0, {}, deadline);
+      if (!got.ok()) return got.WithContext("joining " + Describe(i, servers_[i].socket->endpoint()));
+      (*steps)[i] = control_value_;
+    }
+    return Status::Ok();
+  };
+  std::vector<int64_t> steps;
+  PSF_RETURN_IF_ERROR(admit_all(&steps));
+  const int64_t start = *std::max_element(steps.begin(), steps.end());
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    Server& s = servers_[i];
+    if (steps[i] == start) continue;
+    const std::vector<float> nothing(static_cast<std::size_t>(s.range.size()), 0.0f);
+    for (int64_t step = steps[i]; step < start; ++step) {
+      WireHeader h;
+      h.kind = MessageKind::kPush;
+      h.request_id = next_request_++;
+      h.sender = worker_;
+      h.generation = generation_;
+      h.step = step;
+      h.key_begin = s.range.begin;
+      h.key_end = s.range.end;
+      h.samples = 0;
+      Status sent = Send(s, h, {std::as_bytes(std::span<const float>(nothing)), nullptr});  // copied
+      if (!sent.ok()) return sent.WithContext("empty push of step " + std::to_string(step) + " to " +
+                                              Describe(i, s.socket->endpoint()));
+      s.last_push = "empty push of step " + std::to_string(step);
+      ++s.unacked_pushes;
+    }
+  }
+  // Asking again also waits for those pushes' acks; now every server agrees.
+  PSF_RETURN_IF_ERROR(admit_all(&steps));
+  for (std::size_t i = 0; i < servers_.size(); ++i)
+    if (steps[i] != start)
+      return Internal(Describe(i, servers_[i].socket->endpoint()) + " counts this worker from step " +
+                      std::to_string(steps[i]) + ", the others from " + std::to_string(start));
+  applied_steps_ = start;
+  return start;
 }
 
 Status PsClient::Leave() {

@@ -57,6 +57,13 @@ class PsClient final : public ParameterClient {
   Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
               const DataMark& mark) override;
   int64_t applied_steps() const override { return applied_steps_; }
+  // Asks every server to count this worker from now on and returns the step
+  // it starts at: the one it was connected with when it starts with the job,
+  // the servers' current step when it takes the place of a worker the
+  // coordinator removed. A server a step behind the others gets an empty
+  // push (no records: no weight in the mean) for each step between, so that
+  // every server waits for this worker from the same step.
+  Result<int64_t> Admit();
   Status Leave() override;
 
  private:
@@ -98,6 +105,7 @@ class PsClient final : public ParameterClient {
     std::vector<uint64_t> requests;  // per server
     int64_t push_step = -1;          // the push they answer (-1: a plain pull)
   };
+  int64_t control_value_ = 0;  // the value of the last control reply awaited
   int64_t applied_steps_ = 0;
   std::deque<Outstanding> outstanding_;
   // Overlap mode: the gradient send buffers.

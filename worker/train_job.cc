@@ -95,14 +95,17 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
         Status s = beats->status();
         return s.code() == StatusCode::kAborted || s.code() == StatusCode::kCancelled ? s : Status::Ok();
       });
+      // The step to start at: the job's, or the servers' when this worker
+      // takes the place of one that died while the others train on.
+      PSF_ASSIGN_OR_RETURN(const int64_t first_step, client->Admit());
       ShardPlan plan(p->data.train.rows, config->data.shard_size, config->training.seed,
                      config->training.shuffle);
-      LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat), job.step);
+      LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat), first_step);
       Announce(progress, *config, *p,
                " as worker " + std::to_string(job.id) + " of " + std::to_string(workers) + " with " +
                    std::to_string(job.servers.size()) + " servers (" +
                    ConsistencyName(config->cluster.consistency) + "), batches of " + std::to_string(share) +
-                   (job.step > 0 ? ", from step " + std::to_string(job.step) : ""));
+                   (first_step > 0 ? ", from step " + std::to_string(first_step) : ""));
       Trainer trainer(*config, p->model.get(), client.get(), &progress);
       return trainer.Run(p->data.train, p->data.test, &source);
     }();

@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 4;
+const schemaVersion :UInt16 = 5;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -17,6 +17,7 @@ enum ControlKind {
   shutdown @0;
   stats @1;
   removeWorker @2;   # value: the worker that left the job (it pushes no more)
+  admitWorker @3;    # from a worker: count me from now on; answer value: the step counted from
 }
 enum LeaseStatus {
   granted @0;        # a shard to train on

@@ -42,8 +42,8 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   cluster_sets.push_back("checkpoint.dir=" + dir.File("checkpoints"));
   auto cluster = testing::StartCluster(kMlpConfig, 2, cluster_sets, {"--summary", dir.File("job.json")});
   std::vector<std::unique_ptr<testing::ChildProcess>> workers;
-  for (int w = 0; w < 2; ++w)
-    workers.push_back(testing::StartWorker(cluster, "", {"--save-weights", dir.File("w" + std::to_string(w))}));
+  for (const char* name : {"w0", "w1"})
+    workers.push_back(testing::StartWorker(cluster, "", {"--save-weights", dir.File(name)}));
   for (auto& w : workers) ASSERT_EQ(w->Wait(120s), std::optional<int>(0)) << w->Stderr();
   testing::ExpectClusterExits(cluster);
   const std::string saved = std::filesystem::exists(dir.File("w0")) ? dir.File("w0") : dir.File("w1");

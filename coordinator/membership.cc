@@ -1,0 +1,127 @@
+// The coordinator's membership: registration, welcomes, and members that
+// take the place of dead ones (coordinator.h).
+#include <algorithm>
+
+#include "coordinator/coordinator.h"
+
+namespace psforge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* RoleName(PeerRole r) { return r == PeerRole::kServer ? "server" : "worker"; }
+
+}  // namespace
+
+void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
+  if (job_over_) return ReplyError(peer, h, FailedPrecondition("the job is over"));
+  const bool server = h.role == PeerRole::kServer;
+  if (!server && h.role != PeerRole::kWorker)
+    return ReplyError(peer, h, InvalidArgument("only servers and workers join a job"));
+  if (server && h.endpoint.empty())
+    return ReplyError(peer, h, InvalidArgument("a server must say where workers reach it"));
+  auto& list = server ? servers_ : workers_;
+  const int64_t wanted = server ? config_.cluster.servers : config_.cluster.workers;
+  if (server) {
+    // A restarted server takes the place of the one that died.
+    auto dead = std::find_if(list.begin(), list.end(), [](const Member& m) { return m.state == MemberState::kDead; });
+    if (dead != list.end()) {
+      Log("server " + std::to_string(dead->id) + " joined again at " + h.endpoint);
+      TakePlace(&*dead, peer, h);
+      return WelcomeAll();
+    }
+  } else if (static_cast<int64_t>(list.size()) >= wanted) {
+    if (Member* dead = ReplaceableWorker()) {
+      Log("worker " + std::to_string(dead->id) + " joined again (it takes the place of the one declared dead)");
+      TakePlace(dead, peer, h);
+      return WelcomeAll();
+    }
+  }
+  // A restarted member may be quicker than its predecessor's heartbeat
+  // timeout: it waits for the next place to free up.
+  auto& waiting = server ? waiting_servers_ : waiting_workers_;
+  if (static_cast<int64_t>(list.size()) >= wanted && static_cast<int64_t>(waiting.size()) < wanted) {
+    Log(std::string("a ") + RoleName(h.role) + " registered" + (server ? " at " + h.endpoint : "") +
+        " while every " + RoleName(h.role) + " place is taken; it takes the place of the next one declared dead");
+    waiting.emplace_back(peer, h);
+    return;
+  }
+  if (static_cast<int64_t>(list.size()) >= wanted)
+    return ReplyError(peer, h, ResourceExhausted(std::string("the job already has its ") +
+                                                 std::to_string(wanted) + " " + RoleName(h.role) +
+                                                 "s (cluster." + RoleName(h.role) + "s)"));
+  Member member;
+  member.id = static_cast<uint32_t>(list.size());
+  list.push_back(member);
+  TakePlace(&list.back(), peer, h);
+  Log(std::string(RoleName(h.role)) + " " + std::to_string(member.id) + " joined" +
+      (server ? " at " + h.endpoint : "") + " (" + std::to_string(list.size()) + " of " +
+      std::to_string(wanted) + ")");
+  WelcomeAll();
+}
+
+void Coordinator::TakePlace(Member* place, const std::string& peer, const WireHeader& h) {
+  Member fresh;
+  fresh.role = h.role;
+  fresh.id = place->id;
+  fresh.endpoint = h.endpoint;
+  fresh.peer = peer;
+  fresh.join_request = h.request_id;
+  fresh.last_seen = Clock::now();
+  *place = fresh;
+}
+
+Coordinator::Member* Coordinator::ReplaceableWorker() {
+  if (collecting_) return nullptr;
+  for (Member& w : workers_) {
+    // Dead while training (not after it finished), its leases back in the
+    // pool, and every server has stopped waiting for it: a newcomer in its
+    // place starts clean.
+    if (w.state != MemberState::kDead || w.final_step >= 0 || w.removal < 0) continue;
+    if (std::find(awaiting_positions_.begin(), awaiting_positions_.end(), w.id) != awaiting_positions_.end()) continue;
+    const bool known = std::all_of(servers_.begin(), servers_.end(), [&](const Member& s) {
+      return s.state == MemberState::kActive && s.removals_known > w.removal;
+    });
+    if (known) return &w;
+  }
+  return nullptr;
+}
+
+void Coordinator::AdmitWaitingMembers() {
+  if (!waiting_servers_.empty() &&
+      std::any_of(servers_.begin(), servers_.end(), [](const Member& m) { return m.state == MemberState::kDead; })) {
+    auto [peer, request] = waiting_servers_.front();
+    waiting_servers_.erase(waiting_servers_.begin());
+    HandleRegister(peer, request);
+  }
+  while (!waiting_workers_.empty() && ReplaceableWorker()) {
+    auto [peer, request] = waiting_workers_.front();
+    waiting_workers_.erase(waiting_workers_.begin());
+    HandleRegister(peer, request);
+  }
+}
+
+void Coordinator::WelcomeAll() {
+  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers) return;
+  std::vector<std::string> endpoints;
+  for (const auto& s : servers_) endpoints.push_back(s.endpoint);
+  const std::string job = EncodeJob(config_, endpoints);
+  for (auto* list : {&servers_, &workers_}) {
+    for (Member& m : *list) {
+      if (m.state != MemberState::kJoining) continue;
+      if (m.role == PeerRole::kWorker && collecting_) continue;  // the servers load the checkpoint first
+      WireHeader w;
+      w.kind = MessageKind::kWelcome;
+      w.request_id = m.join_request;
+      w.sender = m.id;
+      w.generation = generation_;
+      w.step = restore_step_;
+      Reply(m.peer, w, {std::as_bytes(std::span<const char>(job.data(), job.size())), nullptr});
+      m.state = MemberState::kActive;
+      m.last_seen = Clock::now();
+      if (m.role == PeerRole::kWorker && started_ == Clock::time_point{}) started_ = Clock::now();
+    }
+  }
+}
+
+}  // namespace psforge
