@@ -76,7 +76,8 @@ Result<CoordinatorChannel::Answer> CoordinatorChannel::Await(uint64_t request_id
     if (left.count() <= 0)
       return DeadlineExceeded("no answer from the coordinator at " + coordinator_ + " to " + what +
                               " within " + Seconds(timeout));
-    PSF_ASSIGN_OR_RETURN(auto m, socket_->Receive(left));
+    PSF_ASSIGN_OR_RETURN(auto m, socket_->Receive(interrupt_ ? std::min(left, std::chrono::milliseconds(100)) : left));
+    if (!m && interrupt_) PSF_RETURN_IF_ERROR(interrupt_());
     if (!m || m->frames.empty()) continue;
     auto r = DecodeHeader(m->frames[0]->bytes(), &decode_scratch_);
     if (!r.ok()) return r.status().WithContext("answer from the coordinator at " + coordinator_);
@@ -117,6 +118,7 @@ Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string&
   restore_ = r.step;
   collecting_ = r.step > 0;
   stop_ = false;
+  forgotten_.reset();
   removed_.clear();
   return job;
 }
@@ -168,8 +170,12 @@ Status CoordinatorChannel::Heartbeat(const MemberProgress& p, Duration interval,
     if (!m) break;
     if (m->frames.empty()) continue;
     auto r = DecodeHeader(m->frames[0]->bytes(), &decode_scratch_);
-    if (r.ok()) Absorb(*r);
+    if (!r.ok()) continue;
+    Absorb(*r);
+    if (r->kind == MessageKind::kError && r->error_code == StatusCode::kAborted && !forgotten_)
+      forgotten_ = "the coordinator at " + coordinator_ + ": " + r->text;
   }
+  if (forgotten_) return Aborted(*forgotten_);
   if (Clock::now() - last_answer_ > lost_after)
     return Unavailable("no answer from the coordinator at " + coordinator_ + " for " +
                        Seconds(Clock::now() - last_answer_));

@@ -13,7 +13,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,13 +71,17 @@ class CoordinatorChannel {
 
   // Sends a heartbeat when `interval` has passed since the last one, and
   // reads every answer that has arrived. Unavailable once the coordinator has
-  // not answered for `lost_after`.
+  // not answered for `lost_after`; Aborted once it has said it does not know
+  // this member (it restarted): join again.
   Status Heartbeat(const MemberProgress& progress, Duration interval, Duration lost_after);
 
   // Sends `request` and waits at most `timeout` for its answer (heartbeat
   // answers that arrive meanwhile are taken in). An Error answer becomes
   // the returned Status.
   Result<WireHeader> Call(WireHeader request, Duration timeout);
+  // Checked while an answer is awaited (every 100 ms at most): a non-OK
+  // status ends the wait with it (another channel heard the job restart).
+  void SetInterrupt(std::function<Status()> interrupt) { interrupt_ = std::move(interrupt); }
 
   // The member's last heartbeat, before it exits (the job is over): its
   // final progress, answered within `timeout`.
@@ -124,6 +130,8 @@ class CoordinatorChannel {
   int64_t restore_ = 0;
   bool collecting_ = false;
   std::vector<uint32_t> removed_;
+  std::optional<std::string> forgotten_;
+  std::function<Status()> interrupt_;  // why the coordinator no longer knows this member
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
 };

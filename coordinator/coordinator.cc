@@ -27,6 +27,13 @@ std::string Fixed(double v, int digits) {
   return buf;
 }
 
+// A member this coordinator does not know: it restarted (or the member's
+// place was given to another). Aborted tells the member to join again.
+Status NotAMember(const WireHeader& h) {
+  return Aborted(std::string(MessageKindName(h.kind)) + " from " + RoleName(h.role) + " " + std::to_string(h.sender) +
+                 ", which is not a member of this job (the coordinator restarted?): join again");
+}
+
 }  // namespace
 
 Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t params,
@@ -147,7 +154,8 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
     return Reply(peer, r);
   }
   Member* m = Find(h.role, h.sender);
-  if (!m || m->state == MemberState::kJoining)
+  if (!m) return ReplyError(peer, h, NotAMember(h));
+  if (m->state == MemberState::kJoining)
     return ReplyError(peer, h, InvalidArgument(std::string("heartbeat from ") + RoleName(h.role) + " " +
                                                std::to_string(h.sender) + ", which has not joined"));
   WireHeader r;
@@ -210,7 +218,8 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
   if (h.generation != generation_)
     return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(restore_step_) + ": rejoin"));
   Member* m = Find(PeerRole::kWorker, h.sender);
-  if (!m || (m->state != MemberState::kActive && m->state != MemberState::kFinished))
+  if (!m) return ReplyError(peer, h, NotAMember(h));
+  if (m->state != MemberState::kActive && m->state != MemberState::kFinished)
     return ReplyError(peer, h, FailedPrecondition("lease request from worker " + std::to_string(h.sender) +
                                                   ", which is not an active member of the job"));
   m->last_seen = Clock::now();
@@ -316,7 +325,7 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
   if (h.generation != generation_)
     return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(restore_step_) + ": rejoin"));
   Member* m = Find(PeerRole::kWorker, h.sender);
-  if (!m) return ReplyError(peer, h, InvalidArgument("report from unknown worker " + std::to_string(h.sender)));
+  if (!m) return ReplyError(peer, h, NotAMember(h));
   if (!std::isfinite(h.metric))
     return ReplyError(peer, h, InvalidArgument("report with a non-finite metric"));
   m->last_seen = Clock::now();

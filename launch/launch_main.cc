@@ -6,8 +6,11 @@
 // Starts a coordinator (its progress and results on this terminal), S
 // servers and W workers (their logs in RUN_DIR/logs/), restarts a server or
 // worker that crashes (a restarted server makes every server roll back to
-// the last committed checkpoint), and exits with the coordinator's code once the job
-// is over and every process is gone. Ctrl-C stops the whole cluster.
+// the last committed checkpoint; a restarted worker takes its old place) and
+// a coordinator killed by a signal (on the same endpoint, with --resume when
+// the job writes checkpoints: the members join it again), and exits with the
+// coordinator's code once the job is over and every process is gone. Ctrl-C
+// stops the whole cluster.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -75,7 +78,10 @@ int main(int argc, char** argv) {
   if (flags.threads > 0) coordinator_argv.insert(coordinator_argv.end(), {"--threads", std::to_string(flags.threads)});
   if (!flags.summary_path.empty()) coordinator_argv.insert(coordinator_argv.end(), {"--summary", flags.summary_path});
   if (resume) coordinator_argv.push_back("--resume");
-  auto coordinator = supervisor.Start({"the coordinator", coordinator_argv, "", 0});
+  // A coordinator that crashes (killed by a signal) is started again on the
+  // same endpoint, resuming from the last committed checkpoint; the members
+  // join it again. One that exits with an error ended the job.
+  auto coordinator = supervisor.Start({"the coordinator", coordinator_argv, "", 3, /*restart_after_signal_only=*/true});
   if (!coordinator.ok()) return std::fprintf(stderr, "ps-launch: %s\n", coordinator.status().message().c_str()), 1;
 
   // The coordinator writes its endpoint once bound (it reads the data first).
@@ -91,6 +97,9 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  coordinator_argv.insert(coordinator_argv.end(), {"--bind", endpoint});
+  if (!resume && config->checkpoint.interval_steps > 0) coordinator_argv.push_back("--resume");
+  supervisor.SetArgv(*coordinator, coordinator_argv);
   for (int64_t i = 0; i < config->cluster.servers; ++i)
     (void)supervisor.Start({"server " + std::to_string(i),
                             {SiblingBinary(argv[0], "ps-server"), "--coordinator", endpoint},

@@ -64,7 +64,8 @@ std::optional<int> Supervisor::Poll(std::chrono::milliseconds timeout) {
         c.pid = -1;
         c.exit_code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
         const bool abnormal = WIFSIGNALED(status) || WEXITSTATUS(status) != 0;
-        if (abnormal && c.restarts < c.spec.max_restarts) {
+        const bool restartable = abnormal && (WIFSIGNALED(status) || !c.spec.restart_after_signal_only);
+        if (restartable && c.restarts < c.spec.max_restarts) {
           const auto pause = std::chrono::milliseconds(500) * (1 << std::min(c.restarts, 5));
           ++c.restarts;
           std::fprintf(log_, "%s %s; restarting it in %.1f s (restart %d of %d)\n", c.spec.name.c_str(),

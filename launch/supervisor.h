@@ -24,6 +24,7 @@ struct ChildSpec {
   std::vector<std::string> argv;  // argv[0] is a path or a name on PATH
   std::string log_path;           // stdout and stderr go here; "" inherits ours
   int max_restarts = 0;           // after an abnormal exit (signal or non-zero code)
+  bool restart_after_signal_only = false;  // a non-zero code is final (the job failed, say)
 };
 
 class Supervisor {
@@ -49,6 +50,8 @@ class Supervisor {
   // SIGTERM, then SIGKILL what is still running after `grace`.
   void StopAll(std::chrono::milliseconds grace);
   const ChildSpec& spec(int i) const { return children_[i].spec; }
+  // How child `i` is started from its next restart on.
+  void SetArgv(int i, std::vector<std::string> argv) { children_[i].spec.argv = std::move(argv); }
 
  private:
   struct Child {

@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
@@ -66,30 +67,47 @@ int main(int argc, char** argv) {
 
   psforge::RaiseOpenFileLimit();
   auto transport = psforge::Transport::CreateZmq();
-  auto socket = transport->Bind(bind);
-  if (!socket.ok()) return Fail(socket.status().WithContext("binding " + bind));
-  auto channel = psforge::CoordinatorChannel::Open(transport.get(), coordinator);
-  if (!channel.ok()) return Fail(channel.status());
-  const std::string endpoint = Advertised((*socket)->endpoint(), advertise);
-  auto job = (*channel)->Join(psforge::PeerRole::kServer, endpoint,
-                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                  std::chrono::duration<double>(connect_timeout_s)));
-  if (!job.ok()) return Fail(job.status());
-  const psforge::JobConfig& config = job->config;
-  omp_set_num_threads(static_cast<int>(config.cluster.server_threads));
-  auto features = psforge::ReadFeatureCount(config);
-  if (!features.ok()) return Fail(features.status());
-  auto spec = psforge::ModelSpec::FromConfig(config.model, *features);
-  if (!spec.ok()) return Fail(spec.status());
-  auto server = psforge::ParamServer::Create(config, *spec, job->id, std::move(*socket));
-  if (!server.ok()) return Fail(server.status());
-  (*server)->AttachCoordinator(std::move(*channel), connect_timeout_s);
-  std::printf("ps-server %u listening on %s keys [%lld, %lld) %s\n", job->id, endpoint.c_str(),
-              (long long)(*server)->range().begin, (long long)(*server)->range().end,
-              psforge::ConsistencyName(config.cluster.consistency));
-  std::fflush(stdout);
-  psforge::Status served = (*server)->Serve(g_stop);
-  std::fprintf(stderr, "ps-server %u: stopped; stats %s\n", job->id, (*server)->StatsJson().c_str());
-  if (!served.ok()) return Fail(served);
-  return 0;
+  const auto connect_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(connect_timeout_s));
+  // Each pass joins the job; when the coordinator restarts (it no longer
+  // knows this server) the server joins again on the same port, as whichever
+  // server the coordinator makes it, and loads that one's checkpoint.
+  std::string bind_to = bind;
+  while (true) {
+    auto socket = transport->Bind(bind_to);
+    // The port of the previous pass is released asynchronously: retry a little.
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+         !socket.ok() && bind_to != bind && std::chrono::steady_clock::now() < until;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      socket = transport->Bind(bind_to);
+    }
+    if (!socket.ok()) return Fail(socket.status().WithContext("binding " + bind_to));
+    bind_to = (*socket)->endpoint();
+    auto channel = psforge::CoordinatorChannel::Open(transport.get(), coordinator);
+    if (!channel.ok()) return Fail(channel.status());
+    const std::string endpoint = Advertised((*socket)->endpoint(), advertise);
+    auto job = (*channel)->Join(psforge::PeerRole::kServer, endpoint, connect_timeout);
+    if (!job.ok()) return Fail(job.status());
+    const psforge::JobConfig& config = job->config;
+    omp_set_num_threads(static_cast<int>(config.cluster.server_threads));
+    auto features = psforge::ReadFeatureCount(config);
+    if (!features.ok()) return Fail(features.status());
+    auto spec = psforge::ModelSpec::FromConfig(config.model, *features);
+    if (!spec.ok()) return Fail(spec.status());
+    auto server = psforge::ParamServer::Create(config, *spec, job->id, std::move(*socket));
+    if (!server.ok()) return Fail(server.status());
+    (*server)->AttachCoordinator(std::move(*channel), connect_timeout_s);
+    std::printf("ps-server %u listening on %s keys [%lld, %lld) %s\n", job->id, endpoint.c_str(),
+                (long long)(*server)->range().begin, (long long)(*server)->range().end,
+                psforge::ConsistencyName(config.cluster.consistency));
+    std::fflush(stdout);
+    psforge::Status served = (*server)->Serve(g_stop);
+    std::fprintf(stderr, "ps-server %u: stopped; stats %s\n", job->id, (*server)->StatsJson().c_str());
+    if (served.code() == psforge::StatusCode::kAborted && !g_stop.load()) {
+      std::fprintf(stderr, "ps-server %u: %s\n", job->id, served.message().c_str());
+      continue;
+    }
+    if (!served.ok()) return Fail(served);
+    return 0;
+  }
 }

@@ -90,11 +90,18 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
       PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(transport.get(), p->spec, config->cluster, job.id,
                                                           job.servers, job.generation, job.step));
       // A restart (Aborted) or the coordinator's stop (Cancelled: this
-      // worker was declared dead, or the job ended) ends any wait on a server.
-      client->SetInterrupt([beats] {
+      // worker was declared dead, or the job ended) ends any wait on a
+      // server or on the coordinator (a lease asked of one that died).
+      auto interrupt = [beats] {
         Status s = beats->status();
         return s.code() == StatusCode::kAborted || s.code() == StatusCode::kCancelled ? s : Status::Ok();
-      });
+      };
+      client->SetInterrupt(interrupt);
+      channel->SetInterrupt(interrupt);
+      struct Uninterrupt {
+        CoordinatorChannel* c;
+        ~Uninterrupt() { c->SetInterrupt(nullptr); }
+      } uninterrupt{channel.get()};
       // The step to start at: the job's, or the servers' when this worker
       // takes the place of one that died while the others train on.
       PSF_ASSIGN_OR_RETURN(const int64_t first_step, client->Admit());

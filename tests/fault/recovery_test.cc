@@ -223,5 +223,40 @@ TEST(Recovery, AWorkerKilledMidEpochIsReplacedAndEveryRecordIsTrainedOnce) {
   EXPECT_GE(summary["test_accuracy"].get<double>(), expected - 0.005) << log;
 }
 
+// The coordinator SIGKILLed mid-run and started again by its supervisor
+// (here, the test) on the same endpoint with --resume: the servers and
+// workers, still running, learn that it does not know them, join again in
+// their processes, and the job resumes from the last committed checkpoint
+// and ends as undisturbed.
+TEST(Recovery, ACoordinatorKilledMidRunIsRestartedAndTheMembersJoinAgain) {
+  testing::TempDir reference, dir;
+  const std::vector<float> expected = Undisturbed(reference);
+
+  Job job = StartJob(dir, "killed", false);
+  const int64_t committed = WaitForCommit(job, "[23]00");
+  job.cluster.coordinator->Signal(SIGKILL);
+  const auto killed_at = std::chrono::steady_clock::now();
+  EXPECT_TRUE(job.cluster.coordinator->Wait(30s).has_value());
+  std::vector<std::string> argv{testing::BinPath("ps-coordinator"), "--config", kMlpConfig, "--no-run-dir",
+                                "--summary", dir.File("killed.json"), "--resume",
+                                "--bind", job.cluster.coordinator_endpoint};
+  for (const auto& set : JobSets(dir.File("checkpoints")))
+    argv.insert(argv.end(), {"--set", set});
+  argv.insert(argv.end(), {"--set", "cluster.servers=2"});
+  job.cluster.coordinator = std::make_unique<testing::ChildProcess>(argv);
+  auto resumed = job.cluster.coordinator->WaitForLine(std::regex("every server has loaded the checkpoint at step (\\d+)"), 120s);
+  ASSERT_TRUE(resumed.has_value()) << job.cluster.coordinator->Stdout() << job.cluster.coordinator->Stderr();
+  const double recovery_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  std::printf("time from the coordinator kill to training resuming: %.2f s\n", recovery_s);
+  EXPECT_GE(std::stoll(*resumed), committed) << "a committed step was lost";
+  const std::vector<float> weights = Finish(job, dir, "killed");
+  EXPECT_LE(RelativeDifference(weights, expected), 1e-5) << job.cluster.coordinator->Stdout();
+  auto summary = Summary(dir, "killed");
+  EXPECT_EQ(summary["steps"], 450);
+  EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
+  const std::string servers = job.cluster.servers[0].process->Stderr() + job.cluster.servers[1].process->Stderr();
+  EXPECT_NE(servers.find("join again"), std::string::npos) << servers;
+}
+
 }  // namespace
 }  // namespace psforge
