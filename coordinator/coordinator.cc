@@ -86,9 +86,13 @@ void Coordinator::Reply(const std::string& peer, const WireHeader& h, OutFrame p
 }
 
 void Coordinator::ReplyError(const std::string& peer, const WireHeader& request, const Status& status) {
-  ++bad_messages_;
-  std::fprintf(stderr, "ps-coordinator: refused a %s: %s\n", MessageKindName(request.kind),
-               status.message().c_str());
+  // Aborted is the rejoin protocol (a member of an earlier generation, or
+  // of a coordinator that restarted), not a bad message.
+  if (status.code() != StatusCode::kAborted) {
+    ++bad_messages_;
+    std::fprintf(stderr, "ps-coordinator: refused a %s: %s\n", MessageKindName(request.kind),
+                 status.message().c_str());
+  }
   Reply(peer, ErrorReply(request, status));
 }
 

@@ -4,6 +4,8 @@
 // summation order), every record applied once an epoch, nothing left running.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <signal.h>
 #include <csignal>
 #include <cmath>
 #include <filesystem>
@@ -256,6 +258,52 @@ TEST(Recovery, ACoordinatorKilledMidRunIsRestartedAndTheMembersJoinAgain) {
   EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
   const std::string servers = job.cluster.servers[0].process->Stderr() + job.cluster.servers[1].process->Stderr();
   EXPECT_NE(servers.find("join again"), std::string::npos) << servers;
+}
+
+// Processes (other than this test) whose command line mentions `text`.
+std::vector<pid_t> PidsMentioning(const std::string& text) {
+  std::vector<pid_t> pids;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(in)), {});
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    if (cmd.find(text) != std::string::npos && cmd.find("recovery_test") == std::string::npos)
+      pids.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return pids;
+}
+
+// As users run it: under ps-launch, the coordinator and then a worker are
+// SIGKILLed; ps-launch starts each again, the job completes, every record
+// once, and nothing is left running.
+TEST(Recovery, UnderPsLaunchAKilledCoordinatorAndAKilledWorkerAreRestarted) {
+  testing::TempDir dir;
+  const std::string run = dir.File("run");
+  std::vector<std::string> argv{testing::BinPath("ps-launch"), "--config", kMlpConfig, "--run-dir", run,
+                                "--summary", dir.File("summary.json")};
+  for (const auto& set : JobSets(dir.File("checkpoints"), /*two_epochs=*/true)) argv.insert(argv.end(), {"--set", set});
+  testing::ChildProcess launch(argv);
+  ASSERT_TRUE(launch.WaitForLine(std::regex("(checkpoint at step 200 committed)"), 120s).has_value()) << launch.Stderr();
+  auto coordinators = PidsMentioning("ps-coordinator --config " + kMlpConfig + " --run-dir " + run);
+  ASSERT_EQ(coordinators.size(), 1u);
+  ::kill(coordinators[0], SIGKILL);
+  ASSERT_TRUE(launch.WaitForLine(std::regex("generation 2: (every server has loaded)"), 120s).has_value())
+      << launch.Stdout() << launch.Stderr();
+  auto workers = PidsMentioning(run + "/logs/worker-1.json");
+  ASSERT_EQ(workers.size(), 1u);
+  ::kill(workers[0], SIGKILL);
+  ASSERT_TRUE(launch.WaitForLine(std::regex("worker (\\d+) joined again"), 120s).has_value())
+      << launch.Stdout() << launch.Stderr();
+  EXPECT_EQ(launch.Wait(300s), std::optional<int>(0)) << launch.Stdout() << launch.Stderr();
+  const std::string log = launch.Stderr();
+  EXPECT_NE(log.find("the coordinator killed by signal"), std::string::npos) << log;
+  EXPECT_NE(log.find("worker 1 killed by signal"), std::string::npos) << log;
+  auto summary = Summary(dir, "summary");
+  EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
+  EXPECT_EQ(summary["epochs"], 2);
+  EXPECT_TRUE(PidsMentioning(run).empty()) << "processes left behind";
 }
 
 }  // namespace
