@@ -46,9 +46,7 @@ Result<ServerCheckpoint> CheckpointWriter::RestoreTo(int64_t id) {
   if (id > 0) {
     PSF_ASSIGN_OR_RETURN(c, store_->Read(id));
   }
-  PSF_ASSIGN_OR_RETURN(auto ids, store_->List());
-  for (int64_t other : ids)
-    if (other > id) PSF_RETURN_IF_ERROR(store_->Remove(other));
+  PSF_RETURN_IF_ERROR(store_->RemoveNewerThan(id));
   durable_ = id;
   committed_ = id;
   return c;

@@ -9,7 +9,12 @@ namespace psforge {
 namespace {
 
 std::string Range(int64_t b, int64_t e) {
-  return "[" + std::to_string(b) + ", " + std::to_string(e) + ")";
+  std::string r(1, '[');  // not "[" + ...: GCC 12 warns falsely (-Wrestrict)
+  r += std::to_string(b);
+  r += ", ";
+  r += std::to_string(e);
+  r += ')';
+  return r;
 }
 
 // The index of the first NaN or infinity, or -1. The scan has no early exit

@@ -75,6 +75,8 @@ class Table {
   virtual Result<std::vector<int64_t>> Ids() const = 0;
   // Deletes every key in [begin, end).
   virtual Status RemoveRange(const std::string& begin, const std::string& end) = 0;
+  // Deletes the table files whose keys all lie in [begin, end), unread.
+  virtual Status RemoveFiles(const std::string& begin, const std::string& end) = 0;
 };
 
 int64_t IdOf(const std::string& key) { return std::stoll(key.substr(2, 20)); }
@@ -118,6 +120,7 @@ class MapTable final : public Table {
     map_.erase(map_.lower_bound(begin), map_.lower_bound(end));
     return Status::Ok();
   }
+  Status RemoveFiles(const std::string& begin, const std::string& end) override { return RemoveRange(begin, end); }
 
  private:
   std::map<std::string, std::string> map_;
@@ -193,11 +196,15 @@ class RocksTable final : public Table {
     PSF_RETURN_IF_ERROR(FromRocks(it->status(), where_, "list"));
     return ids;
   }
+  Status RemoveFiles(const std::string& begin, const std::string& end) override {
+    rocksdb::Slice b(begin), e(end);
+    return FromRocks(rocksdb::DeleteFilesInRange(db_.get(), db_->DefaultColumnFamily(), &b, &e), where_,
+                     "delete files");
+  }
   Status RemoveRange(const std::string& begin, const std::string& end) override {
     // Whole table files of the checkpoint go at once; a tombstone covers the rest.
+    PSF_RETURN_IF_ERROR(RemoveFiles(begin, end));
     rocksdb::Slice b(begin), e(end);
-    PSF_RETURN_IF_ERROR(FromRocks(rocksdb::DeleteFilesInRange(db_.get(), db_->DefaultColumnFamily(), &b, &e),
-                                  where_, "delete files"));
     rocksdb::WriteOptions options;
     options.sync = true;
     return FromRocks(db_->DeleteRange(options, db_->DefaultColumnFamily(), b, e), where_, "delete range");
@@ -301,21 +308,22 @@ class TableStore final : public ParamStore {
     return c;
   }
 
-  Result<std::vector<int64_t>> List() const override {
-    PSF_ASSIGN_OR_RETURN(auto keys, table_->Keys("c/"));
-    std::vector<int64_t> ids;
-    for (const auto& k : keys) {
-      if (k.size() < 23) continue;
-      const int64_t id = std::stoll(k.substr(2, 20));
-      if (ids.empty() || ids.back() != id) ids.push_back(id);
-    }
-    return ids;
-  }
+  Result<std::vector<int64_t>> List() const override { return table_->Ids(); }
 
-  Status Remove(int64_t id) override {
-    PSF_ASSIGN_OR_RETURN(auto keys, table_->Keys(Prefix(id)));
-    return table_->Apply({}, keys);  // one batch: never half a checkpoint
+  // Whole checkpoints go at once (one table file each, in RocksDB): never
+  // half a checkpoint, and a damaged one is not read to be deleted.
+  Status Remove(int64_t id) override { return table_->RemoveRange(Prefix(id), PrefixEnd(id)); }
 
+  Status RemoveNewerThan(int64_t id) override {
+    // Their table files first, unread ('0' follows '/'); then what is left
+    // of them, one checkpoint's range at a time: a tombstone over all later
+    // keys would make every later checkpoint overlap it, land in level 0 and
+    // be compacted together with its neighbours.
+    PSF_RETURN_IF_ERROR(table_->RemoveFiles(Prefix(id + 1), "c0"));
+    PSF_ASSIGN_OR_RETURN(auto ids, table_->Ids());
+    for (int64_t other : ids)
+      if (other > id) PSF_RETURN_IF_ERROR(Remove(other));
+    return Status::Ok();
   }
 
   const std::string& where() const override { return where_; }

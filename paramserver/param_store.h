@@ -52,6 +52,9 @@ class ParamStore {
   virtual Result<std::vector<int64_t>> List() const = 0;
   // Deletes checkpoint `id` (pruning); absent ids are fine.
   virtual Status Remove(int64_t id) = 0;
+  // Deletes every checkpoint newer than `id` without reading them (damaged
+  // ones included): a job that goes back to `id` forgets what came after.
+  virtual Status RemoveNewerThan(int64_t id) = 0;
   // Where it is, for messages.
   virtual const std::string& where() const = 0;
 };

@@ -70,6 +70,13 @@ TEST_P(ParamStoreTest, WritesReadsListsAndRemoves) {
   auto c = store->Read(2);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   ExpectSame(*c, small);
+  // Going back to checkpoint 2 forgets every later one.
+  ASSERT_TRUE(store->Write(Sample(5)).ok());
+  ASSERT_TRUE(store->Write(Sample(6)).ok());
+  ASSERT_TRUE(store->RemoveNewerThan(2).ok());
+  EXPECT_EQ(*store->List(), (std::vector<int64_t>{2}));
+  ASSERT_TRUE(store->Write(Sample(3)).ok());
+  EXPECT_EQ(*store->List(), (std::vector<int64_t>{2, 3}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, ParamStoreTest, ::testing::Values(false, true),

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include <nlohmann/json.hpp>
 
@@ -130,26 +131,20 @@ TEST(Recovery, AJobKilledOutrightResumesFromItsLastCheckpointWithTheSameWeights)
   EXPECT_NE(resumed.cluster.coordinator->Stdout().find("shards done"), std::string::npos);
 }
 
-TEST(Recovery, ACheckpointOneServerLacksFallsBackToThePreviousOne) {
+// A job killed after checkpoint 300 whose newest checkpoint `spoil` damages
+// in server 1's store: the resumed job says so (server 1, that step, and
+// `reason` in the server's log), falls back to the previous committed
+// checkpoint and ends as undisturbed.
+void ExpectFallBack(const std::function<void(const std::string& store, int64_t committed)>& spoil,
+                    const std::string& reason) {
   testing::TempDir reference, dir;
   const std::vector<float> expected = Undisturbed(reference);
 
   Job first = StartJob(dir, "first", false);
   const int64_t committed = WaitForCommit(first, "[3]00");
   KillAll(first);
-  {
-    // The newest committed checkpoint disappears from server 1's store.
-    auto store = ParamStore::OpenRocksDb(dir.File("checkpoints/server-1"));
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    auto ids = (*store)->List();
-    ASSERT_TRUE(ids.ok());
-    ASSERT_FALSE(ids->empty());
-    for (int64_t id : *ids) {
-      if (id >= committed) {
-        ASSERT_TRUE((*store)->Remove(id).ok());
-      }
-    }
-  }
+  spoil(dir.File("checkpoints/server-1"), committed);
+  if (::testing::Test::HasFatalFailure()) return;
   Job resumed = StartJob(dir, "resumed", true);
   const std::vector<float> weights = Finish(resumed, dir, "resumed");
   const std::string log = resumed.cluster.coordinator->Stdout();
@@ -158,11 +153,50 @@ TEST(Recovery, ACheckpointOneServerLacksFallsBackToThePreviousOne) {
   EXPECT_NE(log.find("falling back to the previous committed checkpoint"), std::string::npos);
   const std::string servers = resumed.cluster.servers[0].process->Stderr() + resumed.cluster.servers[1].process->Stderr();
   EXPECT_NE(servers.find("cannot load the checkpoint at step " + std::to_string(committed)), std::string::npos) << servers;
-  EXPECT_NE(servers.find("does not exist"), std::string::npos) << servers;
+  EXPECT_NE(servers.find(reason), std::string::npos) << servers;
   EXPECT_LE(RelativeDifference(weights, expected), 1e-5) << log;
   auto summary = Summary(dir, "resumed");
   EXPECT_LT(summary["resumed_from_step"].get<int64_t>(), committed);
   EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
+}
+
+TEST(Recovery, ACheckpointOneServerLacksFallsBackToThePreviousOne) {
+  ExpectFallBack(
+      [](const std::string& path, int64_t committed) {
+        auto store = ParamStore::OpenRocksDb(path);
+        ASSERT_TRUE(store.ok()) << store.status().ToString();
+        auto ids = (*store)->List();
+        ASSERT_TRUE(ids.ok());
+        ASSERT_FALSE(ids->empty());
+        for (int64_t id : *ids) {
+          if (id >= committed) {
+            ASSERT_TRUE((*store)->Remove(id).ok());
+          }
+        }
+      },
+      "does not exist");
+}
+
+// Each checkpoint is one table file of the store: bytes in the middle of
+// the committed one's are overwritten, as a bad disk or a stray write would.
+TEST(Recovery, AByteDamagedCheckpointIsDetectedAndFallsBackToThePreviousOne) {
+  ExpectFallBack(
+      [](const std::string& path, int64_t committed) {
+        char key[32];
+        std::snprintf(key, sizeof key, "c/%020lld/", static_cast<long long>(committed));
+        std::filesystem::path file;  // the table file with that checkpoint's keys
+        for (const auto& f : std::filesystem::directory_iterator(path))
+          if (f.path().extension() == ".sst" && testing::ReadFile(f.path().string()).find(key) != std::string::npos)
+            file = f.path();
+        ASSERT_FALSE(file.empty()) << "no table file of checkpoint " << committed << " in " << path;
+        const auto size = std::filesystem::file_size(file);
+        std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(size / 2));
+        const std::string junk(256, '\x5a');
+        f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+        ASSERT_TRUE(f.good());
+      },
+      "Corruption");
 }
 
 TEST(Recovery, AServerKilledMidRunMakesEveryServerRollBackAndTheJobEndsAsUndisturbed) {
