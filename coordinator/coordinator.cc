@@ -363,9 +363,17 @@ void Coordinator::CheckLiveness() {
                               Fixed(config_.cluster.connect_timeout_s + config_.cluster.peer_timeout_s, 0) + " s"));
   }
   for (auto* list : {&servers_, &workers_}) {
+    // A restarted member waiting for a place says one has died: a member
+    // that has missed 4 heartbeats is that one (no need to wait out the
+    // peer timeout).
+    const bool replacement = !(list == &servers_ ? waiting_servers_ : waiting_workers_).empty();
+    const double silent_s = replacement ? std::min(config_.cluster.peer_timeout_s, 4 * config_.cluster.heartbeat_interval_s)
+                                        : config_.cluster.peer_timeout_s;
+    const std::string why = Fixed(silent_s, 1) + (replacement ? " s (and a restarted one waits for a place)"
+                                                              : " s (cluster.peer_timeout_s)");
     for (Member& m : *list) {
       const bool finished_worker = m.role == PeerRole::kWorker && m.state == MemberState::kFinished;
-      if ((m.state != MemberState::kActive && !finished_worker) || now - m.last_seen <= timeout) continue;
+      if ((m.state != MemberState::kActive && !finished_worker) || now - m.last_seen <= Seconds(silent_s)) continue;
       m.state = MemberState::kDead;
       const std::string who = std::string(RoleName(m.role)) + " " + std::to_string(m.id);
       if (finished_worker) continue;  // it had left the servers and holds no leases
@@ -378,8 +386,7 @@ void Coordinator::CheckLiveness() {
         restore_step_ = committed_checkpoint_;
         if (store_ && !Record(store_->Committed().status()).ok()) return;
         if (store_) candidates_ = *store_->Committed();
-        Restart(who + " at " + m.endpoint + " sent no heartbeat for " + Fixed(config_.cluster.peer_timeout_s, 1) +
-                " s (cluster.peer_timeout_s); waiting for it to be restarted");
+        Restart(who + " at " + m.endpoint + " sent no heartbeat for " + why + "; waiting for it to be restarted");
         AdmitWaitingMembers();
         return;
       }
@@ -389,7 +396,7 @@ void Coordinator::CheckLiveness() {
       // (an earlier report is of its predecessor in this place).
       for (Member& s : servers_) s.positions.erase(m.id);
       awaiting_positions_.push_back(m.id);
-      Log(who + " declared dead: no heartbeat for " + Fixed(config_.cluster.peer_timeout_s, 1) + " s; servers stop " +
+      Log(who + " declared dead: no heartbeat for " + why + "; servers stop " +
           "waiting for it, and its " + std::to_string(leases_.HeldBy(m.id)) +
           " leases return to the pool from where the servers say its data stopped");
     }
