@@ -272,6 +272,7 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
          {{"bsp", Consistency::kBsp}, {"ssp", Consistency::kSsp}, {"asp", Consistency::kAsp}});
   r.Int("staleness", &c->staleness, 0, 1000000);
   r.Double("request_timeout_s", &c->request_timeout_s, 0.0, 1e6, true);
+  r.Double("retry_interval_s", &c->retry_interval_s, 0.0, 1e6, true);
   r.Int("max_parked_pulls", &c->max_parked_pulls, 1, 1 << 20);
   r.Int("server_threads", &c->server_threads, 1, 1024);
   r.Double("heartbeat_interval_s", &c->heartbeat_interval_s, 0.0, 3600, true);
@@ -464,6 +465,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
   nlohmann::json cluster = {{"servers", cl.servers}, {"workers", cl.workers},
                             {"consistency", ConsistencyName(cl.consistency)},
                             {"staleness", cl.staleness}, {"request_timeout_s", cl.request_timeout_s},
+                            {"retry_interval_s", cl.retry_interval_s},
                             {"max_parked_pulls", cl.max_parked_pulls},
                             {"server_threads", cl.server_threads},
                             {"heartbeat_interval_s", cl.heartbeat_interval_s},

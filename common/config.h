@@ -88,6 +88,7 @@ struct ClusterOptions {
   Consistency consistency = Consistency::kBsp;  // bsp | ssp | asp
   int64_t staleness = 1;                // ssp: a pull at step t waits for version >= t - staleness
   double request_timeout_s = 60;        // a worker gives up on a server reply after this long
+  double retry_interval_s = 1;          // a request unanswered this long is sent again (then 2x, 4x, ... 8x)
   int64_t max_parked_pulls = 1024;      // a server refuses pulls beyond this many waiting
   int64_t server_threads = 1;           // optimizer threads per server (servers share cores with workers)
   double heartbeat_interval_s = 0.5;    // servers and workers report to the coordinator this often

@@ -2,9 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <map>
 #include <thread>
+
+#include "common/fault_transport.h"
 
 namespace psforge {
 namespace {
@@ -87,6 +91,52 @@ TEST(Transport, BindingAPortInUseIsNamed) {
   auto b = t->Bind((*a)->endpoint());
   ASSERT_FALSE(b.ok());
   EXPECT_NE(b.status().message().find((*a)->endpoint()), std::string::npos) << b.status().message();
+}
+
+TEST(FaultTransport, OptionsAreParsedAndBadOnesNamed) {
+  auto f = ParseFaultOptions("drop=0.5,duplicate=0.25,delay=1,delay_ms=3,seed=9");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->drop, 0.5);
+  EXPECT_EQ(f->duplicate, 0.25);
+  EXPECT_EQ(f->delay_ms, 3);
+  EXPECT_EQ(f->seed, 9u);
+  for (const char* bad : {"drop=2", "lose=0.1", "delay=x", "delay_ms=-1"}) {
+    auto r = ParseFaultOptions(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find(std::string(bad).substr(0, 4)), std::string::npos) << r.status().message();
+  }
+}
+
+// Every message duplicated and delayed: each arrives twice, none is lost,
+// and the caller's bytes are free as soon as Send returns.
+TEST(FaultTransport, DuplicatesAndDelaysButLosesNothing) {
+  FaultOptions f;
+  f.duplicate = 1;
+  f.delay = 1;
+  f.delay_ms = 5;
+  auto t = WithFaults(Transport::CreateZmq(), f);
+  auto server = t->Bind("inproc://fault-test");
+  ASSERT_TRUE(server.ok());
+  auto client = t->Connect("inproc://fault-test");
+  ASSERT_TRUE(client.ok());
+  for (int i = 0; i < 10; ++i) {
+    std::string x = std::to_string(i);
+    OutFrame frame[] = {{Bytes(x), nullptr}};
+    ASSERT_TRUE((*client)->Send(frame).ok());
+    x = "overwritten";
+  }
+  std::map<std::string, int> seen;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (seen.size() < 10 || std::any_of(seen.begin(), seen.end(), [](const auto& s) { return s.second < 2; })) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "messages lost";
+    (void)(*client)->Receive(1ms);  // held messages go out from the client's own calls
+    auto got = (*server)->Receive(1ms);
+    ASSERT_TRUE(got.ok());
+    if (!got->has_value()) continue;
+    auto b = (**got).frames[0]->bytes();
+    ++seen[std::string(reinterpret_cast<const char*>(b.data()), b.size())];
+  }
+  EXPECT_EQ(seen.size(), 10u);
 }
 
 }  // namespace

@@ -32,7 +32,10 @@ PsClient::~PsClient() {
   // Zero-copy sends call back into this object. Closing the sockets drops
   // what is still queued (to a dead server, say; linger is 0), and the
   // transport lets go of those slices at once; then wait (bounded) for it.
-  for (Server& s : servers_) s.socket.reset();
+  for (Server& s : servers_) {
+    s.pending.clear();
+    s.socket.reset();
+  }
   const auto deadline = Clock::now() + std::chrono::seconds(5);
   (void)AwaitReleased(0, deadline);
   (void)AwaitReleased(1, deadline);
@@ -56,7 +59,7 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
   std::vector<Server> servers;
   for (std::size_t i = 0; i < endpoints.size(); ++i) {
     PSF_ASSIGN_OR_RETURN(auto socket, transport->Connect(endpoints[i]));
-    servers.push_back({std::move(socket), PartitionKeys(spec.num_params(), cluster.servers, i), 0, ""});
+    servers.push_back({std::move(socket), PartitionKeys(spec.num_params(), cluster.servers, i), 0, "", {}, 0});
   }
   return std::unique_ptr<PsClient>(
       new PsClient(cluster, worker, std::move(servers), spec.num_params(), generation, first_step));
@@ -65,7 +68,27 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
 Status PsClient::Send(Server& s, const WireHeader& h, OutFrame payload) {
   EncodeHeader(h, &encode_buffer_);
   OutFrame frames[2] = {{encode_buffer_, nullptr}, payload};
-  return s.socket->Send(std::span<const OutFrame>(frames, payload.bytes.empty() ? 1 : 2));
+  PSF_RETURN_IF_ERROR(s.socket->Send(std::span<const OutFrame>(frames, payload.bytes.empty() ? 1 : 2)));
+  const auto backoff = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(cluster_.retry_interval_s));
+  s.pending[h.request_id] = {h, std::move(payload), Clock::now() + backoff, backoff};
+  return Status::Ok();
+}
+
+Status PsClient::Resend(Server& s) {
+  const auto now = Clock::now();
+  const auto longest = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(8 * cluster_.retry_interval_s));
+  for (auto& [id, p] : s.pending) {
+    if (p.resend_at > now) continue;
+    EncodeHeader(p.header, &encode_buffer_);
+    OutFrame frames[2] = {{encode_buffer_, nullptr}, p.payload};
+    PSF_RETURN_IF_ERROR(s.socket->Send(std::span<const OutFrame>(frames, p.payload.bytes.empty() ? 1 : 2)));
+    ++s.resent;
+    p.backoff = std::min(2 * p.backoff, longest);
+    p.resend_at = now + p.backoff;
+  }
+  return Status::Ok();
 }
 
 Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t samples,
@@ -183,6 +206,7 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
     if (left.count() <= 0)
       return DeadlineExceeded("no reply within " + std::to_string(cluster_.request_timeout_s) +
                               " s (cluster.request_timeout_s)");
+    PSF_RETURN_IF_ERROR(Resend(s));
     PSF_ASSIGN_OR_RETURN(auto message, s.socket->Receive(std::min(left, std::chrono::milliseconds(100))));
     if (!message) {
       if (interrupt_) PSF_RETURN_IF_ERROR(interrupt_());
@@ -192,20 +216,23 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
     PSF_ASSIGN_OR_RETURN(WireHeader h, DecodeHeader(message->frames[0]->bytes(), &decode_scratch_));
     switch (h.kind) {
       case MessageKind::kPushAck:
-        --s.unacked_pushes;
+        if (Answered(s, h.request_id)) --s.unacked_pushes;
         break;
       case MessageKind::kControl:
-        if (h.request_id == request_id) {
+        if (h.request_id == request_id && Answered(s, h.request_id)) {
           answered = true;
           control_value_ = h.value;
         }
         break;
       case MessageKind::kError:
+        if (!Answered(s, h.request_id)) break;  // a second answer to a resent request
         // An error answers either this request or an earlier push.
         if (h.request_id != request_id) return Status(h.error_code, s.last_push + " rejected: " + h.text);
         return Status(h.error_code, h.text);
       case MessageKind::kPullReply: {
-        if (h.request_id != request_id) break;  // a reply to a request given up on earlier
+        // Another request's (asked for later, or answered already): that
+        // one is sent again if it is still waited for.
+        if (h.request_id != request_id || !Answered(s, h.request_id)) break;
         const int64_t oldest = cluster_.consistency == Consistency::kBsp   ? wanted
                                : cluster_.consistency == Consistency::kSsp ? wanted - cluster_.staleness
                                                                            : 0;
@@ -257,7 +284,7 @@ Result<int64_t> PsClient::Admit() {
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
     if (steps[i] == start) continue;
-    const std::vector<float> nothing(static_cast<std::size_t>(s.range.size()), 0.0f);
+    auto nothing = std::make_shared<std::vector<float>>(static_cast<std::size_t>(s.range.size()), 0.0f);
     for (int64_t step = steps[i]; step < start; ++step) {
       WireHeader h;
       h.kind = MessageKind::kPush;
@@ -268,7 +295,7 @@ Result<int64_t> PsClient::Admit() {
       h.key_begin = s.range.begin;
       h.key_end = s.range.end;
       h.samples = 0;
-      Status sent = Send(s, h, {std::as_bytes(std::span<const float>(nothing)), nullptr});  // copied
+      Status sent = Send(s, h, {std::as_bytes(std::span<const float>(*nothing)), nothing});
       if (!sent.ok()) return sent.WithContext("empty push of step " + std::to_string(step) + " to " +
                                               Describe(i, s.socket->endpoint()));
       s.last_push = "empty push of step " + std::to_string(step);

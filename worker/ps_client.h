@@ -29,6 +29,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -68,17 +69,32 @@ class PsClient final : public ParameterClient {
 
  private:
   using Deadline = std::chrono::steady_clock::time_point;
+  // A request not yet answered: sent again (same id, same payload) when no
+  // reply comes in time; a server applies a repeated push once.
+  struct Pending {
+    WireHeader header;
+    OutFrame payload;  // its owner keeps the bytes alive (and the slot in flight)
+    std::chrono::steady_clock::time_point resend_at;
+    std::chrono::steady_clock::duration backoff;
+  };
   struct Server {
     std::unique_ptr<ClientSocket> socket;
     KeyRange range;
     int64_t unacked_pushes = 0;
     std::string last_push;  // what an error reply to a push refers to
+    std::map<uint64_t, Pending> pending;  // by request id
+    int64_t resent = 0;
   };
 
   PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers, int64_t params,
            uint32_t generation, int64_t first_step);
   Deadline NewDeadline() const;
+  // Sends request `h` and keeps it until answered (Answered).
   Status Send(Server& s, const WireHeader& h, OutFrame payload);
+  // Sends again what `s` has not answered in time.
+  Status Resend(Server& s);
+  // True once for each request: a second reply (to a resent one) is ignored.
+  static bool Answered(Server& s, uint64_t request_id) { return s.pending.erase(request_id) > 0; }
   Status SendPulls(int64_t version, std::vector<uint64_t>* requests);
   Status ReceivePulls(const std::vector<uint64_t>& requests, int64_t version, std::span<float> weights,
                       Deadline deadline);

@@ -1,11 +1,14 @@
 #include "worker/train_job.h"
 
+#include <cstdlib>
+
 #include <fstream>
 #include <optional>
 
 #include <omp.h>
 
 #include "common/coordinator_link.h"
+#include "common/fault_transport.h"
 #include "common/shard_plan.h"
 #include "common/transport.h"
 #include "worker/ps_client.h"
@@ -59,6 +62,14 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
                                      const std::string& save_weights, JobConfig* config,
                                      std::FILE* progress_out) {
   auto transport = Transport::CreateZmq();
+  // Chaos testing: PSFORGE_FAULTS (fault_transport.h) makes the messages to
+  // and from the servers get lost, duplicated, delayed and reordered.
+  std::unique_ptr<Transport> faulty;
+  if (const char* spec = std::getenv("PSFORGE_FAULTS"); spec && *spec) {
+    PSF_ASSIGN_OR_RETURN(FaultOptions faults, ParseFaultOptions(spec));
+    faulty = WithFaults(Transport::CreateZmq(), faults);
+    std::fprintf(progress_out ? progress_out : stderr, "ps-worker: injecting faults into server traffic: %s\n", spec);
+  }
   const auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(connect_timeout_s));
   PSF_ASSIGN_OR_RETURN(auto channel, CoordinatorChannel::Open(transport.get(), coordinator));
@@ -87,7 +98,8 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
         PSF_ASSIGN_OR_RETURN(Prepared loaded, Prepare(*config, share));
         p.emplace(std::move(loaded));
       }
-      PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(transport.get(), p->spec, config->cluster, job.id,
+      PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(faulty ? faulty.get() : transport.get(), p->spec,
+                                                          config->cluster, job.id,
                                                           job.servers, job.generation, job.step));
       // A restart (Aborted) or the coordinator's stop (Cancelled: this
       // worker was declared dead, or the job ended) ends any wait on a

@@ -52,10 +52,13 @@ struct Job {
   std::vector<std::unique_ptr<testing::ChildProcess>> workers;
 };
 
-Job StartJob(const testing::TempDir& dir, const std::string& name, bool resume, bool two_epochs = false) {
+Job StartJob(const testing::TempDir& dir, const std::string& name, bool resume, bool two_epochs = false,
+             const std::vector<std::string>& extra_sets = {}) {
   std::vector<std::string> args{"--summary", dir.File(name + ".json")};
   if (resume) args.push_back("--resume");
-  Job job{testing::StartCluster(kMlpConfig, 2, JobSets(dir.File("checkpoints"), two_epochs), args), {}};
+  auto sets = JobSets(dir.File("checkpoints"), two_epochs);
+  sets.insert(sets.end(), extra_sets.begin(), extra_sets.end());
+  Job job{testing::StartCluster(kMlpConfig, 2, sets, args), {}};
   for (int w = 0; w < 2; ++w)
     job.workers.push_back(testing::StartWorker(
         job.cluster, "", {"--save-weights", dir.File(name + "-w" + std::to_string(w))}));
@@ -338,6 +341,27 @@ TEST(Recovery, UnderPsLaunchAKilledCoordinatorAndAKilledWorkerAreRestarted) {
   EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
   EXPECT_EQ(summary["epochs"], 2);
   EXPECT_TRUE(PidsMentioning(run).empty()) << "processes left behind";
+}
+
+// The workers' messages to and from the servers are lost, duplicated,
+// delayed and reordered (a seeded fault transport, PSFORGE_FAULTS): requests
+// are sent again, a repeated push is applied once, and the job ends with
+// the weights of the undisturbed run, bit for bit up to summation order.
+TEST(Recovery, LostDuplicatedAndReorderedMessagesChangeNothing) {
+  testing::TempDir reference, dir;
+  const std::vector<float> expected = Undisturbed(reference);
+  ::setenv("PSFORGE_FAULTS", "drop=0.02,duplicate=0.03,delay=0.1,delay_ms=30,seed=11", 1);
+  Job job = StartJob(dir, "faults", false, false, {"cluster.retry_interval_s=0.1"});
+  ::unsetenv("PSFORGE_FAULTS");
+  const std::vector<float> weights = Finish(job, dir, "faults");
+  EXPECT_LE(RelativeDifference(weights, expected), 1e-5);
+  const std::string log = job.workers[0]->Stderr() + job.workers[1]->Stderr();
+  EXPECT_NE(log.find("injecting faults"), std::string::npos) << log;
+  std::string stats;
+  for (auto& s : job.cluster.servers) stats += s.process->Stderr();
+  EXPECT_EQ(Summary(dir, "faults")["steps"], 450);
+  // The servers saw repeated pushes and recognised them.
+  EXPECT_EQ(stats.find("\"duplicates\":0,"), std::string::npos) << stats;
 }
 
 }  // namespace

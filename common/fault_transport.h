@@ -1,0 +1,33 @@
+// A Transport that loses, duplicates, delays and reorders the messages of
+// its client sockets, both ways, for fault-injection tests (tc netem is not
+// available here). Seeded: a run's faults follow from the seed and the order
+// of messages.
+//
+// A delayed message is held (a copy of its frames) and handed on by the
+// socket's next Send or Receive once its time has come; messages delayed by
+// different amounts overtake each other. Server sockets are passed through.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/transport.h"
+
+namespace psforge {
+
+struct FaultOptions {
+  double drop = 0;       // probability a message is lost
+  double duplicate = 0;  // probability a message arrives twice
+  double delay = 0;      // probability a message is held back
+  double delay_ms = 20;  // for up to this long (uniformly)
+  uint64_t seed = 1;
+  bool any() const { return drop > 0 || duplicate > 0 || delay > 0; }
+};
+
+// "drop=0.02,duplicate=0.02,delay=0.1,delay_ms=20,seed=7"; each field optional.
+Result<FaultOptions> ParseFaultOptions(const std::string& spec);
+
+std::unique_ptr<Transport> WithFaults(std::unique_ptr<Transport> inner, const FaultOptions& faults);
+
+}  // namespace psforge
