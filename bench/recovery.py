@@ -2,7 +2,7 @@
 """Recovery time and checkpoint stall of a real cluster on loopback.
 
 Recovery: a job of 1 coordinator, 2 servers and 2 workers (the Fashion-MNIST
-MLP, BSP, a checkpoint every 100 steps) is started; once checkpoint 200 (or 300) is
+MLP, BSP, 900 steps, a checkpoint every 100 steps) is started; once checkpoint 100 (or 200) is
 committed one process is SIGKILLed and started again at once, as ps-launch
 or ps-supervise would:
 
@@ -78,9 +78,9 @@ class Proc:
         self.p.wait()
 
 
-def sets(ckdir, timing, checkpoints=True, max_steps=450):
+def sets(ckdir, timing, checkpoints=True, max_steps=900):
     heartbeat, peer_timeout = timing
-    s = {"training.epochs": 1, "training.max_steps": max_steps, "cluster.workers": 2, "cluster.servers": 2,
+    s = {"training.epochs": 2, "training.max_steps": max_steps, "cluster.workers": 2, "cluster.servers": 2,
          "data.shard_size": 64, "cluster.peer_timeout_s": peer_timeout, "cluster.heartbeat_interval_s": heartbeat}
     if checkpoints:
         s.update({"checkpoint.interval_steps": 100, "checkpoint.dir": ckdir})
@@ -90,7 +90,7 @@ def sets(ckdir, timing, checkpoints=True, max_steps=450):
     return out
 
 
-def start_job(ckdir, timing, checkpoints=True, max_steps=450):
+def start_job(ckdir, timing, checkpoints=True, max_steps=900):
     coord_argv = [os.path.join(BIN, "ps-coordinator"), "--config", CONFIG, "--no-run-dir"] + \
         sets(ckdir, timing, checkpoints, max_steps)
     coord = Proc(coord_argv)
@@ -113,7 +113,7 @@ def trial(kind, timing):
     ckdir = tempfile.mkdtemp(prefix="psforge_recovery_")
     try:
         coord_argv, endpoint, coord, servers, workers = start_job(ckdir, timing)
-        coord.wait_for(r"checkpoint at step [23]00 committed", 120)
+        coord.wait_for(r"checkpoint at step [12]00 committed", 120)
         extra = []
         if kind == "server":
             servers[1].kill()

@@ -184,8 +184,10 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
           if (p.worker < static_cast<uint64_t>(config_.cluster.workers)) m->restored_positions[p.worker] = p;
     } else if (m->role == PeerRole::kServer && h.generation == generation_) {
       m->removals_known = h.removed_from;
-      m->checkpoint = std::max(m->checkpoint, h.checkpoint);
-      if (m->checkpoint > committed_checkpoint_) CommitCheckpoint();
+      if (h.checkpoint > committed_checkpoint_ && m->durable.insert(h.checkpoint).second) {
+        while (m->durable.size() > 16) m->durable.erase(m->durable.begin());
+        CommitCheckpoint();
+      }
       for (const EpochAudit& a : h.audit)
         if (a.epoch >= 1 && a.epoch <= config_.training.epochs) m->audit[a.epoch] = a;
       for (const DataPosition& p : h.positions)
@@ -199,10 +201,15 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
 }
 
 void Coordinator::CommitCheckpoint() {
+  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers || collecting_) return;
+  // The latest step every server has written (not the oldest of their
+  // latest: a server whose write failed lacks that step).
   int64_t step = -1;
-  for (const Member& s : servers_) step = step < 0 ? s.checkpoint : std::min(step, s.checkpoint);
-  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers || step <= committed_checkpoint_ || collecting_)
-    return;
+  for (int64_t candidate : servers_[0].durable)
+    if (candidate > committed_checkpoint_ &&
+        std::all_of(servers_.begin(), servers_.end(), [&](const Member& s) { return s.durable.count(candidate) > 0; }))
+      step = candidate;
+  if (step < 0) return;
   if (store_ && !Record(store_->Commit(step, generation_, config_.checkpoint.keep)).ok()) return;
   committed_checkpoint_ = step;
   ++checkpoints_committed_;
@@ -530,6 +537,11 @@ void Coordinator::EndJob(Status outcome) {
   job_over_ = true;
   outcome_ = outcome;
   RetryParkedLeases(true);
+  // Restarted members still waiting for a place: there is none any more.
+  for (auto* waiting : {&waiting_servers_, &waiting_workers_}) {
+    for (const auto& [peer, request] : *waiting) ReplyError(peer, request, Cancelled("the job is over"));
+    waiting->clear();
+  }
   // Members learn it from their next heartbeat's answer.
   shutdown_deadline_ = Clock::now() + Seconds(std::min(config_.cluster.peer_timeout_s,
                                                        4 * config_.cluster.heartbeat_interval_s + 2));

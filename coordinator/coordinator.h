@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,7 +81,9 @@ class Coordinator {
     uint64_t join_request = 0;
     bool told_stop = false;
     bool farewell = false;  // its last heartbeat arrived (it exits)
-    int64_t checkpoint = 0; // servers: step of the latest durable checkpoint
+    // Servers: the steps of the checkpoints they reported durable (the
+    // latest few). One that failed to write a checkpoint skips its step.
+    std::set<int64_t> durable;
     // Servers: records applied per epoch, and where removed workers' data stopped.
     std::map<int64_t, EpochAudit> audit;
     std::map<uint32_t, DataPosition> positions;

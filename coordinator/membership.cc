@@ -14,7 +14,7 @@ const char* RoleName(PeerRole r) { return r == PeerRole::kServer ? "server" : "w
 }  // namespace
 
 void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
-  if (job_over_) return ReplyError(peer, h, FailedPrecondition("the job is over"));
+  if (job_over_) return ReplyError(peer, h, Cancelled("the job is over"));
   const bool server = h.role == PeerRole::kServer;
   if (!server && h.role != PeerRole::kWorker)
     return ReplyError(peer, h, InvalidArgument("only servers and workers join a job"));

@@ -81,7 +81,7 @@ void Coordinator::Restart(const std::string& why) {
     s.restored_positions.clear();
     s.positions.clear();
     s.audit.clear();
-    s.checkpoint = 0;
+    s.durable.clear();
   }
   // Every worker's work since the checkpoint is void: they join again (their
   // next answer carries the new generation).

@@ -87,6 +87,10 @@ int main(int argc, char** argv) {
     if (!channel.ok()) return Fail(channel.status());
     const std::string endpoint = Advertised((*socket)->endpoint(), advertise);
     auto job = (*channel)->Join(psforge::PeerRole::kServer, endpoint, connect_timeout);
+    if (!job.ok() && job.status().code() == psforge::StatusCode::kCancelled) {
+      std::fprintf(stderr, "ps-server: %s; nothing to do\n", job.status().message().c_str());  // restarted too late
+      return 0;
+    }
     if (!job.ok()) return Fail(job.status());
     const psforge::JobConfig& config = job->config;
     omp_set_num_threads(static_cast<int>(config.cluster.server_threads));

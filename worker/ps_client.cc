@@ -59,7 +59,7 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
   std::vector<Server> servers;
   for (std::size_t i = 0; i < endpoints.size(); ++i) {
     PSF_ASSIGN_OR_RETURN(auto socket, transport->Connect(endpoints[i]));
-    servers.push_back({std::move(socket), PartitionKeys(spec.num_params(), cluster.servers, i), 0, "", {}, 0});
+    servers.push_back({std::move(socket), PartitionKeys(spec.num_params(), cluster.servers, i), 0, "", {}});
   }
   return std::unique_ptr<PsClient>(
       new PsClient(cluster, worker, std::move(servers), spec.num_params(), generation, first_step));
@@ -84,7 +84,6 @@ Status PsClient::Resend(Server& s) {
     EncodeHeader(p.header, &encode_buffer_);
     OutFrame frames[2] = {{encode_buffer_, nullptr}, p.payload};
     PSF_RETURN_IF_ERROR(s.socket->Send(std::span<const OutFrame>(frames, p.payload.bytes.empty() ? 1 : 2)));
-    ++s.resent;
     p.backoff = std::min(2 * p.backoff, longest);
     p.resend_at = now + p.backoff;
   }

@@ -83,7 +83,6 @@ class PsClient final : public ParameterClient {
     int64_t unacked_pushes = 0;
     std::string last_push;  // what an error reply to a push refers to
     std::map<uint64_t, Pending> pending;  // by request id
-    int64_t resent = 0;
   };
 
   PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers, int64_t params,

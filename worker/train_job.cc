@@ -73,7 +73,14 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
   const auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(connect_timeout_s));
   PSF_ASSIGN_OR_RETURN(auto channel, CoordinatorChannel::Open(transport.get(), coordinator));
-  PSF_ASSIGN_OR_RETURN(JobAssignment job, channel->Join(PeerRole::kWorker, "", timeout));
+  auto joined = channel->Join(PeerRole::kWorker, "", timeout);
+  if (!joined.ok() && joined.status().code() == StatusCode::kCancelled) {
+    // Restarted after the job ended (or while it ended): nothing to do.
+    std::fprintf(progress_out ? progress_out : stderr, "ps-worker: %s\n", joined.status().message().c_str());
+    return TrainResult{};
+  }
+  PSF_RETURN_IF_ERROR(joined.status());
+  JobAssignment job = std::move(*joined);
   *config = job.config;
   omp_set_num_threads(static_cast<int>(config->training.threads));
   const int64_t workers = config->cluster.workers;

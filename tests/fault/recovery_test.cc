@@ -4,13 +4,17 @@
 // summation order), every record applied once an epoch, nothing left running.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <signal.h>
-#include <csignal>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -362,6 +366,65 @@ TEST(Recovery, LostDuplicatedAndReorderedMessagesChangeNothing) {
   EXPECT_EQ(Summary(dir, "faults")["steps"], 450);
   // The servers saw repeated pushes and recognised them.
   EXPECT_EQ(stats.find("\"duplicates\":0,"), std::string::npos) << stats;
+}
+
+// A small tmpfs mounted at `path` (root only), unmounted when it goes.
+struct SmallDisk {
+  std::string path;
+  bool mounted = false;
+  SmallDisk(std::string p, const std::string& size) : path(std::move(p)) {
+    std::filesystem::create_directories(path);
+    mounted = ::geteuid() == 0 && ::mount("psforge-test", path.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+  }
+  bool Resize(const std::string& size) const {
+    return ::mount("psforge-test", path.c_str(), "tmpfs", MS_REMOUNT, ("size=" + size).c_str()) == 0;
+  }
+  ~SmallDisk() {
+    if (mounted) ::umount2(path.c_str(), MNT_DETACH);
+  }
+};
+
+// Server 1's store fills up (a 3 MB tmpfs; its share of a checkpoint is
+// 2.4 MB): the checkpoint it cannot write is reported with the reason,
+// training goes on, nothing committed is damaged, and once the disk has
+// room again the next checkpoints are committed. The job's weights are the
+// undisturbed run's.
+TEST(Recovery, AFullDiskUnderAServersStoreIsReportedAndCheckpointsResumeWithSpace) {
+  testing::TempDir reference, dir;
+  SmallDisk disk(dir.File("checkpoints/server-1"), "3M");
+  if (!disk.mounted) GTEST_SKIP() << "mounting a tmpfs needs root";
+  const std::vector<float> expected = Undisturbed(reference);
+
+  Job job = StartJob(dir, "full", false);
+  ASSERT_TRUE(job.cluster.coordinator->WaitForLine(std::regex("(checkpoint at step 100 committed)"), 120s));
+  // The failure is in a server's log (server 1 is whichever joined second).
+  std::optional<std::string> failed;
+  const std::regex not_written("checkpoint at step (\\d+) not written");
+  for (auto until = std::chrono::steady_clock::now() + 120s; !failed && std::chrono::steady_clock::now() < until;) {
+    for (auto& s : job.cluster.servers) {
+      std::smatch m;
+      const std::string log = s.process->Stderr();
+      if (std::regex_search(log, m, not_written)) failed = m[1].str();
+    }
+    std::this_thread::sleep_for(20ms);  // polling interval of a condition wait with a deadline
+  }
+  ASSERT_TRUE(failed.has_value()) << "no checkpoint failed on the full disk";
+  ASSERT_TRUE(disk.Resize("64M"));
+  const int64_t lost = std::stoll(*failed);
+  auto later = job.cluster.coordinator->WaitForLine(std::regex("checkpoint at step ([34]00) committed"), 120s);
+  const std::vector<float> weights = Finish(job, dir, "full");
+  const std::string servers = job.cluster.servers[0].process->Stderr() + job.cluster.servers[1].process->Stderr();
+  EXPECT_NE(servers.find("No space left"), std::string::npos) << servers;
+  ASSERT_TRUE(later.has_value()) << "no checkpoint committed once space was back: " << job.cluster.coordinator->Stdout();
+  EXPECT_GT(std::stoll(*later), lost);
+  EXPECT_EQ(job.cluster.coordinator->Stdout().find("checkpoint at step " + std::to_string(lost) + " committed"),
+            std::string::npos)
+      << job.cluster.coordinator->Stdout() << servers;
+  EXPECT_LE(RelativeDifference(weights, expected), 1e-5);
+  // What was committed before the disk filled is intact.
+  auto store = ParamStore::OpenRocksDb(disk.path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_TRUE((*store)->Read(100).ok() || (*store)->Read(std::stoll(*later)).ok());
 }
 
 }  // namespace
