@@ -65,6 +65,18 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
       new PsClient(cluster, worker, std::move(servers), spec.num_params(), generation, first_step));
 }
 
+WireHeader PsClient::NewRequest(MessageKind kind, const Server& s, int64_t step) {
+  WireHeader h;
+  h.kind = kind;
+  h.request_id = next_request_++;
+  h.sender = worker_;
+  h.generation = generation_;
+  h.step = step;
+  h.key_begin = s.range.begin;
+  h.key_end = s.range.end;
+  return h;
+}
+
 Status PsClient::Send(Server& s, const WireHeader& h, OutFrame payload) {
   EncodeHeader(h, &encode_buffer_);
   OutFrame frames[2] = {{encode_buffer_, nullptr}, payload};
@@ -109,14 +121,7 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   Outstanding asked{wanted, {}, step};
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
-    WireHeader h;
-    h.kind = MessageKind::kPush;
-    h.request_id = next_request_++;
-    h.sender = worker_;
-    h.generation = generation_;
-    h.step = step;
-    h.key_begin = s.range.begin;
-    h.key_end = s.range.end;
+    WireHeader h = NewRequest(MessageKind::kPush, s, step);
     h.with_pull = with_pull;
     h.pull_version = wanted;
     h.samples = samples;
@@ -146,14 +151,8 @@ Status PsClient::SendPulls(int64_t version, std::vector<uint64_t>* requests) {
   requests->resize(servers_.size());
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
-    WireHeader h;
-    h.kind = MessageKind::kPull;
-    h.request_id = (*requests)[i] = next_request_++;
-    h.sender = worker_;
-    h.generation = generation_;
-    h.step = version;
-    h.key_begin = s.range.begin;
-    h.key_end = s.range.end;
+    const WireHeader h = NewRequest(MessageKind::kPull, s, version);
+    (*requests)[i] = h.request_id;
     Status sent = Send(s, h, {});
     if (!sent.ok()) return sent.WithContext("pull of version " + std::to_string(version) + " from " +
                                             Describe(i, s.socket->endpoint()));
@@ -285,14 +284,7 @@ Result<int64_t> PsClient::Admit() {
     if (steps[i] == start) continue;
     auto nothing = std::make_shared<std::vector<float>>(static_cast<std::size_t>(s.range.size()), 0.0f);
     for (int64_t step = steps[i]; step < start; ++step) {
-      WireHeader h;
-      h.kind = MessageKind::kPush;
-      h.request_id = next_request_++;
-      h.sender = worker_;
-      h.generation = generation_;
-      h.step = step;
-      h.key_begin = s.range.begin;
-      h.key_end = s.range.end;
+      WireHeader h = NewRequest(MessageKind::kPush, s, step);
       h.samples = 0;
       Status sent = Send(s, h, {std::as_bytes(std::span<const float>(*nothing)), nothing});
       if (!sent.ok()) return sent.WithContext("empty push of step " + std::to_string(step) + " to " +
