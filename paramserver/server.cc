@@ -137,8 +137,13 @@ Status ParamServer::TalkToCoordinator() {
   auto seconds = [](double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
   };
-  PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(Progress(), seconds(config_.cluster.heartbeat_interval_s),
-                                              seconds(lost_after_s_)));
+  // A checkpoint that has become durable is reported at once: the
+  // coordinator commits a step only once every server has reported it.
+  const int64_t durable = checkpoints_ ? checkpoints_->durable() : 0;
+  const auto interval = durable != reported_durable_ ? Clock::duration::zero()
+                                                     : seconds(config_.cluster.heartbeat_interval_s);
+  reported_durable_ = durable;
+  PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(Progress(), interval, seconds(lost_after_s_)));
   // Each entry once: a worker removed, then replaced (AdmitWorker), stays in.
   const auto& removed = coordinator_->removed();
   for (; removals_seen_ < removed.size(); ++removals_seen_) RemoveWorker(removed[removals_seen_]);

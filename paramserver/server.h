@@ -134,6 +134,7 @@ class ParamServer {
   int64_t restored_ = 0;
   std::vector<DataPosition> restored_positions_;
   std::size_t removals_seen_ = 0;  // entries of the coordinator's removed list taken in
+  int64_t reported_durable_ = 0;   // the durable checkpoint step last reported
 };
 
 }  // namespace psforge

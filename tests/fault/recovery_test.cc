@@ -301,21 +301,6 @@ TEST(Recovery, ACoordinatorKilledMidRunIsRestartedAndTheMembersJoinAgain) {
   EXPECT_NE(servers.find("join again"), std::string::npos) << servers;
 }
 
-// Processes (other than this test) whose command line mentions `text`.
-std::vector<pid_t> PidsMentioning(const std::string& text) {
-  std::vector<pid_t> pids;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(in)), {});
-    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
-    if (cmd.find(text) != std::string::npos && cmd.find("recovery_test") == std::string::npos)
-      pids.push_back(static_cast<pid_t>(std::stol(name)));
-  }
-  return pids;
-}
-
 // As users run it: under ps-launch, the coordinator and then a worker are
 // SIGKILLed; ps-launch starts each again, the job completes, every record
 // once, and nothing is left running.
@@ -327,12 +312,12 @@ TEST(Recovery, UnderPsLaunchAKilledCoordinatorAndAKilledWorkerAreRestarted) {
   for (const auto& set : JobSets(dir.File("checkpoints"), /*two_epochs=*/true)) argv.insert(argv.end(), {"--set", set});
   testing::ChildProcess launch(argv);
   ASSERT_TRUE(launch.WaitForLine(std::regex("(checkpoint at step 200 committed)"), 120s).has_value()) << launch.Stderr();
-  auto coordinators = PidsMentioning("ps-coordinator --config " + kMlpConfig + " --run-dir " + run);
+  auto coordinators = testing::PidsMentioning("ps-coordinator --config " + kMlpConfig + " --run-dir " + run);
   ASSERT_EQ(coordinators.size(), 1u);
   ::kill(coordinators[0], SIGKILL);
   ASSERT_TRUE(launch.WaitForLine(std::regex("generation 2: (every server has loaded)"), 120s).has_value())
       << launch.Stdout() << launch.Stderr();
-  auto workers = PidsMentioning(run + "/logs/worker-1.json");
+  auto workers = testing::PidsMentioning(run + "/logs/worker-1.json");
   ASSERT_EQ(workers.size(), 1u);
   ::kill(workers[0], SIGKILL);
   ASSERT_TRUE(launch.WaitForLine(std::regex("worker (\\d+) joined again"), 120s).has_value())
@@ -344,7 +329,7 @@ TEST(Recovery, UnderPsLaunchAKilledCoordinatorAndAKilledWorkerAreRestarted) {
   auto summary = Summary(dir, "summary");
   EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
   EXPECT_EQ(summary["epochs"], 2);
-  EXPECT_TRUE(PidsMentioning(run).empty()) << "processes left behind";
+  EXPECT_TRUE(testing::PidsMentioning(run).empty()) << "processes left behind";
 }
 
 // The workers' messages to and from the servers are lost, duplicated,

@@ -18,18 +18,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Processes whose command line mentions `text`.
-int ProcessesMentioning(const std::string& text) {
-  int n = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(in)), {});
-    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
-    if (cmd.find(text) != std::string::npos && cmd.find("launch_test") == std::string::npos) ++n;
-  }
-  return n;
-}
-
 TEST(Launch, ALocalClusterTrainsWritesItsRunDirectoryAndLeavesNothingBehind) {
   testing::TempDir dir;
   const std::string run = dir.File("run");
@@ -58,8 +46,8 @@ TEST(Launch, ALocalClusterTrainsWritesItsRunDirectoryAndLeavesNothingBehind) {
   std::string endpoint;
   std::ifstream(run + "/coordinator.endpoint") >> endpoint;
   ASSERT_FALSE(endpoint.empty());
-  EXPECT_EQ(ProcessesMentioning(endpoint), 0);
-  EXPECT_EQ(ProcessesMentioning(run), 0);
+  EXPECT_TRUE(testing::PidsMentioning(endpoint).empty());
+  EXPECT_TRUE(testing::PidsMentioning(run).empty());
 }
 
 TEST(Launch, CtrlCStopsTheWholeCluster) {
@@ -72,8 +60,8 @@ TEST(Launch, CtrlCStopsTheWholeCluster) {
   EXPECT_EQ(launch.Wait(60s), std::optional<int>(130)) << launch.Stderr();
   std::string endpoint;
   std::ifstream(run + "/coordinator.endpoint") >> endpoint;
-  EXPECT_EQ(ProcessesMentioning(endpoint), 0);
-  EXPECT_EQ(ProcessesMentioning(run), 0);
+  EXPECT_TRUE(testing::PidsMentioning(endpoint).empty());
+  EXPECT_TRUE(testing::PidsMentioning(run).empty());
 }
 
 TEST(Launch, AWrongConfigFailsFastNamingIt) {

@@ -2,6 +2,7 @@
 // under ps-supervise; every rank exits 0 and mpirun with them.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <regex>
 
@@ -30,6 +31,37 @@ TEST(Mpirun, MpmdLaunchOnLocalhostTrainsAndExitsZero) {
   auto final_line = mpirun.WaitForLine(std::regex("final test_accuracy: ([0-9.]+)"), 300s);
   ASSERT_TRUE(final_line.has_value()) << mpirun.Stdout() << mpirun.Stderr();
   EXPECT_GE(std::stod(*final_line), 0.80);
+  EXPECT_EQ(mpirun.Wait(120s), std::optional<int>(0)) << mpirun.Stderr();
+}
+
+// The coordinator's rank is killed mid-run: ps-supervise starts it again
+// with --resume, the servers and workers join it again, the job completes
+// and mpirun exits 0.
+TEST(Mpirun, AKilledCoordinatorRankIsRestartedAndTheJobCompletes) {
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun is not installed";
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+  testing::TempDir dir;
+  const std::string sup = testing::BinPath("ps-supervise");
+  testing::ChildProcess mpirun({"/usr/bin/env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                                "OMPI_MCA_rmaps_base_oversubscribe=1", "mpirun", "--oversubscribe",
+                                "-np", "1", sup, "--signals-only", "--restart-with=--resume", "--",
+                                testing::BinPath("ps-coordinator"), "--config", testing::kMlpConfig, "--epochs", "1",
+                                "--bind", endpoint, "--run-dir", dir.File("run"), "--set",
+                                "checkpoint.interval_steps=100", "--set", "checkpoint.dir=" + dir.File("checkpoints"),
+                                ":", "-np", "2", sup, "--", testing::BinPath("ps-server"), "--coordinator", endpoint,
+                                ":", "-np", "2", sup, "--", testing::BinPath("ps-worker"), "--coordinator", endpoint});
+  ASSERT_TRUE(mpirun.WaitForLine(std::regex("(checkpoint at step [23]00 committed)"), 120s).has_value())
+      << mpirun.Stdout() << mpirun.Stderr();
+  // The coordinator itself, not mpirun or ps-supervise (whose arguments name it too).
+  std::vector<int> coordinators;
+  for (int pid : testing::PidsMentioning(dir.File("run")))
+    if (testing::ReadFile("/proc/" + std::to_string(pid) + "/comm") == "ps-coordinator\n") coordinators.push_back(pid);
+  ASSERT_EQ(coordinators.size(), 1u);
+  ::kill(coordinators[0], SIGKILL);
+  auto final_line = mpirun.WaitForLine(std::regex("final test_accuracy: ([0-9.]+)"), 300s);
+  ASSERT_TRUE(final_line.has_value()) << mpirun.Stdout() << mpirun.Stderr();
+  EXPECT_GE(std::stod(*final_line), 0.80);
+  EXPECT_NE(mpirun.Stdout().find("resuming the job"), std::string::npos) << mpirun.Stdout();
   EXPECT_EQ(mpirun.Wait(120s), std::optional<int>(0)) << mpirun.Stderr();
 }
 

@@ -49,4 +49,7 @@ std::string ReadFile(const std::string& path);
 // is closed again), for a program that must be told its port up front.
 int FreeLoopbackPort();
 
+// Processes other than this one whose command line mentions `text`.
+std::vector<int> PidsMentioning(const std::string& text);
+
 }  // namespace psforge::testing
