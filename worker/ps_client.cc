@@ -254,30 +254,29 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
   return Status::Ok();
 }
 
-Result<int64_t> PsClient::Admit() {
+Status PsClient::ControlAll(ControlKind kind, int64_t value, const std::string& what, std::vector<int64_t>* answers) {
   const Deadline deadline = NewDeadline();
-  auto admit_all = [&](std::vector<int64_t>* steps) -> Status {
-    std::vector<uint64_t> requests(servers_.size());
-    for (std::size_t i = 0; i < servers_.size(); ++i) {
-      WireHeader h;
-      h.kind = MessageKind::kControl;
-      h.control = ControlKind::kAdmitWorker;
-      h.sender = worker_;
-      h.generation = generation_;
-      h.request_id = requests[i] = next_request_++;
-      Status sent = Send(servers_[i], h, {});
-      if (!sent.ok()) return sent.WithContext("joining " + Describe(i, servers_[i].socket->endpoint()));
-    }
-    steps->resize(servers_.size());
-    for (std::size_t i = 0; i < servers_.size(); ++i) {
-      Status got = AwaitReply(servers_[i], requests[i], 0, {}, deadline);
-      if (!got.ok()) return got.WithContext("joining " + Describe(i, servers_[i].socket->endpoint()));
-      (*steps)[i] = control_value_;
-    }
-    return Status::Ok();
-  };
+  std::vector<uint64_t> requests(servers_.size());
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    WireHeader h = NewRequest(MessageKind::kControl, servers_[i], 0);
+    h.control = kind;
+    h.value = value;
+    requests[i] = h.request_id;
+    Status sent = Send(servers_[i], h, {});
+    if (!sent.ok()) return sent.WithContext(what + " " + Describe(i, servers_[i].socket->endpoint()));
+  }
+  answers->resize(servers_.size());
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    Status got = AwaitReply(servers_[i], requests[i], 0, {}, deadline);
+    if (!got.ok()) return got.WithContext(what + " " + Describe(i, servers_[i].socket->endpoint()));
+    (*answers)[i] = control_value_;
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> PsClient::Admit() {
   std::vector<int64_t> steps;
-  PSF_RETURN_IF_ERROR(admit_all(&steps));
+  PSF_RETURN_IF_ERROR(ControlAll(ControlKind::kAdmitWorker, 0, "joining", &steps));
   const int64_t start = *std::max_element(steps.begin(), steps.end());
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
@@ -294,7 +293,7 @@ Result<int64_t> PsClient::Admit() {
     }
   }
   // Asking again also waits for those pushes' acks; now every server agrees.
-  PSF_RETURN_IF_ERROR(admit_all(&steps));
+  PSF_RETURN_IF_ERROR(ControlAll(ControlKind::kAdmitWorker, 0, "joining", &steps));
   for (std::size_t i = 0; i < servers_.size(); ++i)
     if (steps[i] != start)
       return Internal(Describe(i, servers_[i].socket->endpoint()) + " counts this worker from step " +
@@ -304,23 +303,8 @@ Result<int64_t> PsClient::Admit() {
 }
 
 Status PsClient::Leave() {
-  const Deadline deadline = NewDeadline();
-  std::vector<uint64_t> requests(servers_.size());
-  for (std::size_t i = 0; i < servers_.size(); ++i) {
-    WireHeader h;
-    h.kind = MessageKind::kControl;
-    h.control = ControlKind::kRemoveWorker;
-    h.value = worker_;
-    h.sender = worker_;
-    h.generation = generation_;
-    h.request_id = requests[i] = next_request_++;
-    Status sent = Send(servers_[i], h, {});
-    if (!sent.ok()) return sent.WithContext("leaving " + Describe(i, servers_[i].socket->endpoint()));
-  }
-  for (std::size_t i = 0; i < servers_.size(); ++i) {
-    Status got = AwaitReply(servers_[i], requests[i], 0, {}, deadline);
-    if (!got.ok()) return got.WithContext("leaving " + Describe(i, servers_[i].socket->endpoint()));
-  }
+  std::vector<int64_t> versions;
+  PSF_RETURN_IF_ERROR(ControlAll(ControlKind::kRemoveWorker, worker_, "leaving", &versions));
   outstanding_.clear();  // the servers dropped this worker's waiting prefetches
   return Status::Ok();
 }

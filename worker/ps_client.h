@@ -92,6 +92,9 @@ class PsClient final : public ParameterClient {
   WireHeader NewRequest(MessageKind kind, const Server& s, int64_t step);
   // Sends request `h` and keeps it until answered (Answered).
   Status Send(Server& s, const WireHeader& h, OutFrame payload);
+  // Sends control `kind` (with `value`) to every server at once; their
+  // answers' values. `what` names the errors ("joining server 1 at ...").
+  Status ControlAll(ControlKind kind, int64_t value, const std::string& what, std::vector<int64_t>* answers);
   // Sends again what `s` has not answered in time.
   Status Resend(Server& s);
   // True once for each request: a second reply (to a resent one) is ignored.
