@@ -13,6 +13,25 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// An MPMD job on localhost: one coordinator rank (under ps-supervise with
+// `supervise` options, with `coordinator` arguments besides its config,
+// endpoint and run directory), two servers, two workers, each under
+// ps-supervise; root allowed through the environment.
+std::unique_ptr<testing::ChildProcess> StartMpirun(const std::string& endpoint, const testing::TempDir& dir,
+                                                   const std::vector<std::string>& supervise,
+                                                   const std::vector<std::string>& coordinator) {
+  const std::string sup = testing::BinPath("ps-supervise");
+  std::vector<std::string> argv{"/usr/bin/env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                                "OMPI_MCA_rmaps_base_oversubscribe=1", "mpirun", "--oversubscribe", "-np", "1", sup};
+  argv.insert(argv.end(), supervise.begin(), supervise.end());
+  argv.insert(argv.end(), {"--", testing::BinPath("ps-coordinator"), "--config", testing::kMlpConfig, "--epochs", "1",
+                           "--bind", endpoint, "--run-dir", dir.File("run")});
+  argv.insert(argv.end(), coordinator.begin(), coordinator.end());
+  argv.insert(argv.end(), {":", "-np", "2", sup, "--", testing::BinPath("ps-server"), "--coordinator", endpoint,
+                           ":", "-np", "2", sup, "--", testing::BinPath("ps-worker"), "--coordinator", endpoint});
+  return std::make_unique<testing::ChildProcess>(argv);
+}
+
 TEST(Mpirun, MpmdLaunchOnLocalhostTrainsAndExitsZero) {
   if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun is not installed";
   // A port for the coordinator: the OS picks one, the socket closes (at
@@ -20,14 +39,8 @@ TEST(Mpirun, MpmdLaunchOnLocalhostTrainsAndExitsZero) {
   // coordinator binds it.
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
   testing::TempDir dir;
-  const std::string sup = testing::BinPath("ps-supervise");
-  testing::ChildProcess mpirun({"/usr/bin/env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-                                "OMPI_MCA_rmaps_base_oversubscribe=1", "mpirun", "--oversubscribe",
-                                "-np", "1", sup, "--", testing::BinPath("ps-coordinator"), "--config",
-                                testing::kMlpConfig, "--epochs", "1", "--bind", endpoint, "--run-dir",
-                                dir.File("run"), ":",
-                                "-np", "2", sup, "--", testing::BinPath("ps-server"), "--coordinator", endpoint, ":",
-                                "-np", "2", sup, "--", testing::BinPath("ps-worker"), "--coordinator", endpoint});
+  auto mpirun_process = StartMpirun(endpoint, dir, {}, {});
+  testing::ChildProcess& mpirun = *mpirun_process;
   auto final_line = mpirun.WaitForLine(std::regex("final test_accuracy: ([0-9.]+)"), 300s);
   ASSERT_TRUE(final_line.has_value()) << mpirun.Stdout() << mpirun.Stderr();
   EXPECT_GE(std::stod(*final_line), 0.80);
@@ -41,15 +54,10 @@ TEST(Mpirun, AKilledCoordinatorRankIsRestartedAndTheJobCompletes) {
   if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun is not installed";
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
   testing::TempDir dir;
-  const std::string sup = testing::BinPath("ps-supervise");
-  testing::ChildProcess mpirun({"/usr/bin/env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-                                "OMPI_MCA_rmaps_base_oversubscribe=1", "mpirun", "--oversubscribe",
-                                "-np", "1", sup, "--signals-only", "--restart-with=--resume", "--",
-                                testing::BinPath("ps-coordinator"), "--config", testing::kMlpConfig, "--epochs", "1",
-                                "--bind", endpoint, "--run-dir", dir.File("run"), "--set",
-                                "checkpoint.interval_steps=100", "--set", "checkpoint.dir=" + dir.File("checkpoints"),
-                                ":", "-np", "2", sup, "--", testing::BinPath("ps-server"), "--coordinator", endpoint,
-                                ":", "-np", "2", sup, "--", testing::BinPath("ps-worker"), "--coordinator", endpoint});
+  auto mpirun_process = StartMpirun(endpoint, dir, {"--signals-only", "--restart-with=--resume"},
+                                    {"--set", "checkpoint.interval_steps=100", "--set",
+                                     "checkpoint.dir=" + dir.File("checkpoints")});
+  testing::ChildProcess& mpirun = *mpirun_process;
   ASSERT_TRUE(mpirun.WaitForLine(std::regex("(checkpoint at step [23]00 committed)"), 120s).has_value())
       << mpirun.Stdout() << mpirun.Stderr();
   // The coordinator itself, not mpirun or ps-supervise (whose arguments name it too).
