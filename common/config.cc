@@ -296,11 +296,15 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
 void ReadCheckpoint(const YAML::Node& n, const std::string& base_dir, CheckpointOptions* c, Status* err) {
   MapReader r(n, "checkpoint", err);
   r.Int("interval_steps", &c->interval_steps, 0, int64_t{1} << 40);
+  r.Double("interval_s", &c->interval_s, 0.0, 1e7);
   r.Int("keep", &c->keep, 1, 1000);
   r.String("dir", &c->dir);
   c->dir = ResolvePath(base_dir, c->dir);
-  if (err->ok() && c->interval_steps > 0 && c->dir.empty())
-    r.Fail(r.Field("interval_steps"), "needs checkpoint.dir, where the servers keep their stores");
+  const char* interval = c->interval_steps > 0 ? "interval_steps" : "interval_s";
+  if (err->ok() && c->interval_steps > 0 && c->interval_s > 0)
+    r.Fail(r.Field("interval_s"), "set either checkpoint.interval_steps or checkpoint.interval_s, not both");
+  if (err->ok() && c->enabled() && c->dir.empty())
+    r.Fail(r.Field(interval), "needs checkpoint.dir, where the servers keep their stores");
   r.RejectUnknownKeys();
 }
 
@@ -472,7 +476,8 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                             {"peer_timeout_s", cl.peer_timeout_s},
                             {"connect_timeout_s", cl.connect_timeout_s},
                             {"stall_report_s", cl.stall_report_s}, {"http", cl.http}};
-  nlohmann::json checkpoint = {{"interval_steps", c.checkpoint.interval_steps}, {"keep", c.checkpoint.keep},
+  nlohmann::json checkpoint = {{"interval_steps", c.checkpoint.interval_steps},
+                               {"interval_s", c.checkpoint.interval_s}, {"keep", c.checkpoint.keep},
                                {"dir", c.checkpoint.dir}};
   return {{"path", c.path}, {"model", model}, {"data", data}, {"optimizer", opt},
           {"training", training}, {"cluster", cluster}, {"checkpoint", checkpoint}};

@@ -100,12 +100,15 @@ struct ClusterOptions {
 };
 
 // Durable weights: each server writes its key range, the optimizer state and
-// the workers' data positions to its own store every interval_steps steps,
-// in the background; the coordinator commits a step once every server has.
+// the workers' data positions to its own store every interval_steps steps
+// (or at a step the coordinator picks every interval_s seconds), in the
+// background; the coordinator commits a step once every server has.
 struct CheckpointOptions {
-  int64_t interval_steps = 0;  // 0: no checkpoints
+  int64_t interval_steps = 0;  // 0: not by steps
+  double interval_s = 0;       // 0: not by time (at most one of the two is set)
   int64_t keep = 3;            // committed checkpoints a server keeps (older ones are pruned)
   std::string dir;             // server i's store is <dir>/server-<i> (relative: to the config's folder)
+  bool enabled() const { return interval_steps > 0 || interval_s > 0; }
 };
 
 struct JobConfig {

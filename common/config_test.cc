@@ -84,6 +84,13 @@ TEST_F(ConfigTest, OutOfRangeIsNamedWithTheRange) {
   ExpectError("model:\n  hidden: [10, 0]\n", "model.hidden[1]", "[1, ");
 }
 
+TEST_F(ConfigTest, CheckpointsBySteps_OrBySeconds_NeedAFolder) {
+  ExpectError("checkpoint:\n  interval_steps: 100\n  interval_s: 30\n  dir: ck\n", "checkpoint.interval_s",
+              "not both");
+  ExpectError("checkpoint:\n  interval_s: 30\n", "checkpoint.interval_s", "needs checkpoint.dir");
+  ExpectError("checkpoint:\n  interval_s: -1\n  dir: ck\n", "checkpoint.interval_s", "[0, ");
+}
+
 TEST_F(ConfigTest, WrongEnumListsTheChoices) {
   ExpectError("optimizer:\n  kind: rmsprop\n", "optimizer.kind", "sgd, momentum, adam, adagrad");
 }

@@ -128,6 +128,7 @@ void CoordinatorChannel::Absorb(const WireHeader& h) {
   if (h.kind != MessageKind::kHeartbeat) return;
   ++heartbeats_answered_;
   committed_checkpoint_ = h.checkpoint;
+  checkpoint_at_ = h.checkpoint_at;
   stop_ = stop_ || h.stop;
   coordinator_generation_ = h.generation;
   restore_ = h.restore;

@@ -91,6 +91,8 @@ class CoordinatorChannel {
   int64_t heartbeats_answered() const { return heartbeats_answered_; }
   // The latest checkpoint step the coordinator has committed (0: none).
   int64_t committed_checkpoint() const { return committed_checkpoint_; }
+  // Checkpoints by time: the step the coordinator wants the next one at (0: none).
+  int64_t checkpoint_at() const { return checkpoint_at_; }
   // The member's generation, and the coordinator's as its latest answer says:
   // when they differ, the job has restarted from a checkpoint (a worker
   // rejoins; a server loads restore_step()).
@@ -126,6 +128,7 @@ class CoordinatorChannel {
   bool stop_ = false;
   int64_t heartbeats_answered_ = 0;
   int64_t committed_checkpoint_ = 0;
+  int64_t checkpoint_at_ = 0;
   uint32_t generation_ = 0, coordinator_generation_ = 0;
   int64_t restore_ = 0;
   bool collecting_ = false;

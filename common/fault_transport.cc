@@ -155,13 +155,13 @@ Result<FaultOptions> ParseFaultOptions(const std::string& spec) {
     if (key == "drop" || key == "duplicate" || key == "delay") {
       if (v < 0 || v > 1) return InvalidArgument("faults: " + key + "=" + value + " is not a probability in [0, 1]");
       (key == "drop" ? f.drop : key == "duplicate" ? f.duplicate : f.delay) = v;
-    } else if (key == "delay_ms") {
-      if (v < 0) return InvalidArgument("faults: delay_ms=" + value + " is negative");
-      f.delay_ms = v;
+    } else if (key == "delay_ms" || key == "write_stall_ms") {
+      if (v < 0) return InvalidArgument("faults: " + key + "=" + value + " is negative");
+      (key == "delay_ms" ? f.delay_ms : f.write_stall_ms) = v;
     } else if (key == "seed") {
       f.seed = static_cast<uint64_t>(v);
     } else {
-      return InvalidArgument("faults: unknown field '" + key + "' (drop, duplicate, delay, delay_ms, seed)");
+      return InvalidArgument("faults: unknown field '" + key + "' (drop, duplicate, delay, delay_ms, seed, write_stall_ms)");
     }
   }
   return f;

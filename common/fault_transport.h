@@ -22,10 +22,14 @@ struct FaultOptions {
   double delay = 0;      // probability a message is held back
   double delay_ms = 20;  // for up to this long (uniformly)
   uint64_t seed = 1;
+  // Not messages: a server's checkpoint write stops this long halfway
+  // through its table file (a slow disk; a kill then lands mid-write).
+  double write_stall_ms = 0;
   bool any() const { return drop > 0 || duplicate > 0 || delay > 0; }
 };
 
-// "drop=0.02,duplicate=0.02,delay=0.1,delay_ms=20,seed=7"; each field optional.
+// "drop=0.02,duplicate=0.02,delay=0.1,delay_ms=20,seed=7,write_stall_ms=500";
+// each field optional.
 Result<FaultOptions> ParseFaultOptions(const std::string& spec);
 
 std::unique_ptr<Transport> WithFaults(std::unique_ptr<Transport> inner, const FaultOptions& faults);

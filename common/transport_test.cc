@@ -94,13 +94,15 @@ TEST(Transport, BindingAPortInUseIsNamed) {
 }
 
 TEST(FaultTransport, OptionsAreParsedAndBadOnesNamed) {
-  auto f = ParseFaultOptions("drop=0.5,duplicate=0.25,delay=1,delay_ms=3,seed=9");
+  auto f = ParseFaultOptions("drop=0.5,duplicate=0.25,delay=1,delay_ms=3,seed=9,write_stall_ms=40");
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->drop, 0.5);
   EXPECT_EQ(f->duplicate, 0.25);
   EXPECT_EQ(f->delay_ms, 3);
   EXPECT_EQ(f->seed, 9u);
-  for (const char* bad : {"drop=2", "lose=0.1", "delay=x", "delay_ms=-1"}) {
+  EXPECT_EQ(f->write_stall_ms, 40);
+  EXPECT_FALSE(ParseFaultOptions("write_stall_ms=40")->any()) << "not a message fault";
+  for (const char* bad : {"drop=2", "lose=0.1", "delay=x", "delay_ms=-1", "write_stall_ms=-3"}) {
     auto r = ParseFaultOptions(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_NE(r.status().message().find(std::string(bad).substr(0, 4)), std::string::npos) << r.status().message();

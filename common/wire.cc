@@ -116,6 +116,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       b.setRestored(h.restored);
       b.setPositionsFrom(h.positions_from);
       b.setCollecting(h.collecting);
+      b.setCheckpointAt(h.checkpoint_at);
       FillList(b.initRemoved(static_cast<unsigned>(std::min(h.removed.size(), kMaxListEntries))),
                h.removed);
       auto audit = b.initAudit(static_cast<unsigned>(std::min(h.audit.size(), kMaxAuditEntries)));
@@ -255,7 +256,10 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         h.restored = b.getRestored();
         h.positions_from = b.getPositionsFrom();
         h.collecting = b.getCollecting();
+        h.checkpoint_at = b.getCheckpointAt();
         status = ReadList(b.getRemoved(), "heartbeat.removed", &h.removed);
+        if (status.ok() && h.checkpoint_at < 0)
+          status = InvalidArgument("heartbeat.checkpointAt is " + std::to_string(h.checkpoint_at) + ", negative");
         if (status.ok() && b.getAudit().size() > kMaxAuditEntries)
           status = InvalidArgument("heartbeat audits " + std::to_string(b.getAudit().size()) +
                                    " epochs, more than " + std::to_string(kMaxAuditEntries));

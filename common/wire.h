@@ -18,7 +18,7 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 5;
+inline constexpr uint16_t kWireSchemaVersion = 6;
 // No valid header comes near this (the largest, a server's heartbeat with
 // full lists, is under 9 KiB); anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 16384;
@@ -106,6 +106,7 @@ struct WireHeader {
   int64_t restored = 0;                   // heartbeat (server): the step it loaded (-1: failed)
   uint32_t positions_from = 0;            // heartbeat (server): index of positions[0] when restored
   bool collecting = false;                // heartbeat answer: restored positions still wanted
+  int64_t checkpoint_at = 0;              // heartbeat answer (server): the step of the next checkpoint
 };
 
 // Serialises `h` into `out` (resized; reuse it to avoid allocating).

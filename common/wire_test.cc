@@ -44,6 +44,7 @@ TEST(Wire, EveryKindRoundTrips) {
     h.removed = {1, 7};
     h.removed_from = 300;
     h.checkpoint = 500;
+    h.checkpoint_at = 600;
     h.audit = {{2, 60000, 1799970000, 71996400010000}, {3, 64, 5, 9}};
     h.positions = {{1, 4097, 640}};
     h.mark = {4097, 640, 2, 123456, 789012};
@@ -81,6 +82,7 @@ TEST(Wire, EveryKindRoundTrips) {
       EXPECT_EQ(d->removed, (std::vector<uint32_t>{1, 7}));
       EXPECT_EQ(d->removed_from, 300u);
       EXPECT_EQ(d->checkpoint, 500);
+      EXPECT_EQ(d->checkpoint_at, 600);
       EXPECT_EQ(d->audit, h.audit);
       EXPECT_EQ(d->positions, h.positions);
     }
@@ -150,6 +152,18 @@ TEST(Wire, OtherSchemaVersionIsNamed) {
   auto d = DecodeHeader(buf, &scratch);
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("schema version 0"), std::string::npos) << d.status().message();
+}
+
+TEST(Wire, ANegativeCheckpointStepIsRefusedByName) {
+  WireHeader h;
+  h.kind = MessageKind::kHeartbeat;
+  h.checkpoint_at = -5;
+  std::vector<std::byte> buf;
+  EncodeHeader(h, &buf);
+  std::vector<uint64_t> scratch;
+  auto d = DecodeHeader(buf, &scratch);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("heartbeat.checkpointAt is -5"), std::string::npos) << d.status().message();
 }
 
 TEST(Wire, GarbageTruncationAndOversizeAreErrorsNotCrashes) {

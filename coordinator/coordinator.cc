@@ -116,6 +116,7 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
       next_housekeeping_ = now + std::chrono::milliseconds(50);
       RetryParkedLeases(false);
       CheckLiveness();
+      PlanCheckpoint();
       ReturnDeadWorkersLeases();
       AdmitWaitingMembers();
       ReportStall();
@@ -167,12 +168,14 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   r.request_id = h.request_id;
   FillRemoved(h.removed_from, &r);
   r.checkpoint = committed_checkpoint_;
+  r.checkpoint_at = checkpoint_at_;
   r.generation = generation_;
   r.restore = restore_step_;
   r.collecting = collecting_;
   r.stop = job_over_ || m->state == MemberState::kDead;
   if (m->state != MemberState::kDead) {
     m->last_seen = Clock::now();
+    m->committed_when_seen = committed_checkpoint_;
     m->progress = {h.step, h.epoch, h.samples, h.loss, {}, {}};
     if (m->role == PeerRole::kWorker && m->state == MemberState::kFinished)
       m->progress.step = std::max(m->progress.step, m->final_step);
@@ -198,22 +201,6 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   m->told_stop = m->told_stop || r.stop;
   Reply(peer, r);
   if (collecting_ && m->role == PeerRole::kServer) FinishRestart();
-}
-
-void Coordinator::CommitCheckpoint() {
-  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers || collecting_) return;
-  // The latest step every server has written (not the oldest of their
-  // latest: a server whose write failed lacks that step).
-  int64_t step = -1;
-  for (int64_t candidate : servers_[0].durable)
-    if (candidate > committed_checkpoint_ &&
-        std::all_of(servers_.begin(), servers_.end(), [&](const Member& s) { return s.durable.count(candidate) > 0; }))
-      step = candidate;
-  if (step < 0) return;
-  if (store_ && !Record(store_->Commit(step, generation_, config_.checkpoint.keep)).ok()) return;
-  committed_checkpoint_ = step;
-  ++checkpoints_committed_;
-  Log("checkpoint at step " + std::to_string(step) + " committed: every server has written it");
 }
 
 void Coordinator::FillRemoved(uint32_t known, WireHeader* answer) const {
@@ -340,12 +327,15 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
   if (!std::isfinite(h.metric))
     return ReplyError(peer, h, InvalidArgument("report with a non-finite metric"));
   m->last_seen = Clock::now();
-  EvaluationRecord e{h.epoch, h.step, h.metric, Elapsed(), h.final};
+  // The final evaluator may be a replacement that trained in no epoch of
+  // its own: the epochs are the job's.
+  const int64_t epoch = h.final ? std::max(h.epoch, leases_.epochs_completed()) : h.epoch;
+  EvaluationRecord e{epoch, h.step, h.metric, Elapsed(), h.final};
   history_.push_back(e);
   records_out_.Evaluation(e);
   if (store_ && !h.final) (void)Record(store_->PutEvaluation(e));
   const char* metric = config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
-  Log(std::string(h.final ? "final" : "after") + " epoch " + std::to_string(h.epoch) + "/" +
+  Log(std::string(h.final ? "final" : "after") + " epoch " + std::to_string(epoch) + "/" +
       std::to_string(config_.training.epochs) + "  step " + std::to_string(h.step) + "  " + metric + " " +
       Fixed(h.metric, 4) + "  (" + Fixed(e.time_s, 1) + " s)");
   WireHeader r;
@@ -388,12 +378,7 @@ void Coordinator::CheckLiveness() {
         // Its key range is lost: every server goes back to the last
         // committed checkpoint (the initial weights if none), with the
         // restarted one in its place.
-        ++generation_;
-        ++restarts_;
-        restore_step_ = committed_checkpoint_;
-        if (store_ && !Record(store_->Committed().status()).ok()) return;
-        if (store_) candidates_ = *store_->Committed();
-        Restart(who + " at " + m.endpoint + " sent no heartbeat for " + why + "; waiting for it to be restarted");
+        RollBack(who + " at " + m.endpoint + " sent no heartbeat for " + why + "; waiting for it to be restarted");
         AdmitWaitingMembers();
         return;
       }
@@ -603,9 +588,19 @@ void Coordinator::ReturnDeadWorkersLeases() {
       continue;
     }
     it = awaiting_positions_.erase(it);
+    if (!agree && store_) {
+      // Its last batch is in some servers' weights and not in others':
+      // resuming from either position would apply it twice or never on
+      // some server. A checkpoint committed before its last heartbeat
+      // predates that batch (a later one may hold it on some servers only).
+      return RollBack("worker " + std::to_string(w) + " died between its pushes to different servers (" + reports +
+                          "); every server goes back to a checkpoint from before so that no record is applied twice",
+                      workers_[w].committed_when_seen);
+    }
     if (!agree)
       Log("worker " + std::to_string(w) + " died between its pushes to different servers (" + reports +
-          "); its leases resume from the earliest, so some servers apply its last batch twice");
+          "); its leases resume from the earliest, so some servers apply its last batch twice (with checkpoints "
+          "on, the job would go back to the last committed one instead)");
     LeaseTable::Returned r = leases_.ReturnLeases(w, *earliest);
     Log("worker " + std::to_string(w) + "'s leases: " + std::to_string(r.completed) + " complete, " +
         std::to_string(r.partial) + " resume at record " + std::to_string(r.partial > 0 ? earliest->lease_offset : 0) +

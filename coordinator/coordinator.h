@@ -93,6 +93,7 @@ class Coordinator {
     std::map<uint32_t, DataPosition> restored_positions;
     int64_t removal = -1;         // workers: the index of its latest entry in removed_
     int64_t removals_known = 0;   // servers: how many entries of removed_ they have taken in
+    int64_t committed_when_seen = 0;  // the committed checkpoint at its latest heartbeat
   };
   struct ParkedLease {
     std::string peer;
@@ -108,6 +109,9 @@ class Coordinator {
   void FillRemoved(uint32_t known, WireHeader* answer) const;
   // Commits the latest checkpoint step every server has written.
   void CommitCheckpoint();
+  // Checkpoints by time: every checkpoint.interval_s picks the step the
+  // servers take the next one at (far enough ahead to reach them first).
+  void PlanCheckpoint();
   void HandleLease(const std::string& peer, const WireHeader& h);
   void HandleReport(const std::string& peer, const WireHeader& h);
   // Answers a lease request; false when it should wait (ASP parks it).
@@ -124,6 +128,10 @@ class Coordinator {
   // Starts generation `generation_` from restore_step_ (a resumed job, or
   // every server rolling back after one died).
   void Restart(const std::string& why);
+  // A new generation from the last committed checkpoint (the initial
+  // weights if none), or from the one committed at step `at_most` or
+  // before: a server died, or servers disagree on a dead worker.
+  void RollBack(const std::string& why, int64_t at_most = INT64_MAX);
   // Once every server has loaded restore_step_ (and said where each worker's
   // data stood), rebuilds the leases and lets the workers in; falls back to
   // an older committed checkpoint when a server could not load it.
@@ -159,6 +167,12 @@ class Coordinator {
   int64_t pending_evaluation_ = 0;             // an epoch completed by returning leases
   int64_t committed_checkpoint_ = 0;           // every server has written this step's checkpoint
   int64_t checkpoints_committed_ = 0;
+  int64_t checkpoint_at_ = 0;                  // by time: the step picked for the next one (0: none)
+  struct {
+    std::chrono::steady_clock::time_point next{}, at{};  // next pick; when the last was made
+    int64_t step = 0;                                    // the servers' step then
+    double lead = 1;                                     // grows when a pick is missed
+  } checkpoint_plan_;
   // Restarts: each start from a checkpoint is a generation of the job.
   std::unique_ptr<JobStore> store_;            // null: checkpoints are off
   uint32_t generation_ = 1;

@@ -1,7 +1,9 @@
-// The coordinator's restarts: the job store, resuming from a committed
-// checkpoint, falling back to an older one, and rolling every server back
-// when one dies (coordinator.h).
+// The coordinator's checkpoints and restarts: committing a step every
+// server has written, picking checkpoint steps by time, the job store,
+// resuming from a committed checkpoint, falling back to an older one, and
+// rolling every server back when one dies (coordinator.h).
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <optional>
 
@@ -30,10 +32,10 @@ nlohmann::json Identity(const JobConfig& config) {
 }  // namespace
 
 Status Coordinator::OpenStore() {
-  const bool on = config_.checkpoint.interval_steps > 0;
+  const bool on = config_.checkpoint.enabled();
   if (!on) {
     if (options_.resume)
-      return FailedPrecondition("--resume: this job writes no checkpoints (checkpoint.interval_steps is 0)");
+      return FailedPrecondition("--resume: this job writes no checkpoints (checkpoint.interval_steps and interval_s are 0)");
     return Status::Ok();
   }
   const std::string path = config_.checkpoint.dir + "/coordinator";
@@ -66,9 +68,65 @@ Status Coordinator::OpenStore() {
   return store_->BeginGeneration(generation_, LeaseState{});
 }
 
+void Coordinator::CommitCheckpoint() {
+  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers || collecting_) return;
+  // The latest step every server has written (not the oldest of their
+  // latest: a server whose write failed lacks that step).
+  int64_t step = -1;
+  for (int64_t candidate : servers_[0].durable)
+    if (candidate > committed_checkpoint_ &&
+        std::all_of(servers_.begin(), servers_.end(), [&](const Member& s) { return s.durable.count(candidate) > 0; }))
+      step = candidate;
+  if (step < 0) return;
+  if (store_ && !Record(store_->Commit(step, generation_, config_.checkpoint.keep)).ok()) return;
+  committed_checkpoint_ = step;
+  ++checkpoints_committed_;
+  Log("checkpoint at step " + std::to_string(step) + " committed: every server has written it");
+}
+
+void Coordinator::PlanCheckpoint() {
+  const double interval = config_.checkpoint.interval_s;
+  if (interval <= 0 || collecting_ || job_over_ || static_cast<int64_t>(servers_.size()) < config_.cluster.servers)
+    return;
+  auto& plan = checkpoint_plan_;
+  const auto now = Clock::now();
+  int64_t step = 0;
+  for (const Member& s : servers_) step = std::max(step, s.progress.step);
+  if (plan.next == Clock::time_point{}) {  // the first interval starts once every server is in
+    plan = {now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval)), now, step,
+            plan.lead};
+    return;
+  }
+  if (now < plan.next || checkpoint_at_ > step) return;  // not yet, or the last pick is still ahead
+  // The last pick passed uncommitted: a server heard of it too late (or is
+  // still writing it). Aim further ahead from now on.
+  if (checkpoint_at_ > committed_checkpoint_) plan.lead = std::min(plan.lead * 2, 16.0);
+  // A server hears of the pick with its next heartbeat: aim two heartbeat
+  // intervals ahead at the servers' current rate.
+  const double seconds = std::chrono::duration<double>(now - plan.at).count();
+  const double rate = seconds > 0 ? static_cast<double>(step - plan.step) / seconds : 0;
+  checkpoint_at_ = step + 1 + static_cast<int64_t>(std::ceil(rate * 2 * config_.cluster.heartbeat_interval_s * plan.lead));
+  plan = {now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval)), now, step,
+          plan.lead};
+}
+
 Status Coordinator::Record(const Status& s) {
   if (!s.ok() && !job_over_) EndJob(Unavailable("cannot record the job's state: " + s.message()));
   return s;
+}
+
+void Coordinator::RollBack(const std::string& why, int64_t at_most) {
+  ++generation_;
+  ++restarts_;
+  restore_step_ = std::min(committed_checkpoint_, at_most);
+  if (store_ && !Record(store_->Committed().status()).ok()) return;
+  if (store_) candidates_ = *store_->Committed();
+  // The newest committed one at or before the step asked for.
+  std::optional<int64_t> found;
+  for (const auto& c : candidates_)
+    if (c.step <= restore_step_) found = c.step;
+  if (store_ && restore_step_ > 0) restore_step_ = found.value_or(0);
+  Restart(why);
 }
 
 void Coordinator::Restart(const std::string& why) {
@@ -100,6 +158,8 @@ void Coordinator::Restart(const std::string& why) {
   evaluator_ = -1;
   final_steps_ = 0;
   committed_checkpoint_ = restore_step_;
+  checkpoint_at_ = 0;
+  checkpoint_plan_.next = {};
 }
 
 void Coordinator::FinishRestart() {

@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     }
   }
   coordinator_argv.insert(coordinator_argv.end(), {"--bind", endpoint});
-  if (!resume && config->checkpoint.interval_steps > 0) coordinator_argv.push_back("--resume");
+  if (!resume && config->checkpoint.enabled()) coordinator_argv.push_back("--resume");
   supervisor.SetArgv(*coordinator, coordinator_argv);
   for (int64_t i = 0; i < config->cluster.servers; ++i)
     (void)supervisor.Start({"server " + std::to_string(i),

@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <string_view>
+#include <thread>
 
 namespace psforge {
 namespace {
@@ -137,8 +139,9 @@ Status FromRocks(const rocksdb::Status& s, const std::string& where, const std::
 
 class RocksTable final : public Table {
  public:
-  RocksTable(std::unique_ptr<rocksdb::DB> db, rocksdb::Options options, std::string where)
-      : db_(std::move(db)), options_(std::move(options)), where_(std::move(where)) {}
+  RocksTable(std::unique_ptr<rocksdb::DB> db, rocksdb::Options options, std::string where,
+             std::chrono::milliseconds stall_midway)
+      : db_(std::move(db)), options_(std::move(options)), where_(std::move(where)), stall_midway_(stall_midway) {}
 
   // A checkpoint goes in as one table file, written once and synced by
   // SstFileWriter, then ingested: atomically (all of its keys appear at
@@ -160,9 +163,16 @@ class RocksTable final : public Table {
     const std::string file = where_ + ".incoming.sst";
     rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options_, nullptr, /*invalidate_page_cache=*/false);
     PSF_RETURN_IF_ERROR(FromRocks(writer.Open(file), where_, "create " + file));
-    for (const auto& [k, v] : entries)
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      const auto& [k, v] = entries[i];
+      if (i == entries.size() / 2 && stall_midway_.count() > 0) {
+        std::fprintf(stderr, "ps-server: store %s: checkpoint %lld half written; stalling %lld ms (PSFORGE_FAULTS)\n",
+                     where_.c_str(), static_cast<long long>(IdOf(*k)), static_cast<long long>(stall_midway_.count()));
+        std::this_thread::sleep_for(stall_midway_);
+      }
       PSF_RETURN_IF_ERROR(FromRocks(v ? writer.Put(*k, rocksdb::Slice(v->data(), v->size())) : writer.Delete(*k),
                                     where_, "write " + file));
+    }
     PSF_RETURN_IF_ERROR(FromRocks(writer.Finish(), where_, "finish " + file));
     rocksdb::IngestExternalFileOptions ingest;
     ingest.move_files = true;
@@ -214,6 +224,7 @@ class RocksTable final : public Table {
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::Options options_;
   std::string where_;
+  std::chrono::milliseconds stall_midway_;
 };
 
 class TableStore final : public ParamStore {
@@ -374,7 +385,8 @@ std::unique_ptr<ParamStore> ParamStore::CreateInMemory() {
   return std::make_unique<TableStore>(std::make_unique<MapTable>(), "memory");
 }
 
-Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& path) {
+Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& path,
+                                                           std::chrono::milliseconds stall_midway) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.paranoid_checks = true;
@@ -383,7 +395,7 @@ Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& p
   rocksdb::Status s = rocksdb::DB::Open(options, path, &db);
   if (!s.ok()) return FromRocks(s, path, "open");
   return std::unique_ptr<ParamStore>(std::make_unique<TableStore>(
-      std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), options, path), path));
+      std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), options, path, stall_midway), path));
 }
 
 }  // namespace psforge

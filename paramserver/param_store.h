@@ -14,6 +14,7 @@
 // Not thread-safe: a server's one checkpoint writer owns it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -41,8 +42,10 @@ class ParamStore {
   virtual ~ParamStore() = default;
 
   static std::unique_ptr<ParamStore> CreateInMemory();
-  // Opens (creating it if missing) the store in directory `path`.
-  static Result<std::unique_ptr<ParamStore>> OpenRocksDb(const std::string& path);
+  // Opens (creating it if missing) the store in directory `path`. Fault
+  // injection: each write stops for `stall_midway` halfway through its table file.
+  static Result<std::unique_ptr<ParamStore>> OpenRocksDb(
+      const std::string& path, std::chrono::milliseconds stall_midway = std::chrono::milliseconds(0));
 
   // Stores `c` under c.id, atomically; replaces a checkpoint of the same id.
   virtual Status Write(const ServerCheckpoint& c) = 0;

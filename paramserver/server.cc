@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
+
+#include "common/fault_transport.h"
 
 namespace psforge {
 namespace {
@@ -59,12 +62,18 @@ Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config
   PSF_ASSIGN_OR_RETURN(auto shard, ParamShard::Create(spec, range, config.optimizer, config.cluster));
   std::unique_ptr<ParamServer> server(
       new ParamServer(config, spec, index, std::shared_ptr<ParamShard>(std::move(shard)), std::move(socket)));
-  if (config.checkpoint.interval_steps > 0) {
+  if (config.checkpoint.enabled()) {
     const std::string path = config.checkpoint.dir + "/server-" + std::to_string(index);
     std::error_code ec;
     std::filesystem::create_directories(path, ec);
     if (ec) return Unavailable("checkpoint store " + path + ": cannot create it: " + ec.message());
-    PSF_ASSIGN_OR_RETURN(auto store, ParamStore::OpenRocksDb(path));
+    // Chaos testing: PSFORGE_FAULTS=write_stall_ms=... slows every checkpoint write.
+    FaultOptions faults;
+    if (const char* faulty = std::getenv("PSFORGE_FAULTS"); faulty && *faulty) {
+      PSF_ASSIGN_OR_RETURN(faults, ParseFaultOptions(faulty));
+    }
+    const auto stall = std::chrono::milliseconds(static_cast<int64_t>(faults.write_stall_ms));
+    PSF_ASSIGN_OR_RETURN(auto store, ParamStore::OpenRocksDb(path, stall));
     server->checkpoints_ = std::make_unique<CheckpointWriter>(std::move(store), config.checkpoint.keep);
   }
   return server;
@@ -84,7 +93,12 @@ std::string ParamServer::StatsJson() const {
 void ParamServer::MaybeCheckpoint() {
   if (!checkpoints_) return;
   const int64_t v = shard_->version();
-  if (v <= last_checkpoint_step_ || v % config_.checkpoint.interval_steps != 0) return;
+  // By steps: every multiple of interval_steps. By time: the step the
+  // coordinator picked (every server takes it at the same step; one that
+  // learns of it too late skips it, and the coordinator picks a later one).
+  const int64_t every = config_.checkpoint.interval_steps;
+  const bool due = every > 0 ? v % every == 0 : coordinator_ && v == coordinator_->checkpoint_at();
+  if (v <= last_checkpoint_step_ || !due) return;
   last_checkpoint_step_ = v;
   ServerCheckpoint* c = checkpoints_->Begin();
   if (!c) {
@@ -179,7 +193,7 @@ void ParamServer::Restart(uint32_t generation, int64_t step) {
     if (!loaded.ok()) return fail(loaded.status());
     c = std::move(*loaded);
   } else if (step > 0) {
-    return fail(FailedPrecondition("this job writes no checkpoints (checkpoint.interval_steps is 0)"));
+    return fail(FailedPrecondition("this job writes no checkpoints (checkpoint.interval_steps and interval_s are 0)"));
   }
   if (step > 0 || shard_->version() > 0 || stats_.pushes_applied > 0) {
     auto shard = ParamShard::Create(spec_, shard_->range(), config_.optimizer, config_.cluster);

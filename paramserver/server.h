@@ -46,9 +46,10 @@ struct ServerStats {
 class ParamServer {
  public:
   // Server `index` of cluster.servers, bound at `bind` (tcp://host:0 for an
-  // OS-chosen port). With checkpoint.interval_steps set, it opens its store
+  // OS-chosen port). With checkpoints on, it opens its store
   // <checkpoint.dir>/server-<index> and writes a checkpoint in the background
-  // at every multiple of that many steps.
+  // at every multiple of checkpoint.interval_steps, or at the steps the
+  // coordinator picks (checkpoint.interval_s).
   static Result<std::unique_ptr<ParamServer>> Create(const JobConfig& config, const ModelSpec& spec,
                                                      int64_t index, Transport* transport,
                                                      const std::string& bind);

@@ -67,8 +67,10 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
   std::unique_ptr<Transport> faulty;
   if (const char* spec = std::getenv("PSFORGE_FAULTS"); spec && *spec) {
     PSF_ASSIGN_OR_RETURN(FaultOptions faults, ParseFaultOptions(spec));
-    faulty = WithFaults(Transport::CreateZmq(), faults);
-    std::fprintf(progress_out ? progress_out : stderr, "ps-worker: injecting faults into server traffic: %s\n", spec);
+    if (faults.any()) {
+      faulty = WithFaults(Transport::CreateZmq(), faults);
+      std::fprintf(progress_out ? progress_out : stderr, "ps-worker: injecting faults into server traffic: %s\n", spec);
+    }
   }
   const auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(connect_timeout_s));

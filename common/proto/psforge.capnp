@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 5;
+const schemaVersion :UInt16 = 6;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -120,6 +120,9 @@ struct Heartbeat {
   restored @12 :Int64;
   positionsFrom @13 :UInt32;
   collecting @14 :Bool;
+  # Answer to a server, checkpoints by time (checkpoint.interval_s): take a
+  # checkpoint when your version reaches this step. 0: none planned.
+  checkpointAt @15 :Int64;
 }
 
 # A worker asks for its next data shard, reporting the shards it finished.

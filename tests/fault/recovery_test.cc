@@ -19,106 +19,12 @@
 #include <nlohmann/json.hpp>
 
 #include "paramserver/param_store.h"
-#include "tests/integration/cluster_fixture.h"
+#include "tests/fault/fault_job.h"
 
 namespace psforge {
 namespace {
 
-using namespace std::chrono_literals;
-using testing::kMlpConfig;
-
-// 2 workers on 64 records each, 2 servers, BSP, 450 steps (epoch 1 has
-// 469), a checkpoint every 100 steps. (Within an epoch BSP is one
-// computation however the processes are timed; at an epoch's end a worker
-// may take an empty step while the last leases are reported, so runs that
-// cross it agree on the records trained, not bit for bit on the weights.)
-std::vector<std::string> JobSets(const std::string& checkpoints, bool two_epochs = false) {
-  return {two_epochs ? "training.epochs=2" : "training.max_steps=450",
-          two_epochs ? "training.epochs=2" : "training.epochs=1",
-          "training.batch_size=128",
-          "cluster.workers=2",
-          "data.shard_size=64",
-          "checkpoint.interval_steps=100",
-          "checkpoint.dir=" + checkpoints,
-          "cluster.peer_timeout_s=2",
-          "cluster.heartbeat_interval_s=0.2"};
-}
-
-std::vector<float> ReadWeights(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<float> w(std::filesystem::file_size(path) / sizeof(float));
-  in.read(reinterpret_cast<char*>(w.data()), static_cast<std::streamsize>(w.size() * sizeof(float)));
-  return w;
-}
-
-struct Job {
-  testing::TestCluster cluster;
-  std::vector<std::unique_ptr<testing::ChildProcess>> workers;
-};
-
-Job StartJob(const testing::TempDir& dir, const std::string& name, bool resume, bool two_epochs = false,
-             const std::vector<std::string>& extra_sets = {}) {
-  std::vector<std::string> args{"--summary", dir.File(name + ".json")};
-  if (resume) args.push_back("--resume");
-  auto sets = JobSets(dir.File("checkpoints"), two_epochs);
-  sets.insert(sets.end(), extra_sets.begin(), extra_sets.end());
-  Job job{testing::StartCluster(kMlpConfig, 2, sets, args), {}};
-  for (int w = 0; w < 2; ++w)
-    job.workers.push_back(testing::StartWorker(
-        job.cluster, "", {"--save-weights", dir.File(name + "-w" + std::to_string(w))}));
-  return job;
-}
-
-// Waits for the job to complete; the final weights (saved by the evaluating worker).
-std::vector<float> Finish(Job& job, const testing::TempDir& dir, const std::string& name) {
-  for (auto& w : job.workers) EXPECT_EQ(w->Wait(240s), std::optional<int>(0)) << w->Stderr();
-  testing::ExpectClusterExits(job.cluster);
-  for (int w = 0; w < 2; ++w)
-    if (std::filesystem::exists(dir.File(name + "-w" + std::to_string(w))))
-      return ReadWeights(dir.File(name + "-w" + std::to_string(w)));
-  ADD_FAILURE() << "no worker saved the final weights of " << name;
-  return {};
-}
-
-void KillAll(Job& job) {
-  job.cluster.coordinator->Signal(SIGKILL);
-  for (auto& s : job.cluster.servers) s.process->Signal(SIGKILL);
-  for (auto& w : job.workers) w->Signal(SIGKILL);
-  EXPECT_TRUE(job.cluster.coordinator->Wait(30s).has_value());
-  for (auto& s : job.cluster.servers) EXPECT_TRUE(s.process->Wait(30s).has_value());
-  for (auto& w : job.workers) EXPECT_TRUE(w->Wait(30s).has_value());
-}
-
-double RelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    const double d = static_cast<double>(a[i]) - b[i];
-    diff += d * d;
-    norm += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(diff / std::max(norm, 1e-30));
-}
-
-nlohmann::json Summary(const testing::TempDir& dir, const std::string& name) {
-  return nlohmann::json::parse(testing::ReadFile(dir.File(name + ".json")));
-}
-
-// The undisturbed run every scenario is compared with.
-std::vector<float> Undisturbed(const testing::TempDir& dir) {
-  Job job = StartJob(dir, "undisturbed", false);
-  return Finish(job, dir, "undisturbed");
-}
-
-// The step of the first checkpoint committed whose step matches `steps` (a regex).
-int64_t WaitForCommit(Job& job, const std::string& steps) {
-  auto step = job.cluster.coordinator->WaitForLine(std::regex("checkpoint at step (" + steps + ") committed"), 120s);
-  if (!step) {
-    ADD_FAILURE() << "no checkpoint committed at " << steps << ": " << job.cluster.coordinator->Stderr();
-    return -1;
-  }
-  return std::stoll(*step);
-}
+using namespace fault;
 
 TEST(Recovery, AJobKilledOutrightResumesFromItsLastCheckpointWithTheSameWeights) {
   testing::TempDir reference, dir;
@@ -129,13 +35,62 @@ TEST(Recovery, AJobKilledOutrightResumesFromItsLastCheckpointWithTheSameWeights)
   KillAll(first);
 
   Job resumed = StartJob(dir, "resumed", true);
-  const std::vector<float> weights = Finish(resumed, dir, "resumed");
+  const std::vector<float> weights = Finish(resumed, dir);
   EXPECT_LE(RelativeDifference(weights, expected), 1e-5);
   auto summary = Summary(dir, "resumed");
   EXPECT_GE(summary["resumed_from_step"].get<int64_t>(), committed) << "a committed step was lost";
   EXPECT_EQ(summary["steps"], 450);
   EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
   EXPECT_NE(resumed.cluster.coordinator->Stdout().find("shards done"), std::string::npos);
+}
+
+// Checkpoints by time (checkpoint.interval_s): the coordinator picks the
+// steps, every server writes them, they are committed, and a job killed
+// outright resumes from one with the weights of the undisturbed run.
+TEST(Recovery, CheckpointsByTimeAreCommittedAndAJobResumesFromOne) {
+  testing::TempDir reference, dir;
+  const std::vector<float> expected = Undisturbed(reference);
+  const std::vector<std::string> by_time{"checkpoint.interval_steps=0", "checkpoint.interval_s=0.3"};
+  Job first = StartJob(dir, "first", false, false, by_time);
+  const int64_t committed = WaitForCommit(first, "\\d+");
+  ASSERT_GT(committed, 0);
+  KillAll(first);
+
+  Job resumed = StartJob(dir, "resumed", true, false, by_time);
+  const std::vector<float> weights = Finish(resumed, dir);
+  EXPECT_LE(RelativeDifference(weights, expected), 1e-5);
+  auto summary = Summary(dir, "resumed");
+  EXPECT_GE(summary["resumed_from_step"].get<int64_t>(), committed) << "a committed step was lost";
+  EXPECT_GE(summary["checkpoints_committed"].get<int64_t>(), 1) << resumed.cluster.coordinator->Stdout();
+  EXPECT_EQ(summary["steps"], 450);
+  EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
+}
+
+// A server SIGKILLed while it writes a checkpoint (every write stalls
+// halfway through its table file: PSFORGE_FAULTS=write_stall_ms): the
+// half-written checkpoint is not committed, every server rolls back to the
+// last committed one, and the job ends as undisturbed.
+TEST(Recovery, AServerKilledDuringACheckpointWriteRollsBackToTheLastCommittedOne) {
+  testing::TempDir reference, dir;
+  const std::vector<float> expected = Undisturbed(reference);
+  ::setenv("PSFORGE_FAULTS", "write_stall_ms=250", 1);
+  Job job = StartJob(dir, "killed", false);
+  ::unsetenv("PSFORGE_FAULTS");
+  const int64_t committed = WaitForCommit(job, "[1-3]00");
+  const int64_t writing =
+      WaitForStderr(*job.cluster.servers[1].process, std::regex("checkpoint (\\d+) half written"), committed);
+  ASSERT_GT(writing, committed);
+  const std::size_t mark = job.cluster.coordinator->lines_read();
+  KillAndRestartServer(job, 1);  // the restarted one writes at full speed
+  const int64_t resumed = WaitForResume(job, mark);
+  EXPECT_GE(resumed, committed) << "a committed step was lost";
+  EXPECT_LT(resumed, writing) << "a checkpoint one server never finished was committed";
+  const std::vector<float> weights = Finish(job, dir);
+  EXPECT_LE(RelativeDifference(weights, expected), 1e-5) << job.cluster.coordinator->Stdout();
+  auto summary = Summary(dir, "killed");
+  EXPECT_EQ(summary["restarts"], 1);
+  EXPECT_EQ(summary["steps"], 450);
+  EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
 }
 
 // A job killed after checkpoint 300 whose newest checkpoint `spoil` damages
@@ -153,7 +108,7 @@ void ExpectFallBack(const std::function<void(const std::string& store, int64_t c
   spoil(dir.File("checkpoints/server-1"), committed);
   if (::testing::Test::HasFatalFailure()) return;
   Job resumed = StartJob(dir, "resumed", true);
-  const std::vector<float> weights = Finish(resumed, dir, "resumed");
+  const std::vector<float> weights = Finish(resumed, dir);
   const std::string log = resumed.cluster.coordinator->Stdout();
   EXPECT_NE(log.find("server 1 cannot load the checkpoint at step " + std::to_string(committed)), std::string::npos)
       << log;
@@ -212,18 +167,13 @@ TEST(Recovery, AServerKilledMidRunMakesEveryServerRollBackAndTheJobEndsAsUndistu
 
   Job job = StartJob(dir, "killed", false);
   const int64_t committed = WaitForCommit(job, "[23]00");
-  job.cluster.servers[1].process->Signal(SIGKILL);
   const auto killed_at = std::chrono::steady_clock::now();
-  EXPECT_TRUE(job.cluster.servers[1].process->Wait(30s).has_value());
-  // Its supervisor (here, the test) starts it again.
-  job.cluster.servers[1].process = std::make_unique<testing::ChildProcess>(
-      std::vector<std::string>{testing::BinPath("ps-server"), "--coordinator", job.cluster.coordinator_endpoint});
-  auto resumed = job.cluster.coordinator->WaitForLine(std::regex("every server has loaded the checkpoint at step (\\d+)"), 120s);
-  ASSERT_TRUE(resumed.has_value()) << job.cluster.coordinator->Stdout() << job.cluster.servers[1].process->Stderr();
+  KillAndRestartServer(job, 1);
+  const int64_t resumed = WaitForResume(job);
   const double recovery_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
   std::printf("time from the server kill to training resuming: %.2f s (peer timeout 2 s)\n", recovery_s);
-  EXPECT_GE(std::stoll(*resumed), committed) << "a committed step was lost";
-  const std::vector<float> weights = Finish(job, dir, "killed");
+  EXPECT_GE(resumed, committed) << "a committed step was lost";
+  const std::vector<float> weights = Finish(job, dir);
   EXPECT_LE(RelativeDifference(weights, expected), 1e-5)
       << job.cluster.coordinator->Stdout() << job.workers[0]->Stderr() << job.workers[1]->Stderr();
   auto summary = Summary(dir, "killed");
@@ -240,7 +190,7 @@ TEST(Recovery, AServerKilledMidRunMakesEveryServerRollBackAndTheJobEndsAsUndistu
 TEST(Recovery, AWorkerKilledMidEpochIsReplacedAndEveryRecordIsTrainedOnce) {
   testing::TempDir reference, dir;
   Job undisturbed = StartJob(reference, "undisturbed", false, /*two_epochs=*/true);
-  Finish(undisturbed, reference, "undisturbed");
+  Finish(undisturbed, reference);
   const double expected = Summary(reference, "undisturbed")["test_accuracy"].get<double>();
 
   Job job = StartJob(dir, "killed", false, /*two_epochs=*/true);
@@ -248,12 +198,12 @@ TEST(Recovery, AWorkerKilledMidEpochIsReplacedAndEveryRecordIsTrainedOnce) {
   job.workers[1]->Signal(SIGKILL);
   const auto killed_at = std::chrono::steady_clock::now();
   EXPECT_TRUE(job.workers[1]->Wait(30s).has_value());
-  job.workers[1] = testing::StartWorker(job.cluster, "", {"--save-weights", dir.File("killed-w1")});
+  job.workers[1] = StartJobWorker(job, dir, 1);
   auto place = job.cluster.coordinator->WaitForLine(std::regex("worker (\\d+) joined again"), 60s);
   ASSERT_TRUE(place.has_value()) << job.cluster.coordinator->Stdout() << job.workers[1]->Stderr();
   const double rejoined_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
   std::printf("time from the worker kill to its replacement joining: %.2f s (peer timeout 2 s)\n", rejoined_s);
-  Finish(job, dir, "killed");
+  Finish(job, dir);
   const std::string log = job.cluster.coordinator->Stdout();
   EXPECT_NE(log.find("declared dead"), std::string::npos) << log;
   const std::string replacement = job.workers[1]->Stdout() + job.workers[1]->Stderr();
@@ -277,22 +227,13 @@ TEST(Recovery, ACoordinatorKilledMidRunIsRestartedAndTheMembersJoinAgain) {
 
   Job job = StartJob(dir, "killed", false);
   const int64_t committed = WaitForCommit(job, "[23]00");
-  job.cluster.coordinator->Signal(SIGKILL);
   const auto killed_at = std::chrono::steady_clock::now();
-  EXPECT_TRUE(job.cluster.coordinator->Wait(30s).has_value());
-  std::vector<std::string> argv{testing::BinPath("ps-coordinator"), "--config", kMlpConfig, "--no-run-dir",
-                                "--summary", dir.File("killed.json"), "--resume",
-                                "--bind", job.cluster.coordinator_endpoint};
-  for (const auto& set : JobSets(dir.File("checkpoints")))
-    argv.insert(argv.end(), {"--set", set});
-  argv.insert(argv.end(), {"--set", "cluster.servers=2"});
-  job.cluster.coordinator = std::make_unique<testing::ChildProcess>(argv);
-  auto resumed = job.cluster.coordinator->WaitForLine(std::regex("every server has loaded the checkpoint at step (\\d+)"), 120s);
-  ASSERT_TRUE(resumed.has_value()) << job.cluster.coordinator->Stdout() << job.cluster.coordinator->Stderr();
+  KillAndRestartCoordinator(job, dir);
+  const int64_t resumed = WaitForResume(job);
   const double recovery_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
   std::printf("time from the coordinator kill to training resuming: %.2f s\n", recovery_s);
-  EXPECT_GE(std::stoll(*resumed), committed) << "a committed step was lost";
-  const std::vector<float> weights = Finish(job, dir, "killed");
+  EXPECT_GE(resumed, committed) << "a committed step was lost";
+  const std::vector<float> weights = Finish(job, dir);
   EXPECT_LE(RelativeDifference(weights, expected), 1e-5) << job.cluster.coordinator->Stdout();
   auto summary = Summary(dir, "killed");
   EXPECT_EQ(summary["steps"], 450);
@@ -342,7 +283,7 @@ TEST(Recovery, LostDuplicatedAndReorderedMessagesChangeNothing) {
   ::setenv("PSFORGE_FAULTS", "drop=0.02,duplicate=0.03,delay=0.1,delay_ms=30,seed=11", 1);
   Job job = StartJob(dir, "faults", false, false, {"cluster.retry_interval_s=0.1"});
   ::unsetenv("PSFORGE_FAULTS");
-  const std::vector<float> weights = Finish(job, dir, "faults");
+  const std::vector<float> weights = Finish(job, dir);
   EXPECT_LE(RelativeDifference(weights, expected), 1e-5);
   const std::string log = job.workers[0]->Stderr() + job.workers[1]->Stderr();
   EXPECT_NE(log.find("injecting faults"), std::string::npos) << log;
@@ -397,7 +338,7 @@ TEST(Recovery, AFullDiskUnderAServersStoreIsReportedAndCheckpointsResumeWithSpac
   ASSERT_TRUE(disk.Resize("64M"));
   const int64_t lost = std::stoll(*failed);
   auto later = job.cluster.coordinator->WaitForLine(std::regex("checkpoint at step ([34]00) committed"), 120s);
-  const std::vector<float> weights = Finish(job, dir, "full");
+  const std::vector<float> weights = Finish(job, dir);
   const std::string servers = job.cluster.servers[0].process->Stderr() + job.cluster.servers[1].process->Stderr();
   EXPECT_NE(servers.find("No space left"), std::string::npos) << servers;
   ASSERT_TRUE(later.has_value()) << "no checkpoint committed once space was back: " << job.cluster.coordinator->Stdout();

@@ -40,15 +40,32 @@ ChildProcess::~ChildProcess() {
 
 std::optional<std::string> ChildProcess::WaitForLine(const std::regex& pattern,
                                                      std::chrono::milliseconds deadline) {
+  std::string found;
+  auto accept = [&](const std::string& line) {
+    std::smatch m;
+    if (!std::regex_search(line, m, pattern)) return false;
+    found = m.size() > 1 ? m[1].str() : m[0].str();
+    return true;
+  };
+  if (!WaitForLine(accept, deadline)) return std::nullopt;
+  return found;
+}
+
+std::size_t ChildProcess::lines_read() const {
+  const auto nl = buffered_.rfind('\n');
+  return nl == std::string::npos ? 0 : nl + 1;
+}
+
+std::optional<std::string> ChildProcess::WaitForLine(const std::function<bool(const std::string&)>& accept,
+                                                     std::chrono::milliseconds deadline, std::size_t from) {
   const auto end = Clock::now() + deadline;
-  std::size_t scanned = 0;
+  std::size_t scanned = from;
   while (true) {
     std::size_t nl;
     while ((nl = buffered_.find('\n', scanned)) != std::string::npos) {
       std::string line = buffered_.substr(scanned, nl - scanned);
       scanned = nl + 1;
-      std::smatch m;
-      if (std::regex_search(line, m, pattern)) return m.size() > 1 ? m[1].str() : m[0].str();
+      if (accept(line)) return line;
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
     if (left.count() <= 0) return std::nullopt;

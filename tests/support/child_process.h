@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <regex>
 #include <string>
@@ -25,6 +26,12 @@ class ChildProcess {
   // The first match of `pattern` (group 1 if it has one) in a stdout line
   // that arrives before the deadline; nullopt on timeout or end of output.
   std::optional<std::string> WaitForLine(const std::regex& pattern, std::chrono::milliseconds deadline);
+  // The first stdout line from offset `from` on (see lines_read()) that
+  // `accept` takes, arriving before the deadline; nullopt otherwise.
+  std::optional<std::string> WaitForLine(const std::function<bool(const std::string&)>& accept,
+                                         std::chrono::milliseconds deadline, std::size_t from = 0);
+  // The offset just past the last whole line read so far.
+  std::size_t lines_read() const;
   // The exit code once exited (-1 if killed by a signal); nullopt on timeout.
   std::optional<int> Wait(std::chrono::milliseconds deadline);
   void Signal(int sig);
