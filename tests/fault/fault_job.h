@@ -136,6 +136,18 @@ inline std::vector<float> Undisturbed(const testing::TempDir& dir) {
   return Finish(job, dir);
 }
 
+// Waits for a 450-step BSP job to complete and checks it ended as the
+// undisturbed run did: the same weights (up to summation order), every
+// step taken, every record once. Its summary, for further checks.
+inline nlohmann::json ExpectUndisturbedEnd(Job& job, const testing::TempDir& dir, const std::vector<float>& expected) {
+  const std::vector<float> weights = Finish(job, dir);
+  EXPECT_LE(RelativeDifference(weights, expected), 1e-5) << job.cluster.coordinator->Stdout();
+  auto summary = Summary(dir, job.name);
+  EXPECT_EQ(summary["steps"], 450);
+  EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
+  return summary;
+}
+
 // The step of the first checkpoint committed whose step matches `steps` (a regex).
 inline int64_t WaitForCommit(Job& job, const std::string& steps) {
   auto step = job.cluster.coordinator->WaitForLine(std::regex("checkpoint at step (" + steps + ") committed"), 120s);
