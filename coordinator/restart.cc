@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <optional>
+#include <utility>
 
 #include "coordinator/coordinator.h"
 
@@ -92,22 +93,20 @@ void Coordinator::PlanCheckpoint() {
   const auto now = Clock::now();
   int64_t step = 0;
   for (const Member& s : servers_) step = std::max(step, s.progress.step);
-  if (plan.next == Clock::time_point{}) {  // the first interval starts once every server is in
-    plan = {now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval)), now, step,
-            plan.lead};
-    return;
-  }
-  if (now < plan.next || checkpoint_at_ > step) return;  // not yet, or the last pick is still ahead
+  const bool first = plan.next == Clock::time_point{};  // the first interval starts once every server is in
+  if (!first && (now < plan.next || checkpoint_at_ > step)) return;  // not yet, or the last pick is still ahead
+  const auto last = std::exchange(plan, {now + std::chrono::duration_cast<Clock::duration>(
+                                                   std::chrono::duration<double>(interval)),
+                                         now, step, plan.lead});
+  if (first) return;
   // The last pick passed uncommitted: a server heard of it too late (or is
   // still writing it). Aim further ahead from now on.
   if (checkpoint_at_ > committed_checkpoint_) plan.lead = std::min(plan.lead * 2, 16.0);
   // A server hears of the pick with its next heartbeat: aim two heartbeat
   // intervals ahead at the servers' current rate.
-  const double seconds = std::chrono::duration<double>(now - plan.at).count();
-  const double rate = seconds > 0 ? static_cast<double>(step - plan.step) / seconds : 0;
+  const double seconds = std::chrono::duration<double>(now - last.at).count();
+  const double rate = seconds > 0 ? static_cast<double>(step - last.step) / seconds : 0;
   checkpoint_at_ = step + 1 + static_cast<int64_t>(std::ceil(rate * 2 * config_.cluster.heartbeat_interval_s * plan.lead));
-  plan = {now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval)), now, step,
-          plan.lead};
 }
 
 Status Coordinator::Record(const Status& s) {
@@ -119,8 +118,11 @@ void Coordinator::RollBack(const std::string& why, int64_t at_most) {
   ++generation_;
   ++restarts_;
   restore_step_ = std::min(committed_checkpoint_, at_most);
-  if (store_ && !Record(store_->Committed().status()).ok()) return;
-  if (store_) candidates_ = *store_->Committed();
+  if (store_) {
+    auto committed = store_->Committed();
+    if (!Record(committed.status()).ok()) return;
+    candidates_ = std::move(*committed);
+  }
   // The newest committed one at or before the step asked for.
   std::optional<int64_t> found;
   for (const auto& c : candidates_)
