@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <deque>
 #include <random>
 #include <sstream>
@@ -160,8 +161,11 @@ Result<FaultOptions> ParseFaultOptions(const std::string& spec) {
       (key == "delay_ms" ? f.delay_ms : f.write_stall_ms) = v;
     } else if (key == "seed") {
       f.seed = static_cast<uint64_t>(v);
+    } else if (key == "die_mid_push") {
+      if (v < 1 || v != std::floor(v)) return InvalidArgument("faults: die_mid_push=" + value + " is not a step >= 1");
+      f.die_mid_push = static_cast<int64_t>(v);
     } else {
-      return InvalidArgument("faults: unknown field '" + key + "' (drop, duplicate, delay, delay_ms, seed, write_stall_ms)");
+      return InvalidArgument("faults: unknown field '" + key + "' (drop, duplicate, delay, delay_ms, seed, write_stall_ms, die_mid_push)");
     }
   }
   return f;

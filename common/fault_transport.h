@@ -25,10 +25,14 @@ struct FaultOptions {
   // Not messages: a server's checkpoint write stops this long halfway
   // through its table file (a slow disk; a kill then lands mid-write).
   double write_stall_ms = 0;
+  // Not messages: a worker SIGKILLs itself at this step (> 0) once its push
+  // has left for the first server and before it is sent to the others, so
+  // that only some servers hold its last batch.
+  int64_t die_mid_push = 0;
   bool any() const { return drop > 0 || duplicate > 0 || delay > 0; }
 };
 
-// "drop=0.02,duplicate=0.02,delay=0.1,delay_ms=20,seed=7,write_stall_ms=500";
+// "drop=0.02,duplicate=0.02,delay=0.1,delay_ms=20,seed=7,write_stall_ms=500,die_mid_push=250";
 // each field optional.
 Result<FaultOptions> ParseFaultOptions(const std::string& spec);
 

@@ -102,6 +102,10 @@ TEST(FaultTransport, OptionsAreParsedAndBadOnesNamed) {
   EXPECT_EQ(f->seed, 9u);
   EXPECT_EQ(f->write_stall_ms, 40);
   EXPECT_FALSE(ParseFaultOptions("write_stall_ms=40")->any()) << "not a message fault";
+  EXPECT_EQ(ParseFaultOptions("die_mid_push=250")->die_mid_push, 250);
+  EXPECT_FALSE(ParseFaultOptions("die_mid_push=250")->any()) << "not a message fault";
+  EXPECT_FALSE(ParseFaultOptions("die_mid_push=0").ok());
+  EXPECT_FALSE(ParseFaultOptions("die_mid_push=2.5").ok());
   for (const char* bad : {"drop=2", "lose=0.1", "delay=x", "delay_ms=-1", "write_stall_ms=-3"}) {
     auto r = ParseFaultOptions(bad);
     ASSERT_FALSE(r.ok()) << bad;

@@ -28,6 +28,7 @@ void FillBlock(proto::KeyBlock::Builder b, const WireHeader& h) {
   b.setEpoch(h.mark.epoch);
   b.setIdSum(h.mark.id_sum);
   b.setIdSquareSum(h.mark.id_square_sum);
+  b.setWorkers(static_cast<uint32_t>(h.workers));
 }
 
 Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
@@ -46,6 +47,7 @@ Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
   h->mark.epoch = b.getEpoch();
   h->mark.id_sum = b.getIdSum();
   h->mark.id_square_sum = b.getIdSquareSum();
+  h->workers = b.getWorkers();
   return Status::Ok();
 }
 

@@ -18,7 +18,7 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 6;
+inline constexpr uint16_t kWireSchemaVersion = 7;
 // No valid header comes near this (the largest, a server's heartbeat with
 // full lists, is under 9 KiB); anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 16384;
@@ -107,6 +107,7 @@ struct WireHeader {
   uint32_t positions_from = 0;            // heartbeat (server): index of positions[0] when restored
   bool collecting = false;                // heartbeat answer: restored positions still wanted
   int64_t checkpoint_at = 0;              // heartbeat answer (server): the step of the next checkpoint
+  int64_t workers = 0;                    // pull reply (bsp): the workers the server waits for
 };
 
 // Serialises `h` into `out` (resized; reuse it to avoid allocating).

@@ -44,6 +44,9 @@ class ParamShard {
   KeyRange range() const { return range_; }
   int64_t version() const { return version_; }
   int64_t workers() const { return workers_; }
+  // BSP: the workers whose pushes the current step waits for (the job's
+  // batch is split among them); 0 under SSP/ASP.
+  int64_t workers_waited_for() const { return consistency_ == Consistency::kBsp ? active_count_ : 0; }
 
   // `payload` holds (end - begin) float32 values, any alignment: the mean
   // gradient over `samples` records.

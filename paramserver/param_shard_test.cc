@@ -166,12 +166,15 @@ TEST(ParamShard, AnAdmittedWorkerIsWaitedForFromTheCurrentStep) {
   auto f = Make(Consistency::kBsp, 2);
   std::vector<float> g{1, 1, 1, 1};
   EXPECT_EQ(f.shard->AdmitWorker(0), 0);  // starting with the job
+  EXPECT_EQ(f.shard->workers_waited_for(), 2);
   EXPECT_FALSE(f.shard->RemoveWorker(1));  // nothing pending: no step completes
+  EXPECT_EQ(f.shard->workers_waited_for(), 1);  // pull replies say so: 0 takes the whole batch
   ASSERT_EQ(*f.shard->Push(0, 0, 10, 0, 4, Bytes(g)), PushOutcome::kApplied);  // alone
   ASSERT_TRUE(f.shard->Push(0, 1, 10, 0, 4, Bytes(g)).ok());
   EXPECT_EQ(f.shard->version(), 2);
   EXPECT_EQ(f.shard->AdmitWorker(1), 2);
   EXPECT_FALSE(f.shard->removed(1));
+  EXPECT_EQ(f.shard->workers_waited_for(), 2);
   ASSERT_EQ(*f.shard->Push(0, 2, 10, 0, 4, Bytes(g)), PushOutcome::kAccumulated);  // waits for 1 now
   EXPECT_EQ(f.shard->AdmitWorker(0), 3);  // 0 has pushed step 2
   EXPECT_EQ(f.shard->Lagging(), (std::vector<uint32_t>{1}));
@@ -186,6 +189,7 @@ TEST(ParamShard, AnAdmittedWorkerIsWaitedForFromTheCurrentStep) {
   EXPECT_EQ(ssp.shard->AdmitWorker(1), 2);  // its clock starts at the version
   EXPECT_EQ(ssp.shard->version(), 2);
   EXPECT_EQ(ssp.shard->WorkerSteps(), (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(ssp.shard->workers_waited_for(), 0);  // not bsp: each worker keeps its share
 }
 
 TEST(ParamShard, PullValidation) {

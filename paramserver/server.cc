@@ -419,6 +419,7 @@ void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request) 
   r.step = shard_->version();
   r.key_begin = request.key_begin;
   r.key_end = request.key_end;
+  r.workers = shard_->workers_waited_for();
   std::span<const float> w = shard_->Weights(request.key_begin, request.key_end);
   // BSP: the weights cannot change before every worker has received this
   // reply (the next update needs all their next pushes), so they are sent in

@@ -33,6 +33,12 @@ class ParameterClient {
   // were answered, so they cannot be lost any more.
   virtual int64_t applied_steps() const = 0;
 
+  // Among how many workers the job's batch is split at the step just
+  // pulled: under BSP, the workers the servers wait for (fewer while one
+  // is missing, so the others take its share and every step keeps the
+  // job's batch size); otherwise the job's worker count.
+  virtual int64_t workers_in_step() const { return 1; }
+
   // This process pushes no more: nobody waits for it any longer. Pulls
   // still work (the final evaluation pulls after leaving).
   virtual Status Leave() { return Status::Ok(); }

@@ -1,6 +1,8 @@
 #include "worker/ps_client.h"
 
 #include <algorithm>
+#include <csignal>
+#include <cstdio>
 #include <cstring>
 
 namespace psforge {
@@ -59,7 +61,10 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
   std::vector<Server> servers;
   for (std::size_t i = 0; i < endpoints.size(); ++i) {
     PSF_ASSIGN_OR_RETURN(auto socket, transport->Connect(endpoints[i]));
-    servers.push_back({std::move(socket), PartitionKeys(spec.num_params(), cluster.servers, i), 0, "", {}});
+    Server s;
+    s.socket = std::move(socket);
+    s.range = PartitionKeys(spec.num_params(), cluster.servers, i);
+    servers.push_back(std::move(s));
   }
   return std::unique_ptr<PsClient>(
       new PsClient(cluster, worker, std::move(servers), spec.num_params(), generation, first_step));
@@ -142,6 +147,17 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     s.last_push = "push of step " + std::to_string(step);
     if (with_pull) asked.requests.push_back(h.request_id);
     else ++s.unacked_pushes;
+    if (die_mid_push_ > 0 && step == die_mid_push_ && i == 0 && servers_.size() > 1) {
+      // A request sent after the push is answered once the server has taken it.
+      WireHeader stats = NewRequest(MessageKind::kControl, s, 0);
+      stats.control = ControlKind::kStats;
+      PSF_RETURN_IF_ERROR(Send(s, stats, {}));
+      PSF_RETURN_IF_ERROR(AwaitReply(s, stats.request_id, 0, {}, NewDeadline()));
+      std::fprintf(stderr, "ps-worker: dying between its pushes of step %lld to the servers (PSFORGE_FAULTS)\n",
+                   static_cast<long long>(step));
+      std::fflush(stderr);
+      ::raise(SIGKILL);
+    }
   }
   if (with_pull) outstanding_.push_back(std::move(asked));
   return Status::Ok();
@@ -244,6 +260,7 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
           return DataLoss("pull reply does not hold the " + std::to_string(dest.size()) +
                           " values asked for");
         std::memcpy(dest.data(), message->frames[1]->bytes().data(), bytes);
+        s.workers = h.workers;
         answered = true;
         break;
       }
@@ -272,6 +289,14 @@ Status PsClient::ControlAll(ControlKind kind, int64_t value, const std::string& 
     (*answers)[i] = control_value_;
   }
   return Status::Ok();
+}
+
+int64_t PsClient::workers_in_step() const {
+  // Servers that disagree (one has dropped a dead worker, the other not
+  // yet): the larger count, so that no step exceeds the job's batch.
+  int64_t workers = 0;
+  for (const Server& s : servers_) workers = std::max(workers, s.workers);
+  return workers > 0 ? workers : cluster_.workers;
 }
 
 Result<int64_t> PsClient::Admit() {

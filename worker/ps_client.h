@@ -58,6 +58,10 @@ class PsClient final : public ParameterClient {
   Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
               const DataMark& mark) override;
   int64_t applied_steps() const override { return applied_steps_; }
+  int64_t workers_in_step() const override;
+  // Chaos testing (PSFORGE_FAULTS die_mid_push): at `step` this process
+  // SIGKILLs itself once its push has left for the first server only.
+  void DieMidPush(int64_t step) { die_mid_push_ = step; }
   // Asks every server to count this worker from now on and returns the step
   // it starts at: the one it was connected with when it starts with the job,
   // the servers' current step when it takes the place of a worker the
@@ -82,6 +86,7 @@ class PsClient final : public ParameterClient {
     KeyRange range;
     int64_t unacked_pushes = 0;
     std::string last_push;  // what an error reply to a push refers to
+    int64_t workers = 0;    // BSP: the workers it waited for, as of its last pull reply
     std::map<uint64_t, Pending> pending;  // by request id
   };
 
@@ -127,6 +132,7 @@ class PsClient final : public ParameterClient {
   };
   int64_t control_value_ = 0;  // the value of the last control reply awaited
   int64_t applied_steps_ = 0;
+  int64_t die_mid_push_ = 0;
   std::deque<Outstanding> outstanding_;
   // Overlap mode: the gradient send buffers.
   std::array<std::vector<float>, 2> send_buffers_;

@@ -63,10 +63,12 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
                                      std::FILE* progress_out) {
   auto transport = Transport::CreateZmq();
   // Chaos testing: PSFORGE_FAULTS (fault_transport.h) makes the messages to
-  // and from the servers get lost, duplicated, delayed and reordered.
+  // and from the servers get lost, duplicated, delayed and reordered, or
+  // this worker die between its pushes to two servers.
   std::unique_ptr<Transport> faulty;
+  FaultOptions faults;
   if (const char* spec = std::getenv("PSFORGE_FAULTS"); spec && *spec) {
-    PSF_ASSIGN_OR_RETURN(FaultOptions faults, ParseFaultOptions(spec));
+    PSF_ASSIGN_OR_RETURN(faults, ParseFaultOptions(spec));
     if (faults.any()) {
       faulty = WithFaults(Transport::CreateZmq(), faults);
       std::fprintf(progress_out ? progress_out : stderr, "ps-worker: injecting faults into server traffic: %s\n", spec);
@@ -104,7 +106,9 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
       auto heartbeat = std::make_unique<HeartbeatThread>(std::move(heartbeat_channel), config->cluster, connect_timeout_s);
       HeartbeatThread* beats = heartbeat.get();
       if (!p) {
-        PSF_ASSIGN_OR_RETURN(Prepared loaded, Prepare(*config, share));
+        // Room for the whole batch: under BSP a worker takes the share of
+        // any that is missing (ParameterClient::workers_in_step).
+        PSF_ASSIGN_OR_RETURN(Prepared loaded, Prepare(*config, config->training.batch_size));
         p.emplace(std::move(loaded));
       }
       PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(faulty ? faulty.get() : transport.get(), p->spec,
@@ -118,6 +122,7 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
         return s.code() == StatusCode::kAborted || s.code() == StatusCode::kCancelled ? s : Status::Ok();
       };
       client->SetInterrupt(interrupt);
+      if (faults.die_mid_push > 0) client->DieMidPush(faults.die_mid_push);
       channel->SetInterrupt(interrupt);
       struct Uninterrupt {
         CoordinatorChannel* c;

@@ -83,7 +83,10 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   auto epoch_loss = [&] { return loss_steps > 0 ? loss_sum / static_cast<double>(loss_steps) : 0.0; };
   while (true) {
     const auto step_start = Clock::now();
-    PSF_ASSIGN_OR_RETURN(BatchPlan plan, source->Next(step, model_->max_batch(), &rows_));
+    // This process's part of the job's batch (all of it in-process).
+    const int64_t split = std::max<int64_t>(1, client_->workers_in_step());
+    const int64_t share = std::min(model_->max_batch(), (config_.training.batch_size + split - 1) / split);
+    PSF_ASSIGN_OR_RETURN(BatchPlan plan, source->Next(step, share, &rows_));
     if (plan.evaluate_epoch > 0) {
       train_s += Seconds(step_start);
       PSF_RETURN_IF_ERROR(EvaluateEpoch(test, source, plan.evaluate_epoch, step, false, epoch_loss(), &result));

@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 6;
+const schemaVersion :UInt16 = 7;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -48,6 +48,10 @@ struct KeyBlock {
   epoch @9 :Int64;
   idSum @10 :UInt64;
   idSquareSum @11 :UInt64;
+  # pull reply (bsp): how many workers the server waits for at that version.
+  # The job's batch is split among them, so a step keeps training.batch_size
+  # records while a worker is missing. 0: not bsp (each worker keeps its share).
+  workers @12 :UInt32;
 }
 
 # A server's count of the records it applied in one epoch, with the sums of

@@ -175,6 +175,7 @@ TEST(Recovery, AWorkerKilledMidEpochIsReplacedAndEveryRecordIsTrainedOnce) {
   Job undisturbed = StartJob(reference, "undisturbed", false, /*two_epochs=*/true);
   Finish(undisturbed, reference);
   const double expected = Summary(reference, "undisturbed")["test_accuracy"].get<double>();
+  const int64_t expected_steps = Summary(reference, "undisturbed")["steps"].get<int64_t>();
 
   Job job = StartJob(dir, "killed", false, /*two_epochs=*/true);
   WaitForCommit(job, "[23]00");
@@ -194,9 +195,39 @@ TEST(Recovery, AWorkerKilledMidEpochIsReplacedAndEveryRecordIsTrainedOnce) {
   auto summary = Summary(dir, "killed");
   EXPECT_EQ(summary["epochs"], 2);
   EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2) << log;
-  // While it was missing the other trained alone: more, smaller steps over
-  // the same records, so the result is no worse (typically a little better).
+  // While it was missing the other took its share of each step's batch: as
+  // many steps of the job's batch size as undisturbed (one more where the
+  // replacement joined mid-step, one per epoch end at most).
+  EXPECT_LE(summary["steps"].get<int64_t>(), expected_steps + 2) << log;
   EXPECT_GE(summary["test_accuracy"].get<double>(), expected - 0.005) << log;
+}
+
+// A worker dies after its push of step 250 has reached the first server and
+// before it is sent to the second (PSFORGE_FAULTS die_mid_push): its last
+// batch is in one server's weights only, which no resume from either
+// position can mend. The job goes back to the last checkpoint committed
+// before that batch, and ends as undisturbed.
+TEST(Recovery, AWorkerDeadBetweenItsPushesToTwoServersMakesTheJobRollBack) {
+  testing::TempDir reference, dir;
+  const std::vector<float> expected = Undisturbed(reference);
+  const auto sets = JobSets(dir.File("checkpoints"));
+  Job job{testing::StartCluster(kMlpConfig, 2, sets, CoordinatorArgs(dir, "killed", false)), {}, sets, "killed"};
+  job.workers.push_back(StartJobWorker(job, dir, 0));
+  ::setenv("PSFORGE_FAULTS", "die_mid_push=250", 1);
+  job.workers.push_back(StartJobWorker(job, dir, 1));
+  ::unsetenv("PSFORGE_FAULTS");
+  EXPECT_EQ(job.workers[1]->Wait(120s), std::optional<int>(-1)) << job.workers[1]->Stderr();
+  EXPECT_NE(job.workers[1]->Stderr().find("dying between its pushes of step 250"), std::string::npos)
+      << job.workers[1]->Stderr();
+  const std::size_t mark = job.cluster.coordinator->lines_read();
+  job.workers[1] = StartJobWorker(job, dir, 1);
+  const int64_t resumed = WaitForResume(job, mark);
+  EXPECT_GE(resumed, 200) << "a committed step was lost";
+  EXPECT_LT(resumed, 250) << "the job kept a checkpoint with the dead worker's batch on one server only";
+  auto summary = ExpectUndisturbedEnd(job, dir, expected);
+  EXPECT_EQ(summary["restarts"], 1);
+  const std::string log = job.cluster.coordinator->Stdout();
+  EXPECT_NE(log.find("died between its pushes to different servers"), std::string::npos) << log;
 }
 
 // The coordinator SIGKILLed mid-run and started again by its supervisor
