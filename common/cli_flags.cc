@@ -22,4 +22,19 @@ Result<JobConfig> LoadConfigFromFlags(const CommonFlags& f) {
   return LoadJobConfig(f.config_path, overrides);
 }
 
+void AddCurveFlags(CLI::App* app, CurveFlags* f) {
+  app->add_option("--key", f->key, "this host's CURVE key pair (ps-keys); turns CURVE on");
+  app->add_option("--cluster-keys", f->cluster_keys, "the cluster's public keys (ps-keys), with --key");
+}
+
+Result<std::unique_ptr<Transport>> CreateTransport(const std::string& key, const std::string& cluster_keys,
+                                                   int io_threads) {
+  if (key.empty() != cluster_keys.empty())
+    return InvalidArgument("CURVE needs a key pair and the cluster's keys both (--key and --cluster-keys, "
+                           "or security.key and security.cluster_keys)");
+  if (key.empty()) return Transport::CreateZmq(io_threads);
+  PSF_ASSIGN_OR_RETURN(CurveOptions curve, LoadCurveOptions(key, cluster_keys));
+  return Transport::CreateZmq(io_threads, curve);
+}
+
 }  // namespace psforge

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/config.h"
+#include "common/transport.h"
 
 namespace psforge {
 
@@ -25,5 +26,15 @@ void AddCommonFlags(CLI::App* app, CommonFlags* flags, bool with_training);
 
 // Loads the config with the flags applied; an error names the field or flag.
 Result<JobConfig> LoadConfigFromFlags(const CommonFlags& flags);
+
+// --key and --cluster-keys: ZeroMQ CURVE for a server or worker (both or
+// neither; ps-keys writes the files).
+struct CurveFlags {
+  std::string key, cluster_keys;
+};
+void AddCurveFlags(CLI::App* app, CurveFlags* flags);
+// The ZeroMQ transport for `key` and `cluster_keys`: CURVE when they are set.
+Result<std::unique_ptr<Transport>> CreateTransport(const std::string& key, const std::string& cluster_keys,
+                                                   int io_threads = 1);
 
 }  // namespace psforge

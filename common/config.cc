@@ -308,6 +308,18 @@ void ReadCheckpoint(const YAML::Node& n, const std::string& base_dir, Checkpoint
   r.RejectUnknownKeys();
 }
 
+void ReadSecurity(const YAML::Node& n, const std::string& base_dir, SecurityOptions* s, Status* err) {
+  MapReader r(n, "security", err);
+  r.String("key", &s->key);
+  r.String("cluster_keys", &s->cluster_keys);
+  s->key = ResolvePath(base_dir, s->key);
+  s->cluster_keys = ResolvePath(base_dir, s->cluster_keys);
+  if (err->ok() && s->key.empty() != s->cluster_keys.empty())
+    r.Fail(r.Field(s->key.empty() ? "cluster_keys" : "key"),
+           "needs security.key and security.cluster_keys both (ps-keys writes them), or neither");
+  r.RejectUnknownKeys();
+}
+
 // Sets root[a][b]... = value, creating mappings on the way.
 Status ApplyOverride(YAML::Node root, const ConfigOverride& o) {
   std::vector<std::string> parts;
@@ -400,7 +412,7 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
   Status err;
   MapReader top(root, "", &err);
   // Reading each section through `top` marks it as known.
-  for (const char* s : {"model", "data", "optimizer", "training", "cluster", "checkpoint"}) {
+  for (const char* s : {"model", "data", "optimizer", "training", "cluster", "checkpoint", "security"}) {
     if (top.Has(s) && !root[s].IsMap() && !root[s].IsNull())
       top.Fail(s, "expected a mapping of fields, got " + Describe(root[s]));
   }
@@ -411,13 +423,14 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
   ReadTraining(croot["training"], &c.training, &err);
   ReadCluster(croot["cluster"], &c.cluster, &err);
   ReadCheckpoint(croot["checkpoint"], base_dir, &c.checkpoint, &err);
+  ReadSecurity(croot["security"], base_dir, &c.security, &err);
   if (err.ok()) {
     for (const auto& kv : root) {
       std::string key = kv.first.Scalar();
       if (key != "model" && key != "data" && key != "optimizer" && key != "training" &&
-          key != "cluster" && key != "checkpoint") {
+          key != "cluster" && key != "checkpoint" && key != "security") {
         top.Fail(key, "unknown section; allowed sections are model, data, optimizer, training, cluster, "
-                      "checkpoint");
+                      "checkpoint, security");
         break;
       }
     }
@@ -479,8 +492,10 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
   nlohmann::json checkpoint = {{"interval_steps", c.checkpoint.interval_steps},
                                {"interval_s", c.checkpoint.interval_s}, {"keep", c.checkpoint.keep},
                                {"dir", c.checkpoint.dir}};
-  return {{"path", c.path}, {"model", model}, {"data", data}, {"optimizer", opt},
-          {"training", training}, {"cluster", cluster}, {"checkpoint", checkpoint}};
+  nlohmann::json security = {{"key", c.security.key}, {"cluster_keys", c.security.cluster_keys}};
+  return {{"path", c.path},         {"model", model},          {"data", data},
+          {"optimizer", opt},       {"training", training},    {"cluster", cluster},
+          {"checkpoint", checkpoint}, {"security", security}};
 }
 
 }  // namespace psforge

@@ -111,6 +111,16 @@ struct CheckpointOptions {
   bool enabled() const { return interval_steps > 0 || interval_s > 0; }
 };
 
+// ZeroMQ CURVE on every socket (common/curve.h), for the coordinator and
+// for what ps-launch starts: on when `key` is set. Servers and workers
+// started by hand take --key and --cluster-keys instead (they need them to
+// reach the coordinator, before they learn the job).
+struct SecurityOptions {
+  std::string key;           // this host's key pair file (relative: to the config's folder)
+  std::string cluster_keys;  // the cluster's public keys (ps-keys writes both)
+  bool curve() const { return !key.empty(); }
+};
+
 struct JobConfig {
   std::string path;  // the file it came from ("" when built in code)
   ModelOptions model;
@@ -119,6 +129,7 @@ struct JobConfig {
   TrainingOptions training;
   ClusterOptions cluster;
   CheckpointOptions checkpoint;
+  SecurityOptions security;
 };
 
 // One "section.field=value" override from the command line.

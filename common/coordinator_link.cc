@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/curve.h"
+
 #include <nlohmann/json.hpp>
 
 namespace psforge {
@@ -20,10 +22,13 @@ std::string Seconds(CoordinatorChannel::Duration d) {
 
 }  // namespace
 
-std::string EncodeJob(const JobConfig& config, const std::vector<std::string>& servers) {
+std::string EncodeJob(const JobConfig& config, const std::vector<std::string>& servers,
+                      const std::vector<std::string>& server_keys) {
   nlohmann::json c = ConfigToJson(config);
   c.erase("path");
-  return nlohmann::json{{"config", c}, {"servers", servers}}.dump();
+  nlohmann::json job{{"config", c}, {"servers", servers}};
+  if (!server_keys.empty()) job["server_keys"] = server_keys;
+  return job.dump();
 }
 
 Result<JobAssignment> DecodeJob(std::span<const std::byte> payload, const std::string& origin) {
@@ -43,6 +48,15 @@ Result<JobAssignment> DecodeJob(std::span<const std::byte> payload, const std::s
     if (!s.is_string()) return InvalidArgument("job description from " + origin + ": a server is not a string");
     job.servers.push_back(s.get<std::string>());
   }
+  if (j.contains("server_keys")) {
+    if (!j["server_keys"].is_array() || j["server_keys"].size() != job.servers.size())
+      return InvalidArgument("job description from " + origin + ": server_keys is not one key per server");
+    for (const auto& k : j["server_keys"]) {
+      if (!k.is_string() || !IsCurveKey(k.get<std::string>()))
+        return InvalidArgument("job description from " + origin + ": a server key is not a CURVE public key");
+      job.server_keys.push_back(k.get<std::string>());
+    }
+  }
   if (static_cast<int64_t>(job.servers.size()) != job.config.cluster.servers)
     return InvalidArgument("job description from " + origin + " lists " +
                            std::to_string(job.servers.size()) + " servers, its config " +
@@ -55,9 +69,11 @@ CoordinatorChannel::CoordinatorChannel(std::unique_ptr<ClientSocket> socket, std
 
 Result<std::unique_ptr<CoordinatorChannel>> CoordinatorChannel::Open(Transport* transport,
                                                                      const std::string& coordinator) {
-  auto socket = transport->Connect(coordinator);
+  auto socket = transport->Connect(coordinator, transport->cluster_key("coordinator"));
   if (!socket.ok()) return socket.status().WithContext("coordinator " + coordinator);
-  return std::unique_ptr<CoordinatorChannel>(new CoordinatorChannel(std::move(*socket), coordinator));
+  std::unique_ptr<CoordinatorChannel> channel(new CoordinatorChannel(std::move(*socket), coordinator));
+  channel->public_key_ = transport->public_key();
+  return channel;
 }
 
 Status CoordinatorChannel::Send(const WireHeader& h) {
@@ -92,12 +108,15 @@ Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string&
   h.kind = MessageKind::kRegister;
   h.role = role;
   h.endpoint = endpoint;
+  if (role == PeerRole::kServer) h.public_key = public_key_;
   h.request_id = next_request_++;
   PSF_RETURN_IF_ERROR(Send(h));
   auto answer = Await(h.request_id, timeout, "a registration");
   if (!answer.ok()) {
     if (answer.status().code() != StatusCode::kDeadlineExceeded) return answer.status();
-    return DeadlineExceeded(answer.status().message() + "; is ps-coordinator running there?");
+    return DeadlineExceeded(answer.status().message() + "; is ps-coordinator running there" +
+                            (public_key_.empty() ? " (and not requiring CURVE keys: --key, --cluster-keys)?"
+                                                 : ", and is this process's key in its cluster key file?"));
   }
   const WireHeader& r = answer->header;
   if (r.kind == MessageKind::kError)

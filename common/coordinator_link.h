@@ -31,6 +31,7 @@ struct JobAssignment {
   int64_t step = 0;         // worker: the step it starts at; server: the step to load
   JobConfig config;
   std::vector<std::string> servers;  // server i's endpoint; it owns the i-th key range
+  std::vector<std::string> server_keys;  // CURVE: server i's public key (else empty)
 };
 
 // What a member reports in its heartbeats.
@@ -47,7 +48,8 @@ struct MemberProgress {
 };
 
 // The job as the coordinator hands it to members: {"config": ..., "servers": [...]}.
-std::string EncodeJob(const JobConfig& config, const std::vector<std::string>& servers);
+std::string EncodeJob(const JobConfig& config, const std::vector<std::string>& servers,
+                      const std::vector<std::string>& server_keys = {});
 Result<JobAssignment> DecodeJob(std::span<const std::byte> payload, const std::string& origin);
 
 class CoordinatorChannel {
@@ -121,6 +123,7 @@ class CoordinatorChannel {
 
   std::unique_ptr<ClientSocket> socket_;
   std::string coordinator_;
+  std::string public_key_;  // CURVE: this process's, which a server registers with
   uint32_t id_ = 0;
   PeerRole role_ = PeerRole::kWorker;
   uint64_t next_request_ = 1;

@@ -121,12 +121,15 @@ class FaultyTransport final : public Transport {
  public:
   FaultyTransport(std::unique_ptr<Transport> inner, const FaultOptions& f) : inner_(std::move(inner)), f_(f) {}
   Result<std::unique_ptr<ServerSocket>> Bind(const std::string& endpoint) override { return inner_->Bind(endpoint); }
-  Result<std::unique_ptr<ClientSocket>> Connect(const std::string& endpoint) override {
-    PSF_ASSIGN_OR_RETURN(auto socket, inner_->Connect(endpoint));
+  Result<std::unique_ptr<ClientSocket>> Connect(const std::string& endpoint, const std::string& server_key) override {
+    PSF_ASSIGN_OR_RETURN(auto socket, inner_->Connect(endpoint, server_key));
     // Each socket its own stream of faults, fixed by the seed.
     const uint64_t seed = f_.seed * 0x9E3779B97F4A7C15ull + sockets_.fetch_add(1);
     return std::unique_ptr<ClientSocket>(new FaultyClientSocket(std::move(socket), f_, seed));
   }
+  std::string public_key() const override { return inner_->public_key(); }
+  std::string cluster_key(const std::string& name) const override { return inner_->cluster_key(name); }
+  bool is_cluster_key(const std::string& key) const override { return inner_->is_cluster_key(key); }
 
  private:
   std::unique_ptr<Transport> inner_;

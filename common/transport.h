@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/curve.h"
 #include "common/status.h"
 
 namespace psforge {
@@ -69,11 +70,27 @@ class Transport {
  public:
   virtual ~Transport() = default;
   // ZeroMQ over tcp://, ipc:// or inproc:// endpoints. `io_threads` >= 1.
+  // With `curve`, every socket is encrypted and authenticated (ZeroMQ
+  // CURVE): bound sockets let in only the cluster's public keys (a ZAP
+  // handler thread, which logs whom it refuses), and a connection needs
+  // the public key of the socket it connects to.
+  static Result<std::unique_ptr<Transport>> CreateZmq(int io_threads, const std::optional<CurveOptions>& curve);
   static std::unique_ptr<Transport> CreateZmq(int io_threads = 1);
 
   // "tcp://127.0.0.1:0" binds a port the OS picks.
   virtual Result<std::unique_ptr<ServerSocket>> Bind(const std::string& endpoint) = 0;
-  virtual Result<std::unique_ptr<ClientSocket>> Connect(const std::string& endpoint) = 0;
+  // `server_key`: the public key (Z85) of the socket at `endpoint`; needed,
+  // and only used, when this transport speaks CURVE.
+  virtual Result<std::unique_ptr<ClientSocket>> Connect(const std::string& endpoint,
+                                                        const std::string& server_key = {}) = 0;
+
+  // CURVE: this process's public key, and the cluster's key named `name`
+  // ("coordinator"); empty without CURVE.
+  virtual std::string public_key() const { return {}; }
+  virtual std::string cluster_key(const std::string& /*name*/) const { return {}; }
+  virtual bool is_cluster_key(const std::string& /*key*/) const { return false; }
+  // CURVE: connections refused so far (peers without a cluster key).
+  virtual uint64_t refused_connections() const { return 0; }
 };
 
 }  // namespace psforge

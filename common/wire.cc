@@ -102,6 +102,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       auto r = body.initRegister();
       r.setRole(static_cast<proto::Role>(h.role));
       r.setEndpoint(h.endpoint);
+      r.setPublicKey(h.public_key);
       break;
     }
     case MessageKind::kHeartbeat: {
@@ -241,6 +242,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
           status = InvalidArgument("unknown role");
         h.role = static_cast<PeerRole>(role);
         h.endpoint = body.getRegister().getEndpoint();
+        h.public_key = body.getRegister().getPublicKey();
         break;
       }
       case proto::Header::Body::HEARTBEAT: {

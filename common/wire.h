@@ -18,7 +18,7 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 7;
+inline constexpr uint16_t kWireSchemaVersion = 8;
 // No valid header comes near this (the largest, a server's heartbeat with
 // full lists, is under 9 KiB); anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 16384;
@@ -84,6 +84,7 @@ struct WireHeader {
   int64_t samples = 0;                    // push: records in the gradient's mean; heartbeat: trained so far
   DataMark mark;                          // push
   std::string endpoint;                   // register (server)
+  std::string public_key;                 // register (server, CURVE): its public key
   int64_t epoch = 0;                      // heartbeat, lease reply, report
   double loss = 0;                        // heartbeat
   bool stop = false;                      // heartbeat answer

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/transport.h"
+#include "common/zap_handler.h"
 
 namespace psforge {
 namespace {
@@ -151,13 +152,35 @@ class ZmqClientSocket final : public ClientSocket {
 
 class ZmqTransport final : public Transport {
  public:
-  explicit ZmqTransport(int io_threads) : context_(zmq_ctx_new()) {
+  ZmqTransport(int io_threads, std::optional<CurveOptions> curve)
+      : context_(zmq_ctx_new()), curve_(std::move(curve)) {
     zmq_ctx_set(context_, ZMQ_IO_THREADS, io_threads);
     // Beyond ZeroMQ's default of 1023 sockets (a process simulating a
     // thousand members needs more); file descriptors stay the real limit.
     zmq_ctx_set(context_, ZMQ_MAX_SOCKETS, 8192);
   }
-  ~ZmqTransport() override { zmq_ctx_term(context_); }
+  ~ZmqTransport() override {
+    zap_.reset();  // its socket closes before the context ends
+    zmq_ctx_term(context_);
+  }
+
+  Status StartZap() {
+    PSF_ASSIGN_OR_RETURN(zap_, ZapHandler::Start(context_, curve_->cluster, curve_->cluster_file));
+    return Status::Ok();
+  }
+  std::string public_key() const override { return curve_ ? curve_->own.public_key : ""; }
+  std::string cluster_key(const std::string& name) const override {
+    if (!curve_) return "";
+    auto it = curve_->cluster.find(name);
+    return it == curve_->cluster.end() ? "" : it->second;
+  }
+  bool is_cluster_key(const std::string& key) const override {
+    if (!curve_) return false;
+    for (const auto& [name, k] : curve_->cluster)
+      if (k == key) return true;
+    return false;
+  }
+  uint64_t refused_connections() const override { return zap_ ? zap_->refused() : 0; }
 
   Result<std::unique_ptr<ServerSocket>> Bind(const std::string& endpoint) override {
     void* s = zmq_socket(context_, ZMQ_ROUTER);
@@ -169,6 +192,12 @@ class ZmqTransport final : public Transport {
     // backlog of 100, connections beyond it wait out a 1 s SYN retry.
     int backlog = 4096;
     zmq_setsockopt(s, ZMQ_BACKLOG, &backlog, sizeof backlog);
+    if (curve_) {
+      int server = 1;
+      zmq_setsockopt(s, ZMQ_CURVE_SERVER, &server, sizeof server);
+      zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve_->own.secret_key.c_str(), 40);
+      zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "psforge", 7);
+    }
     if (zmq_bind(s, endpoint.c_str()) != 0) {
       Status st = Unavailable(ZmqError("cannot bind " + endpoint));
       zmq_close(s);
@@ -180,10 +209,18 @@ class ZmqTransport final : public Transport {
     return std::unique_ptr<ServerSocket>(new ZmqServerSocket(s, bound));
   }
 
-  Result<std::unique_ptr<ClientSocket>> Connect(const std::string& endpoint) override {
+  Result<std::unique_ptr<ClientSocket>> Connect(const std::string& endpoint, const std::string& server_key) override {
+    if (curve_ && !IsCurveKey(server_key))
+      return FailedPrecondition("CURVE is on but the public key of " + endpoint + " is " +
+                                (server_key.empty() ? "unknown" : "not a CURVE key: '" + server_key + "'"));
     void* s = zmq_socket(context_, ZMQ_DEALER);
     if (!s) return Internal(ZmqError("zmq_socket"));
     SetCommonOptions(s);
+    if (curve_) {
+      zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server_key.c_str(), 40);
+      zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, curve_->own.public_key.c_str(), 40);
+      zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve_->own.secret_key.c_str(), 40);
+    }
     if (zmq_connect(s, endpoint.c_str()) != 0) {
       Status st = InvalidArgument(ZmqError("cannot connect to " + endpoint));
       zmq_close(s);
@@ -194,12 +231,21 @@ class ZmqTransport final : public Transport {
 
  private:
   void* context_;
+  const std::optional<CurveOptions> curve_;
+  std::unique_ptr<ZapHandler> zap_;
 };
 
 }  // namespace
 
+Result<std::unique_ptr<Transport>> Transport::CreateZmq(int io_threads, const std::optional<CurveOptions>& curve) {
+  if (curve && !zmq_has("curve")) return FailedPrecondition("this ZeroMQ library was built without CURVE");
+  auto transport = std::make_unique<ZmqTransport>(io_threads < 1 ? 1 : io_threads, curve);
+  if (curve) PSF_RETURN_IF_ERROR(transport->StartZap());
+  return std::unique_ptr<Transport>(std::move(transport));
+}
+
 std::unique_ptr<Transport> Transport::CreateZmq(int io_threads) {
-  return std::make_unique<ZmqTransport>(io_threads < 1 ? 1 : io_threads);
+  return std::make_unique<ZmqTransport>(io_threads < 1 ? 1 : io_threads, std::nullopt);
 }
 
 void RaiseOpenFileLimit() {

@@ -61,6 +61,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& config
   PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(options.bind));
   std::unique_ptr<Coordinator> c(
       new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));
+  c->transport_ = transport;
   if (!c->records_out_.error().empty()) return Unavailable(c->records_out_.error());
   PSF_RETURN_IF_ERROR(c->OpenStore());
   c->UpdateProgress(true);  // the first snapshot, before anyone has joined

@@ -73,6 +73,7 @@ class Coordinator {
     PeerRole role = PeerRole::kWorker;
     uint32_t id = 0;
     std::string endpoint;  // servers
+    std::string public_key;  // servers, under CURVE
     MemberState state = MemberState::kJoining;
     std::chrono::steady_clock::time_point last_seen;
     MemberProgress progress;
@@ -158,6 +159,7 @@ class Coordinator {
   const JobConfig config_;
   const int64_t records_, params_;
   std::unique_ptr<ServerSocket> socket_;
+  Transport* transport_ = nullptr;  // outlives this; says whether CURVE is on and which keys are the cluster's
   CoordinatorOptions options_;
   ShardPlan plan_;
   LeaseTable leases_;

@@ -60,7 +60,9 @@ int main(int argc, char** argv) {
   else if (options.run_dir.empty()) options.run_dir = DefaultRunDir(flags.config_path);
 
   psforge::RaiseOpenFileLimit();
-  auto transport = psforge::Transport::CreateZmq();
+  auto created = psforge::CreateTransport(config->security.key, config->security.cluster_keys);
+  if (!created.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", created.status().message().c_str()), 2;
+  auto transport = std::move(*created);
   auto coordinator = psforge::Coordinator::Create(*config, transport.get(), options);
   if (!coordinator.ok())
     return std::fprintf(stderr, "ps-coordinator: %s\n", coordinator.status().ToString().c_str()), 1;

@@ -20,6 +20,11 @@ void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
     return ReplyError(peer, h, InvalidArgument("only servers and workers join a job"));
   if (server && h.endpoint.empty())
     return ReplyError(peer, h, InvalidArgument("a server must say where workers reach it"));
+  // Under CURVE workers connect to a server with the key it registers with:
+  // it must be one of the cluster's (and the server's, or they cannot connect).
+  if (server && !transport_->public_key().empty() && !transport_->is_cluster_key(h.public_key))
+    return ReplyError(peer, h, InvalidArgument("a server at " + h.endpoint + " registered with public key '" +
+                                               h.public_key + "', which is not in the cluster key file"));
   auto& list = server ? servers_ : workers_;
   const int64_t wanted = server ? config_.cluster.servers : config_.cluster.workers;
   if (server) {
@@ -65,6 +70,7 @@ void Coordinator::TakePlace(Member* place, const std::string& peer, const WireHe
   fresh.role = h.role;
   fresh.id = place->id;
   fresh.endpoint = h.endpoint;
+  fresh.public_key = h.public_key;
   fresh.peer = peer;
   fresh.join_request = h.request_id;
   fresh.last_seen = Clock::now();
@@ -103,9 +109,11 @@ void Coordinator::AdmitWaitingMembers() {
 
 void Coordinator::WelcomeAll() {
   if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers) return;
-  std::vector<std::string> endpoints;
+  std::vector<std::string> endpoints, keys;
   for (const auto& s : servers_) endpoints.push_back(s.endpoint);
-  const std::string job = EncodeJob(config_, endpoints);
+  if (!transport_->public_key().empty())
+    for (const auto& s : servers_) keys.push_back(s.public_key);
+  const std::string job = EncodeJob(config_, endpoints, keys);
   for (auto* list : {&servers_, &workers_}) {
     for (Member& m : *list) {
       if (m.state != MemberState::kJoining) continue;

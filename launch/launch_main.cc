@@ -100,15 +100,23 @@ int main(int argc, char** argv) {
   coordinator_argv.insert(coordinator_argv.end(), {"--bind", endpoint});
   if (!resume && config->checkpoint.enabled()) coordinator_argv.push_back("--resume");
   supervisor.SetArgv(*coordinator, coordinator_argv);
-  for (int64_t i = 0; i < config->cluster.servers; ++i)
-    (void)supervisor.Start({"server " + std::to_string(i),
-                            {SiblingBinary(argv[0], "ps-server"), "--coordinator", endpoint},
+  // CURVE: the members on this host share its key pair.
+  std::vector<std::string> keys;
+  if (config->security.curve())
+    keys = {"--key", config->security.key, "--cluster-keys", config->security.cluster_keys};
+  for (int64_t i = 0; i < config->cluster.servers; ++i) {
+    std::vector<std::string> server{SiblingBinary(argv[0], "ps-server"), "--coordinator", endpoint};
+    server.insert(server.end(), keys.begin(), keys.end());
+    (void)supervisor.Start({"server " + std::to_string(i), server,
                             run_dir + "/logs/server-" + std::to_string(i) + ".log", 3});
-  for (int64_t i = 0; i < config->cluster.workers; ++i)
-    (void)supervisor.Start({"worker " + std::to_string(i),
-                            {SiblingBinary(argv[0], "ps-worker"), "--coordinator", endpoint,
-                             "--summary", run_dir + "/logs/worker-" + std::to_string(i) + ".json"},
+  }
+  for (int64_t i = 0; i < config->cluster.workers; ++i) {
+    std::vector<std::string> worker{SiblingBinary(argv[0], "ps-worker"), "--coordinator", endpoint,
+                                    "--summary", run_dir + "/logs/worker-" + std::to_string(i) + ".json"};
+    worker.insert(worker.end(), keys.begin(), keys.end());
+    (void)supervisor.Start({"worker " + std::to_string(i), worker,
                             run_dir + "/logs/worker-" + std::to_string(i) + ".log", 3});
+  }
 
   // The job is over when the coordinator exits; the others follow it.
   bool stopping = false;

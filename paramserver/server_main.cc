@@ -19,6 +19,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_flags.h"
 #include "common/coordinator_link.h"
 #include "common/dataset.h"
 #include "common/model_spec.h"
@@ -61,12 +62,16 @@ int main(int argc, char** argv) {
   app.add_option("--connect-timeout", connect_timeout_s,
                  "seconds to wait for the coordinator (at start, and when it goes silent)")
       ->check(CLI::PositiveNumber);
+  psforge::CurveFlags curve;
+  psforge::AddCurveFlags(&app, &curve);
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
 
   psforge::RaiseOpenFileLimit();
-  auto transport = psforge::Transport::CreateZmq();
+  auto created = psforge::CreateTransport(curve.key, curve.cluster_keys);
+  if (!created.ok()) return Fail(created.status());
+  auto transport = std::move(*created);
   const auto connect_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(connect_timeout_s));
   // Each pass joins the job; when the coordinator restarts (it no longer

@@ -51,7 +51,8 @@ PsClient::Deadline PsClient::NewDeadline() const {
 Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const ModelSpec& spec,
                                                     const ClusterOptions& cluster, uint32_t worker,
                                                     const std::vector<std::string>& endpoints,
-                                                    uint32_t generation, int64_t first_step) {
+                                                    uint32_t generation, int64_t first_step,
+                                                    const std::vector<std::string>& server_keys) {
   if (static_cast<int64_t>(endpoints.size()) != cluster.servers)
     return InvalidArgument(std::to_string(endpoints.size()) + " server endpoints given but cluster.servers is " +
                            std::to_string(cluster.servers));
@@ -60,7 +61,7 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
                            std::to_string(cluster.workers) + ") (cluster.workers)");
   std::vector<Server> servers;
   for (std::size_t i = 0; i < endpoints.size(); ++i) {
-    PSF_ASSIGN_OR_RETURN(auto socket, transport->Connect(endpoints[i]));
+    PSF_ASSIGN_OR_RETURN(auto socket, transport->Connect(endpoints[i], i < server_keys.size() ? server_keys[i] : ""));
     Server s;
     s.socket = std::move(socket);
     s.range = PartitionKeys(spec.num_params(), cluster.servers, i);

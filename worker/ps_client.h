@@ -48,7 +48,8 @@ class PsClient final : public ParameterClient {
   static Result<std::unique_ptr<PsClient>> Connect(Transport* transport, const ModelSpec& spec,
                                                    const ClusterOptions& cluster, uint32_t worker,
                                                    const std::vector<std::string>& endpoints,
-                                                   uint32_t generation = 0, int64_t first_step = 0);
+                                                   uint32_t generation = 0, int64_t first_step = 0,
+                                                   const std::vector<std::string>& server_keys = {});
   // Checked while a reply is awaited (every 100 ms at most): a non-OK
   // status ends the wait with it (the job restarted, say).
   void SetInterrupt(std::function<Status()> interrupt) { interrupt_ = std::move(interrupt); }

@@ -58,10 +58,10 @@ Status SaveWeights(std::span<const float> weights, const std::string& path) {
   return Status::Ok();
 }
 
-Result<TrainResult> RunClusterWorker(const std::string& coordinator, double connect_timeout_s,
+Result<TrainResult> RunClusterWorker(const std::string& coordinator, const CurveFlags& curve, double connect_timeout_s,
                                      const std::string& save_weights, JobConfig* config,
                                      std::FILE* progress_out) {
-  auto transport = Transport::CreateZmq();
+  PSF_ASSIGN_OR_RETURN(auto transport, CreateTransport(curve.key, curve.cluster_keys));
   // Chaos testing: PSFORGE_FAULTS (fault_transport.h) makes the messages to
   // and from the servers get lost, duplicated, delayed and reordered, or
   // this worker die between its pushes to two servers.
@@ -70,7 +70,8 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
   if (const char* spec = std::getenv("PSFORGE_FAULTS"); spec && *spec) {
     PSF_ASSIGN_OR_RETURN(faults, ParseFaultOptions(spec));
     if (faults.any()) {
-      faulty = WithFaults(Transport::CreateZmq(), faults);
+      PSF_ASSIGN_OR_RETURN(auto inner, CreateTransport(curve.key, curve.cluster_keys));
+      faulty = WithFaults(std::move(inner), faults);
       std::fprintf(progress_out ? progress_out : stderr, "ps-worker: injecting faults into server traffic: %s\n", spec);
     }
   }
@@ -113,7 +114,8 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, double conn
       }
       PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(faulty ? faulty.get() : transport.get(), p->spec,
                                                           config->cluster, job.id,
-                                                          job.servers, job.generation, job.step));
+                                                          job.servers, job.generation, job.step,
+                                                          job.server_keys));
       // A restart (Aborted) or the coordinator's stop (Cancelled: this
       // worker was declared dead, or the job ended) ends any wait on a
       // server or on the coordinator (a lease asked of one that died).

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli_flags.h"
 #include "common/config.h"
 #include "worker/trainer.h"
 
@@ -19,7 +20,7 @@ Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progres
 // leaves. `config` is filled with the job's config. When this worker runs
 // the final evaluation and `save_weights` is set, the final weights are
 // written there (raw little-endian float32, the model's flattened key order).
-Result<TrainResult> RunClusterWorker(const std::string& coordinator, double connect_timeout_s,
+Result<TrainResult> RunClusterWorker(const std::string& coordinator, const CurveFlags& curve, double connect_timeout_s,
                                      const std::string& save_weights, JobConfig* config,
                                      std::FILE* progress_out);
 

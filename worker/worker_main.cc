@@ -25,9 +25,11 @@ int main(int argc, char** argv) {
   std::string save_weights;
   app.add_option("--save-weights", save_weights,
                  "if this worker runs the final evaluation, write the final weights here (raw float32)");
+  psforge::CurveFlags curve;
+  psforge::AddCurveFlags(&app, &curve);
   CLI11_PARSE(app, argc, argv);
 
   psforge::JobConfig config;
-  auto result = psforge::RunClusterWorker(coordinator, connect_timeout_s, save_weights, &config, stderr);
+  auto result = psforge::RunClusterWorker(coordinator, curve, connect_timeout_s, save_weights, &config, stderr);
   return psforge::ReportResult("ps-worker", result, config, summary);
 }

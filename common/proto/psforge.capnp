@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 7;
+const schemaVersion :UInt16 = 8;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -81,10 +81,12 @@ struct Error {
 }
 
 # To the coordinator; answered by Welcome plus one payload frame: the job as
-# JSON ({"config": ..., "servers": [endpoint, ...]}).
+# JSON ({"config": ..., "servers": [endpoint, ...], and under CURVE
+# "server_keys": [public key, ...]}).
 struct Register {
   role @0 :Role;
   endpoint @1 :Text;    # server: where workers reach it
+  publicKey @2 :Text;   # server, under CURVE: its public key (Z85), which workers connect with
 }
 # The header's generation is the job's: the coordinator starts a new one each
 # time the job (re)starts from a checkpoint. Workers start at `step`; servers

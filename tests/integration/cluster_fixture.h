@@ -31,7 +31,8 @@ struct TestCluster {
 // then `servers` servers; returns once every server is serving.
 inline TestCluster StartCluster(const std::string& config, int servers,
                                 std::vector<std::string> sets,
-                                const std::vector<std::string>& coordinator_args = {}) {
+                                const std::vector<std::string>& coordinator_args = {},
+                                const std::vector<std::string>& server_args = {}) {
   TestCluster c;
   sets.push_back("cluster.servers=" + std::to_string(servers));
   std::vector<std::string> argv{BinPath("ps-coordinator"), "--config", config, "--no-run-dir"};
@@ -41,10 +42,11 @@ inline TestCluster StartCluster(const std::string& config, int servers,
   auto endpoint = c.coordinator->WaitForLine(std::regex("listening on (\\S+)"), std::chrono::seconds(60));
   EXPECT_TRUE(endpoint.has_value()) << "the coordinator did not start: " << c.coordinator->Stderr();
   c.coordinator_endpoint = endpoint.value_or("tcp://127.0.0.1:1");
-  for (int i = 0; i < servers; ++i)
-    c.servers.push_back({std::make_unique<ChildProcess>(std::vector<std::string>{
-                             BinPath("ps-server"), "--coordinator", c.coordinator_endpoint}),
-                         ""});
+  for (int i = 0; i < servers; ++i) {
+    std::vector<std::string> server{BinPath("ps-server"), "--coordinator", c.coordinator_endpoint};
+    server.insert(server.end(), server_args.begin(), server_args.end());
+    c.servers.push_back({std::make_unique<ChildProcess>(server), ""});
+  }
   for (auto& s : c.servers) {
     auto line = s.process->WaitForLine(std::regex("listening on (\\S+)"), std::chrono::seconds(60));
     EXPECT_TRUE(line.has_value()) << "a server did not start: " << s.process->Stderr();
