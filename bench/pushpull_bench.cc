@@ -1,16 +1,19 @@
 // Push/pull throughput of psforge's parameter servers against raw ZeroMQ for
 // the same message sizes over the same transport, measured in the same run.
 //
-//   pushpull_bench [--seconds S] [--runs N]
+//   pushpull_bench [--seconds S] [--runs N] [--curve]
 //
 // psforge: one worker (PsClient) and 1 or 2 ParamServers (BSP, SGD, each in
 // its own thread) over tcp loopback; one step = push the whole gradient, pull
 // the whole model: 2 x size bytes moved. Raw: a DEALER sends `size` bytes
 // zero-copy from a reused buffer to a ROUTER thread that answers with `size`
 // bytes zero-copy from its reused buffer: the same bytes, no parameter work.
+// --curve: psforge with ZeroMQ CURVE (encrypted, authenticated) against
+// psforge without, interleaved in the same run.
 #include <zmq.h>
 
 #include <algorithm>
+#include <optional>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include "bench/min_med_max.h"
+#include "common/curve.h"
 #include "common/process_setup.h"
 #include "paramserver/server.h"
 #include "worker/ps_client.h"
@@ -88,7 +92,7 @@ double RawZmq(int64_t bytes, double seconds) {
 }
 
 // GB/s of psforge push + pull steps.
-double Psforge(int64_t floats, int servers, double seconds) {
+double Psforge(int64_t floats, int servers, double seconds, bool curve = false) {
   psforge::JobConfig config;
   config.model.kind = psforge::ModelKind::kLinearRegression;
   config.optimizer.kind = psforge::OptimizerKind::kSgd;
@@ -96,7 +100,12 @@ double Psforge(int64_t floats, int servers, double seconds) {
   config.cluster.servers = servers;
   config.cluster.workers = 1;
   auto spec = std::move(psforge::ModelSpec::FromConfig(config.model, floats - 1)).value();
-  auto transport = psforge::Transport::CreateZmq();
+  std::optional<psforge::CurveOptions> keys;
+  if (curve) {  // one key pair for both ends: they are the cluster
+    auto pair = std::move(psforge::GenerateCurveKeyPair()).value();
+    keys = psforge::CurveOptions{pair, {{"coordinator", pair.public_key}}, "(generated)"};
+  }
+  auto transport = std::move(psforge::Transport::CreateZmq(1, keys)).value();
   std::atomic<bool> stop{false};
   std::vector<std::unique_ptr<psforge::ParamServer>> ps;
   std::vector<std::string> endpoints;
@@ -107,7 +116,9 @@ double Psforge(int64_t floats, int servers, double seconds) {
   }
   std::vector<std::thread> threads;
   for (auto& s : ps) threads.emplace_back([&, p = s.get()] { (void)p->Serve(stop); });
-  auto client = std::move(psforge::PsClient::Connect(transport.get(), spec, config.cluster, 0, endpoints)).value();
+  const std::vector<std::string> server_keys(curve ? servers : 0, transport->public_key());
+  auto client = std::move(psforge::PsClient::Connect(transport.get(), spec, config.cluster, 0, endpoints, 0, 0,
+                                                     server_keys)).value();
   std::vector<float> weights(floats), grad(floats, 0.5f);
   int64_t step = 0;
   (void)client->Pull(0, weights);
@@ -138,9 +149,31 @@ double Psforge(int64_t floats, int servers, double seconds) {
 int main(int argc, char** argv) {
   double seconds = 2;
   int runs = 3;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);
+  bool curve = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--curve")) curve = true;
+    if (i + 1 < argc && !std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
+    if (i + 1 < argc && !std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);
+  }
+  if (curve) {
+    std::printf("%d interleaved runs of %.1f s each; GB/s counts bytes pushed plus pulled\n\n", runs, seconds);
+    std::printf("| size | servers | CURVE off GB/s min / median / max | CURVE on GB/s min / median / max "
+                "| on / off min / median / max |\n|---|---|---|---|---|\n");
+    for (int64_t floats : {int64_t{397510}, int64_t{16} << 20}) {
+      for (int servers : {1, 2}) {
+        std::vector<double> off, on, ratio;
+        for (int r = 0; r < runs; ++r) {
+          off.push_back(Psforge(floats, servers, seconds, false));
+          on.push_back(Psforge(floats, servers, seconds, true));
+          ratio.push_back(on.back() / off.back());
+        }
+        std::printf("| %s | %d | %s | %s | %s |\n", floats == 397510 ? "1.6 MB" : "64 MB", servers,
+                    psforge::MinMedMax(off, "%.2f").c_str(), psforge::MinMedMax(on, "%.2f").c_str(),
+                    psforge::MinMedMax(ratio, "%.2f").c_str());
+        std::fflush(stdout);
+      }
+    }
+    return 0;
   }
   std::printf("allocator %s (both sides), %d interleaved runs of %.1f s each; GB/s counts bytes pushed plus pulled\n\n",
               psforge::AllocatorName(), runs, seconds);
