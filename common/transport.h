@@ -89,8 +89,6 @@ class Transport {
   virtual std::string public_key() const { return {}; }
   virtual std::string cluster_key(const std::string& /*name*/) const { return {}; }
   virtual bool is_cluster_key(const std::string& /*key*/) const { return false; }
-  // CURVE: connections refused so far (peers without a cluster key).
-  virtual uint64_t refused_connections() const { return 0; }
 };
 
 }  // namespace psforge

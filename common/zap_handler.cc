@@ -86,10 +86,7 @@ void ZapHandler::Answer() {
       text = "public key not in the cluster key file";
     }
   }
-  if (status == "200") {
-    ++accepted_;
-  } else {
-    ++refused_;
+  if (status != "200") {
     // Once per address and key: a refused peer that keeps reconnecting does not flood the log.
     const std::string host = address + " " + key;
     if (logged_.size() < 4096 && logged_.insert(host).second)

@@ -26,9 +26,6 @@ class ZapHandler {
   ZapHandler(const ZapHandler&) = delete;
   ZapHandler& operator=(const ZapHandler&) = delete;
 
-  uint64_t accepted() const { return accepted_.load(); }
-  uint64_t refused() const { return refused_.load(); }
-
  private:
   ZapHandler(void* socket, const std::map<std::string, std::string>& cluster, std::string cluster_file);
   void Run();
@@ -39,7 +36,6 @@ class ZapHandler {
   const std::string cluster_file_;
   std::set<std::string> logged_;  // "address key" already reported (handler thread only)
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> accepted_{0}, refused_{0};
   std::thread thread_;
 };
 

@@ -180,7 +180,6 @@ class ZmqTransport final : public Transport {
       if (k == key) return true;
     return false;
   }
-  uint64_t refused_connections() const override { return zap_ ? zap_->refused() : 0; }
 
   Result<std::unique_ptr<ServerSocket>> Bind(const std::string& endpoint) override {
     void* s = zmq_socket(context_, ZMQ_ROUTER);
