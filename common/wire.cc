@@ -134,6 +134,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
         positions[i].setWorker(h.positions[i].worker);
         positions[i].setLease(h.positions[i].lease);
         positions[i].setLeaseOffset(h.positions[i].lease_offset);
+        positions[i].setStep(h.positions[i].step);
       }
       break;
     }
@@ -275,7 +276,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         if (!status.ok()) break;
         for (auto a : b.getAudit())
           h.audit.push_back({a.getEpoch(), a.getRecords(), a.getIdSum(), a.getIdSquareSum()});
-        for (auto p : b.getPositions()) h.positions.push_back({p.getWorker(), p.getLease(), p.getLeaseOffset()});
+        for (auto p : b.getPositions()) h.positions.push_back({p.getWorker(), p.getLease(), p.getLeaseOffset(), p.getStep()});
         break;
       }
       case proto::Header::Body::WELCOME:

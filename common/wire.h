@@ -18,7 +18,7 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 8;
+inline constexpr uint16_t kWireSchemaVersion = 9;
 // No valid header comes near this (the largest, a server's heartbeat with
 // full lists, is under 9 KiB); anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 16384;
@@ -59,6 +59,7 @@ struct DataPosition {
   uint32_t worker = 0;
   uint64_t lease = 0;
   int64_t lease_offset = 0;
+  int64_t step = -1;  // the step of the push that set it; -1: none (restored positions carry none)
   bool operator==(const DataPosition&) const = default;
 };
 

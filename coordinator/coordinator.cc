@@ -383,17 +383,10 @@ void Coordinator::CheckLiveness() {
         AdmitWaitingMembers();
         return;
       }
-      m.removal = static_cast<int64_t>(removed_.size());
-      removed_.push_back(m.id);
-      // Where its data stopped: the servers say so once they have removed it
-      // (an earlier report is of its predecessor in this place).
-      for (Member& s : servers_) s.positions.erase(m.id);
-      awaiting_positions_.push_back(m.id);
-      Log(who + " declared dead: no heartbeat for " + why + "; servers stop " +
-          "waiting for it, and its " + std::to_string(leases_.HeldBy(m.id)) +
-          " leases return to the pool from where the servers say its data stopped");
+      RemoveWorker(&m, who + " declared dead: no heartbeat for " + why);
     }
   }
+  DeclareUntakenPlacesDead();
   const bool all_joined = static_cast<int64_t>(workers_.size()) == config_.cluster.workers;
   // Workers still waiting for their welcome (the servers are not all there
   // yet) are as much alive as those training.
@@ -559,59 +552,6 @@ void Coordinator::EndJob(Status outcome) {
       Log("metrics: " + records_out_.metrics_path());
       Log(records_out_.Plot());
     }
-  }
-}
-
-void Coordinator::ReturnDeadWorkersLeases() {
-  for (auto it = awaiting_positions_.begin(); it != awaiting_positions_.end();) {
-    const uint32_t w = *it;
-    // Each server's last position of w, ordered by w's leases: the earliest
-    // one is what every server has applied.
-    std::optional<DataPosition> earliest;
-    std::string reports;
-    bool all = true, agree = true;
-    for (const Member& s : servers_) {
-      auto p = s.positions.find(w);
-      if (p == s.positions.end()) {
-        all = false;
-        break;
-      }
-      reports += (reports.empty() ? "" : ", ") + std::string("server ") + std::to_string(s.id) + " lease " +
-                 std::to_string(p->second.lease) + " record " + std::to_string(p->second.lease_offset);
-      auto key = [&](const DataPosition& d) {
-        return std::make_pair(leases_.GrantOrder(w, d.lease), d.lease_offset);
-      };
-      if (earliest && !(*earliest == p->second)) agree = false;
-      if (!earliest || key(p->second) < key(*earliest)) earliest = p->second;
-    }
-    if (!all || job_over_) {
-      ++it;
-      continue;
-    }
-    it = awaiting_positions_.erase(it);
-    if (!agree && store_) {
-      // Its last batch is in some servers' weights and not in others':
-      // resuming from either position would apply it twice or never on
-      // some server. A checkpoint committed before its last heartbeat
-      // predates that batch (a later one may hold it on some servers only).
-      return RollBack("worker " + std::to_string(w) + " died between its pushes to different servers (" + reports +
-                          "); every server goes back to a checkpoint from before so that no record is applied twice",
-                      workers_[w].committed_when_seen);
-    }
-    if (!agree)
-      Log("worker " + std::to_string(w) + " died between its pushes to different servers (" + reports +
-          "); its leases resume from the earliest, so some servers apply its last batch twice (with checkpoints "
-          "on, the job would go back to the last committed one instead)");
-    LeaseTable::Returned r = leases_.ReturnLeases(w, *earliest);
-    Log("worker " + std::to_string(w) + "'s leases: " + std::to_string(r.completed) + " complete, " +
-        std::to_string(r.partial) + " resume at record " + std::to_string(r.partial > 0 ? earliest->lease_offset : 0) +
-        " of the shard, " + std::to_string(r.whole) + " back to the pool whole");
-    if (r.epoch_completed > 0) {
-      Log("epoch " + std::to_string(r.epoch_completed) + "/" + std::to_string(config_.training.epochs) +
-          " complete with worker " + std::to_string(w) + "'s last leases");
-      if (r.epoch_completed < config_.training.epochs) pending_evaluation_ = r.epoch_completed;
-    }
-    RetryParkedLeases(false);
   }
 }
 

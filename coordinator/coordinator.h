@@ -126,6 +126,12 @@ class Coordinator {
   // Registrations waiting for a place: each takes the next one freed.
   void AdmitWaitingMembers();
   void CheckLiveness();
+  // A worker declared dead: the servers stop waiting for it, and its leases
+  // return to the pool once they say where its data stopped.
+  void RemoveWorker(Member* m, const std::string& why);
+  // After a rollback: worker places not taken again within the peer timeout
+  // of the generation's start are dead (nobody restarted their worker).
+  void DeclareUntakenPlacesDead();
   // Starts generation `generation_` from restore_step_ (a resumed job, or
   // every server rolling back after one died).
   void Restart(const std::string& why);
@@ -180,6 +186,8 @@ class Coordinator {
   uint32_t generation_ = 1;
   int64_t restore_step_ = 0;                   // the step the generation started from
   bool collecting_ = false;                    // waiting for the servers to load it
+  bool rolled_back_ = false;                   // a generation of this process started from a rollback
+  std::chrono::steady_clock::time_point rejoin_deadline_{};  // then: places untaken by this are dead
   std::chrono::steady_clock::time_point collecting_since_{};
   std::vector<CommittedCheckpoint> candidates_;  // committed checkpoints to try, ascending
   int64_t restarts_ = 0;

@@ -1,6 +1,8 @@
-// The coordinator's membership: registration, welcomes, and members that
-// take the place of dead ones (coordinator.h).
+// The coordinator's membership: registration, welcomes, members that take
+// the place of dead ones, and the leases of dead workers (coordinator.h).
 #include <algorithm>
+#include <cstdio>
+#include <limits>
 
 #include "coordinator/coordinator.h"
 
@@ -129,6 +131,95 @@ void Coordinator::WelcomeAll() {
       m.last_seen = Clock::now();
       if (m.role == PeerRole::kWorker && started_ == Clock::time_point{}) started_ = Clock::now();
     }
+  }
+}
+
+void Coordinator::RemoveWorker(Member* m, const std::string& why) {
+  m->state = MemberState::kDead;
+  m->removal = static_cast<int64_t>(removed_.size());
+  removed_.push_back(m->id);
+  // Where its data stopped: the servers say so once they have removed it
+  // (an earlier report is of its predecessor in this place).
+  for (Member& s : servers_) s.positions.erase(m->id);
+  awaiting_positions_.push_back(m->id);
+  Log(why + "; servers stop waiting for it, and its " + std::to_string(leases_.HeldBy(m->id)) +
+      " leases return to the pool from where the servers say its data stopped");
+}
+
+void Coordinator::DeclareUntakenPlacesDead() {
+  if (rejoin_deadline_ == Clock::time_point{} || collecting_ || Clock::now() < rejoin_deadline_) return;
+  rejoin_deadline_ = {};
+  while (static_cast<int64_t>(workers_.size()) < config_.cluster.workers) {
+    Member place;
+    place.id = static_cast<uint32_t>(workers_.size());
+    place.last_seen = Clock::now();
+    workers_.push_back(place);
+    char why[160];
+    std::snprintf(why, sizeof why, "worker %u declared dead: nobody took its place in generation %u within %g s of its start (cluster.peer_timeout_s)",
+                  place.id, generation_, config_.cluster.peer_timeout_s);
+    RemoveWorker(&workers_.back(), why);
+  }
+}
+
+void Coordinator::ReturnDeadWorkersLeases() {
+  for (auto it = awaiting_positions_.begin(); it != awaiting_positions_.end();) {
+    const uint32_t w = *it;
+    // Each server's last position of w, ordered by w's leases: the earliest
+    // one is what every server has applied.
+    std::optional<DataPosition> earliest;
+    std::string reports;
+    bool all = true, agree = true;
+    // The first step of w's that some server lacks (each server took in w's
+    // pushes in order); unknown (-1) when a server has none of its steps.
+    int64_t first_missing = std::numeric_limits<int64_t>::max();
+    for (const Member& s : servers_) {
+      auto p = s.positions.find(w);
+      if (p == s.positions.end()) {
+        all = false;
+        break;
+      }
+      reports += (reports.empty() ? "" : ", ") + std::string("server ") + std::to_string(s.id) + " lease " +
+                 std::to_string(p->second.lease) + " record " + std::to_string(p->second.lease_offset);
+      auto key = [&](const DataPosition& d) {
+        return std::make_pair(leases_.GrantOrder(w, d.lease), d.lease_offset);
+      };
+      if (earliest && key(*earliest) != key(p->second)) agree = false;
+      if (!earliest || key(p->second) < key(*earliest)) earliest = p->second;
+      first_missing = p->second.step < 0 ? -1 : std::min(first_missing, p->second.step + 1);
+    }
+    if (!all || job_over_) {
+      ++it;
+      continue;
+    }
+    it = awaiting_positions_.erase(it);
+    if (!agree && store_) {
+      // Its last batch is in some servers' weights and not in others':
+      // resuming from either position would apply it twice or never on
+      // some server. A checkpoint committed before its last heartbeat
+      // predates that batch (a later one may hold it on some servers only);
+      // under BSP, so does every checkpoint up to the first step a server
+      // lacks (version v holds the steps before v).
+      int64_t before = workers_[w].committed_when_seen;
+      if (config_.cluster.consistency == Consistency::kBsp && first_missing > 0)
+        before = std::max(before, first_missing);
+      return RollBack("worker " + std::to_string(w) + " died between its pushes to different servers (" + reports +
+                          "); every server goes back to a checkpoint from before so that no record is applied twice",
+                      before);
+    }
+    if (!agree)
+      Log("worker " + std::to_string(w) + " died between its pushes to different servers (" + reports +
+          "); its leases resume from the earliest, so some servers apply its last batch twice (with checkpoints "
+          "on, the job would go back to the last committed one instead)");
+    LeaseTable::Returned r = leases_.ReturnLeases(w, *earliest);
+    Log("worker " + std::to_string(w) + "'s leases: " + std::to_string(r.completed) + " complete, " +
+        std::to_string(r.partial) + " resume at record " + std::to_string(r.partial > 0 ? earliest->lease_offset : 0) +
+        " of the shard, " + std::to_string(r.whole) + " back to the pool whole");
+    if (r.epoch_completed > 0) {
+      Log("epoch " + std::to_string(r.epoch_completed) + "/" + std::to_string(config_.training.epochs) +
+          " complete with worker " + std::to_string(w) + "'s last leases");
+      if (r.epoch_completed < config_.training.epochs) pending_evaluation_ = r.epoch_completed;
+    }
+    RetryParkedLeases(false);
   }
 }
 

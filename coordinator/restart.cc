@@ -117,6 +117,7 @@ Status Coordinator::Record(const Status& s) {
 void Coordinator::RollBack(const std::string& why, int64_t at_most) {
   ++generation_;
   ++restarts_;
+  rolled_back_ = true;
   restore_step_ = std::min(committed_checkpoint_, at_most);
   if (store_) {
     auto committed = store_->Committed();
@@ -220,6 +221,8 @@ void Coordinator::FinishRestart() {
       if (e.epoch <= leases_.epochs_completed()) history_.push_back(e);
   }
   collecting_ = false;
+  if (rolled_back_) rejoin_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                          std::chrono::duration<double>(config_.cluster.peer_timeout_s));
   Log("generation " + std::to_string(generation_) + ": every server has loaded " +
       (restore_step_ > 0 ? "the checkpoint at step " + std::to_string(restore_step_) : "the initial weights") +
       "; the data resumes in epoch " + std::to_string(std::min(state.epoch, config_.training.epochs)) + " with " +

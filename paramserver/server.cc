@@ -237,7 +237,7 @@ MemberProgress ParamServer::Progress() const {
 
 void ParamServer::Account(const WireHeader& push) {
   const DataMark& mark = push.mark;
-  if (mark.lease != 0) positions_[push.sender] = {push.sender, mark.lease, mark.lease_offset};
+  if (mark.lease != 0) positions_[push.sender] = {push.sender, mark.lease, mark.lease_offset, push.step};
   if (mark.epoch <= 0 || push.samples <= 0) return;
   EpochAudit& a = audit_[mark.epoch];
   a.epoch = mark.epoch;

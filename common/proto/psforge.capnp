@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 8;
+const schemaVersion :UInt16 = 9;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -68,6 +68,7 @@ struct DataPosition {
   worker @0 :UInt32;
   lease @1 :UInt64;
   leaseOffset @2 :Int64;
+  step @3 :Int64;       # the step of the push that brought it here; -1: none
 }
 
 struct PushAck {

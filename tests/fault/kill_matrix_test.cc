@@ -4,7 +4,7 @@
 // committed step lost, every record trained once an epoch and nothing left
 // running; BSP runs that roll back end with the undisturbed run's weights,
 // and the run that loses workers with at least its accuracy (less 0.5
-// points). The time from each kill to training resuming is printed.
+// points, under the spread of data orders: AccuracyFloor). The time from each kill to training resuming is printed.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -154,7 +154,8 @@ TEST(KillMatrix, WorkersKilledAtTwoSeededSteps) {
   EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>())
       << summary["audit"].dump(2) << job.cluster.coordinator->Stdout() << job.cluster.servers[0].process->Stderr()
       << job.cluster.servers[1].process->Stderr();
-  EXPECT_GE(summary["test_accuracy"].get<double>(), expected - 0.005) << job.cluster.coordinator->Stdout();
+  EXPECT_GE(summary["test_accuracy"].get<double>(), AccuracyFloor(reference, expected))
+      << job.cluster.coordinator->Stdout();
 }
 
 }  // namespace
