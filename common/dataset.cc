@@ -39,6 +39,25 @@ class GzFile {
     return Status::Ok();
   }
 
+  // Reads exactly n bytes into *out, growing it as they arrive: a header
+  // may claim more than the file holds, and nothing is allocated for bytes
+  // that are not there.
+  Status ReadGrowing(std::vector<unsigned char>* out, std::size_t n, const char* what) {
+    constexpr std::size_t kStep = std::size_t{64} << 20;
+    out->clear();
+    while (out->size() < n) {
+      const std::size_t done = out->size(), chunk = std::min(n - done, kStep);
+      out->resize(done + chunk);
+      int got = gzread(f_, out->data() + done, static_cast<unsigned>(chunk));
+      if (got < 0) return Corrupt();
+      out->resize(done + static_cast<std::size_t>(got));
+      if (got == 0)
+        return DataLoss(path_ + ": truncated: expected " + std::to_string(n) + " bytes of " + what +
+                        ", file ends after " + std::to_string(done));
+    }
+    return Status::Ok();
+  }
+
   Status ExpectEnd() {
     unsigned char extra;
     int got = gzread(f_, &extra, 1);
@@ -106,14 +125,14 @@ Result<Dataset> ReadIdx(const std::string& images_path, const std::string& label
   Dataset d;
   d.rows = idims[0];
   d.features = static_cast<int64_t>(features);
-  std::vector<unsigned char> bytes(d.rows * d.features);
-  PSF_RETURN_IF_ERROR(images.ReadExactly(bytes.data(), bytes.size(), "pixels"));
+  std::vector<unsigned char> bytes;
+  PSF_RETURN_IF_ERROR(images.ReadGrowing(&bytes, d.rows * d.features, "pixels"));
   PSF_RETURN_IF_ERROR(images.ExpectEnd());
   d.x.resize(bytes.size());
   for (std::size_t i = 0; i < bytes.size(); ++i) d.x[i] = bytes[i] * scale;
 
-  std::vector<unsigned char> lab(d.rows);
-  PSF_RETURN_IF_ERROR(labels.ReadExactly(lab.data(), lab.size(), "labels"));
+  std::vector<unsigned char> lab;
+  PSF_RETURN_IF_ERROR(labels.ReadGrowing(&lab, d.rows, "labels"));
   PSF_RETURN_IF_ERROR(labels.ExpectEnd());
   d.targets.assign(lab.begin(), lab.end());
   return d;

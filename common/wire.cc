@@ -265,18 +265,21 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         status = ReadList(b.getRemoved(), "heartbeat.removed", &h.removed);
         if (status.ok() && h.checkpoint_at < 0)
           status = InvalidArgument("heartbeat.checkpointAt is " + std::to_string(h.checkpoint_at) + ", negative");
-        if (status.ok() && b.getAudit().size() > kMaxAuditEntries)
-          status = InvalidArgument("heartbeat audits " + std::to_string(b.getAudit().size()) +
-                                   " epochs, more than " + std::to_string(kMaxAuditEntries));
-        if (status.ok() && b.getPositions().size() > kMaxListEntries)
-          status = InvalidArgument("heartbeat lists " + std::to_string(b.getPositions().size()) +
-                                   " positions, more than " + std::to_string(kMaxListEntries));
+        // Each list is fetched once: every get counts its words against the
+        // traversal limit again, so a full list read twice would not fit.
+        auto audit = b.getAudit();
+        auto positions = b.getPositions();
+        if (status.ok() && audit.size() > kMaxAuditEntries)
+          status = InvalidArgument("heartbeat audits " + std::to_string(audit.size()) + " epochs, more than " +
+                                   std::to_string(kMaxAuditEntries));
+        if (status.ok() && positions.size() > kMaxListEntries)
+          status = InvalidArgument("heartbeat lists " + std::to_string(positions.size()) + " positions, more than " +
+                                   std::to_string(kMaxListEntries));
         if (status.ok() && static_cast<unsigned>(b.getRole()) > static_cast<unsigned>(proto::Role::COORDINATOR))
           status = InvalidArgument("unknown role");
         if (!status.ok()) break;
-        for (auto a : b.getAudit())
-          h.audit.push_back({a.getEpoch(), a.getRecords(), a.getIdSum(), a.getIdSquareSum()});
-        for (auto p : b.getPositions()) h.positions.push_back({p.getWorker(), p.getLease(), p.getLeaseOffset(), p.getStep()});
+        for (auto a : audit) h.audit.push_back({a.getEpoch(), a.getRecords(), a.getIdSum(), a.getIdSquareSum()});
+        for (auto p : positions) h.positions.push_back({p.getWorker(), p.getLease(), p.getLeaseOffset(), p.getStep()});
         break;
       }
       case proto::Header::Body::WELCOME:

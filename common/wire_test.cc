@@ -166,6 +166,30 @@ TEST(Wire, ANegativeCheckpointStepIsRefusedByName) {
   EXPECT_NE(d.status().message().find("heartbeat.checkpointAt is -5"), std::string::npos) << d.status().message();
 }
 
+// A server's heartbeat as full as it gets (found by fuzz_wire: the decoder
+// read the positions list twice, which counted it twice against the
+// traversal limit and refused the message).
+TEST(Wire, AHeartbeatWithEveryListFullRoundTrips) {
+  WireHeader h;
+  h.kind = MessageKind::kHeartbeat;
+  h.role = PeerRole::kServer;
+  h.text = "";
+  for (uint32_t w = 0; w < kMaxListEntries; ++w) {
+    h.positions.push_back({w, uint64_t{w} << 32, 64, 1000 + w});
+    h.removed.push_back(w);
+  }
+  for (int64_t e = 1; e <= static_cast<int64_t>(kMaxAuditEntries); ++e) h.audit.push_back({e, 60000, 1, 2});
+  std::vector<std::byte> buf;
+  EncodeHeader(h, &buf);
+  ASSERT_LE(buf.size(), kMaxHeaderBytes);
+  std::vector<uint64_t> scratch;
+  auto d = DecodeHeader(buf, &scratch);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->positions, h.positions);
+  EXPECT_EQ(d->removed, h.removed);
+  EXPECT_EQ(d->audit, h.audit);
+}
+
 TEST(Wire, GarbageTruncationAndOversizeAreErrorsNotCrashes) {
   std::vector<std::byte> buf;
   EncodeHeader(Push(), &buf);

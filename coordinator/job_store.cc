@@ -4,7 +4,10 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <charconv>
 #include <cstdio>
+#include <optional>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -33,9 +36,65 @@ Status FromRocks(const rocksdb::Status& s, const std::string& where, const std::
   return Unavailable(message);
 }
 
-uint64_t Number(const std::string& key, std::size_t at) { return std::stoull(key.substr(at, 20)); }
+// Keys are written by this file: 20 digits at `at`.
+uint64_t Number(const std::string& key, std::size_t at) {
+  uint64_t n = 0;
+  for (std::size_t i = at; i < key.size() && i < at + 20 && key[i] >= '0' && key[i] <= '9'; ++i)
+    n = n * 10 + static_cast<uint64_t>(key[i] - '0');
+  return n;
+}
+
+// A whole decimal number in `text` and nothing else.
+template <typename T>
+std::optional<T> Whole(std::string_view text) {
+  T v{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return v;
+}
 
 }  // namespace
+
+Result<LeaseState> DecodeGeneration(const std::string& value, const std::string& name) {
+  auto j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return DataLoss(name + " is damaged: not a JSON object");
+  try {
+    LeaseState state{j.at("epoch").get<int64_t>(), j.at("done").get<std::vector<int64_t>>(),
+                     j.at("partial").get<std::vector<std::pair<int64_t, int64_t>>>(), {}};
+    if (j.contains("owner")) state.owner = j.at("owner").get<std::map<int64_t, uint32_t>>();
+    return state;
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(name + " is damaged: " + e.what());
+  }
+}
+
+Result<GrantRecord> DecodeGrant(const std::string& value, const std::string& name) {
+  // "worker lease offset"
+  const auto a = value.find(' '), b = a == std::string::npos ? a : value.find(' ', a + 1);
+  if (b == std::string::npos) return DataLoss(name + " is damaged: '" + value.substr(0, 64) + "'");
+  auto worker = Whole<uint32_t>(std::string_view(value).substr(0, a));
+  auto lease = Whole<uint64_t>(std::string_view(value).substr(a + 1, b - a - 1));
+  auto offset = Whole<int64_t>(std::string_view(value).substr(b + 1));
+  if (!worker || !lease || !offset || *offset < 0) return DataLoss(name + " is damaged: '" + value.substr(0, 64) + "'");
+  return GrantRecord{*worker, *lease, *offset};
+}
+
+Result<uint32_t> DecodeCommitGeneration(const std::string& value, const std::string& name) {
+  auto g = Whole<uint32_t>(value);
+  if (!g) return DataLoss(name + " is damaged: generation '" + value.substr(0, 64) + "'");
+  return *g;
+}
+
+Result<EvaluationRecord> DecodeEvaluation(const std::string& value, const std::string& name) {
+  auto j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return DataLoss(name + " is damaged: not a JSON object");
+  try {
+    return EvaluationRecord{j.value("epoch", int64_t{0}), j.value("step", int64_t{0}), j.value("metric", 0.0),
+                            j.value("time_s", 0.0), false};
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(name + " is damaged: " + e.what());
+  }
+}
 
 JobStore::JobStore(std::unique_ptr<rocksdb::DB> db, std::string where)
     : db_(std::move(db)), where_(std::move(where)) {}
@@ -109,17 +168,7 @@ Result<LeaseState> JobStore::Base(uint32_t g) const {
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Key("gen/", g), &value);
   if (s.IsNotFound()) return DataLoss("job store " + where_ + ": generation " + std::to_string(g) + " is missing");
   PSF_RETURN_IF_ERROR(FromRocks(s, where_, "read generation " + std::to_string(g)));
-  auto j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object())
-    return DataLoss("job store " + where_ + ": generation " + std::to_string(g) + " is damaged");
-  try {
-    LeaseState state{j.at("epoch").get<int64_t>(), j.at("done").get<std::vector<int64_t>>(),
-                     j.at("partial").get<std::vector<std::pair<int64_t, int64_t>>>(), {}};
-    if (j.contains("owner")) state.owner = j.at("owner").get<std::map<int64_t, uint32_t>>();
-    return state;
-  } catch (const nlohmann::json::exception& e) {
-    return DataLoss("job store " + where_ + ": generation " + std::to_string(g) + " is damaged: " + e.what());
-  }
+  return DecodeGeneration(value, "job store " + where_ + ": generation " + std::to_string(g));
 }
 
 Status JobStore::AddGrant(uint32_t g, const GrantRecord& grant) {
@@ -133,13 +182,7 @@ Result<std::vector<GrantRecord>> JobStore::Grants(uint32_t g) const {
   PSF_ASSIGN_OR_RETURN(auto rows, Scan(GrantPrefix(g)));
   std::vector<GrantRecord> grants;
   for (const auto& [key, value] : rows) {
-    GrantRecord r;
-    unsigned long long lease = 0;
-    long long offset = 0;
-    if (std::sscanf(value.c_str(), "%u %llu %lld", &r.worker, &lease, &offset) != 3)
-      return DataLoss("job store " + where_ + ": grant " + key + " is damaged");
-    r.lease = lease;
-    r.offset = offset;
+    PSF_ASSIGN_OR_RETURN(GrantRecord r, DecodeGrant(value, "job store " + where_ + ": grant " + key));
     grants.push_back(r);
   }
   return grants;
@@ -161,8 +204,10 @@ Status JobStore::Commit(int64_t step, uint32_t g, int64_t keep) {
 Result<std::vector<CommittedCheckpoint>> JobStore::Committed() const {
   PSF_ASSIGN_OR_RETURN(auto rows, Scan("commit/"));
   std::vector<CommittedCheckpoint> out;
-  for (const auto& [key, value] : rows)
-    out.push_back({static_cast<int64_t>(Number(key, 7)), static_cast<uint32_t>(std::stoul(value))});
+  for (const auto& [key, value] : rows) {
+    PSF_ASSIGN_OR_RETURN(uint32_t g, DecodeCommitGeneration(value, "job store " + where_ + ": commit " + key));
+    out.push_back({static_cast<int64_t>(Number(key, 7)), g});
+  }
   return out;
 }
 
@@ -179,10 +224,8 @@ Result<std::vector<EvaluationRecord>> JobStore::Evaluations() const {
   PSF_ASSIGN_OR_RETURN(auto rows, Scan("eval/"));
   std::vector<EvaluationRecord> out;
   for (const auto& [key, value] : rows) {
-    auto j = nlohmann::json::parse(value, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return DataLoss("job store " + where_ + ": evaluation " + key + " is damaged");
-    out.push_back({j.value("epoch", int64_t{0}), j.value("step", int64_t{0}), j.value("metric", 0.0),
-                   j.value("time_s", 0.0), false});
+    PSF_ASSIGN_OR_RETURN(EvaluationRecord e, DecodeEvaluation(value, "job store " + where_ + ": evaluation " + key));
+    out.push_back(e);
   }
   return out;
 }

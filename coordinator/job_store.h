@@ -36,6 +36,15 @@ struct CommittedCheckpoint {
   uint32_t generation = 0;
 };
 
+// The store's records, decoded: a damaged one is a DataLoss naming it
+// (`name`: which record, for messages), never an exception. Free functions
+// so that the fuzzer (tests/fuzz/job_store_fuzz.cc) reaches them without a
+// database.
+Result<LeaseState> DecodeGeneration(const std::string& value, const std::string& name);
+Result<GrantRecord> DecodeGrant(const std::string& value, const std::string& name);
+Result<uint32_t> DecodeCommitGeneration(const std::string& value, const std::string& name);
+Result<EvaluationRecord> DecodeEvaluation(const std::string& value, const std::string& name);
+
 class JobStore {
  public:
   // Opens (creating it if missing) the store in directory `path`.

@@ -1,5 +1,7 @@
 #include "paramserver/param_store.h"
 
+#include "paramserver/checkpoint_format.h"
+
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -18,46 +20,7 @@
 namespace psforge {
 namespace {
 
-// Layout, the same in both stores (keys sort by checkpoint id):
-//   c/<id, 20 digits>/meta          the header below
-//   c/<id>/w/<chunk, 8 digits>      weights, at most kChunkFloats each
-//   c/<id>/s/<chunk>                optimizer state, likewise
-//   c/<id>/p                        positions, 24 bytes each, then the audit, 32 bytes an epoch
-// Chunks keep single values small (RocksDB holds a value whole in memory).
-constexpr int64_t kChunkFloats = int64_t{1} << 20;  // 4 MiB
-constexpr char kMagic[8] = {'P', 'S', 'F', 'C', 'K', 'P', 'T', '1'};
-
-struct Meta {
-  char magic[8];
-  int64_t id, version, begin, end, optimizer_steps;
-  int64_t weights, state, positions;  // element counts
-  uint32_t weights_crc, state_crc, positions_crc, meta_crc;  // meta_crc: over everything before it
-};
-static_assert(sizeof(Meta) == 88, "Meta is stored as its bytes: no padding");
-
-std::string Prefix(int64_t id) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "c/%020lld/", static_cast<long long>(id));
-  return buf;
-}
-
-std::string ChunkKey(int64_t id, char part, int64_t chunk) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%c/%08lld", part, static_cast<long long>(chunk));
-  return Prefix(id) + buf;
-}
-
-uint32_t Crc(uint32_t crc, const void* data, std::size_t bytes) {
-  // zlib takes at most 4 GiB a call.
-  const auto* p = static_cast<const Bytef*>(data);
-  while (bytes > 0) {
-    const auto n = static_cast<uInt>(std::min<std::size_t>(bytes, 1u << 30));
-    crc = static_cast<uint32_t>(crc32(crc, p, n));
-    p += n;
-    bytes -= n;
-  }
-  return crc;
-}
+using namespace checkpoint_format;
 
 std::string Bytes(const void* data, std::size_t bytes) {
   return std::string(static_cast<const char*>(data), bytes);
@@ -92,6 +55,8 @@ std::string PrefixEnd(int64_t id) {
 
 class MapTable final : public Table {
  public:
+  MapTable() = default;
+  explicit MapTable(std::map<std::string, std::string> entries) : map_(std::move(entries)) {}
   Status Apply(const std::vector<std::pair<std::string, std::string_view>>& puts,
                const std::vector<std::string>& deletes) override {
     for (const auto& k : deletes) map_.erase(k);
@@ -281,8 +246,8 @@ class TableStore final : public ParamStore {
     std::memcpy(&meta, raw.data(), sizeof meta);
     if (std::memcmp(meta.magic, kMagic, sizeof kMagic) != 0 || meta.meta_crc != Crc(0, &meta, offsetof(Meta, meta_crc)))
       return DataLoss(name + ": header checksum does not match");
-    if (meta.id != id || meta.weights != meta.end - meta.begin || meta.weights < 0 || meta.state < 0 ||
-        meta.positions < 0)
+    if (meta.id != id || meta.begin < 0 || meta.end < meta.begin || meta.weights != meta.end - meta.begin ||
+        meta.state < 0 || meta.positions < 0)
       return DataLoss(name + ": header is inconsistent");
     ServerCheckpoint c;
     c.id = meta.id;
@@ -297,8 +262,11 @@ class TableStore final : public ParamStore {
     PSF_RETURN_IF_ERROR(got.WithContext(name));
     constexpr std::size_t kEntry = sizeof(uint32_t) + sizeof(uint64_t) + sizeof(int64_t);
     constexpr std::size_t kAudit = 4 * sizeof(int64_t);
+    if (static_cast<uint64_t>(meta.positions) > positions.size() / kEntry)
+      return DataLoss(name + ": the header counts " + std::to_string(meta.positions) + " worker positions, " +
+                      std::to_string(positions.size()) + " bytes hold fewer");
     const std::size_t audit_at = static_cast<std::size_t>(meta.positions) * kEntry;
-    if (positions.size() < audit_at || (positions.size() - audit_at) % kAudit != 0 ||
+    if ((positions.size() - audit_at) % kAudit != 0 ||
         Crc(0, positions.data(), positions.size()) != meta.positions_crc)
       return DataLoss(name + ": worker positions do not match their checksum");
     for (std::size_t off = audit_at; off < positions.size(); off += kAudit) {
@@ -356,9 +324,19 @@ class TableStore final : public ParamStore {
 
   Status ReadChunks(int64_t id, char part, int64_t count, uint32_t crc_expected, const std::string& name,
                     const char* what, std::vector<float>* out) const {
+    // The last chunk first: a header that claims more than is stored is
+    // refused before anything is allocated for it.
+    std::string value;
+    if (count > 0) {
+      const int64_t last = (count - 1) / kChunkFloats;
+      Status got = table_->Get(ChunkKey(id, part, last), &value);
+      if (got.code() == StatusCode::kNotFound)
+        return DataLoss(name + ": " + what + " chunk " + std::to_string(last) + " (the last of " +
+                        std::to_string(count) + " values) is missing");
+      PSF_RETURN_IF_ERROR(got.WithContext(name));
+    }
     out->resize(static_cast<std::size_t>(count));
     uint32_t crc = 0;
-    std::string value;
     for (int64_t begin = 0, chunk = 0; begin < count; begin += kChunkFloats, ++chunk) {
       const int64_t n = std::min(kChunkFloats, count - begin);
       Status got = table_->Get(ChunkKey(id, part, chunk), &value);
@@ -383,6 +361,10 @@ class TableStore final : public ParamStore {
 
 std::unique_ptr<ParamStore> ParamStore::CreateInMemory() {
   return std::make_unique<TableStore>(std::make_unique<MapTable>(), "memory");
+}
+
+std::unique_ptr<ParamStore> ParamStore::CreateInMemoryFrom(std::map<std::string, std::string> entries) {
+  return std::make_unique<TableStore>(std::make_unique<MapTable>(std::move(entries)), "memory");
 }
 
 Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& path,

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ class ParamStore {
   virtual ~ParamStore() = default;
 
   static std::unique_ptr<ParamStore> CreateInMemory();
+  // An in-memory store holding `entries` as its raw keys and values
+  // (checkpoint_format.h): whatever a damaged or hostile disk may hold.
+  static std::unique_ptr<ParamStore> CreateInMemoryFrom(std::map<std::string, std::string> entries);
   // Opens (creating it if missing) the store in directory `path`. Fault
   // injection: each write stops for `stall_midway` halfway through its table file.
   static Result<std::unique_ptr<ParamStore>> OpenRocksDb(
