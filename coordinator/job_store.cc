@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -53,19 +54,50 @@ std::optional<T> Whole(std::string_view text) {
   return v;
 }
 
+// An integer field: a JSON integer that fits in *out (a float, or a number
+// out of range, is damage: converting it would be undefined).
+template <typename T>
+bool IntegerOf(const nlohmann::json& v, T* out) {
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<uint64_t>();
+    if (!std::in_range<T>(u)) return false;
+    *out = static_cast<T>(u);
+    return true;
+  }
+  if (!v.is_number_integer()) return false;
+  const auto i = v.get<int64_t>();
+  if (!std::in_range<T>(i)) return false;
+  *out = static_cast<T>(i);
+  return true;
+}
+
 }  // namespace
 
 Result<LeaseState> DecodeGeneration(const std::string& value, const std::string& name) {
   auto j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return DataLoss(name + " is damaged: not a JSON object");
-  try {
-    LeaseState state{j.at("epoch").get<int64_t>(), j.at("done").get<std::vector<int64_t>>(),
-                     j.at("partial").get<std::vector<std::pair<int64_t, int64_t>>>(), {}};
-    if (j.contains("owner")) state.owner = j.at("owner").get<std::map<int64_t, uint32_t>>();
-    return state;
-  } catch (const nlohmann::json::exception& e) {
-    return DataLoss(name + " is damaged: " + e.what());
+  auto damaged = [&](const char* what) { return DataLoss(name + " is damaged: " + what); };
+  LeaseState state;
+  if (!j.contains("epoch") || !IntegerOf(j["epoch"], &state.epoch)) return damaged("epoch is not an integer");
+  if (!j.contains("done") || !j["done"].is_array()) return damaged("done is not a list");
+  for (const auto& shard : j["done"]) {
+    if (!IntegerOf(shard, &state.done.emplace_back())) return damaged("done lists a shard that is not an integer");
   }
+  if (!j.contains("partial") || !j["partial"].is_array()) return damaged("partial is not a list");
+  for (const auto& p : j["partial"]) {
+    auto& [shard, records] = state.partial.emplace_back();
+    if (!p.is_array() || p.size() != 2 || !IntegerOf(p[0], &shard) || !IntegerOf(p[1], &records))
+      return damaged("partial lists an entry that is not [shard, records]");
+  }
+  if (j.contains("owner")) {  // [[shard, worker], ...]
+    if (!j["owner"].is_array()) return damaged("owner is not a list");
+    for (const auto& p : j["owner"]) {
+      int64_t shard = 0;
+      if (!p.is_array() || p.size() != 2 || !IntegerOf(p[0], &shard) || !IntegerOf(p[1], &state.owner[shard]))
+        return damaged("owner lists an entry that is not [shard, worker]");
+    }
+  }
+  return state;
 }
 
 Result<GrantRecord> DecodeGrant(const std::string& value, const std::string& name) {
@@ -88,12 +120,13 @@ Result<uint32_t> DecodeCommitGeneration(const std::string& value, const std::str
 Result<EvaluationRecord> DecodeEvaluation(const std::string& value, const std::string& name) {
   auto j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return DataLoss(name + " is damaged: not a JSON object");
-  try {
-    return EvaluationRecord{j.value("epoch", int64_t{0}), j.value("step", int64_t{0}), j.value("metric", 0.0),
-                            j.value("time_s", 0.0), false};
-  } catch (const nlohmann::json::exception& e) {
-    return DataLoss(name + " is damaged: " + e.what());
-  }
+  EvaluationRecord e;
+  if (!j.contains("epoch") || !IntegerOf(j["epoch"], &e.epoch) || !j.contains("step") || !IntegerOf(j["step"], &e.step) ||
+      !j.contains("metric") || !j["metric"].is_number() || !j.contains("time_s") || !j["time_s"].is_number())
+    return DataLoss(name + " is damaged: it needs integers epoch and step and numbers metric and time_s");
+  e.metric = j["metric"].get<double>();
+  e.time_s = j["time_s"].get<double>();
+  return e;
 }
 
 JobStore::JobStore(std::unique_ptr<rocksdb::DB> db, std::string where)

@@ -64,7 +64,7 @@ def main():
         part(positions))
     put("checkpoint", "bad-crc", bytes([0x00]) + fields + part(weights) + part(state) + part(positions))
     # Job store records.
-    put("job_store", "generation", b"\x00" + b'{"epoch":2,"done":[1,5],"partial":[[3,40]],"owner":{"3":1}}')
+    put("job_store", "generation", b"\x00" + b'{"epoch":2,"done":[1,5],"partial":[[3,40]],"owner":[[3,1]]}')
     put("job_store", "grant", b"\x01" + b"1 4294967301 64")
     put("job_store", "commit", b"\x02" + b"3")
     put("job_store", "evaluation", b"\x03" + b'{"epoch":1,"step":469,"metric":0.85,"time_s":1.5}')
