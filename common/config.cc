@@ -279,6 +279,9 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
   r.Double("peer_timeout_s", &c->peer_timeout_s, 0.0, 1e6, true);
   r.Double("connect_timeout_s", &c->connect_timeout_s, 0.0, 1e6, true);
   r.Double("stall_report_s", &c->stall_report_s, 0.0, 1e6, true);
+  r.Double("max_requests_per_s", &c->max_requests_per_s, 0.0, 1e9, true);
+  r.Double("max_registrations_per_s", &c->max_registrations_per_s, 0.0, 1e9, true);
+  r.Double("cutoff_s", &c->cutoff_s, 0.0, 1e6, true);
   r.String("http", &c->http);
   if (err->ok() && c->peer_timeout_s <= c->heartbeat_interval_s)
     r.Fail(r.Field("peer_timeout_s"), "must be longer than cluster.heartbeat_interval_s (" +
@@ -286,6 +289,7 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
   if (err->ok() && !c->http.empty()) {
     auto colon = c->http.rfind(':');
     bool ok = colon != std::string::npos && colon > 0 && colon + 1 < c->http.size() &&
+              c->http.size() - colon - 1 <= 5 &&
               c->http.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
               std::stol(c->http.substr(colon + 1)) <= 65535;
     if (!ok) r.Fail(r.Field("http"), "expected host:port with a port in [0, 65535], or \"\" to turn it off");
@@ -488,7 +492,10 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                             {"heartbeat_interval_s", cl.heartbeat_interval_s},
                             {"peer_timeout_s", cl.peer_timeout_s},
                             {"connect_timeout_s", cl.connect_timeout_s},
-                            {"stall_report_s", cl.stall_report_s}, {"http", cl.http}};
+                            {"stall_report_s", cl.stall_report_s},
+                            {"max_requests_per_s", cl.max_requests_per_s},
+                            {"max_registrations_per_s", cl.max_registrations_per_s},
+                            {"cutoff_s", cl.cutoff_s}, {"http", cl.http}};
   nlohmann::json checkpoint = {{"interval_steps", c.checkpoint.interval_steps},
                                {"interval_s", c.checkpoint.interval_s}, {"keep", c.checkpoint.keep},
                                {"dir", c.checkpoint.dir}};

@@ -95,6 +95,11 @@ struct ClusterOptions {
   double peer_timeout_s = 10;           // a peer silent this long is declared dead
   double connect_timeout_s = 30;        // a server or worker gives up reaching the coordinator after this long
   double stall_report_s = 10;           // the coordinator reports a step that waits longer than this
+  // The coordinator's limits per peer connection; one that exceeds either
+  // is cut off (its messages dropped) for cutoff_s, and logged.
+  double max_requests_per_s = 20000;    // messages of any kind, bursts of a second's worth
+  double max_registrations_per_s = 5;   // registrations
+  double cutoff_s = 10;
   std::string http = "127.0.0.1:0";     // the coordinator's HTTP status endpoint, host:port
                                         // (port 0: the OS picks; "" turns it off)
 };

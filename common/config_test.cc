@@ -129,6 +129,9 @@ TEST_F(ConfigTest, OverridesApplyAndAreValidated) {
   EXPECT_EQ(r->model.hidden, (std::vector<int64_t>{8, 4}));
   ExpectError("", "training.epochz", "unknown field", {{"training.epochz", "5"}});
   ExpectError("", "training.epochs", "[1, ", {{"training.epochs", "0"}});
+  // A port too long for a number was converted before it was refused.
+  ExpectError("", "cluster.http", "host:port", {{"cluster.http", "127.0.0.1:99999999999999999999"}});
+  ExpectError("", "cluster.max_requests_per_s", "", {{"cluster.max_requests_per_s", "0"}});
 }
 
 TEST(ParseOverride, SplitsAtTheFirstEquals) {

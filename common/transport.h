@@ -36,6 +36,8 @@ class InFrame {
  public:
   virtual ~InFrame() = default;
   virtual std::span<const std::byte> bytes() const = 0;
+  // The sender's address ("" when the transport does not know it), for logs.
+  virtual std::string peer_address() const { return ""; }
 };
 
 struct InMessage {

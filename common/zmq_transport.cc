@@ -22,6 +22,10 @@ class ZmqFrame final : public InFrame {
     auto* m = const_cast<zmq_msg_t*>(&msg_);
     return {static_cast<const std::byte*>(zmq_msg_data(m)), zmq_msg_size(m)};
   }
+  std::string peer_address() const override {
+    const char* address = zmq_msg_gets(&msg_, "Peer-Address");
+    return address ? address : "";
+  }
 
  private:
   zmq_msg_t msg_;

@@ -48,7 +48,9 @@ Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t param
       created_(Clock::now()),
       progress_(options.progress_out, config.training.progress_interval_s),
       records_out_(options.run_dir,
-                   config.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy") {}
+                   config.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy"),
+      limiter_({config.cluster.max_requests_per_s, config.cluster.max_registrations_per_s},
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config.cluster.cutoff_s))) {}
 
 Coordinator::~Coordinator() = default;
 
@@ -129,11 +131,26 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
   return outcome_;
 }
 
+bool Coordinator::Admitted(const InMessage& m, std::size_t message_class) {
+  const PeerLimiter::Verdict v = limiter_.Admit(m.peer, message_class, Clock::now());
+  if (v != PeerLimiter::Verdict::kCutOff) return v == PeerLimiter::Verdict::kAdmit;
+  const std::string address = m.frames.empty() ? "" : m.frames[0]->peer_address();
+  const bool registrations = message_class == kRegistration;
+  Log("cut off a connection from " + (address.empty() ? std::string("an unknown address") : address) +
+      ": more than " + Fixed(registrations ? config_.cluster.max_registrations_per_s : config_.cluster.max_requests_per_s, 0) +
+      (registrations ? " registrations" : " messages") + " a second (cluster." +
+      (registrations ? "max_registrations_per_s" : "max_requests_per_s") + "); its messages are dropped for " +
+      Fixed(config_.cluster.cutoff_s, 0) + " s");
+  return false;
+}
+
 void Coordinator::Handle(InMessage& m) {
+  if (!Admitted(m, kAnyMessage)) return;
   if (m.frames.empty()) return ReplyError(m.peer, {}, InvalidArgument("empty message"));
   auto decoded = DecodeHeader(m.frames[0]->bytes(), &decode_scratch_);
   if (!decoded.ok()) return ReplyError(m.peer, {}, decoded.status());
   const WireHeader& h = *decoded;
+  if (h.kind == MessageKind::kRegister && !Admitted(m, kRegistration)) return;
   if (m.frames.size() != 1)
     return ReplyError(m.peer, h, InvalidArgument(std::string(MessageKindName(h.kind)) + " with " +
                                                  std::to_string(m.frames.size()) + " frames, expected 1"));
@@ -499,7 +516,8 @@ void Coordinator::UpdateProgress(bool force) {
       {"state", state}, {"step", step}, {"epoch", p.epoch}, {"loss", loss}, {"samples", samples},
       {"samples_per_s", last_rate_}, {"eta_s", p.eta_s}, {"elapsed_s", Elapsed()},
       {"metric", config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy"},
-      {"history", history}, {"members", members}, {"bad_messages", bad_messages_}};
+      {"history", history}, {"members", members}, {"bad_messages", bad_messages_},
+      {"peers_cut_off", limiter_.peers_cut_off()}, {"messages_dropped", limiter_.messages_dropped()}};
   if (!history_.empty()) snap["last_metric"] = history_.back().metric;
   if (job_over_ && !outcome_.ok()) snap["error"] = outcome_.message();
   std::lock_guard<std::mutex> lock(snapshot_mu_);

@@ -34,6 +34,7 @@
 
 #include "common/config.h"
 #include "common/coordinator_link.h"
+#include "common/peer_limiter.h"
 #include "common/progress.h"
 #include "common/shard_plan.h"
 #include "common/transport.h"
@@ -105,6 +106,9 @@ class Coordinator {
   Coordinator(const JobConfig& config, int64_t records, int64_t params,
               std::unique_ptr<ServerSocket> socket, const CoordinatorOptions& options);
   void Handle(InMessage& m);
+  // False when `m`'s sender is over its limit in `message_class` (or cut
+  // off already): the message is dropped; a newly cut off peer is logged.
+  bool Admitted(const InMessage& m, std::size_t message_class);
   void HandleRegister(const std::string& peer, const WireHeader& h);
   void HandleHeartbeat(const std::string& peer, const WireHeader& h);
   void FillRemoved(uint32_t known, WireHeader* answer) const;
@@ -220,6 +224,9 @@ class Coordinator {
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
   int64_t bad_messages_ = 0;
+  // Per connection: any message (class 0) and registrations (class 1).
+  enum : std::size_t { kAnyMessage = 0, kRegistration = 1 };
+  PeerLimiter limiter_;
 
   mutable std::mutex snapshot_mu_;
   nlohmann::json snapshot_;  // guarded by snapshot_mu_

@@ -36,6 +36,8 @@ std::string PrometheusText(const nlohmann::json& s) {
   gauge("psforge_eta_seconds", "Estimated time to the end of training", number("eta_s"));
   gauge("psforge_elapsed_seconds", "Time since training started", number("elapsed_s"));
   gauge("psforge_bad_messages", "Messages the coordinator refused", number("bad_messages"));
+  gauge("psforge_peers_cut_off", "Connections cut off for exceeding a rate limit", number("peers_cut_off"));
+  gauge("psforge_messages_dropped", "Messages dropped from cut-off connections", number("messages_dropped"));
   prometheus::BuildCounter()
       .Name("psforge_samples_total")
       .Help("Records trained, whole cluster")

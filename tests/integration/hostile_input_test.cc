@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 
@@ -132,6 +134,67 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
   EXPECT_EQ(counters["updates"], 5);
   testing::StopCluster(attacked);
   testing::StopCluster(twin);
+}
+
+}  // namespace
+}  // namespace psforge
+
+namespace psforge {
+namespace {
+
+// Sends `n` copies of `h` without waiting for replies, then drains what comes back.
+void Flood(ClientSocket& socket, const WireHeader& h, int n) {
+  std::vector<std::byte> frame;
+  EncodeHeader(h, &frame);
+  const OutFrame out{frame, nullptr};
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(socket.Send({&out, 1}).ok());
+}
+
+// Drains replies until none comes for `quiet`; how many there were.
+int Drain(ClientSocket& socket, std::chrono::milliseconds quiet) {
+  int n = 0;
+  while (true) {
+    auto m = socket.Receive(quiet);
+    if (!m.ok() || !m->has_value()) return n;
+    ++n;
+  }
+}
+
+// Two connections abuse the coordinator of a running job, one with lease
+// requests far over cluster.max_requests_per_s and one with registrations
+// over cluster.max_registrations_per_s: each is cut off and logged with its
+// address, gets no answer while cut off, and the job completes.
+TEST(HostileInput, AFloodingConnectionIsCutOffAndTheJobCompletes) {
+  auto cluster = testing::StartCluster(kConfig, 1,
+                                       {"cluster.workers=1", "cluster.max_requests_per_s=300",
+                                        "cluster.max_registrations_per_s=3", "cluster.cutoff_s=60"});
+  auto transport = Transport::CreateZmq();
+  auto leases = transport->Connect(cluster.coordinator_endpoint);
+  auto registrations = transport->Connect(cluster.coordinator_endpoint);
+  ASSERT_TRUE(leases.ok() && registrations.ok());
+  WireHeader lease;
+  lease.kind = MessageKind::kLease;
+  lease.generation = 1;
+  Flood(**leases, lease, 2000);
+  WireHeader join;  // a server that does not say where it listens: refused, but counted first
+  join.kind = MessageKind::kRegister;
+  join.role = PeerRole::kServer;
+  Flood(**registrations, join, 20);
+  for (const char* what : {"messages", "registrations"}) {
+    const std::regex cut(std::string("cut off a connection from (\\S+): more than \\d+ ") + what + " a second");
+    auto address = cluster.coordinator->WaitForLine(cut, 30s);
+    ASSERT_TRUE(address) << cluster.coordinator->Stdout();
+    EXPECT_NE(address->find("127.0.0.1"), std::string::npos) << *address;
+    std::printf("over its %s limit: cut off %s\n", what, address->c_str());
+  }
+  // Every answer it got came before the cut (a second's worth at most).
+  EXPECT_LE(Drain(**leases, 500ms), 300);
+  Flood(**leases, lease, 1);
+  EXPECT_EQ(Drain(**leases, 1000ms), 0) << "a cut-off connection was answered";
+  // The coordinator serves everyone else: a worker joins and the job completes.
+  auto worker = testing::StartWorker(cluster);
+  EXPECT_EQ(worker->Wait(180s), std::optional<int>(0)) << worker->Stderr() << cluster.coordinator->Stdout();
+  testing::ExpectClusterExits(cluster);
 }
 
 }  // namespace
