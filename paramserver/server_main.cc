@@ -7,8 +7,12 @@
 // server it is and so which key range it owns, prints "ps-server I listening
 // on ENDPOINT keys [a, b) MODE", and serves until the job ends, SIGINT or
 // SIGTERM: exit 0. A server bound to a wildcard address (0.0.0.0, *) tells
-// workers to reach it at --advertise, by default this host's name.
+// workers to reach it at --advertise, by default this host's address on its
+// route to the coordinator (its name if there is none).
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <omp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -34,11 +38,43 @@ int Fail(const psforge::Status& s) {
   return 1;
 }
 
-// tcp://0.0.0.0:5000 -> tcp://HOST:5000 (workers cannot connect to a wildcard).
-std::string Advertised(const std::string& endpoint, std::string host) {
+// This host's address on its route to the coordinator at tcp://HOST:PORT
+// (what the workers, on that network, can reach); "" if it has none.
+std::string AddressTowards(const std::string& coordinator) {
+  const std::string prefix = "tcp://";
+  const auto colon = coordinator.rfind(':');
+  if (coordinator.rfind(prefix, 0) != 0 || colon == std::string::npos || colon < prefix.size()) return "";
+  std::string host = coordinator.substr(prefix.size(), colon - prefix.size());
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), coordinator.substr(colon + 1).c_str(), &hints, &found) != 0) return "";
+  std::string address;
+  const int fd = socket(found->ai_family, SOCK_DGRAM, 0);
+  sockaddr_storage local{};
+  socklen_t length = sizeof local;
+  // A datagram socket's connect sends nothing: it only picks the route.
+  if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0) {
+    char text[INET6_ADDRSTRLEN] = {};
+    const void* a = local.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
+                                                : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
+    if (inet_ntop(local.ss_family, a, text, sizeof text)) address = local.ss_family == AF_INET6 ? "[" + std::string(text) + "]" : text;
+  }
+  if (fd >= 0) close(fd);
+  freeaddrinfo(found);
+  return address;
+}
+
+// tcp://0.0.0.0:5000 -> tcp://HOST:5000 (workers cannot connect to a
+// wildcard): HOST is --advertise, else this host's address on the route to
+// the coordinator, else its name.
+std::string Advertised(const std::string& endpoint, std::string host, const std::string& coordinator) {
   for (const char* wildcard : {"tcp://0.0.0.0:", "tcp://*:"}) {
     std::string w = wildcard;
     if (endpoint.rfind(w, 0) != 0) continue;
+    if (host.empty()) host = AddressTowards(coordinator);
     if (host.empty()) {
       char name[256] = {};
       gethostname(name, sizeof name - 1);
@@ -58,7 +94,7 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", coordinator, "the coordinator's endpoint, e.g. tcp://10.0.0.1:7070")
       ->required();
   app.add_option("--bind", bind, "endpoint to bind; port 0 lets the OS pick");
-  app.add_option("--advertise", advertise, "host workers reach this server at, when bound to a wildcard");
+  app.add_option("--advertise", advertise, "host workers reach this server at, when bound to a wildcard (default: this host's address on the route to the coordinator)");
   app.add_option("--connect-timeout", connect_timeout_s,
                  "seconds to wait for the coordinator (at start, and when it goes silent)")
       ->check(CLI::PositiveNumber);
@@ -90,7 +126,7 @@ int main(int argc, char** argv) {
     bind_to = (*socket)->endpoint();
     auto channel = psforge::CoordinatorChannel::Open(transport.get(), coordinator);
     if (!channel.ok()) return Fail(channel.status());
-    const std::string endpoint = Advertised((*socket)->endpoint(), advertise);
+    const std::string endpoint = Advertised((*socket)->endpoint(), advertise, coordinator);
     auto job = (*channel)->Join(psforge::PeerRole::kServer, endpoint, connect_timeout);
     if (!job.ok() && job.status().code() == psforge::StatusCode::kCancelled) {
       std::fprintf(stderr, "ps-server: %s; nothing to do\n", job.status().message().c_str());  // restarted too late
