@@ -124,8 +124,12 @@ void SetCommonOptions(void* socket) {
 
 class ZmqServerSocket final : public ServerSocket {
  public:
-  ZmqServerSocket(void* socket, std::string endpoint) : socket_(socket), endpoint_(std::move(endpoint)) {}
-  ~ZmqServerSocket() override { zmq_close(socket_); }
+  ZmqServerSocket(void* socket, std::string endpoint, bool watched)
+      : socket_(socket), endpoint_(std::move(endpoint)), watched_(watched) {}
+  ~ZmqServerSocket() override {
+    if (watched_) ZapHandler::Unwatch(socket_);
+    zmq_close(socket_);
+  }
   const std::string& endpoint() const override { return endpoint_; }
   Result<std::optional<InMessage>> Receive(std::chrono::milliseconds timeout) override {
     return PollAndReceive(socket_, true, timeout);
@@ -137,6 +141,7 @@ class ZmqServerSocket final : public ServerSocket {
  private:
   void* socket_;
   std::string endpoint_;
+  bool watched_;
 };
 
 class ZmqClientSocket final : public ClientSocket {
@@ -200,16 +205,22 @@ class ZmqTransport final : public Transport {
       zmq_setsockopt(s, ZMQ_CURVE_SERVER, &server, sizeof server);
       zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve_->own.secret_key.c_str(), 40);
       zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "psforge", 7);
+      // Handshakes that fail before ZAP is asked (plaintext peers) are logged too.
+      if (Status watched = zap_->Watch(s); !watched.ok()) {
+        zmq_close(s);
+        return watched;
+      }
     }
     if (zmq_bind(s, endpoint.c_str()) != 0) {
       Status st = Unavailable(ZmqError("cannot bind " + endpoint));
+      if (curve_) ZapHandler::Unwatch(s);
       zmq_close(s);
       return st;
     }
     char bound[256];
     size_t len = sizeof bound;
     zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, bound, &len);
-    return std::unique_ptr<ServerSocket>(new ZmqServerSocket(s, bound));
+    return std::unique_ptr<ServerSocket>(new ZmqServerSocket(s, bound, curve_.has_value()));
   }
 
   Result<std::unique_ptr<ClientSocket>> Connect(const std::string& endpoint, const std::string& server_key) override {

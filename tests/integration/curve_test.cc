@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -78,10 +79,16 @@ TEST(Curve, OnlyProcessesWithTheClusterKeysGetIn) {
   EXPECT_TRUE(StderrHas(*c.coordinator, "refused a connection from 127.0.0.1", 30s)) << c.coordinator->Stderr();
   EXPECT_NE(c.servers[0].process->Stderr().find(own->public_key), std::string::npos) << "the refused key is named";
 
-  // Plaintext.
+  // Plaintext: refused, and logged.
   auto plain = Transport::CreateZmq();
   EXPECT_FALSE(Answers(plain.get(), c.servers[0].endpoint, "", pull, 1500ms));
   EXPECT_FALSE(Answers(plain.get(), c.coordinator_endpoint, "", join, 1500ms));
+  for (testing::ChildProcess* p : {c.servers[0].process.get(), c.coordinator.get()}) {
+    EXPECT_TRUE(StderrHas(*p, "its handshake failed: plaintext", 30s)) << p->Stderr();
+    std::istringstream lines(p->Stderr());
+    for (std::string line; std::getline(lines, line);)
+      if (line.find("its handshake failed") != std::string::npos) std::printf("%s\n", line.c_str());
+  }
 
   // A worker without the keys cannot join; its error says what may be wrong.
   testing::ChildProcess keyless({testing::BinPath("ps-worker"), "--coordinator", c.coordinator_endpoint,
