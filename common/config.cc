@@ -316,6 +316,7 @@ void ReadSecurity(const YAML::Node& n, const std::string& base_dir, SecurityOpti
   MapReader r(n, "security", err);
   r.String("key", &s->key);
   r.String("cluster_keys", &s->cluster_keys);
+  r.Bool("plaintext", &s->plaintext);
   s->key = ResolvePath(base_dir, s->key);
   s->cluster_keys = ResolvePath(base_dir, s->cluster_keys);
   if (err->ok() && s->key.empty() != s->cluster_keys.empty())
@@ -499,7 +500,8 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
   nlohmann::json checkpoint = {{"interval_steps", c.checkpoint.interval_steps},
                                {"interval_s", c.checkpoint.interval_s}, {"keep", c.checkpoint.keep},
                                {"dir", c.checkpoint.dir}};
-  nlohmann::json security = {{"key", c.security.key}, {"cluster_keys", c.security.cluster_keys}};
+  nlohmann::json security = {{"key", c.security.key}, {"cluster_keys", c.security.cluster_keys},
+                              {"plaintext", c.security.plaintext}};
   return {{"path", c.path},         {"model", model},          {"data", data},
           {"optimizer", opt},       {"training", training},    {"cluster", cluster},
           {"checkpoint", checkpoint}, {"security", security}};

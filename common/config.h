@@ -123,6 +123,10 @@ struct CheckpointOptions {
 struct SecurityOptions {
   std::string key;           // this host's key pair file (relative: to the config's folder)
   std::string cluster_keys;  // the cluster's public keys (ps-keys writes both)
+  // Without CURVE, the coordinator binds only loopback (and servers bind
+  // only loopback) unless this says the job's traffic may cross a network
+  // in the clear.
+  bool plaintext = false;
   bool curve() const { return !key.empty(); }
 };
 

@@ -110,4 +110,22 @@ Result<CurveOptions> LoadCurveOptions(const std::string& key_file, const std::st
   return options;
 }
 
+bool IsLoopbackEndpoint(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  const std::string rest = endpoint.substr(6);
+  const auto colon = rest.rfind(':');
+  const std::string host = rest.substr(0, colon == std::string::npos ? rest.size() : colon);
+  return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]" || host == "::1";
+}
+
+Status CheckPlaintextBind(const std::string& who, const std::string& endpoint, bool curve, bool plaintext_allowed) {
+  if (curve || plaintext_allowed || IsLoopbackEndpoint(endpoint)) return Status::Ok();
+  return FailedPrecondition(who + " would listen on " + endpoint +
+                            ", beyond this machine, without CURVE: give it the cluster's keys (security.key and "
+                            "security.cluster_keys in the config, --key and --cluster-keys for servers and workers; "
+                            "ps-keys makes them), or set security.plaintext: true to let the job's traffic, its "
+                            "weights included, cross the network unencrypted and unauthenticated");
+}
+
 }  // namespace psforge

@@ -40,6 +40,14 @@ Result<std::map<std::string, std::string>> ReadClusterKeys(const std::string& pa
 // the cluster's, and the cluster's must name its coordinator.
 Result<CurveOptions> LoadCurveOptions(const std::string& key_file, const std::string& cluster_file);
 
+// True when `endpoint` is reachable from this machine only: tcp:// on a
+// loopback address (127.0.0.0/8, ::1, localhost), ipc://, inproc://.
+bool IsLoopbackEndpoint(const std::string& endpoint);
+
+// Without CURVE, binding `endpoint` beyond loopback needs security.plaintext:
+// a FailedPrecondition naming `who` and the fix otherwise.
+Status CheckPlaintextBind(const std::string& who, const std::string& endpoint, bool curve, bool plaintext_allowed);
+
 // True when `key` is 40 characters of Z85 that decode to 32 bytes.
 bool IsCurveKey(const std::string& key);
 

@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
   if (no_run_dir) options.run_dir.clear();
   else if (options.run_dir.empty()) options.run_dir = DefaultRunDir(flags.config_path);
 
+  if (auto s = psforge::CheckPlaintextBind("ps-coordinator", options.bind, config->security.curve(),
+                                          config->security.plaintext);
+      !s.ok())
+    return std::fprintf(stderr, "ps-coordinator: %s\n", s.message().c_str()), 2;
   psforge::RaiseOpenFileLimit();
   auto created = psforge::CreateTransport(config->security.key, config->security.cluster_keys);
   if (!created.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", created.status().message().c_str()), 2;

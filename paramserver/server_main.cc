@@ -134,6 +134,8 @@ int main(int argc, char** argv) {
     }
     if (!job.ok()) return Fail(job.status());
     const psforge::JobConfig& config = job->config;
+    if (auto s = psforge::CheckPlaintextBind("ps-server", bind_to, !curve.key.empty(), config.security.plaintext); !s.ok())
+      return Fail(s);
     omp_set_num_threads(static_cast<int>(config.cluster.server_threads));
     auto features = psforge::ReadFeatureCount(config);
     if (!features.ok()) return Fail(features.status());

@@ -132,6 +132,27 @@ TEST(Curve, PsLaunchRunsAJobWithCurveOn) {
 
 // Key files: a secret readable by others, a key pair whose halves do not
 // match, a member whose key the cluster does not list: each a named error.
+// Secure by default: without keys the coordinator listens on loopback only,
+// unless the config says plaintext may cross the network.
+TEST(Curve, WithoutKeysNothingListensBeyondLoopbackUnlessThePlaintextIsAskedFor) {
+  testing::ChildProcess refused({testing::BinPath("ps-coordinator"), "--config", testing::kMlpConfig, "--no-run-dir",
+                                 "--bind", "tcp://0.0.0.0:0"});
+  EXPECT_EQ(refused.Wait(30s), std::optional<int>(2));
+  EXPECT_NE(refused.Stderr().find("security.plaintext: true"), std::string::npos) << refused.Stderr();
+  EXPECT_NE(refused.Stderr().find("tcp://0.0.0.0:0, beyond this machine, without CURVE"), std::string::npos)
+      << refused.Stderr();
+  testing::ChildProcess allowed({testing::BinPath("ps-coordinator"), "--config", testing::kMlpConfig, "--no-run-dir",
+                                 "--bind", "tcp://0.0.0.0:0", "--set", "security.plaintext=true"});
+  EXPECT_TRUE(allowed.WaitForLine(std::regex("listening on (\\S+)"), 30s)) << allowed.Stderr();
+  allowed.Signal(SIGTERM);
+  EXPECT_EQ(allowed.Wait(30s), std::optional<int>(1)) << allowed.Stderr();
+  EXPECT_TRUE(IsLoopbackEndpoint("tcp://127.0.0.1:5"));
+  EXPECT_TRUE(IsLoopbackEndpoint("tcp://[::1]:5"));
+  EXPECT_TRUE(IsLoopbackEndpoint("ipc:///tmp/x"));
+  EXPECT_FALSE(IsLoopbackEndpoint("tcp://10.0.0.1:5"));
+  EXPECT_FALSE(IsLoopbackEndpoint("tcp://*:5"));
+}
+
 TEST(Curve, BadKeyFilesAreNamedErrors) {
   testing::TempDir dir;
   auto a = GenerateCurveKeyPair(), b = GenerateCurveKeyPair();

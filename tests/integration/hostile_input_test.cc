@@ -187,8 +187,9 @@ TEST(HostileInput, AFloodingConnectionIsCutOffAndTheJobCompletes) {
     EXPECT_NE(address->find("127.0.0.1"), std::string::npos) << *address;
     std::printf("over its %s limit: cut off %s\n", what, address->c_str());
   }
-  // Every answer it got came before the cut (a second's worth at most).
-  EXPECT_LE(Drain(**leases, 500ms), 300);
+  // Every answer it got came before the cut: a second's worth, and what
+  // refilled while it sent, far from the 2000 sent.
+  EXPECT_LE(Drain(**leases, 500ms), 450);
   Flood(**leases, lease, 1);
   EXPECT_EQ(Drain(**leases, 1000ms), 0) << "a cut-off connection was answered";
   // The coordinator serves everyone else: a worker joins and the job completes.

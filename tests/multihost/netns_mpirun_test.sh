@@ -4,7 +4,7 @@
 # coordinator and for two hosts of a server and a worker; mpirun launches
 # the roles across them through netns_agent.sh (Open MPI's plm_rsh_agent)
 # instead of ssh. The servers bind a wildcard and advertise their own
-# namespace's address. The job trains and finishes; the namespaces, links
+# namespace's address; CURVE is on. The job trains and finishes; the namespaces, links
 # and bridge are removed afterwards, and nothing leaves them and loopback.
 # Usage: netns_mpirun_test.sh BIN_DIR CONFIG   (root; exit 77: cannot run here)
 set -euo pipefail
@@ -51,6 +51,11 @@ for i in "${!hosts[@]}"; do
 done
 
 coordinator="tcp://${net}.10:7070"
+# CURVE, as a job that crosses a network needs: one key pair for the
+# coordinator, one the servers and workers share here (one per host would
+# need a command line per host).
+"$bin/ps-keys" --dir "$work/keys" coordinator member >/dev/null
+member_keys=(--key "$work/keys/member.key" --cluster-keys "$work/keys/cluster.keys")
 printf '%s slots=1\n%s slots=2\n%s slots=2\n' "${hosts[@]}" >"$work/hosts"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 sup="$bin/ps-supervise"
@@ -59,10 +64,11 @@ mpirun --hostfile "$work/hosts" --oversubscribe \
   --mca oob_tcp_if_include "${net}.0/24" --mca btl_tcp_if_include "${net}.0/24" \
   -np 1 --host "${hosts[0]}" "$sup" --signals-only -- "$bin/ps-coordinator" --config "$config" \
         --bind "$coordinator" --no-run-dir --summary "$work/summary.json" --set training.max_steps=300 \
-        --set training.epochs=1 : \
+        --set training.epochs=1 --set security.key="$work/keys/coordinator.key" \
+        --set security.cluster_keys="$work/keys/cluster.keys" : \
   -np 2 --host "${hosts[1]},${hosts[2]}" "$sup" -- "$bin/ps-server" --coordinator "$coordinator" \
-        --bind "tcp://0.0.0.0:0" : \
-  -np 2 --host "${hosts[1]},${hosts[2]}" "$sup" -- "$bin/ps-worker" --coordinator "$coordinator" \
+        --bind "tcp://0.0.0.0:0" "${member_keys[@]}" : \
+  -np 2 --host "${hosts[1]},${hosts[2]}" "$sup" -- "$bin/ps-worker" --coordinator "$coordinator" "${member_keys[@]}" \
   >"$work/out" 2>&1 &
 mpirun_pid=$!
 deadline=$(( SECONDS + 600 ))
