@@ -90,6 +90,39 @@ TEST(Curve, OnlyProcessesWithTheClusterKeysGetIn) {
       if (line.find("its handshake failed") != std::string::npos) std::printf("%s\n", line.c_str());
   }
 
+  // A push from the stranger (the 10 keys of a gradient) is not let in either;
+  // the server, asked by a member with the cluster's keys, has applied
+  // nothing.
+  WireHeader push = pull;
+  push.kind = MessageKind::kPush;
+  push.samples = 1;
+  EXPECT_FALSE(Answers(stranger->get(), c.servers[0].endpoint, cluster->at("host"), push, 1500ms));
+  EXPECT_FALSE(Answers(plain.get(), c.servers[0].endpoint, "", push, 1500ms));
+  auto host = ReadCurveKeyPair(host_key);
+  ASSERT_TRUE(host.ok()) << host.status().ToString();
+  auto member = Transport::CreateZmq(1, CurveOptions{*host, *cluster, cluster_keys});
+  ASSERT_TRUE(member.ok()) << member.status().ToString();
+  {
+    auto socket = (*member)->Connect(c.servers[0].endpoint, cluster->at("host"));
+    ASSERT_TRUE(socket.ok()) << socket.status().ToString();
+    WireHeader stats;
+    stats.kind = MessageKind::kControl;
+    stats.control = ControlKind::kStats;
+    std::vector<std::byte> frame;
+    EncodeHeader(stats, &frame);
+    OutFrame out{frame, nullptr};
+    ASSERT_TRUE((*socket)->Send(std::span<const OutFrame>(&out, 1)).ok());
+    auto reply = (*socket)->Receive(10s);
+    ASSERT_TRUE(reply.ok() && reply->has_value()) << "a member with the keys gets no answer";
+    std::vector<uint64_t> scratch;
+    auto h = DecodeHeader((**reply).frames[0]->bytes(), &scratch);
+    ASSERT_TRUE(h.ok()) << h.status().ToString();
+    auto j = nlohmann::json::parse(h->text, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << h->text;
+    EXPECT_EQ(j["pushes_applied"], 0) << h->text;
+    EXPECT_EQ(j["updates"], 0) << h->text;
+  }
+
   // A worker without the keys cannot join; its error says what may be wrong.
   testing::ChildProcess keyless({testing::BinPath("ps-worker"), "--coordinator", c.coordinator_endpoint,
                                  "--connect-timeout", "2"});
