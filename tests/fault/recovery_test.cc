@@ -202,6 +202,22 @@ TEST(Recovery, AWorkerKilledMidEpochIsReplacedAndEveryRecordIsTrainedOnce) {
   EXPECT_GE(summary["test_accuracy"].get<double>(), AccuracyFloor(reference, expected)) << log;
 }
 
+// The fault job with worker 1 made to SIGKILL itself between its pushes of
+// step 250 to the two servers (PSFORGE_FAULTS die_mid_push); returns once it
+// has died.
+Job StartJobWhoseWorkerDiesMidPush(const testing::TempDir& dir, const std::string& name, bool two_epochs) {
+  const auto sets = JobSets(dir.File("checkpoints"), two_epochs);
+  Job job{testing::StartCluster(kMlpConfig, 2, sets, CoordinatorArgs(dir, name, false)), {}, sets, name};
+  job.workers.push_back(StartJobWorker(job, dir, 0));
+  ::setenv("PSFORGE_FAULTS", "die_mid_push=250", 1);
+  job.workers.push_back(StartJobWorker(job, dir, 1));
+  ::unsetenv("PSFORGE_FAULTS");
+  EXPECT_EQ(job.workers[1]->Wait(120s), std::optional<int>(-1)) << job.workers[1]->Stderr();
+  EXPECT_NE(job.workers[1]->Stderr().find("dying between its pushes of step 250"), std::string::npos)
+      << job.workers[1]->Stderr();
+  return job;
+}
+
 // A worker dies after its push of step 250 has reached the first server and
 // before it is sent to the second (PSFORGE_FAULTS die_mid_push): its last
 // batch is in one server's weights only, which no resume from either
@@ -210,15 +226,7 @@ TEST(Recovery, AWorkerKilledMidEpochIsReplacedAndEveryRecordIsTrainedOnce) {
 TEST(Recovery, AWorkerDeadBetweenItsPushesToTwoServersMakesTheJobRollBack) {
   testing::TempDir reference, dir;
   const std::vector<float> expected = Undisturbed(reference);
-  const auto sets = JobSets(dir.File("checkpoints"));
-  Job job{testing::StartCluster(kMlpConfig, 2, sets, CoordinatorArgs(dir, "killed", false)), {}, sets, "killed"};
-  job.workers.push_back(StartJobWorker(job, dir, 0));
-  ::setenv("PSFORGE_FAULTS", "die_mid_push=250", 1);
-  job.workers.push_back(StartJobWorker(job, dir, 1));
-  ::unsetenv("PSFORGE_FAULTS");
-  EXPECT_EQ(job.workers[1]->Wait(120s), std::optional<int>(-1)) << job.workers[1]->Stderr();
-  EXPECT_NE(job.workers[1]->Stderr().find("dying between its pushes of step 250"), std::string::npos)
-      << job.workers[1]->Stderr();
+  Job job = StartJobWhoseWorkerDiesMidPush(dir, "killed", /*two_epochs=*/false);
   const std::size_t mark = job.cluster.coordinator->lines_read();
   job.workers[1] = StartJobWorker(job, dir, 1);
   const int64_t resumed = WaitForResume(job, mark);
@@ -237,13 +245,7 @@ TEST(Recovery, AWorkerDeadBetweenItsPushesToTwoServersMakesTheJobRollBack) {
 // gone with the rollback).
 TEST(Recovery, AWorkerDeadBetweenItsPushesAndNeverRestartedLeavesTheRestToFinish) {
   testing::TempDir dir;
-  const auto sets = JobSets(dir.File("checkpoints"), /*two_epochs=*/true);
-  Job job{testing::StartCluster(kMlpConfig, 2, sets, CoordinatorArgs(dir, "alone", false)), {}, sets, "alone"};
-  job.workers.push_back(StartJobWorker(job, dir, 0));
-  ::setenv("PSFORGE_FAULTS", "die_mid_push=250", 1);
-  job.workers.push_back(StartJobWorker(job, dir, 1));
-  ::unsetenv("PSFORGE_FAULTS");
-  EXPECT_EQ(job.workers[1]->Wait(120s), std::optional<int>(-1)) << job.workers[1]->Stderr();
+  Job job = StartJobWhoseWorkerDiesMidPush(dir, "alone", /*two_epochs=*/true);
   EXPECT_EQ(job.workers[0]->Wait(240s), std::optional<int>(0)) << job.workers[0]->Stderr();
   testing::ExpectClusterExits(job.cluster);
   const std::string log = job.cluster.coordinator->Stdout();
