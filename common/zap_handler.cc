@@ -116,8 +116,9 @@ bool ZapHandler::OnEvent(void* monitor) {
       char text[INET6_ADDRSTRLEN] = {};
       const int fd = static_cast<int>(value);
       if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0) {
-        const void* a = peer.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr)
-                                                   : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&peer)->sin_addr);
+        const void* a = peer.ss_family == AF_INET6
+                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr)
+                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&peer)->sin_addr);
         if (inet_ntop(peer.ss_family, a, text, sizeof text)) accepted_[fd] = text;
       }
       if (accepted_.size() > 65536) accepted_.clear();

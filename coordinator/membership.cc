@@ -154,8 +154,10 @@ void Coordinator::DeclareUntakenPlacesDead() {
     place.id = static_cast<uint32_t>(workers_.size());
     place.last_seen = Clock::now();
     workers_.push_back(place);
-    char why[160];
-    std::snprintf(why, sizeof why, "worker %u declared dead: nobody took its place in generation %u within %g s of its start (cluster.peer_timeout_s)",
+    char why[192];
+    std::snprintf(why, sizeof why,
+                  "worker %u declared dead: nobody took its place in generation %u within %g s of its start "
+                  "(cluster.peer_timeout_s)",
                   place.id, generation_, config_.cluster.peer_timeout_s);
     RemoveWorker(&workers_.back(), why);
   }

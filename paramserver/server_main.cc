@@ -58,9 +58,10 @@ std::string AddressTowards(const std::string& coordinator) {
   if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0 &&
       getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0) {
     char text[INET6_ADDRSTRLEN] = {};
-    const void* a = local.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
-                                                : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
-    if (inet_ntop(local.ss_family, a, text, sizeof text)) address = local.ss_family == AF_INET6 ? "[" + std::string(text) + "]" : text;
+    const bool v6 = local.ss_family == AF_INET6;
+    const void* a = v6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
+                       : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
+    if (inet_ntop(local.ss_family, a, text, sizeof text)) address = v6 ? "[" + std::string(text) + "]" : text;
   }
   if (fd >= 0) close(fd);
   freeaddrinfo(found);
@@ -94,7 +95,9 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", coordinator, "the coordinator's endpoint, e.g. tcp://10.0.0.1:7070")
       ->required();
   app.add_option("--bind", bind, "endpoint to bind; port 0 lets the OS pick");
-  app.add_option("--advertise", advertise, "host workers reach this server at, when bound to a wildcard (default: this host's address on the route to the coordinator)");
+  app.add_option("--advertise", advertise,
+                 "host workers reach this server at, when bound to a wildcard (default: this host's address on "
+                 "the route to the coordinator)");
   app.add_option("--connect-timeout", connect_timeout_s,
                  "seconds to wait for the coordinator (at start, and when it goes silent)")
       ->check(CLI::PositiveNumber);
@@ -134,7 +137,8 @@ int main(int argc, char** argv) {
     }
     if (!job.ok()) return Fail(job.status());
     const psforge::JobConfig& config = job->config;
-    if (auto s = psforge::CheckPlaintextBind("ps-server", bind_to, !curve.key.empty(), config.security.plaintext); !s.ok())
+    const bool curve_on = !curve.key.empty();
+    if (auto s = psforge::CheckPlaintextBind("ps-server", bind_to, curve_on, config.security.plaintext); !s.ok())
       return Fail(s);
     omp_set_num_threads(static_cast<int>(config.cluster.server_threads));
     auto features = psforge::ReadFeatureCount(config);
