@@ -1,12 +1,13 @@
 #include "common/zap_handler.h"
 
-#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <zmq.h>
 
 #include <cstdio>
 #include <cstring>
 #include <vector>
+
+#include "common/ip_address.h"
 
 namespace psforge {
 namespace {
@@ -113,14 +114,9 @@ bool ZapHandler::OnEvent(void* monitor) {
       // The connection's peer, while its descriptor is still open.
       sockaddr_storage peer{};
       socklen_t length = sizeof peer;
-      char text[INET6_ADDRSTRLEN] = {};
       const int fd = static_cast<int>(value);
-      if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0) {
-        const void* a = peer.ss_family == AF_INET6
-                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr)
-                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&peer)->sin_addr);
-        if (inet_ntop(peer.ss_family, a, text, sizeof text)) accepted_[fd] = text;
-      }
+      if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0)
+        if (std::string ip = IpText(peer); !ip.empty()) accepted_[fd] = ip;
       if (accepted_.size() > 65536) accepted_.clear();
       return true;
     }

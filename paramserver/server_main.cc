@@ -26,6 +26,7 @@
 #include "common/cli_flags.h"
 #include "common/coordinator_link.h"
 #include "common/dataset.h"
+#include "common/ip_address.h"
 #include "common/model_spec.h"
 #include "paramserver/server.h"
 
@@ -57,11 +58,8 @@ std::string AddressTowards(const std::string& coordinator) {
   // A datagram socket's connect sends nothing: it only picks the route.
   if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0 &&
       getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0) {
-    char text[INET6_ADDRSTRLEN] = {};
-    const bool v6 = local.ss_family == AF_INET6;
-    const void* a = v6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
-                       : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
-    if (inet_ntop(local.ss_family, a, text, sizeof text)) address = v6 ? "[" + std::string(text) + "]" : text;
+    address = psforge::IpText(local);
+    if (local.ss_family == AF_INET6 && !address.empty()) address = "[" + address + "]";
   }
   if (fd >= 0) close(fd);
   freeaddrinfo(found);
