@@ -18,24 +18,43 @@
 
 namespace psforge {
 
-enum class ModelKind { kMlp, kLinearRegression, kLogisticRegression };
+enum class ModelKind { kMlp, kLinearRegression, kLogisticRegression, kSequential };
 enum class Activation { kRelu, kSigmoid, kTanh };
 enum class DataFormat { kIdx, kCsv };
 enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad };
 enum class Consistency { kBsp, kSsp, kAsp };
+enum class LayerKind { kLinear, kConv, kMaxPool, kBatchNorm, kDropout, kFlatten, kRelu, kSigmoid, kTanh };
 
 const char* ModelKindName(ModelKind k);
 const char* ActivationName(Activation a);
 const char* DataFormatName(DataFormat f);
 const char* OptimizerKindName(OptimizerKind k);
 const char* ConsistencyName(Consistency c);
+const char* LayerKindName(LayerKind k);
+
+// One layer of a sequential model (model.layers), applied to each sample's
+// tensor: [channels, height, width] for images, [features] after a flatten.
+struct LayerOptions {
+  LayerKind kind = LayerKind::kLinear;
+  int64_t size = 0;     // linear: outputs (YAML `out`); conv: output channels (`filters`)
+  int64_t kernel = 0;   // conv (default 3), maxpool (default 2): the square window's side
+  int64_t stride = 0;   // conv (default 1), maxpool (default: the kernel)
+  int64_t padding = 0;  // conv, maxpool: zeros added on each side
+  double rate = 0.5;    // dropout: the probability of zeroing a unit, in [0, 1)
+  bool operator==(const LayerOptions&) const = default;
+};
 
 // model: what network to build.
 struct ModelOptions {
-  ModelKind kind = ModelKind::kMlp;           // mlp | linear_regression | logistic_regression
+  ModelKind kind = ModelKind::kMlp;           // mlp | linear_regression | logistic_regression | sequential
   std::vector<int64_t> hidden = {500};        // mlp: hidden layer widths (may be empty)
   Activation activation = Activation::kRelu;  // mlp: relu | sigmoid | tanh
-  int64_t classes = 10;                       // mlp: number of output classes (>= 2)
+  int64_t classes = 10;                       // mlp, sequential: number of output classes (>= 2)
+  // sequential: the shape of one sample ([channels, height, width] or
+  // [features]; empty: [features]) and the layers in order, the last one
+  // giving `classes` outputs to a softmax cross-entropy.
+  std::vector<int64_t> input_shape;
+  std::vector<LayerOptions> layers;
   uint64_t init_seed = 42;                    // seed of every tensor's initialiser
 };
 

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 namespace psforge {
 namespace {
 
@@ -157,6 +159,60 @@ TEST(LoadJobConfig, EveryShippedConfigIsValid) {
     auto r = LoadJobConfig(e.path().string());
     EXPECT_TRUE(r.ok()) << e.path() << ": " << r.status().ToString();
   }
+}
+
+}  // namespace
+}  // namespace psforge
+
+namespace psforge {
+namespace {
+
+class SequentialConfigTest : public ConfigTest {};
+
+const char* kCnn =
+    "model:\n"
+    "  kind: sequential\n"
+    "  input_shape: [1, 28, 28]\n"
+    "  layers:\n"
+    "    - {type: conv, filters: 8, kernel: 5, padding: 2}\n"
+    "    - batchnorm\n"
+    "    - relu\n"
+    "    - {type: maxpool}\n"
+    "    - flatten\n"
+    "    - {type: dropout, rate: 0.3}\n"
+    "    - {type: linear, out: 10}\n";
+
+TEST_F(SequentialConfigTest, LayersParseWithTheirDefaultsAndRoundTripThroughJson) {
+  auto r = Parse(kCnn);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const auto& l = r->model.layers;
+  ASSERT_EQ(l.size(), 7u);
+  EXPECT_EQ(l[0], (LayerOptions{LayerKind::kConv, 8, 5, 1, 2}));
+  EXPECT_EQ(l[1].kind, LayerKind::kBatchNorm);
+  EXPECT_EQ(l[3], (LayerOptions{LayerKind::kMaxPool, 0, 2, 2, 0}));
+  EXPECT_DOUBLE_EQ(l[5].rate, 0.3);
+  EXPECT_EQ(l[6], (LayerOptions{LayerKind::kLinear, 10}));
+  EXPECT_EQ(r->model.input_shape, (std::vector<int64_t>{1, 28, 28}));
+  // The job travels to servers and workers as JSON: the same model comes back.
+  nlohmann::json j = ConfigToJson(*r);
+  j.erase("path");  // as EncodeJob sends it
+  auto back = ParseJobConfig(j.dump(), "json", dir_.string());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->model.layers, l);
+  EXPECT_EQ(back->model.input_shape, r->model.input_shape);
+}
+
+TEST_F(SequentialConfigTest, ABadLayerIsNamedWithWhatIsAllowed) {
+  std::string base = "model:\n  kind: sequential\n  layers:\n";
+  ExpectError(base + "    - {type: conv, kernel: 3}\n", "model.layers[0].filters", "required");
+  ExpectError(base + "    - {type: convolution}\n", "model.layers[0].type", "must be one of linear, conv");
+  ExpectError(base + "    - {filters: 3}\n", "model.layers[0].type", "required");
+  ExpectError(base + "    - {type: dropout, rate: 1.5}\n", "model.layers[0].rate", "[0, 1)");
+  ExpectError(base + "    - {type: relu, out: 3}\n", "model.layers[0].out", "unknown field");
+  ExpectError(base + "    - {type: maxpool, kernel: 2, padding: 2}\n", "model.layers[0].padding", "smaller");
+  ExpectError("model:\n  kind: sequential\n", "model.layers", "required");
+  ExpectError("model:\n  kind: mlp\n  layers: [relu]\n", "model.layers", "only allowed with model.kind sequential");
+  ExpectError("model:\n  kind: sequential\n  hidden: [3]\n  layers: [relu]\n", "model.hidden", "only allowed");
 }
 
 }  // namespace

@@ -225,6 +225,7 @@ Result<Dataset> LoadDataset(const JobConfig& config, bool train) {
     float t = d->targets[i];
     switch (config.model.kind) {
       case ModelKind::kMlp:
+      case ModelKind::kSequential:
         if (t < 0 || t >= config.model.classes || t != std::floor(t))
           return InvalidArgument(std::string(which) + " row " + std::to_string(i) + ": label " +
                                  std::to_string(t) + " is not a class index below model.classes=" +

@@ -19,13 +19,21 @@ uint64_t HashName(const std::string& s) {
   return h;
 }
 
-}  // namespace
-
-int64_t TensorSpec::size() const {
+int64_t Product(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
 }
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+int64_t TensorSpec::size() const { return Product(shape); }
 
 KeyRange PartitionKeys(int64_t total, int64_t parts, int64_t index) {
   int64_t base = total / parts, extra = total % parts;
@@ -33,43 +41,129 @@ KeyRange PartitionKeys(int64_t total, int64_t parts, int64_t index) {
   return {begin, begin + base + (index < extra ? 1 : 0)};
 }
 
+int64_t LayerSpec::in_size() const { return Product(in_shape); }
+int64_t LayerSpec::out_size() const { return Product(out_shape); }
+
+bool ModelSpec::has_batch_statistics() const {
+  return std::any_of(layers_.begin(), layers_.end(),
+                     [](const LayerSpec& l) { return l.kind() == LayerKind::kBatchNorm; });
+}
+
 Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t inputs) {
   if (inputs <= 0) return InvalidArgument("model: the data set has no features");
   ModelSpec spec;
   spec.inputs_ = inputs;
-  spec.activation_ = model.activation;
   spec.init_seed_ = model.init_seed;
 
-  std::vector<int64_t> widths{inputs};
+  std::vector<LayerOptions> layers;
+  std::vector<int64_t> shape{inputs};
+  auto linear = [](int64_t out) { return LayerOptions{LayerKind::kLinear, out}; };
   switch (model.kind) {
-    case ModelKind::kMlp:
-      widths.insert(widths.end(), model.hidden.begin(), model.hidden.end());
-      widths.push_back(model.classes);
+    case ModelKind::kMlp: {
+      static constexpr LayerKind kActivation[] = {LayerKind::kRelu, LayerKind::kSigmoid, LayerKind::kTanh};
+      for (int64_t h : model.hidden) {
+        layers.push_back(linear(h));
+        layers.push_back({kActivation[static_cast<int>(model.activation)]});
+      }
+      layers.push_back(linear(model.classes));
       spec.loss_ = LossKind::kSoftmaxCrossEntropy;
       break;
+    }
     case ModelKind::kLinearRegression:
-      widths.push_back(1);
-      spec.loss_ = LossKind::kMeanSquaredError;
-      break;
     case ModelKind::kLogisticRegression:
-      widths.push_back(1);
-      spec.loss_ = LossKind::kSigmoidBinaryCrossEntropy;
+      layers.push_back(linear(1));
+      spec.loss_ = model.kind == ModelKind::kLinearRegression ? LossKind::kMeanSquaredError
+                                                              : LossKind::kSigmoidBinaryCrossEntropy;
+      break;
+    case ModelKind::kSequential:
+      layers = model.layers;
+      spec.loss_ = LossKind::kSoftmaxCrossEntropy;
+      if (!model.input_shape.empty()) {
+        if (Product(model.input_shape) != inputs)
+          return InvalidArgument("model.input_shape " + ShapeText(model.input_shape) + " has " +
+                                 std::to_string(Product(model.input_shape)) +
+                                 " values per sample, but the data set has " + std::to_string(inputs) +
+                                 " features");
+        shape = model.input_shape;
+      }
       break;
   }
-  bool regression = model.kind != ModelKind::kMlp;
-  for (std::size_t i = 0; i + 1 < widths.size(); ++i) {
-    int64_t in = widths[i], out = widths[i + 1];
-    std::string prefix = regression ? "linear" : "fc" + std::to_string(i);
-    // PyTorch's default for Linear: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
-    // Regression models start at zero, the usual choice for a convex problem.
-    float bound = regression ? 0.0f : 1.0f / std::sqrt(static_cast<float>(in));
-    InitKind init = regression ? InitKind::kZeros : InitKind::kUniform;
-    LinearLayerSpec layer{in, out, static_cast<int>(spec.tensors_.size()),
-                          static_cast<int>(spec.tensors_.size() + 1), i + 2 < widths.size()};
-    spec.tensors_.push_back({prefix + ".weight", {out, in}, init, bound, 0});
-    spec.tensors_.push_back({prefix + ".bias", {out}, init, bound, 0});
-    spec.layers_.push_back(layer);
+  if (layers.empty()) return InvalidArgument("model.layers: the model has no layers");
+  const bool regression = model.kind == ModelKind::kLinearRegression || model.kind == ModelKind::kLogisticRegression;
+  int counts[3] = {0, 0, 0};  // linear, conv, batchnorm: for names
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const LayerOptions& o = layers[i];
+    LayerSpec l{o, "", shape, shape};
+    auto where = [&] {
+      return "model.layers[" + std::to_string(i) + "] (" + LayerKindName(o.kind) + ", input " +
+             ShapeText(shape) + ")";
+    };
+    auto add_tensors = [&](std::string name, std::vector<int64_t> weight_shape, int64_t bias_size,
+                           InitKind weight_init, InitKind bias_init, float bound) {
+      l.name = std::move(name);
+      l.weight_tensor = static_cast<int>(spec.tensors_.size());
+      l.bias_tensor = l.weight_tensor + 1;
+      spec.tensors_.push_back({l.name + ".weight", std::move(weight_shape), weight_init, bound, 0});
+      spec.tensors_.push_back({l.name + ".bias", {bias_size}, bias_init, bound, 0});
+    };
+    switch (o.kind) {
+      case LayerKind::kLinear: {
+        if (shape.size() != 1)
+          return InvalidArgument(where() + ": needs one feature vector per sample; put a flatten layer before it");
+        int64_t in = shape[0];
+        l.out_shape = {o.size};
+        // PyTorch's default for Linear: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
+        // Regression models start at zero, the usual choice for a convex problem.
+        if (regression) {
+          add_tensors("linear", {o.size, in}, o.size, InitKind::kZeros, InitKind::kZeros, 0.0f);
+        } else {
+          add_tensors("fc" + std::to_string(counts[0]), {o.size, in}, o.size, InitKind::kUniform,
+                      InitKind::kUniform, 1.0f / std::sqrt(static_cast<float>(in)));
+        }
+        ++counts[0];
+        break;
+      }
+      case LayerKind::kConv:
+      case LayerKind::kMaxPool: {
+        if (shape.size() != 3)
+          return InvalidArgument(where() + ": needs [channels, height, width] per sample; set model.input_shape");
+        int64_t out_h = (shape[1] + 2 * o.padding - o.kernel) / o.stride + 1;
+        int64_t out_w = (shape[2] + 2 * o.padding - o.kernel) / o.stride + 1;
+        if (shape[1] + 2 * o.padding < o.kernel || shape[2] + 2 * o.padding < o.kernel)
+          return InvalidArgument(where() + ": the " + std::to_string(o.kernel) + "x" + std::to_string(o.kernel) +
+                                 " kernel is larger than the padded input");
+        if (o.kind == LayerKind::kMaxPool) {
+          l.out_shape = {shape[0], out_h, out_w};
+          break;
+        }
+        l.out_shape = {o.size, out_h, out_w};
+        int64_t fan_in = shape[0] * o.kernel * o.kernel;
+        // PyTorch's default for Conv2d, as for Linear: U(+-1/sqrt(fan_in)).
+        add_tensors("conv" + std::to_string(counts[1]++), {o.size, shape[0], o.kernel, o.kernel}, o.size,
+                    InitKind::kUniform, InitKind::kUniform, 1.0f / std::sqrt(static_cast<float>(fan_in)));
+        break;
+      }
+      case LayerKind::kBatchNorm:
+        // Per channel for images, per feature for vectors; scale 1, shift 0.
+        add_tensors("bn" + std::to_string(counts[2]++), {shape[0]}, shape[0], InitKind::kOnes,
+                    InitKind::kZeros, 0.0f);
+        break;
+      case LayerKind::kFlatten:
+        l.out_shape = {Product(shape)};
+        break;
+      case LayerKind::kDropout:
+      case LayerKind::kRelu:
+      case LayerKind::kSigmoid:
+      case LayerKind::kTanh:
+        break;
+    }
+    shape = l.out_shape;
+    spec.layers_.push_back(std::move(l));
   }
+  const int64_t want = regression ? 1 : model.classes;
+  if (shape.size() != 1 || shape[0] != want)
+    return InvalidArgument("model.layers: the last layer gives " + ShapeText(shape) + " per sample; the loss needs [" +
+                           std::to_string(want) + "] (model.classes)");
   for (auto& t : spec.tensors_) {
     t.offset = spec.num_params_;
     spec.num_params_ += t.size();
@@ -84,7 +178,7 @@ void ModelSpec::Initialize(KeyRange range, std::span<float> out) const {
     if (begin >= end) continue;
     uint64_t seed = SplitMix64(init_seed_ ^ HashName(t.name));
     for (int64_t key = begin; key < end; ++key) {
-      float v = 0.0f;
+      float v = t.init == InitKind::kOnes ? 1.0f : 0.0f;
       if (t.init == InitKind::kUniform) {
         uint64_t r = SplitMix64(seed + static_cast<uint64_t>(key - t.offset));
         double u = static_cast<double>(r >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)

@@ -17,11 +17,11 @@
 
 namespace psforge {
 
-enum class InitKind { kZeros, kUniform };
+enum class InitKind { kZeros, kOnes, kUniform };
 
 struct TensorSpec {
   std::string name;            // e.g. "fc0.weight"
-  std::vector<int64_t> shape;  // row-major; Linear weights are [out, in]
+  std::vector<int64_t> shape;  // row-major; Linear weights are [out, in], conv [out, in, kh, kw]
   InitKind init = InitKind::kZeros;
   float bound = 0.0f;          // kUniform: values in [-bound, bound)
   int64_t offset = 0;          // first key of the tensor in the flattened space
@@ -42,24 +42,33 @@ KeyRange PartitionKeys(int64_t total, int64_t parts, int64_t index);
 // How a layer stack is derived from the config.
 enum class LossKind { kSoftmaxCrossEntropy, kSigmoidBinaryCrossEntropy, kMeanSquaredError };
 
-struct LinearLayerSpec {
-  int64_t in = 0, out = 0;
+// One layer with its per-sample input and output shapes ([channels, height,
+// width] or [features]) and the tensors it owns: weight and bias for linear
+// and conv, scale and shift for batchnorm.
+struct LayerSpec {
+  LayerOptions options;
+  std::string name;  // "fc0", "conv1", "bn0", ...: its tensors are name.weight, name.bias
+  std::vector<int64_t> in_shape, out_shape;
   int weight_tensor = -1, bias_tensor = -1;  // indices into ModelSpec::tensors
-  bool activation_after = false;             // the model's activation follows this layer
+  LayerKind kind() const { return options.kind; }
+  int64_t in_size() const;
+  int64_t out_size() const;
 };
 
 class ModelSpec {
  public:
-  // `inputs` is the number of features per sample (from the data set).
+  // `inputs` is the number of features per sample (from the data set). An
+  // error names the layer whose shape does not work out.
   static Result<ModelSpec> FromConfig(const ModelOptions& model, int64_t inputs);
 
   const std::vector<TensorSpec>& tensors() const { return tensors_; }
-  const std::vector<LinearLayerSpec>& layers() const { return layers_; }
+  const std::vector<LayerSpec>& layers() const { return layers_; }
   int64_t num_params() const { return num_params_; }
   int64_t inputs() const { return inputs_; }
-  int64_t outputs() const { return layers_.back().out; }
-  Activation activation() const { return activation_; }
+  int64_t outputs() const { return layers_.back().out_size(); }
   LossKind loss() const { return loss_; }
+  // Whether evaluation needs batch statistics estimated first (batchnorm).
+  bool has_batch_statistics() const;
 
   // Writes the initial values of keys [range.begin, range.end) into `out`
   // (out.size() == range.size()).
@@ -67,10 +76,9 @@ class ModelSpec {
 
  private:
   std::vector<TensorSpec> tensors_;
-  std::vector<LinearLayerSpec> layers_;
+  std::vector<LayerSpec> layers_;
   int64_t num_params_ = 0;
   int64_t inputs_ = 0;
-  Activation activation_ = Activation::kRelu;
   LossKind loss_ = LossKind::kSoftmaxCrossEntropy;
   uint64_t init_seed_ = 0;
 };

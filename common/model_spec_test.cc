@@ -43,7 +43,7 @@ TEST(ModelSpec, InitialisationIsDeterministicBoundedAndRangeIndependent) {
   std::vector<float> all(s.num_params());
   s.Initialize({0, s.num_params()}, all);
   for (const TensorSpec& t : s.tensors()) {
-    EXPECT_FLOAT_EQ(t.bound, 1.0f / std::sqrt(static_cast<float>(t.name.ends_with("weight") ? t.shape[1] : s.layers()[t.name[2] - '0'].in)));
+    EXPECT_FLOAT_EQ(t.bound, 1.0f / std::sqrt(static_cast<float>(t.name.ends_with("weight") ? t.shape[1] : s.layers()[2 * (t.name[2] - '0')].in_size())));
     double sum = 0;
     for (int64_t i = 0; i < t.size(); ++i) {
       float v = all[t.offset + i];

@@ -15,9 +15,10 @@ std::string FormatDuration(double s) {
 }
 
 ProgressPrinter::ProgressPrinter(std::FILE* out, double interval_s)
-    : out_(out), tty_(isatty(fileno(out)) != 0), interval_s_(interval_s) {}
+    : out_(out), tty_(out != nullptr && isatty(fileno(out)) != 0), interval_s_(interval_s) {}
 
 void ProgressPrinter::Step(const ProgressState& s, double now_s, bool force) {
+  if (out_ == nullptr) return;
   if (!force && now_s - last_s_ < (tty_ ? interval_s_ / 4 : interval_s_)) return;
   last_s_ = now_s;
   const int pct = static_cast<int>(100 * std::clamp(s.epoch_fraction, 0.0, 1.0));
@@ -38,6 +39,7 @@ void ProgressPrinter::Step(const ProgressState& s, double now_s, bool force) {
 }
 
 void ProgressPrinter::Line(const std::string& text) {
+  if (out_ == nullptr) return;
   if (live_line_) std::fputs("\r\033[K", out_);
   live_line_ = false;
   std::fprintf(out_, "%s\n", text.c_str());

@@ -19,6 +19,7 @@ struct ProgressState {
 
 class ProgressPrinter {
  public:
+  // Prints nothing when `out` is null.
   ProgressPrinter(std::FILE* out, double interval_s);
   // Prints when an interval has passed since the last update (or `force`).
   void Step(const ProgressState& s, double now_s, bool force = false);

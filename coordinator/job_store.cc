@@ -143,6 +143,14 @@ Result<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
   return std::unique_ptr<JobStore>(new JobStore(std::unique_ptr<rocksdb::DB>(db), path));
 }
 
+Result<std::unique_ptr<JobStore>> JobStore::OpenReadOnly(const std::string& path) {
+  rocksdb::Options options;
+  options.paranoid_checks = true;
+  rocksdb::DB* db = nullptr;
+  PSF_RETURN_IF_ERROR(FromRocks(rocksdb::DB::OpenForReadOnly(options, path, &db), path, "open to read"));
+  return std::unique_ptr<JobStore>(new JobStore(std::unique_ptr<rocksdb::DB>(db), path));
+}
+
 Status JobStore::Put(const std::string& key, const std::string& value, bool sync) {
   rocksdb::WriteOptions options;
   options.sync = sync;

@@ -49,6 +49,9 @@ class JobStore {
  public:
   // Opens (creating it if missing) the store in directory `path`.
   static Result<std::unique_ptr<JobStore>> Open(const std::string& path);
+  // Opens an existing store to read (writes fail), also while the
+  // coordinator runs.
+  static Result<std::unique_ptr<JobStore>> OpenReadOnly(const std::string& path);
   ~JobStore();
 
   // The job's identity ("" when the store is new).

@@ -380,4 +380,15 @@ Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& p
       std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), options, path, stall_midway), path));
 }
 
+Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDbReadOnly(const std::string& path) {
+  rocksdb::Options options;
+  options.paranoid_checks = true;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, path, &db);
+  if (!s.ok()) return FromRocks(s, path, "open to read");
+  return std::unique_ptr<ParamStore>(std::make_unique<TableStore>(
+      std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), options, path, std::chrono::milliseconds(0)),
+      path));
+}
+
 }  // namespace psforge

@@ -62,6 +62,10 @@ class ParamStore {
   // Deletes every checkpoint newer than `id` without reading them (damaged
   // ones included): a job that goes back to `id` forgets what came after.
   virtual Status RemoveNewerThan(int64_t id) = 0;
+  // Opens an existing store to read, also while its server runs (it sees
+  // the checkpoints written before it opened).
+  static Result<std::unique_ptr<ParamStore>> OpenRocksDbReadOnly(const std::string& path);
+
   // Where it is, for messages.
   virtual const std::string& where() const = 0;
 };

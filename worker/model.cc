@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "worker/nn/conv.h"
 #include "worker/nn/layers.h"
+#include "worker/nn/norm.h"
 
 namespace psforge {
 
@@ -24,28 +26,76 @@ Model::Model(const ModelSpec& spec, int64_t max_batch)
 
 Model::~Model() = default;
 
-Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_batch) {
+Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_batch, uint64_t seed) {
   if (max_batch <= 0) return InvalidArgument("model: batch size must be positive");
   std::unique_ptr<Model> m(new Model(spec, max_batch));
   m->weights_ = Allocate(spec.num_params());
   m->grads_ = Allocate(spec.num_params());
-  for (const LinearLayerSpec& l : spec.layers()) {
-    const TensorSpec& w = spec.tensors()[l.weight_tensor];
-    const TensorSpec& b = spec.tensors()[l.bias_tensor];
-    nn::Linear& linear = m->linears_.emplace_back(m->ctx_.get(), l.in, l.out);
-    linear.Bind(m->weights_.get() + w.offset, m->weights_.get() + b.offset,
-                m->grads_.get() + w.offset, m->grads_.get() + b.offset);
-    m->z_.push_back(Allocate(max_batch * l.out));
-    m->dz_.push_back(Allocate(max_batch * l.out));
-    if (l.activation_after) {
-      m->activations_.emplace_back(m->ctx_.get(), spec.activation(), l.out);
-      m->a_.push_back(Allocate(max_batch * l.out));
-      m->da_.push_back(Allocate(max_batch * l.out));
+  float* w = m->weights_.get();
+  float* g = m->grads_.get();
+  nn::DnnlContext* ctx = m->ctx_.get();
+  for (std::size_t i = 0; i < spec.layers().size(); ++i) {
+    const LayerSpec& l = spec.layers()[i];
+    const TensorSpec* weight = l.weight_tensor >= 0 ? &spec.tensors()[l.weight_tensor] : nullptr;
+    const TensorSpec* bias = l.bias_tensor >= 0 ? &spec.tensors()[l.bias_tensor] : nullptr;
+    const LayerOptions& o = l.options;
+    auto image = [&](int64_t d) { return l.in_shape.size() == 3 ? l.in_shape[d] : 0; };
+    std::unique_ptr<nn::Layer> layer;
+    switch (l.kind()) {
+      case LayerKind::kLinear: {
+        auto linear = std::make_unique<nn::Linear>(ctx, l.in_size(), l.out_size());
+        linear->Bind(w + weight->offset, w + bias->offset, g + weight->offset, g + bias->offset);
+        layer = std::move(linear);
+        break;
+      }
+      case LayerKind::kConv: {
+        auto conv = std::make_unique<nn::Conv2d>(
+            ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], o.size, o.kernel, o.stride, o.padding});
+        conv->Bind(w + weight->offset, w + bias->offset, g + weight->offset, g + bias->offset);
+        layer = std::move(conv);
+        break;
+      }
+      case LayerKind::kMaxPool:
+        layer = std::make_unique<nn::MaxPool2d>(
+            ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], l.in_shape[0], o.kernel, o.stride, o.padding});
+        break;
+      case LayerKind::kBatchNorm: {
+        auto bn = std::make_unique<nn::BatchNorm>(ctx, l.in_shape[0], image(1), image(2));
+        bn->Bind(w + weight->offset, w + bias->offset, g + weight->offset, g + bias->offset);
+        m->batch_norms_.push_back(bn.get());
+        m->batch_norm_names_.push_back(l.name);
+        layer = std::move(bn);
+        break;
+      }
+      case LayerKind::kDropout: {
+        auto dropout = std::make_unique<nn::Dropout>(o.rate, l.in_size(), max_batch, seed * 1000003 + i);
+        m->dropouts_.push_back(dropout.get());
+        layer = std::move(dropout);
+        break;
+      }
+      case LayerKind::kRelu:
+      case LayerKind::kSigmoid:
+      case LayerKind::kTanh:
+        layer = std::make_unique<nn::Eltwise>(ctx, l.kind(), l.in_size());
+        break;
+      case LayerKind::kFlatten:
+        break;  // a view: same bytes, another shape
     }
+    if (layer == nullptr && i > 0) {
+      m->out_.push_back(m->out_.back());
+      m->dout_.push_back(m->dout_.back());
+    } else {
+      // A flatten as the first layer views the caller's input: give it a copy.
+      m->buffers_.push_back(Allocate(max_batch * l.out_size()));
+      m->out_.push_back(m->buffers_.back().get());
+      m->buffers_.push_back(Allocate(max_batch * l.out_size()));
+      m->dout_.push_back(m->buffers_.back().get());
+    }
+    m->layers_.push_back(std::move(layer));
   }
   switch (spec.loss()) {
     case LossKind::kSoftmaxCrossEntropy:
-      m->loss_ = std::make_unique<nn::SoftmaxCrossEntropy>(m->ctx_.get(), spec.outputs(), max_batch);
+      m->loss_ = std::make_unique<nn::SoftmaxCrossEntropy>(ctx, spec.outputs(), max_batch);
       break;
     case LossKind::kSigmoidBinaryCrossEntropy:
       m->loss_ = std::make_unique<nn::SigmoidBinaryCrossEntropy>();
@@ -57,29 +107,29 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
   return m;
 }
 
-const float* Model::ForwardPass(const float* x, int64_t n) {
+const float* Model::ForwardPass(const float* x, int64_t n, int pass) {
   const float* in = x;
-  for (std::size_t i = 0; i < linears_.size(); ++i) {
-    linears_[i].Forward(in, z_[i].get(), n);
-    in = z_[i].get();
-    if (i < activations_.size()) {
-      activations_[i].Forward(z_[i].get(), a_[i].get(), n);
-      in = a_[i].get();
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    if (layers_[i] != nullptr) {
+      layers_[i]->Forward(in, out_[i], n, static_cast<nn::Pass>(pass));
+    } else if (i == 0) {
+      std::memcpy(out_[0], x, static_cast<std::size_t>(n * spec_.inputs()) * sizeof(float));
     }
+    in = out_[i];
   }
   return in;
 }
 
-float Model::TrainStep(const float* x, const float* targets, int64_t n) {
-  const float* out = ForwardPass(x, n);
+float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t step) {
+  for (nn::Dropout* d : dropouts_) d->set_step(static_cast<uint64_t>(step));
+  const float* out = ForwardPass(x, n, static_cast<int>(nn::Pass::kTraining));
   float loss = loss_->Forward(out, targets, n);
-  std::size_t last = linears_.size() - 1;
-  loss_->Backward(dz_[last].get());
-  for (std::size_t i = last + 1; i-- > 0;) {
-    const float* input = i == 0 ? x : a_[i - 1].get();
-    float* dinput = i == 0 ? nullptr : da_[i - 1].get();
-    linears_[i].Backward(input, dz_[i].get(), dinput, n);
-    if (i > 0) activations_[i - 1].Backward(a_[i - 1].get(), da_[i - 1].get(), dz_[i - 1].get(), n);
+  loss_->Backward(dout_.back());
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    if (layers_[i] == nullptr) continue;
+    const float* input = i == 0 ? x : out_[i - 1];
+    float* dinput = i == 0 ? nullptr : dout_[i - 1];
+    layers_[i]->Backward(input, out_[i], dout_[i], dinput, n);
   }
   return loss;
 }
@@ -95,7 +145,30 @@ void Model::ScaleGradients(float factor) {
 }
 
 double Model::EvaluateBatch(const float* x, const float* targets, int64_t n) {
-  return loss_->Score(ForwardPass(x, n), targets, n);
+  return loss_->Score(ForwardPass(x, n, static_cast<int>(nn::Pass::kInference)), targets, n);
+}
+
+void Model::BeginStatistics() {
+  for (nn::BatchNorm* bn : batch_norms_) bn->BeginStatistics();
+}
+
+void Model::AccumulateStatistics(const float* x, int64_t n) {
+  if (!batch_norms_.empty()) ForwardPass(x, n, static_cast<int>(nn::Pass::kStatistics));
+}
+
+void Model::EndStatistics() {
+  for (nn::BatchNorm* bn : batch_norms_) bn->EndStatistics();
+}
+
+std::vector<std::pair<std::string, std::vector<float>>> Model::Statistics() const {
+  std::vector<std::pair<std::string, std::vector<float>>> out;
+  for (std::size_t i = 0; i < batch_norms_.size(); ++i) {
+    const auto mean = batch_norms_[i]->mean();
+    const auto var = batch_norms_[i]->variance();
+    out.emplace_back(batch_norm_names_[i] + ".running_mean", std::vector<float>(mean.begin(), mean.end()));
+    out.emplace_back(batch_norm_names_[i] + ".running_var", std::vector<float>(var.begin(), var.end()));
+  }
+  return out;
 }
 
 }  // namespace psforge

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/model_spec.h"
@@ -17,14 +18,16 @@
 namespace psforge {
 namespace nn {
 struct DnnlContext;
-class Linear;
-class Eltwise;
+class Layer;
 class Loss;
+class BatchNorm;
+class Dropout;
 }  // namespace nn
 
 class Model {
  public:
-  static Result<std::unique_ptr<Model>> Create(const ModelSpec& spec, int64_t max_batch);
+  // `seed` seeds the dropout masks (which also depend on the step).
+  static Result<std::unique_ptr<Model>> Create(const ModelSpec& spec, int64_t max_batch, uint64_t seed = 0);
   ~Model();
 
   const ModelSpec& spec() const { return spec_; }
@@ -36,7 +39,8 @@ class Model {
 
   // Forward, loss and backward on n <= max_batch rows of x ([n, inputs]);
   // fills gradients() with the gradient of the mean loss; returns that loss.
-  float TrainStep(const float* x, const float* targets, int64_t n);
+  // `step` selects the dropout masks.
+  float TrainStep(const float* x, const float* targets, int64_t n, int64_t step = 0);
 
   // gradients() *= factor (0 clears them).
   void ScaleGradients(float factor);
@@ -44,6 +48,16 @@ class Model {
   // Forward only; returns the batch's metric sum (correct predictions for
   // classifiers, squared error for regression).
   double EvaluateBatch(const float* x, const float* targets, int64_t n);
+
+  // Batch statistics for evaluation (batchnorm; see nn/norm.h): Begin, a
+  // forward pass per training batch, End. No-ops without batchnorm.
+  void BeginStatistics();
+  void AccumulateStatistics(const float* x, int64_t n);
+  void EndStatistics();
+
+  // The estimated statistics by name ("bn0.running_mean", "bn0.running_var"),
+  // PyTorch's names, for export.
+  std::vector<std::pair<std::string, std::vector<float>>> Statistics() const;
 
  private:
   struct FreeDeleter {
@@ -53,17 +67,21 @@ class Model {
   static Buffer Allocate(int64_t floats);
 
   Model(const ModelSpec& spec, int64_t max_batch);
-  const float* ForwardPass(const float* x, int64_t n);
+  const float* ForwardPass(const float* x, int64_t n, int pass);
 
   ModelSpec spec_;
   int64_t max_batch_;
   std::unique_ptr<nn::DnnlContext> ctx_;
   Buffer weights_, grads_;
-  std::vector<nn::Linear> linears_;
-  std::vector<nn::Eltwise> activations_;  // one per hidden layer
+  // Per layer: the layer (null for a flatten, whose output is its input)
+  // and its output and output-gradient buffers.
+  std::vector<std::unique_ptr<nn::Layer>> layers_;
+  std::vector<float*> out_, dout_;
+  std::vector<Buffer> buffers_;
+  std::vector<nn::BatchNorm*> batch_norms_;
+  std::vector<std::string> batch_norm_names_;
+  std::vector<nn::Dropout*> dropouts_;
   std::unique_ptr<nn::Loss> loss_;
-  // Per layer i: z = linear output, a = activation output, and their gradients.
-  std::vector<Buffer> z_, a_, dz_, da_;
 };
 
 }  // namespace psforge

@@ -62,3 +62,76 @@ TEST(Model, PartialBatchesUseTheirOwnShape) {
 
 }  // namespace
 }  // namespace psforge
+
+namespace psforge {
+namespace {
+
+ModelOptions SmallCnn() {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.classes = 3;
+  o.input_shape = {2, 6, 6};
+  o.layers = {{LayerKind::kConv, 3, 3, 1, 1},  {LayerKind::kBatchNorm},
+              {LayerKind::kRelu},              {LayerKind::kMaxPool, 0, 2, 2, 0},
+              {LayerKind::kFlatten},           {LayerKind::kDropout, 0, 0, 0, 0, 0.3},
+              {LayerKind::kLinear, 5},         {LayerKind::kTanh},
+              {LayerKind::kLinear, 3}};
+  return o;
+}
+
+// Every layer kind of a sequential model chained (conv, batchnorm, pooling,
+// flatten, dropout with a fixed step's mask, linear): the gradient against
+// finite differences of the loss.
+TEST(Model, SequentialCnnGradientMatchesFiniteDifferences) {
+  auto spec = ModelSpec::FromConfig(SmallCnn(), 72);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->num_params(), (3 * 2 * 9 + 3) + (3 + 3) + (27 * 5 + 5) + (5 * 3 + 3));
+  auto model = Model::Create(*spec, 5, 9);
+  ASSERT_TRUE(model.ok());
+  Model& m = **model;
+  spec->Initialize({0, spec->num_params()}, m.weights());
+  std::mt19937_64 rng(2);
+  std::vector<float> x(5 * 72), t(5);
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  for (auto& v : t) v = static_cast<float>(rng() % 3);
+  m.TrainStep(x.data(), t.data(), 5, 11);
+  std::vector<float> grad(m.gradients().begin(), m.gradients().end());
+  const float eps = 1e-3f;
+  int64_t off = 0;
+  for (int64_t k = 0; k < spec->num_params(); ++k) {
+    float saved = m.weights()[k];
+    m.weights()[k] = saved + eps;
+    double plus = m.TrainStep(x.data(), t.data(), 5, 11);
+    m.weights()[k] = saved - eps;
+    double minus = m.TrainStep(x.data(), t.data(), 5, 11);
+    m.weights()[k] = saved;
+    double fd = (plus - minus) / (2 * eps);
+    off += std::abs(grad[k] - fd) > 3e-3 * (1 + std::abs(fd));
+  }
+  // A ReLU or a pooling window may switch inside +-eps for a key or two.
+  EXPECT_LE(off, 2) << "of " << spec->num_params() << " keys";
+  // Another step draws another dropout mask, so another loss.
+  EXPECT_NE(m.TrainStep(x.data(), t.data(), 5, 11), m.TrainStep(x.data(), t.data(), 5, 12));
+}
+
+TEST(Model, SequentialShapesAreCheckedWithTheLayerNamed) {
+  ModelOptions o = SmallCnn();
+  EXPECT_FALSE(ModelSpec::FromConfig(o, 71).ok());  // input_shape does not match the data
+  o.layers.erase(o.layers.begin() + 4);               // no flatten before the linear layer
+  auto r = ModelSpec::FromConfig(o, 72);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("model.layers[5] (linear, input [3, 3, 3])"), std::string::npos)
+      << r.status().ToString();
+  o = SmallCnn();
+  o.layers.back().size = 4;  // not model.classes
+  EXPECT_FALSE(ModelSpec::FromConfig(o, 72).ok());
+  o = SmallCnn();
+  o.layers[0].kernel = 9;  // larger than the padded 6x6 input
+  EXPECT_FALSE(ModelSpec::FromConfig(o, 72).ok());
+  o = SmallCnn();
+  o.input_shape.clear();  // a conv needs [c, h, w]
+  EXPECT_FALSE(ModelSpec::FromConfig(o, 72).ok());
+}
+
+}  // namespace
+}  // namespace psforge

@@ -1,5 +1,7 @@
 #include "worker/train_job.h"
 
+#include "worker/model_export.h"
+
 #include <cstdlib>
 
 #include <fstream>
@@ -25,7 +27,7 @@ struct Prepared {
 Result<Prepared> Prepare(const JobConfig& config, int64_t max_batch) {
   PSF_ASSIGN_OR_RETURN(TrainTestData data, LoadTrainTest(config));
   PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, data.train.features));
-  PSF_ASSIGN_OR_RETURN(auto model, Model::Create(spec, max_batch));
+  PSF_ASSIGN_OR_RETURN(auto model, Model::Create(spec, max_batch, config.training.seed));
   return Prepared{std::move(data), std::move(spec), std::move(model)};
 }
 
@@ -39,7 +41,8 @@ void Announce(ProgressPrinter& progress, const JobConfig& config, const Prepared
 
 }  // namespace
 
-Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out) {
+Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out,
+                                     const std::string& export_path) {
   PSF_ASSIGN_OR_RETURN(Prepared p, Prepare(config, config.training.batch_size));
   PSF_ASSIGN_OR_RETURN(auto client, LocalParameterClient::Create(p.spec, config.optimizer, p.model->weights()));
   ProgressPrinter progress(progress_out, config.training.progress_interval_s);
@@ -47,7 +50,13 @@ Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progres
   ShardPlan plan(p.data.train.rows, config.data.shard_size, config.training.seed, config.training.shuffle);
   LocalShardSource source(&plan, config.training.epochs, config.training.max_steps);
   Trainer trainer(config, p.model.get(), client.get(), &progress);
-  return trainer.Run(p.data.train, p.data.test, &source);
+  PSF_ASSIGN_OR_RETURN(TrainResult result, trainer.Run(p.data.train, p.data.test, &source));
+  if (!export_path.empty()) {
+    trainer.EstimateStatistics(p.data.train);
+    PSF_RETURN_IF_ERROR(ExportModel(config, *p.model, result.steps, export_path));
+    progress.Line("wrote the trained model to " + export_path);
+  }
+  return result;
 }
 
 Status SaveWeights(std::span<const float> weights, const std::string& path) {

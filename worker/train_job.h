@@ -12,8 +12,10 @@
 
 namespace psforge {
 
-// Loads the data, builds the model and the in-process optimizer, trains.
-Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out);
+// Loads the data, builds the model and the in-process optimizer, trains;
+// then writes the trained model to `export_path` (model_export.h) unless it is "".
+Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out,
+                                     const std::string& export_path = "");
 
 // One worker of the job the coordinator at `coordinator` runs: joins it
 // (waiting at most `connect_timeout_s`), trains the shards it leases,

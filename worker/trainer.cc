@@ -51,8 +51,27 @@ double Trainer::Evaluate(const Dataset& data) {
   return sum / static_cast<double>(data.rows);
 }
 
+void Trainer::EstimateStatistics(const Dataset& train) {
+  if (!model_->spec().has_batch_statistics()) return;
+  // The same records for every process and every evaluation: the first
+  // kStatisticsBatches full batches of the training set (in file order,
+  // which for the data sets we read is already shuffled).
+  const int64_t b = model_->max_batch();
+  std::vector<int64_t> rows(b);
+  model_->BeginStatistics();
+  for (int64_t k = 0; k < kStatisticsBatches && (k + 1) * b <= std::max(train.rows, b); ++k) {
+    const int64_t start = k * b, n = std::min(b, train.rows - start);
+    if (n <= 0) break;
+    std::iota(rows.begin(), rows.begin() + n, start);
+    Gather(train, rows.data(), n);
+    model_->AccumulateStatistics(batch_x_.data(), n);
+  }
+  model_->EndStatistics();
+}
+
 Status Trainer::EvaluateEpoch(const Dataset& test, BatchSource* source, int64_t epoch, int64_t step,
                               bool final, double epoch_loss, TrainResult* result) {
+  if (train_ != nullptr) EstimateStatistics(*train_);
   EpochResult e{epoch, step, epoch_loss, Evaluate(test), Seconds(start_)};
   result->history.push_back(e);
   char line[256];
@@ -68,6 +87,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     return InvalidArgument("data: training set has " + std::to_string(train.features) +
                            " features and test set " + std::to_string(test.features) +
                            ", the model expects " + std::to_string(model_->spec().inputs()));
+  train_ = &train;
   TrainResult result;
   result.metric_name =
       config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
@@ -106,7 +126,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     float loss = 0;
     if (n > 0) {
       Gather(train, rows_.data(), n);
-      loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n);
+      loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step);
       if (!std::isfinite(loss))
         return FailedPrecondition("loss became " + std::to_string(loss) + " at step " +
                                   std::to_string(step) +

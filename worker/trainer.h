@@ -56,6 +56,11 @@ class Trainer {
   // The metric over a whole data set (accuracy or mean squared error).
   double Evaluate(const Dataset& data);
 
+  // Estimates the batch statistics evaluation needs (batchnorm) from the
+  // first kStatisticsBatches batches of `train`; nothing without batchnorm.
+  void EstimateStatistics(const Dataset& train);
+  static constexpr int64_t kStatisticsBatches = 50;
+
  private:
   void Gather(const Dataset& data, const int64_t* rows, int64_t n);
   Status EvaluateEpoch(const Dataset& test, BatchSource* source, int64_t epoch, int64_t step,
@@ -68,6 +73,7 @@ class Trainer {
   std::chrono::steady_clock::time_point start_;
   std::vector<float> batch_x_, batch_t_;
   std::vector<int64_t> rows_;
+  const Dataset* train_ = nullptr;  // during Run
 };
 
 nlohmann::json SummaryJson(const TrainResult& result, const JobConfig& config);

@@ -3,33 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "worker/nn/dnnl_util.h"
+
 namespace psforge::nn {
-namespace {
 
 using dnnl::memory;
-using Args = std::unordered_map<int, memory>;
-
-memory::desc Matrix(int64_t rows, int64_t cols, memory::format_tag tag = memory::format_tag::nc) {
-  return memory::desc({rows, cols}, memory::data_type::f32, tag);
-}
-
-// A memory object with no buffer yet; each call points it at the caller's.
-memory Unbound(const memory::desc& md, const dnnl::engine& engine) {
-  return memory(md, engine, DNNL_MEMORY_NONE);
-}
-
-void Point(memory& m, const float* p) { m.set_data_handle(const_cast<float*>(p)); }
-
-template <typename Plan, typename Make>
-Plan& FindOrMake(std::vector<std::pair<int64_t, std::unique_ptr<Plan>>>& plans, int64_t n,
-                 Make make) {
-  for (auto& [size, plan] : plans)
-    if (size == n) return *plan;
-  plans.emplace_back(n, make());
-  return *plans.back().second;
-}
-
-}  // namespace
 
 // ---- Linear -----------------------------------------------------------------
 
@@ -79,7 +57,7 @@ Linear::Plan& Linear::PlanFor(int64_t n) {
   });
 }
 
-void Linear::Forward(const float* x, float* y, int64_t n) {
+void Linear::Forward(const float* x, float* y, int64_t n, Pass) {
   Plan& p = PlanFor(n);
   Point(p.x, x);
   Point(p.w, weight_);
@@ -89,7 +67,7 @@ void Linear::Forward(const float* x, float* y, int64_t n) {
   ctx_->stream.wait();
 }
 
-void Linear::Backward(const float* x, const float* dy, float* dx, int64_t n) {
+void Linear::Backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
   Plan& p = PlanFor(n);
   Point(p.x, x);
   Point(p.dy, dy);
@@ -113,11 +91,11 @@ struct Eltwise::Plan {
   Args fwd_args, bwd_args;
 };
 
-Eltwise::Eltwise(DnnlContext* ctx, Activation kind, int64_t width) : ctx_(ctx), width_(width) {
+Eltwise::Eltwise(DnnlContext* ctx, LayerKind kind, int64_t width) : ctx_(ctx), width_(width) {
   switch (kind) {
-    case Activation::kRelu: alg_ = dnnl::algorithm::eltwise_relu_use_dst_for_bwd; break;
-    case Activation::kSigmoid: alg_ = dnnl::algorithm::eltwise_logistic_use_dst_for_bwd; break;
-    case Activation::kTanh: alg_ = dnnl::algorithm::eltwise_tanh_use_dst_for_bwd; break;
+    case LayerKind::kSigmoid: alg_ = dnnl::algorithm::eltwise_logistic_use_dst_for_bwd; break;
+    case LayerKind::kTanh: alg_ = dnnl::algorithm::eltwise_tanh_use_dst_for_bwd; break;
+    default: alg_ = dnnl::algorithm::eltwise_relu_use_dst_for_bwd; break;
   }
 }
 Eltwise::~Eltwise() = default;
@@ -140,7 +118,7 @@ Eltwise::Plan& Eltwise::PlanFor(int64_t n) {
   });
 }
 
-void Eltwise::Forward(const float* x, float* y, int64_t n) {
+void Eltwise::Forward(const float* x, float* y, int64_t n, Pass) {
   Plan& p = PlanFor(n);
   Point(p.x, x);
   Point(p.y, y);
@@ -148,7 +126,8 @@ void Eltwise::Forward(const float* x, float* y, int64_t n) {
   ctx_->stream.wait();
 }
 
-void Eltwise::Backward(const float* y, const float* dy, float* dx, int64_t n) {
+void Eltwise::Backward(const float*, const float* y, const float* dy, float* dx, int64_t n) {
+  if (dx == nullptr) return;
   Plan& p = PlanFor(n);
   Point(p.y, y);
   Point(p.dy, dy);

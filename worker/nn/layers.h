@@ -26,8 +26,27 @@ struct DnnlContext {
   dnnl::stream stream{engine};
 };
 
+// What a forward pass is for. kTraining: dropout drops, batchnorm normalises
+// with the batch's own statistics (and Backward may follow). kStatistics:
+// as kTraining for batchnorm, which also accumulates the batch's statistics
+// for evaluation; dropout passes through. kInference: dropout passes
+// through, batchnorm uses its estimated statistics.
+enum class Pass { kTraining, kStatistics, kInference };
+
+// A layer of a sequential model: n samples in, n samples out, each sample
+// a contiguous row (a [channels, height, width] tensor stored nchw).
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual void Forward(const float* x, float* y, int64_t n, Pass pass) = 0;
+  // After a kTraining Forward of the same n with the same x and y: writes the
+  // parameters' gradients (overwriting) and dx, unless dx is null (the first
+  // layer needs no input gradient).
+  virtual void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) = 0;
+};
+
 // y = x W^T + b, x: [n, in], W: [out, in], b: [out], y: [n, out].
-class Linear {
+class Linear final : public Layer {
  public:
   Linear(DnnlContext* ctx, int64_t in, int64_t out);
   ~Linear();
@@ -39,10 +58,10 @@ class Linear {
   // Points the layer at its parameters and their gradients.
   void Bind(const float* weight, const float* bias, float* dweight, float* dbias);
 
-  void Forward(const float* x, float* y, int64_t n);
-  // Writes dW and db (overwriting), and dx unless dx is null (the first layer
-  // needs no input gradient, which saves the largest backward matmul).
-  void Backward(const float* x, const float* dy, float* dx, int64_t n);
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  // Writes dW and db (overwriting), and dx unless dx is null (which saves
+  // the largest backward matmul of an MLP). y is not used.
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
  private:
   struct Plan;
@@ -57,16 +76,16 @@ class Linear {
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
 };
 
-// y = f(x) elementwise for ReLU, sigmoid (logistic) or tanh; the backward
-// pass uses the forward output, so callers keep y, not x.
-class Eltwise {
+// y = f(x) elementwise for ReLU, sigmoid (logistic) or tanh (`kind` one of
+// those layer kinds); the backward pass uses the forward output y, not x.
+class Eltwise final : public Layer {
  public:
-  Eltwise(DnnlContext* ctx, Activation kind, int64_t width);
+  Eltwise(DnnlContext* ctx, LayerKind kind, int64_t width);
   ~Eltwise();
   Eltwise(Eltwise&&) noexcept;
 
-  void Forward(const float* x, float* y, int64_t n);
-  void Backward(const float* y, const float* dy, float* dx, int64_t n);
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
  private:
   struct Plan;

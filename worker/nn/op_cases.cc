@@ -6,7 +6,6 @@
 #include "worker/nn/layers.h"
 
 namespace psforge::nn {
-namespace {
 
 Vec Random(std::mt19937_64& rng, std::size_t n, float lo, float hi) {
   std::uniform_real_distribution<float> u(lo, hi);
@@ -14,6 +13,9 @@ Vec Random(std::mt19937_64& rng, std::size_t n, float lo, float hi) {
   for (auto& x : v) x = u(rng);
   return v;
 }
+
+namespace {
+
 
 class LinearOp final : public OpUnderTest {
  public:
@@ -27,7 +29,7 @@ class LinearOp final : public OpUnderTest {
     layer_.Bind(inputs_[1].data(), inputs_[2].data(), grads_[1].data(), grads_[2].data());
   }
   const Vec& Forward() override {
-    layer_.Forward(inputs_[0].data(), y_.data(), n_);
+    layer_.Forward(inputs_[0].data(), y_.data(), n_, Pass::kTraining);
     return y_;
   }
   Vec ReferenceForward() override {
@@ -41,7 +43,7 @@ class LinearOp final : public OpUnderTest {
     return y;
   }
   const std::vector<Vec>& Backward(const Vec& dy) override {
-    layer_.Backward(inputs_[0].data(), dy.data(), input_grad_ ? grads_[0].data() : nullptr, n_);
+    layer_.Backward(inputs_[0].data(), nullptr, dy.data(), input_grad_ ? grads_[0].data() : nullptr, n_);
     return grads_;
   }
   std::vector<Vec> ReferenceBackward(const Vec& dy) override {
@@ -66,10 +68,18 @@ class LinearOp final : public OpUnderTest {
   Linear layer_;
 };
 
+LayerKind KindOf(Activation a) {
+  switch (a) {
+    case Activation::kSigmoid: return LayerKind::kSigmoid;
+    case Activation::kTanh: return LayerKind::kTanh;
+    default: return LayerKind::kRelu;
+  }
+}
+
 class EltwiseOp final : public OpUnderTest {
  public:
   EltwiseOp(uint64_t seed, Activation kind, int64_t n, int64_t width)
-      : kind_(kind), n_(n), width_(width), layer_(&ctx_, kind, width) {
+      : kind_(kind), n_(n), width_(width), layer_(&ctx_, KindOf(kind), width) {
     std::mt19937_64 rng(seed);
     inputs_ = {Random(rng, n * width, -3, 3)};
     // Keep ReLU inputs away from its kink, where finite differences are meaningless.
@@ -79,7 +89,7 @@ class EltwiseOp final : public OpUnderTest {
     grads_ = {Vec(n * width)};
   }
   const Vec& Forward() override {
-    layer_.Forward(inputs_[0].data(), y_.data(), n_);
+    layer_.Forward(inputs_[0].data(), y_.data(), n_, Pass::kTraining);
     return y_;
   }
   Vec ReferenceForward() override {
@@ -88,7 +98,7 @@ class EltwiseOp final : public OpUnderTest {
     return y;
   }
   const std::vector<Vec>& Backward(const Vec& dy) override {
-    layer_.Backward(Forward().data(), dy.data(), grads_[0].data(), n_);
+    layer_.Backward(inputs_[0].data(), Forward().data(), dy.data(), grads_[0].data(), n_);
     return grads_;
   }
   std::vector<Vec> ReferenceBackward(const Vec& dy) override {
@@ -240,6 +250,7 @@ std::vector<OpCase> AllOpCases() {
   cases.push_back({"mse_n32",
                    [](uint64_t seed) { return std::make_unique<LossOp>(seed, LossCase::kMse, 32, 1); },
                    1e-5, 1e-6, 1e-3, 1e-2});
+  for (OpCase& c : ConvOpCases()) cases.push_back(std::move(c));
   return cases;
 }
 

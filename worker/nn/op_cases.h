@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -47,5 +48,10 @@ struct OpCase {
 };
 
 std::vector<OpCase> AllOpCases();
+// Convolution, pooling, batchnorm and dropout (op_cases_conv.cc).
+std::vector<OpCase> ConvOpCases();
+
+// n values uniform in [lo, hi).
+Vec Random(std::mt19937_64& rng, std::size_t n, float lo, float hi);
 
 }  // namespace psforge::nn

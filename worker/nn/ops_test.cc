@@ -81,3 +81,61 @@ INSTANTIATE_TEST_SUITE_P(AllLayers, OpTest, ::testing::ValuesIn(AllOpCases()),
 
 }  // namespace
 }  // namespace psforge::nn
+
+#include "worker/nn/norm.h"
+
+namespace psforge::nn {
+namespace {
+
+// Evaluation's statistics are the average over the statistics passes of
+// each batch's mean and unbiased variance, and inference normalises with them.
+TEST(BatchNormStatistics, InferenceUsesTheAveragedBatchStatistics) {
+  DnnlContext ctx;
+  const int64_t n = 4, c = 2, hw = 3;
+  BatchNorm bn(&ctx, c, 1, hw);
+  Vec scale{1.5f, 0.5f}, shift{0.25f, -1.0f}, dscale(c), dshift(c);
+  bn.Bind(scale.data(), shift.data(), dscale.data(), dshift.data());
+  std::mt19937_64 rng(8);
+  std::vector<double> mean(c), var(c);
+  Vec y(n * c * hw);
+  bn.BeginStatistics();
+  for (int batch = 0; batch < 3; ++batch) {
+    Vec x = Random(rng, n * c * hw, -1.0f + batch, 2.0f + batch);
+    bn.Forward(x.data(), y.data(), n, Pass::kStatistics);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double s = 0, s2 = 0;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < hw; ++j) s += x[(i * c + ch) * hw + j];
+      double m = s / (n * hw);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < hw; ++j) s2 += std::pow(x[(i * c + ch) * hw + j] - m, 2);
+      mean[ch] += m / 3;
+      var[ch] += s2 / (n * hw - 1) / 3;
+    }
+  }
+  bn.EndStatistics();
+  for (int64_t ch = 0; ch < c; ++ch) {
+    EXPECT_NEAR(bn.mean()[ch], mean[ch], 1e-5);
+    EXPECT_NEAR(bn.variance()[ch], var[ch], 1e-5);
+  }
+  Vec x = Random(rng, n * c * hw, -3, 3);
+  bn.Forward(x.data(), y.data(), n, Pass::kInference);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    int64_t ch = static_cast<int64_t>(i) / hw % c;
+    double want = scale[ch] * (x[i] - mean[ch]) / std::sqrt(var[ch] + BatchNorm::kEpsilon) + shift[ch];
+    EXPECT_NEAR(y[i], want, 1e-4) << i;
+  }
+}
+
+TEST(DropoutOutsideTraining, PassesValuesThrough) {
+  Dropout d(0.5, 10, 3, 1);
+  std::mt19937_64 rng(9);
+  Vec x = Random(rng, 30, -1, 1), y(30);
+  for (Pass p : {Pass::kInference, Pass::kStatistics}) {
+    d.Forward(x.data(), y.data(), 3, p);
+    EXPECT_EQ(y, x);
+  }
+}
+
+}  // namespace
+}  // namespace psforge::nn

@@ -1,0 +1,30 @@
+// Reads a job's trained weights from its committed checkpoints.
+//
+// A checkpoint is committed when every server has written it (the
+// coordinator records that in its job store, <checkpoint.dir>/coordinator);
+// server i holds its key range in <checkpoint.dir>/server-<i>. Both are
+// opened read-only, so this works while the job runs, and every server's
+// part is checked (its range is the one the spec assigns it, the CRCs hold)
+// before the weights are put together.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/config.h"
+#include "common/model_spec.h"
+#include "common/status.h"
+
+namespace psforge {
+
+struct CommittedWeights {
+  int64_t step = 0;
+  std::vector<float> weights;  // spec.num_params() values in key order
+};
+
+// The weights of committed checkpoint `step`, or of the newest one when
+// step < 0. Errors name what is missing: no checkpoints configured, none
+// committed yet, the step not (or no longer) kept, a server's store.
+Result<CommittedWeights> ReadCommittedWeights(const JobConfig& config, const ModelSpec& spec, int64_t step);
+
+}  // namespace psforge

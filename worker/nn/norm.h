@@ -1,0 +1,81 @@
+// Batch normalisation (oneDNN) and dropout.
+//
+// BatchNorm normalises each channel (each feature of a vector) over the
+// batch and the spatial positions, then scales and shifts it with learned
+// parameters (views into the model's buffers, as for Linear). Evaluation
+// needs the population's statistics; a parameter server holds weights, not
+// running averages that each worker would update differently, so they are
+// estimated when needed ("precise BN"): passes with Pass::kStatistics over
+// training batches between BeginStatistics and EndStatistics accumulate
+// each batch's mean and (unbiased) variance, and EndStatistics averages
+// them. Until then evaluation uses mean 0 and variance 1.
+//
+// Dropout zeroes each unit with probability `rate` in training passes and
+// scales the rest by 1 / (1 - rate); its mask is a hash of (seed, step,
+// position), so a repeated forward pass of the same step gives the same mask.
+//
+// Buffers are made once per batch size; not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "worker/nn/layers.h"
+
+namespace psforge::nn {
+
+class BatchNorm final : public Layer {
+ public:
+  // Samples of [channels, height, width], or of [channels] when height = width = 0.
+  BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width);
+  ~BatchNorm() override;
+
+  void Bind(const float* scale, const float* shift, float* dscale, float* dshift);
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
+
+  void BeginStatistics();
+  void EndStatistics();
+  std::span<const float> mean() const { return mean_; }
+  std::span<const float> variance() const { return variance_; }
+
+  static constexpr float kEpsilon = 1e-5f;  // PyTorch's default
+
+ private:
+  struct Plan;
+  Plan& PlanFor(int64_t n);
+
+  DnnlContext* ctx_;
+  int64_t channels_, height_, width_;
+  const float* scale_ = nullptr;
+  const float* shift_ = nullptr;
+  float* dscale_ = nullptr;
+  float* dshift_ = nullptr;
+  std::vector<float> mean_, variance_;             // what evaluation uses
+  std::vector<double> sum_mean_, sum_variance_;    // kStatistics accumulators
+  double sum_samples_ = 0;
+  std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
+};
+
+class Dropout final : public Layer {
+ public:
+  Dropout(double rate, int64_t width, int64_t max_batch, uint64_t seed);
+
+  // The training step the next masks belong to.
+  void set_step(uint64_t step) { step_ = step; }
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
+
+ private:
+  double rate_;
+  int64_t width_;
+  uint64_t seed_;
+  uint64_t step_ = 0;
+  uint16_t threshold_;      // a unit is kept when its 16 random bits are >= this
+  float scale_;             // 1 / (1 - rate)
+  std::vector<uint8_t> keep_;  // the last training pass's mask, [max_batch, width]
+};
+
+}  // namespace psforge::nn
