@@ -26,7 +26,8 @@ Model::Model(const ModelSpec& spec, int64_t max_batch)
 
 Model::~Model() = default;
 
-Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_batch, uint64_t seed) {
+Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_batch, uint64_t seed,
+                                             bool blocked_layouts) {
   if (max_batch <= 0) return InvalidArgument("model: batch size must be positive");
   std::unique_ptr<Model> m(new Model(spec, max_batch));
   m->weights_ = Allocate(spec.num_params());
@@ -34,8 +35,16 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
   float* w = m->weights_.get();
   float* g = m->grads_.get();
   nn::DnnlContext* ctx = m->ctx_.get();
+  // Image activations whose channel count allows it are kept channel-blocked
+  // between layers (nn/conv.h); the data comes in plain.
+  auto layout_of = [&](const std::vector<int64_t>& shape) {
+    return shape.size() == 3 && blocked_layouts ? nn::PreferredLayout(shape[0]) : nn::ImageLayout::kPlain;
+  };
+  nn::ImageLayout in_layout = nn::ImageLayout::kPlain;
   for (std::size_t i = 0; i < spec.layers().size(); ++i) {
     const LayerSpec& l = spec.layers()[i];
+    const nn::ImageLayout out_layout = l.kind() == LayerKind::kFlatten ? nn::ImageLayout::kPlain : layout_of(l.out_shape);
+    const bool blocked = in_layout == nn::ImageLayout::kBlocked;
     const TensorSpec* weight = l.weight_tensor >= 0 ? &spec.tensors()[l.weight_tensor] : nullptr;
     const TensorSpec* bias = l.bias_tensor >= 0 ? &spec.tensors()[l.bias_tensor] : nullptr;
     const LayerOptions& o = l.options;
@@ -50,17 +59,19 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
       }
       case LayerKind::kConv: {
         auto conv = std::make_unique<nn::Conv2d>(
-            ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], o.size, o.kernel, o.stride, o.padding});
+            ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], o.size, o.kernel, o.stride, o.padding},
+            in_layout, out_layout);
         conv->Bind(w + weight->offset, w + bias->offset, g + weight->offset, g + bias->offset);
         layer = std::move(conv);
         break;
       }
       case LayerKind::kMaxPool:
         layer = std::make_unique<nn::MaxPool2d>(
-            ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], l.in_shape[0], o.kernel, o.stride, o.padding});
+            ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], l.in_shape[0], o.kernel, o.stride, o.padding},
+            in_layout);
         break;
       case LayerKind::kBatchNorm: {
-        auto bn = std::make_unique<nn::BatchNorm>(ctx, l.in_shape[0], image(1), image(2));
+        auto bn = std::make_unique<nn::BatchNorm>(ctx, l.in_shape[0], image(1), image(2), blocked);
         bn->Bind(w + weight->offset, w + bias->offset, g + weight->offset, g + bias->offset);
         m->batch_norms_.push_back(bn.get());
         m->batch_norm_names_.push_back(l.name);
@@ -79,8 +90,11 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
         layer = std::make_unique<nn::Eltwise>(ctx, l.kind(), l.in_size());
         break;
       case LayerKind::kFlatten:
-        break;  // a view: same bytes, another shape
+        // Plain: a view (same bytes, another shape); blocked: a reorder.
+        if (blocked) layer = std::make_unique<nn::Flatten>(ctx, l.in_shape[0], l.in_shape[1], l.in_shape[2]);
+        break;
     }
+    in_layout = out_layout;
     if (layer == nullptr && i > 0) {
       m->out_.push_back(m->out_.back());
       m->dout_.push_back(m->dout_.back());

@@ -27,7 +27,10 @@ class Dropout;
 class Model {
  public:
   // `seed` seeds the dropout masks (which also depend on the step).
-  static Result<std::unique_ptr<Model>> Create(const ModelSpec& spec, int64_t max_batch, uint64_t seed = 0);
+  // `blocked_layouts` false keeps every image activation plain (nn/conv.h),
+  // which a test compares with the faster blocked layouts.
+  static Result<std::unique_ptr<Model>> Create(const ModelSpec& spec, int64_t max_batch, uint64_t seed = 0,
+                                               bool blocked_layouts = true);
   ~Model();
 
   const ModelSpec& spec() const { return spec_; }

@@ -22,8 +22,8 @@ struct BatchNorm::Plan {
   Args train_args, infer_args, bwd_args;
 };
 
-BatchNorm::BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width)
-    : ctx_(ctx), channels_(channels), height_(height), width_(width),
+BatchNorm::BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width, bool blocked)
+    : ctx_(ctx), channels_(channels), height_(height), width_(width), blocked_(blocked && height > 0),
       mean_(channels, 0.0f), variance_(channels, 1.0f), sum_mean_(channels), sum_variance_(channels) {}
 BatchNorm::~BatchNorm() = default;
 
@@ -39,7 +39,9 @@ BatchNorm::Plan& BatchNorm::PlanFor(int64_t n) {
     const auto& eng = ctx_->engine;
     using flags = dnnl::normalization_flags;
     const auto affine = flags::use_scale | flags::use_shift;
-    auto md = Tensor(n, channels_, height_, width_);
+    auto md = blocked_ ? memory::desc({n, channels_, height_, width_}, memory::data_type::f32,
+                                      memory::format_tag::nChw16c)
+                       : Tensor(n, channels_, height_, width_);
     auto c_md = Vector(channels_);
     dnnl::batch_normalization_forward::primitive_desc train_pd(
         {dnnl::prop_kind::forward_training, md, kEpsilon, affine}, eng);

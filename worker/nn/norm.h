@@ -28,8 +28,9 @@ namespace psforge::nn {
 
 class BatchNorm final : public Layer {
  public:
-  // Samples of [channels, height, width], or of [channels] when height = width = 0.
-  BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width);
+  // Samples of [channels, height, width] (nChw16c when `blocked`, else
+  // nchw), or of [channels] when height = width = 0.
+  BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width, bool blocked = false);
   ~BatchNorm() override;
 
   void Bind(const float* scale, const float* shift, float* dscale, float* dshift);
@@ -49,6 +50,7 @@ class BatchNorm final : public Layer {
 
   DnnlContext* ctx_;
   int64_t channels_, height_, width_;
+  bool blocked_;
   const float* scale_ = nullptr;
   const float* shift_ = nullptr;
   float* dscale_ = nullptr;
