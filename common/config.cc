@@ -328,6 +328,8 @@ void ReadOptimizer(const YAML::Node& n, OptimizerOptions* o, Status* err) {
           {"adam", OptimizerKind::kAdam}, {"adagrad", OptimizerKind::kAdaGrad}});
   if (o->kind == OptimizerKind::kAdaGrad) o->epsilon = 1e-10;
   r.Double("learning_rate", &o->learning_rate, 0.0, 1e6, true);
+  r.Double("lr_decay_rate", &o->lr_decay_rate, 0.0, 1.0 + 1e-12, true);
+  r.Int("lr_decay_steps", &o->lr_decay_steps, 0, int64_t{1} << 40);
   r.Double("momentum", &o->momentum, 0.0, 1.0);
   r.Bool("nesterov", &o->nesterov);
   r.Double("beta1", &o->beta1, 0.0, 1.0);
@@ -585,6 +587,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
   }
   const auto& o = c.optimizer;
   nlohmann::json opt = {{"kind", OptimizerKindName(o.kind)}, {"learning_rate", o.learning_rate},
+                        {"lr_decay_rate", o.lr_decay_rate}, {"lr_decay_steps", o.lr_decay_steps},
                         {"momentum", o.momentum},  {"nesterov", o.nesterov},
                         {"beta1", o.beta1},        {"beta2", o.beta2},
                         {"epsilon", o.epsilon},    {"weight_decay", o.weight_decay},

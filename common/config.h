@@ -80,6 +80,10 @@ struct DataOptions {
 struct OptimizerOptions {
   OptimizerKind kind = OptimizerKind::kAdam;  // sgd | momentum | adam | adagrad
   double learning_rate = 1e-3;                // > 0
+  // Exponential decay: the rate is multiplied by lr_decay_rate every
+  // lr_decay_steps updates (smoothly in between); lr_decay_steps 0 = off.
+  double lr_decay_rate = 1.0;                 // in (0, 1]
+  int64_t lr_decay_steps = 0;                 // >= 0
   double momentum = 0.9;                      // momentum: in [0, 1)
   bool nesterov = false;                      // momentum: Nesterov update
   double beta1 = 0.9, beta2 = 0.999;          // adam: in [0, 1)

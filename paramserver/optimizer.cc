@@ -23,7 +23,7 @@ class Sgd final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
-    const float lr = static_cast<float>(options_.learning_rate);
+    const float lr = static_cast<float>(LearningRate());
     for (int64_t i = begin; i < end; ++i) w[i] -= lr * prep(g[i], w[i]);
   }
 };
@@ -35,7 +35,7 @@ class Momentum final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
-    const float lr = static_cast<float>(options_.learning_rate);
+    const float lr = static_cast<float>(LearningRate());
     const float mu = static_cast<float>(options_.momentum);
     float* b = buf_.data();
     if (options_.nesterov) {
@@ -67,7 +67,7 @@ class Adam final : public Optimizer {
     const double t = static_cast<double>(steps_ + 1);
     const float b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
     const float step_size =
-        static_cast<float>(options_.learning_rate / (1.0 - std::pow(options_.beta1, t)));
+        static_cast<float>(LearningRate() / (1.0 - std::pow(options_.beta1, t)));
     const float inv_sqrt_bc2 =
         static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(options_.beta2, t)));
     const float eps = static_cast<float>(options_.epsilon);
@@ -92,7 +92,7 @@ class AdaGrad final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
-    const float lr = static_cast<float>(options_.learning_rate);
+    const float lr = static_cast<float>(LearningRate());
     const float eps = static_cast<float>(options_.epsilon);
     float* s = sums_.data();
     for (int64_t i = begin; i < end; ++i) {
@@ -118,6 +118,12 @@ Result<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerOptions& o, 
     case OptimizerKind::kAdaGrad: return std::unique_ptr<Optimizer>(new AdaGrad(o, size));
   }
   return InvalidArgument("optimizer.kind: unknown");
+}
+
+double Optimizer::LearningRate() const {
+  if (options_.lr_decay_steps <= 0) return options_.learning_rate;
+  return options_.learning_rate *
+         std::pow(options_.lr_decay_rate, static_cast<double>(steps_) / static_cast<double>(options_.lr_decay_steps));
 }
 
 void Optimizer::Apply(std::span<float> weights, std::span<const float> grad, float grad_scale) {

@@ -7,7 +7,7 @@
 // compared with it. Weight decay adds weight_decay * w to the gradient
 // (L2, as torch.optim.SGD/Adam do). clip_value clamps each element;
 // clip_norm rescales the gradient the optimizer sees (its whole range) to
-// that L2 norm at most. Apply spreads large ranges over the OpenMP threads.
+// that L2 norm at most. The learning rate may decay with the update count. Apply spreads large ranges over the OpenMP threads.
 // Not thread-safe: one owner applies updates.
 #pragma once
 
@@ -34,6 +34,10 @@ class Optimizer {
 
   int64_t size() const { return size_; }
   int64_t steps() const { return steps_; }
+  // The rate of the next update: learning_rate * lr_decay_rate^(steps /
+  // lr_decay_steps) (exponential decay, as torch's ExponentialLR stepped every
+  // update with gamma = lr_decay_rate^(1/lr_decay_steps)).
+  double LearningRate() const;
 
   // Optimizer state (moments, sums, buffers), for checkpoints.
   virtual std::span<float> state() = 0;

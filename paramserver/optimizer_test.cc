@@ -31,6 +31,20 @@ TEST(Sgd, StepIsLearningRateTimesGradient) {
   EXPECT_EQ(opt->steps(), 1);
 }
 
+TEST(Sgd, LearningRateDecaysExponentiallyWithTheUpdateCount) {
+  auto o = Options(OptimizerKind::kSgd, 0.1);
+  o.lr_decay_rate = 0.25;
+  o.lr_decay_steps = 2;
+  auto opt = Make(o, 1);
+  std::vector<float> w{0}, g{1};
+  for (double want_lr : {0.1, 0.05, 0.025}) {  // 0.1 * 0.25^(t/2), t = 0, 1, 2
+    EXPECT_DOUBLE_EQ(opt->LearningRate(), want_lr);
+    float before = w[0];
+    opt->Apply(w, g);
+    EXPECT_NEAR(before - w[0], want_lr, 1e-7);
+  }
+}
+
 TEST(Sgd, WeightDecayAddsL2Term) {
   auto o = Options(OptimizerKind::kSgd, 0.1);
   o.weight_decay = 0.1;
