@@ -138,6 +138,23 @@ class MapReader {
     *out = std::move(list);
   }
 
+  void StringList(const char* key, std::vector<std::string>* out) {
+    YAML::Node v = Get(key);
+    if (!v) return;
+    if (v.IsScalar()) {  // one item may be written without the list
+      *out = {v.Scalar()};
+      return;
+    }
+    if (!v.IsSequence()) return Fail(Field(key), "expected a list of strings, got " + Describe(v));
+    std::vector<std::string> list;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].IsScalar())
+        return Fail(Field(key) + "[" + std::to_string(i) + "]", "expected a string, got " + Describe(v[i]));
+      list.push_back(v[i].Scalar());
+    }
+    *out = std::move(list);
+  }
+
   // A sub-tree for the caller to read (undefined when absent).
   YAML::Node Node(const char* key) { return Get(key); }
 
@@ -187,7 +204,8 @@ void ReadLayer(const YAML::Node& n, const std::string& section, LayerOptions* l,
       {"maxpool", LayerKind::kMaxPool},     {"batchnorm", LayerKind::kBatchNorm},
       {"dropout", LayerKind::kDropout},     {"flatten", LayerKind::kFlatten},
       {"relu", LayerKind::kRelu},           {"sigmoid", LayerKind::kSigmoid},
-      {"tanh", LayerKind::kTanh}};
+      {"tanh", LayerKind::kTanh},           {"embedding", LayerKind::kEmbedding},
+      {"lstm", LayerKind::kLstm}};
   if (n.IsScalar()) {  // "- relu": a layer without settings
     YAML::Node map;
     map["type"] = n.Scalar();
@@ -199,8 +217,7 @@ void ReadLayer(const YAML::Node& n, const std::string& section, LayerOptions* l,
   if (!err->ok()) return;
   switch (l->kind) {
     case LayerKind::kLinear:
-      r.Int("out", &l->size, 1, 1 << 24);
-      if (!r.Has("out")) r.Fail(r.Field("out"), "required for a linear layer: its number of outputs");
+      r.Int("out", &l->size, 1, 1 << 24);  // absent: the number of classes
       break;
     case LayerKind::kConv:
       l->kernel = 3;
@@ -222,6 +239,14 @@ void ReadLayer(const YAML::Node& n, const std::string& section, LayerOptions* l,
       break;
     case LayerKind::kDropout:
       r.Double("rate", &l->rate, 0.0, 1.0);
+      break;
+    case LayerKind::kEmbedding:
+      r.Int("dim", &l->size, 1, 1 << 16);
+      if (!r.Has("dim")) r.Fail(r.Field("dim"), "required for an embedding: the size of each character's vector");
+      break;
+    case LayerKind::kLstm:
+      r.Int("hidden", &l->size, 1, 1 << 16);
+      if (!r.Has("hidden")) r.Fail(r.Field("hidden"), "required for an lstm layer: its hidden units");
       break;
     default:
       break;
@@ -269,7 +294,9 @@ void ReadModel(const YAML::Node& n, ModelOptions* m, Status* err) {
 nlohmann::json LayerToJson(const LayerOptions& l) {
   nlohmann::json j = {{"type", LayerKindName(l.kind)}};
   switch (l.kind) {
-    case LayerKind::kLinear: j["out"] = l.size; break;
+    case LayerKind::kLinear:
+      if (l.size > 0) j["out"] = l.size;
+      break;
     case LayerKind::kConv:
       j.update({{"filters", l.size}, {"kernel", l.kernel}, {"stride", l.stride}, {"padding", l.padding}});
       break;
@@ -277,6 +304,8 @@ nlohmann::json LayerToJson(const LayerOptions& l) {
       j.update({{"kernel", l.kernel}, {"stride", l.stride}, {"padding", l.padding}});
       break;
     case LayerKind::kDropout: j["rate"] = l.rate; break;
+    case LayerKind::kEmbedding: j["dim"] = l.size; break;
+    case LayerKind::kLstm: j["hidden"] = l.size; break;
     default: break;
   }
   return j;
@@ -284,7 +313,7 @@ nlohmann::json LayerToJson(const LayerOptions& l) {
 
 void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, Status* err) {
   MapReader r(n, "data", err);
-  r.Enum("format", &d->format, {{"idx", DataFormat::kIdx}, {"csv", DataFormat::kCsv}});
+  r.Enum("format", &d->format, {{"idx", DataFormat::kIdx}, {"csv", DataFormat::kCsv}, {"text", DataFormat::kText}});
   r.String("train_images", &d->train_images);
   r.String("train_labels", &d->train_labels);
   r.String("test_images", &d->test_images);
@@ -296,8 +325,26 @@ void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, 
   r.Int("label_column", &d->label_column, -1, 1 << 20);
   r.Bool("csv_header", &d->csv_header);
   r.Int("shard_size", &d->shard_size, 1, int64_t{1} << 40);
+  r.StringList("text", &d->text);
+  r.Int("window", &d->window, 1, 1 << 20);
+  r.Int("validation_every", &d->validation_every, 2, 1 << 20);
   r.RejectUnknownKeys();
   if (!err->ok()) return;
+  if (d->format == DataFormat::kText) {
+    if (d->text.empty())
+      return r.Fail(r.Field("text"), "required when data.format is text: a list of files or folders");
+    for (std::size_t i = 0; i < d->text.size(); ++i) {
+      d->text[i] = ResolvePath(base_dir, d->text[i]);
+      std::error_code ec;
+      if (!std::filesystem::exists(d->text[i], ec))
+        return r.Fail(r.Field("text") + "[" + std::to_string(i) + "]",
+                      "no such file or folder: " + d->text[i] +
+                          (d->text[i].find("fortunes") != std::string::npos
+                               ? " (it comes with Debian's fortunes package; run scripts/setup.sh)"
+                               : ""));
+    }
+    return;
+  }
 
   std::vector<std::pair<const char*, std::string*>> files;
   if (d->format == DataFormat::kIdx) {
@@ -459,6 +506,8 @@ const char* LayerKindName(LayerKind k) {
     case LayerKind::kRelu: return "relu";
     case LayerKind::kSigmoid: return "sigmoid";
     case LayerKind::kTanh: return "tanh";
+    case LayerKind::kEmbedding: return "embedding";
+    case LayerKind::kLstm: return "lstm";
   }
   return "?";
 }
@@ -472,7 +521,19 @@ const char* ActivationName(Activation a) {
   return "?";
 }
 
-const char* DataFormatName(DataFormat f) { return f == DataFormat::kIdx ? "idx" : "csv"; }
+const char* DataFormatName(DataFormat f) {
+  switch (f) {
+    case DataFormat::kIdx: return "idx";
+    case DataFormat::kCsv: return "csv";
+    case DataFormat::kText: return "text";
+  }
+  return "?";
+}
+
+const char* MetricName(const JobConfig& c) {
+  if (c.data.format == DataFormat::kText) return "validation_bits_per_char";
+  return c.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
+}
 
 const char* ConsistencyName(Consistency c) {
   switch (c) {
@@ -581,9 +642,11 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
     data.update({{"train_images", c.data.train_images}, {"train_labels", c.data.train_labels},
                  {"test_images", c.data.test_images}, {"test_labels", c.data.test_labels},
                  {"pixel_scale", c.data.pixel_scale}});
-  } else {
+  } else if (c.data.format == DataFormat::kCsv) {
     data.update({{"train_csv", c.data.train_csv}, {"test_csv", c.data.test_csv},
                  {"label_column", c.data.label_column}, {"csv_header", c.data.csv_header}});
+  } else {
+    data.update({{"text", c.data.text}, {"window", c.data.window}, {"validation_every", c.data.validation_every}});
   }
   const auto& o = c.optimizer;
   nlohmann::json opt = {{"kind", OptimizerKindName(o.kind)}, {"learning_rate", o.learning_rate},

@@ -20,10 +20,12 @@ namespace psforge {
 
 enum class ModelKind { kMlp, kLinearRegression, kLogisticRegression, kSequential };
 enum class Activation { kRelu, kSigmoid, kTanh };
-enum class DataFormat { kIdx, kCsv };
+enum class DataFormat { kIdx, kCsv, kText };
 enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad };
 enum class Consistency { kBsp, kSsp, kAsp };
-enum class LayerKind { kLinear, kConv, kMaxPool, kBatchNorm, kDropout, kFlatten, kRelu, kSigmoid, kTanh };
+enum class LayerKind {
+  kLinear, kConv, kMaxPool, kBatchNorm, kDropout, kFlatten, kRelu, kSigmoid, kTanh, kEmbedding, kLstm
+};
 
 const char* ModelKindName(ModelKind k);
 const char* ActivationName(Activation a);
@@ -33,10 +35,14 @@ const char* ConsistencyName(Consistency c);
 const char* LayerKindName(LayerKind k);
 
 // One layer of a sequential model (model.layers), applied to each sample's
-// tensor: [channels, height, width] for images, [features] after a flatten.
+// tensor: [channels, height, width] for images, [features] after a flatten,
+// [positions, features] for sequences (a linear layer then applies to each
+// position).
 struct LayerOptions {
   LayerKind kind = LayerKind::kLinear;
-  int64_t size = 0;     // linear: outputs (YAML `out`); conv: output channels (`filters`)
+  int64_t size = 0;     // linear: outputs (YAML `out`; absent: the number of classes);
+                        // conv: output channels (`filters`);
+                        // embedding: vector size (`dim`); lstm: hidden units (`hidden`)
   int64_t kernel = 0;   // conv (default 3), maxpool (default 2): the square window's side
   int64_t stride = 0;   // conv (default 1), maxpool (default: the kernel)
   int64_t padding = 0;  // conv, maxpool: zeros added on each side
@@ -49,7 +55,8 @@ struct ModelOptions {
   ModelKind kind = ModelKind::kMlp;           // mlp | linear_regression | logistic_regression | sequential
   std::vector<int64_t> hidden = {500};        // mlp: hidden layer widths (may be empty)
   Activation activation = Activation::kRelu;  // mlp: relu | sigmoid | tanh
-  int64_t classes = 10;                       // mlp, sequential: number of output classes (>= 2)
+  int64_t classes = 10;                       // mlp, sequential: number of output classes (>= 2);
+                                              // with text data: the vocabulary's size, from the data
   // sequential: the shape of one sample ([channels, height, width] or
   // [features]; empty: [features]) and the layers in order, the last one
   // giving `classes` outputs to a softmax cross-entropy.
@@ -60,7 +67,7 @@ struct ModelOptions {
 
 // data: where the training and test sets come from.
 struct DataOptions {
-  DataFormat format = DataFormat::kIdx;  // idx | csv
+  DataFormat format = DataFormat::kIdx;  // idx | csv | text
   // idx: image and label files, gzip or plain.
   std::string train_images, train_labels, test_images, test_labels;
   float pixel_scale = 1.0f / 255.0f;     // idx: multiplies every pixel byte
@@ -70,6 +77,16 @@ struct DataOptions {
   std::string train_csv, test_csv;
   int64_t label_column = -1;             // csv: index of the label column; -1 = last
   bool csv_header = true;                // csv: first line holds column names
+  // text: character-level language modelling. The files (a folder: its
+  // regular files, sorted, skipping symbolic links and files with NUL
+  // bytes) are concatenated and cut into windows of `window` + 1 bytes,
+  // one record each (inputs: the first `window` characters; targets: the
+  // `window` characters after each). Every `validation_every`-th window is
+  // the validation set (the "test set" of the other formats). The
+  // vocabulary is the set of bytes that occur, in byte order.
+  std::vector<std::string> text;
+  int64_t window = 64;                   // text: characters per record, >= 1
+  int64_t validation_every = 10;         // text: >= 2
   // Records per data shard: the unit a cluster worker leases. The training
   // set, in one seeded permutation, is cut into shards of this many records;
   // every epoch visits the shards in a new seeded order, each shuffled inside.
@@ -181,5 +198,9 @@ Result<JobConfig> LoadJobConfig(const std::string& path,
 Result<ConfigOverride> ParseOverride(const std::string& text);
 
 nlohmann::json ConfigToJson(const JobConfig& config);
+
+// What evaluation reports: "test_accuracy", "test_mse" (linear regression)
+// or "validation_bits_per_char" (text; lower is better).
+const char* MetricName(const JobConfig& config);
 
 }  // namespace psforge

@@ -205,6 +205,8 @@ TEST_F(SequentialConfigTest, LayersParseWithTheirDefaultsAndRoundTripThroughJson
 TEST_F(SequentialConfigTest, ABadLayerIsNamedWithWhatIsAllowed) {
   std::string base = "model:\n  kind: sequential\n  layers:\n";
   ExpectError(base + "    - {type: conv, kernel: 3}\n", "model.layers[0].filters", "required");
+  ExpectError(base + "    - {type: lstm}\n", "model.layers[0].hidden", "required");
+  ExpectError(base + "    - {type: embedding, dim: 0}\n", "model.layers[0].dim", "[1, ");
   ExpectError(base + "    - {type: convolution}\n", "model.layers[0].type", "must be one of linear, conv");
   ExpectError(base + "    - {filters: 3}\n", "model.layers[0].type", "required");
   ExpectError(base + "    - {type: dropout, rate: 1.5}\n", "model.layers[0].rate", "[0, 1)");

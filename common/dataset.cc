@@ -1,5 +1,7 @@
 #include "common/dataset.h"
 
+#include "common/text_dataset.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -199,6 +201,7 @@ Result<Dataset> ReadCsv(const std::string& path, int64_t label_column, bool head
 
 Result<int64_t> ReadFeatureCount(const JobConfig& config) {
   const DataOptions& o = config.data;
+  if (o.format == DataFormat::kText) return o.window;
   if (o.format == DataFormat::kIdx) {
     GzFile images(o.train_images);
     if (!images.is_open()) return NotFound(o.train_images + ": cannot open");
@@ -215,6 +218,10 @@ Result<int64_t> ReadFeatureCount(const JobConfig& config) {
 
 Result<Dataset> LoadDataset(const JobConfig& config, bool train) {
   const DataOptions& o = config.data;
+  if (o.format == DataFormat::kText) {
+    PSF_ASSIGN_OR_RETURN(TrainTestData d, LoadTrainTest(config));
+    return train ? std::move(d.train) : std::move(d.test);
+  }
   Result<Dataset> d = o.format == DataFormat::kIdx
       ? ReadIdx(train ? o.train_images : o.test_images, train ? o.train_labels : o.test_labels,
                 o.pixel_scale)
@@ -263,7 +270,20 @@ void Standardize(const FeatureStats& stats, Dataset* data) {
   for (float& v : data->x) v = (v - mean) * inv;
 }
 
+Result<DataShape> ReadDataShape(const JobConfig& config) {
+  if (config.data.format == DataFormat::kText) {
+    PSF_ASSIGN_OR_RETURN(TextCorpus corpus, ReadTextCorpus(config.data.text));
+    return DataShape{config.data.window, static_cast<int64_t>(corpus.vocabulary.size())};
+  }
+  PSF_ASSIGN_OR_RETURN(int64_t features, ReadFeatureCount(config));
+  return DataShape{features, 0};
+}
+
 Result<TrainTestData> LoadTrainTest(const JobConfig& config) {
+  if (config.data.format == DataFormat::kText) {
+    PSF_ASSIGN_OR_RETURN(TextCorpus corpus, ReadTextCorpus(config.data.text));
+    return WindowText(corpus, config.data.window, config.data.validation_every);
+  }
   PSF_ASSIGN_OR_RETURN(Dataset train, LoadDataset(config, /*train=*/true));
   PSF_ASSIGN_OR_RETURN(Dataset test, LoadDataset(config, /*train=*/false));
   if (train.features != test.features)
@@ -275,7 +295,7 @@ Result<TrainTestData> LoadTrainTest(const JobConfig& config) {
     Standardize(stats, &train);
     Standardize(stats, &test);
   }
-  return TrainTestData{std::move(train), std::move(test)};
+  return TrainTestData{std::move(train), std::move(test), ""};
 }
 
 }  // namespace psforge

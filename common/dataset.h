@@ -21,7 +21,9 @@ struct Dataset {
   int64_t rows = 0;
   int64_t features = 0;
   std::vector<float> x;        // rows * features, row-major
-  std::vector<float> targets;  // rows: class index, 0/1, or a real value
+  std::vector<float> targets;  // rows * target_width: class index, 0/1, or a real value
+  int64_t target_width = 1;    // targets per row (text: one per position)
+  int64_t classes = 0;         // text: the vocabulary's size; 0: model.classes
 
   std::span<const float> Row(int64_t i) const {
     return {x.data() + i * features, static_cast<std::size_t>(features)};
@@ -49,14 +51,24 @@ void Standardize(const FeatureStats& stats, Dataset* data);
 // header or first row only (servers need the model shape, not the data).
 Result<int64_t> ReadFeatureCount(const JobConfig& config);
 
+// The shape of the data a model is built for: features per sample, and the
+// number of classes when the data decides it (text: the vocabulary; 0:
+// model.classes). Text reads the corpus; the other formats a header or row.
+struct DataShape {
+  int64_t features = 0;
+  int64_t classes = 0;
+};
+Result<DataShape> ReadDataShape(const JobConfig& config);
+
 // Loads the training (train=true) or test set named by the config and checks
 // its targets against the model (class indices < classes, 0/1 for logistic).
 Result<Dataset> LoadDataset(const JobConfig& config, bool train);
 
 // Loads both sets; with data.standardize, both are standardised with the
-// training set's statistics.
+// training set's statistics. Text (text_dataset.h): the windows of the corpus.
 struct TrainTestData {
   Dataset train, test;
+  std::string report;  // what the reader found, for the log ("" when nothing to say)
 };
 Result<TrainTestData> LoadTrainTest(const JobConfig& config);
 

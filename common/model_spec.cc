@@ -49,7 +49,7 @@ bool ModelSpec::has_batch_statistics() const {
                      [](const LayerSpec& l) { return l.kind() == LayerKind::kBatchNorm; });
 }
 
-Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t inputs) {
+Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t inputs, int64_t classes) {
   if (inputs <= 0) return InvalidArgument("model: the data set has no features");
   ModelSpec spec;
   spec.inputs_ = inputs;
@@ -89,8 +89,11 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
       break;
   }
   if (layers.empty()) return InvalidArgument("model.layers: the model has no layers");
+  const int64_t num_classes = classes > 0 ? classes : model.classes;
+  for (LayerOptions& o : layers)
+    if (o.kind == LayerKind::kLinear && o.size == 0) o.size = num_classes;
   const bool regression = model.kind == ModelKind::kLinearRegression || model.kind == ModelKind::kLogisticRegression;
-  int counts[3] = {0, 0, 0};  // linear, conv, batchnorm: for names
+  int counts[5] = {0, 0, 0, 0, 0};  // linear, conv, batchnorm, embedding, lstm: for names
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const LayerOptions& o = layers[i];
     LayerSpec l{o, "", shape, shape};
@@ -108,10 +111,11 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
     };
     switch (o.kind) {
       case LayerKind::kLinear: {
-        if (shape.size() != 1)
+        if (shape.size() == 3)
           return InvalidArgument(where() + ": needs one feature vector per sample; put a flatten layer before it");
-        int64_t in = shape[0];
-        l.out_shape = {o.size};
+        int64_t in = shape.back();
+        l.out_shape = shape;  // [features] -> [out]; [positions, features] -> [positions, out]
+        l.out_shape.back() = o.size;
         // PyTorch's default for Linear: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
         // Regression models start at zero, the usual choice for a convex problem.
         if (regression) {
@@ -144,6 +148,8 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
         break;
       }
       case LayerKind::kBatchNorm:
+        if (shape.size() == 2)
+          return InvalidArgument(where() + ": batch normalisation of sequences is not supported");
         // Per channel for images, per feature for vectors; scale 1, shift 0.
         add_tensors("bn" + std::to_string(counts[2]++), {shape[0]}, shape[0], InitKind::kOnes,
                     InitKind::kZeros, 0.0f);
@@ -151,6 +157,33 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
       case LayerKind::kFlatten:
         l.out_shape = {Product(shape)};
         break;
+      case LayerKind::kEmbedding: {
+        if (shape.size() != 1)
+          return InvalidArgument(where() + ": needs one sequence of character ids per sample");
+        const int64_t vocabulary = num_classes;
+        l.out_shape = {shape[0], o.size};
+        // PyTorch's default for Embedding is N(0, 1); U(-1, 1) has the same scale.
+        l.name = "embedding" + std::to_string(counts[3]++);
+        l.weight_tensor = static_cast<int>(spec.tensors_.size());
+        spec.tensors_.push_back({l.name + ".weight", {vocabulary, o.size}, InitKind::kUniform, 1.0f, 0});
+        break;
+      }
+      case LayerKind::kLstm: {
+        if (shape.size() != 2)
+          return InvalidArgument(where() + ": needs a sequence of vectors per sample ([positions, features])");
+        const int64_t in = shape[1], h = o.size;
+        l.out_shape = {shape[0], h};
+        // PyTorch's default for LSTM: U(+-1/sqrt(hidden)) for every tensor.
+        const float bound = 1.0f / std::sqrt(static_cast<float>(h));
+        l.name = "lstm" + std::to_string(counts[4]++);
+        l.weight_tensor = static_cast<int>(spec.tensors_.size());
+        l.recurrent_tensor = l.weight_tensor + 1;
+        l.bias_tensor = l.weight_tensor + 2;
+        spec.tensors_.push_back({l.name + ".weight_ih", {4 * h, in}, InitKind::kUniform, bound, 0});
+        spec.tensors_.push_back({l.name + ".weight_hh", {4 * h, h}, InitKind::kUniform, bound, 0});
+        spec.tensors_.push_back({l.name + ".bias", {4 * h}, InitKind::kUniform, bound, 0});
+        break;
+      }
       case LayerKind::kDropout:
       case LayerKind::kRelu:
       case LayerKind::kSigmoid:
@@ -160,10 +193,12 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
     shape = l.out_shape;
     spec.layers_.push_back(std::move(l));
   }
-  const int64_t want = regression ? 1 : model.classes;
-  if (shape.size() != 1 || shape[0] != want)
+  const int64_t want = regression ? 1 : classes > 0 ? classes : model.classes;
+  if (shape.size() == 2) spec.loss_ = LossKind::kSequenceSoftmaxCrossEntropy;
+  if (shape.size() > 2 || shape.back() != want)
     return InvalidArgument("model.layers: the last layer gives " + ShapeText(shape) + " per sample; the loss needs [" +
-                           std::to_string(want) + "] (model.classes)");
+                           std::to_string(want) + "] or [positions, " + std::to_string(want) + "] (" +
+                           (classes > 0 ? "the vocabulary's size" : "model.classes") + ")");
   for (auto& t : spec.tensors_) {
     t.offset = spec.num_params_;
     spec.num_params_ += t.size();

@@ -40,16 +40,25 @@ struct KeyRange {
 KeyRange PartitionKeys(int64_t total, int64_t parts, int64_t index);
 
 // How a layer stack is derived from the config.
-enum class LossKind { kSoftmaxCrossEntropy, kSigmoidBinaryCrossEntropy, kMeanSquaredError };
+// kSequenceSoftmaxCrossEntropy: one softmax cross-entropy per position of
+// a [positions, classes] output, averaged over positions and samples.
+enum class LossKind {
+  kSoftmaxCrossEntropy, kSigmoidBinaryCrossEntropy, kMeanSquaredError, kSequenceSoftmaxCrossEntropy
+};
 
 // One layer with its per-sample input and output shapes ([channels, height,
-// width] or [features]) and the tensors it owns: weight and bias for linear
-// and conv, scale and shift for batchnorm.
+// width], [features] or [positions, features]) and the tensors it owns:
+// weight and bias for linear and conv, scale and shift for batchnorm, the
+// table (weight [vocabulary, dim]) for an embedding, and for an lstm
+// weight_ih [4 hidden, in], weight_hh [4 hidden, hidden] (PyTorch's layout,
+// gates in the order input, forget, cell, output) and one bias [4 hidden]
+// (PyTorch's bias_ih + bias_hh).
 struct LayerSpec {
   LayerOptions options;
   std::string name;  // "fc0", "conv1", "bn0", ...: its tensors are name.weight, name.bias
   std::vector<int64_t> in_shape, out_shape;
   int weight_tensor = -1, bias_tensor = -1;  // indices into ModelSpec::tensors
+  int recurrent_tensor = -1;                 // lstm: weight_hh
   LayerKind kind() const { return options.kind; }
   int64_t in_size() const;
   int64_t out_size() const;
@@ -57,15 +66,22 @@ struct LayerSpec {
 
 class ModelSpec {
  public:
-  // `inputs` is the number of features per sample (from the data set). An
+  // `inputs` is the number of features per sample (from the data set);
+  // `classes` > 0 replaces model.classes (text: the vocabulary's size). An
   // error names the layer whose shape does not work out.
-  static Result<ModelSpec> FromConfig(const ModelOptions& model, int64_t inputs);
+  static Result<ModelSpec> FromConfig(const ModelOptions& model, int64_t inputs, int64_t classes = 0);
 
   const std::vector<TensorSpec>& tensors() const { return tensors_; }
   const std::vector<LayerSpec>& layers() const { return layers_; }
   int64_t num_params() const { return num_params_; }
   int64_t inputs() const { return inputs_; }
   int64_t outputs() const { return layers_.back().out_size(); }
+  // Classes of the softmax (the last dimension of the output).
+  int64_t classes() const { return layers_.back().out_shape.back(); }
+  // Positions per sample with a target each: 1, or a sequence's length.
+  int64_t target_width() const {
+    return loss_ == LossKind::kSequenceSoftmaxCrossEntropy ? layers_.back().out_shape[0] : 1;
+  }
   LossKind loss() const { return loss_; }
   // Whether evaluation needs batch statistics estimated first (batchnorm).
   bool has_batch_statistics() const;

@@ -48,7 +48,7 @@ Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t param
       created_(Clock::now()),
       progress_(options.progress_out, config.training.progress_interval_s),
       records_out_(options.run_dir,
-                   config.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy"),
+                   MetricName(config)),
       limiter_({config.cluster.max_requests_per_s, config.cluster.max_registrations_per_s},
                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config.cluster.cutoff_s))) {}
 
@@ -59,7 +59,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& config
   // The coordinator reads the training set once: a bad file is reported here,
   // before any worker starts, and the leases need its size.
   PSF_ASSIGN_OR_RETURN(Dataset train, LoadDataset(config, /*train=*/true));
-  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, train.features));
+  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, train.features, train.classes));
   PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(options.bind));
   std::unique_ptr<Coordinator> c(
       new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));
@@ -352,7 +352,7 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
   history_.push_back(e);
   records_out_.Evaluation(e);
   if (store_ && !h.final) (void)Record(store_->PutEvaluation(e));
-  const char* metric = config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
+  const char* metric = MetricName(config_);
   Log(std::string(h.final ? "final" : "after") + " epoch " + std::to_string(epoch) + "/" +
       std::to_string(config_.training.epochs) + "  step " + std::to_string(h.step) + "  " + metric + " " +
       Fixed(h.metric, 4) + "  (" + Fixed(e.time_s, 1) + " s)");
@@ -515,7 +515,7 @@ void Coordinator::UpdateProgress(bool force) {
                {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers}}},
       {"state", state}, {"step", step}, {"epoch", p.epoch}, {"loss", loss}, {"samples", samples},
       {"samples_per_s", last_rate_}, {"eta_s", p.eta_s}, {"elapsed_s", Elapsed()},
-      {"metric", config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy"},
+      {"metric", MetricName(config_)},
       {"history", history}, {"members", members}, {"bad_messages", bad_messages_},
       {"peers_cut_off", limiter_.peers_cut_off()}, {"messages_dropped", limiter_.messages_dropped()}};
   if (!history_.empty()) snap["last_metric"] = history_.back().metric;
@@ -543,7 +543,7 @@ void Coordinator::EndJob(Status outcome) {
   shutdown_deadline_ = Clock::now() + Seconds(std::min(config_.cluster.peer_timeout_s,
                                                        4 * config_.cluster.heartbeat_interval_s + 2));
   const std::string metric =
-      config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
+      MetricName(config_);
   if (!outcome.ok()) {
     Log("ps-coordinator: job failed: " + outcome.message());
   } else {

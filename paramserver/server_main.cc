@@ -139,9 +139,9 @@ int main(int argc, char** argv) {
     if (auto s = psforge::CheckPlaintextBind("ps-server", bind_to, curve_on, config.security.plaintext); !s.ok())
       return Fail(s);
     omp_set_num_threads(static_cast<int>(config.cluster.server_threads));
-    auto features = psforge::ReadFeatureCount(config);
-    if (!features.ok()) return Fail(features.status());
-    auto spec = psforge::ModelSpec::FromConfig(config.model, *features);
+    auto shape = psforge::ReadDataShape(config);
+    if (!shape.ok()) return Fail(shape.status());
+    auto spec = psforge::ModelSpec::FromConfig(config.model, shape->features, shape->classes);
     if (!spec.ok()) return Fail(spec.status());
     auto server = psforge::ParamServer::Create(config, *spec, job->id, std::move(*socket));
     if (!server.ok()) return Fail(server.status());

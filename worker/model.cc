@@ -7,6 +7,7 @@
 #include "worker/nn/conv.h"
 #include "worker/nn/layers.h"
 #include "worker/nn/norm.h"
+#include "worker/nn/sequence.h"
 
 namespace psforge {
 
@@ -52,7 +53,8 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
     std::unique_ptr<nn::Layer> layer;
     switch (l.kind()) {
       case LayerKind::kLinear: {
-        auto linear = std::make_unique<nn::Linear>(ctx, l.in_size(), l.out_size());
+        // On [positions, features]: the same layer at every position (n * positions rows).
+        auto linear = std::make_unique<nn::Linear>(ctx, l.in_shape.back(), l.out_shape.back());
         linear->Bind(w + weight->offset, w + bias->offset, g + weight->offset, g + bias->offset);
         layer = std::move(linear);
         break;
@@ -89,6 +91,20 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
       case LayerKind::kTanh:
         layer = std::make_unique<nn::Eltwise>(ctx, l.kind(), l.in_size());
         break;
+      case LayerKind::kEmbedding: {
+        auto embedding = std::make_unique<nn::Embedding>(weight->shape[0], o.size, l.in_shape[0]);
+        embedding->Bind(w + weight->offset, g + weight->offset);
+        layer = std::move(embedding);
+        break;
+      }
+      case LayerKind::kLstm: {
+        const TensorSpec& recurrent = spec.tensors()[l.recurrent_tensor];
+        auto lstm = std::make_unique<nn::Lstm>(ctx, l.in_shape[0], l.in_shape[1], o.size);
+        lstm->Bind(w + weight->offset, w + recurrent.offset, w + bias->offset, g + weight->offset,
+                   g + recurrent.offset, g + bias->offset);
+        layer = std::move(lstm);
+        break;
+      }
       case LayerKind::kFlatten:
         // Plain: a view (same bytes, another shape); blocked: a reorder.
         if (blocked) layer = std::make_unique<nn::Flatten>(ctx, l.in_shape[0], l.in_shape[1], l.in_shape[2]);
@@ -106,6 +122,7 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
       m->dout_.push_back(m->buffers_.back().get());
     }
     m->layers_.push_back(std::move(layer));
+    m->rows_.push_back(l.kind() == LayerKind::kLinear && l.in_shape.size() == 2 ? l.in_shape[0] : 1);
   }
   switch (spec.loss()) {
     case LossKind::kSoftmaxCrossEntropy:
@@ -117,6 +134,9 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
     case LossKind::kMeanSquaredError:
       m->loss_ = std::make_unique<nn::MeanSquaredError>();
       break;
+    case LossKind::kSequenceSoftmaxCrossEntropy:
+      m->loss_ = std::make_unique<nn::SequenceCrossEntropy>(ctx, spec.target_width(), spec.classes(), max_batch);
+      break;
   }
   return m;
 }
@@ -125,7 +145,7 @@ const float* Model::ForwardPass(const float* x, int64_t n, int pass) {
   const float* in = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     if (layers_[i] != nullptr) {
-      layers_[i]->Forward(in, out_[i], n, static_cast<nn::Pass>(pass));
+      layers_[i]->Forward(in, out_[i], n * rows_[i], static_cast<nn::Pass>(pass));
     } else if (i == 0) {
       std::memcpy(out_[0], x, static_cast<std::size_t>(n * spec_.inputs()) * sizeof(float));
     }
@@ -143,7 +163,7 @@ float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t 
     if (layers_[i] == nullptr) continue;
     const float* input = i == 0 ? x : out_[i - 1];
     float* dinput = i == 0 ? nullptr : dout_[i - 1];
-    layers_[i]->Backward(input, out_[i], dout_[i], dinput, n);
+    layers_[i]->Backward(input, out_[i], dout_[i], dinput, n * rows_[i]);
   }
   return loss;
 }
@@ -160,6 +180,11 @@ void Model::ScaleGradients(float factor) {
 
 double Model::EvaluateBatch(const float* x, const float* targets, int64_t n) {
   return loss_->Score(ForwardPass(x, n, static_cast<int>(nn::Pass::kInference)), targets, n);
+}
+
+std::span<const float> Model::Predict(const float* x, int64_t n) {
+  const float* out = ForwardPass(x, n, static_cast<int>(nn::Pass::kInference));
+  return {out, static_cast<std::size_t>(n * spec_.outputs())};
 }
 
 void Model::BeginStatistics() {

@@ -52,6 +52,11 @@ class Model {
   // classifiers, squared error for regression).
   double EvaluateBatch(const float* x, const float* targets, int64_t n);
 
+  // Forward only (as in evaluation); the model's outputs for the n rows,
+  // [n, outputs] (a sequence model: [n, positions, classes]), valid until
+  // the next call.
+  std::span<const float> Predict(const float* x, int64_t n);
+
   // Batch statistics for evaluation (batchnorm; see nn/norm.h): Begin, a
   // forward pass per training batch, End. No-ops without batchnorm.
   void BeginStatistics();
@@ -80,6 +85,7 @@ class Model {
   // and its output and output-gradient buffers.
   std::vector<std::unique_ptr<nn::Layer>> layers_;
   std::vector<float*> out_, dout_;
+  std::vector<int64_t> rows_;  // rows per sample a layer sees (a linear layer on a sequence: its positions)
   std::vector<Buffer> buffers_;
   std::vector<nn::BatchNorm*> batch_norms_;
   std::vector<std::string> batch_norm_names_;

@@ -26,7 +26,7 @@ struct Prepared {
 
 Result<Prepared> Prepare(const JobConfig& config, int64_t max_batch) {
   PSF_ASSIGN_OR_RETURN(TrainTestData data, LoadTrainTest(config));
-  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, data.train.features));
+  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, data.train.features, data.train.classes));
   PSF_ASSIGN_OR_RETURN(auto model, Model::Create(spec, max_batch, config.training.seed));
   return Prepared{std::move(data), std::move(spec), std::move(model)};
 }
@@ -37,6 +37,7 @@ void Announce(ProgressPrinter& progress, const JobConfig& config, const Prepared
                 std::to_string(p.spec.num_params()) + " parameters) on " +
                 std::to_string(p.data.train.rows) + " samples, testing on " +
                 std::to_string(p.data.test.rows) + where);
+  if (!p.data.report.empty()) progress.Line(p.data.report);
 }
 
 }  // namespace

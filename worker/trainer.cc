@@ -24,7 +24,7 @@ Trainer::Trainer(const JobConfig& config, Model* model, ParameterClient* client,
                  ProgressPrinter* progress)
     : config_(config), model_(model), client_(client), progress_(progress) {
   batch_x_.resize(model->max_batch() * model->spec().inputs());
-  batch_t_.resize(model->max_batch());
+  batch_t_.resize(model->max_batch() * model->spec().target_width());
   rows_.reserve(model->max_batch());
 }
 
@@ -34,7 +34,8 @@ void Trainer::Gather(const Dataset& data, const int64_t* rows, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     std::memcpy(batch_x_.data() + i * data.features, data.x.data() + rows[i] * data.features,
                 row_bytes);
-    batch_t_[i] = data.targets[rows[i]];
+    std::memcpy(batch_t_.data() + i * data.target_width, data.targets.data() + rows[i] * data.target_width,
+                static_cast<std::size_t>(data.target_width) * sizeof(float));
   }
 }
 
@@ -83,6 +84,9 @@ Status Trainer::EvaluateEpoch(const Dataset& test, BatchSource* source, int64_t 
 }
 
 Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, BatchSource* source) {
+  if (train.target_width != model_->spec().target_width() || test.target_width != train.target_width)
+    return InvalidArgument("data: " + std::to_string(train.target_width) + " targets per record, the model expects " +
+                           std::to_string(model_->spec().target_width()));
   if (train.features != model_->spec().inputs() || test.features != model_->spec().inputs())
     return InvalidArgument("data: training set has " + std::to_string(train.features) +
                            " features and test set " + std::to_string(test.features) +
@@ -90,7 +94,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   train_ = &train;
   TrainResult result;
   result.metric_name =
-      config_.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
+      MetricName(config_);
   std::span<float> weights = model_->weights();
   int64_t step = source->first_step();
   PSF_RETURN_IF_ERROR(client_->Pull(step, weights));

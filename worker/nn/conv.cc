@@ -13,34 +13,6 @@ memory::desc Images(int64_t n, int64_t c, int64_t h, int64_t w, ImageLayout layo
                       layout == ImageLayout::kBlocked ? memory::format_tag::nChw16c : memory::format_tag::nchw);
 }
 
-// A parameter tensor in the caller's layout and, when a primitive wants
-// another, a buffer in that layout with the reorder between them.
-struct Converted {
-  memory user;      // a view of the caller's buffer
-  memory internal;  // == user when no reorder is needed
-  dnnl::reorder to_internal, to_user;
-  bool needed = false;
-
-  Converted() = default;
-  Converted(const memory::desc& user_md, const memory::desc& want, const dnnl::engine& eng)
-      : user(Unbound(user_md, eng)), internal(user), needed(user_md != want) {
-    if (!needed) return;
-    internal = memory(want, eng);
-    to_internal = dnnl::reorder(user, internal);
-    to_user = dnnl::reorder(internal, user);
-  }
-  // Points the user view at `p` and fills the internal copy from it.
-  void In(const dnnl::stream& s, const float* p) {
-    Point(user, p);
-    if (needed) to_internal.execute(s, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, internal}});
-  }
-  // Copies the internal result out to `p`.
-  void Out(const dnnl::stream& s, float* p) {
-    Point(user, p);
-    if (needed) to_user.execute(s, {{DNNL_ARG_FROM, internal}, {DNNL_ARG_TO, user}});
-  }
-};
-
 }  // namespace
 
 ImageLayout PreferredLayout(int64_t channels) {

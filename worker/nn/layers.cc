@@ -192,6 +192,23 @@ double SoftmaxCrossEntropy::Score(const float* outputs, const float* targets, in
   return static_cast<double>(correct);
 }
 
+// ---- SequenceCrossEntropy ---------------------------------------------------
+
+SequenceCrossEntropy::SequenceCrossEntropy(DnnlContext* ctx, int64_t positions, int64_t classes, int64_t max_batch)
+    : positions_(positions), inner_(ctx, classes, max_batch * positions) {}
+
+float SequenceCrossEntropy::Forward(const float* outputs, const float* targets, int64_t n) {
+  return inner_.Forward(outputs, targets, n * positions_);
+}
+
+void SequenceCrossEntropy::Backward(float* doutputs) { inner_.Backward(doutputs); }
+
+double SequenceCrossEntropy::Score(const float* outputs, const float* targets, int64_t n) const {
+  // The mean loss in nats over n * positions, as a sum over samples of bits.
+  const double mean_nats = inner_.Forward(outputs, targets, n * positions_);
+  return mean_nats / std::log(2.0) * static_cast<double>(n);
+}
+
 // ---- SigmoidBinaryCrossEntropy ----------------------------------------------
 
 float SigmoidBinaryCrossEntropy::Forward(const float* outputs, const float* targets, int64_t n) {

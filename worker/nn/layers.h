@@ -131,6 +131,22 @@ class SoftmaxCrossEntropy final : public Loss {
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
 };
 
+// A softmax cross-entropy at every one of `positions` positions of each
+// sample ([positions, classes] outputs, [positions] targets), the mean over
+// positions and samples. Score: each sample's mean over its positions, in
+// bits (so the metric is bits per character).
+class SequenceCrossEntropy final : public Loss {
+ public:
+  SequenceCrossEntropy(DnnlContext* ctx, int64_t positions, int64_t classes, int64_t max_batch);
+  float Forward(const float* outputs, const float* targets, int64_t n) override;
+  void Backward(float* doutputs) override;
+  double Score(const float* outputs, const float* targets, int64_t n) const override;
+
+ private:
+  int64_t positions_;
+  mutable SoftmaxCrossEntropy inner_;  // Score runs a forward pass
+};
+
 // Sigmoid of one output, binary cross-entropy against a 0/1 target.
 class SigmoidBinaryCrossEntropy final : public Loss {
  public:

@@ -251,6 +251,7 @@ std::vector<OpCase> AllOpCases() {
                    [](uint64_t seed) { return std::make_unique<LossOp>(seed, LossCase::kMse, 32, 1); },
                    1e-5, 1e-6, 1e-3, 1e-2});
   for (OpCase& c : ConvOpCases()) cases.push_back(std::move(c));
+  for (OpCase& c : SequenceOpCases()) cases.push_back(std::move(c));
   return cases;
 }
 

@@ -50,6 +50,8 @@ struct OpCase {
 std::vector<OpCase> AllOpCases();
 // Convolution, pooling, batchnorm and dropout (op_cases_conv.cc).
 std::vector<OpCase> ConvOpCases();
+// The embedding and the LSTM (op_cases_sequence.cc).
+std::vector<OpCase> SequenceOpCases();
 
 // n values uniform in [lo, hi).
 Vec Random(std::mt19937_64& rng, std::size_t n, float lo, float hi);

@@ -1,0 +1,65 @@
+// Layers for sequences: a character embedding and an LSTM (oneDNN).
+//
+// Activations are [n, positions, features] row-major (oneDNN's ntc). As
+// for Linear, parameters are views into the model's flattened weight and
+// gradient buffers in PyTorch's layouts: the embedding table [vocabulary,
+// dim]; the LSTM's weight_ih [4 hidden, in], weight_hh [4 hidden, hidden]
+// (gates input, forget, cell, output) and one bias [4 hidden]. The LSTM
+// reorders its weights into (and gradients out of) the layouts its
+// primitives prefer, in buffers its plan owns, and keeps the forward pass's
+// workspace for the backward pass. Every window starts from zero hidden and
+// cell states (truncated back-propagation through time over fixed windows).
+// Buffers are made once per batch size; not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "worker/nn/layers.h"
+
+namespace psforge::nn {
+
+// y[s, t] = weight[x[s, t]]: x holds ids as floats. dx is never produced
+// (ids have no gradient); the table's gradient sums the rows' gradients.
+class Embedding final : public Layer {
+ public:
+  Embedding(int64_t vocabulary, int64_t dim, int64_t positions);
+
+  void Bind(const float* weight, float* dweight);
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
+
+ private:
+  int64_t vocabulary_, dim_, positions_;
+  const float* weight_ = nullptr;
+  float* dweight_ = nullptr;
+};
+
+class Lstm final : public Layer {
+ public:
+  Lstm(DnnlContext* ctx, int64_t positions, int64_t in, int64_t hidden);
+  ~Lstm() override;
+
+  void Bind(const float* weight_ih, const float* weight_hh, const float* bias, float* dweight_ih,
+            float* dweight_hh, float* dbias);
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  // Uses the workspace of the last Forward of this n.
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
+
+ private:
+  struct Plan;
+  Plan& PlanFor(int64_t n);
+
+  DnnlContext* ctx_;
+  int64_t positions_, in_, hidden_;
+  const float* w_ih_ = nullptr;
+  const float* w_hh_ = nullptr;
+  const float* bias_ = nullptr;
+  float* dw_ih_ = nullptr;
+  float* dw_hh_ = nullptr;
+  float* dbias_ = nullptr;
+  std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
+};
+
+}  // namespace psforge::nn
