@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""The character-level LSTM on Debian's fortunes (configs/fortunes_char_lstm.yaml):
+ps-train against the PyTorch peer (bench/torch_char_lstm.py), the same
+architecture, window, batch, optimizer and number of steps, one thread each,
+runs interleaved. Reports samples/s and validation bits per character at
+the same step, min/median/max of N runs. Writes bench/results/char_lstm.md.
+
+Usage: bench/char_lstm.py [--runs 3] [--steps 300]
+(scripts/bench.sh installs the peer's packages and builds first.)"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+
+
+def ours(steps):
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run([os.path.join(ROOT, "build/bin/ps-train"), "--config",
+                        os.path.join(ROOT, "configs/fortunes_char_lstm.yaml"), "--epochs", "100", "--threads", "1",
+                        "--set", f"training.max_steps={steps}", "--summary", f.name],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        s = json.load(open(f.name))
+        return s["samples_per_s"], s["validation_bits_per_char"]
+
+
+def peer(steps):
+    env = dict(os.environ, LD_LIBRARY_PATH=OPENBLAS, OPENBLAS_CORETYPE="SkylakeX", OMP_NUM_THREADS="1")
+    out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench/torch_char_lstm.py"), "--threads", "1",
+                          "--steps", str(steps)], check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def mmm(xs):
+    return min(xs), statistics.median(xs), max(xs)
+
+
+def fmt(t, digits=0):
+    return " / ".join(f"{v:,.{digits}f}" for v in t)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=300)
+    args = ap.parse_args()
+    rate_a, rate_b, bpc_a, bpc_b, info = [], [], [], [], None
+    for _ in range(args.runs):  # interleaved: both see the same machine state
+        r, b = ours(args.steps)
+        rate_a.append(r)
+        bpc_a.append(b)
+        info = peer(args.steps)
+        rate_b.append(info["samples_per_s"])
+        bpc_b.append(info["validation_bits_per_char"])
+    ratios = sorted(x / y for x, y in zip(rate_a, rate_b))
+    lines = [
+        "## Character-level LSTM on fortunes: ps-train vs PyTorch",
+        "",
+        f"Command: `bench/char_lstm.py --runs {args.runs} --steps {args.steps}` "
+        f"(machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores).",
+        f"Embedding 32, LSTM 256, linear to the vocabulary ({info['vocabulary']} characters; unigram entropy "
+        f"{info['unigram_bits']:.3f} bits/char), windows of 64, batch 64, Adam lr 2e-3, gradient norm clipped "
+        f"at 5, {args.steps} steps, one thread each. Peer: Debian python3-torch {info['torch']} "
+        "(torch.nn.LSTM), the same corpus, windows, split and vocabulary; OPENBLAS_CORETYPE=SkylakeX; BLAS "
+        "loaded: " + ", ".join(os.path.basename(x) for x in info["blas"]) + ".",
+        "",
+        "| | psforge min / median / max | PyTorch min / median / max |",
+        "|---|---|---|",
+        f"| samples/s (64 characters each) | {fmt(mmm(rate_a))} | {fmt(mmm(rate_b))} |",
+        f"| validation bits/char after {args.steps} steps | {fmt(mmm(bpc_a), 3)} | {fmt(mmm(bpc_b), 3)} |",
+        "",
+        f"Speed ratio psforge / PyTorch min / median / max: {ratios[0]:.2f}x / {statistics.median(ratios):.2f}x / "
+        f"{ratios[-1]:.2f}x.",
+    ]
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench/results/char_lstm.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
