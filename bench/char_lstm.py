@@ -19,20 +19,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 
 
-def ours(steps):
+def ours(steps, seed):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         subprocess.run([os.path.join(ROOT, "build/bin/ps-train"), "--config",
                         os.path.join(ROOT, "configs/fortunes_char_lstm.yaml"), "--epochs", "100", "--threads", "1",
-                        "--set", f"training.max_steps={steps}", "--summary", f.name],
+                        "--set", f"training.max_steps={steps}", "--set", f"training.seed={seed}",
+                        "--set", f"model.init_seed={seed}", "--summary", f.name],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         s = json.load(open(f.name))
         return s["samples_per_s"], s["validation_bits_per_char"]
 
 
-def peer(steps):
+def peer(steps, seed):
     env = dict(os.environ, LD_LIBRARY_PATH=OPENBLAS, OPENBLAS_CORETYPE="SkylakeX", OMP_NUM_THREADS="1")
     out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench/torch_char_lstm.py"), "--threads", "1",
-                          "--steps", str(steps)], check=True, capture_output=True, text=True, env=env).stdout
+                          "--steps", str(steps), "--seed", str(seed)], check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -50,11 +51,11 @@ def main():
     ap.add_argument("--steps", type=int, default=300)
     args = ap.parse_args()
     rate_a, rate_b, bpc_a, bpc_b, info = [], [], [], [], None
-    for _ in range(args.runs):  # interleaved: both see the same machine state
-        r, b = ours(args.steps)
+    for run in range(args.runs):  # interleaved: both see the same machine state
+        r, b = ours(args.steps, run + 1)  # run k: seed k for data order and initial weights, both sides
         rate_a.append(r)
         bpc_a.append(b)
-        info = peer(args.steps)
+        info = peer(args.steps, run + 1)
         rate_b.append(info["samples_per_s"])
         bpc_b.append(info["validation_bits_per_char"])
     ratios = sorted(x / y for x, y in zip(rate_a, rate_b))
@@ -65,7 +66,8 @@ def main():
         f"(machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores).",
         f"Embedding 32, LSTM 256, linear to the vocabulary ({info['vocabulary']} characters; unigram entropy "
         f"{info['unigram_bits']:.3f} bits/char), windows of 64, batch 64, Adam lr 2e-3, gradient norm clipped "
-        f"at 5, {args.steps} steps, one thread each. Peer: Debian python3-torch {info['torch']} "
+        f"at 5, {args.steps} steps, one thread each; run k seeds both sides' data order and initial weights "
+        f"with k. Peer: Debian python3-torch {info['torch']} "
         "(torch.nn.LSTM), the same corpus, windows, split and vocabulary; OPENBLAS_CORETYPE=SkylakeX; BLAS "
         "loaded: " + ", ".join(os.path.basename(x) for x in info["blas"]) + ".",
         "",

@@ -162,10 +162,10 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
           return InvalidArgument(where() + ": needs one sequence of character ids per sample");
         const int64_t vocabulary = num_classes;
         l.out_shape = {shape[0], o.size};
-        // PyTorch's default for Embedding is N(0, 1); U(-1, 1) has the same scale.
+        // PyTorch's default for Embedding: N(0, 1).
         l.name = "embedding" + std::to_string(counts[3]++);
         l.weight_tensor = static_cast<int>(spec.tensors_.size());
-        spec.tensors_.push_back({l.name + ".weight", {vocabulary, o.size}, InitKind::kUniform, 1.0f, 0});
+        spec.tensors_.push_back({l.name + ".weight", {vocabulary, o.size}, InitKind::kNormal, 1.0f, 0});
         break;
       }
       case LayerKind::kLstm: {
@@ -202,6 +202,9 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
   for (auto& t : spec.tensors_) {
     t.offset = spec.num_params_;
     spec.num_params_ += t.size();
+    if (spec.num_params_ > (int64_t{1} << 34))
+      return InvalidArgument("model: more than 2^34 parameters (64 GiB) by " + t.name + " " + ShapeText(t.shape) +
+                             "; that is not a model this system trains");
   }
   return spec;
 }
@@ -214,10 +217,14 @@ void ModelSpec::Initialize(KeyRange range, std::span<float> out) const {
     uint64_t seed = SplitMix64(init_seed_ ^ HashName(t.name));
     for (int64_t key = begin; key < end; ++key) {
       float v = t.init == InitKind::kOnes ? 1.0f : 0.0f;
+      const auto i = static_cast<uint64_t>(key - t.offset);
+      auto unit = [&](uint64_t r) { return static_cast<double>(r >> 11) * (1.0 / 9007199254740992.0); };  // [0, 1)
       if (t.init == InitKind::kUniform) {
-        uint64_t r = SplitMix64(seed + static_cast<uint64_t>(key - t.offset));
-        double u = static_cast<double>(r >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
-        v = static_cast<float>((2.0 * u - 1.0) * t.bound);
+        v = static_cast<float>((2.0 * unit(SplitMix64(seed + i)) - 1.0) * t.bound);
+      } else if (t.init == InitKind::kNormal) {
+        // Box-Muller from two draws of this element alone.
+        const double u1 = 1.0 - unit(SplitMix64(seed + 2 * i)), u2 = unit(SplitMix64(seed + 2 * i + 1));
+        v = static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2) * t.bound);
       }
       out[static_cast<std::size_t>(key - range.begin)] = v;
     }

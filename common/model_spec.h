@@ -17,13 +17,13 @@
 
 namespace psforge {
 
-enum class InitKind { kZeros, kOnes, kUniform };
+enum class InitKind { kZeros, kOnes, kUniform, kNormal };
 
 struct TensorSpec {
   std::string name;            // e.g. "fc0.weight"
   std::vector<int64_t> shape;  // row-major; Linear weights are [out, in], conv [out, in, kh, kw]
   InitKind init = InitKind::kZeros;
-  float bound = 0.0f;          // kUniform: values in [-bound, bound)
+  float bound = 0.0f;          // kUniform: values in [-bound, bound); kNormal: the standard deviation
   int64_t offset = 0;          // first key of the tensor in the flattened space
   int64_t size() const;
 };

@@ -30,6 +30,15 @@ Model::~Model() = default;
 Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_batch, uint64_t seed,
                                              bool blocked_layouts) {
   if (max_batch <= 0) return InvalidArgument("model: batch size must be positive");
+  // Two buffers (values and gradients) per layer output, sized for the batch:
+  // a config that needs more memory than a machine has is an error, not a crash.
+  double bytes = 2.0 * 4.0 * static_cast<double>(spec.num_params());
+  for (const LayerSpec& l : spec.layers()) bytes += 2.0 * 4.0 * static_cast<double>(max_batch) * l.out_size();
+  constexpr double kMaxModelBytes = 64.0 * (1ull << 30);
+  if (bytes > kMaxModelBytes)
+    return ResourceExhausted("model: " + std::to_string(static_cast<int64_t>(bytes / (1 << 30))) +
+                             " GiB of weights, gradients and activations for batches of " + std::to_string(max_batch) +
+                             "; more than the 64 GiB allowed: lower training.batch_size, data.window or the layers' sizes");
   std::unique_ptr<Model> m(new Model(spec, max_batch));
   m->weights_ = Allocate(spec.num_params());
   m->grads_ = Allocate(spec.num_params());

@@ -177,3 +177,46 @@ TEST(Model, BlockedLayoutsComputeWhatPlainOnesDo) {
 
 }  // namespace
 }  // namespace psforge
+
+namespace psforge {
+namespace {
+
+// A character-level language model (embedding, LSTM, a linear layer at every
+// position, the per-position loss): its gradient against finite differences.
+TEST(Model, SequenceModelGradientMatchesFiniteDifferences) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.layers = {{LayerKind::kEmbedding, 3}, {LayerKind::kLstm, 4}, {LayerKind::kTanh}, {LayerKind::kLinear}};
+  auto spec = ModelSpec::FromConfig(o, 5, 6);  // windows of 5, a vocabulary of 6
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->loss(), LossKind::kSequenceSoftmaxCrossEntropy);
+  EXPECT_EQ(spec->target_width(), 5);
+  EXPECT_EQ(spec->num_params(), 6 * 3 + (16 * 3 + 16 * 4 + 16) + (6 * 4 + 6));
+  auto model = Model::Create(*spec, 3);
+  ASSERT_TRUE(model.ok());
+  Model& m = **model;
+  spec->Initialize({0, spec->num_params()}, m.weights());
+  std::mt19937_64 rng(4);
+  std::vector<float> x(3 * 5), t(3 * 5);
+  for (auto& v : x) v = static_cast<float>(rng() % 6);
+  for (auto& v : t) v = static_cast<float>(rng() % 6);
+  m.TrainStep(x.data(), t.data(), 3);
+  std::vector<float> grad(m.gradients().begin(), m.gradients().end());
+  const float eps = 1e-3f;
+  for (int64_t k = 0; k < spec->num_params(); ++k) {
+    float saved = m.weights()[k];
+    m.weights()[k] = saved + eps;
+    double plus = m.TrainStep(x.data(), t.data(), 3);
+    m.weights()[k] = saved - eps;
+    double minus = m.TrainStep(x.data(), t.data(), 3);
+    m.weights()[k] = saved;
+    double fd = (plus - minus) / (2 * eps);
+    EXPECT_NEAR(grad[k], fd, 2e-3 * (1 + std::abs(fd))) << "key " << k;
+  }
+  // The metric is bits per character: the mean loss over positions / ln 2, per sample.
+  const double loss = m.TrainStep(x.data(), t.data(), 3);
+  EXPECT_NEAR(m.EvaluateBatch(x.data(), t.data(), 3) / 3, loss / std::log(2.0), 1e-5);
+}
+
+}  // namespace
+}  // namespace psforge
