@@ -55,14 +55,13 @@ double Trainer::Evaluate(const Dataset& data) {
 void Trainer::EstimateStatistics(const Dataset& train) {
   if (!model_->spec().has_batch_statistics()) return;
   // The same records for every process and every evaluation: the first
-  // kStatisticsBatches full batches of the training set (in file order,
-  // which for the data sets we read is already shuffled).
+  // kStatisticsBatches batches of the training set in file order (which for
+  // the data sets we read is already shuffled).
   const int64_t b = model_->max_batch();
   std::vector<int64_t> rows(b);
   model_->BeginStatistics();
-  for (int64_t k = 0; k < kStatisticsBatches && (k + 1) * b <= std::max(train.rows, b); ++k) {
+  for (int64_t k = 0; k < kStatisticsBatches && k * b < train.rows; ++k) {
     const int64_t start = k * b, n = std::min(b, train.rows - start);
-    if (n <= 0) break;
     std::iota(rows.begin(), rows.begin() + n, start);
     Gather(train, rows.data(), n);
     model_->AccumulateStatistics(batch_x_.data(), n);

@@ -87,6 +87,20 @@ TEST(KillMatrix, AServerKilledAtTwoSeededSteps) {
   EXPECT_EQ(summary["restarts"], 2);
 }
 
+// What the members said, for a failure's message.
+std::string MemberLogs(Job& job) {
+  std::string out;
+  for (std::size_t i = 0; i < job.workers.size(); ++i) {
+    const std::string err = job.workers[i]->Stderr();
+    out += "--- worker " + std::to_string(i) + ":\n" + err.substr(err.size() > 3000 ? err.size() - 3000 : 0);
+  }
+  for (std::size_t i = 0; i < job.cluster.servers.size(); ++i) {
+    const std::string err = job.cluster.servers[i].process->Stderr();
+    out += "--- server " + std::to_string(i) + ":\n" + err.substr(err.size() > 1500 ? err.size() - 1500 : 0);
+  }
+  return out;
+}
+
 TEST(KillMatrix, TheCoordinatorKilledAtTwoSeededSteps) {
   testing::TempDir reference, dir;
   const std::vector<float> expected = Undisturbed(reference);
@@ -94,7 +108,10 @@ TEST(KillMatrix, TheCoordinatorKilledAtTwoSeededSteps) {
   Job job = StartJob(dir, "killed", false, false, kProgress);
   for (int64_t step : {first, second}) {
     WaitForStep(*job.cluster.coordinator, step, 0);  // each coordinator's output starts afresh
-    if (::testing::Test::HasFatalFailure()) return;
+    if (::testing::Test::HasFatalFailure()) {
+      ADD_FAILURE() << MemberLogs(job);
+      return;
+    }
     const int64_t committed = LastCommitted(*job.cluster.coordinator, job.cluster.coordinator->lines_read());
     const auto killed_at = std::chrono::steady_clock::now();
     KillAndRestartCoordinator(job, dir);
