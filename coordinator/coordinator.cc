@@ -47,8 +47,7 @@ Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t param
       leases_(&plan_, config.cluster.workers, config.training.epochs),
       created_(Clock::now()),
       progress_(options.progress_out, config.training.progress_interval_s),
-      records_out_(options.run_dir,
-                   MetricName(config)),
+      records_out_(options.run_dir, MetricName(config)),
       limiter_({config.cluster.max_requests_per_s, config.cluster.max_registrations_per_s},
                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config.cluster.cutoff_s))) {}
 
@@ -542,8 +541,7 @@ void Coordinator::EndJob(Status outcome) {
   // Members learn it from their next heartbeat's answer.
   shutdown_deadline_ = Clock::now() + Seconds(std::min(config_.cluster.peer_timeout_s,
                                                        4 * config_.cluster.heartbeat_interval_s + 2));
-  const std::string metric =
-      MetricName(config_);
+  const std::string metric = MetricName(config_);
   if (!outcome.ok()) {
     Log("ps-coordinator: job failed: " + outcome.message());
   } else {

@@ -92,8 +92,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
                            ", the model expects " + std::to_string(model_->spec().inputs()));
   train_ = &train;
   TrainResult result;
-  result.metric_name =
-      MetricName(config_);
+  result.metric_name = MetricName(config_);
   std::span<float> weights = model_->weights();
   int64_t step = source->first_step();
   PSF_RETURN_IF_ERROR(client_->Pull(step, weights));

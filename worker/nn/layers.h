@@ -34,7 +34,8 @@ struct DnnlContext {
 enum class Pass { kTraining, kStatistics, kInference };
 
 // A layer of a sequential model: n samples in, n samples out, each sample
-// a contiguous row (a [channels, height, width] tensor stored nchw).
+// a contiguous row (an image in the layout the model chose for it, see
+// nn/conv.h; a sequence as [positions, features]).
 class Layer {
  public:
   virtual ~Layer() = default;
