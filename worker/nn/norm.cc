@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/split_mix.h"
 #include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
@@ -127,17 +128,6 @@ void BatchNorm::EndStatistics() {
 }
 
 // ---- Dropout ----------------------------------------------------------------
-
-namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 Dropout::Dropout(double rate, int64_t width, int64_t max_batch, uint64_t seed)
     : rate_(rate), width_(width), seed_(SplitMix64(seed)),
