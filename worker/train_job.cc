@@ -24,10 +24,11 @@ struct Prepared {
   std::unique_ptr<Model> model;
 };
 
-Result<Prepared> Prepare(const JobConfig& config, int64_t max_batch) {
+// `member` makes this process's dropout masks its own (0 for ps-train).
+Result<Prepared> Prepare(const JobConfig& config, int64_t max_batch, uint64_t member) {
   PSF_ASSIGN_OR_RETURN(TrainTestData data, LoadTrainTest(config));
   PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, data.train.features, data.train.classes));
-  PSF_ASSIGN_OR_RETURN(auto model, Model::Create(spec, max_batch, config.training.seed));
+  PSF_ASSIGN_OR_RETURN(auto model, Model::Create(spec, max_batch, config.training.seed * 1000003 + member));
   return Prepared{std::move(data), std::move(spec), std::move(model)};
 }
 
@@ -44,7 +45,7 @@ void Announce(ProgressPrinter& progress, const JobConfig& config, const Prepared
 
 Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out,
                                      const std::string& export_path) {
-  PSF_ASSIGN_OR_RETURN(Prepared p, Prepare(config, config.training.batch_size));
+  PSF_ASSIGN_OR_RETURN(Prepared p, Prepare(config, config.training.batch_size, 0));
   PSF_ASSIGN_OR_RETURN(auto client, LocalParameterClient::Create(p.spec, config.optimizer, p.model->weights()));
   ProgressPrinter progress(progress_out, config.training.progress_interval_s);
   Announce(progress, config, p, "");
@@ -119,7 +120,7 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, const Curve
       if (!p) {
         // Room for the whole batch: under BSP a worker takes the share of
         // any that is missing (ParameterClient::workers_in_step).
-        PSF_ASSIGN_OR_RETURN(Prepared loaded, Prepare(*config, config->training.batch_size));
+        PSF_ASSIGN_OR_RETURN(Prepared loaded, Prepare(*config, config->training.batch_size, job.id + 1));
         p.emplace(std::move(loaded));
       }
       PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(faulty ? faulty.get() : transport.get(), p->spec,
