@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -121,8 +122,8 @@ Result<std::vector<float>> EncodeText(const TextCorpus& corpus, const std::strin
     if (corpus.id[b] < 0) {
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02x", b);
-      return NotFound(std::string("the character ") + hex + " ('" + static_cast<char>(b) +
-                      "') is not in the model's vocabulary");
+      const std::string shown = std::isprint(b) ? std::string(" ('") + static_cast<char>(b) + "')" : "";
+      return NotFound(std::string("the character ") + hex + shown + " is not in the model's vocabulary");
     }
     ids.push_back(static_cast<float>(corpus.id[b]));
   }
