@@ -177,9 +177,10 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   }
   Member* m = Find(h.role, h.sender);
   if (!m) return ReplyError(peer, h, NotAMember(h));
-  if (m->state == MemberState::kJoining)
-    return ReplyError(peer, h, InvalidArgument(std::string("heartbeat from ") + RoleName(h.role) + " " +
-                                               std::to_string(h.sender) + ", which has not joined"));
+  // A member beats only once welcomed: a heartbeat for a place still
+  // joining comes from a member of the run before this coordinator's, whose
+  // id was given to a newcomer. It joins again, in a place of its own.
+  if (m->state == MemberState::kJoining) return ReplyError(peer, h, NotAMember(h));
   WireHeader r;
   r.kind = MessageKind::kHeartbeat;
   r.request_id = h.request_id;
@@ -234,9 +235,12 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
     return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(restore_step_) + ": rejoin"));
   Member* m = Find(PeerRole::kWorker, h.sender);
   if (!m) return ReplyError(peer, h, NotAMember(h));
+  // Not active: declared dead, or a member of the run before this
+  // coordinator's (which reuses ids) mistaken for one that has joined but
+  // not started. Either way it joins again, in a place of its own.
   if (m->state != MemberState::kActive && m->state != MemberState::kFinished)
-    return ReplyError(peer, h, FailedPrecondition("lease request from worker " + std::to_string(h.sender) +
-                                                  ", which is not an active member of the job"));
+    return ReplyError(peer, h, Aborted("lease request from worker " + std::to_string(h.sender) +
+                                       ", which is not an active member of the job: join again"));
   m->last_seen = Clock::now();
   m->progress.step = std::max(m->progress.step, h.step);
   int64_t evaluate = 0;
