@@ -54,7 +54,7 @@ Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progres
   Trainer trainer(config, p.model.get(), client.get(), &progress);
   PSF_ASSIGN_OR_RETURN(TrainResult result, trainer.Run(p.data.train, p.data.test, &source));
   if (!export_path.empty()) {
-    trainer.EstimateStatistics(p.data.train);
+    // The final evaluation estimated batchnorm's statistics for these weights.
     PSF_RETURN_IF_ERROR(ExportModel(config, *p.model, result.steps, export_path));
     progress.Line("wrote the trained model to " + export_path);
   }
