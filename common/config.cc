@@ -124,6 +124,7 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
   r.Double("retry_interval_s", &c->retry_interval_s, 0.0, 1e6, true);
   r.Int("max_parked_pulls", &c->max_parked_pulls, 1, 1 << 20);
   r.Int("server_threads", &c->server_threads, 1, 1024);
+  r.Bool("shared_memory", &c->shared_memory);
   r.Double("heartbeat_interval_s", &c->heartbeat_interval_s, 0.0, 3600, true);
   r.Double("peer_timeout_s", &c->peer_timeout_s, 0.0, 1e6, true);
   r.Double("connect_timeout_s", &c->connect_timeout_s, 0.0, 1e6, true);
@@ -343,6 +344,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                             {"retry_interval_s", cl.retry_interval_s},
                             {"max_parked_pulls", cl.max_parked_pulls},
                             {"server_threads", cl.server_threads},
+                            {"shared_memory", cl.shared_memory},
                             {"heartbeat_interval_s", cl.heartbeat_interval_s},
                             {"peer_timeout_s", cl.peer_timeout_s},
                             {"connect_timeout_s", cl.connect_timeout_s},

@@ -131,6 +131,9 @@ struct ClusterOptions {
   double retry_interval_s = 1;          // a request unanswered this long is sent again (then 2x, 4x, ... 8x)
   int64_t max_parked_pulls = 1024;      // a server refuses pulls beyond this many waiting
   int64_t server_threads = 1;           // optimizer threads per server (servers share cores with workers)
+  // A worker and a server on the same host pass payloads through shared
+  // memory (common/shared_region.h) instead of socket frames.
+  bool shared_memory = true;
   double heartbeat_interval_s = 0.5;    // servers and workers report to the coordinator this often
   double peer_timeout_s = 10;           // a peer silent this long is declared dead
   double connect_timeout_s = 30;        // a server or worker gives up reaching the coordinator after this long

@@ -29,6 +29,9 @@ void FillBlock(proto::KeyBlock::Builder b, const WireHeader& h) {
   b.setIdSum(h.mark.id_sum);
   b.setIdSquareSum(h.mark.id_square_sum);
   b.setWorkers(static_cast<uint32_t>(h.workers));
+  b.setPayloadSlot(static_cast<uint8_t>(h.payload_slot));
+  b.setSlotSequence(h.slot_sequence);
+  b.setReplySlot(static_cast<uint8_t>(h.reply_slot));
 }
 
 Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
@@ -48,6 +51,15 @@ Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
   h->mark.id_sum = b.getIdSum();
   h->mark.id_square_sum = b.getIdSquareSum();
   h->workers = b.getWorkers();
+  h->payload_slot = b.getPayloadSlot();
+  h->slot_sequence = b.getSlotSequence();
+  h->reply_slot = b.getReplySlot();
+  if (h->payload_slot != 0 && !SharedRegion::ValidSlot(h->payload_slot))
+    return InvalidArgument("payload slot " + std::to_string(h->payload_slot) + " outside [1, " +
+                           std::to_string(SharedRegion::kSlots) + "]");
+  if (h->reply_slot != 0 && !SharedRegion::ValidSlot(h->reply_slot))
+    return InvalidArgument("reply slot " + std::to_string(h->reply_slot) + " outside [1, " +
+                           std::to_string(SharedRegion::kSlots) + "]");
   return Status::Ok();
 }
 
@@ -191,6 +203,13 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       c.setKind(static_cast<proto::ControlKind>(h.control));
       c.setValue(h.value);
       c.setText(h.text);
+      if (h.control == ControlKind::kShareMemory) {
+        auto r = c.initRegion();
+        r.setPid(h.region.pid);
+        r.setFd(h.region.fd);
+        r.setToken(h.region.token);
+        r.setSlotBytes(h.region.slot_bytes);
+      }
       break;
     }
   }
@@ -347,11 +366,15 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
       case proto::Header::Body::CONTROL: {
         h.kind = MessageKind::kControl;
         auto c = body.getControl();
-        if (static_cast<unsigned>(c.getKind()) > static_cast<unsigned>(proto::ControlKind::ADMIT_WORKER))
+        if (static_cast<unsigned>(c.getKind()) > static_cast<unsigned>(proto::ControlKind::SHARE_MEMORY))
           status = InvalidArgument("unknown control kind");
         h.control = static_cast<ControlKind>(c.getKind());
         h.value = c.getValue();
         h.text = c.getText();
+        if (c.hasRegion()) {
+          auto r = c.getRegion();
+          h.region = {r.getPid(), r.getFd(), r.getToken(), r.getSlotBytes()};
+        }
         break;
       }
       default:

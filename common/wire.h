@@ -14,11 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "common/shared_region.h"
 #include "common/status.h"
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 9;
+inline constexpr uint16_t kWireSchemaVersion = 10;
 // No valid header comes near this (the largest, a server's heartbeat with
 // full lists, is under 9 KiB); anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 16384;
@@ -29,7 +30,7 @@ enum class MessageKind {
 };
 enum class DType { kF32, kBf16, kF16 };
 enum class PeerRole { kWorker, kServer, kCoordinator };
-enum class ControlKind { kShutdown, kStats, kRemoveWorker, kAdmitWorker };
+enum class ControlKind { kShutdown, kStats, kRemoveWorker, kAdmitWorker, kShareMemory };
 enum class LeaseStatus { kGranted, kWait, kFinished };
 // A header holds at most this many entries in one list (done leases, removed
 // workers, positions); a server's heartbeat audits at most kMaxAuditEntries epochs.
@@ -110,6 +111,10 @@ struct WireHeader {
   bool collecting = false;                // heartbeat answer: restored positions still wanted
   int64_t checkpoint_at = 0;              // heartbeat answer (server): the step of the next checkpoint
   int64_t workers = 0;                    // pull reply (bsp): the workers the server waits for
+  int payload_slot = 0;                   // push, pull reply: the payload's shared-memory slot (0: a frame)
+  uint64_t slot_sequence = 0;             // pull reply in a slot: its seqlock sequence
+  int reply_slot = 0;                     // pull, push with pull: the slot to answer in (0: a frame)
+  SharedRegionRef region;                 // control kShareMemory
 };
 
 // Serialises `h` into `out` (resized; reuse it to avoid allocating).

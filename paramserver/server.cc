@@ -27,6 +27,7 @@ std::string ServerStats::ToJson() const {
                       {"duplicates", duplicates},         {"pulls_answered", pulls_answered},
                       {"pulls_parked", pulls_parked},     {"pulls_timed_out", pulls_timed_out},
                       {"replies_dropped", replies_dropped}, {"workers_removed", workers_removed},
+                      {"shared_regions", shared_regions},
                       {"errors", errors}, {"checkpoints_skipped", checkpoints_skipped},
                       {"checkpoint_copy_ms_max", checkpoint_copy_ms_max},
                       {"version", version},               {"worker_steps", worker_steps}};
@@ -250,6 +251,8 @@ void ParamServer::Account(const WireHeader& push) {
 void ParamServer::RemoveWorker(uint32_t worker) {
   if (worker >= static_cast<uint64_t>(shard_->workers()) || shard_->removed(worker)) return;
   ++stats_.workers_removed;
+  regions_.erase(worker);  // one that comes back offers a new region
+  stats_.shared_regions = static_cast<int64_t>(regions_.size());
   bool stepped = shard_->RemoveWorker(worker);
   // Its waiting pulls are answered: if it is alive after all (declared dead
   // while silent), it learns why instead of waiting out its deadline.
@@ -273,7 +276,7 @@ void ParamServer::Handle(InMessage& m) {
   auto decoded = DecodeHeader(m.frames[0]->bytes(), &decode_scratch_);
   if (!decoded.ok()) return ReplyError(m.peer, {}, "malformed_header", decoded.status());
   const WireHeader& h = *decoded;
-  const std::size_t expected_frames = h.kind == MessageKind::kPush ? 2 : 1;
+  const std::size_t expected_frames = h.kind == MessageKind::kPush && h.payload_slot == 0 ? 2 : 1;
   if (m.frames.size() != expected_frames)
     return ReplyError(m.peer, h, "wrong_frame_count",
                       InvalidArgument(std::string(MessageKindName(h.kind)) + " with " +
@@ -299,6 +302,7 @@ void ParamServer::Handle(InMessage& m) {
       return Reply(m.peer, r);
     }
     case MessageKind::kControl: {
+      if (h.control == ControlKind::kShareMemory) return HandleShareMemory(m.peer, h);
       WireHeader r;
       r.kind = MessageKind::kControl;
       r.request_id = h.request_id;
@@ -345,7 +349,9 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
   if (h.mark.epoch < 0 || h.mark.lease_offset < 0)
     return ReplyError(peer, h, "bad_push", InvalidArgument("push marked with epoch " + std::to_string(h.mark.epoch) +
                                                            " and lease offset " + std::to_string(h.mark.lease_offset)));
-  auto outcome = shard_->Push(h.sender, h.step, h.samples, h.key_begin, h.key_end, m.frames[1]->bytes());
+  auto payload = PushPayload(h, m);
+  if (!payload.ok()) return ReplyError(peer, h, "bad_push", payload.status());
+  auto outcome = shard_->Push(h.sender, h.step, h.samples, h.key_begin, h.key_end, *payload);
   if (!outcome.ok()) return ReplyError(peer, h, "bad_push", outcome.status());
   if (*outcome == PushOutcome::kDuplicate) {
     ++stats_.duplicates;
@@ -370,6 +376,45 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
   ack.step = h.step;
   ack.duplicate = *outcome == PushOutcome::kDuplicate;
   Reply(peer, ack);
+}
+
+Result<std::span<const std::byte>> ParamServer::PushPayload(const WireHeader& h, const InMessage& m) const {
+  if (h.payload_slot == 0) return m.frames[1]->bytes();
+  auto region = regions_.find(h.sender);
+  if (region == regions_.end())
+    return FailedPrecondition("push names shared-memory slot " + std::to_string(h.payload_slot) + " but worker " +
+                              std::to_string(h.sender) + " has shared no memory with this server");
+  std::span<const std::byte> slot = region->second->slot(h.payload_slot);
+  const int64_t values = h.key_end - h.key_begin;
+  if (h.key_begin < 0 || values < 0 || values > static_cast<int64_t>(slot.size() / sizeof(float)))
+    return InvalidArgument("push of keys [" + std::to_string(h.key_begin) + ", " + std::to_string(h.key_end) +
+                           ") does not fit its shared-memory slot of " + std::to_string(slot.size()) + " bytes");
+  return slot.first(static_cast<std::size_t>(values) * sizeof(float));
+}
+
+void ParamServer::HandleShareMemory(const std::string& peer, const WireHeader& h) {
+  if (!config_.cluster.shared_memory)
+    return ReplyError(peer, h, "shared_memory_declined",
+                      FailedPrecondition("this job does not share memory (cluster.shared_memory is false)"));
+  if (h.sender >= static_cast<uint64_t>(shard_->workers()))
+    return ReplyError(peer, h, "bad_control",
+                      InvalidArgument("shared memory from worker " + std::to_string(h.sender) +
+                                      " but the job has " + std::to_string(shard_->workers())));
+  const int64_t needed = shard_->range().size() * static_cast<int64_t>(sizeof(float));
+  if (h.region.slot_bytes != needed)
+    return ReplyError(peer, h, "bad_control",
+                      InvalidArgument("shared-memory slots of " + std::to_string(h.region.slot_bytes) +
+                                      " bytes; this server's key range needs " + std::to_string(needed)));
+  auto region = SharedRegion::Attach(h.region);
+  if (!region.ok()) return ReplyError(peer, h, "shared_memory_declined", region.status());
+  regions_[h.sender] = std::move(*region);
+  stats_.shared_regions = static_cast<int64_t>(regions_.size());
+  WireHeader r;
+  r.kind = MessageKind::kControl;
+  r.request_id = h.request_id;
+  r.control = h.control;
+  r.value = 1;
+  Reply(peer, r);
 }
 
 void ParamServer::HandlePull(const std::string& peer, const WireHeader& h) {
@@ -421,6 +466,15 @@ void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request) 
   r.key_end = request.key_end;
   r.workers = shard_->workers_waited_for();
   std::span<const float> w = shard_->Weights(request.key_begin, request.key_end);
+  auto region = request.reply_slot != 0 ? regions_.find(request.sender) : regions_.end();
+  if (region != regions_.end() && w.size_bytes() <= region->second->slot(request.reply_slot).size()) {
+    // Into the worker's region; the reply names the slot and its sequence.
+    r.payload_slot = request.reply_slot;
+    r.slot_sequence = region->second->Write(request.reply_slot, std::as_bytes(w));
+    Reply(peer, r);
+    ++stats_.pulls_answered;
+    return;
+  }
   // BSP: the weights cannot change before every worker has received this
   // reply (the next update needs all their next pushes), so they are sent in
   // place. SSP/ASP: other workers' pushes may land while the reply is on its

@@ -19,6 +19,7 @@
 
 #include "common/config.h"
 #include "common/coordinator_link.h"
+#include "common/shared_region.h"
 #include "common/transport.h"
 #include "common/wire.h"
 #include "paramserver/checkpoint_writer.h"
@@ -34,6 +35,7 @@ struct ServerStats {
   int64_t pulls_parked = 0;     // pulls that had to wait
   int64_t pulls_timed_out = 0;
   int64_t replies_dropped = 0;  // peer gone or not reading
+  int64_t shared_regions = 0;   // workers' shared-memory regions mapped
   int64_t workers_removed = 0;  // left the job, or declared dead by the coordinator
   int64_t checkpoints_skipped = 0;      // due while the previous one was still being written
   double checkpoint_copy_ms_max = 0;    // the longest the serving loop spent taking a snapshot
@@ -95,6 +97,11 @@ class ParamServer {
   void Handle(InMessage& message);
   void HandlePush(const std::string& peer, const WireHeader& h, const InMessage& m);
   void HandlePull(const std::string& peer, const WireHeader& h);
+  // Control kShareMemory: maps the sender's region, or says why not.
+  void HandleShareMemory(const std::string& peer, const WireHeader& h);
+  // The bytes of push `h`: its payload frame, or the slot of its sender's
+  // region it names; an error says what is missing.
+  Result<std::span<const std::byte>> PushPayload(const WireHeader& h, const InMessage& m) const;
   void AnswerReadyPulls();
   void ExpireParkedPulls();
   Status TalkToCoordinator();
@@ -117,6 +124,8 @@ class ParamServer {
   std::shared_ptr<ParamShard> shard_;
   std::unique_ptr<ServerSocket> socket_;
   std::vector<ParkedPull> parked_;
+  // By worker: the shared-memory regions offered by workers on this host.
+  std::map<uint32_t, std::unique_ptr<SharedRegion>> regions_;
   ServerStats stats_;
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;

@@ -14,6 +14,13 @@ std::string Describe(int64_t index, const std::string& endpoint) {
   return "server " + std::to_string(index) + " at " + endpoint;
 }
 
+// A server this worker reaches through loopback or ipc:// is on its host.
+bool LocalEndpoint(const std::string& e) {
+  for (const char* prefix : {"ipc://", "inproc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"})
+    if (e.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
 }  // namespace
 
 PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers,
@@ -64,6 +71,7 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
     PSF_ASSIGN_OR_RETURN(auto socket, transport->Connect(endpoints[i], i < server_keys.size() ? server_keys[i] : ""));
     Server s;
     s.socket = std::move(socket);
+    s.endpoint = endpoints[i];
     s.range = PartitionKeys(spec.num_params(), cluster.servers, i);
     servers.push_back(std::move(s));
   }
@@ -110,9 +118,11 @@ Status PsClient::Resend(Server& s) {
 
 Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t samples,
                       const DataMark& mark) {
+  if (!shared_) PSF_RETURN_IF_ERROR(ShareMemory());
   int slot = 0;
   std::span<const float> source = gradient;
-  if (overlap_) {
+  const bool frames = std::any_of(servers_.begin(), servers_.end(), [](const Server& s) { return !s.region; });
+  if (overlap_ && frames) {
     // Compute overwrites `gradient` while this push may still be on the wire:
     // send from a copy, in a buffer the transport released two steps ago.
     slot = next_send_buffer_;
@@ -132,17 +142,29 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     h.pull_version = wanted;
     h.samples = samples;
     h.mark = mark;
-    auto slice = source.subspan(s.range.begin, s.range.size());
-    {
-      std::lock_guard<std::mutex> lock(in_flight_mu_);
-      ++in_flight_[slot];
+    h.reply_slot = ReplySlot(s, wanted);
+    Status sent;
+    if (s.region) {
+      // Into the region, straight from the caller's gradient; the header
+      // names the slot (the one of two steps ago has been taken by now).
+      h.payload_slot = overlap_ ? 1 + static_cast<int>(step & 1) : 1;
+      DetachPending(s, h.payload_slot);
+      auto slice = std::as_bytes(gradient.subspan(s.range.begin, s.range.size()));
+      std::memcpy(s.region->slot(h.payload_slot).data(), slice.data(), slice.size());
+      sent = Send(s, h, {});
+    } else {
+      auto slice = source.subspan(s.range.begin, s.range.size());
+      {
+        std::lock_guard<std::mutex> lock(in_flight_mu_);
+        ++in_flight_[slot];
+      }
+      // The owner's deleter runs when the transport is done with the slice.
+      std::shared_ptr<const void> owner(slice.data(), [this, slot](const void*) {
+        std::lock_guard<std::mutex> lock(in_flight_mu_);
+        if (--in_flight_[slot] == 0) in_flight_cv_.notify_all();
+      });
+      sent = Send(s, h, {std::as_bytes(slice), std::move(owner)});
     }
-    // The owner's deleter runs when the transport is done with the slice.
-    std::shared_ptr<const void> owner(slice.data(), [this, slot](const void*) {
-      std::lock_guard<std::mutex> lock(in_flight_mu_);
-      if (--in_flight_[slot] == 0) in_flight_cv_.notify_all();
-    });
-    Status sent = Send(s, h, {std::as_bytes(slice), std::move(owner)});
     if (!sent.ok()) return sent.WithContext("push of step " + std::to_string(step) + " to " +
                                             Describe(i, s.socket->endpoint()));
     s.last_push = "push of step " + std::to_string(step);
@@ -164,11 +186,61 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   return Status::Ok();
 }
 
+void PsClient::DetachPending(Server& s, int slot) {
+  for (auto& [id, p] : s.pending) {
+    if (p.header.kind != MessageKind::kPush || p.header.payload_slot != slot) continue;
+    auto slice = s.region->slot(slot).first(static_cast<std::size_t>(p.header.key_end - p.header.key_begin) *
+                                            sizeof(float));
+    auto copy = std::make_shared<std::vector<std::byte>>(slice.begin(), slice.end());
+    p.payload = {*copy, copy};
+    p.header.payload_slot = 0;
+  }
+}
+
+Status PsClient::ShareMemory() {
+  shared_ = true;
+  if (!cluster_.shared_memory) return Status::Ok();
+  const Deadline deadline = NewDeadline();
+  std::vector<uint64_t> requests(servers_.size(), 0);
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    Server& s = servers_[i];
+    if (!LocalEndpoint(s.endpoint)) continue;
+    auto region = SharedRegion::Create(s.range.size() * static_cast<int64_t>(sizeof(float)));
+    if (!region.ok()) {
+      std::fprintf(stderr, "ps-worker: no shared memory for %s: %s; payloads go in ZeroMQ frames\n",
+                   Describe(i, s.endpoint).c_str(), region.status().message().c_str());
+      continue;
+    }
+    WireHeader h = NewRequest(MessageKind::kControl, s, 0);
+    h.control = ControlKind::kShareMemory;
+    h.region = (*region)->ref();
+    requests[i] = h.request_id;
+    Status sent = Send(s, h, {});
+    if (!sent.ok()) return sent.WithContext("sharing memory with " + Describe(i, s.endpoint));
+    s.region = std::move(*region);
+  }
+  for (std::size_t i = 0; i < servers_.size(); ++i) {
+    Server& s = servers_[i];
+    if (requests[i] == 0) continue;
+    Status got = AwaitReply(s, requests[i], 0, {}, deadline);
+    if (got.code() == StatusCode::kFailedPrecondition) {
+      std::fprintf(stderr, "ps-worker: %s shares no memory: %s; payloads go in ZeroMQ frames\n",
+                   Describe(i, s.endpoint).c_str(), got.message().c_str());
+      s.region.reset();
+    } else if (!got.ok()) {
+      return got.WithContext("sharing memory with " + Describe(i, s.endpoint));
+    }
+  }
+  return Status::Ok();
+}
+
 Status PsClient::SendPulls(int64_t version, std::vector<uint64_t>* requests) {
+  if (!shared_) PSF_RETURN_IF_ERROR(ShareMemory());
   requests->resize(servers_.size());
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
-    const WireHeader h = NewRequest(MessageKind::kPull, s, version);
+    WireHeader h = NewRequest(MessageKind::kPull, s, version);
+    h.reply_slot = ReplySlot(s, version);
     (*requests)[i] = h.request_id;
     Status sent = Send(s, h, {});
     if (!sent.ok()) return sent.WithContext("pull of version " + std::to_string(version) + " from " +
@@ -247,7 +319,7 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
       case MessageKind::kPullReply: {
         // Another request's (asked for later, or answered already): that
         // one is sent again if it is still waited for.
-        if (h.request_id != request_id || !Answered(s, h.request_id)) break;
+        if (h.request_id != request_id || s.pending.count(h.request_id) == 0) break;
         const int64_t oldest = cluster_.consistency == Consistency::kBsp   ? wanted
                                : cluster_.consistency == Consistency::kSsp ? wanted - cluster_.staleness
                                                                            : 0;
@@ -256,11 +328,22 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
                           std::to_string(h.step) + ", older than the " +
                           ConsistencyName(cluster_.consistency) + " bound allows");
         const std::size_t bytes = dest.size() * sizeof(float);
-        if (message->frames.size() != 2 || message->frames[1]->bytes().size() != bytes ||
+        const bool in_slot = h.payload_slot != 0;
+        if (message->frames.size() != (in_slot ? 1u : 2u) ||
+            (!in_slot && message->frames[1]->bytes().size() != bytes) || (in_slot && !s.region) ||
             h.key_end - h.key_begin != static_cast<int64_t>(dest.size()))
           return DataLoss("pull reply does not hold the " + std::to_string(dest.size()) +
                           " values asked for");
-        std::memcpy(dest.data(), message->frames[1]->bytes().data(), bytes);
+        if (in_slot) {
+          if (!s.region->Read(h.payload_slot, h.slot_sequence, std::as_writable_bytes(dest))) {
+            // A later reply (to a resent request) overwrote the slot: ask again now.
+            s.pending[h.request_id].resend_at = Clock::now();
+            break;
+          }
+        } else {
+          std::memcpy(dest.data(), message->frames[1]->bytes().data(), bytes);
+        }
+        Answered(s, h.request_id);
         s.workers = h.workers;
         answered = true;
         break;
@@ -301,6 +384,7 @@ int64_t PsClient::workers_in_step() const {
 }
 
 Result<int64_t> PsClient::Admit() {
+  if (!shared_) PSF_RETURN_IF_ERROR(ShareMemory());
   std::vector<int64_t> steps;
   PSF_RETURN_IF_ERROR(ControlAll(ControlKind::kAdmitWorker, 0, "joining", &steps));
   const int64_t start = *std::max_element(steps.begin(), steps.end());

@@ -20,6 +20,12 @@
 // The staleness bound holds either way: weights used at step t have version
 // >= t - staleness, checked by the server and again here.
 //
+// A server on this host (ipc://, loopback) is offered a shared-memory
+// region (common/shared_region.h) before the first request: gradients are
+// then copied into its slot 1 or 2 (by step parity) and pushes carry only
+// the header; replies write the weights into slot 3 or 4 (by version
+// parity) and are copied out, checked by the slot's seqlock.
+//
 // Every wait is bounded by cluster.request_timeout_s; a missing or failing
 // server is an error naming its endpoint. Not thread-safe.
 #pragma once
@@ -37,6 +43,7 @@
 
 #include "common/config.h"
 #include "common/model_spec.h"
+#include "common/shared_region.h"
 #include "common/transport.h"
 #include "common/wire.h"
 #include "worker/parameter_client.h"
@@ -84,7 +91,9 @@ class PsClient final : public ParameterClient {
   };
   struct Server {
     std::unique_ptr<ClientSocket> socket;
+    std::string endpoint;
     KeyRange range;
+    std::unique_ptr<SharedRegion> region;  // null: payloads go in frames
     int64_t unacked_pushes = 0;
     std::string last_push;  // what an error reply to a push refers to
     int64_t workers = 0;    // BSP: the workers it waited for, as of its last pull reply
@@ -105,6 +114,17 @@ class PsClient final : public ParameterClient {
   Status Resend(Server& s);
   // True once for each request: a second reply (to a resent one) is ignored.
   static bool Answered(Server& s, uint64_t request_id) { return s.pending.erase(request_id) > 0; }
+  // Once, before the first request: offers every server on this host a
+  // shared-memory region for payloads (cluster.shared_memory). A server
+  // that declines says why; its payloads go in frames.
+  Status ShareMemory();
+  // The weight slot a reply carrying `version` is asked into (0: a frame).
+  static int ReplySlot(const Server& s, int64_t version) {
+    return s.region ? SharedRegion::kFirstWeightSlot + static_cast<int>(version & 1) : 0;
+  }
+  // Before gradient slot `slot` of `s` is overwritten: a push still
+  // unanswered that names it keeps its bytes in a copy, sent as a frame.
+  static void DetachPending(Server& s, int slot);
   Status SendPulls(int64_t version, std::vector<uint64_t>* requests);
   Status ReceivePulls(const std::vector<uint64_t>& requests, int64_t version, std::span<float> weights,
                       Deadline deadline);
@@ -134,6 +154,7 @@ class PsClient final : public ParameterClient {
   int64_t control_value_ = 0;  // the value of the last control reply awaited
   int64_t applied_steps_ = 0;
   int64_t die_mid_push_ = 0;
+  bool shared_ = false;  // ShareMemory has run
   std::deque<Outstanding> outstanding_;
   // Overlap mode: the gradient send buffers.
   std::array<std::vector<float>, 2> send_buffers_;

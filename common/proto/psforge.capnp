@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 9;
+const schemaVersion :UInt16 = 10;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -18,6 +18,8 @@ enum ControlKind {
   stats @1;
   removeWorker @2;   # value: the worker that left the job (it pushes no more)
   admitWorker @3;    # from a worker: count me from now on; answer value: the step counted from
+  shareMemory @4;    # from a worker on the same host: map `region` (answer value 1), or an
+                     # Error (failedPrecondition) saying why not; payloads then go in frames
 }
 enum LeaseStatus {
   granted @0;        # a shard to train on
@@ -52,6 +54,14 @@ struct KeyBlock {
   # The job's batch is split among them, so a step keeps training.batch_size
   # records while a worker is missing. 0: not bsp (each worker keeps its share).
   workers @12 :UInt32;
+  # Shared memory (see Control.region): 0, the payload is the frame after the
+  # header. push: k, the gradient is in slot k of the sender's region (and
+  # there is no payload frame); pull reply: the weights are in slot k, written
+  # with sequence `slotSequence`.
+  payloadSlot @13 :UInt8;
+  slotSequence @14 :UInt64;
+  # pull, push with pull: k > 0, write the reply's weights into slot k.
+  replySlot @15 :UInt8;
 }
 
 # A server's count of the records it applied in one epoch, with the sums of
@@ -157,10 +167,21 @@ struct Report {
   final @3 :Bool;
 }
 
+# A worker's shared-memory region for payloads to and from one server
+# (common/shared_region.h): a sealed memfd the server maps through
+# /proc/<pid>/fd/<fd>; `token` is in its header.
+struct SharedRegion {
+  pid @0 :Int64;
+  fd @1 :Int64;
+  token @2 :UInt64;
+  slotBytes @3 :Int64;
+}
+
 struct Control {
   kind @0 :ControlKind;
   value @1 :Int64;
   text @2 :Text;        # stats: a JSON object of counters
+  region @3 :SharedRegion;  # shareMemory
 }
 
 struct Header {
