@@ -27,10 +27,12 @@ def ps_train(epochs):
         return json.load(open(f.name))["samples_per_s"]
 
 
-def cluster(servers, workers, epochs, consistency="bsp", staleness=1):
+def cluster(servers, workers, epochs, consistency="bsp", staleness=1, shared_memory=True):
     """A local cluster through ps-launch; the rate is the sum of the workers'
-    own rates (training steps only, evaluation excluded, as for ps-train)."""
-    sets = [f"cluster.consistency={consistency}", f"cluster.staleness={staleness}"]
+    own rates (training steps only, evaluation excluded, as for ps-train).
+    shared_memory=False passes payloads in ZeroMQ frames, as between hosts."""
+    sets = [f"cluster.consistency={consistency}", f"cluster.staleness={staleness}",
+            f"cluster.shared_memory={'true' if shared_memory else 'false'}"]
     with tempfile.TemporaryDirectory() as run_dir:
         subprocess.run([f"{BIN}/ps-launch", "--config", CONFIG, "--servers", str(servers), "--workers",
                         str(workers), "--epochs", str(epochs), "--threads", "1", "--run-dir", run_dir] +
@@ -52,6 +54,9 @@ CASES = [
     ("psforge SSP bound 1, 1 worker + 1 server", lambda: cluster(1, 1, 2, "ssp", 1)),
     ("psforge BSP, 2 workers + 1 server", lambda: cluster(1, 2, 2)),
     ("psforge BSP, 2 workers + 2 servers", lambda: cluster(2, 2, 2)),
+    ("psforge BSP, 1 worker + 1 server, frames", lambda: cluster(1, 1, 2, shared_memory=False)),
+    ("psforge SSP bound 1, 1 worker + 1 server, frames", lambda: cluster(1, 1, 2, "ssp", 1, shared_memory=False)),
+    ("psforge BSP, 2 workers + 1 server, frames", lambda: cluster(1, 2, 2, shared_memory=False)),
     ("PyTorch DDP (gloo), 2 processes x 1 thread", lambda: peer("torch_ddp.py", "--workers", "2", "--epochs", "2")),
     ("PyTorch RPC parameter server, 1 trainer", lambda: peer("torch_rpc_ps.py", "--trainers", "1")),
     ("PyTorch RPC parameter server, 2 trainers", lambda: peer("torch_rpc_ps.py", "--trainers", "2")),
@@ -69,7 +74,8 @@ def main():
     med = {k: statistics.median(v) for k, v in results.items()}
     lines = ["## Cluster training throughput: MLP 784-500-10, global batch 128, Adam", "",
              f"Command: `bench/cluster_throughput.py --runs {args.runs}` (2 cores; every process 1 compute "
-             "thread; psforge over tcp loopback; runs of all cases interleaved).", "",
+             "thread; psforge over tcp loopback, payloads through shared memory unless marked frames "
+             "(cluster.shared_memory=false, as between hosts); runs of all cases interleaved).", "",
              "| case | samples/s min / median / max |", "|---|---|"]
     for name, v in results.items():
         lines.append(f"| {name} | {min(v):,.0f} / {med[name]:,.0f} / {max(v):,.0f} |")
@@ -81,6 +87,13 @@ def main():
               f"| BSP 2w+1s / DDP | {two / med['PyTorch DDP (gloo), 2 processes x 1 thread']:.2f} | >= 2 |",
               f"| BSP 2w+1s / RPC PS, 1 trainer | {two / med['PyTorch RPC parameter server, 1 trainer']:.2f} | >= 4 |",
               f"| BSP 2w+1s / RPC PS, 2 trainers | {two / med['PyTorch RPC parameter server, 2 trainers']:.2f} | >= 4 |"]
+    frames_two = med["psforge BSP, 2 workers + 1 server, frames"]
+    lines += [f"| frames: BSP 1w+1s / ps-train | {med['psforge BSP, 1 worker + 1 server, frames'] / base:.2f} | |",
+              f"| frames: SSP(1) 1w+1s / ps-train | "
+              f"{med['psforge SSP bound 1, 1 worker + 1 server, frames'] / base:.2f} | |",
+              f"| frames: BSP 2w+1s / DDP | {frames_two / med['PyTorch DDP (gloo), 2 processes x 1 thread']:.2f} | |",
+              f"| frames: BSP 2w+1s / RPC PS, 1 trainer | "
+              f"{frames_two / med['PyTorch RPC parameter server, 1 trainer']:.2f} | |"]
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench/results/cluster_throughput.md"), "w") as f:

@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """MLP 784-500-10 training throughput through a local cluster (ps-launch, 2
 servers, 2 workers, BSP, 1 epoch) with ZeroMQ CURVE off and on, interleaved
+in one session, payloads in ZeroMQ frames as between hosts
+(cluster.shared_memory=false: shared memory never crosses the network, so
+CURVE has nothing to encrypt there)
 in one session; min/median/max of N runs and the on/off ratio. Prints a
 Markdown table for bench/RESULTS.md.
 
@@ -19,9 +22,9 @@ CONFIG = os.path.join(ROOT, "configs/fashion_mnist_mlp.yaml")
 
 def cluster(epochs, keys):
     """samples/s summed over the workers' own rates (training steps only)."""
-    sets = []
+    sets = ["cluster.shared_memory=false"]
     if keys:
-        sets = [f"security.key={keys}/coordinator.key", f"security.cluster_keys={keys}/cluster.keys"]
+        sets += [f"security.key={keys}/coordinator.key", f"security.cluster_keys={keys}/cluster.keys"]
     with tempfile.TemporaryDirectory() as run_dir:
         subprocess.run([f"{BIN}/ps-launch", "--config", CONFIG, "--servers", "2", "--workers", "2", "--epochs",
                         str(epochs), "--threads", "1", "--run-dir", run_dir] + sum((["--set", s] for s in sets), []),

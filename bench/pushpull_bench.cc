@@ -5,11 +5,14 @@
 //
 // psforge: one worker (PsClient) and 1 or 2 ParamServers (BSP, SGD, each in
 // its own thread) over tcp loopback; one step = push the whole gradient, pull
-// the whole model: 2 x size bytes moved. Raw: a DEALER sends `size` bytes
+// the whole model: 2 x size bytes moved. Twice: with payloads in ZeroMQ
+// frames (cluster.shared_memory=false, as between hosts), and through the
+// shared-memory regions a worker on the servers' host uses by default. Raw: a DEALER sends `size` bytes
 // zero-copy from a reused buffer to a ROUTER thread that answers with `size`
 // bytes zero-copy from its reused buffer: the same bytes, no parameter work.
 // --curve: psforge with ZeroMQ CURVE (encrypted, authenticated) against
-// psforge without, interleaved in the same run.
+// psforge without, interleaved in the same run, payloads in frames (shared
+// memory never crosses the network, so CURVE has nothing to encrypt there).
 #include <zmq.h>
 
 #include <algorithm>
@@ -92,8 +95,9 @@ double RawZmq(int64_t bytes, double seconds) {
 }
 
 // GB/s of psforge push + pull steps.
-double Psforge(int64_t floats, int servers, double seconds, bool curve = false) {
+double Psforge(int64_t floats, int servers, double seconds, bool curve, bool shared_memory) {
   psforge::JobConfig config;
+  config.cluster.shared_memory = shared_memory;
   config.model.kind = psforge::ModelKind::kLinearRegression;
   config.optimizer.kind = psforge::OptimizerKind::kSgd;
   config.optimizer.learning_rate = 1e-6;
@@ -163,8 +167,8 @@ int main(int argc, char** argv) {
       for (int servers : {1, 2}) {
         std::vector<double> off, on, ratio;
         for (int r = 0; r < runs; ++r) {
-          off.push_back(Psforge(floats, servers, seconds, false));
-          on.push_back(Psforge(floats, servers, seconds, true));
+          off.push_back(Psforge(floats, servers, seconds, false, false));
+          on.push_back(Psforge(floats, servers, seconds, true, false));
           ratio.push_back(on.back() / off.back());
         }
         std::printf("| %s | %d | %s | %s | %s |\n", floats == 397510 ? "1.6 MB" : "64 MB", servers,
@@ -177,19 +181,23 @@ int main(int argc, char** argv) {
   }
   std::printf("allocator %s (both sides), %d interleaved runs of %.1f s each; GB/s counts bytes pushed plus pulled\n\n",
               psforge::AllocatorName(), runs, seconds);
-  std::printf("| size | servers | psforge GB/s min / median / max | raw ZeroMQ GB/s min / median / max "
-              "| ratio min / median / max |\n|---|---|---|---|---|\n");
+  std::printf("| size | servers | raw ZeroMQ GB/s min / median / max | psforge, frames GB/s min / median / max "
+              "| frames / raw min / median / max | psforge, shared memory GB/s min / median / max "
+              "| shared / raw min / median / max |\n|---|---|---|---|---|---|---|\n");
   for (int64_t floats : {int64_t{397510}, int64_t{16} << 20}) {
     for (int servers : {1, 2}) {
-      std::vector<double> raw, ours, ratio;
+      std::vector<double> raw, frames, frames_ratio, shared, shared_ratio;
       for (int r = 0; r < runs; ++r) {
         raw.push_back(RawZmq(floats * 4, seconds));
-        ours.push_back(Psforge(floats, servers, seconds));
-        ratio.push_back(ours.back() / raw.back());
+        frames.push_back(Psforge(floats, servers, seconds, false, false));
+        shared.push_back(Psforge(floats, servers, seconds, false, true));
+        frames_ratio.push_back(frames.back() / raw.back());
+        shared_ratio.push_back(shared.back() / raw.back());
       }
-      std::printf("| %s | %d | %s | %s | %s |\n", floats == 397510 ? "1.6 MB" : "64 MB", servers,
-                  psforge::MinMedMax(ours, "%.2f").c_str(),
-                  psforge::MinMedMax(raw, "%.2f").c_str(), psforge::MinMedMax(ratio, "%.2f").c_str());
+      std::printf("| %s | %d | %s | %s | %s | %s | %s |\n", floats == 397510 ? "1.6 MB" : "64 MB", servers,
+                  psforge::MinMedMax(raw, "%.2f").c_str(), psforge::MinMedMax(frames, "%.2f").c_str(),
+                  psforge::MinMedMax(frames_ratio, "%.2f").c_str(), psforge::MinMedMax(shared, "%.2f").c_str(),
+                  psforge::MinMedMax(shared_ratio, "%.2f").c_str());
       std::fflush(stdout);
     }
   }

@@ -22,9 +22,9 @@
 //
 // A server on this host (ipc://, loopback) is offered a shared-memory
 // region (common/shared_region.h) before the first request: gradients are
-// then copied into its slot 1 or 2 (by step parity) and pushes carry only
-// the header; replies write the weights into slot 3 or 4 (by version
-// parity) and are copied out, checked by the slot's seqlock.
+// then copied into slot 1 (overlap: 1 or 2 by step parity) and pushes carry
+// only the header; replies write the weights into slot 3 (overlap: 3 or 4
+// by version parity), copied out and checked by the slot's seqlock.
 //
 // Every wait is bounded by cluster.request_timeout_s; a missing or failing
 // server is an error naming its endpoint. Not thread-safe.
@@ -118,9 +118,12 @@ class PsClient final : public ParameterClient {
   // shared-memory region for payloads (cluster.shared_memory). A server
   // that declines says why; its payloads go in frames.
   Status ShareMemory();
-  // The weight slot a reply carrying `version` is asked into (0: a frame).
-  static int ReplySlot(const Server& s, int64_t version) {
-    return s.region ? SharedRegion::kFirstWeightSlot + static_cast<int>(version & 1) : 0;
+  // The weight slot a reply carrying `version` is asked into (0: a frame):
+  // one slot when a single reply is awaited at a time, by version parity
+  // when two are (overlap).
+  int ReplySlot(const Server& s, int64_t version) const {
+    if (!s.region) return 0;
+    return SharedRegion::kFirstWeightSlot + (overlap_ ? static_cast<int>(version & 1) : 0);
   }
   // Before gradient slot `slot` of `s` is overwritten: a push still
   // unanswered that names it keeps its bytes in a copy, sent as a frame.

@@ -44,7 +44,11 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   std::vector<std::unique_ptr<testing::ChildProcess>> workers;
   for (const char* name : {"w0", "w1"})
     workers.push_back(testing::StartWorker(cluster, "", {"--save-weights", dir.File(name)}));
-  for (auto& w : workers) ASSERT_EQ(w->Wait(120s), std::optional<int>(0)) << w->Stderr();
+  for (auto& w : workers) {
+    ASSERT_EQ(w->Wait(120s), std::optional<int>(0)) << w->Stderr();
+    EXPECT_EQ(w->Stderr().find("ZeroMQ frames"), std::string::npos)
+        << "a worker on the servers' host passes its payloads through shared memory:\n" << w->Stderr();
+  }
   testing::ExpectClusterExits(cluster);
   const std::string saved = std::filesystem::exists(dir.File("w0")) ? dir.File("w0") : dir.File("w1");
   ASSERT_TRUE(std::filesystem::exists(saved)) << "no worker saved the final weights";
@@ -187,11 +191,13 @@ TEST(Cluster, AWorkerKilledMidEpochLosesNoRecordAndTrainsNoneTwice) {
 }
 
 // Workers may register before the servers do (a launcher starts everyone at
-// once): they wait for their welcome, and the job is not given up on.
+// once): they wait for their welcome, and the job is not given up on. (This
+// job passes its payloads in ZeroMQ frames, as between hosts.)
 TEST(Cluster, WorkersThatJoinBeforeTheServersWaitForThem) {
   testing::TempDir dir;
   testing::ChildProcess coordinator({testing::BinPath("ps-coordinator"), "--config", kMlpConfig, "--no-run-dir",
                                      "--set", "training.max_steps=20", "--set", "cluster.servers=1",
+                                     "--set", "cluster.shared_memory=false",
                                      "--summary", dir.File("job.json")});
   auto endpoint = coordinator.WaitForLine(std::regex("listening on (\\S+)"), 60s);
   ASSERT_TRUE(endpoint) << coordinator.Stderr();

@@ -11,8 +11,12 @@
 #include <random>
 #include <regex>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
+#include "common/shared_region.h"
 #include "common/transport.h"
 #include "common/wire.h"
 #include "tests/integration/cluster_fixture.h"
@@ -64,6 +68,42 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
   };
   std::mt19937_64 rng(7);
 
+  // Shared memory: offers that are not a region of this host's worker are
+  // declined, naming why; then a real one, through which the attacked
+  // server gets its good pushes (the twin gets them in frames).
+  auto offer = [&](SharedRegionRef ref) {
+    WireHeader h = Header(MessageKind::kControl, 0);
+    h.control = ControlKind::kShareMemory;
+    h.region = ref;
+    return a.Send(h);
+  };
+  auto region = SharedRegion::Create(kKeys * sizeof(float));
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  SharedRegionRef ref = (*region)->ref();
+  const int plain_file = ::open(PSFORGE_SOURCE_DIR "/README.md", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(plain_file, 0);
+  EXPECT_NE(expect_error(offer({::getpid(), plain_file, ref.token, ref.slot_bytes}), "regular file")
+                .find("not a psforge shared region"), std::string::npos);
+  ::close(plain_file);
+  EXPECT_NE(expect_error(offer({ref.pid, ref.fd, ref.token + 1, ref.slot_bytes}), "wrong token").find("token"),
+            std::string::npos);
+  EXPECT_NE(expect_error(offer({ref.pid, ref.fd, ref.token, ref.slot_bytes + 4}), "wrong size").find("needs"),
+            std::string::npos);
+  EXPECT_NE(expect_error(offer({ref.pid, 9999, ref.token, ref.slot_bytes}), "no such fd").find("cannot see"),
+            std::string::npos);
+  WireHeader slot_push = Header(MessageKind::kPush, 0);
+  slot_push.payload_slot = 1;
+  EXPECT_NE(expect_error(a.Send(slot_push), "slot before an offer").find("shared no memory"), std::string::npos);
+  Reply accepted = offer(ref);
+  ASSERT_EQ(accepted.header.kind, MessageKind::kControl) << accepted.header.text;
+  EXPECT_EQ(accepted.header.value, 1);
+  auto push_in_slot = [&](int64_t step, const std::vector<float>& g, int slot) {
+    std::memcpy((*region)->slot(slot).data(), g.data(), g.size() * sizeof(float));
+    WireHeader h = Header(MessageKind::kPush, step);
+    h.payload_slot = slot;
+    return a.Send(h);
+  };
+
   for (int64_t step = 0; step < 5; ++step) {
     std::vector<float> g = Gradient(step);
     // Attacks before the good push of this step.
@@ -101,9 +141,15 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
     expect_error(a.Send(Header(MessageKind::kPullReply, step)), "reply kind to a server");
     expect_error(a.Send(Header(MessageKind::kPull, step + 5)), "unreachable version");
     expect_error(a.Send(Header(MessageKind::kPull, step, 3, 100)), "pull outside range");
+    EXPECT_NE(expect_error(push_in_slot(step, nan_g, 2), "nan in a slot").find("non-finite"), std::string::npos);
+    WireHeader bad_slot = Header(MessageKind::kPush, step);
+    bad_slot.payload_slot = 1;
+    bad_slot.key_end = kKeys + 1;
+    expect_error(a.Send(bad_slot), "range beyond the slot");
 
     // The good push, to both; then its duplicate to the attacked one.
-    Reply ra = a.Send(Header(MessageKind::kPush, step), &g);
+    Reply ra = step % 2 == 0 ? push_in_slot(step, g, 1 + static_cast<int>(step / 2 % 2))
+                             : a.Send(Header(MessageKind::kPush, step), &g);
     Reply rb = b.Send(Header(MessageKind::kPush, step), &g);
     EXPECT_EQ(ra.header.kind, MessageKind::kPushAck);
     EXPECT_EQ(rb.header.kind, MessageKind::kPushAck);
@@ -123,6 +169,19 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
   bool moved = false;
   for (float v : wb.payload) moved |= v != 0.0f;
   EXPECT_TRUE(moved) << "the good pushes were not applied";
+  WireHeader slot_pull = Header(MessageKind::kPull, 5);
+  slot_pull.reply_slot = SharedRegion::kFirstWeightSlot;
+  Reply ws = a.Send(slot_pull);
+  ASSERT_EQ(ws.header.kind, MessageKind::kPullReply) << ws.header.text;
+  ASSERT_EQ(ws.header.payload_slot, SharedRegion::kFirstWeightSlot);
+  EXPECT_TRUE(ws.payload.empty()) << "a reply in a slot carries no frame";
+  std::vector<float> in_slot(kKeys);
+  ASSERT_TRUE((*region)->Read(ws.header.payload_slot, ws.header.slot_sequence, std::as_writable_bytes(std::span(in_slot))));
+  EXPECT_FALSE((*region)->Read(ws.header.payload_slot, ws.header.slot_sequence + 2,
+                               std::as_writable_bytes(std::span(in_slot))))
+      << "a sequence the slot was not written with reads as torn";
+  EXPECT_EQ(std::memcmp(in_slot.data(), wb.payload.data(), kKeys * sizeof(float)), 0)
+      << "the weights in the shared slot differ from the twin's";
 
   WireHeader stats = Header(MessageKind::kControl, 0);
   stats.control = ControlKind::kStats;
@@ -132,6 +191,7 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
   EXPECT_EQ(counted, bad) << counters.dump();
   EXPECT_EQ(counters["duplicates"], 5);
   EXPECT_EQ(counters["updates"], 5);
+  EXPECT_EQ(counters["shared_regions"], 1);
   testing::StopCluster(attacked);
   testing::StopCluster(twin);
 }
