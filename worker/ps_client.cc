@@ -313,6 +313,9 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
         break;
       case MessageKind::kError:
         if (!Answered(s, h.request_id)) break;  // a second answer to a resent request
+        // Leaving: the servers drop the prefetches still parked for this
+        // worker (their pushes were applied before they were parked).
+        if (leaving_ && h.request_id != request_id && h.error_code == StatusCode::kCancelled) break;
         // An error answers either this request or an earlier push.
         if (h.request_id != request_id) return Status(h.error_code, s.last_push + " rejected: " + h.text);
         return Status(h.error_code, h.text);
@@ -414,6 +417,7 @@ Result<int64_t> PsClient::Admit() {
 
 Status PsClient::Leave() {
   std::vector<int64_t> versions;
+  leaving_ = true;
   PSF_RETURN_IF_ERROR(ControlAll(ControlKind::kRemoveWorker, worker_, "leaving", &versions));
   outstanding_.clear();  // the servers dropped this worker's waiting prefetches
   return Status::Ok();

@@ -157,7 +157,8 @@ class PsClient final : public ParameterClient {
   int64_t control_value_ = 0;  // the value of the last control reply awaited
   int64_t applied_steps_ = 0;
   int64_t die_mid_push_ = 0;
-  bool shared_ = false;  // ShareMemory has run
+  bool shared_ = false;   // ShareMemory has run
+  bool leaving_ = false;  // Leave has begun
   std::deque<Outstanding> outstanding_;
   // Overlap mode: the gradient send buffers.
   std::array<std::vector<float>, 2> send_buffers_;
