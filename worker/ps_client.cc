@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/ip_address.h"
+
 namespace psforge {
 namespace {
 
@@ -12,13 +14,6 @@ using Clock = std::chrono::steady_clock;
 
 std::string Describe(int64_t index, const std::string& endpoint) {
   return "server " + std::to_string(index) + " at " + endpoint;
-}
-
-// A server this worker reaches through loopback or ipc:// is on its host.
-bool LocalEndpoint(const std::string& e) {
-  for (const char* prefix : {"ipc://", "inproc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"})
-    if (e.rfind(prefix, 0) == 0) return true;
-  return false;
 }
 
 }  // namespace

@@ -20,7 +20,7 @@
 // The staleness bound holds either way: weights used at step t have version
 // >= t - staleness, checked by the server and again here.
 //
-// A server on this host (ipc://, loopback) is offered a shared-memory
+// A server on this host (ipc://, loopback, an address of this host) is offered a shared-memory
 // region (common/shared_region.h) before the first request: gradients are
 // then copied into slot 1 (overlap: 1 or 2 by step parity) and pushes carry
 // only the header; replies write the weights into slot 3 (overlap: 3 or 4
