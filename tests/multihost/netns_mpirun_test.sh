@@ -59,7 +59,10 @@ member_keys=(--key "$work/keys/member.key" --cluster-keys "$work/keys/cluster.ke
 printf '%s slots=1\n%s slots=2\n%s slots=2\n' "${hosts[@]}" >"$work/hosts"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 sup="$bin/ps-supervise"
-mpirun --hostfile "$work/hosts" --oversubscribe \
+# Sanitizer settings (suppressions) reach every rank.
+forward=()
+for v in TSAN_OPTIONS ASAN_OPTIONS UBSAN_OPTIONS; do [[ -n "${!v:-}" ]] && forward+=(-x "$v"); done
+mpirun --hostfile "$work/hosts" --oversubscribe "${forward[@]}" \
   --mca plm_rsh_agent "$here/netns_agent.sh" --mca plm_rsh_no_tree_spawn 1 \
   --mca oob_tcp_if_include "${net}.0/24" --mca btl_tcp_if_include "${net}.0/24" \
   -np 1 --host "${hosts[0]}" "$sup" --signals-only -- "$bin/ps-coordinator" --config "$config" \
