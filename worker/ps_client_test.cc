@@ -1,0 +1,160 @@
+// PsClient against a scripted server (a bound socket this test answers by
+// hand): the shared-memory offer, pushes through a slot, pull replies whose
+// slot was overwritten, and the fall-back to frames when a server declines.
+#include "worker/ps_client.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+
+namespace psforge {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct ScriptedServer {
+  std::unique_ptr<Transport> transport = Transport::CreateZmq();
+  std::unique_ptr<ServerSocket> socket = std::move(transport->Bind("tcp://127.0.0.1:0")).value();
+  std::vector<uint64_t> scratch;
+  std::vector<std::byte> encoded;
+
+  // The next message: its peer, header and payload frame (if any).
+  std::tuple<std::string, WireHeader, std::vector<float>> Next() {
+    auto m = socket->Receive(10s);
+    EXPECT_TRUE(m.ok() && m->has_value()) << "the client sent nothing";
+    if (!m.ok() || !m->has_value()) return {};
+    auto h = DecodeHeader((*m)->frames[0]->bytes(), &scratch);
+    EXPECT_TRUE(h.ok());
+    std::vector<float> payload;
+    if ((*m)->frames.size() > 1) {
+      auto b = (*m)->frames[1]->bytes();
+      payload.resize(b.size() / sizeof(float));
+      std::memcpy(payload.data(), b.data(), b.size());
+    }
+    return {(*m)->peer, *h, payload};
+  }
+  void Reply(const std::string& peer, const WireHeader& h, const std::vector<float>* payload = nullptr) {
+    EncodeHeader(h, &encoded);
+    OutFrame frames[2] = {{encoded, nullptr}, {}};
+    if (payload) frames[1].bytes = std::as_bytes(std::span(*payload));
+    EXPECT_TRUE(socket->Send(peer, std::span<const OutFrame>(frames, payload ? 2 : 1)).ok());
+  }
+};
+
+WireHeader Answer(const WireHeader& request, MessageKind kind) {
+  WireHeader r;
+  r.kind = kind;
+  r.request_id = request.request_id;
+  r.control = request.control;
+  r.step = request.kind == MessageKind::kPush ? request.pull_version : request.step;
+  r.key_begin = request.key_begin;
+  r.key_end = request.key_end;
+  return r;
+}
+
+struct Fixture {
+  ModelSpec spec = std::move(ModelSpec::FromConfig(LinearRegressionOptions(), 7)).value();  // 8 keys
+  ClusterOptions cluster;
+  ScriptedServer server;
+  std::unique_ptr<PsClient> client;
+  Fixture() {
+    cluster.servers = 1;
+    cluster.workers = 1;
+    cluster.request_timeout_s = 20;
+    cluster.retry_interval_s = 10;  // a resend within the test's time is the client's own decision
+    client = std::move(PsClient::Connect(server.transport.get(), spec, cluster, 0, {server.socket->endpoint()}))
+                 .value();
+  }
+  static ModelOptions LinearRegressionOptions() {
+    ModelOptions m;
+    m.kind = ModelKind::kLinearRegression;
+    return m;
+  }
+};
+
+TEST(PsClient, PayloadsGoThroughTheOfferedRegionAndAnOverwrittenReplyIsAskedAgain) {
+  Fixture f;
+  const std::size_t keys = static_cast<std::size_t>(f.spec.num_params());
+  std::vector<float> weights(keys, -1.0f), gradient(keys);
+  for (std::size_t i = 0; i < keys; ++i) gradient[i] = 0.5f + static_cast<float>(i);
+  std::unique_ptr<SharedRegion> region;
+  std::thread server([&] {
+    auto [peer, offer, none] = f.server.Next();
+    ASSERT_EQ(offer.kind, MessageKind::kControl);
+    ASSERT_EQ(offer.control, ControlKind::kShareMemory);
+    auto attached = SharedRegion::Attach(offer.region);
+    ASSERT_TRUE(attached.ok()) << attached.status().ToString();
+    region = std::move(*attached);
+    WireHeader accepted = Answer(offer, MessageKind::kControl);
+    accepted.value = 1;
+    f.server.Reply(peer, accepted);
+
+    // The first pull: answered with a sequence the slot no longer holds
+    // (as when a later reply overwrote it), then, asked again, properly.
+    auto [p1, pull, none1] = f.server.Next();
+    ASSERT_EQ(pull.kind, MessageKind::kPull);
+    ASSERT_EQ(pull.reply_slot, SharedRegion::kFirstWeightSlot);
+    std::vector<float> stale(keys, 7.0f), fresh(keys, 3.0f);
+    WireHeader reply = Answer(pull, MessageKind::kPullReply);
+    reply.payload_slot = pull.reply_slot;
+    reply.slot_sequence = region->Write(pull.reply_slot, std::as_bytes(std::span(stale)));
+    region->Write(pull.reply_slot, std::as_bytes(std::span(stale)));
+    f.server.Reply(p1, reply);
+    auto [p2, again, none2] = f.server.Next();
+    EXPECT_EQ(again.kind, MessageKind::kPull);
+    EXPECT_EQ(again.request_id, pull.request_id) << "the same request, sent again";
+    reply.slot_sequence = region->Write(pull.reply_slot, std::as_bytes(std::span(fresh)));
+    f.server.Reply(p2, reply);
+
+    // A push through slot 1, answered with the next weights in slot 3.
+    auto [p3, push, payload] = f.server.Next();
+    ASSERT_EQ(push.kind, MessageKind::kPush);
+    EXPECT_EQ(push.payload_slot, 1);
+    EXPECT_TRUE(payload.empty()) << "a push through a slot has no payload frame";
+    std::vector<float> pushed(keys);
+    std::memcpy(pushed.data(), region->slot(push.payload_slot).data(), keys * sizeof(float));
+    EXPECT_EQ(pushed, gradient);
+    std::vector<float> next(keys, 4.0f);
+    WireHeader r2 = Answer(push, MessageKind::kPullReply);
+    r2.payload_slot = push.reply_slot;
+    r2.slot_sequence = region->Write(push.reply_slot, std::as_bytes(std::span(next)));
+    f.server.Reply(p3, r2);
+  });
+  Status pulled = f.client->Pull(0, weights);
+  EXPECT_TRUE(pulled.ok()) << pulled.ToString();
+  EXPECT_EQ(weights, std::vector<float>(keys, 3.0f)) << "only the reply whose sequence held is taken";
+  EXPECT_TRUE(f.client->Push(0, gradient, 1, DataMark{}).ok());
+  EXPECT_TRUE(f.client->Pull(1, weights).ok());
+  EXPECT_EQ(weights, std::vector<float>(keys, 4.0f));
+  server.join();
+}
+
+TEST(PsClient, AServerThatDeclinesGetsPayloadsInFrames) {
+  Fixture f;
+  const std::size_t keys = static_cast<std::size_t>(f.spec.num_params());
+  std::vector<float> weights(keys), gradient(keys, 0.25f);
+  std::thread server([&] {
+    auto [peer, offer, none] = f.server.Next();
+    ASSERT_EQ(offer.control, ControlKind::kShareMemory);
+    f.server.Reply(peer, ErrorReply(offer, FailedPrecondition("not on this host")));
+    auto [p1, pull, none1] = f.server.Next();
+    EXPECT_EQ(pull.reply_slot, 0) << "no slot to answer in";
+    std::vector<float> w(keys, 2.0f);
+    f.server.Reply(p1, Answer(pull, MessageKind::kPullReply), &w);
+    auto [p2, push, payload] = f.server.Next();
+    EXPECT_EQ(push.payload_slot, 0);
+    EXPECT_EQ(payload, gradient) << "the gradient travels in a frame";
+    std::vector<float> next(keys, 5.0f);
+    f.server.Reply(p2, Answer(push, MessageKind::kPullReply), &next);
+  });
+  EXPECT_TRUE(f.client->Pull(0, weights).ok());
+  EXPECT_EQ(weights, std::vector<float>(keys, 2.0f));
+  EXPECT_TRUE(f.client->Push(0, gradient, 1, DataMark{}).ok());
+  EXPECT_TRUE(f.client->Pull(1, weights).ok());
+  EXPECT_EQ(weights, std::vector<float>(keys, 5.0f));
+  server.join();
+}
+
+}  // namespace
+}  // namespace psforge
