@@ -11,13 +11,15 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_env  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build/bin")
 CONFIG = os.path.join(ROOT, "configs/fashion_mnist_mlp.yaml")
-PEER_ENV = dict(os.environ, LD_LIBRARY_PATH="/usr/lib/x86_64-linux-gnu/openblas-openmp",
-                OPENBLAS_CORETYPE="SkylakeX", OMP_NUM_THREADS="1")
 
 
 def ps_train(epochs):
@@ -44,7 +46,7 @@ def cluster(servers, workers, epochs, consistency="bsp", staleness=1, shared_mem
 
 def peer(script, *args):
     out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", script)] + list(args),
-                         check=True, capture_output=True, text=True, env=PEER_ENV).stdout
+                         check=True, capture_output=True, text=True, env=bench_env.peer_env("native", 1)).stdout
     return json.loads(out.strip().splitlines()[-1])["samples_per_s"]
 
 
@@ -73,8 +75,8 @@ def main():
             results[name].append(run())
     med = {k: statistics.median(v) for k, v in results.items()}
     lines = ["## Cluster training throughput: MLP 784-500-10, global batch 128, Adam", "",
-             f"Command: `bench/cluster_throughput.py --runs {args.runs}` (2 cores; every process 1 compute "
-             "thread; psforge over tcp loopback, payloads through shared memory unless marked frames "
+             f"Command: `bench/cluster_throughput.py --runs {args.runs}` (CPU: {bench_env.cpu()}; every process "
+             "1 compute thread; psforge over tcp loopback, payloads through shared memory unless marked frames "
              "(cluster.shared_memory=false, as between hosts); runs of all cases interleaved).", "",
              "| case | samples/s min / median / max |", "|---|---|"]
     for name, v in results.items():

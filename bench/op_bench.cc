@@ -47,8 +47,9 @@ int main(int argc, char** argv) {
   for (const auto& c : psforge::nn::AllOpCases()) {
     auto op = c.make(1);
     psforge::nn::Vec dy = op->Forward();
-    double f = MedianMicros(reps, [&] { op->Forward(); });
-    double b = MedianMicros(reps, [&] { op->Backward(dy); });
+    op->Backward(dy);
+    double f = MedianMicros(reps, [&] { op->TimeForward(); });
+    double b = MedianMicros(reps, [&] { op->TimeBackward(dy); });
     std::printf("%-40s %12.1f %12.1f\n", c.name.c_str(), f, b);
   }
 

@@ -7,15 +7,20 @@ clipping at 5, for --steps steps.
 
 Prints one JSON line: samples_per_s over the training steps (evaluation
 excluded), validation_bits_per_char after the last step, the unigram
-entropy, and the BLAS library actually loaded."""
+entropy, and the BLAS libraries actually loaded with the OpenBLAS kernel in
+use (torch_common.blas_report())."""
 import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_common  # noqa: E402
 
 FORTUNES = "/usr/share/games/fortunes"
 
@@ -98,10 +103,11 @@ def main():
         for b in range(0, xv.shape[0], 256):
             total += loss_fn(model(xv[b:b + 256]).reshape(-1, vocab), yv[b:b + 256].reshape(-1)).item() * len(xv[b:b + 256])
         bpc = total / xv.shape[0] / math.log(2)
-    blas = sorted({line.split()[-1] for line in open("/proc/self/maps") if "blas" in line})
-    print(json.dumps({"samples_per_s": step * args.batch / train_s, "validation_bits_per_char": bpc,
-                      "steps": step, "vocabulary": vocab, "unigram_bits": unigram, "threads": args.threads,
-                      "torch": torch.__version__, "blas": blas}))
+    report = {"samples_per_s": step * args.batch / train_s, "validation_bits_per_char": bpc,
+              "steps": step, "vocabulary": vocab, "unigram_bits": unigram, "threads": args.threads,
+              "torch": torch.__version__}
+    report.update(torch_common.blas_report())
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

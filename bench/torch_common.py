@@ -1,6 +1,7 @@
 """Shared by the PyTorch peers: Fashion-MNIST in memory (standardised, as
 ps-train's config), the MLP 784-500-10, and a free loopback port."""
 import gzip
+import os
 import socket
 
 import numpy as np
@@ -55,3 +56,20 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def blas_report():
+    """The BLAS libraries this process mapped and, for OpenBLAS, the kernel
+    it chose for this CPU (or was told to use by OPENBLAS_CORETYPE)."""
+    import ctypes
+    libs = sorted({line.split()[-1] for line in open("/proc/self/maps") if "blas" in line})
+    core = None
+    for path in libs:
+        if "openblas" in path:
+            try:
+                fn = ctypes.CDLL(path).openblas_get_corename
+                fn.restype = ctypes.c_char_p
+                core = fn().decode()
+            except (OSError, AttributeError):
+                pass
+    return {"blas": [os.path.basename(p) for p in libs], "openblas_core": core}

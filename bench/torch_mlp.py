@@ -4,7 +4,8 @@ Adam lr 1e-3, batch 128, on Fashion-MNIST held in memory as one tensor,
 reshuffled each epoch, batches gathered by index (as ps-train does).
 
 Prints one JSON line: samples_per_s over the training steps (evaluation
-excluded), test_accuracy, and the BLAS library actually loaded."""
+excluded), test_accuracy, and the BLAS libraries actually loaded with the
+OpenBLAS kernel in use (torch_common.blas_report())."""
 import argparse
 import json
 import os
@@ -45,9 +46,10 @@ def main():
         train_s += time.perf_counter() - start
     with torch.no_grad():
         acc = (model(xt).argmax(1) == yt).float().mean().item()
-    blas = sorted({line.split()[-1] for line in open("/proc/self/maps") if "blas" in line})
-    print(json.dumps({"samples_per_s": samples / train_s, "test_accuracy": acc, "threads": args.threads,
-                      "torch": torch.__version__, "blas": blas}))
+    report = {"samples_per_s": samples / train_s, "test_accuracy": acc, "threads": args.threads,
+              "torch": torch.__version__}
+    report.update(torch_common.blas_report())
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

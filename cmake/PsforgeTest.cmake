@@ -22,3 +22,23 @@ function(psforge_add_test)
   set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
                        ENVIRONMENT "${T_ENV}")
 endfunction()
+
+# psforge_add_isa_variant(<test> <ISA> [args...]) registers <test>'s binary
+# again as <test>_<isa> with DNNL_MAX_CPU_ISA=<ISA>: oneDNN then dispatches
+# as on a CPU with at most that ISA (AVX2 on an AVX-512 machine). The
+# processes a test starts inherit it. Extra args go to the binary.
+function(psforge_add_isa_variant BASE ISA)
+  string(TOLOWER "${ISA}" isa)
+  add_test(NAME ${BASE}_${isa} COMMAND ${BASE} ${ARGN})
+  get_test_property(${BASE} TIMEOUT timeout)
+  get_test_property(${BASE} LABELS labels)
+  get_test_property(${BASE} ENVIRONMENT env)
+  if(NOT env)
+    set(env "")
+  endif()
+  list(APPEND env "DNNL_MAX_CPU_ISA=${ISA}")
+  set_tests_properties(${BASE}_${isa} PROPERTIES TIMEOUT ${timeout} ENVIRONMENT "${env}")
+  if(labels)
+    set_tests_properties(${BASE}_${isa} PROPERTIES LABELS "${labels}")
+  endif()
+endfunction()

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "worker/nn/conv.h"
+#include "worker/nn/dnnl_util.h"
 #include "worker/nn/layers.h"
 #include "worker/nn/norm.h"
 #include "worker/nn/sequence.h"
@@ -28,7 +29,7 @@ Model::Model(const ModelSpec& spec, int64_t max_batch)
 Model::~Model() = default;
 
 Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_batch, uint64_t seed,
-                                             bool blocked_layouts) {
+                                             bool choose_layouts) {
   if (max_batch <= 0) return InvalidArgument("model: batch size must be positive");
   // Two buffers (values and gradients) per layer output, sized for the batch:
   // a config that needs more memory than a machine has is an error, not a crash.
@@ -45,16 +46,8 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
   float* w = m->weights_.get();
   float* g = m->grads_.get();
   nn::DnnlContext* ctx = m->ctx_.get();
-  // Image activations whose channel count allows it are kept channel-blocked
-  // between layers (nn/conv.h); the data comes in plain.
-  auto layout_of = [&](const std::vector<int64_t>& shape) {
-    return shape.size() == 3 && blocked_layouts ? nn::PreferredLayout(shape[0]) : nn::ImageLayout::kPlain;
-  };
-  nn::ImageLayout in_layout = nn::ImageLayout::kPlain;
   for (std::size_t i = 0; i < spec.layers().size(); ++i) {
     const LayerSpec& l = spec.layers()[i];
-    const nn::ImageLayout out_layout = l.kind() == LayerKind::kFlatten ? nn::ImageLayout::kPlain : layout_of(l.out_shape);
-    const bool blocked = in_layout == nn::ImageLayout::kBlocked;
     const TensorSpec* weight = l.weight_tensor >= 0 ? &spec.tensors()[l.weight_tensor] : nullptr;
     const TensorSpec* bias = l.bias_tensor >= 0 ? &spec.tensors()[l.bias_tensor] : nullptr;
     const LayerOptions& o = l.options;
@@ -71,18 +64,17 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
       case LayerKind::kConv: {
         auto conv = std::make_unique<nn::Conv2d>(
             ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], o.size, o.kernel, o.stride, o.padding},
-            in_layout, out_layout);
+            choose_layouts);
         conv->Bind(w + weight->offset, w + bias->offset, g + weight->offset, g + bias->offset);
         layer = std::move(conv);
         break;
       }
       case LayerKind::kMaxPool:
         layer = std::make_unique<nn::MaxPool2d>(
-            ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], l.in_shape[0], o.kernel, o.stride, o.padding},
-            in_layout);
+            ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], l.in_shape[0], o.kernel, o.stride, o.padding});
         break;
       case LayerKind::kBatchNorm: {
-        auto bn = std::make_unique<nn::BatchNorm>(ctx, l.in_shape[0], image(1), image(2), blocked);
+        auto bn = std::make_unique<nn::BatchNorm>(ctx, l.in_shape[0], image(1), image(2));
         bn->Bind(w + weight->offset, w + bias->offset, g + weight->offset, g + bias->offset);
         m->batch_norms_.push_back(bn.get());
         m->batch_norm_names_.push_back(l.name);
@@ -90,7 +82,7 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
         break;
       }
       case LayerKind::kDropout: {
-        auto dropout = std::make_unique<nn::Dropout>(o.rate, l.in_size(), max_batch, seed * 1000003 + i);
+        auto dropout = std::make_unique<nn::Dropout>(ctx, o.rate, l.in_size(), seed * 1000003 + i);
         m->dropouts_.push_back(dropout.get());
         layer = std::move(dropout);
         break;
@@ -115,24 +107,18 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
         break;
       }
       case LayerKind::kFlatten:
-        // Plain: a view (same bytes, another shape); blocked: a reorder.
-        if (blocked) layer = std::make_unique<nn::Flatten>(ctx, l.in_shape[0], l.in_shape[1], l.in_shape[2]);
+        layer = l.in_shape.size() == 3
+                    ? std::make_unique<nn::Flatten>(ctx, l.in_shape[0], l.in_shape[1], l.in_shape[2])
+                    : std::make_unique<nn::Flatten>(ctx, l.in_size(), 1, 1);
         break;
-    }
-    in_layout = out_layout;
-    if (layer == nullptr && i > 0) {
-      m->out_.push_back(m->out_.back());
-      m->dout_.push_back(m->dout_.back());
-    } else {
-      // A flatten as the first layer views the caller's input: give it a copy.
-      m->buffers_.push_back(Allocate(max_batch * l.out_size()));
-      m->out_.push_back(m->buffers_.back().get());
-      m->buffers_.push_back(Allocate(max_batch * l.out_size()));
-      m->dout_.push_back(m->buffers_.back().get());
     }
     m->layers_.push_back(std::move(layer));
     m->rows_.push_back(l.kind() == LayerKind::kLinear && l.in_shape.size() == 2 ? l.in_shape[0] : 1);
   }
+  m->out_.resize(m->layers_.size());
+  m->dout_.resize(m->layers_.size());
+  m->capacity_.assign(m->layers_.size(), 0);
+  m->PrepareFor(max_batch);
   switch (spec.loss()) {
     case LossKind::kSoftmaxCrossEntropy:
       m->loss_ = std::make_unique<nn::SoftmaxCrossEntropy>(ctx, spec.outputs(), max_batch);
@@ -150,15 +136,49 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
   return m;
 }
 
+void Model::PrepareFor(int64_t n) {
+  if (std::find(prepared_.begin(), prepared_.end(), n) != prepared_.end()) return;
+  // The data comes in plain; image layers hand each other their layouts,
+  // everything else reads plain rows (nn/layers.h).
+  auto plain = [&](const std::vector<int64_t>& shape, int64_t rows) {
+    if (shape.size() == 3) return nn::Tensor(n, shape[0], shape[1], shape[2]);
+    int64_t size = 1;
+    for (int64_t d : shape) size *= d;
+    return nn::Matrix(n * rows, size / rows);
+  };
+  dnnl::memory::desc md;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const LayerSpec& l = spec_.layers()[i];
+    const bool image_in = l.in_shape.size() == 3 && i > 0 && md.dims().size() == 4;
+    md = layers_[i]->Prepare(n * rows_[i], image_in ? md : plain(l.in_shape, rows_[i]));
+    const auto floats = static_cast<int64_t>(std::max<std::size_t>(md.get_size() / sizeof(float),
+                                                                   static_cast<std::size_t>(n * l.out_size())));
+    if (floats > capacity_[i]) {
+      out_[i] = Allocate(floats);
+      dout_[i] = Allocate(floats);
+      capacity_[i] = floats;
+    }
+  }
+  prepared_.push_back(n);
+}
+
+std::vector<std::string> Model::Implementations() const {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const LayerSpec& l = spec_.layers()[i];
+    const std::string name = l.name.empty() ? LayerKindName(l.kind()) + std::to_string(i) : l.name;
+    for (const std::string& impl : layers_[i]->implementations()) out.push_back(name + ": " + impl);
+  }
+  for (const std::string& impl : loss_->implementations()) out.push_back("loss: " + impl);
+  return out;
+}
+
 const float* Model::ForwardPass(const float* x, int64_t n, int pass) {
+  PrepareFor(n);
   const float* in = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    if (layers_[i] != nullptr) {
-      layers_[i]->Forward(in, out_[i], n * rows_[i], static_cast<nn::Pass>(pass));
-    } else if (i == 0) {
-      std::memcpy(out_[0], x, static_cast<std::size_t>(n * spec_.inputs()) * sizeof(float));
-    }
-    in = out_[i];
+    layers_[i]->Forward(in, out_[i].get(), n * rows_[i], static_cast<nn::Pass>(pass));
+    in = out_[i].get();
   }
   return in;
 }
@@ -167,12 +187,11 @@ float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t 
   for (nn::Dropout* d : dropouts_) d->set_step(static_cast<uint64_t>(step));
   const float* out = ForwardPass(x, n, static_cast<int>(nn::Pass::kTraining));
   float loss = loss_->Forward(out, targets, n);
-  loss_->Backward(dout_.back());
+  loss_->Backward(dout_.back().get());
   for (std::size_t i = layers_.size(); i-- > 0;) {
-    if (layers_[i] == nullptr) continue;
-    const float* input = i == 0 ? x : out_[i - 1];
-    float* dinput = i == 0 ? nullptr : dout_[i - 1];
-    layers_[i]->Backward(input, out_[i], dout_[i], dinput, n * rows_[i]);
+    const float* input = i == 0 ? x : out_[i - 1].get();
+    float* dinput = i == 0 ? nullptr : dout_[i - 1].get();
+    layers_[i]->Backward(input, out_[i].get(), dout_[i].get(), dinput, n * rows_[i]);
   }
   return loss;
 }

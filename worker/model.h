@@ -27,10 +27,11 @@ class Dropout;
 class Model {
  public:
   // `seed` seeds the dropout masks (which also depend on the step).
-  // `blocked_layouts` false keeps every image activation plain (nn/conv.h),
-  // which a test compares with the faster blocked layouts.
+  // `choose_layouts` false keeps every image activation plain (nchw)
+  // instead of the layouts oneDNN picks for this CPU (nn/conv.h), which a
+  // test compares with them.
   static Result<std::unique_ptr<Model>> Create(const ModelSpec& spec, int64_t max_batch, uint64_t seed = 0,
-                                               bool blocked_layouts = true);
+                                               bool choose_layouts = true);
   ~Model();
 
   const ModelSpec& spec() const { return spec_; }
@@ -67,7 +68,10 @@ class Model {
   // PyTorch's names, for export.
   std::vector<std::pair<std::string, std::vector<float>>> Statistics() const;
 
- private:
+  // What oneDNN chose for every primitive of the batch sizes used so far,
+  // as "layer: primitive: implementation" ("conv0: convolution forward:
+  // jit:avx2"); a test fails on reference kernels.
+  std::vector<std::string> Implementations() const;
   struct FreeDeleter {
     void operator()(float* p) const;
   };
@@ -75,18 +79,22 @@ class Model {
   static Buffer Allocate(int64_t floats);
 
   Model(const ModelSpec& spec, int64_t max_batch);
+  // Prepares every layer for batches of n (once per n), growing the
+  // activation buffers where a layout needs more room.
+  void PrepareFor(int64_t n);
   const float* ForwardPass(const float* x, int64_t n, int pass);
 
   ModelSpec spec_;
   int64_t max_batch_;
   std::unique_ptr<nn::DnnlContext> ctx_;
   Buffer weights_, grads_;
-  // Per layer: the layer (null for a flatten, whose output is its input)
-  // and its output and output-gradient buffers.
+  // Per layer: the layer, its output and output-gradient buffers (in the
+  // layout it chose) and their size in floats.
   std::vector<std::unique_ptr<nn::Layer>> layers_;
-  std::vector<float*> out_, dout_;
+  std::vector<Buffer> out_, dout_;
+  std::vector<int64_t> capacity_;
   std::vector<int64_t> rows_;  // rows per sample a layer sees (a linear layer on a sequence: its positions)
-  std::vector<Buffer> buffers_;
+  std::vector<int64_t> prepared_;  // batch sizes PrepareFor has seen
   std::vector<nn::BatchNorm*> batch_norms_;
   std::vector<std::string> batch_norm_names_;
   std::vector<nn::Dropout*> dropouts_;

@@ -9,13 +9,23 @@ namespace psforge::nn {
 
 using dnnl::memory;
 
+void Layer::Record(const std::string& what, const std::string& impl) {
+  if (impl.empty()) return;
+  std::string entry = what + ": " + impl;
+  for (const std::string& e : implementations_)
+    if (e == entry) return;
+  implementations_.push_back(std::move(entry));
+}
+
 // ---- Linear -----------------------------------------------------------------
 
 struct Linear::Plan {
   dnnl::inner_product_forward fwd;
   dnnl::inner_product_backward_data bwd_data;
   dnnl::inner_product_backward_weights bwd_weights;
-  memory x, w, b, y, dy, dx, dw, db;
+  memory x, b, y, dy, dx, db;
+  Converted w_fwd, w_bwd, dw;  // the weight (and its gradient) in the layouts the primitives chose
+  bool shared_weights;         // w_bwd is w_fwd
   Args fwd_args, bwd_data_args, bwd_weights_args;
 };
 
@@ -30,37 +40,50 @@ void Linear::Bind(const float* weight, const float* bias, float* dweight, float*
   dbias_ = dbias;
 }
 
-Linear::Plan& Linear::PlanFor(int64_t n) {
-  return FindOrMake(plans_, n, [&] {
+memory::desc Linear::Prepare(int64_t n, const memory::desc&) {
+  Plan& plan = FindOrMake(plans_, n, [&] {
     const auto& eng = ctx_->engine;
     auto x_md = Matrix(n, in_), y_md = Matrix(n, out_);
-    auto w_md = Matrix(out_, in_, memory::format_tag::oi);
-    auto b_md = memory::desc({out_}, memory::data_type::f32, memory::format_tag::x);
+    auto w_user = Matrix(out_, in_, memory::format_tag::oi), w_any = Any({out_, in_});
+    auto b_md = Vector(out_);
     dnnl::inner_product_forward::primitive_desc fwd_pd(
-        {dnnl::prop_kind::forward_training, x_md, w_md, b_md, y_md}, eng);
-    dnnl::inner_product_backward_data::primitive_desc bd_pd({x_md, w_md, y_md}, eng, fwd_pd);
-    dnnl::inner_product_backward_weights::primitive_desc bw_pd({x_md, w_md, b_md, y_md}, eng,
-                                                               fwd_pd);
+        {dnnl::prop_kind::forward_training, x_md, w_any, b_md, y_md}, eng);
+    dnnl::inner_product_backward_data::primitive_desc bd_pd({x_md, w_any, y_md}, eng, fwd_pd);
+    dnnl::inner_product_backward_weights::primitive_desc bw_pd({x_md, w_any, b_md, y_md}, eng, fwd_pd);
     auto p = std::make_unique<Plan>(Plan{dnnl::inner_product_forward(fwd_pd),
                                          dnnl::inner_product_backward_data(bd_pd),
-                                         dnnl::inner_product_backward_weights(bw_pd),
-                                         Unbound(x_md, eng), Unbound(w_md, eng), Unbound(b_md, eng),
-                                         Unbound(y_md, eng), Unbound(y_md, eng), Unbound(x_md, eng),
-                                         Unbound(w_md, eng), Unbound(b_md, eng), {}, {}, {}});
-    p->fwd_args = {{DNNL_ARG_SRC, p->x}, {DNNL_ARG_WEIGHTS, p->w}, {DNNL_ARG_BIAS, p->b},
+                                         dnnl::inner_product_backward_weights(bw_pd), Unbound(x_md, eng),
+                                         Unbound(b_md, eng), Unbound(y_md, eng), Unbound(y_md, eng),
+                                         Unbound(x_md, eng), Unbound(b_md, eng),
+                                         Converted(w_user, fwd_pd.weights_desc(), eng),
+                                         Converted(w_user, bd_pd.weights_desc(), eng),
+                                         Converted(w_user, bw_pd.diff_weights_desc(), eng), false, {}, {}, {}});
+    // Both passes wanting one layout: backward reads the forward pass's copy.
+    if (bd_pd.weights_desc() == fwd_pd.weights_desc()) {
+      p->w_bwd = p->w_fwd;
+      p->shared_weights = true;
+    }
+    p->fwd_args = {{DNNL_ARG_SRC, p->x}, {DNNL_ARG_WEIGHTS, p->w_fwd.internal}, {DNNL_ARG_BIAS, p->b},
                    {DNNL_ARG_DST, p->y}};
-    p->bwd_data_args = {{DNNL_ARG_DIFF_DST, p->dy}, {DNNL_ARG_WEIGHTS, p->w},
+    p->bwd_data_args = {{DNNL_ARG_DIFF_DST, p->dy}, {DNNL_ARG_WEIGHTS, p->w_bwd.internal},
                         {DNNL_ARG_DIFF_SRC, p->dx}};
     p->bwd_weights_args = {{DNNL_ARG_SRC, p->x}, {DNNL_ARG_DIFF_DST, p->dy},
-                           {DNNL_ARG_DIFF_WEIGHTS, p->dw}, {DNNL_ARG_DIFF_BIAS, p->db}};
+                           {DNNL_ARG_DIFF_WEIGHTS, p->dw.internal}, {DNNL_ARG_DIFF_BIAS, p->db}};
     return p;
   });
+  Record("inner_product forward", ImplOf(plan.fwd));
+  Record("inner_product backward_data", ImplOf(plan.bwd_data));
+  Record("inner_product backward_weights", ImplOf(plan.bwd_weights));
+  Record("reorder weights", plan.w_fwd.Impl());
+  Record("reorder weights", plan.w_bwd.Impl());
+  Record("reorder weight gradient", plan.dw.Impl());
+  return Matrix(n, out_);
 }
 
 void Linear::Forward(const float* x, float* y, int64_t n, Pass) {
-  Plan& p = PlanFor(n);
+  Plan& p = Find(plans_, n);
   Point(p.x, x);
-  Point(p.w, weight_);
+  p.w_fwd.In(ctx_->stream, weight_);
   Point(p.b, bias_);
   Point(p.y, y);
   p.fwd.execute(ctx_->stream, p.fwd_args);
@@ -68,14 +91,15 @@ void Linear::Forward(const float* x, float* y, int64_t n, Pass) {
 }
 
 void Linear::Backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
-  Plan& p = PlanFor(n);
+  Plan& p = Find(plans_, n);
   Point(p.x, x);
   Point(p.dy, dy);
-  Point(p.dw, dweight_);
+  p.dw.Target(dweight_);
   Point(p.db, dbias_);
   p.bwd_weights.execute(ctx_->stream, p.bwd_weights_args);
+  p.dw.Out(ctx_->stream, dweight_);
   if (dx != nullptr) {
-    Point(p.w, weight_);
+    if (!p.shared_weights) p.w_bwd.In(ctx_->stream, weight_);
     Point(p.dx, dx);
     p.bwd_data.execute(ctx_->stream, p.bwd_data_args);
   }
@@ -101,25 +125,35 @@ Eltwise::Eltwise(DnnlContext* ctx, LayerKind kind, int64_t width) : ctx_(ctx), w
 Eltwise::~Eltwise() = default;
 Eltwise::Eltwise(Eltwise&&) noexcept = default;
 
-Eltwise::Plan& Eltwise::PlanFor(int64_t n) {
-  return FindOrMake(plans_, n, [&] {
+memory::desc Eltwise::Prepare(int64_t n, const memory::desc& in) {
+  Plan& plan = FindOrMake(plans_, n, [&] {
     const auto& eng = ctx_->engine;
-    auto md = Matrix(n, width_);
-    dnnl::eltwise_forward::primitive_desc fwd_pd(
-        {dnnl::prop_kind::forward_training, alg_, md, 0.0f, 0.0f}, eng);
+    // A plain input of any shape is one [n, width] matrix to an elementwise
+    // op. oneDNN 2.6 has only a reference kernel for blocked layouts whose
+    // channels pad the blocks; where f(0) = 0 (ReLU, tanh) the padded
+    // buffer can be treated as one flat vector (its zero padding stays zero).
+    memory::desc md = in.dims().size() == 4 && !IsPlain(in) ? in : Matrix(n, width_);
+    const bool zero_at_zero = alg_ != dnnl::algorithm::eltwise_logistic_use_dst_for_bwd;
+    if (zero_at_zero && md == in &&
+        IsReference(dnnl::eltwise_forward::primitive_desc({dnnl::prop_kind::forward_training, alg_, md, 0.0f, 0.0f},
+                                                          eng).impl_info_str()))
+      md = Vector(static_cast<int64_t>(in.get_size() / sizeof(float)));
+    dnnl::eltwise_forward::primitive_desc fwd_pd({dnnl::prop_kind::forward_training, alg_, md, 0.0f, 0.0f}, eng);
     dnnl::eltwise_backward::primitive_desc bwd_pd({alg_, md, md, 0.0f, 0.0f}, eng, fwd_pd);
-    auto p = std::make_unique<Plan>(Plan{dnnl::eltwise_forward(fwd_pd),
-                                         dnnl::eltwise_backward(bwd_pd), Unbound(md, eng),
-                                         Unbound(md, eng), Unbound(md, eng), Unbound(md, eng), {},
-                                         {}});
+    auto p = std::make_unique<Plan>(Plan{dnnl::eltwise_forward(fwd_pd), dnnl::eltwise_backward(bwd_pd),
+                                         Unbound(md, eng), Unbound(md, eng), Unbound(md, eng), Unbound(md, eng),
+                                         {}, {}});
     p->fwd_args = {{DNNL_ARG_SRC, p->x}, {DNNL_ARG_DST, p->y}};
     p->bwd_args = {{DNNL_ARG_DST, p->y}, {DNNL_ARG_DIFF_DST, p->dy}, {DNNL_ARG_DIFF_SRC, p->dx}};
     return p;
   });
+  Record("eltwise forward", ImplOf(plan.fwd));
+  Record("eltwise backward", ImplOf(plan.bwd));
+  return in;
 }
 
 void Eltwise::Forward(const float* x, float* y, int64_t n, Pass) {
-  Plan& p = PlanFor(n);
+  Plan& p = Find(plans_, n);
   Point(p.x, x);
   Point(p.y, y);
   p.fwd.execute(ctx_->stream, p.fwd_args);
@@ -128,7 +162,7 @@ void Eltwise::Forward(const float* x, float* y, int64_t n, Pass) {
 
 void Eltwise::Backward(const float*, const float* y, const float* dy, float* dx, int64_t n) {
   if (dx == nullptr) return;
-  Plan& p = PlanFor(n);
+  Plan& p = Find(plans_, n);
   Point(p.y, y);
   Point(p.dy, dy);
   Point(p.dx, dx);
@@ -158,6 +192,15 @@ SoftmaxCrossEntropy::Plan& SoftmaxCrossEntropy::PlanFor(int64_t n) {
     p->args = {{DNNL_ARG_SRC, p->x}, {DNNL_ARG_DST, p->y}};
     return p;
   });
+}
+
+std::vector<std::string> SoftmaxCrossEntropy::implementations() const {
+  std::vector<std::string> out;
+  for (const auto& [n, plan] : plans_) {
+    std::string entry = "logsoftmax forward: " + ImplOf(plan->fwd);
+    if (std::find(out.begin(), out.end(), entry) == out.end()) out.push_back(entry);
+  }
+  return out;
 }
 
 float SoftmaxCrossEntropy::Forward(const float* outputs, const float* targets, int64_t n) {

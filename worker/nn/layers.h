@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -33,17 +34,38 @@ struct DnnlContext {
 // through, batchnorm uses its estimated statistics.
 enum class Pass { kTraining, kStatistics, kInference };
 
-// A layer of a sequential model: n samples in, n samples out, each sample
-// a contiguous row (an image in the layout the model chose for it, see
-// nn/conv.h; a sequence as [positions, features]).
+// A layer of a sequential model: n samples in, n samples out. Image
+// activations ([n, channels, height, width]) are in whatever layout the
+// layers choose on this CPU (oneDNN's format_tag::any: nChw16c where
+// AVX-512 runs, nChw8c on AVX2, plain nchw where that is fastest): each
+// layer is told the layout of its input and says the layout of its output,
+// and reorders only where it cannot work on what it is handed. Everything
+// else is plain row-major ([features], or [positions, features] for a
+// sequence); the model's input and output always are.
 class Layer {
  public:
   virtual ~Layer() = default;
+  // Makes the primitives for batches of n samples whose input is laid out
+  // as `in`, and returns the layout of the output (a size that may exceed
+  // the logical one: blocked layouts pad channels). Once per batch size,
+  // before Forward or Backward of that size. Layers whose input is plain by
+  // definition (linear, embedding, LSTM) need only its dimensions.
+  virtual dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) = 0;
   virtual void Forward(const float* x, float* y, int64_t n, Pass pass) = 0;
   // After a kTraining Forward of the same n with the same x and y: writes the
   // parameters' gradients (overwriting) and dx, unless dx is null (the first
-  // layer needs no input gradient).
+  // layer needs no input gradient). dy and dx are in the layouts of y and x.
   virtual void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) = 0;
+
+  // What oneDNN chose for each primitive this layer made, as "what: impl"
+  // (e.g. "convolution forward: jit:avx2"), once each.
+  const std::vector<std::string>& implementations() const { return implementations_; }
+
+ protected:
+  void Record(const std::string& what, const std::string& impl);
+
+ private:
+  std::vector<std::string> implementations_;
 };
 
 // y = x W^T + b, x: [n, in], W: [out, in], b: [out], y: [n, out].
@@ -59,6 +81,7 @@ class Linear final : public Layer {
   // Points the layer at its parameters and their gradients.
   void Bind(const float* weight, const float* bias, float* dweight, float* dbias);
 
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   // Writes dW and db (overwriting), and dx unless dx is null (which saves
   // the largest backward matmul of an MLP). y is not used.
@@ -66,7 +89,6 @@ class Linear final : public Layer {
 
  private:
   struct Plan;
-  Plan& PlanFor(int64_t n);
 
   DnnlContext* ctx_;
   int64_t in_, out_;
@@ -79,18 +101,20 @@ class Linear final : public Layer {
 
 // y = f(x) elementwise for ReLU, sigmoid (logistic) or tanh (`kind` one of
 // those layer kinds); the backward pass uses the forward output y, not x.
+// `width` is the logical size of a sample.
 class Eltwise final : public Layer {
  public:
   Eltwise(DnnlContext* ctx, LayerKind kind, int64_t width);
   ~Eltwise();
   Eltwise(Eltwise&&) noexcept;
 
+  // Works in the layout it is handed.
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
  private:
   struct Plan;
-  Plan& PlanFor(int64_t n);
 
   DnnlContext* ctx_;
   dnnl::algorithm alg_;
@@ -108,6 +132,8 @@ class Loss {
   virtual float Forward(const float* outputs, const float* targets, int64_t n) = 0;
   virtual void Backward(float* doutputs) = 0;
   virtual double Score(const float* outputs, const float* targets, int64_t n) const = 0;
+  // As Layer::implementations().
+  virtual std::vector<std::string> implementations() const { return {}; }
 };
 
 // Softmax over `classes` outputs, cross-entropy against a class index.
@@ -119,6 +145,7 @@ class SoftmaxCrossEntropy final : public Loss {
   float Forward(const float* outputs, const float* targets, int64_t n) override;
   void Backward(float* doutputs) override;
   double Score(const float* outputs, const float* targets, int64_t n) const override;
+  std::vector<std::string> implementations() const override;
 
  private:
   struct Plan;
@@ -142,6 +169,7 @@ class SequenceCrossEntropy final : public Loss {
   float Forward(const float* outputs, const float* targets, int64_t n) override;
   void Backward(float* doutputs) override;
   double Score(const float* outputs, const float* targets, int64_t n) const override;
+  std::vector<std::string> implementations() const override { return inner_.implementations(); }
 
  private:
   int64_t positions_;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/split_mix.h"
+#include "worker/nn/conv.h"
 #include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
@@ -16,16 +17,17 @@ using dnnl::memory;
 struct BatchNorm::Plan {
   dnnl::batch_normalization_forward train, infer;
   dnnl::batch_normalization_backward bwd;
-  memory x, y, dy, dx, scale, shift, dscale, dshift;
+  Converted x, dx;                // the input (and its gradient) in the layout the primitives work in
+  memory y, dy, scale, shift, dscale, dshift;
   memory batch_mean, batch_var;   // owned: what the last training pass measured
   memory pop_mean, pop_var;       // views of mean_ and variance_
   std::vector<float> scratch_dx;  // when the caller needs no input gradient
   Args train_args, infer_args, bwd_args;
 };
 
-BatchNorm::BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width, bool blocked)
-    : ctx_(ctx), channels_(channels), height_(height), width_(width), blocked_(blocked && height > 0),
-      mean_(channels, 0.0f), variance_(channels, 1.0f), sum_mean_(channels), sum_variance_(channels) {}
+BatchNorm::BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width)
+    : ctx_(ctx), channels_(channels), height_(height), width_(width), mean_(channels, 0.0f),
+      variance_(channels, 1.0f), sum_mean_(channels), sum_variance_(channels) {}
 BatchNorm::~BatchNorm() = default;
 
 void BatchNorm::Bind(const float* scale, const float* shift, float* dscale, float* dshift) {
@@ -35,45 +37,70 @@ void BatchNorm::Bind(const float* scale, const float* shift, float* dscale, floa
   dshift_ = dshift;
 }
 
-BatchNorm::Plan& BatchNorm::PlanFor(int64_t n) {
-  return FindOrMake(plans_, n, [&] {
+memory::desc BatchNorm::Prepare(int64_t n, const memory::desc& in) {
+  Plan& plan = FindOrMake(plans_, n, [&] {
     const auto& eng = ctx_->engine;
     using flags = dnnl::normalization_flags;
     const auto affine = flags::use_scale | flags::use_shift;
-    auto md = blocked_ ? memory::desc({n, channels_, height_, width_}, memory::data_type::f32,
-                                      memory::format_tag::nChw16c)
-                       : Tensor(n, channels_, height_, width_);
-    auto c_md = Vector(channels_);
-    dnnl::batch_normalization_forward::primitive_desc train_pd(
-        {dnnl::prop_kind::forward_training, md, kEpsilon, affine}, eng);
+    // Vectors are images of one pixel (the same bytes as [n, c]).
+    const int64_t h = std::max<int64_t>(1, height_), w = std::max<int64_t>(1, width_);
+    const memory::desc given = in.dims().size() == 4 ? in : Tensor(n, channels_, h, w);
+    auto make_train = [&](const memory::desc& md) {
+      return dnnl::batch_normalization_forward::primitive_desc(
+          {dnnl::prop_kind::forward_training, md, kEpsilon, affine}, eng);
+    };
+    auto train_pd = make_train(given);
+    // (Vectors stay plain: the layers after them read plain rows.)
+    if (IsReference(train_pd.impl_info_str()) && height_ > 0) {
+      const auto preferred = PreferredImageLayout(eng, n, channels_, h, w);
+      if (preferred != given) train_pd = make_train(preferred);
+    }
+    const memory::desc md = train_pd.src_desc();
     dnnl::batch_normalization_forward::primitive_desc infer_pd(
         {dnnl::prop_kind::forward_inference, md, kEpsilon, affine | flags::use_global_stats}, eng);
     dnnl::batch_normalization_backward::primitive_desc bwd_pd(
         {dnnl::prop_kind::backward, md, md, kEpsilon, affine}, eng, train_pd);
-    auto p = std::make_unique<Plan>(Plan{
-        dnnl::batch_normalization_forward(train_pd), dnnl::batch_normalization_forward(infer_pd),
-        dnnl::batch_normalization_backward(bwd_pd), Unbound(md, eng), Unbound(md, eng), Unbound(md, eng),
-        Unbound(md, eng), Unbound(c_md, eng), Unbound(c_md, eng), Unbound(c_md, eng), Unbound(c_md, eng),
-        memory(c_md, eng), memory(c_md, eng), memory(c_md, eng, mean_.data()),
-        memory(c_md, eng, variance_.data()), {}, {}, {}, {}});
-    p->train_args = {{DNNL_ARG_SRC, p->x},           {DNNL_ARG_DST, p->y},
+    auto c_md = Vector(channels_);
+    auto p = std::make_unique<Plan>();
+    p->train = dnnl::batch_normalization_forward(train_pd);
+    p->infer = dnnl::batch_normalization_forward(infer_pd);
+    p->bwd = dnnl::batch_normalization_backward(bwd_pd);
+    p->x = Converted(given, md, eng);
+    p->dx = Converted(given, md, eng);
+    p->y = Unbound(md, eng);
+    p->dy = Unbound(md, eng);
+    p->scale = Unbound(c_md, eng);
+    p->shift = Unbound(c_md, eng);
+    p->dscale = Unbound(c_md, eng);
+    p->dshift = Unbound(c_md, eng);
+    p->batch_mean = memory(c_md, eng);
+    p->batch_var = memory(c_md, eng);
+    p->pop_mean = memory(c_md, eng, mean_.data());
+    p->pop_var = memory(c_md, eng, variance_.data());
+    p->train_args = {{DNNL_ARG_SRC, p->x.internal},  {DNNL_ARG_DST, p->y},
                      {DNNL_ARG_SCALE, p->scale},     {DNNL_ARG_SHIFT, p->shift},
                      {DNNL_ARG_MEAN, p->batch_mean}, {DNNL_ARG_VARIANCE, p->batch_var}};
-    p->infer_args = {{DNNL_ARG_SRC, p->x},         {DNNL_ARG_DST, p->y},
-                     {DNNL_ARG_SCALE, p->scale},   {DNNL_ARG_SHIFT, p->shift},
-                     {DNNL_ARG_MEAN, p->pop_mean}, {DNNL_ARG_VARIANCE, p->pop_var}};
-    p->bwd_args = {{DNNL_ARG_SRC, p->x},           {DNNL_ARG_DIFF_DST, p->dy},
-                   {DNNL_ARG_MEAN, p->batch_mean}, {DNNL_ARG_VARIANCE, p->batch_var},
-                   {DNNL_ARG_SCALE, p->scale},     {DNNL_ARG_SHIFT, p->shift},
-                   {DNNL_ARG_DIFF_SRC, p->dx},     {DNNL_ARG_DIFF_SCALE, p->dscale},
+    p->infer_args = {{DNNL_ARG_SRC, p->x.internal}, {DNNL_ARG_DST, p->y},
+                     {DNNL_ARG_SCALE, p->scale},    {DNNL_ARG_SHIFT, p->shift},
+                     {DNNL_ARG_MEAN, p->pop_mean},  {DNNL_ARG_VARIANCE, p->pop_var}};
+    p->bwd_args = {{DNNL_ARG_SRC, p->x.internal},    {DNNL_ARG_DIFF_DST, p->dy},
+                   {DNNL_ARG_MEAN, p->batch_mean},   {DNNL_ARG_VARIANCE, p->batch_var},
+                   {DNNL_ARG_SCALE, p->scale},       {DNNL_ARG_SHIFT, p->shift},
+                   {DNNL_ARG_DIFF_SRC, p->dx.internal}, {DNNL_ARG_DIFF_SCALE, p->dscale},
                    {DNNL_ARG_DIFF_SHIFT, p->dshift}};
     return p;
   });
+  Record("batch_normalization forward", ImplOf(plan.train));
+  Record("batch_normalization inference", ImplOf(plan.infer));
+  Record("batch_normalization backward", ImplOf(plan.bwd));
+  Record("reorder input", plan.x.Impl());
+  Record("reorder input gradient", plan.dx.Impl());
+  return in.dims().size() == 4 ? plan.y.get_desc() : in;
 }
 
 void BatchNorm::Forward(const float* x, float* y, int64_t n, Pass pass) {
-  Plan& p = PlanFor(n);
-  Point(p.x, x);
+  Plan& p = Find(plans_, n);
+  p.x.In(ctx_->stream, x);
   Point(p.y, y);
   Point(p.scale, scale_);
   Point(p.shift, shift_);
@@ -97,19 +124,20 @@ void BatchNorm::Forward(const float* x, float* y, int64_t n, Pass pass) {
 }
 
 void BatchNorm::Backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
-  Plan& p = PlanFor(n);
+  Plan& p = Find(plans_, n);
   if (dx == nullptr) {
-    p.scratch_dx.resize(static_cast<std::size_t>(n * channels_ * std::max<int64_t>(1, height_ * width_)));
+    p.scratch_dx.resize(p.dx.user.get_desc().get_size() / sizeof(float));
     dx = p.scratch_dx.data();
   }
-  Point(p.x, x);
+  if (!p.x.needed) Point(p.x.user, x);  // else the forward pass's reorder of x is still there
   Point(p.dy, dy);
-  Point(p.dx, dx);
+  p.dx.Target(dx);
   Point(p.scale, scale_);
   Point(p.shift, shift_);
   Point(p.dscale, dscale_);
   Point(p.dshift, dshift_);
   p.bwd.execute(ctx_->stream, p.bwd_args);
+  p.dx.Out(ctx_->stream, dx);
   ctx_->stream.wait();
 }
 
@@ -129,38 +157,71 @@ void BatchNorm::EndStatistics() {
 
 // ---- Dropout ----------------------------------------------------------------
 
-Dropout::Dropout(double rate, int64_t width, int64_t max_batch, uint64_t seed)
-    : rate_(rate), width_(width), seed_(SplitMix64(seed)),
+struct Dropout::Plan {
+  std::size_t logical = 0, physical = 0;  // floats per batch
+  std::vector<float> plain_mask;          // 0 or 1 / (1 - rate), in logical order
+  std::vector<float> layout_mask;         // the same in the input's layout (when not plain)
+  const float* mask = nullptr;            // the one to multiply by
+  dnnl::memory plain_m, layout_m;
+  dnnl::reorder to_layout;
+};
+
+Dropout::Dropout(DnnlContext* ctx, double rate, int64_t width, uint64_t seed)
+    : ctx_(ctx), rate_(rate), width_(width), seed_(SplitMix64(seed)),
       threshold_(static_cast<uint16_t>(std::min(65535.0, std::round(rate * 65536.0)))),
-      scale_(static_cast<float>(1.0 / (1.0 - rate))),
-      keep_(static_cast<std::size_t>(max_batch * width)) {}
+      scale_(static_cast<float>(1.0 / (1.0 - rate))) {}
+Dropout::~Dropout() = default;
+
+memory::desc Dropout::Prepare(int64_t n, const memory::desc& in) {
+  Plan& plan = FindOrMake(plans_, n, [&] {
+    auto p = std::make_unique<Plan>();
+    p->logical = static_cast<std::size_t>(n * width_);
+    p->plain_mask.resize(p->logical);
+    p->mask = p->plain_mask.data();
+    p->physical = p->logical;
+    if (in.dims().size() == 4 && !IsPlain(in)) {
+      p->physical = in.get_size() / sizeof(float);
+      p->layout_mask.resize(p->physical);
+      p->plain_m = memory(PlainLike(in), ctx_->engine, p->plain_mask.data());
+      p->layout_m = memory(in, ctx_->engine, p->layout_mask.data());
+      p->to_layout = dnnl::reorder(p->plain_m, p->layout_m);
+      p->mask = p->layout_mask.data();
+    }
+    return p;
+  });
+  if (plan.to_layout) Record("reorder mask", ImplOf(plan.to_layout));
+  return in;
+}
 
 void Dropout::Forward(const float* x, float* y, int64_t n, Pass pass) {
-  const int64_t size = n * width_;
+  Plan& p = Find(plans_, n);
   if (pass != Pass::kTraining || rate_ == 0.0) {
-    if (x != y) std::memcpy(y, x, static_cast<std::size_t>(size) * sizeof(float));
+    if (x != y) std::memcpy(y, x, p.physical * sizeof(float));
     return;
   }
-  if (static_cast<std::size_t>(size) > keep_.size()) keep_.resize(static_cast<std::size_t>(size));
   const uint64_t base = SplitMix64(seed_ ^ SplitMix64(step_));
+  float* mask = p.plain_mask.data();
+  const auto size = static_cast<int64_t>(p.logical);
   for (int64_t i = 0; i < size; i += 4) {
     uint64_t bits = SplitMix64(base + static_cast<uint64_t>(i));
-    for (int64_t j = i; j < std::min(size, i + 4); ++j, bits >>= 16) {
-      const bool keep = static_cast<uint16_t>(bits) >= threshold_;
-      keep_[j] = keep;
-      y[j] = keep ? x[j] * scale_ : 0.0f;
-    }
+    for (int64_t j = i; j < std::min(size, i + 4); ++j, bits >>= 16)
+      mask[j] = static_cast<uint16_t>(bits) >= threshold_ ? scale_ : 0.0f;
   }
+  if (p.to_layout) {
+    p.to_layout.execute(ctx_->stream, {{DNNL_ARG_FROM, p.plain_m}, {DNNL_ARG_TO, p.layout_m}});
+    ctx_->stream.wait();
+  }
+  for (std::size_t i = 0; i < p.physical; ++i) y[i] = x[i] * p.mask[i];
 }
 
 void Dropout::Backward(const float*, const float*, const float* dy, float* dx, int64_t n) {
   if (dx == nullptr) return;
-  const int64_t size = n * width_;
+  Plan& p = Find(plans_, n);
   if (rate_ == 0.0) {
-    if (dx != dy) std::memcpy(dx, dy, static_cast<std::size_t>(size) * sizeof(float));
+    if (dx != dy) std::memcpy(dx, dy, p.physical * sizeof(float));
     return;
   }
-  for (int64_t i = 0; i < size; ++i) dx[i] = keep_[i] ? dy[i] * scale_ : 0.0f;
+  for (std::size_t i = 0; i < p.physical; ++i) dx[i] = dy[i] * p.mask[i];
 }
 
 }  // namespace psforge::nn

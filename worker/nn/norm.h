@@ -12,7 +12,8 @@
 //
 // Dropout zeroes each unit with probability `rate` in training passes and
 // scales the rest by 1 / (1 - rate); its mask is a hash of (seed, step,
-// position), so a repeated forward pass of the same step gives the same mask.
+// logical position: nchw order for images, whatever their layout), so a
+// repeated forward pass of the same step gives the same mask, on any CPU.
 //
 // Buffers are made once per batch size; not thread-safe.
 #pragma once
@@ -28,12 +29,13 @@ namespace psforge::nn {
 
 class BatchNorm final : public Layer {
  public:
-  // Samples of [channels, height, width] (nChw16c when `blocked`, else
-  // nchw), or of [channels] when height = width = 0.
-  BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width, bool blocked = false);
+  // Samples of [channels, height, width], or of [channels] when height =
+  // width = 0.
+  BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width);
   ~BatchNorm() override;
 
   void Bind(const float* scale, const float* shift, float* dscale, float* dshift);
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
@@ -46,11 +48,9 @@ class BatchNorm final : public Layer {
 
  private:
   struct Plan;
-  Plan& PlanFor(int64_t n);
 
   DnnlContext* ctx_;
   int64_t channels_, height_, width_;
-  bool blocked_;
   const float* scale_ = nullptr;
   const float* shift_ = nullptr;
   float* dscale_ = nullptr;
@@ -61,23 +61,30 @@ class BatchNorm final : public Layer {
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
 };
 
+// `width` is the logical size of a sample.
 class Dropout final : public Layer {
  public:
-  Dropout(double rate, int64_t width, int64_t max_batch, uint64_t seed);
+  Dropout(DnnlContext* ctx, double rate, int64_t width, uint64_t seed);
+  ~Dropout() override;
 
   // The training step the next masks belong to.
   void set_step(uint64_t step) { step_ = step; }
+  // Works in the layout it is handed.
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
  private:
+  struct Plan;
+
+  DnnlContext* ctx_;
   double rate_;
   int64_t width_;
   uint64_t seed_;
   uint64_t step_ = 0;
-  uint16_t threshold_;      // a unit is kept when its 16 random bits are >= this
-  float scale_;             // 1 / (1 - rate)
-  std::vector<uint8_t> keep_;  // the last training pass's mask, [max_batch, width]
+  uint16_t threshold_;  // a unit is kept when its 16 random bits are >= this
+  float scale_;         // 1 / (1 - rate)
+  std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
 };
 
 }  // namespace psforge::nn

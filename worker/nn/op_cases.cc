@@ -4,6 +4,8 @@
 #include <random>
 
 #include "worker/nn/layers.h"
+#include "worker/nn/layout_harness.h"
+#include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
 
@@ -21,6 +23,7 @@ class LinearOp final : public OpUnderTest {
  public:
   LinearOp(uint64_t seed, int64_t n, int64_t in, int64_t out, bool input_grad)
       : n_(n), in_(in), out_(out), input_grad_(input_grad), layer_(&ctx_, in, out) {
+    layer_.Prepare(n, Matrix(n, in));
     std::mt19937_64 rng(seed);
     inputs_ = {Random(rng, n * in, -1, 1), Random(rng, out * in, -0.5, 0.5),
                Random(rng, out, -0.5, 0.5)};
@@ -78,9 +81,11 @@ LayerKind KindOf(Activation a) {
 
 class EltwiseOp final : public OpUnderTest {
  public:
-  EltwiseOp(uint64_t seed, Activation kind, int64_t n, int64_t width)
-      : kind_(kind), n_(n), width_(width), layer_(&ctx_, KindOf(kind), width) {
+  // Samples of [c, h, w] (h = w = 1: vectors of c).
+  EltwiseOp(uint64_t seed, Activation kind, int64_t n, int64_t c, int64_t h, int64_t w, InputLayout in)
+      : kind_(kind), layer_(&ctx_, KindOf(kind), c * h * w), io_(&ctx_, &layer_, n, c, h, w, in) {
     std::mt19937_64 rng(seed);
+    const int64_t width = c * h * w;
     inputs_ = {Random(rng, n * width, -3, 3)};
     // Keep ReLU inputs away from its kink, where finite differences are meaningless.
     if (kind == Activation::kRelu)
@@ -89,16 +94,19 @@ class EltwiseOp final : public OpUnderTest {
     grads_ = {Vec(n * width)};
   }
   const Vec& Forward() override {
-    layer_.Forward(inputs_[0].data(), y_.data(), n_, Pass::kTraining);
+    io_.Forward(inputs_[0], y_, Pass::kTraining);
     return y_;
   }
+  void TimeForward() override { io_.LayerForward(Pass::kTraining); }
+  void TimeBackward(const Vec&) override { io_.LayerBackward(true); }
   Vec ReferenceForward() override {
     Vec y(inputs_[0].size());
     for (std::size_t i = 0; i < y.size(); ++i) y[i] = F(inputs_[0][i]);
     return y;
   }
   const std::vector<Vec>& Backward(const Vec& dy) override {
-    layer_.Backward(inputs_[0].data(), Forward().data(), dy.data(), grads_[0].data(), n_);
+    Forward();
+    io_.Backward(dy, &grads_[0]);
     return grads_;
   }
   std::vector<Vec> ReferenceBackward(const Vec& dy) override {
@@ -125,9 +133,9 @@ class EltwiseOp final : public OpUnderTest {
     return 0;
   }
   Activation kind_;
-  int64_t n_, width_;
   DnnlContext ctx_;
   Eltwise layer_;
+  LayoutHarness io_;
 };
 
 enum class LossCase { kSoftmaxCe, kSigmoidBce, kMse };
@@ -232,10 +240,20 @@ std::vector<OpCase> AllOpCases() {
   linear(128, 500, 10, true, 2e-2);
   for (Activation a : {Activation::kRelu, Activation::kSigmoid, Activation::kTanh}) {
     cases.push_back({std::string("eltwise_") + ActivationName(a) + "_n9x31",
-                     [=](uint64_t seed) { return std::make_unique<EltwiseOp>(seed, a, 9, 31); },
+                     [=](uint64_t seed) {
+                       return std::make_unique<EltwiseOp>(seed, a, 9, 31, 1, 1, InputLayout::kPlain);
+                     },
                      1e-6, 1e-6, 2e-3, 1e-3});
     cases.push_back({std::string("eltwise_") + ActivationName(a) + "_n128x500",
-                     [=](uint64_t seed) { return std::make_unique<EltwiseOp>(seed, a, 128, 500); },
+                     [=](uint64_t seed) {
+                       return std::make_unique<EltwiseOp>(seed, a, 128, 500, 1, 1, InputLayout::kPlain);
+                     },
+                     1e-6, 1e-6, 2e-3, 1e-3});
+    // On images in the layout a convolution hands on (20 channels pad a blocked layout).
+    cases.push_back({std::string("eltwise_") + ActivationName(a) + "_n4_20x5x5_model",
+                     [=](uint64_t seed) {
+                       return std::make_unique<EltwiseOp>(seed, a, 4, 20, 5, 5, InputLayout::kModel);
+                     },
                      1e-6, 1e-6, 2e-3, 1e-3});
   }
   cases.push_back({"softmax_cross_entropy_n16x10",

@@ -31,6 +31,10 @@ class OpUnderTest {
   // an input the layer does not differentiate).
   virtual const std::vector<Vec>& Backward(const Vec& dy) = 0;
   virtual std::vector<Vec> ReferenceBackward(const Vec& dy) = 0;
+  // The layer's own calls, without the harness's conversions between plain
+  // vectors and the layouts the layer works in (for timing). After Forward.
+  virtual void TimeForward() { Forward(); }
+  virtual void TimeBackward(const Vec& dy) { Backward(dy); }
 
  protected:
   std::vector<Vec> inputs_;
@@ -48,7 +52,10 @@ struct OpCase {
 };
 
 std::vector<OpCase> AllOpCases();
-// Convolution, pooling, batchnorm and dropout (op_cases_conv.cc).
+// Convolution, pooling, batchnorm, dropout and activations on images
+// (op_cases_conv.cc), each with its input plain (as a first layer gets it)
+// and in the layout this CPU's convolutions produce (as a layer after one
+// does): the names end in _plain and _model.
 std::vector<OpCase> ConvOpCases();
 // The embedding and the LSTM (op_cases_sequence.cc).
 std::vector<OpCase> SequenceOpCases();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "worker/nn/dnnl_util.h"
 #include "worker/nn/op_cases.h"
 #include "worker/nn/sequence.h"
 
@@ -14,6 +15,7 @@ class EmbeddingOp final : public OpUnderTest {
  public:
   EmbeddingOp(uint64_t seed, int64_t n, int64_t positions, int64_t vocabulary, int64_t dim)
       : n_(n), positions_(positions), vocabulary_(vocabulary), dim_(dim), layer_(vocabulary, dim, positions) {
+    layer_.Prepare(n, Matrix(n, positions));
     std::mt19937_64 rng(seed);
     Vec ids(n * positions);
     for (float& v : ids) v = static_cast<float>(rng() % vocabulary);
@@ -55,6 +57,7 @@ class LstmOp final : public OpUnderTest {
  public:
   LstmOp(uint64_t seed, int64_t n, int64_t positions, int64_t in, int64_t hidden)
       : n_(n), t_(positions), in_(in), h_(hidden), layer_(&ctx_, positions, in, hidden) {
+    layer_.Prepare(n, Matrix(n * positions, in));
     std::mt19937_64 rng(seed);
     const float bound = 1.0f / std::sqrt(static_cast<float>(hidden));
     inputs_ = {Random(rng, n * positions * in, -1, 1), Random(rng, 4 * hidden * in, -bound, bound),

@@ -82,6 +82,8 @@ INSTANTIATE_TEST_SUITE_P(AllLayers, OpTest, ::testing::ValuesIn(AllOpCases()),
 }  // namespace
 }  // namespace psforge::nn
 
+#include "worker/nn/dnnl_util.h"
+#include "worker/nn/layout_harness.h"
 #include "worker/nn/norm.h"
 
 namespace psforge::nn {
@@ -95,13 +97,14 @@ TEST(BatchNormStatistics, InferenceUsesTheAveragedBatchStatistics) {
   BatchNorm bn(&ctx, c, 1, hw);
   Vec scale{1.5f, 0.5f}, shift{0.25f, -1.0f}, dscale(c), dshift(c);
   bn.Bind(scale.data(), shift.data(), dscale.data(), dshift.data());
+  LayoutHarness io(&ctx, &bn, n, c, 1, hw, InputLayout::kPlain);
   std::mt19937_64 rng(8);
   std::vector<double> mean(c), var(c);
   Vec y(n * c * hw);
   bn.BeginStatistics();
   for (int batch = 0; batch < 3; ++batch) {
     Vec x = Random(rng, n * c * hw, -1.0f + batch, 2.0f + batch);
-    bn.Forward(x.data(), y.data(), n, Pass::kStatistics);
+    io.Forward(x, y, Pass::kStatistics);
     for (int64_t ch = 0; ch < c; ++ch) {
       double s = 0, s2 = 0;
       for (int64_t i = 0; i < n; ++i)
@@ -119,7 +122,7 @@ TEST(BatchNormStatistics, InferenceUsesTheAveragedBatchStatistics) {
     EXPECT_NEAR(bn.variance()[ch], var[ch], 1e-5);
   }
   Vec x = Random(rng, n * c * hw, -3, 3);
-  bn.Forward(x.data(), y.data(), n, Pass::kInference);
+  io.Forward(x, y, Pass::kInference);
   for (std::size_t i = 0; i < x.size(); ++i) {
     int64_t ch = static_cast<int64_t>(i) / hw % c;
     double want = scale[ch] * (x[i] - mean[ch]) / std::sqrt(var[ch] + BatchNorm::kEpsilon) + shift[ch];
@@ -128,7 +131,9 @@ TEST(BatchNormStatistics, InferenceUsesTheAveragedBatchStatistics) {
 }
 
 TEST(DropoutOutsideTraining, PassesValuesThrough) {
-  Dropout d(0.5, 10, 3, 1);
+  DnnlContext ctx;
+  Dropout d(&ctx, 0.5, 10, 1);
+  d.Prepare(3, Tensor(3, 10, 0, 0));
   std::mt19937_64 rng(9);
   Vec x = Random(rng, 30, -1, 1), y(30);
   for (Pass p : {Pass::kInference, Pass::kStatistics}) {

@@ -27,6 +27,7 @@ class Embedding final : public Layer {
   Embedding(int64_t vocabulary, int64_t dim, int64_t positions);
 
   void Bind(const float* weight, float* dweight);
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
@@ -43,13 +44,13 @@ class Lstm final : public Layer {
 
   void Bind(const float* weight_ih, const float* weight_hh, const float* bias, float* dweight_ih,
             float* dweight_hh, float* dbias);
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   // Uses the workspace of the last Forward of this n.
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
  private:
   struct Plan;
-  Plan& PlanFor(int64_t n);
 
   DnnlContext* ctx_;
   int64_t positions_, in_, hidden_;

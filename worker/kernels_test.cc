@@ -1,0 +1,90 @@
+// Every shipped config's model runs on vectorised kernels on this CPU: a
+// training step (forward and backward) and an evaluation, on a full and a
+// partial batch, with oneDNN's choice for each primitive read back, and no
+// reference (naive loop) implementation allowed. CTest also runs it with
+// DNNL_MAX_CPU_ISA=AVX2 (kernels_test_avx2), so that an AVX-512 machine
+// catches what an AVX2 one would hit.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/dataset.h"
+#include "worker/model.h"
+#include "worker/nn/dnnl_util.h"
+
+namespace psforge {
+namespace {
+
+// oneDNN 2.6's only f32 LSTM on CPUs is its gemm-based one, which it names
+// "ref": the recurrence is plain code around jit gemm calls, and there is
+// no other implementation to choose.
+bool Allowed(const std::string& entry) {
+  auto ends_with = [&](const std::string& s) {
+    return entry.size() >= s.size() && entry.compare(entry.size() - s.size(), s.size(), s) == 0;
+  };
+  return ends_with(": lstm forward: ref") || ends_with(": lstm backward: ref");
+}
+
+std::vector<std::string> ShippedConfigs() {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(PSFORGE_SOURCE_DIR) + "/configs"))
+    if (e.path().extension() == ".yaml") out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class ShippedModel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ShippedModel, RunsOnVectorisedKernels) {
+  auto config = LoadJobConfig(GetParam());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto shape = ReadDataShape(*config);
+  ASSERT_TRUE(shape.ok()) << shape.status().ToString();
+  auto spec = ModelSpec::FromConfig(config->model, shape->features, shape->classes);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  const int64_t batch = config->training.batch_size;
+  auto model = Model::Create(*spec, batch, 1);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  Model& m = **model;
+  spec->Initialize({0, spec->num_params()}, m.weights());
+  // Inputs the model accepts: character ids for text, values in [-1, 1) otherwise.
+  const bool text = config->data.format == DataFormat::kText;
+  const int64_t classes = std::max<int64_t>(2, spec->classes());
+  std::mt19937_64 rng(1);
+  std::vector<float> x(batch * spec->inputs()), t(batch * spec->target_width());
+  for (float& v : x)
+    v = text ? static_cast<float>(rng() % classes) : std::uniform_real_distribution<float>(-1, 1)(rng);
+  for (float& v : t) v = static_cast<float>(rng() % (spec->outputs() == 1 ? 2 : classes));
+  for (int64_t n : {batch, batch / 2 + 1}) {  // the batch and a last partial one
+    const float loss = m.TrainStep(x.data(), t.data(), n, 1);
+    EXPECT_TRUE(std::isfinite(loss));
+    EXPECT_TRUE(std::isfinite(m.EvaluateBatch(x.data(), t.data(), n)));
+  }
+  const std::vector<std::string> impls = m.Implementations();
+  ASSERT_FALSE(impls.empty());
+  std::string all;
+  for (const std::string& e : impls) all += "\n  " + e;
+  const char* isa = std::getenv("DNNL_MAX_CPU_ISA");
+  for (const std::string& e : impls) {
+    const std::string impl = e.substr(e.rfind(": ") + 2);
+    EXPECT_FALSE(nn::IsReference(impl) && !Allowed(e))
+        << GetParam() << " (DNNL_MAX_CPU_ISA=" << (isa ? isa : "unset") << "): " << e
+        << " is a reference kernel; every primitive:" << all;
+  }
+  RecordProperty("implementations", all);
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, ShippedModel, ::testing::ValuesIn(ShippedConfigs()),
+                         [](const auto& p) {
+                           std::string name = std::filesystem::path(p.param).stem().string();
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace psforge
