@@ -6,6 +6,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 namespace psforge {
@@ -13,6 +15,7 @@ namespace psforge {
 struct HttpStatus::Impl {
   httplib::Server server;
   std::thread thread;
+  std::atomic<bool> listen_returned{false};
 };
 
 HttpStatus::HttpStatus(std::unique_ptr<Impl> impl, std::string url)
@@ -93,7 +96,23 @@ Result<std::unique_ptr<HttpStatus>> HttpStatus::Start(const std::string& host_po
   if (bound <= 0)
     return Unavailable("cannot serve HTTP on " + host_port + " (cluster.http): address in use or not local");
   Impl* raw = impl.get();
-  impl->thread = std::thread([raw] { raw->server.listen_after_bind(); });
+  impl->thread = std::thread([raw] {
+    raw->server.listen_after_bind();
+    raw->listen_returned = true;
+  });
+  // cpp-httplib's stop() does nothing before the thread has begun to listen
+  // (its is_running()): destroyed before then, the server would accept
+  // forever and the destructor's join never return (a coordinator stopped
+  // right after it started hung on exit). Return once it listens.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!raw->server.is_running()) {
+    if (raw->listen_returned || std::chrono::steady_clock::now() > deadline) {
+      raw->server.stop();
+      impl->thread.join();
+      return Unavailable("the HTTP server on " + host_port + " (cluster.http) did not start");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return std::unique_ptr<HttpStatus>(
       new HttpStatus(std::move(impl), "http://" + host + ":" + std::to_string(bound)));
 }

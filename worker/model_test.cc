@@ -139,10 +139,10 @@ TEST(Model, SequentialShapesAreCheckedWithTheLayerNamed) {
 namespace psforge {
 namespace {
 
-// Channel-blocked activations (16 and 32 channels here) are an internal
-// layout: the same model kept plain gives the same loss, gradients and
-// predictions.
-TEST(Model, BlockedLayoutsComputeWhatPlainOnesDo) {
+// The layouts oneDNN picks for this CPU's image activations (channel-blocked
+// for 16 and 32 channels here) are internal: the same model kept plain
+// gives the same loss, gradients and predictions.
+TEST(Model, ChosenLayoutsComputeWhatPlainOnesDo) {
   ModelOptions o;
   o.kind = ModelKind::kSequential;
   o.classes = 4;
