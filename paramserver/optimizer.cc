@@ -1,6 +1,7 @@
 #include "paramserver/optimizer.h"
 
 #include "common/parallel.h"
+#include "common/vector_clones.h"
 
 #include <algorithm>
 #include <cassert>
@@ -16,6 +17,58 @@ float ClipBound(const OptimizerOptions& o) {
                           : std::numeric_limits<float>::infinity();
 }
 
+// The update rules over [begin, end), one function each so that each is
+// compiled per ISA (common/vector_clones.h).
+PSF_VECTOR_CLONES void SgdRule(float* w, const float* g, int64_t begin, int64_t end, GradientPrep prep, float lr) {
+  for (int64_t i = begin; i < end; ++i) w[i] -= lr * prep(g[i], w[i]);
+}
+
+PSF_VECTOR_CLONES void MomentumRule(float* w, const float* g, float* b, int64_t begin, int64_t end, GradientPrep prep,
+                                    float lr, float mu, bool nesterov) {
+  if (nesterov) {
+    for (int64_t i = begin; i < end; ++i) {
+      float gi = prep(g[i], w[i]);
+      b[i] = mu * b[i] + gi;
+      w[i] -= lr * (gi + mu * b[i]);
+    }
+  } else {
+    for (int64_t i = begin; i < end; ++i) {
+      b[i] = mu * b[i] + prep(g[i], w[i]);
+      w[i] -= lr * b[i];
+    }
+  }
+}
+
+PSF_VECTOR_CLONES void AdamRule(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end,
+                                GradientPrep prep, float b1, float b2, float step_size, float inv_sqrt_bc2,
+                                float eps) {
+  for (int64_t i = begin; i < end; ++i) {
+    float gi = prep(g[i], w[i]);
+    m[i] = b1 * m[i] + (1.0f - b1) * gi;
+    v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+    w[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+  }
+}
+
+PSF_VECTOR_CLONES void AdaGradRule(float* w, const float* g, float* s, int64_t begin, int64_t end, GradientPrep prep,
+                                   float lr, float eps) {
+  for (int64_t i = begin; i < end; ++i) {
+    float gi = prep(g[i], w[i]);
+    s[i] += gi * gi;
+    w[i] -= lr * gi / (std::sqrt(s[i]) + eps);
+  }
+}
+
+// The squared L2 norm of clamp(g * scale, +-clip), for clip_norm.
+PSF_VECTOR_CLONES double ClippedSquaredNorm(const float* g, int64_t n, float scale, float clip) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    float c = std::clamp(g[i] * scale, -clip, clip);
+    sum += static_cast<double>(c) * c;
+  }
+  return sum;
+}
+
 class Sgd final : public Optimizer {
  public:
   using Optimizer::Optimizer;
@@ -23,8 +76,7 @@ class Sgd final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
-    const float lr = static_cast<float>(LearningRate());
-    for (int64_t i = begin; i < end; ++i) w[i] -= lr * prep(g[i], w[i]);
+    SgdRule(w, g, begin, end, prep, static_cast<float>(LearningRate()));
   }
 };
 
@@ -35,21 +87,8 @@ class Momentum final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
-    const float lr = static_cast<float>(LearningRate());
-    const float mu = static_cast<float>(options_.momentum);
-    float* b = buf_.data();
-    if (options_.nesterov) {
-      for (int64_t i = begin; i < end; ++i) {
-        float gi = prep(g[i], w[i]);
-        b[i] = mu * b[i] + gi;
-        w[i] -= lr * (gi + mu * b[i]);
-      }
-    } else {
-      for (int64_t i = begin; i < end; ++i) {
-        b[i] = mu * b[i] + prep(g[i], w[i]);
-        w[i] -= lr * b[i];
-      }
-    }
+    MomentumRule(w, g, buf_.data(), begin, end, prep, static_cast<float>(LearningRate()),
+                 static_cast<float>(options_.momentum), options_.nesterov);
   }
 
  private:
@@ -70,15 +109,8 @@ class Adam final : public Optimizer {
         static_cast<float>(LearningRate() / (1.0 - std::pow(options_.beta1, t)));
     const float inv_sqrt_bc2 =
         static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(options_.beta2, t)));
-    const float eps = static_cast<float>(options_.epsilon);
-    float* m = moments_.data();
-    float* v = moments_.data() + size_;
-    for (int64_t i = begin; i < end; ++i) {
-      float gi = prep(g[i], w[i]);
-      m[i] = b1 * m[i] + (1.0f - b1) * gi;
-      v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-      w[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-    }
+    AdamRule(w, g, moments_.data(), moments_.data() + size_, begin, end, prep, b1, b2, step_size, inv_sqrt_bc2,
+             static_cast<float>(options_.epsilon));
   }
 
  private:
@@ -92,14 +124,8 @@ class AdaGrad final : public Optimizer {
 
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
-    const float lr = static_cast<float>(LearningRate());
-    const float eps = static_cast<float>(options_.epsilon);
-    float* s = sums_.data();
-    for (int64_t i = begin; i < end; ++i) {
-      float gi = prep(g[i], w[i]);
-      s[i] += gi * gi;
-      w[i] -= lr * gi / (std::sqrt(s[i]) + eps);
-    }
+    AdaGradRule(w, g, sums_.data(), begin, end, prep, static_cast<float>(LearningRate()),
+                static_cast<float>(options_.epsilon));
   }
 
  private:
@@ -130,13 +156,7 @@ void Optimizer::Apply(std::span<float> weights, std::span<const float> grad, flo
   assert(static_cast<int64_t>(weights.size()) == size_ && weights.size() == grad.size());
   GradientPrep prep{grad_scale, ClipBound(options_), 1.0f, static_cast<float>(options_.weight_decay)};
   if (options_.clip_norm > 0) {
-    const float clip = ClipBound(options_);
-    double sum = 0;
-    for (float g : grad) {
-      float c = std::clamp(g * grad_scale, -clip, clip);
-      sum += static_cast<double>(c) * c;
-    }
-    double norm = std::sqrt(sum);
+    double norm = std::sqrt(ClippedSquaredNorm(grad.data(), size_, grad_scale, ClipBound(options_)));
     // As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
     double coef = options_.clip_norm / (norm + 1e-6);
     if (coef < 1.0) prep.post = static_cast<float>(coef);

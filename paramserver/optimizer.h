@@ -21,6 +21,16 @@
 
 namespace psforge {
 
+// The gradient element as an update rule sees it:
+// clamp(g * pre, -clip, clip) * post + decay * w.
+struct GradientPrep {
+  float pre;    // Apply's grad_scale (1/W for a server's sum of W pushes)
+  float clip;   // clip_value (+inf when off)
+  float post;   // clip_norm's factor (1 when off)
+  float decay;  // weight_decay
+  float operator()(float g, float w) const { return std::clamp(g * pre, -clip, clip) * post + decay * w; }
+};
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -45,16 +55,6 @@ class Optimizer {
   void set_steps(int64_t steps) { steps_ = steps; }
 
  protected:
-  // The gradient element as an update rule sees it:
-  // clamp(g * pre, -clip, clip) * post + decay * w.
-  struct GradientPrep {
-    float pre;    // Apply's grad_scale (1/W for a server's sum of W pushes)
-    float clip;   // clip_value (+inf when off)
-    float post;   // clip_norm's factor (1 when off)
-    float decay;  // weight_decay
-    float operator()(float g, float w) const { return std::clamp(g * pre, -clip, clip) * post + decay * w; }
-  };
-
   Optimizer(const OptimizerOptions& options, int64_t size) : options_(options), size_(size) {}
 
   // Applies the kind-specific rule to w[i] for i in [begin, end). Called

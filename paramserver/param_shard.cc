@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/vector_clones.h"
+
 namespace psforge {
 namespace {
 
@@ -19,7 +21,16 @@ std::string Range(int64_t b, int64_t e) {
 
 // The index of the first NaN or infinity, or -1. The scan has no early exit
 // so that it vectorises: it is on every push's path.
-int64_t FirstNonFinite(const float* g, int64_t n) {
+// sum = weight * grad (first) or sum += weight * grad.
+PSF_VECTOR_CLONES void AccumulateWeighted(float* sum, const float* grad, int64_t n, float weight, bool first) {
+  if (first) {
+    for (int64_t i = 0; i < n; ++i) sum[i] = weight * grad[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) sum[i] += weight * grad[i];
+  }
+}
+
+PSF_VECTOR_CLONES int64_t FirstNonFinite(const float* g, int64_t n) {
   uint32_t any = 0;
   for (int64_t i = 0; i < n; ++i) {
     uint32_t bits;
@@ -120,13 +131,7 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
   }
   // The record-weighted sum; the first push of a step overwrites the last
   // step's, so the sum needs no clearing.
-  float* sum = sum_.data();
-  const float weight = static_cast<float>(samples);
-  if (pushed_count_ == 0) {
-    for (int64_t i = 0; i < range_.size(); ++i) sum[i] = weight * grad[i];
-  } else {
-    for (int64_t i = 0; i < range_.size(); ++i) sum[i] += weight * grad[i];
-  }
+  AccumulateWeighted(sum_.data(), grad, range_.size(), static_cast<float>(samples), pushed_count_ == 0);
   pushed_[worker] = true;
   ++pushed_count_;
   step_samples_ += samples;

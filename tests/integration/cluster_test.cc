@@ -121,11 +121,12 @@ double RelativeError(const std::vector<float>& a, const std::vector<float>& b, d
 // in whatever blocking the CPU's kernels use (~1e-7 of a gradient). With
 // SGD that adds up about linearly, plus the ReLU gates of pre-activations
 // within rounding of zero flipping: measured after 50 steps, 9e-8 of the
-// weights' norm with AVX-512 kernels and 5.9e-6 with AVX2's; bound 5e-5.
-// Adam divides each coordinate's step by its own RMS, so where a
-// coordinate's gradient is at the rounding's scale the sign of its step is
-// noise, up to lr (1e-3) a step: measured 7e-7 (AVX-512) and 4.5e-4
-// (AVX2); bound 2e-3. A real fault (a half batch lost or counted twice)
+// weights' norm with AVX-512 and with AVX2 kernels (5.9e-6 once, with an
+// AVX2 inner product on blocked weights); bound 5e-5. Adam divides each
+// coordinate's step by its own RMS, so where a coordinate's gradient is at
+// the rounding's scale the sign of its step is noise, up to lr (1e-3) a
+// step: measured 1.5e-6 (AVX-512) and 4.5e-4 (AVX2); bound 2e-3. A real
+// fault (each step training on half its records: measured 0.18)
 // moves the weights by over 1e-2.
 TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   testing::TempDir dir;

@@ -44,12 +44,24 @@ memory::desc Linear::Prepare(int64_t n, const memory::desc&) {
   Plan& plan = FindOrMake(plans_, n, [&] {
     const auto& eng = ctx_->engine;
     auto x_md = Matrix(n, in_), y_md = Matrix(n, out_);
-    auto w_user = Matrix(out_, in_, memory::format_tag::oi), w_any = Any({out_, in_});
+    // The weights stay in their own layout ([out, in], PyTorch's) unless
+    // oneDNN has only a reference kernel for it: with format_tag::any it
+    // picks a blocked layout meant for weights reordered once, and the two
+    // reorders a training step then needs cost more than they gain (the
+    // MLP's step: 2.3 ms against 1.5 ms with AVX-512 kernels, 3.1 against
+    // 2.7 with AVX2's; bench/RESULTS.md).
+    auto w_user = Matrix(out_, in_, memory::format_tag::oi);
     auto b_md = Vector(out_);
-    dnnl::inner_product_forward::primitive_desc fwd_pd(
-        {dnnl::prop_kind::forward_training, x_md, w_any, b_md, y_md}, eng);
-    dnnl::inner_product_backward_data::primitive_desc bd_pd({x_md, w_any, y_md}, eng, fwd_pd);
-    dnnl::inner_product_backward_weights::primitive_desc bw_pd({x_md, w_any, b_md, y_md}, eng, fwd_pd);
+    auto make_fwd = [&](const memory::desc& w_md) {
+      return dnnl::inner_product_forward::primitive_desc({dnnl::prop_kind::forward_training, x_md, w_md, b_md, y_md},
+                                                         eng);
+    };
+    auto fwd_pd = make_fwd(w_user);
+    const bool plain = !IsReference(fwd_pd.impl_info_str());
+    const memory::desc w_md = plain ? w_user : Any({out_, in_});
+    if (!plain) fwd_pd = make_fwd(w_md);
+    dnnl::inner_product_backward_data::primitive_desc bd_pd({x_md, w_md, y_md}, eng, fwd_pd);
+    dnnl::inner_product_backward_weights::primitive_desc bw_pd({x_md, w_md, b_md, y_md}, eng, fwd_pd);
     auto p = std::make_unique<Plan>(Plan{dnnl::inner_product_forward(fwd_pd),
                                          dnnl::inner_product_backward_data(bd_pd),
                                          dnnl::inner_product_backward_weights(bw_pd), Unbound(x_md, eng),
