@@ -155,7 +155,7 @@ LeaseTable::Grant LeaseTable::Next(uint32_t worker) {
   g.lease = plan_->LeaseId(epoch_, shard);
   g.epoch = epoch_;
   g.positions = plan_->Positions(shard);
-  held_[g.lease] = {worker, grants_++};
+  held_[g.lease] = {worker, grants_++, g.offset};
   return g;
 }
 
@@ -173,12 +173,18 @@ int64_t LeaseTable::HeldBy(uint32_t worker) const {
 LeaseTable::Returned LeaseTable::ReturnLeases(uint32_t worker, const DataPosition& trained) {
   const int64_t at = GrantOrder(worker, trained.lease);
   // This worker's leases in the order it was granted them.
-  std::vector<std::pair<int64_t, uint64_t>> mine;
+  struct Mine {
+    int64_t order;
+    uint64_t lease;
+    int64_t granted_at;  // its first record when granted
+    bool operator<(const Mine& o) const { return order < o.order; }
+  };
+  std::vector<Mine> mine;
   for (const auto& [lease, h] : held_)
-    if (h.worker == worker) mine.emplace_back(h.order, lease);
+    if (h.worker == worker) mine.push_back({h.order, lease, h.offset});
   std::sort(mine.begin(), mine.end());
   Returned r;
-  for (const auto& [order, lease] : mine) {
+  for (const auto& [order, lease, granted_at] : mine) {
     held_.erase(lease);
     if (plan_->EpochOf(lease) != epoch_) continue;
     const int64_t shard = plan_->ShardOf(lease);
@@ -189,9 +195,10 @@ LeaseTable::Returned LeaseTable::ReturnLeases(uint32_t worker, const DataPositio
     } else if (order == at && trained.lease_offset >= size) {
       ++r.completed;
       if (int64_t e = Complete(lease); e > 0) r.epoch_completed = e;
-    } else if (order == at && trained.lease_offset > 0) {
+    } else if (const int64_t from = std::max(granted_at, order == at ? trained.lease_offset : int64_t{0});
+               from > 0) {
       ++r.partial;
-      returned_.emplace_back(shard, trained.lease_offset);
+      returned_.emplace_back(shard, from);
     } else {
       ++r.whole;
       returned_.emplace_back(shard, 0);

@@ -87,8 +87,11 @@ class LeaseTable {
   // `worker` is dead, and the servers applied its records up to `trained`
   // (a lease, and how many records of its shard). Leases granted to it
   // before that one are complete; that one goes back to the pool from that
-  // offset, later ones whole. A position in none of its leases (it never
-  // pushed, or last pushed a lease already done) returns them all whole.
+  // offset, later ones from the offset they were granted at (whole, unless
+  // they resumed a partly trained shard). A position in none of its leases
+  // (it never pushed, or last pushed a lease already done) returns them all
+  // from their grant offsets: records a checkpoint or an earlier holder
+  // already trained are never handed out again.
   Returned ReturnLeases(uint32_t worker, const DataPosition& trained);
   // Where `lease` stands in the order `worker` was granted its held leases
   // (-1: not held by it).
@@ -105,6 +108,7 @@ class LeaseTable {
   struct Held {
     uint32_t worker;
     int64_t order;   // grant sequence number
+    int64_t offset;  // the shard's records already trained when it was granted
   };
   void StartEpoch(int64_t epoch);
   // Marks `lease` done; the epoch completed by it, or 0.

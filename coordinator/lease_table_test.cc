@@ -145,5 +145,51 @@ TEST(LeaseTable, ARestoredPartialShardGoesBackToTheWorkerWhosePositionIsInIt) {
   EXPECT_EQ(plan.ShardOf(restored.Next(1).lease), order[5]);
 }
 
+// A worker granted the rest of a partly trained shard (restored from a
+// checkpoint here) dies before the servers apply any of it: the shard goes
+// back from where it was granted, not from record 0, whose first 40 records
+// the checkpoint holds (the recovery test's 32 records applied twice after
+// a coordinator restart and a worker kill).
+TEST(LeaseTable, AResumedShardWhoseHolderDiesBeforePushingGoesBackFromItsOffset) {
+  ShardPlan plan(640, 64, 9, true);
+  auto order = plan.EpochOrder(1);
+  LeaseState state;
+  state.epoch = 1;
+  state.partial = {{order[3], 40}};
+  state.owner = {{order[3], 1}};
+  LeaseTable table(&plan, 2, 1);
+  table.Restore(state);
+  auto rest = table.Next(1);
+  ASSERT_EQ(plan.ShardOf(rest.lease), order[3]);
+  ASSERT_EQ(rest.offset, 40);
+  auto more = table.Next(1);
+  auto r = table.ReturnLeases(1, DataPosition{1, 0, 0});  // it never pushed
+  EXPECT_EQ(r.partial, 1);
+  EXPECT_EQ(r.whole, 1);
+  auto again = table.Next(0);
+  EXPECT_EQ(again.lease, rest.lease);
+  EXPECT_EQ(again.offset, 40);
+  EXPECT_EQ(table.Next(0).lease, more.lease);
+}
+
+// A lease returned partway is granted from its offset to another worker,
+// which dies in turn, having pushed nothing or less than the first holder:
+// the shard still goes back from the first holder's offset.
+TEST(LeaseTable, ALeaseReturnedPartwayKeepsItsOffsetThroughAnotherDeath) {
+  ShardPlan plan(60, 10, 3, true);
+  LeaseTable table(&plan, 3, 1);
+  auto a = table.Next(1);
+  table.ReturnLeases(1, DataPosition{1, a.lease, 6});
+  auto a2 = table.Next(2);
+  ASSERT_EQ(a2.lease, a.lease);
+  ASSERT_EQ(a2.offset, 6);
+  table.ReturnLeases(2, DataPosition{2, 0, 0});
+  auto a3 = table.Next(0);
+  EXPECT_EQ(a3.lease, a.lease);
+  EXPECT_EQ(a3.offset, 6);
+  table.ReturnLeases(0, DataPosition{0, a.lease, 8});  // two more of its records applied
+  EXPECT_EQ(table.Next(2).offset, 8);
+}
+
 }  // namespace
 }  // namespace psforge
