@@ -74,7 +74,8 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
             ctx, nn::Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], l.in_shape[0], o.kernel, o.stride, o.padding});
         break;
       case LayerKind::kBatchNorm: {
-        auto bn = std::make_unique<nn::BatchNorm>(ctx, l.in_shape[0], image(1), image(2));
+        const bool relu_next = i + 1 < spec.layers().size() && spec.layers()[i + 1].kind() == LayerKind::kRelu;
+        auto bn = std::make_unique<nn::BatchNorm>(ctx, l.in_shape[0], image(1), image(2), relu_next);
         bn->Bind(w + weight->offset, w + bias->offset, g + weight->offset, g + bias->offset);
         m->batch_norms_.push_back(bn.get());
         m->batch_norm_names_.push_back(l.name);
@@ -88,6 +89,8 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
         break;
       }
       case LayerKind::kRelu:
+        if (i > 0 && spec.layers()[i - 1].kind() == LayerKind::kBatchNorm) break;  // fused into it
+        [[fallthrough]];
       case LayerKind::kSigmoid:
       case LayerKind::kTanh:
         layer = std::make_unique<nn::Eltwise>(ctx, l.kind(), l.in_size());
@@ -115,6 +118,8 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
     m->layers_.push_back(std::move(layer));
     m->rows_.push_back(l.kind() == LayerKind::kLinear && l.in_shape.size() == 2 ? l.in_shape[0] : 1);
   }
+  m->out_buffers_.resize(m->layers_.size());
+  m->dout_buffers_.resize(m->layers_.size());
   m->out_.resize(m->layers_.size());
   m->dout_.resize(m->layers_.size());
   m->capacity_.assign(m->layers_.size(), 0);
@@ -149,13 +154,20 @@ void Model::PrepareFor(int64_t n) {
   dnnl::memory::desc md;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const LayerSpec& l = spec_.layers()[i];
+    if (layers_[i] == nullptr) {  // a fused ReLU: the batchnorm's output is its own
+      out_[i] = out_[i - 1];
+      dout_[i] = dout_[i - 1];
+      continue;
+    }
     const bool image_in = l.in_shape.size() == 3 && i > 0 && md.dims().size() == 4;
     md = layers_[i]->Prepare(n * rows_[i], image_in ? md : plain(l.in_shape, rows_[i]));
     const auto floats = static_cast<int64_t>(std::max<std::size_t>(md.get_size() / sizeof(float),
                                                                    static_cast<std::size_t>(n * l.out_size())));
     if (floats > capacity_[i]) {
-      out_[i] = Allocate(floats);
-      dout_[i] = Allocate(floats);
+      out_buffers_[i] = Allocate(floats);
+      dout_buffers_[i] = Allocate(floats);
+      out_[i] = out_buffers_[i].get();
+      dout_[i] = dout_buffers_[i].get();
       capacity_[i] = floats;
     }
   }
@@ -167,6 +179,7 @@ std::vector<std::string> Model::Implementations() const {
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const LayerSpec& l = spec_.layers()[i];
     const std::string name = l.name.empty() ? LayerKindName(l.kind()) + std::to_string(i) : l.name;
+    if (layers_[i] == nullptr) continue;
     for (const std::string& impl : layers_[i]->implementations()) out.push_back(name + ": " + impl);
   }
   for (const std::string& impl : loss_->implementations()) out.push_back("loss: " + impl);
@@ -177,8 +190,8 @@ const float* Model::ForwardPass(const float* x, int64_t n, int pass) {
   PrepareFor(n);
   const float* in = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    layers_[i]->Forward(in, out_[i].get(), n * rows_[i], static_cast<nn::Pass>(pass));
-    in = out_[i].get();
+    if (layers_[i] != nullptr) layers_[i]->Forward(in, out_[i], n * rows_[i], static_cast<nn::Pass>(pass));
+    in = out_[i];
   }
   return in;
 }
@@ -187,11 +200,12 @@ float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t 
   for (nn::Dropout* d : dropouts_) d->set_step(static_cast<uint64_t>(step));
   const float* out = ForwardPass(x, n, static_cast<int>(nn::Pass::kTraining));
   float loss = loss_->Forward(out, targets, n);
-  loss_->Backward(dout_.back().get());
+  loss_->Backward(dout_.back());
   for (std::size_t i = layers_.size(); i-- > 0;) {
-    const float* input = i == 0 ? x : out_[i - 1].get();
-    float* dinput = i == 0 ? nullptr : dout_[i - 1].get();
-    layers_[i]->Backward(input, out_[i].get(), dout_[i].get(), dinput, n * rows_[i]);
+    if (layers_[i] == nullptr) continue;
+    const float* input = i == 0 ? x : out_[i - 1];
+    float* dinput = i == 0 ? nullptr : dout_[i - 1];
+    layers_[i]->Backward(input, out_[i], dout_[i], dinput, n * rows_[i]);
   }
   return loss;
 }

@@ -88,10 +88,12 @@ class Model {
   int64_t max_batch_;
   std::unique_ptr<nn::DnnlContext> ctx_;
   Buffer weights_, grads_;
-  // Per layer: the layer, its output and output-gradient buffers (in the
-  // layout it chose) and their size in floats.
+  // Per layer: the layer (null for a ReLU fused into the batchnorm before
+  // it, whose output is that batchnorm's), its output and output-gradient
+  // buffers (in the layout it chose) and their size in floats.
   std::vector<std::unique_ptr<nn::Layer>> layers_;
-  std::vector<Buffer> out_, dout_;
+  std::vector<Buffer> out_buffers_, dout_buffers_;
+  std::vector<float*> out_, dout_;  // the buffers, or the previous layer's for a null layer
   std::vector<int64_t> capacity_;
   std::vector<int64_t> rows_;  // rows per sample a layer sees (a linear layer on a sequence: its positions)
   std::vector<int64_t> prepared_;  // batch sizes PrepareFor has seen

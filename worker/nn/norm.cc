@@ -20,13 +20,14 @@ struct BatchNorm::Plan {
   Converted x, dx;                // the input (and its gradient) in the layout the primitives work in
   memory y, dy, scale, shift, dscale, dshift;
   memory batch_mean, batch_var;   // owned: what the last training pass measured
+  memory workspace;               // fused ReLU: where it passed (training)
   memory pop_mean, pop_var;       // views of mean_ and variance_
   std::vector<float> scratch_dx;  // when the caller needs no input gradient
   Args train_args, infer_args, bwd_args;
 };
 
-BatchNorm::BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width)
-    : ctx_(ctx), channels_(channels), height_(height), width_(width), mean_(channels, 0.0f),
+BatchNorm::BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width, bool fuse_relu)
+    : ctx_(ctx), channels_(channels), height_(height), width_(width), fuse_relu_(fuse_relu), mean_(channels, 0.0f),
       variance_(channels, 1.0f), sum_mean_(channels), sum_variance_(channels) {}
 BatchNorm::~BatchNorm() = default;
 
@@ -41,7 +42,7 @@ memory::desc BatchNorm::Prepare(int64_t n, const memory::desc& in) {
   Plan& plan = FindOrMake(plans_, n, [&] {
     const auto& eng = ctx_->engine;
     using flags = dnnl::normalization_flags;
-    const auto affine = flags::use_scale | flags::use_shift;
+    const auto affine = flags::use_scale | flags::use_shift | (fuse_relu_ ? flags::fuse_norm_relu : flags::none);
     // Vectors are images of one pixel (the same bytes as [n, c]).
     const int64_t h = std::max<int64_t>(1, height_), w = std::max<int64_t>(1, width_);
     const memory::desc given = in.dims().size() == 4 ? in : Tensor(n, channels_, h, w);
@@ -77,6 +78,7 @@ memory::desc BatchNorm::Prepare(int64_t n, const memory::desc& in) {
     p->batch_var = memory(c_md, eng);
     p->pop_mean = memory(c_md, eng, mean_.data());
     p->pop_var = memory(c_md, eng, variance_.data());
+    if (fuse_relu_) p->workspace = memory(train_pd.workspace_desc(), eng);
     p->train_args = {{DNNL_ARG_SRC, p->x.internal},  {DNNL_ARG_DST, p->y},
                      {DNNL_ARG_SCALE, p->scale},     {DNNL_ARG_SHIFT, p->shift},
                      {DNNL_ARG_MEAN, p->batch_mean}, {DNNL_ARG_VARIANCE, p->batch_var}};
@@ -88,6 +90,10 @@ memory::desc BatchNorm::Prepare(int64_t n, const memory::desc& in) {
                    {DNNL_ARG_SCALE, p->scale},       {DNNL_ARG_SHIFT, p->shift},
                    {DNNL_ARG_DIFF_SRC, p->dx.internal}, {DNNL_ARG_DIFF_SCALE, p->dscale},
                    {DNNL_ARG_DIFF_SHIFT, p->dshift}};
+    if (fuse_relu_) {
+      p->train_args[DNNL_ARG_WORKSPACE] = p->workspace;
+      p->bwd_args[DNNL_ARG_WORKSPACE] = p->workspace;
+    }
     return p;
   });
   Record("batch_normalization forward", ImplOf(plan.train));

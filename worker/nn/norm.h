@@ -30,8 +30,10 @@ namespace psforge::nn {
 class BatchNorm final : public Layer {
  public:
   // Samples of [channels, height, width], or of [channels] when height =
-  // width = 0.
-  BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width);
+  // width = 0. `fuse_relu`: y = ReLU(batchnorm(x)) in the same pass (oneDNN's
+  // fuse_norm_relu; a model fuses a batchnorm followed by a ReLU, which
+  // saves a pass over the activations each way).
+  BatchNorm(DnnlContext* ctx, int64_t channels, int64_t height, int64_t width, bool fuse_relu = false);
   ~BatchNorm() override;
 
   void Bind(const float* scale, const float* shift, float* dscale, float* dshift);
@@ -51,6 +53,7 @@ class BatchNorm final : public Layer {
 
   DnnlContext* ctx_;
   int64_t channels_, height_, width_;
+  bool fuse_relu_;
   const float* scale_ = nullptr;
   const float* shift_ = nullptr;
   float* dscale_ = nullptr;
