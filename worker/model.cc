@@ -123,7 +123,12 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
   m->out_.resize(m->layers_.size());
   m->dout_.resize(m->layers_.size());
   m->capacity_.assign(m->layers_.size(), 0);
-  m->PrepareFor(max_batch);
+  try {
+    m->PrepareFor(max_batch);  // every primitive made now: a layer oneDNN cannot run is an error here
+  } catch (const dnnl::error& e) {
+    return InvalidArgument(std::string("model: oneDNN cannot build the layers for batches of ") +
+                           std::to_string(max_batch) + ": " + e.what());
+  }
   switch (spec.loss()) {
     case LossKind::kSoftmaxCrossEntropy:
       m->loss_ = std::make_unique<nn::SoftmaxCrossEntropy>(ctx, spec.outputs(), max_batch);
