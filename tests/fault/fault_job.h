@@ -152,12 +152,16 @@ inline nlohmann::json ExpectUndisturbedEnd(Job& job, const testing::TempDir& dir
 // regroups the records of every later step, which moves the final accuracy
 // as much as another data order does (+-0.4 points at 2 epochs, measured
 // with ps-train over training.seed 1-6), so a fixed margin under one
-// undisturbed run fails one run in ten with nothing wrong. The floor is 0.5
-// points under the worst of the undisturbed run (same seed) and one-process
-// runs of the same job over 4 other data orders (ps-train computes what BSP
-// does: cluster_test's equivalence test).
+// undisturbed run fails one run in ten with nothing wrong. The disturbed run
+// is one more data order: the floor is the worst of the undisturbed run
+// (same seed) and one-process runs of the same job over 4 other data orders
+// (ps-train computes what BSP does: cluster_test's equivalence test), less
+// as much as those five spread among themselves, and at least 0.5 points.
+// (With a fixed 0.5: 0.8530 against a floor of 0.8536 once in CI, the five
+// spanning 0.8586-0.8677.) Whether every record was trained once is the
+// audit's to say, exactly; this only catches training wrecked.
 inline double AccuracyFloor(const testing::TempDir& dir, double undisturbed) {
-  double worst = undisturbed;
+  double worst = undisturbed, best = undisturbed;
   for (int seed = 2; seed <= 5; ++seed) {
     const std::string summary = dir.File("ps-train-seed" + std::to_string(seed) + ".json");
     std::vector<std::string> argv{testing::BinPath("ps-train"), "--config", kMlpConfig, "--summary", summary};
@@ -169,8 +173,9 @@ inline double AccuracyFloor(const testing::TempDir& dir, double undisturbed) {
     const double accuracy = nlohmann::json::parse(testing::ReadFile(summary))["test_accuracy"].get<double>();
     std::printf("undisturbed, data order of seed %d: test accuracy %.4f\n", seed, accuracy);
     worst = std::min(worst, accuracy);
+    best = std::max(best, accuracy);
   }
-  return worst - 0.005;
+  return worst - std::max(0.005, best - worst);
 }
 
 // The step of the first checkpoint committed whose step matches `steps` (a regex).

@@ -180,9 +180,6 @@ struct PoolGeometry {
   int64_t n, c, h, w, oh, ow, kernel, stride, padding;
 };
 
-// dx = the gradient of max pooling: each output's dy goes to the first
-// element of its window equal to its maximum y. dx is zeroed first, padding
-// included (a blocked layout's padded channels stay zero).
 // One output position's `lanes` contiguous channels: each output's dy,
 // while pending, goes to the first window element equal to y, after which
 // 0 is pending. Eight channels at a time in GCC vector types (each clone
@@ -233,6 +230,9 @@ inline void PoolBackwardLanes(const float* __restrict x, const float* __restrict
   }
 }
 
+// dx = the gradient of max pooling: each output's dy goes to the first
+// element of its window equal to its maximum y. dx is zeroed first, padding
+// included (a blocked layout's padded channels stay zero).
 PSF_VECTOR_CLONES void MaxPoolBackwardFromValues(const float* __restrict x, const float* __restrict y,
                                                  const float* __restrict dy, float* __restrict dx,
                                                  std::size_t dx_floats, const PoolGeometry& g,
