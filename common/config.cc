@@ -1,5 +1,7 @@
 #include "common/config.h"
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -39,6 +41,7 @@ void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, 
   r.Bool("csv_header", &d->csv_header);
   r.Int("shard_size", &d->shard_size, 1, int64_t{1} << 40);
   r.StringList("text", &d->text);
+  r.StringList("label_names", &d->label_names);
   r.Int("window", &d->window, 1, 1 << 20);
   r.Int("validation_every", &d->validation_every, 2, 1 << 20);
   r.RejectUnknownKeys();
@@ -72,6 +75,8 @@ void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, 
                                       DataFormatName(d->format));
     *value = ResolvePath(base_dir, *value);
     std::error_code ec;
+    if (std::filesystem::is_directory(*value, ec))
+      return r.Fail(r.Field(key), *value + " is a directory; expected a file");
     if (!std::filesystem::is_regular_file(*value, ec))
       return r.Fail(r.Field(key), "no such file: " + *value +
                                       (d->format == DataFormat::kIdx
@@ -90,6 +95,16 @@ void ReadOptimizer(const YAML::Node& n, OptimizerOptions* o, Status* err) {
   r.Double("learning_rate", &o->learning_rate, 0.0, 1e6, true);
   r.Double("lr_decay_rate", &o->lr_decay_rate, 0.0, 1.0 + 1e-12, true);
   r.Int("lr_decay_steps", &o->lr_decay_steps, 0, int64_t{1} << 40);
+  if (!r.Has("lr_schedule") && o->lr_decay_steps > 0) o->lr_schedule = LrSchedule::kExponential;
+  r.Enum("lr_schedule", &o->lr_schedule,
+         {{"constant", LrSchedule::kConstant}, {"exponential", LrSchedule::kExponential},
+          {"cosine", LrSchedule::kCosine}});
+  r.Double("lr_min", &o->lr_min, 0.0, 1e6);
+  r.Int("lr_schedule_steps", &o->lr_schedule_steps, 0, int64_t{1} << 40);
+  if (err->ok() && o->lr_schedule == LrSchedule::kExponential && o->lr_decay_steps == 0)
+    r.Fail(r.Field("lr_decay_steps"), "needs a number of updates (>= 1) with lr_schedule: exponential");
+  if (err->ok() && o->lr_schedule == LrSchedule::kCosine && o->lr_min > o->learning_rate)
+    r.Fail(r.Field("lr_min"), "must not exceed optimizer.learning_rate (" + std::to_string(o->learning_rate) + ")");
   r.Double("momentum", &o->momentum, 0.0, 1.0);
   r.Bool("nesterov", &o->nesterov);
   r.Double("beta1", &o->beta1, 0.0, 1.0);
@@ -149,16 +164,16 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
 
 void ReadCheckpoint(const YAML::Node& n, const std::string& base_dir, CheckpointOptions* c, Status* err) {
   MapReader r(n, "checkpoint", err);
+  // On by default (by time): a job that sets interval_steps alone checkpoints
+  // by steps instead; both 0 turn checkpoints off.
+  if (r.Has("interval_steps") && !r.Has("interval_s")) c->interval_s = 0;
   r.Int("interval_steps", &c->interval_steps, 0, int64_t{1} << 40);
   r.Double("interval_s", &c->interval_s, 0.0, 1e7);
   r.Int("keep", &c->keep, 1, 1000);
   r.String("dir", &c->dir);
   c->dir = ResolvePath(base_dir, c->dir);
-  const char* interval = c->interval_steps > 0 ? "interval_steps" : "interval_s";
   if (err->ok() && c->interval_steps > 0 && c->interval_s > 0)
     r.Fail(r.Field("interval_s"), "set either checkpoint.interval_steps or checkpoint.interval_s, not both");
-  if (err->ok() && c->enabled() && c->dir.empty())
-    r.Fail(r.Field(interval), "needs checkpoint.dir, where the servers keep their stores");
   r.RejectUnknownKeys();
 }
 
@@ -220,6 +235,28 @@ const char* ConsistencyName(Consistency c) {
     case Consistency::kAsp: return "asp";
   }
   return "?";
+}
+
+const char* LrScheduleName(LrSchedule s) {
+  switch (s) {
+    case LrSchedule::kConstant: return "constant";
+    case LrSchedule::kExponential: return "exponential";
+    case LrSchedule::kCosine: return "cosine";
+  }
+  return "?";
+}
+
+int64_t JobUpdates(const JobConfig& config, int64_t records) {
+  const int64_t per_epoch = (records + config.training.batch_size - 1) / config.training.batch_size;
+  int64_t updates = per_epoch * config.training.epochs;
+  if (config.training.max_steps > 0) updates = std::min(updates, config.training.max_steps);
+  return std::max<int64_t>(updates, 1);
+}
+
+void ResolveJobLength(JobConfig* config, int64_t records) {
+  OptimizerOptions& o = config->optimizer;
+  if (o.lr_schedule == LrSchedule::kCosine && o.lr_schedule_steps == 0)
+    o.lr_schedule_steps = JobUpdates(*config, records);
 }
 
 const char* OptimizerKindName(OptimizerKind k) {
@@ -284,14 +321,22 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
       }
     }
   }
+  if (err.ok() && !c.data.label_names.empty() && c.data.format != DataFormat::kText &&
+      (c.model.kind == ModelKind::kMlp || c.model.kind == ModelKind::kSequential) &&
+      static_cast<int64_t>(c.data.label_names.size()) != c.model.classes)
+    top.Fail("data.label_names", "has " + std::to_string(c.data.label_names.size()) + " names for model.classes=" +
+                                     std::to_string(c.model.classes) + " classes");
   if (!err.ok()) return err.WithContext(origin);
   return c;
 }
 
 Result<JobConfig> LoadJobConfig(const std::string& path,
                                 const std::vector<ConfigOverride>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return InvalidArgument("config file " + path + ": is a directory; give a .yaml file (configs/ has examples)");
   std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("config file " + path + ": cannot open it");
+  if (!in) return NotFound("config file " + path + ": cannot open it: " + std::strerror(errno));
   std::stringstream text;
   text << in.rdbuf();
   // Absolute, so that the paths mean the same in every process of a job.
@@ -316,6 +361,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
   nlohmann::json data = {{"format", DataFormatName(c.data.format)},
                          {"standardize", c.data.standardize},
                          {"shard_size", c.data.shard_size}};
+  if (!c.data.label_names.empty()) data["label_names"] = c.data.label_names;
   if (c.data.format == DataFormat::kIdx) {
     data.update({{"train_images", c.data.train_images}, {"train_labels", c.data.train_labels},
                  {"test_images", c.data.test_images}, {"test_labels", c.data.test_labels},
@@ -328,7 +374,9 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
   }
   const auto& o = c.optimizer;
   nlohmann::json opt = {{"kind", OptimizerKindName(o.kind)}, {"learning_rate", o.learning_rate},
+                        {"lr_schedule", LrScheduleName(o.lr_schedule)},
                         {"lr_decay_rate", o.lr_decay_rate}, {"lr_decay_steps", o.lr_decay_steps},
+                        {"lr_min", o.lr_min}, {"lr_schedule_steps", o.lr_schedule_steps},
                         {"momentum", o.momentum},  {"nesterov", o.nesterov},
                         {"beta1", o.beta1},        {"beta2", o.beta2},
                         {"epsilon", o.epsilon},    {"weight_decay", o.weight_decay},

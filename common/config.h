@@ -23,6 +23,7 @@ enum class Activation { kRelu, kSigmoid, kTanh };
 enum class DataFormat { kIdx, kCsv, kText };
 enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad };
 enum class Consistency { kBsp, kSsp, kAsp };
+enum class LrSchedule { kConstant, kExponential, kCosine };
 enum class LayerKind {
   kLinear, kConv, kMaxPool, kBatchNorm, kDropout, kFlatten, kRelu, kSigmoid, kTanh, kEmbedding, kLstm
 };
@@ -32,6 +33,7 @@ const char* ActivationName(Activation a);
 const char* DataFormatName(DataFormat f);
 const char* OptimizerKindName(OptimizerKind k);
 const char* ConsistencyName(Consistency c);
+const char* LrScheduleName(LrSchedule s);
 const char* LayerKindName(LayerKind k);
 
 // One layer of a sequential model (model.layers), applied to each sample's
@@ -91,16 +93,26 @@ struct DataOptions {
   // set, in one seeded permutation, is cut into shards of this many records;
   // every epoch visits the shards in a new seeded order, each shuffled inside.
   int64_t shard_size = 2048;             // >= 1
+  // idx, csv: the classes' names, in label order (model.classes of them), for
+  // the exported model and its users; empty: not known.
+  std::vector<std::string> label_names;
 };
 
 // optimizer: how weights are updated from the (averaged) gradient.
 struct OptimizerOptions {
   OptimizerKind kind = OptimizerKind::kAdam;  // sgd | momentum | adam | adagrad
   double learning_rate = 1e-3;                // > 0
-  // Exponential decay: the rate is multiplied by lr_decay_rate every
-  // lr_decay_steps updates (smoothly in between); lr_decay_steps 0 = off.
+  // How the rate changes over the updates: constant; exponential (the rate
+  // is multiplied by lr_decay_rate every lr_decay_steps updates, smoothly in
+  // between); cosine (from learning_rate down to lr_min over
+  // lr_schedule_steps updates along half a cosine, then lr_min, as torch's
+  // CosineAnnealingLR). Without lr_schedule: exponential when lr_decay_steps
+  // is set, else constant.
+  LrSchedule lr_schedule = LrSchedule::kConstant;
   double lr_decay_rate = 1.0;                 // in (0, 1]
   int64_t lr_decay_steps = 0;                 // >= 0
+  double lr_min = 0.0;                        // cosine: the final rate, in [0, learning_rate]
+  int64_t lr_schedule_steps = 0;              // cosine: 0 = the job's length (ResolveJobLength)
   double momentum = 0.9;                      // momentum: in [0, 1)
   bool nesterov = false;                      // momentum: Nesterov update
   double beta1 = 0.9, beta2 = 0.999;          // adam: in [0, 1)
@@ -151,11 +163,16 @@ struct ClusterOptions {
 // the workers' data positions to its own store every interval_steps steps
 // (or at a step the coordinator picks every interval_s seconds), in the
 // background; the coordinator commits a step once every server has.
+// Checkpoints are on by default, every kDefaultCheckpointIntervalS seconds
+// and at the end of the job, into the run directory.
+inline constexpr double kDefaultCheckpointIntervalS = 10;
 struct CheckpointOptions {
   int64_t interval_steps = 0;  // 0: not by steps
-  double interval_s = 0;       // 0: not by time (at most one of the two is set)
+  double interval_s = kDefaultCheckpointIntervalS;  // 0: not by time (at most one of the two is set;
+                                                    // setting interval_steps alone makes this 0)
   int64_t keep = 3;            // committed checkpoints a server keeps (older ones are pruned)
-  std::string dir;             // server i's store is <dir>/server-<i> (relative: to the config's folder)
+  std::string dir;             // server i's store is <dir>/server-<i> (relative: to the config's
+                               // folder; "": <run directory>/checkpoints, and off without one)
   bool enabled() const { return interval_steps > 0 || interval_s > 0; }
 };
 
@@ -183,6 +200,13 @@ struct JobConfig {
   CheckpointOptions checkpoint;
   SecurityOptions security;
 };
+
+// The number of optimizer updates a job of `records` training records makes
+// (epochs x ceil(records / batch_size), at most training.max_steps): a
+// cosine schedule's length when lr_schedule_steps is 0.
+int64_t JobUpdates(const JobConfig& config, int64_t records);
+// Fills in what the data decides: a cosine schedule's length.
+void ResolveJobLength(JobConfig* config, int64_t records);
 
 // One "section.field=value" override from the command line.
 using ConfigOverride = std::pair<std::string, std::string>;

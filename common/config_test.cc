@@ -86,11 +86,72 @@ TEST_F(ConfigTest, OutOfRangeIsNamedWithTheRange) {
   ExpectError("model:\n  hidden: [10, 0]\n", "model.hidden[1]", "[1, ");
 }
 
-TEST_F(ConfigTest, CheckpointsBySteps_OrBySeconds_NeedAFolder) {
+TEST_F(ConfigTest, CheckpointsBySteps_OrBySeconds) {
   ExpectError("checkpoint:\n  interval_steps: 100\n  interval_s: 30\n  dir: ck\n", "checkpoint.interval_s",
               "not both");
-  ExpectError("checkpoint:\n  interval_s: 30\n", "checkpoint.interval_s", "needs checkpoint.dir");
   ExpectError("checkpoint:\n  interval_s: -1\n  dir: ck\n", "checkpoint.interval_s", "[0, ");
+}
+
+// On by default, by time; interval_steps alone switches to steps; both 0: off.
+TEST_F(ConfigTest, CheckpointsAreOnByDefaultAndOffOnlyWhenSaidSo) {
+  auto d = Parse("");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(d->checkpoint.enabled());
+  EXPECT_EQ(d->checkpoint.interval_s, kDefaultCheckpointIntervalS);
+  EXPECT_EQ(d->checkpoint.dir, "");
+  auto steps = Parse("checkpoint:\n  interval_steps: 200\n");
+  ASSERT_TRUE(steps.ok()) << steps.status().ToString();
+  EXPECT_EQ(steps->checkpoint.interval_steps, 200);
+  EXPECT_EQ(steps->checkpoint.interval_s, 0);
+  auto off = Parse("", {{"checkpoint.interval_s", "0"}});
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->checkpoint.enabled());
+  // What members receive round-trips.
+  nlohmann::json sent = ConfigToJson(*steps);
+  sent.erase("path");
+  auto again = ParseJobConfig(sent.dump(), "job", "");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->checkpoint.interval_steps, 200);
+  EXPECT_EQ(again->checkpoint.interval_s, 0);
+}
+
+TEST_F(ConfigTest, LearningRateSchedules) {
+  auto d = Parse("optimizer:\n  lr_decay_steps: 100\n  lr_decay_rate: 0.5\n");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->optimizer.lr_schedule, LrSchedule::kExponential);
+  auto c = Parse("optimizer:\n  lr_schedule: cosine\ntraining:\n  epochs: 3\n  batch_size: 100\n");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->optimizer.lr_schedule_steps, 0);
+  ResolveJobLength(&*c, 1001);
+  EXPECT_EQ(c->optimizer.lr_schedule_steps, 33);  // 3 epochs of ceil(1001 / 100) steps
+  c->training.max_steps = 20;
+  EXPECT_EQ(JobUpdates(*c, 1001), 20);
+  ExpectError("optimizer:\n  lr_schedule: exponential\n", "optimizer.lr_decay_steps", "needs");
+  ExpectError("optimizer:\n  lr_schedule: cosine\n  lr_min: 0.5\n", "optimizer.lr_min", "must not exceed");
+  ExpectError("optimizer:\n  lr_schedule: linear\n", "optimizer.lr_schedule", "cosine");
+}
+
+TEST_F(ConfigTest, LabelNamesMatchTheClasses) {
+  const std::string data = "data:\n  format: csv\n  train_csv: train.csv\n  test_csv: test.csv\n";
+  auto ok = ParseJobConfig(data + "  label_names: [cat, dog]\nmodel:\n  classes: 2\n", "job.yaml", dir_.string());
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->data.label_names, (std::vector<std::string>{"cat", "dog"}));
+  auto bad = ParseJobConfig(data + "  label_names: [cat, dog]\nmodel:\n  classes: 3\n", "job.yaml", dir_.string());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'data.label_names'"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("model.classes=3"), std::string::npos) << bad.status().message();
+}
+
+TEST_F(ConfigTest, ADirectoryIsNamedAsOne) {
+  auto r = LoadJobConfig(dir_.string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("is a directory"), std::string::npos) << r.status().message();
+  std::filesystem::create_directories(dir_ / "folder");
+  auto d = ParseJobConfig("data:\n  format: csv\n  train_csv: folder\n  test_csv: test.csv\n", "job.yaml",
+                          dir_.string());
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("'data.train_csv'"), std::string::npos) << d.status().message();
+  EXPECT_NE(d.status().message().find("is a directory"), std::string::npos) << d.status().message();
 }
 
 TEST_F(ConfigTest, WrongEnumListsTheChoices) {

@@ -290,12 +290,14 @@ Result<TrainTestData> LoadTrainTest(const JobConfig& config) {
     return InvalidArgument("data: the training set has " + std::to_string(train.features) +
                            " features per sample but the test set has " +
                            std::to_string(test.features));
+  TrainTestData d{std::move(train), std::move(test), ""};
   if (config.data.standardize) {
-    FeatureStats stats = ComputeFeatureStats(train);
-    Standardize(stats, &train);
-    Standardize(stats, &test);
+    d.standardized = true;
+    d.stats = ComputeFeatureStats(d.train);
+    Standardize(d.stats, &d.train);
+    Standardize(d.stats, &d.test);
   }
-  return TrainTestData{std::move(train), std::move(test), ""};
+  return d;
 }
 
 }  // namespace psforge

@@ -69,6 +69,11 @@ Result<Dataset> LoadDataset(const JobConfig& config, bool train);
 struct TrainTestData {
   Dataset train, test;
   std::string report;  // what the reader found, for the log ("" when nothing to say)
+  // What a user of the trained model must do to its inputs: the statistics
+  // data.standardize applied (when it did), the text's vocabulary.
+  bool standardized = false;
+  FeatureStats stats;
+  std::vector<uint8_t> vocabulary;
 };
 Result<TrainTestData> LoadTrainTest(const JobConfig& config);
 

@@ -84,6 +84,7 @@ Result<TrainTestData> WindowText(const TextCorpus& corpus, int64_t window, int64
                            "; at least " + std::to_string(validation_every + 1) +
                            " are needed (data.window, data.validation_every)");
   TrainTestData d;
+  d.vocabulary = corpus.vocabulary;
   for (Dataset* s : {&d.train, &d.test}) {
     s->features = window;
     s->target_width = window;

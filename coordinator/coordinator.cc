@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 
 #include "common/dataset.h"
 #include "common/model_spec.h"
+#include "common/run_dir.h"
 
 namespace psforge {
 namespace {
@@ -53,11 +55,23 @@ Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t param
 
 Coordinator::~Coordinator() = default;
 
-Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& config, Transport* transport,
+Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given, Transport* transport,
                                                          const CoordinatorOptions& options) {
+  // Checkpoints without a folder of their own go to the run directory (an
+  // absolute path: the members resolve it on their hosts); with neither,
+  // they are off.
+  JobConfig config = given;
+  if (config.checkpoint.enabled() && config.checkpoint.dir.empty()) {
+    if (options.run_dir.empty()) {
+      config.checkpoint.interval_s = config.checkpoint.interval_steps = 0;
+    } else {
+      config.checkpoint.dir = RunCheckpointDir(options.run_dir);
+    }
+  }
   // The coordinator reads the training set once: a bad file is reported here,
   // before any worker starts, and the leases need its size.
   PSF_ASSIGN_OR_RETURN(Dataset train, LoadDataset(config, /*train=*/true));
+  ResolveJobLength(&config, train.rows);
   PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, train.features, train.classes));
   PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(options.bind));
   std::unique_ptr<Coordinator> c(
@@ -104,6 +118,15 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
       " shards, " + std::to_string(config_.cluster.servers) + " servers, " +
       std::to_string(config_.cluster.workers) + " workers, " +
       ConsistencyName(config_.cluster.consistency) + "; waiting for members at " + endpoint());
+  const CheckpointOptions& ck = config_.checkpoint;
+  if (!ck.enabled())
+    Log("checkpoints: off (checkpoint.interval_steps and interval_s are 0" +
+        std::string(options_.run_dir.empty() && ck.dir.empty() ? ", or no run directory and no checkpoint.dir" : "") +
+        "): a server that dies sends the job back to the initial weights");
+  else
+    Log("checkpoints: every " + (ck.interval_steps > 0 ? std::to_string(ck.interval_steps) + " steps"
+                                                       : Fixed(ck.interval_s, 0) + " s") +
+        " and at the end, in " + ck.dir);
   while (true) {
     if (stop.load(std::memory_order_relaxed) && !job_over_)
       EndJob(Cancelled("stopped by a signal before the job finished"));

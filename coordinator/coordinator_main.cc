@@ -18,6 +18,7 @@
 #include <fstream>
 
 #include "common/cli_flags.h"
+#include "common/run_dir.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/http_status.h"
 
@@ -25,12 +26,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
 
-std::string DefaultRunDir(const std::string& config_path) {
-  char stamp[32];
-  std::time_t now = std::time(nullptr);
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
-  return "runs/" + std::filesystem::path(config_path).stem().string() + "-" + stamp;
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -56,8 +51,28 @@ int main(int argc, char** argv) {
   auto config = psforge::LoadConfigFromFlags(flags);
   if (!config.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", config.status().message().c_str()), 2;
   options.summary_path = flags.summary_path;
-  if (no_run_dir) options.run_dir.clear();
-  else if (options.run_dir.empty()) options.run_dir = DefaultRunDir(flags.config_path);
+  if (no_run_dir) {
+    options.run_dir.clear();
+  } else if (options.run_dir.empty() && options.resume && config->checkpoint.dir.empty()) {
+    // Resuming without a run directory (ps-supervise restarting a crashed
+    // coordinator under mpirun, or a user): the newest unfinished run of
+    // this config, where its checkpoints are.
+    options.run_dir = psforge::NewestRun(psforge::kRunsFolder, flags.config_path, /*finished=*/false);
+    if (options.run_dir.empty())
+      return std::fprintf(stderr,
+                          "ps-coordinator: --resume: no unfinished run of %s under runs/ (a finished one has a "
+                          "summary.json); name one with --run-dir RUN_DIR, or leave out --resume to start afresh\n",
+                          flags.config_path.c_str()), 2;
+  } else if (options.run_dir.empty()) {
+    options.run_dir = psforge::DefaultRunDir(flags.config_path);
+  }
+  // Outputs that cannot be written are refused before anything trains.
+  if (auto s = psforge::CheckOutputFile(options.summary_path, "--summary"); !s.ok())
+    return std::fprintf(stderr, "ps-coordinator: %s\n", s.message().c_str()), 2;
+  if (!options.run_dir.empty())
+    if (auto s = psforge::PrepareOutputDir(options.run_dir, "the run directory");
+        !s.ok() || !(s = psforge::WriteRunRecord(options.run_dir, flags.config_path)).ok())
+      return std::fprintf(stderr, "ps-coordinator: %s\n", s.message().c_str()), 2;
 
   if (auto s = psforge::CheckPlaintextBind("ps-coordinator", options.bind, config->security.curve(),
                                           config->security.plaintext);

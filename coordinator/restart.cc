@@ -82,7 +82,11 @@ void Coordinator::CommitCheckpoint() {
   if (store_ && !Record(store_->Commit(step, generation_, config_.checkpoint.keep)).ok()) return;
   committed_checkpoint_ = step;
   ++checkpoints_committed_;
-  Log("checkpoint at step " + std::to_string(step) + " committed: every server has written it");
+  if (job_over_ && outcome_.ok())
+    Log("final checkpoint at step " + std::to_string(step) + " committed (the weights the job ended with; " +
+        "ps-export reads them from " + config_.checkpoint.dir + ")");
+  else
+    Log("checkpoint at step " + std::to_string(step) + " committed: every server has written it");
 }
 
 void Coordinator::PlanCheckpoint() {

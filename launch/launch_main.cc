@@ -1,7 +1,8 @@
 // ps-launch: a whole cluster on this machine with one command.
 //
 //   ps-launch --config FILE [--servers S] [--workers W] [--epochs N] [--threads N]
-//             [--summary FILE] [--run-dir DIR] [--resume] [--set section.field=value]
+//             [--summary FILE] [--run-dir DIR] [--resume [RUN_DIR]] [--export FILE.npz]
+//             [--set section.field=value]
 //
 // Starts a coordinator (its progress and results on this terminal), S
 // servers and W workers (their logs in RUN_DIR/logs/), restarts a server or
@@ -11,6 +12,11 @@
 // the job writes checkpoints: the members join it again), and exits with the
 // coordinator's code once the job is over and every process is gone. Ctrl-C
 // stops the whole cluster.
+//
+// Checkpoints go to RUN_DIR/checkpoints (unless checkpoint.dir says
+// otherwise). --resume alone continues the newest unfinished run of the same
+// config under runs/ (one without a summary.json), --resume RUN_DIR that
+// one: the same run directory, its metrics continued.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -22,6 +28,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/cli_flags.h"
+#include "common/run_dir.h"
 #include "launch/supervisor.h"
 
 namespace {
@@ -44,9 +51,13 @@ int main(int argc, char** argv) {
   psforge::CommonFlags flags;
   psforge::AddCommonFlags(&app, &flags, /*with_training=*/true);
   int64_t servers = 0, workers = 0;
-  std::string run_dir;
-  bool resume = false;
-  app.add_flag("--resume", resume, "continue the job from its last committed checkpoint (checkpoint.dir)");
+  std::string run_dir, resume_dir, export_path;
+  auto* resume_flag =
+      app.add_option("--resume", resume_dir,
+                     "continue from the last committed checkpoint: the newest unfinished run of this config "
+                     "under runs/, or the run directory given")
+          ->expected(0, 1);
+  app.add_option("--export", export_path, "write the final weights to this .npz file (ps-export's format)");
   app.add_option("--servers", servers, "parameter servers (default: cluster.servers)")->check(CLI::PositiveNumber);
   app.add_option("--workers", workers, "workers (default: cluster.workers)")->check(CLI::PositiveNumber);
   app.add_option("--run-dir", run_dir, "metrics, plot, summary and logs go here (default runs/<config>-<time>)");
@@ -56,15 +67,55 @@ int main(int argc, char** argv) {
   // Validate here too, so a bad config is one clear line before anything starts.
   auto config = psforge::LoadConfigFromFlags(flags);
   if (!config.ok()) return std::fprintf(stderr, "ps-launch: %s\n", config.status().message().c_str()), 2;
-  if (run_dir.empty()) {
-    char stamp[32];
-    std::time_t now = std::time(nullptr);
-    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
-    run_dir = "runs/" + std::filesystem::path(flags.config_path).stem().string() + "-" + stamp;
+  // Outputs that cannot be written are refused before anything trains.
+  for (const auto& [path, flag] : {std::pair{export_path, "--export"}, std::pair{flags.summary_path, "--summary"}})
+    if (auto s = psforge::CheckOutputFile(path, flag); !path.empty() && !s.ok())
+      return std::fprintf(stderr, "ps-launch: %s\n", s.message().c_str()), 2;
+  if (!export_path.empty() && !config->checkpoint.enabled())
+    return std::fprintf(stderr, "ps-launch: --export needs the end-of-job checkpoint, and this job writes none "
+                                "(checkpoint.interval_steps and interval_s are 0)\n"), 2;
+  const bool resume = resume_flag->count() > 0;
+  const std::string config_id = psforge::ConfigIdentity(flags.config_path);
+  if (resume) {
+    if (!resume_dir.empty() && !run_dir.empty() && psforge::ConfigIdentity(resume_dir) != psforge::ConfigIdentity(run_dir))
+      return std::fprintf(stderr, "ps-launch: --resume %s and --run-dir %s name two run directories; give one\n",
+                          resume_dir.c_str(), run_dir.c_str()), 2;
+    if (!resume_dir.empty()) run_dir = resume_dir;
+    if (run_dir.empty()) {
+      run_dir = psforge::NewestRun(psforge::kRunsFolder, flags.config_path, /*finished=*/false);
+      if (run_dir.empty() && config->checkpoint.dir.empty())
+        return std::fprintf(stderr,
+                            "ps-launch: --resume: no unfinished run of %s under runs/ (a run that finished has a "
+                            "summary.json; this directory's runs are listed by `ls runs`). To resume another "
+                            "one: ps-launch --config %s --resume RUN_DIR; to start afresh: leave out --resume\n",
+                            flags.config_path.c_str(), flags.config_path.c_str()), 2;
+    }
+    if (!run_dir.empty()) {
+      std::error_code ec;
+      if (!std::filesystem::is_directory(run_dir, ec))
+        return std::fprintf(stderr, "ps-launch: --resume %s: no such run directory\n", run_dir.c_str()), 2;
+      if (std::filesystem::exists(std::filesystem::path(run_dir) / "summary.json", ec))
+        return std::fprintf(stderr,
+                            "ps-launch: --resume %s: that run finished (its summary.json is there): nothing to "
+                            "resume; to train again, leave out --resume\n", run_dir.c_str()), 2;
+      if (config->checkpoint.dir.empty() &&
+          !std::filesystem::exists(std::filesystem::path(run_dir) / "checkpoints" / "coordinator", ec))
+        return std::fprintf(stderr,
+                            "ps-launch: --resume %s: it holds no checkpoints (no %s/checkpoints/coordinator)\n",
+                            run_dir.c_str(), run_dir.c_str()), 2;
+      const std::string recorded = psforge::RunRecordConfig(run_dir);
+      if (!recorded.empty() && recorded != config_id)
+        return std::fprintf(stderr, "ps-launch: --resume %s: that run is of %s, not of %s\n", run_dir.c_str(),
+                            recorded.c_str(), config_id.c_str()), 2;
+      std::fprintf(stderr, "ps-launch: resuming %s\n", run_dir.c_str());
+    }
   }
+  if (run_dir.empty()) run_dir = psforge::DefaultRunDir(flags.config_path);
+  if (auto s = psforge::PrepareOutputDir(run_dir + "/logs", "the run directory's logs,"); !s.ok())
+    return std::fprintf(stderr, "ps-launch: %s\n", s.message().c_str()), 2;
   std::error_code ec;
-  std::filesystem::create_directories(run_dir + "/logs", ec);
-  if (ec) return std::fprintf(stderr, "ps-launch: cannot create %s/logs: %s\n", run_dir.c_str(), ec.message().c_str()), 1;
+  if (auto s = psforge::WriteRunRecord(run_dir, flags.config_path); !s.ok())
+    return std::fprintf(stderr, "ps-launch: %s\n", s.message().c_str()), 1;
   const std::string endpoint_file = run_dir + "/coordinator.endpoint";
   std::filesystem::remove(endpoint_file, ec);
 
@@ -137,5 +188,15 @@ int main(int argc, char** argv) {
     supervisor.StopAll(std::chrono::seconds(5));
   }
   std::printf("logs: %s/logs\n", run_dir.c_str());
-  return stopping ? 130 : supervisor.exit_code(*coordinator);
+  if (stopping) return 130;
+  const int code = supervisor.exit_code(*coordinator);
+  if (code != 0 || export_path.empty()) return code;
+  // The final weights, from the end-of-job checkpoint.
+  std::vector<std::string> exporter{SiblingBinary(argv[0], "ps-export"), "--config", flags.config_path,
+                                    "--run-dir", run_dir, "--out", export_path};
+  for (const auto& s : flags.sets) exporter.insert(exporter.end(), {"--set", s});
+  auto exported = supervisor.Start({"ps-export", exporter, "", 0});
+  if (!exported.ok()) return std::fprintf(stderr, "ps-launch: %s\n", exported.status().message().c_str()), 1;
+  while (supervisor.running(*exported)) supervisor.Poll(std::chrono::milliseconds(100));
+  return supervisor.exit_code(*exported) == 0 ? 0 : 1;
 }

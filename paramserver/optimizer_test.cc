@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <vector>
 
 namespace psforge {
@@ -33,12 +35,31 @@ TEST(Sgd, StepIsLearningRateTimesGradient) {
 
 TEST(Sgd, LearningRateDecaysExponentiallyWithTheUpdateCount) {
   auto o = Options(OptimizerKind::kSgd, 0.1);
+  o.lr_schedule = LrSchedule::kExponential;
   o.lr_decay_rate = 0.25;
   o.lr_decay_steps = 2;
   auto opt = Make(o, 1);
   std::vector<float> w{0}, g{1};
   for (double want_lr : {0.1, 0.05, 0.025}) {  // 0.1 * 0.25^(t/2), t = 0, 1, 2
     EXPECT_DOUBLE_EQ(opt->LearningRate(), want_lr);
+    float before = w[0];
+    opt->Apply(w, g);
+    EXPECT_NEAR(before - w[0], want_lr, 1e-7);
+  }
+}
+
+// As torch.optim.lr_scheduler.CosineAnnealingLR(T_max=4, eta_min=0.01)
+// stepped after every update, then flat at eta_min.
+TEST(Sgd, CosineScheduleFallsAlongHalfACosineToItsMinimum) {
+  auto o = Options(OptimizerKind::kSgd, 0.1);
+  o.lr_schedule = LrSchedule::kCosine;
+  o.lr_min = 0.01;
+  o.lr_schedule_steps = 4;
+  auto opt = Make(o, 1);
+  std::vector<float> w{0}, g{1};
+  const double s2 = 0.5 * std::sqrt(2.0);
+  for (double want_lr : {0.1, 0.01 + 0.045 * (1 + s2), 0.055, 0.01 + 0.045 * (1 - s2), 0.01, 0.01}) {
+    EXPECT_NEAR(opt->LearningRate(), want_lr, 1e-12);
     float before = w[0];
     opt->Apply(w, g);
     EXPECT_NEAR(before - w[0], want_lr, 1e-7);

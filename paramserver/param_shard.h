@@ -61,6 +61,9 @@ class ParamShard {
   // its next push is for.
   int64_t AdmitWorker(uint32_t worker);
   bool removed(uint32_t worker) const { return worker < active_.size() && !active_[worker]; }
+  // BSP: some pushes of the current step have been taken in, not yet
+  // applied (a snapshot now would not match the data positions).
+  bool step_in_progress() const { return consistency_ == Consistency::kBsp && pushed_count_ > 0; }
 
   // Checks a pull for version `wanted` of keys [begin, end); NotReady is not
   // an error: Ready() says when it can be answered.

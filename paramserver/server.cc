@@ -91,16 +91,19 @@ std::string ParamServer::StatsJson() const {
   return j.dump();
 }
 
-void ParamServer::MaybeCheckpoint() {
+void ParamServer::MaybeCheckpoint(bool at_end) {
   if (!checkpoints_) return;
   const int64_t v = shard_->version();
   // By steps: every multiple of interval_steps. By time: the step the
   // coordinator picked (every server takes it at the same step; one that
   // learns of it too late skips it, and the coordinator picks a later one).
   const int64_t every = config_.checkpoint.interval_steps;
-  const bool due = every > 0 ? v % every == 0 : coordinator_ && v == coordinator_->checkpoint_at();
+  // At the end of the job: the final weights (when no step is half taken in).
+  const bool due = at_end ? !shard_->step_in_progress()
+                          : every > 0 ? v % every == 0 : coordinator_ && v == coordinator_->checkpoint_at();
   if (v <= last_checkpoint_step_ || !due) return;
   last_checkpoint_step_ = v;
+  if (at_end) checkpoints_->Drain();
   ServerCheckpoint* c = checkpoints_->Begin();
   if (!c) {
     ++stats_.checkpoints_skipped;
@@ -165,6 +168,7 @@ Status ParamServer::TalkToCoordinator() {
   if (checkpoints_) checkpoints_->SetCommitted(coordinator_->committed_checkpoint());
   if (coordinator_->stop_requested()) {
     shutdown_ = true;
+    MaybeCheckpoint(/*at_end=*/true);
     if (checkpoints_) checkpoints_->Drain();  // the last checkpoint is reported too
     // The final audit: every push of the job has been applied by now.
     Status s = coordinator_->Farewell(Progress(), seconds(std::min(2.0, config_.cluster.peer_timeout_s)));

@@ -111,7 +111,9 @@ class ParamServer {
   void Account(const WireHeader& push);
   void RemoveWorker(uint32_t worker);
   // After the version moved: a snapshot for the writer when a checkpoint is due.
-  void MaybeCheckpoint();
+  // Writes a checkpoint if one is due at the current version; `at_end`: the
+  // job is over, the final weights are (after the one being written, if any).
+  void MaybeCheckpoint(bool at_end = false);
   void ReplyPull(const std::string& peer, const WireHeader& request);
   void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
   void ReplyError(const std::string& peer, const WireHeader& request, const std::string& reason,

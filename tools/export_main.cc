@@ -4,6 +4,7 @@
 
 #include "common/cli_flags.h"
 #include "common/dataset.h"
+#include "common/run_dir.h"
 #include "tools/checkpoint_reader.h"
 #include "worker/model_export.h"
 #include "worker/trainer.h"
@@ -16,14 +17,15 @@ Status Export(const JobConfig& config, int64_t step, const std::string& out) {
   PSF_ASSIGN_OR_RETURN(CommittedWeights committed, ReadCommittedWeights(config, spec, step));
   PSF_ASSIGN_OR_RETURN(auto model, Model::Create(spec, config.training.batch_size));
   std::copy(committed.weights.begin(), committed.weights.end(), model->weights().begin());
+  // The inputs' statistics (psforge.json) and batchnorm's come from the
+  // training set, as in evaluation.
+  PSF_ASSIGN_OR_RETURN(TrainTestData data, LoadTrainTest(config));
   if (spec.has_batch_statistics()) {
-    // Batchnorm's statistics come from the training set, as in evaluation.
-    PSF_ASSIGN_OR_RETURN(TrainTestData data, LoadTrainTest(config));
     ProgressPrinter quiet(nullptr, 0);
     Trainer trainer(config, model.get(), nullptr, &quiet);
     trainer.EstimateStatistics(data.train);
   }
-  PSF_RETURN_IF_ERROR(ExportModel(config, *model, committed.step, out));
+  PSF_RETURN_IF_ERROR(ExportModel(config, data, *model, committed.step, out));
   std::printf("ps-export: wrote %s: %lld parameters in %zu tensors at step %lld\n", out.c_str(),
               static_cast<long long>(spec.num_params()), spec.tensors().size(),
               static_cast<long long>(committed.step));
@@ -40,9 +42,29 @@ int main(int argc, char** argv) {
   int64_t step = -1;
   app.add_option("--out", out, "the .npz file to write")->required();
   app.add_option("--step", step, "the committed checkpoint to read (default: the newest)");
+  std::string run_dir;
+  app.add_option("--run-dir", run_dir,
+                 "the run whose checkpoints to read (default: checkpoint.dir if the config sets it, else the "
+                 "newest run of this config under runs/)");
   CLI11_PARSE(app, argc, argv);
   auto config = psforge::LoadConfigFromFlags(flags);
   if (!config.ok()) return std::fprintf(stderr, "ps-export: %s\n", config.status().message().c_str()), 2;
+  if (auto s = psforge::CheckOutputFile(out, "--out"); !s.ok())
+    return std::fprintf(stderr, "ps-export: %s\n", s.message().c_str()), 2;
+  if (!config->checkpoint.enabled())
+    return std::fprintf(stderr, "ps-export: this job writes no checkpoints (checkpoint.interval_steps and "
+                                "interval_s are 0): there is nothing to read\n"), 1;
+  if (!run_dir.empty() || config->checkpoint.dir.empty()) {
+    if (run_dir.empty()) {
+      run_dir = psforge::NewestRun(psforge::kRunsFolder, flags.config_path, /*finished=*/true);
+      if (run_dir.empty()) run_dir = psforge::NewestRun(psforge::kRunsFolder, flags.config_path, false);
+      if (run_dir.empty())
+        return std::fprintf(stderr, "ps-export: no run of %s under runs/: name one with --run-dir RUN_DIR\n",
+                            flags.config_path.c_str()), 1;
+      std::fprintf(stderr, "ps-export: reading the run in %s\n", run_dir.c_str());
+    }
+    config->checkpoint.dir = psforge::RunCheckpointDir(run_dir);
+  }
   psforge::Status s = psforge::Export(*config, step, out);
   if (!s.ok()) return std::fprintf(stderr, "ps-export: %s\n", s.ToString().c_str()), 1;
   return 0;

@@ -1,12 +1,41 @@
 #include "worker/model_export.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "common/npz_writer.h"
 
 namespace psforge {
 
-Status ExportModel(const JobConfig& config, Model& model, int64_t step, const std::string& path) {
+nlohmann::json InputDescription(const JobConfig& config, const TrainTestData& data) {
+  const DataOptions& d = config.data;
+  nlohmann::json standardize = nullptr;
+  if (data.standardized) standardize = {{"mean", data.stats.mean}, {"std", data.stats.stddev}};
+  switch (d.format) {
+    case DataFormat::kIdx:
+      return {{"format", "idx"}, {"shape", config.model.input_shape.empty()
+                                               ? std::vector<int64_t>{data.train.features}
+                                               : config.model.input_shape},
+              {"pixel_scale", d.pixel_scale}, {"standardize", standardize}};
+    case DataFormat::kCsv:
+      return {{"format", "csv"}, {"features", data.train.features}, {"label_column", d.label_column},
+              {"standardize", standardize}};
+    case DataFormat::kText: {
+      std::string chars(data.vocabulary.begin(), data.vocabulary.end());
+      std::vector<int> bytes(data.vocabulary.begin(), data.vocabulary.end());
+      // Bytes that are not valid UTF-8 on their own are listed by value only.
+      bool ascii = std::all_of(data.vocabulary.begin(), data.vocabulary.end(), [](uint8_t b) { return b < 0x80; });
+      nlohmann::json j = {{"format", "text"}, {"window", d.window}, {"vocabulary_bytes", bytes}};
+      if (ascii) j["vocabulary"] = chars;
+      return j;
+    }
+  }
+  return nullptr;
+}
+
+Status ExportModel(const JobConfig& config, const TrainTestData& data, Model& model, int64_t step,
+                   const std::string& path) {
   const ModelSpec& spec = model.spec();
   std::span<const float> weights = model.weights();
   NpzWriter npz;
@@ -27,7 +56,9 @@ Status ExportModel(const JobConfig& config, Model& model, int64_t step, const st
                          {"num_params", spec.num_params()},
                          {"model", ConfigToJson(config)["model"]},
                          {"tensors", tensors},
-                         {"statistics", statistics}};
+                         {"statistics", statistics},
+                         {"input", InputDescription(config, data)}};
+  if (!config.data.label_names.empty()) info["labels"] = config.data.label_names;
   PSF_RETURN_IF_ERROR(npz.AddText("psforge.json", info.dump(1)));
   return npz.Write(path);
 }

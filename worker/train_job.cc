@@ -43,9 +43,11 @@ void Announce(ProgressPrinter& progress, const JobConfig& config, const Prepared
 
 }  // namespace
 
-Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out,
+Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress_out,
                                      const std::string& export_path) {
+  JobConfig config = given;
   PSF_ASSIGN_OR_RETURN(Prepared p, Prepare(config, config.training.batch_size, 0));
+  ResolveJobLength(&config, p.data.train.rows);
   PSF_ASSIGN_OR_RETURN(auto client, LocalParameterClient::Create(p.spec, config.optimizer, p.model->weights()));
   ProgressPrinter progress(progress_out, config.training.progress_interval_s);
   Announce(progress, config, p, "");
@@ -55,7 +57,7 @@ Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progres
   PSF_ASSIGN_OR_RETURN(TrainResult result, trainer.Run(p.data.train, p.data.test, &source));
   if (!export_path.empty()) {
     // The final evaluation estimated batchnorm's statistics for these weights.
-    PSF_RETURN_IF_ERROR(ExportModel(config, *p.model, result.steps, export_path));
+    PSF_RETURN_IF_ERROR(ExportModel(config, p.data, *p.model, result.steps, export_path));
     progress.Line("wrote the trained model to " + export_path);
   }
   return result;

@@ -4,10 +4,11 @@
   npz_check.py dump FILE OUT      writes every tensor of psforge.json, in its
                                   order, as raw float32 to OUT; prints a JSON
                                   summary (names, shapes, statistics) on stdout
-  npz_check.py mlp FILE TRAIN_IMAGES TEST_IMAGES TEST_LABELS
+  npz_check.py mlp FILE TEST_IMAGES TEST_LABELS
                                   runs the exported MLP in NumPy on the test
-                                  set (standardised as psforge does) and
-                                  prints {"accuracy": ...}
+                                  set, prepared only as psforge.json's
+                                  "input" says, and prints {"accuracy": ...,
+                                  "step": ..., "labels": ...}
 """
 import gzip
 import json
@@ -47,24 +48,28 @@ def dump(path, out):
     print(json.dumps(summary))
 
 
-def mlp(path, train_images, test_images, test_labels):
+def mlp(path, test_images, test_labels):
+    """Prepares the inputs only as psforge.json's "input" says."""
     m, info = load(path)
-    train = idx(train_images).reshape(-1, 784).astype(np.float64) / 255.0
-    mean, std = train.mean(), train.std()
-    x = ((idx(test_images).reshape(-1, 784).astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    inp = info["input"]
+    assert inp["format"] == "idx", inp
+    x = idx(test_images).reshape(-1, 784).astype(np.float32) * np.float32(inp["pixel_scale"])
+    if inp["standardize"] is not None:
+        x = ((x - inp["standardize"]["mean"]) / inp["standardize"]["std"]).astype(np.float32)
     y = idx(test_labels)
     layers = sum(1 for t in info["tensors"] if t["name"].endswith(".weight"))
     for i in range(layers):
         x = x @ m[f"fc{i}.weight"].T + m[f"fc{i}.bias"]
         if i + 1 < layers:
             x = np.maximum(x, 0)
-    print(json.dumps({"accuracy": float((x.argmax(axis=1) == y).mean())}))
+    print(json.dumps({"accuracy": float((x.argmax(axis=1) == y).mean()), "step": info["step"],
+                      "labels": info.get("labels")}))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "dump":
         dump(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "mlp":
-        mlp(*sys.argv[2:6])
+        mlp(*sys.argv[2:5])
     else:
         sys.exit("unknown command " + sys.argv[1])

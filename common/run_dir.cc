@@ -1,0 +1,98 @@
+#include "common/run_dir.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+namespace psforge {
+namespace fs = std::filesystem;
+
+namespace {
+constexpr const char* kRunRecord = "launch.json";
+}  // namespace
+
+std::string DefaultRunDir(const std::string& config_path) {
+  char stamp[32];
+  std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return std::string(kRunsFolder) + "/" + fs::path(config_path).stem().string() + "-" + stamp;
+}
+
+std::string ConfigIdentity(const std::string& config_path) {
+  std::error_code ec;
+  auto c = fs::weakly_canonical(config_path, ec);
+  return ec ? config_path : c.string();
+}
+
+Status WriteRunRecord(const std::string& run_dir, const std::string& config_path) {
+  const std::string path = run_dir + "/" + kRunRecord;
+  std::ofstream out(path);
+  out << nlohmann::json{{"config", ConfigIdentity(config_path)}}.dump() << "\n";
+  if (!out) return Unavailable("cannot write " + path);
+  return Status::Ok();
+}
+
+std::string RunRecordConfig(const std::string& run_dir) {
+  std::ifstream in(fs::path(run_dir) / kRunRecord);
+  if (!in) return "";
+  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains("config") && j["config"].is_string() ? j["config"].get<std::string>() : "";
+}
+
+std::string NewestRun(const std::string& base, const std::string& config_path, bool finished) {
+  const std::string config = ConfigIdentity(config_path);
+  std::error_code ec;
+  fs::path newest;
+  fs::file_time_type newest_time{};
+  for (const auto& entry : fs::directory_iterator(base, ec)) {
+    std::error_code e;
+    if (!entry.is_directory(e) || RunRecordConfig(entry.path().string()) != config) continue;
+    if (fs::exists(entry.path() / "summary.json", e) != finished) continue;
+    const auto t = fs::last_write_time(entry.path() / kRunRecord, e);
+    if (!e && (newest.empty() || t > newest_time)) newest = entry.path(), newest_time = t;
+  }
+  return newest.string();
+}
+
+std::string RunCheckpointDir(const std::string& run_dir) {
+  std::error_code ec;
+  auto dir = fs::absolute(fs::path(run_dir) / "checkpoints", ec);
+  return (ec ? fs::path(run_dir) / "checkpoints" : dir).lexically_normal().string();
+}
+
+Status CheckOutputFile(const std::string& path, const std::string& flag) {
+  if (path.empty()) return Status::Ok();
+  std::error_code ec;
+  if (fs::is_directory(path, ec))
+    return InvalidArgument(flag + " " + path + ": is a directory; give a file name");
+  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  if (!fs::is_directory(parent, ec))
+    return InvalidArgument(flag + " " + path + ": the folder " + parent.string() +
+                           (fs::exists(parent, ec) ? " is not a directory" : " does not exist"));
+  // Tried for real (permissions alone say nothing for root, or on a
+  // read-only mount); a file this created is removed again.
+  const bool existed = fs::exists(path, ec);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return InvalidArgument(flag + " " + path + ": cannot write it: " + std::strerror(errno));
+  ::close(fd);
+  if (!existed) ::unlink(path.c_str());
+  return Status::Ok();
+}
+
+Status PrepareOutputDir(const std::string& dir, const std::string& flag) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    return InvalidArgument(flag + " " + dir + ": exists and is not a directory");
+  fs::create_directories(dir, ec);
+  if (ec) return InvalidArgument(flag + " " + dir + ": cannot create it: " + ec.message());
+  return CheckOutputFile((fs::path(dir) / ".psforge-write-test").string(), flag);
+}
+
+}  // namespace psforge

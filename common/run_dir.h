@@ -1,0 +1,42 @@
+// Run directories: where a job's metrics, plot, summary, logs and (by
+// default) checkpoints go: runs/<config's name>-<time> unless one is given.
+// RUN_DIR/launch.json records the config a run belongs to, so that
+// `--resume` and ps-export find the run again without being told its path.
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+
+namespace psforge {
+
+// Under this folder (relative to the working directory) runs are created.
+inline constexpr const char* kRunsFolder = "runs";
+
+// runs/<config's file name without extension>-<YYYYmmdd-HHMMSS>.
+std::string DefaultRunDir(const std::string& config_path);
+
+// The config's path as recorded and compared: canonical where it exists.
+std::string ConfigIdentity(const std::string& config_path);
+
+// Writes RUN_DIR/launch.json for `config_path`.
+Status WriteRunRecord(const std::string& run_dir, const std::string& config_path);
+// The config recorded in RUN_DIR/launch.json ("" without one).
+std::string RunRecordConfig(const std::string& run_dir);
+
+// The newest run directory under `base` recorded for `config_path`: a
+// finished one (it has a summary.json) or one that is not ("" when none).
+std::string NewestRun(const std::string& base, const std::string& config_path, bool finished);
+
+// Where a run keeps its checkpoints unless checkpoint.dir says otherwise.
+std::string RunCheckpointDir(const std::string& run_dir);
+
+// Checks, before any work, that a file can be written at `path` (given as
+// `flag`): not a directory, its folder exists and is writable. Ok for "".
+Status CheckOutputFile(const std::string& path, const std::string& flag);
+
+// Creates `dir` (and its parents) and checks it is writable; the error names
+// the path, the flag and the reason.
+Status PrepareOutputDir(const std::string& dir, const std::string& flag);
+
+}  // namespace psforge
