@@ -122,6 +122,7 @@ Numbers RunOnce(const Options& o, const std::string& bin_dir) {
   std::vector<std::string> argv{bin_dir + "/ps-coordinator", "--config", config, "--no-run-dir"};
   for (std::string set : {"cluster.workers=" + std::to_string(o.workers),
                           "cluster.servers=" + std::to_string(o.servers), std::string("data.shard_size=1"),
+                          "training.batch_size=" + std::to_string(o.workers),
                           std::string("training.epochs=100000"), std::string("cluster.heartbeat_interval_s=0.5"),
                           std::string("cluster.peer_timeout_s=60"), std::string("cluster.stall_report_s=3600"),
                           std::string("training.progress_interval_s=60")})

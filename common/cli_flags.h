@@ -16,10 +16,24 @@ namespace psforge {
 struct CommonFlags {
   std::string config_path;
   std::string summary_path;
-  int64_t epochs = 0;   // 0: from the config
-  int64_t threads = 0;  // 0: from the config
+  int64_t epochs = -1;   // -1: from the config (any other value is checked as the config field is)
+  int64_t threads = -1;  // -1: from the config
   std::vector<std::string> sets;
+  bool config_template = false;  // --config-template (ParseFlags prints it)
 };
+
+// Parses the command line the same way for every psforge command: --help
+// (with each option's default) and --version print and give 0; a flag error
+// is one line naming the flag and pointing at --help, and gives 2. Returns
+// -1 when the command should go on. Use PSF_PARSE_FLAGS.
+int ParseFlags(CLI::App& app, int argc, const char* const* argv);
+#define PSF_PARSE_FLAGS(app, argc, argv)                                           \
+  do {                                                                             \
+    if (const int psf_code = ::psforge::ParseFlags((app), (argc), (argv)); psf_code >= 0) return psf_code; \
+  } while (0)
+
+// "psforge 0.1.0 (commit abc1234)".
+const char* VersionString();
 
 // Registers the flags on `app`; `with_training` adds --epochs, --threads and --summary.
 void AddCommonFlags(CLI::App* app, CommonFlags* flags, bool with_training);

@@ -147,6 +147,7 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
   r.Double("max_requests_per_s", &c->max_requests_per_s, 0.0, 1e9, true);
   r.Double("max_registrations_per_s", &c->max_registrations_per_s, 0.0, 1e9, true);
   r.Double("cutoff_s", &c->cutoff_s, 0.0, 1e6, true);
+  r.Double("http_linger_s", &c->http_linger_s, 0.0, 3600);
   r.String("http", &c->http);
   if (err->ok() && c->peer_timeout_s <= c->heartbeat_interval_s)
     r.Fail(r.Field("peer_timeout_s"), "must be longer than cluster.heartbeat_interval_s (" +
@@ -326,6 +327,13 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
       static_cast<int64_t>(c.data.label_names.size()) != c.model.classes)
     top.Fail("data.label_names", "has " + std::to_string(c.data.label_names.size()) + " names for model.classes=" +
                                      std::to_string(c.model.classes) + " classes");
+  // BSP splits each step's batch among the workers: more workers than
+  // records in a batch would train steps of one record each.
+  if (err.ok() && c.cluster.consistency == Consistency::kBsp && c.cluster.workers > c.training.batch_size)
+    top.Fail("cluster.workers", std::to_string(c.cluster.workers) + " workers for BSP steps of training.batch_size=" +
+                                    std::to_string(c.training.batch_size) +
+                                    " records: each step's batch is split among the workers, so at most " +
+                                    std::to_string(c.training.batch_size) + " (a few records each is better)");
   if (!err.ok()) return err.WithContext(origin);
   return c;
 }
@@ -399,7 +407,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                             {"stall_report_s", cl.stall_report_s},
                             {"max_requests_per_s", cl.max_requests_per_s},
                             {"max_registrations_per_s", cl.max_registrations_per_s},
-                            {"cutoff_s", cl.cutoff_s}, {"http", cl.http}};
+                            {"cutoff_s", cl.cutoff_s}, {"http", cl.http}, {"http_linger_s", cl.http_linger_s}};
   nlohmann::json checkpoint = {{"interval_steps", c.checkpoint.interval_steps},
                                {"interval_s", c.checkpoint.interval_s}, {"keep", c.checkpoint.keep},
                                {"dir", c.checkpoint.dir}};

@@ -157,6 +157,9 @@ struct ClusterOptions {
   double cutoff_s = 10;
   std::string http = "127.0.0.1:0";     // the coordinator's HTTP status endpoint, host:port
                                         // (port 0: the OS picks; "" turns it off)
+  // After the job: when something has scraped /metrics, the endpoint stays
+  // up until its next scrape (so it sees the final values), at most this long.
+  double http_linger_s = 30;            // [0, 3600]; 0: stop at once
 };
 
 // Durable weights: each server writes its key range, the optimizer state and

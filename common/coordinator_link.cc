@@ -1,5 +1,7 @@
 #include "common/coordinator_link.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "common/curve.h"
@@ -109,6 +111,7 @@ Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string&
   h.role = role;
   h.endpoint = endpoint;
   if (role == PeerRole::kServer) h.public_key = public_key_;
+  h.pid = static_cast<uint32_t>(::getpid());
   h.request_id = next_request_++;
   PSF_RETURN_IF_ERROR(Send(h));
   auto answer = Await(h.request_id, timeout, "a registration");

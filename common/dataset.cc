@@ -290,7 +290,9 @@ Result<TrainTestData> LoadTrainTest(const JobConfig& config) {
     return InvalidArgument("data: the training set has " + std::to_string(train.features) +
                            " features per sample but the test set has " +
                            std::to_string(test.features));
-  TrainTestData d{std::move(train), std::move(test), ""};
+  TrainTestData d;
+  d.train = std::move(train);
+  d.test = std::move(test);
   if (config.data.standardize) {
     d.standardized = true;
     d.stats = ComputeFeatureStats(d.train);

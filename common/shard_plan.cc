@@ -31,10 +31,21 @@ void SeededPermutation(uint64_t seed, std::vector<int64_t>* order) {
   }
 }
 
-ShardPlan::ShardPlan(int64_t records, int64_t shard_size, uint64_t seed, bool shuffle)
+namespace {
+// ceil(records / shard_size) shards, rounded up to a multiple of `workers`
+// (at most one per record).
+int64_t ShardCount(int64_t records, int64_t shard_size, int64_t workers) {
+  int64_t shards = (records + shard_size - 1) / shard_size;
+  if (workers > 1) shards = (shards + workers - 1) / workers * workers;
+  return std::max<int64_t>(1, std::min(shards, records));
+}
+}  // namespace
+
+ShardPlan::ShardPlan(int64_t records, int64_t shard_size, uint64_t seed, bool shuffle, int64_t workers)
     : records_(records),
-      shard_size_(std::max<int64_t>(1, shard_size)),
-      shards_((records + shard_size_ - 1) / shard_size_),
+      shards_(ShardCount(records, std::max<int64_t>(1, shard_size), std::max<int64_t>(1, workers))),
+      base_(records / shards_),
+      extra_(records % shards_),
       seed_(seed),
       shuffle_(shuffle),
       permutation_(records) {
@@ -43,7 +54,8 @@ ShardPlan::ShardPlan(int64_t records, int64_t shard_size, uint64_t seed, bool sh
 }
 
 KeyRange ShardPlan::Positions(int64_t shard) const {
-  return {shard * shard_size_, std::min(records_, (shard + 1) * shard_size_)};
+  const int64_t begin = shard * base_ + std::min(shard, extra_);
+  return {begin, begin + base_ + (shard < extra_ ? 1 : 0)};
 }
 
 std::vector<int64_t> ShardPlan::EpochOrder(int64_t epoch) const {

@@ -1,8 +1,10 @@
 // ShardPlan: how a training set is cut into data shards and visited.
 //
 // The records are put once in a seeded permutation (training.seed) and cut
-// into shards of data.shard_size consecutive positions of it; the last shard
-// may be shorter. Every epoch visits all shards in an order that depends only
+// into shards of consecutive positions of it: ceil(records / data.shard_size)
+// of them, rounded up to a multiple of the number of workers, all of the same
+// size give or take one record (so that W workers, each leasing every W-th
+// shard of an epoch's order, get the same number of records). Every epoch visits all shards in an order that depends only
 // on (seed, epoch), and each shard's records in an order that depends only on
 // (seed, epoch, shard). The coordinator leases shards from this plan and the
 // worker holding a lease derives its records from it, so every process agrees
@@ -24,7 +26,7 @@ void SeededPermutation(uint64_t seed, std::vector<int64_t>* order);
 
 class ShardPlan {
  public:
-  ShardPlan(int64_t records, int64_t shard_size, uint64_t seed, bool shuffle);
+  ShardPlan(int64_t records, int64_t shard_size, uint64_t seed, bool shuffle, int64_t workers = 1);
 
   int64_t records() const { return records_; }
   int64_t shards() const { return shards_; }
@@ -43,7 +45,8 @@ class ShardPlan {
   int64_t ShardOf(uint64_t lease) const { return static_cast<int64_t>(lease % shards_); }
 
  private:
-  int64_t records_, shard_size_, shards_;
+  int64_t records_, shards_;
+  int64_t base_, extra_;  // every shard has base_ records, the first extra_ one more
   uint64_t seed_;
   bool shuffle_;
   std::vector<int64_t> permutation_;

@@ -10,7 +10,9 @@ namespace {
 TEST(ShardPlan, EveryRecordOnceAnEpoch) {
   ShardPlan plan(1003, 100, 7, true);
   ASSERT_EQ(plan.shards(), 11);
-  EXPECT_EQ(plan.Positions(10).size(), 3);
+  EXPECT_EQ(plan.Positions(0).size(), 92);  // 1003 = 2 x 92 + 9 x 91
+  EXPECT_EQ(plan.Positions(2).size(), 91);
+  EXPECT_EQ(plan.Positions(10).end, 1003);
   std::vector<int64_t> records;
   for (int64_t epoch = 1; epoch <= 3; ++epoch) {
     std::vector<int> seen(1003, 0);
@@ -47,9 +49,32 @@ TEST(ShardPlan, WithoutShuffleEverythingIsInFileOrder) {
   EXPECT_EQ(plan.EpochOrder(3), (std::vector<int64_t>{0, 1, 2}));
   std::vector<int64_t> r;
   plan.Records(3, 2, &r);
-  EXPECT_EQ(r, (std::vector<int64_t>{8, 9}));
+  EXPECT_EQ(r, (std::vector<int64_t>{7, 8, 9}));  // 10 = 4 + 3 + 3
   EXPECT_EQ(plan.ShardOf(plan.LeaseId(4, 2)), 2);
   EXPECT_EQ(plan.EpochOf(plan.LeaseId(4, 2)), 4);
+}
+
+// W workers each lease every W-th shard of an epoch's order: the shards come
+// in a multiple of W, of sizes that differ by one record at most, so every
+// worker gets the same number of records (give or take one per shard).
+TEST(ShardPlan, ShardsComeInAMultipleOfTheWorkersAndBalanced) {
+  ShardPlan plan(60000, 2048, 1, true, 2);
+  EXPECT_EQ(plan.shards(), 30);  // ceil(60000 / 2048) = 30, already even
+  for (int64_t s = 0; s < plan.shards(); ++s) EXPECT_EQ(plan.Positions(s).size(), 2000);
+  ShardPlan three(60000, 2048, 1, true, 4);
+  EXPECT_EQ(three.shards(), 32);
+  int64_t total = 0, smallest = 1 << 30, largest = 0;
+  for (int64_t s = 0; s < three.shards(); ++s) {
+    const int64_t n = three.Positions(s).size();
+    total += n, smallest = std::min(smallest, n), largest = std::max(largest, n);
+    if (s > 0) {
+      EXPECT_EQ(three.Positions(s).begin, three.Positions(s - 1).end);
+    }
+  }
+  EXPECT_EQ(total, 60000);
+  EXPECT_LE(largest - smallest, 1);
+  ShardPlan tiny(3, 100, 1, true, 8);  // never more shards than records
+  EXPECT_EQ(tiny.shards(), 3);
 }
 
 }  // namespace

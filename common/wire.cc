@@ -115,6 +115,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       r.setRole(static_cast<proto::Role>(h.role));
       r.setEndpoint(h.endpoint);
       r.setPublicKey(h.public_key);
+      r.setPid(h.pid);
       break;
     }
     case MessageKind::kHeartbeat: {
@@ -181,6 +182,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
       r.setStep(h.step);
       r.setMetric(h.metric);
       r.setFinal(h.final);
+      r.setTrainLoss(h.loss);
       break;
     }
     case MessageKind::kPush: FillBlock(body.initPush(), h); break;
@@ -263,6 +265,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         h.role = static_cast<PeerRole>(role);
         h.endpoint = body.getRegister().getEndpoint();
         h.public_key = body.getRegister().getPublicKey();
+        h.pid = body.getRegister().getPid();
         break;
       }
       case proto::Header::Body::HEARTBEAT: {
@@ -336,6 +339,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         h.step = r.getStep();
         h.metric = r.getMetric();
         h.final = r.getFinal();
+        h.loss = r.getTrainLoss();
         break;
       }
       case proto::Header::Body::PUSH:

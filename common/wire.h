@@ -87,6 +87,7 @@ struct WireHeader {
   DataMark mark;                          // push
   std::string endpoint;                   // register (server)
   std::string public_key;                 // register (server, CURVE): its public key
+  uint32_t pid = 0;                       // register: the member's process id (0: not said)
   int64_t epoch = 0;                      // heartbeat, lease reply, report
   double loss = 0;                        // heartbeat
   bool stop = false;                      // heartbeat answer

@@ -36,6 +36,17 @@ Status NotAMember(const WireHeader& h) {
                  ", which is not a member of this job (the coordinator restarted?): join again");
 }
 
+// MemAvailable from /proc/meminfo, in bytes (0: unknown).
+double MemoryAvailableBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
 }  // namespace
 
 Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t params,
@@ -45,8 +56,9 @@ Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t param
       params_(params),
       socket_(std::move(socket)),
       options_(options),
-      plan_(records, config.data.shard_size, config.training.seed, config.training.shuffle),
-      leases_(&plan_, config.cluster.workers, config.training.epochs),
+      plan_(records, config.data.shard_size, config.training.seed, config.training.shuffle, config.cluster.workers),
+      leases_(&plan_, config.cluster.workers, config.training.epochs,
+              /*lockstep=*/config.cluster.consistency == Consistency::kBsp),
       created_(Clock::now()),
       progress_(options.progress_out, config.training.progress_interval_s),
       records_out_(options.run_dir, MetricName(config)),
@@ -72,12 +84,41 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
   // before any worker starts, and the leases need its size.
   PSF_ASSIGN_OR_RETURN(Dataset train, LoadDataset(config, /*train=*/true));
   ResolveJobLength(&config, train.rows);
+  // Every worker needs a shard of each epoch, and (SSP, ASP) a batch.
+  const int64_t workers = config.cluster.workers;
+  if (workers > train.rows)
+    return InvalidArgument("cluster.workers: " + std::to_string(workers) + " workers for " +
+                           std::to_string(train.rows) + " training records: some would get no data");
+  if (config.cluster.consistency != Consistency::kBsp && workers * config.training.batch_size > train.rows)
+    return InvalidArgument("cluster.workers: " + std::to_string(workers) + " workers with batches of " +
+                           std::to_string(config.training.batch_size) + " need " +
+                           std::to_string(workers * config.training.batch_size) + " records an epoch; the training "
+                           "set has " + std::to_string(train.rows));
+  if (options.members_on_this_host) {
+    // ps-launch runs every member here: each worker holds the data sets
+    // (about 1.2 times the training set as float32, with the test set)
+    // and the model; refuse a cluster this machine cannot hold.
+    const double data_bytes = 1.2 * static_cast<double>(train.x.size() + train.targets.size()) * sizeof(float);
+    const double need = static_cast<double>(workers) * (data_bytes + 64e6) +
+                        static_cast<double>(config.cluster.servers) * 64e6;
+    const double available = MemoryAvailableBytes();
+    if (available > 0 && need > available)
+      return ResourceExhausted(
+          std::to_string(workers) + " workers and " + std::to_string(config.cluster.servers) +
+          " servers on this machine need about " + Fixed(need / 1e9, 1) + " GB (each worker holds the data, " +
+          Fixed(data_bytes / 1e6, 0) + " MB here), and " + Fixed(available / 1e9, 1) +
+          " GB is available: use fewer workers (--workers) or spread them over hosts (README: mpirun)");
+  }
   PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, train.features, train.classes));
   PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(options.bind));
   std::unique_ptr<Coordinator> c(
       new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));
   c->transport_ = transport;
   if (!c->records_out_.error().empty()) return Unavailable(c->records_out_.error());
+  c->records_out_.set_title(std::filesystem::path(config.path).filename().string() + ", " +
+                            std::to_string(config.cluster.servers) + " servers, " +
+                            std::to_string(config.cluster.workers) + " workers, " +
+                            ConsistencyName(config.cluster.consistency) + "  (" + options.run_dir + ")");
   PSF_RETURN_IF_ERROR(c->OpenStore());
   c->UpdateProgress(true);  // the first snapshot, before anyone has joined
   return c;
@@ -101,15 +142,38 @@ void Coordinator::Reply(const std::string& peer, const WireHeader& h, OutFrame p
   (void)socket_->Send(peer, std::span<const OutFrame>(frames, payload.bytes.empty() ? 1 : 2));
 }
 
-void Coordinator::ReplyError(const std::string& peer, const WireHeader& request, const Status& status) {
+void Coordinator::ReplyError(const std::string& peer, const WireHeader& request, const Status& status,
+                             const char* what) {
   // Aborted is the rejoin protocol (a member of an earlier generation, or
   // of a coordinator that restarted), not a bad message.
   if (status.code() != StatusCode::kAborted) {
     ++bad_messages_;
-    std::fprintf(stderr, "ps-coordinator: refused a %s: %s\n", MessageKindName(request.kind),
-                 status.message().c_str());
+    // The first refusal from an address in a window is logged whole; the
+    // rest are counted and summarised when the window ends
+    // (SummariseRefusals): a flood of garbage is a few lines, not one each.
+    std::string from = current_ && !current_->frames.empty() ? current_->frames[0]->peer_address() : "";
+    if (from.empty()) from = "an unknown address";
+    auto [it, first] = refusals_.try_emplace(refusals_.size() < kMaxRefusalSources ? from : "other addresses");
+    if (first || it->second.logged == 0) {
+      ++it->second.logged;
+      std::fprintf(stderr, "ps-coordinator: refused a %s from %s: %s\n", what ? what : MessageKindName(request.kind),
+                   from.c_str(), status.message().c_str());
+    } else {
+      ++it->second.more;
+    }
   }
   Reply(peer, ErrorReply(request, status));
+}
+
+void Coordinator::SummariseRefusals(bool force) {
+  const auto now = Clock::now();
+  if (!force && now < next_refusal_summary_) return;
+  next_refusal_summary_ = now + std::chrono::seconds(10);
+  for (const auto& [from, r] : refusals_)
+    if (r.more > 0)
+      std::fprintf(stderr, "ps-coordinator: refused %lld more messages from %s in the last 10 s (bad_messages counts them all)\n",
+                   static_cast<long long>(r.more), from.c_str());
+  refusals_.clear();
 }
 
 Status Coordinator::Run(const std::atomic<bool>& stop) {
@@ -136,7 +200,11 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_housekeeping_ - Clock::now());
     PSF_ASSIGN_OR_RETURN(auto message, socket_->Receive(std::clamp(wait, std::chrono::milliseconds(0),
                                                                    std::chrono::milliseconds(50))));
-    if (message) Handle(*message);
+    if (message) {
+      current_ = &*message;  // its sender's address is looked up only if it is refused
+      Handle(*message);
+      current_ = nullptr;
+    }
     if (const auto now = Clock::now(); now >= next_housekeeping_) {
       next_housekeeping_ = now + std::chrono::milliseconds(50);
       RetryParkedLeases(false);
@@ -145,9 +213,11 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
       ReturnDeadWorkersLeases();
       AdmitWaitingMembers();
       ReportStall();
+      SummariseRefusals(false);
       UpdateProgress(false);
     }
   }
+  SummariseRefusals(true);
   UpdateProgress(true);
   if (outcome_.ok()) WriteSummary();
   return outcome_;
@@ -168,9 +238,9 @@ bool Coordinator::Admitted(const InMessage& m, std::size_t message_class) {
 
 void Coordinator::Handle(InMessage& m) {
   if (!Admitted(m, kAnyMessage)) return;
-  if (m.frames.empty()) return ReplyError(m.peer, {}, InvalidArgument("empty message"));
+  if (m.frames.empty()) return ReplyError(m.peer, {}, InvalidArgument("empty message"), "message");
   auto decoded = DecodeHeader(m.frames[0]->bytes(), &decode_scratch_);
-  if (!decoded.ok()) return ReplyError(m.peer, {}, decoded.status());
+  if (!decoded.ok()) return ReplyError(m.peer, {}, decoded.status(), "message");
   const WireHeader& h = *decoded;
   if (h.kind == MessageKind::kRegister && !Admitted(m, kRegistration)) return;
   if (m.frames.size() != 1)
@@ -266,17 +336,31 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
                                        ", which is not an active member of the job: join again"));
   m->last_seen = Clock::now();
   m->progress.step = std::max(m->progress.step, h.step);
+  // A replacement trains from its first lease request on (it loads the data
+  // first): until then the others may take over its shards.
+  leases_.SetAbsent(h.sender, false);
   int64_t evaluate = 0;
+  auto completed_epoch = [&](int64_t epoch) {
+    Log("epoch " + std::to_string(epoch) + "/" + std::to_string(config_.training.epochs) + " complete at step " +
+        std::to_string(h.step) + "; worker " + std::to_string(h.sender) + " evaluates it");
+    // The final epoch is evaluated by the job's final evaluation.
+    if (epoch < config_.training.epochs) evaluate = epoch;
+  };
   for (uint64_t lease : h.done) {
     auto completed = leases_.Done(h.sender, lease);
     if (!completed.ok()) return ReplyError(peer, h, completed.status());
-    if (*completed > 0) {
-      Log("epoch " + std::to_string(*completed) + "/" + std::to_string(config_.training.epochs) +
-          " complete at step " + std::to_string(h.step) + "; worker " + std::to_string(h.sender) +
-          " evaluates it");
-      // The final epoch is evaluated by the job's final evaluation.
-      if (*completed < config_.training.epochs) evaluate = *completed;
-    }
+    if (*completed > 0) completed_epoch(*completed);
+  }
+  if (config_.cluster.consistency == Consistency::kBsp && !h.finished) {
+    // Lockstep (lease_table.h): what this worker holds is used up, and
+    // every step before this one is applied, so whatever was used up
+    // before it is done, whichever worker's request comes first.
+    leases_.UsedUp(h.sender, h.step);
+    const int64_t completed = leases_.CompleteUsedUp(h.step, [&](uint32_t w) {
+      return w < workers_.size() &&
+             (workers_[w].state == MemberState::kActive || workers_[w].state == MemberState::kFinished);
+    });
+    if (completed > 0) completed_epoch(completed);
   }
   // An epoch completed by a dead worker's leases goes to the next worker still training.
   if (evaluate == 0 && pending_evaluation_ > 0 && m->state == MemberState::kActive && !h.finished)
@@ -374,7 +458,7 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
   // The final evaluator may be a replacement that trained in no epoch of
   // its own: the epochs are the job's.
   const int64_t epoch = h.final ? std::max(h.epoch, leases_.epochs_completed()) : h.epoch;
-  EvaluationRecord e{epoch, h.step, h.metric, Elapsed(), h.final};
+  EvaluationRecord e{epoch, h.step, h.metric, Elapsed(), h.final, std::isfinite(h.loss) ? h.loss : 0.0};
   history_.push_back(e);
   records_out_.Evaluation(e);
   if (store_ && !h.final) (void)Record(store_->PutEvaluation(e));
@@ -416,7 +500,7 @@ void Coordinator::CheckLiveness() {
       const bool finished_worker = m.role == PeerRole::kWorker && m.state == MemberState::kFinished;
       if ((m.state != MemberState::kActive && !finished_worker) || now - m.last_seen <= Seconds(silent_s)) continue;
       m.state = MemberState::kDead;
-      const std::string who = std::string(RoleName(m.role)) + " " + std::to_string(m.id);
+      const std::string who = std::string(RoleName(m.role)) + " " + std::to_string(m.id) + Pid(m.pid);
       if (finished_worker) continue;  // it had left the servers and holds no leases
       if (m.role == PeerRole::kServer) {
         // Its key range is lost: every server goes back to the last
@@ -508,6 +592,7 @@ void Coordinator::UpdateProgress(bool force) {
   p.eta_s = static_cast<double>(std::max<int64_t>(0, total - samples)) / std::max(1.0, last_rate_);
   if (samples > 0 && !job_over_) {
     progress_.Step(p, now, force);
+    records_out_.LossPoint(step, loss);  // the plot's curve, finer than the records
     if (now - last_record_time_ >= config_.training.progress_interval_s) {
       last_record_time_ = now;
       records_out_.Progress(Elapsed(), step, p.epoch, loss, last_rate_, samples);
@@ -530,8 +615,8 @@ void Coordinator::UpdateProgress(bool force) {
                          {"last_heartbeat_s", Since(m.last_seen)}});
   nlohmann::json history = nlohmann::json::array();
   for (const auto& e : history_)
-    history.push_back({{"epoch", e.epoch}, {"step", e.step}, {"metric", e.metric}, {"time_s", e.time_s},
-                       {"final", e.final}});
+    history.push_back({{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
+                       {MetricName(config_), e.metric}, {"wall_s", e.time_s}, {"final", e.final}});
   const char* state = job_over_ ? (outcome_.ok() ? "done" : "failed")
                       : started_ == Clock::time_point{} ? "waiting for members" : "training";
   nlohmann::json snap = {
@@ -540,9 +625,11 @@ void Coordinator::UpdateProgress(bool force) {
                {"consistency", ConsistencyName(config_.cluster.consistency)},
                {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers}}},
       {"state", state}, {"step", step}, {"epoch", p.epoch}, {"loss", loss}, {"samples", samples},
-      {"samples_per_s", last_rate_}, {"eta_s", p.eta_s}, {"elapsed_s", Elapsed()},
+      {"samples_per_s", last_rate_}, {"eta_s", p.eta_s}, {"wall_s", Elapsed()},
       {"metric", MetricName(config_)},
       {"history", history}, {"members", members}, {"bad_messages", bad_messages_},
+      {"checkpoints_committed", checkpoints_committed_}, {"checkpoint_committed_step", committed_checkpoint_},
+      {"run_dir", options_.run_dir},
       {"peers_cut_off", limiter_.peers_cut_off()}, {"messages_dropped", limiter_.messages_dropped()}};
   if (!history_.empty()) snap["last_metric"] = history_.back().metric;
   if (job_over_ && !outcome_.ok()) snap["error"] = outcome_.message();
@@ -585,7 +672,8 @@ void Coordinator::EndJob(Status outcome) {
     Log(line);
     nlohmann::json history = nlohmann::json::array();
     for (const auto& e : history_)
-      history.push_back({{"epoch", e.epoch}, {"step", e.step}, {metric, e.metric}, {"wall_s", e.time_s}});
+      history.push_back({{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss}, {metric, e.metric},
+                         {"wall_s", e.time_s}});
     summary_ = {{metric, last.metric}, {"metric", metric}, {"epochs", last.epoch},
                 {"steps", final_steps_}, {"samples", samples},
                 {"samples_per_s", samples / std::max(1e-9, wall)}, {"wall_s", wall},

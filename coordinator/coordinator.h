@@ -50,6 +50,7 @@ struct CoordinatorOptions {
   std::string run_dir;                     // metrics, summary and plot go here ("" = none)
   std::string summary_path;                // the summary is also written here ("" = not)
   bool resume = false;                     // continue from the last committed checkpoint
+  bool members_on_this_host = false;       // ps-launch: check the cluster fits this machine's memory
   std::FILE* progress_out = stdout;
 };
 
@@ -75,6 +76,7 @@ class Coordinator {
     uint32_t id = 0;
     std::string endpoint;  // servers
     std::string public_key;  // servers, under CURVE
+    uint32_t pid = 0;        // its process id, as it said (0: not said)
     MemberState state = MemberState::kJoining;
     std::chrono::steady_clock::time_point last_seen;
     MemberProgress progress;
@@ -162,8 +164,14 @@ class Coordinator {
   bool ShutdownComplete() const;
   Member* Find(PeerRole role, uint32_t id);
   void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
-  void ReplyError(const std::string& peer, const WireHeader& request, const Status& status);
+  // `what` names the request in the log ("message" when it could not be
+  // decoded); default: its kind.
+  void ReplyError(const std::string& peer, const WireHeader& request, const Status& status,
+                  const char* what = nullptr);
   double Elapsed() const;
+  // " (pid N)" for a member that said its process id, else "": the logs of
+  // the coordinator and of a supervisor name a process the same way.
+  static std::string Pid(uint32_t pid) { return pid == 0 ? "" : " (pid " + std::to_string(pid) + ")"; }
   void Log(const std::string& line);
 
   const JobConfig config_;
@@ -224,6 +232,15 @@ class Coordinator {
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
   int64_t bad_messages_ = 0;
+  // Refusals per sending address in the current 10 s window (ReplyError).
+  struct Refusals {
+    int64_t logged = 0, more = 0;
+  };
+  static constexpr std::size_t kMaxRefusalSources = 64;
+  std::map<std::string, Refusals> refusals_;
+  std::chrono::steady_clock::time_point next_refusal_summary_{};
+  const InMessage* current_ = nullptr;  // the message being handled (its sender, for refusals)
+  void SummariseRefusals(bool force);
   // Per connection: any message (class 0) and registrations (class 1).
   enum : std::size_t { kAnyMessage = 0, kRegistration = 1 };
   PeerLimiter limiter_;

@@ -16,6 +16,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "common/cli_flags.h"
 #include "common/run_dir.h"
@@ -33,7 +34,7 @@ int main(int argc, char** argv) {
   psforge::CommonFlags flags;
   psforge::AddCommonFlags(&app, &flags, /*with_training=*/true);
   psforge::CoordinatorOptions options;
-  int64_t servers = 0, workers = 0;
+  int64_t servers = -1, workers = -1;
   bool no_run_dir = false;
   app.add_option("--bind", options.bind, "endpoint servers and workers reach the coordinator at");
   app.add_option("--run-dir", options.run_dir, "where metrics.jsonl, curves.png and summary.json go");
@@ -42,11 +43,13 @@ int main(int argc, char** argv) {
                "continue the job from its last committed checkpoint (checkpoint.dir), not from the start");
   std::string endpoint_file;
   app.add_option("--endpoint-file", endpoint_file, "also write the endpoint to this file (for launchers)");
-  app.add_option("--servers", servers, "overrides cluster.servers")->check(CLI::PositiveNumber);
-  app.add_option("--workers", workers, "overrides cluster.workers")->check(CLI::PositiveNumber);
-  CLI11_PARSE(app, argc, argv);
-  if (servers > 0) flags.sets.push_back("cluster.servers=" + std::to_string(servers));
-  if (workers > 0) flags.sets.push_back("cluster.workers=" + std::to_string(workers));
+  app.add_flag("--members-on-this-host", options.members_on_this_host,
+               "every server and worker runs on this machine (ps-launch): refuse a cluster its memory cannot hold");
+  app.add_option("--servers", servers, "overrides cluster.servers");
+  app.add_option("--workers", workers, "overrides cluster.workers");
+  PSF_PARSE_FLAGS(app, argc, argv);
+  if (servers != -1) flags.sets.push_back("cluster.servers=" + std::to_string(servers));
+  if (workers != -1) flags.sets.push_back("cluster.workers=" + std::to_string(workers));
 
   auto config = psforge::LoadConfigFromFlags(flags);
   if (!config.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", config.status().message().c_str()), 2;
@@ -84,12 +87,12 @@ int main(int argc, char** argv) {
   auto transport = std::move(*created);
   auto coordinator = psforge::Coordinator::Create(*config, transport.get(), options);
   if (!coordinator.ok())
-    return std::fprintf(stderr, "ps-coordinator: %s\n", coordinator.status().ToString().c_str()), 1;
+    return std::fprintf(stderr, "ps-coordinator: %s\n", coordinator.status().message().c_str()), 1;
   std::unique_ptr<psforge::HttpStatus> http;
   if (!config->cluster.http.empty()) {
     psforge::Coordinator* c = coordinator->get();
     auto started = psforge::HttpStatus::Start(config->cluster.http, [c] { return c->Snapshot(); });
-    if (!started.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", started.status().ToString().c_str()), 1;
+    if (!started.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", started.status().message().c_str()), 1;
     http = std::move(*started);
   }
   std::signal(SIGINT, OnSignal);
@@ -106,6 +109,20 @@ int main(int argc, char** argv) {
   if (!options.run_dir.empty()) std::printf("run directory: %s\n", options.run_dir.c_str());
   std::fflush(stdout);
   psforge::Status outcome = (*coordinator)->Run(g_stop);
-  if (!outcome.ok()) std::fprintf(stderr, "ps-coordinator: %s\n", outcome.ToString().c_str());
+  if (!outcome.ok()) std::fprintf(stderr, "ps-coordinator: %s\n", outcome.message().c_str());
+  // Something scrapes /metrics (Prometheus): the endpoint stays up until its
+  // next scrape, which then sees the final values (at most
+  // cluster.http_linger_s; a signal ends the wait).
+  if (http && http->metrics_scrapes() > 0 && config->cluster.http_linger_s > 0 && !g_stop.load()) {
+    const int64_t seen = http->metrics_scrapes();
+    std::printf("status: serving the final values until the next scrape of %s/metrics (at most %.0f s)\n",
+                http->url().c_str(), config->cluster.http_linger_s);
+    std::fflush(stdout);
+    const auto until = std::chrono::steady_clock::now() +
+                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                           std::chrono::duration<double>(config->cluster.http_linger_s));
+    while (http->metrics_scrapes() == seen && !g_stop.load() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   return outcome.ok() ? 0 : 1;
 }

@@ -32,6 +32,7 @@ JobConfig Config(const std::vector<std::string>& sets) {
 TEST(Coordinator, EveryRemovedWorkerReachesTheServersPageByPage) {
   constexpr int kWorkers = 300;
   JobConfig config = Config({"cluster.servers=1", "cluster.workers=" + std::to_string(kWorkers),
+                             "training.batch_size=" + std::to_string(kWorkers),
                              "cluster.heartbeat_interval_s=0.05", "cluster.peer_timeout_s=1", "cluster.http=\"\""});
   auto transport = Transport::CreateZmq();
   CoordinatorOptions options;

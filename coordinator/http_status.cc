@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <thread>
 
 namespace psforge {
@@ -16,7 +17,10 @@ struct HttpStatus::Impl {
   httplib::Server server;
   std::thread thread;
   std::atomic<bool> listen_returned{false};
+  std::atomic<int64_t> scrapes{0};
 };
+
+int64_t HttpStatus::metrics_scrapes() const { return impl_->scrapes.load(); }
 
 HttpStatus::HttpStatus(std::unique_ptr<Impl> impl, std::string url)
     : impl_(std::move(impl)), url_(std::move(url)) {}
@@ -31,22 +35,39 @@ std::string PrometheusText(const nlohmann::json& s) {
   auto gauge = [&](const std::string& name, const std::string& help, double value) {
     prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({}).Set(value);
   };
+  auto counter = [&](const std::string& name, const std::string& help, double value) {
+    prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({}).Increment(value);
+  };
   auto number = [&](const char* key) { return s.contains(key) && s[key].is_number() ? s[key].get<double>() : 0.0; };
-  gauge("psforge_step", "Steps pushed by the furthest worker", number("step"));
-  gauge("psforge_epoch", "The epoch being trained", number("epoch"));
-  gauge("psforge_loss", "Recent mean training loss over the workers", number("loss"));
-  gauge("psforge_samples_per_second", "Records trained per second, whole cluster", number("samples_per_s"));
-  gauge("psforge_eta_seconds", "Estimated time to the end of training", number("eta_s"));
-  gauge("psforge_elapsed_seconds", "Time since training started", number("elapsed_s"));
-  gauge("psforge_bad_messages", "Messages the coordinator refused", number("bad_messages"));
-  gauge("psforge_peers_cut_off", "Connections cut off for exceeding a rate limit", number("peers_cut_off"));
-  gauge("psforge_messages_dropped", "Messages dropped from cut-off connections", number("messages_dropped"));
-  prometheus::BuildCounter()
-      .Name("psforge_samples_total")
-      .Help("Records trained, whole cluster")
-      .Register(registry)
-      .Add({})
-      .Increment(number("samples"));
+  // What the job is, as labels of a constant 1 (Prometheus's info idiom).
+  if (s.contains("job") && s["job"].is_object()) {
+    std::map<std::string, std::string> labels;
+    for (const auto& [key, value] : s["job"].items())
+      labels[key] = value.is_string() ? value.get<std::string>() : value.dump();
+    if (s.contains("run_dir") && s["run_dir"].is_string()) labels["run_dir"] = s["run_dir"].get<std::string>();
+    prometheus::BuildGauge().Name("psforge_job_info").Help("The job: its config and cluster shape")
+        .Register(registry).Add(labels).Set(1);
+  }
+  const std::string job_state = s.value("state", std::string());
+  prometheus::BuildGauge().Name("psforge_job_state").Help("1 for the job's current state")
+      .Register(registry).Add({{"state", job_state.empty() ? "unknown" : job_state}}).Set(1);
+  // Progress only once there is some: no placeholder zeros or ETAs before
+  // the first step.
+  const bool trained = number("samples") > 0;
+  if (trained) {
+    gauge("psforge_step", "Steps pushed by the furthest worker", number("step"));
+    gauge("psforge_epoch", "The epoch being trained", number("epoch"));
+    gauge("psforge_loss", "Recent mean training loss over the workers", number("loss"));
+    gauge("psforge_samples_per_second", "Records trained per second, whole cluster", number("samples_per_s"));
+    if (job_state == "training" && number("samples_per_s") > 0)
+      gauge("psforge_eta_seconds", "Estimated time to the end of training", number("eta_s"));
+    gauge("psforge_elapsed_seconds", "Time since training started", number("wall_s"));
+  }
+  counter("psforge_bad_messages_total", "Messages the coordinator refused", number("bad_messages"));
+  counter("psforge_peer_cutoffs_total", "Connections cut off for exceeding a rate limit", number("peers_cut_off"));
+  counter("psforge_messages_dropped_total", "Messages dropped from cut-off connections", number("messages_dropped"));
+  counter("psforge_checkpoints_committed_total", "Checkpoints every server wrote", number("checkpoints_committed"));
+  counter("psforge_samples_total", "Records trained, whole cluster", number("samples"));
   if (s.contains("last_metric"))
     gauge("psforge_" + s.value("metric", std::string("test_accuracy")), "The latest evaluation",
           s["last_metric"].get<double>());
@@ -86,8 +107,9 @@ Result<std::unique_ptr<HttpStatus>> HttpStatus::Start(const std::string& host_po
   impl->server.Get("/api/status", [snapshot](const httplib::Request&, httplib::Response& res) {
     res.set_content(snapshot().dump(2), "application/json");
   });
-  impl->server.Get("/metrics", [snapshot](const httplib::Request&, httplib::Response& res) {
+  impl->server.Get("/metrics", [snapshot, raw = impl.get()](const httplib::Request&, httplib::Response& res) {
     res.set_content(PrometheusText(snapshot()), "text/plain; version=0.0.4");
+    raw->scrapes.fetch_add(1);
   });
   impl->server.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("psforge coordinator: GET /api/status (JSON) or /metrics (Prometheus)\n", "text/plain");

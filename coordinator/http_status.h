@@ -7,6 +7,7 @@
 // cluster.http (host:port; port 0 lets the OS pick). Stops when destroyed.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -23,6 +24,8 @@ class HttpStatus {
   static Result<std::unique_ptr<HttpStatus>> Start(const std::string& host_port, SnapshotFn snapshot);
   ~HttpStatus();
   const std::string& url() const { return url_; }
+  // How many times /metrics has been answered.
+  int64_t metrics_scrapes() const;
 
  private:
   struct Impl;

@@ -36,5 +36,29 @@ TEST(HttpStatus, StoppedAsSoonAsStartedStillStops) {
   EXPECT_TRUE(done.get());
 }
 
+// Before the first step there is no progress to report: no placeholder
+// zeros, no ETA; counters are counters; the job's description is an info
+// metric.
+TEST(PrometheusText, NoPlaceholdersBeforeTheFirstStepAndCountersAreCounters) {
+  nlohmann::json waiting = {{"job", {{"config", "configs/x.yaml"}, {"servers", 2}}},
+                            {"state", "waiting for members"}, {"step", 0}, {"loss", 0}, {"samples", 0},
+                            {"samples_per_s", 0}, {"eta_s", 240000}, {"bad_messages", 3}};
+  const std::string text = PrometheusText(waiting);
+  for (const char* absent : {"psforge_step ", "psforge_loss ", "psforge_eta_seconds", "psforge_samples_per_second"})
+    EXPECT_EQ(text.find(absent), std::string::npos) << absent << " in:\n" << text;
+  EXPECT_NE(text.find("# TYPE psforge_bad_messages_total counter\npsforge_bad_messages_total 3"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("psforge_job_info{config=\"configs/x.yaml\",servers=\"2\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("psforge_job_state{state=\"waiting for members\"} 1"), std::string::npos) << text;
+  nlohmann::json training = waiting;
+  training["state"] = "training";
+  training["samples"] = 1280;
+  training["samples_per_s"] = 640;
+  training["eta_s"] = 12.5;
+  const std::string during = PrometheusText(training);
+  EXPECT_NE(during.find("psforge_eta_seconds 12.5"), std::string::npos) << during;
+  EXPECT_NE(during.find("psforge_samples_total 1280"), std::string::npos) << during;
+}
+
 }  // namespace
 }  // namespace psforge

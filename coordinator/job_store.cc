@@ -126,6 +126,7 @@ Result<EvaluationRecord> DecodeEvaluation(const std::string& value, const std::s
     return DataLoss(name + " is damaged: it needs integers epoch and step and numbers metric and time_s");
   e.metric = j["metric"].get<double>();
   e.time_s = j["time_s"].get<double>();
+  if (j.contains("train_loss") && j["train_loss"].is_number()) e.train_loss = j["train_loss"].get<double>();
   return e;
 }
 
@@ -257,7 +258,8 @@ Status JobStore::ForgetCommitsAfter(int64_t step) {
 }
 
 Status JobStore::PutEvaluation(const EvaluationRecord& e) {
-  nlohmann::json j = {{"epoch", e.epoch}, {"step", e.step}, {"metric", e.metric}, {"time_s", e.time_s}};
+  nlohmann::json j = {{"epoch", e.epoch}, {"step", e.step}, {"metric", e.metric}, {"time_s", e.time_s},
+                      {"train_loss", e.train_loss}};
   return Put(Key("eval/", static_cast<uint64_t>(e.epoch)), j.dump(), false);
 }
 

@@ -53,13 +53,14 @@ LeaseState ReplayLeases(const ShardPlan& plan, int64_t epochs, const LeaseState&
   return LeaseState{epochs + 1, {}, {}, {}};
 }
 
-LeaseTable::LeaseTable(const ShardPlan* plan, int64_t workers, int64_t epochs)
-    : plan_(plan), workers_(workers), epochs_(epochs), own_(workers) {
+LeaseTable::LeaseTable(const ShardPlan* plan, int64_t workers, int64_t epochs, bool lockstep)
+    : plan_(plan), workers_(workers), epochs_(epochs), lockstep_(lockstep), own_(workers) {
   StartEpoch(1);
 }
 
 void LeaseTable::Restore(const LeaseState& state) {
   held_.clear();
+  absent_.clear();  // every place is taken again (or declared dead anew)
   if (state.epoch > epochs_) {  // the data is done
     StartEpoch(epochs_);
     for (auto& q : own_) q.clear();
@@ -138,9 +139,17 @@ LeaseTable::Grant LeaseTable::Next(uint32_t worker) {
     shard = own_[worker].front();
     own_[worker].pop_front();
   } else {
+    // Take over from the worker with the most left. In lockstep only from
+    // one that is absent (dead, not yet replaced) or has 2 or more left:
+    // without failures the workers' queues run out within a step of each
+    // other, so this never happens and timing decides nothing.
     std::deque<int64_t>* most = nullptr;
-    for (auto& q : own_)
-      if (!q.empty() && (!most || q.size() > most->size())) most = &q;
+    for (std::size_t w = 0; w < own_.size(); ++w) {
+      auto& q = own_[w];
+      if (q.empty() || (most && q.size() <= most->size())) continue;
+      if (lockstep_ && !absent_.count(static_cast<uint32_t>(w)) && q.size() < 2) continue;
+      most = &q;
+    }
     if (most) {
       shard = most->back();
       most->pop_back();
@@ -157,6 +166,16 @@ LeaseTable::Grant LeaseTable::Next(uint32_t worker) {
   g.positions = plan_->Positions(shard);
   held_[g.lease] = {worker, grants_++, g.offset};
   return g;
+}
+
+void LeaseTable::SetAbsent(uint32_t worker, bool absent) {
+  if (absent) absent_.insert(worker);
+  else absent_.erase(worker);
+}
+
+void LeaseTable::UsedUp(uint32_t worker, int64_t step) {
+  for (auto& [lease, h] : held_)
+    if (h.worker == worker && h.used_up < 0) h.used_up = step;
 }
 
 int64_t LeaseTable::GrantOrder(uint32_t worker, uint64_t lease) const {

@@ -5,11 +5,20 @@
 // hands every worker the same shards whatever the timing (BSP with
 // data.shard_size equal to a worker's batch is then the same computation as
 // one process on the whole batch). A worker whose own shards are gone takes
-// one from the worker with the most left; a dead worker's held leases go
-// back to the pool and are handed out first, each from the first record the
-// servers had not applied. The next epoch starts only when every shard of
-// this one is done, so each record is trained once an epoch. Not
-// thread-safe: the coordinator's loop owns it.
+// one from the worker with the most left (in lockstep, BSP, only from one
+// that is absent or has 2 or more left, so that without failures which
+// records a step trains never depends on timing); a
+// dead worker's held leases go back to the pool and are handed out first,
+// each from the first record the servers had not applied. The next epoch
+// starts only when every shard of this one is done, so each record is
+// trained once an epoch.
+//
+// In lockstep a shard is done as soon as it is known to be: its holder
+// asked for more at step t (a worker asks only once its lease is used up,
+// and in lockstep asks at once), and someone asks at a step after t, which
+// it can only do once step t is applied everywhere. So the epoch turns over
+// at the same step in every run, whichever worker's request comes first.
+// Not thread-safe: the coordinator's loop owns it.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +65,9 @@ LeaseState ReplayLeases(const ShardPlan& plan, int64_t epochs, const LeaseState&
 
 class LeaseTable {
  public:
-  LeaseTable(const ShardPlan* plan, int64_t workers, int64_t epochs);
+  // `lockstep`: BSP (no taking over others' shards; shards used up complete
+  // by step, see above).
+  LeaseTable(const ShardPlan* plan, int64_t workers, int64_t epochs, bool lockstep = false);
 
   // Starts over from `state`: no lease is held; its partial shards are
   // handed out first, from their offsets, then the rest of its epoch in
@@ -84,6 +95,33 @@ class LeaseTable {
   // last shards), or finished (every epoch is done).
   Grant Next(uint32_t worker);
 
+  // `worker` is dead and not replaced (true), or back (false): in lockstep
+  // the others may take over its shards meanwhile.
+  void SetAbsent(uint32_t worker, bool absent);
+
+  // Lockstep: `worker` asks for more at `step`, so the leases it holds are
+  // used up, their last records in `step` or before.
+  void UsedUp(uint32_t worker, int64_t step);
+  // Lockstep: a request at `step` means every step before it is applied:
+  // the leases used up before `step` by a holder `alive` says is still a
+  // member (a dead one's records may be missing) are done. Returns the
+  // epoch this completed, or 0.
+  template <typename Alive>
+  int64_t CompleteUsedUp(int64_t step, const Alive& alive) {
+    int64_t completed = 0;
+    for (auto it = held_.begin(); it != held_.end();) {
+      if (it->second.used_up >= 0 && it->second.used_up < step && alive(it->second.worker)) {
+        const uint64_t lease = it->first;
+        it = held_.erase(it);
+        if (const int64_t e = Complete(lease); e > 0) completed = e;
+        if (completed > 0) break;  // a new epoch: its leases are not held yet
+      } else {
+        ++it;
+      }
+    }
+    return completed;
+  }
+
   // `worker` is dead, and the servers applied its records up to `trained`
   // (a lease, and how many records of its shard). Leases granted to it
   // before that one are complete; that one goes back to the pool from that
@@ -109,6 +147,7 @@ class LeaseTable {
     uint32_t worker;
     int64_t order;   // grant sequence number
     int64_t offset;  // the shard's records already trained when it was granted
+    int64_t used_up = -1;  // lockstep: the step its holder asked for more in (-1: not yet)
   };
   void StartEpoch(int64_t epoch);
   // Marks `lease` done; the epoch completed by it, or 0.
@@ -116,6 +155,7 @@ class LeaseTable {
 
   const ShardPlan* plan_;
   const int64_t workers_, epochs_;
+  const bool lockstep_;
   int64_t epoch_ = 0, completed_ = 0;
   std::vector<std::deque<int64_t>> own_;  // per worker: shards not yet handed out
   std::map<int64_t, int64_t> resume_at_;  // shards in own_ partly trained: their first record to train
@@ -123,6 +163,7 @@ class LeaseTable {
   std::map<uint64_t, Held> held_;         // lease -> holder
   int64_t grants_ = 0;
   std::set<uint64_t> done_;               // this epoch's leases reported done
+  std::set<uint32_t> absent_;             // workers dead and not replaced
   int64_t shards_done_ = 0, records_done_ = 0;
 };
 

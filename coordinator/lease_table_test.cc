@@ -56,6 +56,57 @@ TEST(LeaseTable, WaitsForTheEpochsLastShardsAndStealsWhenOwnAreGone) {
   EXPECT_EQ(table.Next(0).epoch, 2);
 }
 
+// BSP: no taking over, and the epoch turns over at the step after the last
+// shards were used up, whichever worker asks first.
+TEST(LeaseTable, InLockstepTheEpochTurnsOverAtTheSameStepWhoeverAsksFirst) {
+  ShardPlan plan(4 * 10, 10, 1, false, 2);
+  auto alive = [](uint32_t) { return true; };
+  for (uint32_t first : {0u, 1u}) {
+    LeaseTable table(&plan, 2, 2, /*lockstep=*/true);
+    const uint32_t second = 1 - first;
+    // Step 0: each takes its first shard.
+    auto a0 = table.Next(0), b0 = table.Next(1);
+    // Step 1: both used theirs up (10 records, 10 a step) and ask again.
+    for (uint32_t w : {first, second}) {
+      table.UsedUp(w, 1);
+      EXPECT_EQ(table.CompleteUsedUp(1, alive), 0);  // used up in step 1: not applied yet
+      ASSERT_EQ(table.Next(w).status, LeaseStatus::kGranted);
+    }
+    // Step 2: the own shards are gone; nobody takes over another's.
+    for (uint32_t w : {first, second}) {
+      table.UsedUp(w, 2);
+      EXPECT_EQ(table.CompleteUsedUp(2, alive), 0);
+      EXPECT_EQ(table.Next(w).status, LeaseStatus::kWait) << "worker " << w;
+    }
+    // Step 3: whoever asks first finds epoch 1 done and gets epoch 2's shard.
+    table.UsedUp(first, 3);
+    EXPECT_EQ(table.CompleteUsedUp(3, alive), 1);
+    auto g = table.Next(first);
+    ASSERT_EQ(g.status, LeaseStatus::kGranted);
+    EXPECT_EQ(g.epoch, 2);
+    table.UsedUp(second, 3);
+    EXPECT_EQ(table.CompleteUsedUp(3, alive), 0);
+    EXPECT_EQ(table.Next(second).epoch, 2);
+    // The workers' own reports of the same leases are repeats.
+    EXPECT_EQ(*table.Done(0, a0.lease), 0);
+    EXPECT_EQ(*table.Done(1, b0.lease), 0);
+  }
+}
+
+// A dead holder's used-up lease is not done by step: its last push may be
+// missing (the servers stopped waiting for it).
+TEST(LeaseTable, InLockstepADeadHoldersLeaseWaitsForItsPosition) {
+  ShardPlan plan(20, 10, 1, false, 2);
+  LeaseTable table(&plan, 2, 1, /*lockstep=*/true);
+  table.Next(0);
+  table.Next(1);
+  table.UsedUp(0, 1);
+  table.UsedUp(1, 1);
+  EXPECT_EQ(table.CompleteUsedUp(2, [](uint32_t w) { return w != 1; }), 0);
+  EXPECT_EQ(table.HeldBy(1), 1);
+  EXPECT_EQ(table.HeldBy(0), 0);
+}
+
 TEST(LeaseTable, ADeadWorkersLeasesGoBackFirst) {
   ShardPlan plan(100, 10, 3, true);
   LeaseTable table(&plan, 2, 1);

@@ -33,13 +33,14 @@ void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
     // A restarted server takes the place of the one that died.
     auto dead = std::find_if(list.begin(), list.end(), [](const Member& m) { return m.state == MemberState::kDead; });
     if (dead != list.end()) {
-      Log("server " + std::to_string(dead->id) + " joined again at " + h.endpoint);
+      Log("server " + std::to_string(dead->id) + " joined again at " + h.endpoint + Pid(h.pid));
       TakePlace(&*dead, peer, h);
       return WelcomeAll();
     }
   } else if (static_cast<int64_t>(list.size()) >= wanted) {
     if (Member* dead = ReplaceableWorker()) {
-      Log("worker " + std::to_string(dead->id) + " joined again (it takes the place of the one declared dead)");
+      Log("worker " + std::to_string(dead->id) + " joined again (it takes the place of the one declared dead" +
+          (h.pid ? "; pid " + std::to_string(h.pid) : "") + ")");
       TakePlace(dead, peer, h);
       return WelcomeAll();
     }
@@ -62,8 +63,8 @@ void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
   list.push_back(member);
   TakePlace(&list.back(), peer, h);
   Log(std::string(RoleName(h.role)) + " " + std::to_string(member.id) + " joined" +
-      (server ? " at " + h.endpoint : "") + " (" + std::to_string(list.size()) + " of " +
-      std::to_string(wanted) + ")");
+      (server ? " at " + h.endpoint : "") + " (" + std::to_string(list.size()) + " of " + std::to_string(wanted) +
+      (h.pid ? "; pid " + std::to_string(h.pid) : "") + ")");
   WelcomeAll();
 }
 
@@ -73,6 +74,7 @@ void Coordinator::TakePlace(Member* place, const std::string& peer, const WireHe
   fresh.id = place->id;
   fresh.endpoint = h.endpoint;
   fresh.public_key = h.public_key;
+  fresh.pid = h.pid;
   fresh.peer = peer;
   fresh.join_request = h.request_id;
   fresh.last_seen = Clock::now();
@@ -136,6 +138,7 @@ void Coordinator::WelcomeAll() {
 
 void Coordinator::RemoveWorker(Member* m, const std::string& why) {
   m->state = MemberState::kDead;
+  leases_.SetAbsent(m->id, true);
   m->removal = static_cast<int64_t>(removed_.size());
   removed_.push_back(m->id);
   // Where its data stopped: the servers say so once they have removed it

@@ -22,6 +22,7 @@ struct EvaluationRecord {
   double metric = 0;
   double time_s = 0;
   bool final = false;
+  double train_loss = 0;  // the evaluating worker's mean over its steps of the epoch
 };
 
 class RunRecords {
@@ -37,14 +38,29 @@ class RunRecords {
                 int64_t samples);
   void Evaluation(const EvaluationRecord& e);
 
-  // Draws curves.png with gnuplot; returns a line saying where, or why not.
+  // A point of the plot's loss curve (finer than the progress records).
+  void LossPoint(int64_t step, double loss);
+
+  // The plot's title (the config, the run).
+  void set_title(std::string title) { title_ = std::move(title); }
+
+  // Draws curves.png with gnuplot: the training loss and the metric against
+  // steps, each with a dashed line where an epoch ended, a few round step
+  // tics, and whatever curve there is (a run of one step has one point).
+  // gnuplot's own messages go to curves.log, not the terminal. Returns a
+  // line saying where, or why not.
   std::string Plot();
 
  private:
-  std::string dir_, metric_name_, error_;
+  std::string dir_, metric_name_, error_, title_;
   std::ofstream metrics_;
   std::vector<std::pair<int64_t, double>> loss_;    // step, loss
   std::vector<std::pair<int64_t, double>> metric_;  // step, metric
+  std::vector<std::pair<int64_t, int64_t>> epoch_ends_;  // step, epoch
 };
+
+// A tic spacing of 1, 2 or 5 times a power of ten giving at most `most`
+// tics over [0, span].
+int64_t RoundTicSpacing(int64_t span, int most);
 
 }  // namespace psforge

@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_flags.h"
 #include "common/curve.h"
 
 namespace {
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> names;
   app.add_option("--dir", dir, "where the keys go")->required();
   app.add_option("names", names, "members to give a key pair (one must be coordinator)")->required();
-  CLI11_PARSE(app, argc, argv);
+  PSF_PARSE_FLAGS(app, argc, argv);
   psforge::Status s = Run(dir, names);
   if (!s.ok()) return std::fprintf(stderr, "ps-keys: %s\n", s.message().c_str()), 1;
   return 0;

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ps-launch: runs a psforge cluster on this machine"};
   psforge::CommonFlags flags;
   psforge::AddCommonFlags(&app, &flags, /*with_training=*/true);
-  int64_t servers = 0, workers = 0;
+  int64_t servers = -1, workers = -1;
   std::string run_dir, resume_dir, export_path;
   auto* resume_flag =
       app.add_option("--resume", resume_dir,
@@ -58,12 +58,12 @@ int main(int argc, char** argv) {
                      "under runs/, or the run directory given")
           ->expected(0, 1);
   app.add_option("--export", export_path, "write the final weights to this .npz file (ps-export's format)");
-  app.add_option("--servers", servers, "parameter servers (default: cluster.servers)")->check(CLI::PositiveNumber);
-  app.add_option("--workers", workers, "workers (default: cluster.workers)")->check(CLI::PositiveNumber);
+  app.add_option("--servers", servers, "parameter servers (default: cluster.servers)");
+  app.add_option("--workers", workers, "workers (default: cluster.workers)");
   app.add_option("--run-dir", run_dir, "metrics, plot, summary and logs go here (default runs/<config>-<time>)");
-  CLI11_PARSE(app, argc, argv);
-  if (servers > 0) flags.sets.push_back("cluster.servers=" + std::to_string(servers));
-  if (workers > 0) flags.sets.push_back("cluster.workers=" + std::to_string(workers));
+  PSF_PARSE_FLAGS(app, argc, argv);
+  if (servers != -1) flags.sets.push_back("cluster.servers=" + std::to_string(servers));
+  if (workers != -1) flags.sets.push_back("cluster.workers=" + std::to_string(workers));
   // Validate here too, so a bad config is one clear line before anything starts.
   auto config = psforge::LoadConfigFromFlags(flags);
   if (!config.ok()) return std::fprintf(stderr, "ps-launch: %s\n", config.status().message().c_str()), 2;
@@ -123,10 +123,11 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
   psforge::Supervisor supervisor(stderr);
   std::vector<std::string> coordinator_argv{SiblingBinary(argv[0], "ps-coordinator"), "--config", flags.config_path,
-                                            "--run-dir", run_dir, "--endpoint-file", endpoint_file};
+                                            "--run-dir", run_dir, "--endpoint-file", endpoint_file,
+                                            "--members-on-this-host"};
   for (const auto& s : flags.sets) coordinator_argv.insert(coordinator_argv.end(), {"--set", s});
-  if (flags.epochs > 0) coordinator_argv.insert(coordinator_argv.end(), {"--epochs", std::to_string(flags.epochs)});
-  if (flags.threads > 0) coordinator_argv.insert(coordinator_argv.end(), {"--threads", std::to_string(flags.threads)});
+  if (flags.epochs != -1) coordinator_argv.insert(coordinator_argv.end(), {"--epochs", std::to_string(flags.epochs)});
+  if (flags.threads != -1) coordinator_argv.insert(coordinator_argv.end(), {"--threads", std::to_string(flags.threads)});
   if (!flags.summary_path.empty()) coordinator_argv.insert(coordinator_argv.end(), {"--summary", flags.summary_path});
   if (resume) coordinator_argv.push_back("--resume");
   // A coordinator that crashes (killed by a signal) is started again on the
@@ -158,14 +159,14 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < config->cluster.servers; ++i) {
     std::vector<std::string> server{SiblingBinary(argv[0], "ps-server"), "--coordinator", endpoint};
     server.insert(server.end(), keys.begin(), keys.end());
-    (void)supervisor.Start({"server " + std::to_string(i), server,
+    (void)supervisor.Start({"ps-server " + std::to_string(i), server,
                             run_dir + "/logs/server-" + std::to_string(i) + ".log", 3});
   }
   for (int64_t i = 0; i < config->cluster.workers; ++i) {
     std::vector<std::string> worker{SiblingBinary(argv[0], "ps-worker"), "--coordinator", endpoint,
                                     "--summary", run_dir + "/logs/worker-" + std::to_string(i) + ".json"};
     worker.insert(worker.end(), keys.begin(), keys.end());
-    (void)supervisor.Start({"worker " + std::to_string(i), worker,
+    (void)supervisor.Start({"ps-worker " + std::to_string(i), worker,
                             run_dir + "/logs/worker-" + std::to_string(i) + ".log", 3});
   }
 

@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_flags.h"
 #include "launch/supervisor.h"
 
 namespace {
@@ -37,12 +38,12 @@ int main(int argc, char** argv) {
   int split = 1;
   while (split < argc && std::string(argv[split]) != "--") ++split;
   if (split >= argc - 1) {
-    CLI11_PARSE(app, split, argv);  // --help, or a bad option
+    PSF_PARSE_FLAGS(app, split, argv);  // --help, or a bad option
     std::fprintf(stderr, "ps-supervise: no command given after --\n");
     return 2;
   }
   command.assign(argv + split + 1, argv + argc);
-  CLI11_PARSE(app, split, argv);
+  PSF_PARSE_FLAGS(app, split, argv);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   psforge::Supervisor supervisor(stderr);

@@ -62,13 +62,15 @@ std::optional<int> Supervisor::Poll(std::chrono::milliseconds timeout) {
         Child& c = children_[i];
         if (c.pid != pid) continue;
         c.pid = -1;
+        // Named with its pid, as the coordinator names members.
+        const std::string who = c.spec.name + " (pid " + std::to_string(pid) + ")";
         c.exit_code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
         const bool abnormal = WIFSIGNALED(status) || WEXITSTATUS(status) != 0;
         const bool restartable = abnormal && (WIFSIGNALED(status) || !c.spec.restart_after_signal_only);
         if (restartable && c.restarts < c.spec.max_restarts) {
           const auto pause = std::chrono::milliseconds(500) * (1 << std::min(c.restarts, 5));
           ++c.restarts;
-          std::fprintf(log_, "%s %s; restarting it in %.1f s (restart %d of %d)\n", c.spec.name.c_str(),
+          std::fprintf(log_, "%s %s; restarting it in %.1f s (restart %d of %d)\n", who.c_str(),
                        DescribeExit(status).c_str(), std::chrono::duration<double>(pause).count(),
                        c.restarts, c.spec.max_restarts);
           std::fflush(log_);
@@ -76,7 +78,7 @@ std::optional<int> Supervisor::Poll(std::chrono::milliseconds timeout) {
           break;
         }
         if (abnormal) {
-          std::fprintf(log_, "%s %s%s\n", c.spec.name.c_str(), DescribeExit(status).c_str(),
+          std::fprintf(log_, "%s %s%s\n", who.c_str(), DescribeExit(status).c_str(),
                        c.spec.log_path.empty() ? "" : ("; its log: " + c.spec.log_path).c_str());
           std::fflush(log_);
         }

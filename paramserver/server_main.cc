@@ -35,7 +35,7 @@ std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
 
 int Fail(const psforge::Status& s) {
-  std::fprintf(stderr, "ps-server: %s\n", s.ToString().c_str());
+  std::fprintf(stderr, "ps-server: %s\n", s.message().c_str());
   return 1;
 }
 
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   psforge::CurveFlags curve;
   psforge::AddCurveFlags(&app, &curve);
-  CLI11_PARSE(app, argc, argv);
+  PSF_PARSE_FLAGS(app, argc, argv);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
 

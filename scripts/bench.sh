@@ -14,6 +14,8 @@ build/bin/op_bench --threads 2 | tee bench/results/op_bench_2threads.txt
 if grep -qw avx512f /proc/cpuinfo; then
   DNNL_MAX_CPU_ISA=AVX2 build/bin/op_bench --threads 1 | tee bench/results/op_bench_1thread_avx2.txt
 fi
+/usr/bin/python3 bench/default_job.py --seeds 5
+build/bin/checkpoint_bench --runs 5 --big-floats 1000000 | tee bench/results/checkpoint_mlp.md
 /usr/bin/python3 bench/mlp_throughput.py --runs 3 --epochs 2
 build/bin/pushpull_bench --seconds 1.5 --runs 3 | tee bench/results/pushpull.md
 /usr/bin/python3 bench/cluster_throughput.py --runs 3

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   app.add_option("--run-dir", run_dir,
                  "the run whose checkpoints to read (default: checkpoint.dir if the config sets it, else the "
                  "newest run of this config under runs/)");
-  CLI11_PARSE(app, argc, argv);
+  PSF_PARSE_FLAGS(app, argc, argv);
   auto config = psforge::LoadConfigFromFlags(flags);
   if (!config.ok()) return std::fprintf(stderr, "ps-export: %s\n", config.status().message().c_str()), 2;
   if (auto s = psforge::CheckOutputFile(out, "--out"); !s.ok())
@@ -66,6 +66,6 @@ int main(int argc, char** argv) {
     config->checkpoint.dir = psforge::RunCheckpointDir(run_dir);
   }
   psforge::Status s = psforge::Export(*config, step, out);
-  if (!s.ok()) return std::fprintf(stderr, "ps-export: %s\n", s.ToString().c_str()), 1;
+  if (!s.ok()) return std::fprintf(stderr, "ps-export: %s\n", s.message().c_str()), 1;
   return 0;
 }

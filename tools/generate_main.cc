@@ -41,10 +41,10 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seed", options.seed, "the sampler's seed: the same seed gives the same text (default 1)");
   app.add_option("--step", step, "the committed checkpoint to read (default: the newest)");
-  CLI11_PARSE(app, argc, argv);
+  PSF_PARSE_FLAGS(app, argc, argv);
   auto config = psforge::LoadConfigFromFlags(flags);
   if (!config.ok()) return std::fprintf(stderr, "ps-generate: %s\n", config.status().message().c_str()), 2;
   psforge::Status s = psforge::Generate(*config, step, options);
-  if (!s.ok()) return std::fprintf(stderr, "ps-generate: %s\n", s.ToString().c_str()), 1;
+  if (!s.ok()) return std::fprintf(stderr, "ps-generate: %s\n", s.message().c_str()), 1;
   return 0;
 }

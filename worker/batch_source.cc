@@ -106,6 +106,7 @@ LeaseSource::LeaseSource(const ShardPlan* plan, const JobConfig& config, Coordin
       max_steps_(config.training.max_steps),
       first_step_(first_step),
       timeout_(Seconds(config.cluster.request_timeout_s)),
+      lockstep_(config.cluster.consistency == Consistency::kBsp),
       heartbeat_(std::move(heartbeat)) {}
 
 Result<WireHeader> LeaseSource::Lease(int64_t step, bool finished) {
@@ -140,15 +141,22 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
     last_step_ = step;
     return plan;
   }
-  while (static_cast<int64_t>(rows->size()) < max_rows) {
+  int64_t rows_epoch = epoch_;
+  while (true) {
     if (holding_ && shard_pos_ < shard_records_.size()) {
+      if (static_cast<int64_t>(rows->size()) >= max_rows) break;
       std::size_t take = std::min<std::size_t>(max_rows - rows->size(), shard_records_.size() - shard_pos_);
       rows->insert(rows->end(), shard_records_.begin() + shard_pos_, shard_records_.begin() + shard_pos_ + take);
       shard_pos_ += take;
       plan.lease = lease_;
       plan.lease_offset = static_cast<int64_t>(shard_pos_);
+      rows_epoch = epoch_;
       continue;
     }
+    // The lease is used up (or none is held). Under BSP the next one is
+    // asked for at once, even with this step's batch full: the coordinator
+    // then knows in this step that this lease ends in it (lease_table.h).
+    if (static_cast<int64_t>(rows->size()) >= max_rows && (!lockstep_ || !holding_)) break;
     if (holding_) {  // its last records are in this step's batch or an earlier one
       consumed_.emplace_back(lease_, rows->empty() ? step - 1 : step);
       holding_ = false;
@@ -180,9 +188,10 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
     plan_->Records(epoch_, shard, &shard_records_);
     shard_pos_ = static_cast<std::size_t>(r.record_offset);  // a dead worker's lease resumes where it stopped
     holding_ = true;
+    if (rows->empty()) rows_epoch = epoch_;
   }
   plan.rows = static_cast<int64_t>(rows->size());
-  plan.epoch = epoch_;
+  plan.epoch = rows_epoch;  // the epoch of this step's records (a lease asked for ahead may be the next one's)
   plan.epoch_fraction = holding_ ? static_cast<double>(shard_pos_) / std::max<std::size_t>(1, shard_records_.size()) : 1.0;
   return plan;
 }
@@ -210,13 +219,14 @@ Result<int64_t> LeaseSource::FinalVersion() {
   return final_version_ > 0 ? final_version_ : kNoFinalEvaluation;
 }
 
-Status LeaseSource::Report(int64_t epoch, int64_t step, double metric, bool final) {
+Status LeaseSource::Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss) {
   WireHeader h;
   h.kind = MessageKind::kReport;
   h.epoch = epoch;
   h.step = step;
   h.metric = metric;
   h.final = final;
+  h.loss = train_loss;
   return channel_->Call(h, timeout_).status();
 }
 

@@ -41,7 +41,8 @@ class BatchSource {
   // first `applied_steps` steps for certain.
   virtual void Pushed(int64_t /*step*/, double /*loss*/, int64_t /*rows*/, int64_t /*applied_steps*/) {}
   // An evaluation's result; `final` after the last step.
-  virtual Status Report(int64_t /*epoch*/, int64_t /*step*/, double /*metric*/, bool /*final*/) {
+  virtual Status Report(int64_t /*epoch*/, int64_t /*step*/, double /*metric*/, bool /*final*/,
+                        double /*train_loss*/) {
     return Status::Ok();
   }
   // After stop (and after leaving the servers): the weight version to
@@ -110,7 +111,7 @@ class LeaseSource final : public BatchSource {
 
   Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override;
   void Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps) override;
-  Status Report(int64_t epoch, int64_t step, double metric, bool final) override;
+  Status Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss) override;
   Result<int64_t> FinalVersion() override;
   int64_t epochs() const override { return epochs_; }
   int64_t total_records() const override { return 0; }
@@ -123,6 +124,7 @@ class LeaseSource final : public BatchSource {
   CoordinatorChannel* channel_;
   const int64_t epochs_, max_steps_, first_step_;
   const std::chrono::steady_clock::duration timeout_;
+  const bool lockstep_;  // BSP: ask for the next lease as soon as one is used up
   std::unique_ptr<HeartbeatThread> heartbeat_;
   // The shard being read, and the leases whose records are all handed out,
   // with the step of their last record (done once that step is applied).

@@ -147,7 +147,7 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, const Curve
       // takes the place of one that died while the others train on.
       PSF_ASSIGN_OR_RETURN(const int64_t first_step, client->Admit());
       ShardPlan plan(p->data.train.rows, config->data.shard_size, config->training.seed,
-                     config->training.shuffle);
+                     config->training.shuffle, config->cluster.workers);
       LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat), first_step);
       Announce(progress, *config, *p,
                " as worker " + std::to_string(job.id) + " of " + std::to_string(workers) + " with " +

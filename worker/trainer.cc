@@ -79,7 +79,7 @@ Status Trainer::EvaluateEpoch(const Dataset& test, BatchSource* source, int64_t 
                 final ? "final" : "after", (long long)epoch, (long long)source->epochs(),
                 (long long)step, e.train_loss, result->metric_name.c_str(), e.test_metric, e.wall_s);
   progress_->Line(line);
-  return source->Report(epoch, step, e.test_metric, final);
+  return source->Report(epoch, step, e.test_metric, final, e.train_loss);
 }
 
 Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, BatchSource* source) {

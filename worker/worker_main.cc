@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
                  "if this worker runs the final evaluation, write the final weights here (raw float32)");
   psforge::CurveFlags curve;
   psforge::AddCurveFlags(&app, &curve);
-  CLI11_PARSE(app, argc, argv);
+  PSF_PARSE_FLAGS(app, argc, argv);
 
   psforge::JobConfig config;
   auto result = psforge::RunClusterWorker(coordinator, curve, connect_timeout_s, save_weights, &config, stderr);

@@ -98,6 +98,7 @@ struct Register {
   role @0 :Role;
   endpoint @1 :Text;    # server: where workers reach it
   publicKey @2 :Text;   # server, under CURVE: its public key (Z85), which workers connect with
+  pid @3 :UInt32;       # the member's process id, so that logs name a process one way
 }
 # The header's generation is the job's: the coordinator starts a new one each
 # time the job (re)starts from a checkpoint. Workers start at `step`; servers
@@ -165,6 +166,7 @@ struct Report {
   step @1 :Int64;
   metric @2 :Float64;
   final @3 :Bool;
+  trainLoss @4 :Float64;  # the reporting worker's mean training loss over its steps of the epoch
 }
 
 # A worker's shared-memory region for payloads to and from one server

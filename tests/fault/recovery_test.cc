@@ -165,6 +165,25 @@ TEST(Recovery, AServerKilledMidRunMakesEveryServerRollBackAndTheJobEndsAsUndistu
   EXPECT_EQ(summary["restarts"], 1);
 }
 
+// Across epochs as within one: the same two-epoch job twice gives the same
+// weights bit for bit, and a server killed in the second epoch (every
+// server rolls back to the last checkpoint, the workers replay the same
+// steps) ends with them too.
+TEST(Recovery, TwoEpochRunsAgreeBitForBitAndAServerKilledInTheSecondEndsTheSame) {
+  testing::TempDir reference, again, dir;
+  const std::vector<float> expected = Undisturbed(reference, /*two_epochs=*/true);
+  const int64_t steps = Summary(reference, "undisturbed")["steps"];
+  EXPECT_EQ(Differing(Undisturbed(again, true), expected), 0u) << "two undisturbed runs differ";
+  EXPECT_EQ(Summary(again, "undisturbed")["steps"], steps);
+
+  Job job = StartJob(dir, "killed", false, /*two_epochs=*/true);
+  const int64_t committed = WaitForCommit(job, "[5-8]00");
+  KillAndRestartServer(job, 0);
+  EXPECT_GE(WaitForResume(job), committed);
+  auto summary = ExpectUndisturbedEnd(job, dir, expected, steps);
+  EXPECT_EQ(summary["restarts"], 1);
+}
+
 // A worker SIGKILLed mid-epoch and started again by its supervisor (here,
 // the test) at once: it waits until its predecessor is declared dead and
 // its leases are back in the pool, takes its place at the servers' current
@@ -316,8 +335,12 @@ TEST(Recovery, UnderPsLaunchAKilledCoordinatorAndAKilledWorkerAreRestarted) {
       << launch.Stdout() << launch.Stderr();
   EXPECT_EQ(launch.Wait(300s), std::optional<int>(0)) << launch.Stdout() << launch.Stderr();
   const std::string log = launch.Stderr();
-  EXPECT_NE(log.find("the coordinator killed by signal"), std::string::npos) << log;
-  EXPECT_NE(log.find("worker 1 killed by signal"), std::string::npos) << log;
+  // The supervisor names each process with its pid, as the coordinator does.
+  EXPECT_TRUE(std::regex_search(log, std::regex("the coordinator \\(pid \\d+\\) killed by signal"))) << log;
+  EXPECT_TRUE(std::regex_search(log, std::regex("ps-worker 1 \\(pid " + std::to_string(workers[0]) +
+                                                "\\) killed by signal"))) << log;
+  EXPECT_NE(launch.Stdout().find("pid " + std::to_string(workers[0]) + ")"), std::string::npos)
+      << "the coordinator did not name the killed worker's pid:\n" << launch.Stdout();
   auto summary = Summary(dir, "summary");
   EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
   EXPECT_EQ(summary["epochs"], 2);

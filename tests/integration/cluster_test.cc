@@ -109,31 +109,32 @@ double RelativeError(const std::vector<float>& a, const std::vector<float>& b, d
 }
 
 // The correctness anchor, on every ISA (CTest runs it again with
-// DNNL_MAX_CPU_ISA=AVX2): 2 workers on batches of 64 against 2 servers give,
+// DNNL_MAX_CPU_ISA=AVX2): 2 workers on batches of 60 against 2 servers give,
 // bit for bit, the weights of one process that computes the same two
 // half-batch gradients and combines them as a server does. With shards of
-// one worker batch, worker i trains shard 2t+i of the epoch's order at step
-// t: the records of the one process's steps 2t and 2t+1 (which worker has
-// which does not matter: a sum of two floats is commutative).
+// one worker batch that divide the training set (60000 = 1000 x 60), worker
+// i trains shard 2t+i of the epoch's order at step t: the records of the one
+// process's steps 2t and 2t+1 (which worker has which does not matter: a
+// sum of two floats is commutative).
 //
-// Against one process on the whole batch of 128 the weights agree only to
-// rounding: the batch's gradient sums run over 128 rows instead of 2 x 64,
+// Against one process on the whole batch of 120 the weights agree only to
+// rounding: the batch's gradient sums run over 120 rows instead of 2 x 60,
 // in whatever blocking the CPU's kernels use (~1e-7 of a gradient). With
 // SGD that adds up about linearly, plus the ReLU gates of pre-activations
 // within rounding of zero flipping: measured after 50 steps, 9e-8 of the
-// weights' norm with AVX-512 and with AVX2 kernels (5.9e-6 once, with an
-// AVX2 inner product on blocked weights); bound 5e-5. Adam divides each
-// coordinate's step by its own RMS, so where a coordinate's gradient is at
-// the rounding's scale the sign of its step is noise, up to lr (1e-3) a
-// step: measured 1.5e-6 (AVX-512) and 4.5e-4 (AVX2); bound 2e-3. A real
-// fault (each step training on half its records: measured 0.18)
-// moves the weights by over 1e-2.
+// weights' norm with AVX-512 and 9.8e-5 with AVX2 kernels (batches of 120
+// and 60 do not fill AVX2's blocks alike; 5.9e-6 with batches of 128 and
+// 64); bound 5e-4. Adam divides each coordinate's step by its own RMS, so
+// where a coordinate's gradient is at the rounding's scale the sign of its
+// step is noise, up to lr (1e-3) a step: measured 3e-7 (AVX-512) and 4.5e-4
+// (AVX2); bound 2e-3. A real fault (each step training on half its records:
+// measured 0.17) moves the weights by over 1e-2.
 TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   testing::TempDir dir;
   // A constant rate: the one-process references count updates differently
   // (two half-batch updates a step), and this is about the gradients' sums.
-  const std::vector<std::string> sets{"training.max_steps=50", "training.batch_size=128",
-                                      "cluster.workers=2", "data.shard_size=64", "optimizer.lr_schedule=constant"};
+  const std::vector<std::string> sets{"training.max_steps=50", "training.batch_size=120",
+                                      "cluster.workers=2", "data.shard_size=60", "optimizer.lr_schedule=constant"};
   std::vector<std::string> cluster_sets = sets;
   cluster_sets.push_back("checkpoint.interval_steps=25");
   cluster_sets.push_back("checkpoint.dir=" + dir.File("checkpoints"));
@@ -159,9 +160,9 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
     EXPECT_TRUE(config.ok()) << config.status().ToString();
     return *config;
   };
-  const JobConfig whole = load({}), halves = load({"training.batch_size=64", "training.max_steps=100"});
+  const JobConfig whole = load({}), halves = load({"training.batch_size=60", "training.max_steps=100"});
   const JobConfig whole_sgd = load({"optimizer.kind=sgd", "optimizer.learning_rate=0.1"});
-  const JobConfig halves_sgd = load({"training.batch_size=64", "training.max_steps=100", "optimizer.kind=sgd",
+  const JobConfig halves_sgd = load({"training.batch_size=60", "training.max_steps=100", "optimizer.kind=sgd",
                                      "optimizer.learning_rate=0.1"});
   auto data = LoadTrainTest(whole);
   ASSERT_TRUE(data.ok());
@@ -180,9 +181,9 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   EXPECT_LE(adam, 2e-3) << "Adam, whole batch vs two halves; largest elementwise difference " << worst;
   const double sgd = RelativeError(TrainOneProcess(halves_sgd, *data, *spec, true),
                                    TrainOneProcess(whole_sgd, *data, *spec, false), &worst);
-  EXPECT_LE(sgd, 5e-5) << "SGD, whole batch vs two halves; largest elementwise difference " << worst;
+  EXPECT_LE(sgd, 5e-4) << "SGD, whole batch vs two halves; largest elementwise difference " << worst;
   // What the bounds must tell apart: each step trained on 64 of its 128 records.
-  const double half_lost = RelativeError(paired, TrainOneProcess(load({"training.batch_size=64"}), *data, *spec, false),
+  const double half_lost = RelativeError(paired, TrainOneProcess(load({"training.batch_size=60"}), *data, *spec, false),
                                          &worst);
   EXPECT_GT(half_lost, 1e-2);
   std::printf("whole batch vs two halves after 50 steps: relative error %.3g (Adam), %.3g (SGD); "
@@ -276,7 +277,7 @@ TEST(Cluster, AWorkerKilledMidEpochLosesNoRecordAndTrainsNoneTwice) {
   ASSERT_TRUE(cluster.coordinator->WaitForLine(std::regex("epoch 1/2 +([2-7][0-9])%"), 300s))
       << cluster.coordinator->Stderr();
   workers[1]->Signal(SIGKILL);
-  ASSERT_TRUE(cluster.coordinator->WaitForLine(std::regex("worker \\d declared dead"), 60s))
+  ASSERT_TRUE(cluster.coordinator->WaitForLine(std::regex("worker \\d (\\(pid \\d+\\) )?declared dead"), 60s))
       << cluster.coordinator->Stderr();
   auto returned = cluster.coordinator->WaitForLine(std::regex("worker \\d's leases: (.*)"), 60s);
   ASSERT_TRUE(returned) << cluster.coordinator->Stderr();

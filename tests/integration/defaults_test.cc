@@ -74,6 +74,9 @@ TEST(Defaults, AKilledRunResumesWithoutPathsAndExportsItsFinalWeights) {
   auto summary = nlohmann::json::parse(testing::ReadFile(run + "/summary.json"));
   EXPECT_EQ(summary["checkpoint_committed_step"], summary["steps"]) << "no end-of-job checkpoint: " << summary.dump(1);
   EXPECT_EQ(summary["resumed_from_step"].get<int64_t>(), std::stol(*loaded));
+  // Each epoch's entry names its train loss (as ps-train's summary does), also those from before the kill.
+  ASSERT_EQ(summary["history"].size(), 10u) << summary.dump(1);
+  for (const auto& e : summary["history"]) EXPECT_GT(e["train_loss"].get<double>(), 0.0) << e.dump();
 
   // psforge.json: the step, how inputs were prepared, the classes' names.
   auto r = RunProcess({"/usr/bin/python3", kChecker, "mlp", dir.File("final.npz"), kData + "t10k-images-idx3-ubyte.gz",
@@ -114,6 +117,50 @@ TEST(Defaults, AKilledServerCostsAtMostOneCheckpointInterval) {
   ASSERT_TRUE(launch.WaitForLine(std::regex("(final test_accuracy)"), 300s).has_value()) << launch.Stderr();
   EXPECT_EQ(launch.Wait(120s), std::optional<int>(0)) << launch.Stderr();
   EXPECT_NE(launch.Stdout().find("exactly once in each of the 10 epochs"), std::string::npos) << launch.Stdout();
+}
+
+// Same seed, same result: the README's command run twice (2 epochs) ends
+// with the same weights bit for bit, after the same number of steps.
+TEST(Defaults, TheSameCommandTwiceGivesTheSameWeights) {
+  TempDir dir;
+  std::vector<std::string> exported;
+  std::vector<std::string> steps;
+  for (const char* name : {"a", "b"}) {
+    auto r = RunProcess(LaunchIn(dir.path(), {"--epochs", "2", "--export", dir.File(std::string(name) + ".npz")}),
+                        300s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.out, m, std::regex("final test_accuracy: [0-9.]+ \\(2 epochs, (\\d+) steps")))
+        << r.out;
+    steps.push_back(m[1]);
+    exported.push_back(testing::ReadFile(dir.File(std::string(name) + ".npz")));
+  }
+  EXPECT_EQ(steps[0], steps[1]);
+  ASSERT_FALSE(exported[0].empty());
+  EXPECT_TRUE(exported[0] == exported[1]) << "two runs of the same command exported different models";
+}
+
+// More workers than the job can use, or than this machine can hold, are
+// refused with the reason before any starts.
+TEST(Defaults, TooManyWorkersAreRefusedWithTheReason) {
+  TempDir dir;
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const std::vector<Case> cases{
+      {{"--workers", "1000"}, "at most 128"},
+      {{"--workers", "0"}, "'cluster.workers'"},
+      {{"--workers", "500", "--set", "cluster.consistency=asp"}, "need 64000 records an epoch"},
+      // 2000 workers of about 0.3 GB each: more than any machine this runs on.
+      {{"--workers", "2000", "--set", "cluster.consistency=asp", "--set", "training.batch_size=8"}, "GB is available"},
+  };
+  for (const Case& c : cases) {
+    auto r = RunProcess(LaunchIn(dir.path(), c.args), 120s);
+    EXPECT_NE(r.exit_code, 0) << c.args[1];
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    EXPECT_EQ(r.out.find("joined"), std::string::npos) << "a cluster started: " << r.out;
+  }
 }
 
 // Every output is checked before the cluster starts: the message names the

@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 #include <regex>
+#include <thread>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -224,6 +225,40 @@ int Drain(ClientSocket& socket, std::chrono::milliseconds quiet) {
 // requests far over cluster.max_requests_per_s and one with registrations
 // over cluster.max_registrations_per_s: each is cut off and logged with its
 // address, gets no answer while cut off, and the job completes.
+// 40 connections sending garbage to the coordinator: each refused and
+// answered, counted in bad_messages, and logged as a few lines (the first
+// refusal from an address, then a count every 10 s), not one line each.
+TEST(HostileInput, RefusalsFromOneAddressAreSummarisedNotLoggedOneByOne) {
+  auto cluster = testing::StartCluster(kConfig, 1, {"cluster.workers=1"});
+  auto transport = Transport::CreateZmq();
+  std::mt19937_64 rng(11);
+  int refused = 0;
+  for (int c = 0; c < 40; ++c) {
+    RawClient garbage(transport.get(), cluster.coordinator_endpoint);
+    for (int i = 0; i < 30; ++i) {
+      std::vector<std::byte> noise(8 * (1 + rng() % 20));
+      for (auto& x : noise) x = static_cast<std::byte>(rng());
+      refused += garbage.SendFrames({noise}).header.kind == MessageKind::kError;
+    }
+  }
+  EXPECT_EQ(refused, 1200);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  std::smatch m;
+  const std::regex summary("refused (\\d+) more messages from 127\\.0\\.0\\.1");
+  std::string err = cluster.coordinator->Stderr();
+  while (!std::regex_search(err, m, summary) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);  // polling a log file for a line, with a deadline
+    err = cluster.coordinator->Stderr();
+  }
+  ASSERT_TRUE(std::regex_search(err, m, summary)) << err;
+  int lines = 0;
+  for (std::size_t at = err.find("refused a "); at != std::string::npos; at = err.find("refused a ", at + 1)) ++lines;
+  EXPECT_GE(lines, 1);
+  EXPECT_LE(lines, 4) << err;
+  EXPECT_NE(err.find("refused a message from 127.0.0.1"), std::string::npos) << err;
+  testing::StopCluster(cluster);
+}
+
 TEST(HostileInput, AFloodingConnectionIsCutOffAndTheJobCompletes) {
   auto cluster = testing::StartCluster(kConfig, 1,
                                        {"cluster.workers=1", "cluster.max_requests_per_s=300",

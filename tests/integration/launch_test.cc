@@ -18,6 +18,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Debian's prometheus package: `promtool check metrics` lints an exposition
+// (types, names, help, counters' _total suffix) and exits non-zero on errors.
+void ExpectPromtoolAccepts(const std::string& body, const std::string& file) {
+  std::ofstream(file) << body;
+  auto r = testing::RunProcess({"/bin/sh", "-c", "promtool check metrics < '" + file + "'"}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << "promtool check metrics:\n" << r.out << r.err << "\non:\n" << body;
+}
+
 TEST(Launch, ALocalClusterTrainsWritesItsRunDirectoryAndLeavesNothingBehind) {
   testing::TempDir dir;
   const std::string run = dir.File("run");
@@ -34,12 +42,23 @@ TEST(Launch, ALocalClusterTrainsWritesItsRunDirectoryAndLeavesNothingBehind) {
   EXPECT_EQ(snapshot["job"]["workers"], 2);
   auto metrics = http.Get("/metrics");
   ASSERT_TRUE(metrics && metrics->status == 200);
-  EXPECT_NE(metrics->body.find("psforge_samples_per_second"), std::string::npos);
   EXPECT_NE(metrics->body.find("psforge_members{"), std::string::npos);
+  EXPECT_NE(metrics->body.find("psforge_job_info{"), std::string::npos);
+  EXPECT_NE(metrics->body.find("# TYPE psforge_bad_messages_total counter"), std::string::npos) << metrics->body;
+  ExpectPromtoolAccepts(metrics->body, dir.File("early.prom"));
 
   auto final_line = launch.WaitForLine(std::regex("final test_accuracy: ([0-9.]+)"), 300s);
   ASSERT_TRUE(final_line.has_value()) << launch.Stderr();
   EXPECT_GE(std::stod(*final_line), 0.80);
+  // It was scraped: the endpoint waits for one more scrape, which sees the end.
+  ASSERT_TRUE(launch.WaitForLine(std::regex("(serving the final values until the next scrape)"), 60s).has_value())
+      << launch.Stderr();
+  auto last = http.Get("/metrics");
+  ASSERT_TRUE(last && last->status == 200);
+  EXPECT_NE(last->body.find("psforge_job_state{state=\"done\"} 1"), std::string::npos) << last->body;
+  EXPECT_NE(last->body.find("psforge_test_accuracy " + *final_line), std::string::npos) << last->body;
+  EXPECT_EQ(last->body.find("psforge_eta_seconds"), std::string::npos) << "an ETA after the end:\n" << last->body;
+  ExpectPromtoolAccepts(last->body, dir.File("final.prom"));
   EXPECT_EQ(launch.Wait(60s), std::optional<int>(0)) << launch.Stderr();
   for (const char* f : {"metrics.jsonl", "curves.png", "summary.json", "logs/server-0.log", "logs/worker-1.log"})
     EXPECT_TRUE(std::filesystem::exists(run + "/" + f)) << f;

@@ -53,7 +53,9 @@ TEST(PsTrain, WrongConfigFieldsAreNamed) {
   ExpectConfigError({"--set", "data.train_images=/nonexistent.gz"},
                     "'data.train_images': no such file: /nonexistent.gz");
   ExpectConfigError({"--set", "bad"}, "expected section.field=value");
-  ExpectConfigError({"--epochs", "0"}, "--epochs");
+  // A flag's error reads like the field's, and names the flag.
+  ExpectConfigError({"--epochs", "0"}, "'training.epochs': must be in [1, 1000000], got 0 (given as --epochs 0)");
+  ExpectConfigError({"--bogus"}, "(see ps-train --help)");
 }
 
 TEST(PsTrain, MissingConfigFileIsNamed) {
@@ -93,6 +95,33 @@ TEST(PsTrain, RegressionConfigsRun) {
       EXPECT_GT(s["test_accuracy"].get<double>(), 0.8);
     }
   }
+}
+
+// --config-template prints every field, documented, as a config that
+// trains once its data files are filled in; --version and --help answer.
+TEST(PsTrain, TheConfigTemplateIsAWorkingDocumentedConfig) {
+  TempDir dir;
+  auto t = RunProcess({BinPath("ps-train"), "--config-template"}, 60s);
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  for (const char* field : {"\noptimizer:\n", "  lr_schedule: \"constant\"\n", "  interval_s: 10.0\n",
+                            "  # the network (", "  peer_timeout_s: 10.0\n"})
+    EXPECT_NE(t.out.find(field), std::string::npos) << field << " not in:\n" << t.out;
+  std::ofstream(dir.File("job.yaml")) << t.out;
+  const std::string data = "/usr/share/datasets/fashion-mnist/";
+  auto r = RunProcess({BinPath("ps-train"), "--config", dir.File("job.yaml"), "--set",
+                       "data.train_images=" + data + "train-images-idx3-ubyte.gz", "--set",
+                       "data.train_labels=" + data + "train-labels-idx1-ubyte.gz", "--set",
+                       "data.test_images=" + data + "t10k-images-idx3-ubyte.gz", "--set",
+                       "data.test_labels=" + data + "t10k-labels-idx1-ubyte.gz", "--set", "training.max_steps=20"},
+                      120s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("final test_accuracy"), std::string::npos) << r.out << r.err;
+  auto v = RunProcess({BinPath("ps-train"), "--version"}, 60s);
+  EXPECT_EQ(v.exit_code, 0);
+  EXPECT_EQ(v.out.rfind("psforge ", 0), 0u) << v.out;
+  auto none = RunProcess({BinPath("ps-train")}, 60s);
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("--config is required"), std::string::npos) << none.err;
 }
 
 }  // namespace

@@ -62,18 +62,37 @@ sup="$bin/ps-supervise"
 # Sanitizer settings (suppressions) reach every rank.
 forward=()
 for v in TSAN_OPTIONS ASAN_OPTIONS UBSAN_OPTIONS; do [[ -n "${!v:-}" ]] && forward+=(-x "$v"); done
-mpirun --hostfile "$work/hosts" --oversubscribe "${forward[@]}" \
-  --mca plm_rsh_agent "$here/netns_agent.sh" --mca plm_rsh_no_tree_spawn 1 \
-  --mca oob_tcp_if_include "${net}.0/24" --mca btl_tcp_if_include "${net}.0/24" \
-  -np 1 --host "${hosts[0]}" "$sup" --signals-only -- "$bin/ps-coordinator" --config "$config" \
-        --bind "$coordinator" --no-run-dir --summary "$work/summary.json" --set training.max_steps=300 \
-        --set training.epochs=1 --set security.key="$work/keys/coordinator.key" \
-        --set security.cluster_keys="$work/keys/cluster.keys" : \
-  -np 2 --host "${hosts[1]},${hosts[2]}" "$sup" -- "$bin/ps-server" --coordinator "$coordinator" \
-        --bind "tcp://0.0.0.0:0" "${member_keys[@]}" : \
-  -np 2 --host "${hosts[1]},${hosts[2]}" "$sup" -- "$bin/ps-worker" --coordinator "$coordinator" "${member_keys[@]}" \
-  >"$work/out" 2>&1 &
-mpirun_pid=$!
+# Open MPI now and then loses one of its daemons while wiring them up
+# through the agent (seen once: the coordinator host's orted never started,
+# and mpirun waited for it with no rank running). The ranks then never
+# start: a launch with no coordinator output after 60 s is retried, up to
+# 3 times. Once the job runs, the 600 s deadline holds.
+launch() {
+  mpirun --hostfile "$work/hosts" --oversubscribe "${forward[@]}" \
+    --mca plm_rsh_agent "$here/netns_agent.sh" --mca plm_rsh_no_tree_spawn 1 \
+    --mca oob_tcp_if_include "${net}.0/24" --mca btl_tcp_if_include "${net}.0/24" \
+    -np 1 --host "${hosts[0]}" "$sup" --signals-only -- "$bin/ps-coordinator" --config "$config" \
+          --bind "$coordinator" --no-run-dir --summary "$work/summary.json" --set training.max_steps=300 \
+          --set training.epochs=1 --set security.key="$work/keys/coordinator.key" \
+          --set security.cluster_keys="$work/keys/cluster.keys" : \
+    -np 2 --host "${hosts[1]},${hosts[2]}" "$sup" -- "$bin/ps-server" --coordinator "$coordinator" \
+          --bind "tcp://0.0.0.0:0" "${member_keys[@]}" : \
+    -np 2 --host "${hosts[1]},${hosts[2]}" "$sup" -- "$bin/ps-worker" --coordinator "$coordinator" "${member_keys[@]}" \
+    >"$work/out" 2>&1 &
+  mpirun_pid=$!
+}
+for attempt in 1 2 3; do
+  launch
+  started=$(( SECONDS + 60 ))
+  until grep -q "listening on" "$work/out" 2>/dev/null || ! kill -0 "$mpirun_pid" 2>/dev/null || (( SECONDS >= started )); do
+    sleep 0.2
+  done
+  if grep -q "listening on" "$work/out" 2>/dev/null || ! kill -0 "$mpirun_pid" 2>/dev/null; then break; fi
+  echo "mpirun started no rank within 60 s (attempt $attempt); retrying"
+  kill -9 "$mpirun_pid" 2>/dev/null || true
+  wait "$mpirun_pid" 2>/dev/null || true
+  for h in "${hosts[@]}"; do ip netns pids "$h" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; done
+done
 deadline=$(( SECONDS + 600 ))
 while kill -0 "$mpirun_pid" 2>/dev/null && (( SECONDS < deadline )); do
   wait -n "$mpirun_pid" 2>/dev/null || true
