@@ -24,7 +24,7 @@ CONFIG = os.path.join(ROOT, "configs/fashion_mnist_mlp.yaml")
 
 def ps_train(epochs):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        subprocess.run([f"{BIN}/ps-train", "--config", CONFIG, "--epochs", str(epochs), "--threads", "1",
+        subprocess.run([f"{BIN}/ps-train", "--no-run-dir", "--config", CONFIG, "--epochs", str(epochs), "--threads", "1",
                         "--summary", f.name], check=True, capture_output=True)
         return json.load(open(f.name))["samples_per_s"]
 

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def ours(isa, steps, seed):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        subprocess.run([os.path.join(ROOT, "build/bin/ps-train"), "--config",
+        subprocess.run([os.path.join(ROOT, "build/bin/ps-train"), "--no-run-dir", "--config",
                         os.path.join(ROOT, "configs/fashion_mnist_cnn.yaml"), "--threads", "1",
                         "--set", f"training.max_steps={steps}", "--set", f"training.seed={seed}",
                         "--summary", f.name],

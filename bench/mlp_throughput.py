@@ -26,7 +26,7 @@ FLOP_PER_SAMPLE = 2 * 397000 + 2 * 397000 + 2 * 500 * 10
 
 def ours(isa, threads, epochs):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        subprocess.run([os.path.join(ROOT, "build/bin/ps-train"), "--config",
+        subprocess.run([os.path.join(ROOT, "build/bin/ps-train"), "--no-run-dir", "--config",
                         os.path.join(ROOT, "configs/fashion_mnist_mlp.yaml"), "--epochs", str(epochs),
                         "--threads", str(threads), "--summary", f.name],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=bench_env.ours_env(isa))

@@ -22,7 +22,12 @@ std::string DefaultRunDir(const std::string& config_path) {
   char stamp[32];
   std::time_t now = std::time(nullptr);
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
-  return std::string(kRunsFolder) + "/" + fs::path(config_path).stem().string() + "-" + stamp;
+  const std::string base = std::string(kRunsFolder) + "/" + fs::path(config_path).stem().string() + "-" + stamp;
+  // Two runs started in the same second get two directories.
+  std::error_code ec;
+  std::string dir = base;
+  for (int n = 2; fs::exists(dir, ec); ++n) dir = base + "-" + std::to_string(n);
+  return dir;
 }
 
 std::string ConfigIdentity(const std::string& config_path) {
@@ -59,6 +64,35 @@ std::string NewestRun(const std::string& base, const std::string& config_path, b
     if (!e && (newest.empty() || t > newest_time)) newest = entry.path(), newest_time = t;
   }
   return newest.string();
+}
+
+Result<std::string> ResumeRunDir(const std::string& program, const std::string& resume_dir,
+                                 const std::string& run_dir, const std::string& config_path,
+                                 bool checkpoint_dir_set) {
+  if (!resume_dir.empty() && !run_dir.empty() && ConfigIdentity(resume_dir) != ConfigIdentity(run_dir))
+    return InvalidArgument("--resume " + resume_dir + " and --run-dir " + run_dir + " name two run directories; give one");
+  std::string dir = resume_dir.empty() ? run_dir : resume_dir;
+  if (dir.empty()) {
+    dir = NewestRun(kRunsFolder, config_path, /*finished=*/false);
+    if (dir.empty() && checkpoint_dir_set) return std::string();  // checkpoint.dir says where
+    if (dir.empty())
+      return NotFound("--resume: no unfinished run of " + config_path + " under " + kRunsFolder +
+                      "/ (a run that finished has a summary.json; `ls " + kRunsFolder +
+                      "` lists them). To resume another one: " + program + " --config " + config_path +
+                      " --resume RUN_DIR; to start afresh: leave out --resume");
+  }
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return NotFound("--resume " + dir + ": no such run directory");
+  if (fs::exists(fs::path(dir) / "summary.json", ec))
+    return FailedPrecondition("--resume " + dir + ": that run finished (its summary.json is there): nothing to "
+                              "resume; to train again, leave out --resume");
+  if (!checkpoint_dir_set && !fs::exists(fs::path(dir) / "checkpoints" / "coordinator", ec))
+    return FailedPrecondition("--resume " + dir + ": it holds no checkpoints (no " + dir + "/checkpoints/coordinator)");
+  const std::string recorded = RunRecordConfig(dir);
+  const std::string config = ConfigIdentity(config_path);
+  if (!recorded.empty() && recorded != config)
+    return FailedPrecondition("--resume " + dir + ": that run is of " + recorded + ", not of " + config);
+  return dir;
 }
 
 std::string RunCheckpointDir(const std::string& run_dir) {

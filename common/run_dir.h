@@ -13,7 +13,8 @@ namespace psforge {
 // Under this folder (relative to the working directory) runs are created.
 inline constexpr const char* kRunsFolder = "runs";
 
-// runs/<config's file name without extension>-<YYYYmmdd-HHMMSS>.
+// runs/<config's file name without extension>-<YYYYmmdd-HHMMSS>, with -2,
+// -3, ... appended when a run of the same second has that name.
 std::string DefaultRunDir(const std::string& config_path);
 
 // The config's path as recorded and compared: canonical where it exists.
@@ -27,6 +28,15 @@ std::string RunRecordConfig(const std::string& run_dir);
 // The newest run directory under `base` recorded for `config_path`: a
 // finished one (it has a summary.json) or one that is not ("" when none).
 std::string NewestRun(const std::string& base, const std::string& config_path, bool finished);
+
+// The run directory `--resume [RUN_DIR]` continues, checked: `resume_dir`
+// (the flag's value) or `run_dir` (--run-dir) if either is given, else the
+// newest unfinished run of `config_path` under runs/. "" when none is
+// needed because checkpoint.dir names the checkpoints (`checkpoint_dir_set`).
+// The error says why the run cannot be resumed and what to type instead.
+Result<std::string> ResumeRunDir(const std::string& program, const std::string& resume_dir,
+                                 const std::string& run_dir, const std::string& config_path,
+                                 bool checkpoint_dir_set);
 
 // Where a run keeps its checkpoints unless checkpoint.dir says otherwise.
 std::string RunCheckpointDir(const std::string& run_dir);

@@ -60,12 +60,9 @@ int main(int argc, char** argv) {
     // Resuming without a run directory (ps-supervise restarting a crashed
     // coordinator under mpirun, or a user): the newest unfinished run of
     // this config, where its checkpoints are.
-    options.run_dir = psforge::NewestRun(psforge::kRunsFolder, flags.config_path, /*finished=*/false);
-    if (options.run_dir.empty())
-      return std::fprintf(stderr,
-                          "ps-coordinator: --resume: no unfinished run of %s under runs/ (a finished one has a "
-                          "summary.json); name one with --run-dir RUN_DIR, or leave out --resume to start afresh\n",
-                          flags.config_path.c_str()), 2;
+    auto dir = psforge::ResumeRunDir("ps-coordinator", "", "", flags.config_path, /*checkpoint_dir_set=*/false);
+    if (!dir.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", dir.status().message().c_str()), 2;
+    options.run_dir = *dir;
   } else if (options.run_dir.empty()) {
     options.run_dir = psforge::DefaultRunDir(flags.config_path);
   }

@@ -175,6 +175,27 @@ Result<std::vector<std::pair<std::string, std::string>>> JobStore::Scan(const st
   return out;
 }
 
+nlohmann::json JobIdentity(const JobConfig& config) {
+  nlohmann::json all = ConfigToJson(config);
+  nlohmann::json id = {{"model", all["model"]}, {"optimizer", all["optimizer"]}};
+  for (const char* f : {"shard_size"}) id["data." + std::string(f)] = all["data"][f];
+  for (const char* f : {"seed", "shuffle", "batch_size"}) id["training." + std::string(f)] = all["training"][f];
+  for (const char* f : {"servers", "workers", "consistency", "staleness"})
+    id["cluster." + std::string(f)] = all["cluster"][f];
+  return id;
+}
+
+Status CheckSameJob(const std::string& stored, const nlohmann::json& identity, const std::string& where) {
+  auto old = nlohmann::json::parse(stored, nullptr, false);
+  std::string differ;
+  for (auto& [field, value] : identity.items())
+    if (old.is_discarded() || !old.is_object() || !old.contains(field) || old[field] != value)
+      differ += (differ.empty() ? "" : ", ") + field;
+  if (!differ.empty())
+    return FailedPrecondition("--resume: the checkpoints in " + where + " belong to a job with another " + differ);
+  return Status::Ok();
+}
+
 Result<std::string> JobStore::Fingerprint() const {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), "fingerprint", &value);

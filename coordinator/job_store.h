@@ -21,6 +21,9 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "common/config.h"
 #include "common/status.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/run_records.h"
@@ -44,6 +47,13 @@ Result<LeaseState> DecodeGeneration(const std::string& value, const std::string&
 Result<GrantRecord> DecodeGrant(const std::string& value, const std::string& name);
 Result<uint32_t> DecodeCommitGeneration(const std::string& value, const std::string& name);
 Result<EvaluationRecord> DecodeEvaluation(const std::string& value, const std::string& name);
+
+// What a resumed job must share with the one that wrote its checkpoints:
+// the model, the optimizer, the data's order and the cluster's shape.
+nlohmann::json JobIdentity(const JobConfig& config);
+// Ok when `stored` (a store's fingerprint) is of the job `identity`
+// describes; otherwise the error names the fields that differ and `where`.
+Status CheckSameJob(const std::string& stored, const nlohmann::json& identity, const std::string& where);
 
 class JobStore {
  public:

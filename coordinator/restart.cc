@@ -17,21 +17,6 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-namespace {
-
-// What a resumed job must share with the one that wrote the checkpoints.
-nlohmann::json Identity(const JobConfig& config) {
-  nlohmann::json all = ConfigToJson(config);
-  nlohmann::json id = {{"model", all["model"]}, {"optimizer", all["optimizer"]}};
-  for (const char* f : {"shard_size"}) id["data." + std::string(f)] = all["data"][f];
-  for (const char* f : {"seed", "shuffle", "batch_size"}) id["training." + std::string(f)] = all["training"][f];
-  for (const char* f : {"servers", "workers", "consistency", "staleness"})
-    id["cluster." + std::string(f)] = all["cluster"][f];
-  return id;
-}
-
-}  // namespace
-
 Status Coordinator::OpenStore() {
   const bool on = config_.checkpoint.enabled();
   if (!on) {
@@ -44,16 +29,10 @@ Status Coordinator::OpenStore() {
   std::filesystem::create_directories(path, ec);
   if (ec) return Unavailable("job store " + path + ": cannot create it: " + ec.message());
   PSF_ASSIGN_OR_RETURN(store_, JobStore::Open(path));
-  const nlohmann::json identity = Identity(config_);
+  const nlohmann::json identity = JobIdentity(config_);
   PSF_ASSIGN_OR_RETURN(std::string stored, store_->Fingerprint());
   if (options_.resume && !stored.empty()) {
-    auto old = nlohmann::json::parse(stored, nullptr, false);
-    std::string differ;
-    for (auto& [field, value] : identity.items())
-      if (old.is_discarded() || !old.contains(field) || old[field] != value) differ += (differ.empty() ? "" : ", ") + field;
-    if (!differ.empty())
-      return FailedPrecondition("--resume: the checkpoints in " + config_.checkpoint.dir +
-                                " belong to a job with another " + differ);
+    PSF_RETURN_IF_ERROR(CheckSameJob(stored, identity, config_.checkpoint.dir));
     PSF_ASSIGN_OR_RETURN(candidates_, store_->Committed());
     PSF_ASSIGN_OR_RETURN(uint32_t last, store_->LastGeneration());
     if (!candidates_.empty()) {

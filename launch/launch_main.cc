@@ -75,40 +75,12 @@ int main(int argc, char** argv) {
     return std::fprintf(stderr, "ps-launch: --export needs the end-of-job checkpoint, and this job writes none "
                                 "(checkpoint.interval_steps and interval_s are 0)\n"), 2;
   const bool resume = resume_flag->count() > 0;
-  const std::string config_id = psforge::ConfigIdentity(flags.config_path);
   if (resume) {
-    if (!resume_dir.empty() && !run_dir.empty() && psforge::ConfigIdentity(resume_dir) != psforge::ConfigIdentity(run_dir))
-      return std::fprintf(stderr, "ps-launch: --resume %s and --run-dir %s name two run directories; give one\n",
-                          resume_dir.c_str(), run_dir.c_str()), 2;
-    if (!resume_dir.empty()) run_dir = resume_dir;
-    if (run_dir.empty()) {
-      run_dir = psforge::NewestRun(psforge::kRunsFolder, flags.config_path, /*finished=*/false);
-      if (run_dir.empty() && config->checkpoint.dir.empty())
-        return std::fprintf(stderr,
-                            "ps-launch: --resume: no unfinished run of %s under runs/ (a run that finished has a "
-                            "summary.json; this directory's runs are listed by `ls runs`). To resume another "
-                            "one: ps-launch --config %s --resume RUN_DIR; to start afresh: leave out --resume\n",
-                            flags.config_path.c_str(), flags.config_path.c_str()), 2;
-    }
-    if (!run_dir.empty()) {
-      std::error_code ec;
-      if (!std::filesystem::is_directory(run_dir, ec))
-        return std::fprintf(stderr, "ps-launch: --resume %s: no such run directory\n", run_dir.c_str()), 2;
-      if (std::filesystem::exists(std::filesystem::path(run_dir) / "summary.json", ec))
-        return std::fprintf(stderr,
-                            "ps-launch: --resume %s: that run finished (its summary.json is there): nothing to "
-                            "resume; to train again, leave out --resume\n", run_dir.c_str()), 2;
-      if (config->checkpoint.dir.empty() &&
-          !std::filesystem::exists(std::filesystem::path(run_dir) / "checkpoints" / "coordinator", ec))
-        return std::fprintf(stderr,
-                            "ps-launch: --resume %s: it holds no checkpoints (no %s/checkpoints/coordinator)\n",
-                            run_dir.c_str(), run_dir.c_str()), 2;
-      const std::string recorded = psforge::RunRecordConfig(run_dir);
-      if (!recorded.empty() && recorded != config_id)
-        return std::fprintf(stderr, "ps-launch: --resume %s: that run is of %s, not of %s\n", run_dir.c_str(),
-                            recorded.c_str(), config_id.c_str()), 2;
-      std::fprintf(stderr, "ps-launch: resuming %s\n", run_dir.c_str());
-    }
+    auto dir = psforge::ResumeRunDir("ps-launch", resume_dir, run_dir, flags.config_path,
+                                     !config->checkpoint.dir.empty());
+    if (!dir.ok()) return std::fprintf(stderr, "ps-launch: %s\n", dir.status().message().c_str()), 2;
+    run_dir = *dir;
+    if (!run_dir.empty()) std::fprintf(stderr, "ps-launch: resuming %s\n", run_dir.c_str());
   }
   if (run_dir.empty()) run_dir = psforge::DefaultRunDir(flags.config_path);
   if (auto s = psforge::PrepareOutputDir(run_dir + "/logs", "the run directory's logs,"); !s.ok())

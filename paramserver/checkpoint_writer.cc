@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
 
 namespace psforge {
@@ -70,8 +71,8 @@ void CheckpointWriter::Run() {
       Prune();
     } else {
       ++failures_;
-      std::fprintf(stderr, "ps-server: checkpoint at step %lld not written, training goes on: %s\n",
-                   static_cast<long long>(buffer_.id), s.ToString().c_str());
+      std::fprintf(stderr, "%s: checkpoint at step %lld not written, training goes on: %s\n",
+                   program_invocation_short_name, static_cast<long long>(buffer_.id), s.ToString().c_str());
     }
     lock.lock();
     pending_ = false;
@@ -90,8 +91,8 @@ void CheckpointWriter::Prune() {
   for (std::size_t i = 0; i + static_cast<std::size_t>(keep_) < old.size(); ++i) {
     Status s = store_->Remove(old[i]);
     if (!s.ok())
-      std::fprintf(stderr, "ps-server: cannot prune checkpoint %lld: %s\n", static_cast<long long>(old[i]),
-                   s.ToString().c_str());
+      std::fprintf(stderr, "%s: cannot prune checkpoint %lld: %s\n", program_invocation_short_name,
+                   static_cast<long long>(old[i]), s.ToString().c_str());
   }
 }
 

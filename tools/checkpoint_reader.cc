@@ -1,9 +1,11 @@
 #include "tools/checkpoint_reader.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
+#include "common/run_dir.h"
 #include "coordinator/job_store.h"
 #include "paramserver/param_store.h"
 
@@ -31,7 +33,14 @@ Result<CommittedWeights> ReadCommittedWeights(const JobConfig& config, const Mod
     chosen = step;
   }
   CommittedWeights out{chosen, std::vector<float>(static_cast<std::size_t>(spec.num_params()))};
-  const int64_t servers = config.cluster.servers;
+  // The job that wrote the store says how many servers it had (ps-train's
+  // run is a job of one server), whatever the config says now.
+  int64_t servers = config.cluster.servers;
+  PSF_ASSIGN_OR_RETURN(std::string fingerprint, job->Fingerprint());
+  const auto identity = nlohmann::json::parse(fingerprint, nullptr, false);
+  if (identity.is_object() && identity.contains("cluster.servers") && identity["cluster.servers"].is_number_integer() &&
+      identity["cluster.servers"].get<int64_t>() >= 1 && identity["cluster.servers"].get<int64_t>() <= (1 << 16))
+    servers = identity["cluster.servers"].get<int64_t>();
   for (int64_t i = 0; i < servers; ++i) {
     const std::string path = c.dir + "/server-" + std::to_string(i);
     PSF_ASSIGN_OR_RETURN(auto store, ParamStore::OpenRocksDbReadOnly(path));
@@ -45,6 +54,24 @@ Result<CommittedWeights> ReadCommittedWeights(const JobConfig& config, const Mod
     std::memcpy(out.weights.data() + want.begin, part.weights.data(), part.weights.size() * sizeof(float));
   }
   return out;
+}
+
+Status FindCheckpoints(const char* program, const std::string& config_path, const std::string& given_run_dir,
+                       JobConfig* config) {
+  if (!config->checkpoint.enabled())
+    return FailedPrecondition("this job writes no checkpoints (checkpoint.interval_steps and interval_s are 0): "
+                              "there is nothing to read");
+  std::string run_dir = given_run_dir;
+  if (run_dir.empty() && !config->checkpoint.dir.empty()) return Status::Ok();
+  if (run_dir.empty()) {
+    run_dir = NewestRun(kRunsFolder, config_path, /*finished=*/true);
+    if (run_dir.empty()) run_dir = NewestRun(kRunsFolder, config_path, false);
+    if (run_dir.empty())
+      return NotFound("no run of " + config_path + " under " + kRunsFolder + "/: name one with --run-dir RUN_DIR");
+    std::fprintf(stderr, "%s: reading the run in %s\n", program, run_dir.c_str());
+  }
+  config->checkpoint.dir = RunCheckpointDir(run_dir);
+  return Status::Ok();
 }
 
 }  // namespace psforge

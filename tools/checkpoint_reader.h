@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/config.h"
@@ -26,5 +27,12 @@ struct CommittedWeights {
 // step < 0. Errors name what is missing: no checkpoints configured, none
 // committed yet, the step not (or no longer) kept, a server's store.
 Result<CommittedWeights> ReadCommittedWeights(const JobConfig& config, const ModelSpec& spec, int64_t step);
+
+// Points config->checkpoint.dir at the checkpoints to read: those of
+// `run_dir` if given, else checkpoint.dir if the config sets it, else the
+// newest run of `config_path` under runs/ (a finished one first; `program`
+// says on stderr which run it reads). The error says what to type.
+Status FindCheckpoints(const char* program, const std::string& config_path, const std::string& run_dir,
+                       JobConfig* config);
 
 }  // namespace psforge

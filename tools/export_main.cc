@@ -51,20 +51,8 @@ int main(int argc, char** argv) {
   if (!config.ok()) return std::fprintf(stderr, "ps-export: %s\n", config.status().message().c_str()), 2;
   if (auto s = psforge::CheckOutputFile(out, "--out"); !s.ok())
     return std::fprintf(stderr, "ps-export: %s\n", s.message().c_str()), 2;
-  if (!config->checkpoint.enabled())
-    return std::fprintf(stderr, "ps-export: this job writes no checkpoints (checkpoint.interval_steps and "
-                                "interval_s are 0): there is nothing to read\n"), 1;
-  if (!run_dir.empty() || config->checkpoint.dir.empty()) {
-    if (run_dir.empty()) {
-      run_dir = psforge::NewestRun(psforge::kRunsFolder, flags.config_path, /*finished=*/true);
-      if (run_dir.empty()) run_dir = psforge::NewestRun(psforge::kRunsFolder, flags.config_path, false);
-      if (run_dir.empty())
-        return std::fprintf(stderr, "ps-export: no run of %s under runs/: name one with --run-dir RUN_DIR\n",
-                            flags.config_path.c_str()), 1;
-      std::fprintf(stderr, "ps-export: reading the run in %s\n", run_dir.c_str());
-    }
-    config->checkpoint.dir = psforge::RunCheckpointDir(run_dir);
-  }
+  if (auto found = psforge::FindCheckpoints("ps-export", flags.config_path, run_dir, &*config); !found.ok())
+    return std::fprintf(stderr, "ps-export: %s\n", found.message().c_str()), 1;
   psforge::Status s = psforge::Export(*config, step, out);
   if (!s.ok()) return std::fprintf(stderr, "ps-export: %s\n", s.message().c_str()), 1;
   return 0;

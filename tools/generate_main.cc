@@ -41,9 +41,15 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seed", options.seed, "the sampler's seed: the same seed gives the same text (default 1)");
   app.add_option("--step", step, "the committed checkpoint to read (default: the newest)");
+  std::string run_dir;
+  app.add_option("--run-dir", run_dir,
+                 "the run whose checkpoints to read (default: checkpoint.dir if the config sets it, else the "
+                 "newest run of this config under runs/)");
   PSF_PARSE_FLAGS(app, argc, argv);
   auto config = psforge::LoadConfigFromFlags(flags);
   if (!config.ok()) return std::fprintf(stderr, "ps-generate: %s\n", config.status().message().c_str()), 2;
+  if (auto found = psforge::FindCheckpoints("ps-generate", flags.config_path, run_dir, &*config); !found.ok())
+    return std::fprintf(stderr, "ps-generate: %s\n", found.message().c_str()), 1;
   psforge::Status s = psforge::Generate(*config, step, options);
   if (!s.ok()) return std::fprintf(stderr, "ps-generate: %s\n", s.message().c_str()), 1;
   return 0;

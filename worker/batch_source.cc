@@ -13,8 +13,17 @@ Clock::duration Seconds(double s) {
 
 }  // namespace
 
-LocalShardSource::LocalShardSource(const ShardPlan* plan, int64_t epochs, int64_t max_steps)
-    : plan_(plan), epochs_(epochs), max_steps_(max_steps) {}
+LocalShardSource::LocalShardSource(const ShardPlan* plan, int64_t epochs, int64_t max_steps, int64_t first_step,
+                                   int64_t batch_size)
+    : plan_(plan), epochs_(epochs), max_steps_(max_steps) {
+  std::vector<int64_t> rows;
+  rows.reserve(static_cast<std::size_t>(std::max<int64_t>(batch_size, 0)));
+  for (int64_t step = 0; step < first_step; ++step) {
+    auto plan_of_step = Next(step, batch_size, &rows);
+    if (!plan_of_step.ok() || plan_of_step->stop) break;
+  }
+  first_step_ = first_step;
+}
 
 Result<BatchPlan> LocalShardSource::Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) {
   BatchPlan plan;

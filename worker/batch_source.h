@@ -61,14 +61,19 @@ class BatchSource {
 
 class LocalShardSource final : public BatchSource {
  public:
-  LocalShardSource(const ShardPlan* plan, int64_t epochs, int64_t max_steps);
+  // A run resumed at `first_step` replays the plan to it (batches of
+  // `batch_size`): step by step the same batches as an undisturbed run.
+  LocalShardSource(const ShardPlan* plan, int64_t epochs, int64_t max_steps, int64_t first_step = 0,
+                   int64_t batch_size = 0);
   Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override;
   int64_t epochs() const override { return epochs_; }
+  int64_t first_step() const override { return first_step_; }
   int64_t total_records() const override { return plan_->records() * epochs_; }
 
  private:
   const ShardPlan* plan_;
   const int64_t epochs_, max_steps_;
+  int64_t first_step_ = 0;
   int64_t epoch_ = 0;
   std::vector<int64_t> order_;
   std::size_t next_shard_ = 0;

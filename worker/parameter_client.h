@@ -58,6 +58,11 @@ class LocalParameterClient final : public ParameterClient {
               const DataMark& mark) override;
   int64_t applied_steps() const override { return version_; }
 
+  // For checkpoints: the optimizer, and going back to a checkpoint's step
+  // (its weights and optimizer state already loaded).
+  Optimizer& optimizer() { return *optimizer_; }
+  void set_version(int64_t version) { version_ = version; }
+
  private:
   LocalParameterClient(std::unique_ptr<Optimizer> optimizer, std::span<float> weights)
       : optimizer_(std::move(optimizer)), weights_(weights) {}

@@ -12,10 +12,20 @@
 
 namespace psforge {
 
-// Loads the data, builds the model and the in-process optimizer, trains;
-// then writes the trained model to `export_path` (model_export.h) unless it is "".
+struct LocalTrainingOptions {
+  std::string export_path;  // "": no export
+  // Checkpoints go to <run_dir>/checkpoints unless checkpoint.dir says
+  // where; "": only where checkpoint.dir says.
+  std::string run_dir;
+  bool resume = false;  // continue from the newest committed checkpoint
+};
+
+// Loads the data, builds the model and the in-process optimizer, trains
+// (checkpointing as config.checkpoint says, in the cluster's format:
+// worker/local_checkpoints.h); then writes the trained model to
+// options.export_path (model_export.h) unless it is "".
 Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out,
-                                     const std::string& export_path = "");
+                                     const LocalTrainingOptions& options = {});
 
 // One worker of the job the coordinator at `coordinator` runs: joins it
 // (waiting at most `connect_timeout_s`), trains the shards it leases,
@@ -30,9 +40,10 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, const Curve
 Status SaveWeights(std::span<const float> weights, const std::string& path);
 
 // Prints the final line (or the error) and writes the summary; returns the
-// exit code. A cluster worker whose job another worker evaluated prints its
-// own numbers only.
+// exit code (also into <run_dir>/summary.json, which marks the run
+// finished, unless run_dir is ""). A cluster worker whose job another
+// worker evaluated prints its own numbers only.
 int ReportResult(const char* program, const Result<TrainResult>& result, const JobConfig& config,
-                 const std::string& summary_path);
+                 const std::string& summary_path, const std::string& run_dir = "");
 
 }  // namespace psforge

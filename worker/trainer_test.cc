@@ -47,6 +47,44 @@ TEST(LocalShardSource, BatchesCoverEveryRecordOnceAnEpochAndEvaluateBetween) {
   for (int s : seen) EXPECT_EQ(s, 2);
 }
 
+// A run resumed at step k gets, from step k on, what the whole run got.
+TEST(LocalShardSource, ResumedAtAStepPlansWhatTheWholeRunPlannedFromThere) {
+  ShardPlan plan(1000, 96, 3, true);
+  struct Planned {
+    int64_t rows, evaluate_epoch, epoch;
+    bool stop;
+    std::vector<int64_t> ids;
+  };
+  auto run = [&](int64_t first) {
+    LocalShardSource source(&plan, 3, 0, first, 128);
+    EXPECT_EQ(source.first_step(), first);
+    std::vector<Planned> out;
+    std::vector<int64_t> rows;
+    for (int64_t step = first;; ++step) {
+      auto b = source.Next(step, 128, &rows);
+      EXPECT_TRUE(b.ok());
+      out.push_back({b->rows, b->evaluate_epoch, b->epoch, b->stop, rows});
+      if (b->stop) break;
+    }
+    return out;
+  };
+  const auto whole = run(0);
+  ASSERT_EQ(whole.size(), 3u * 8 + 1);
+  for (int64_t first : {1, 7, 8, 9, 16, 23}) {
+    const auto part = run(first);
+    ASSERT_EQ(part.size(), whole.size() - static_cast<std::size_t>(first)) << first;
+    for (std::size_t i = 0; i < part.size(); ++i) {
+      const Planned& a = part[i];
+      const Planned& b = whole[i + static_cast<std::size_t>(first)];
+      EXPECT_EQ(a.rows, b.rows) << first << " " << i;
+      EXPECT_EQ(a.evaluate_epoch, b.evaluate_epoch) << first << " " << i;
+      EXPECT_EQ(a.epoch, b.epoch) << first << " " << i;
+      EXPECT_EQ(a.stop, b.stop) << first << " " << i;
+      EXPECT_EQ(a.ids, b.ids) << first << " " << i;
+    }
+  }
+}
+
 // Solves A x = b (n x n, row-major) by Gaussian elimination with pivoting.
 std::vector<double> Solve(std::vector<double> a, std::vector<double> b) {
   const std::size_t n = b.size();

@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <regex>
 
 #include "tests/integration/cluster_fixture.h"
@@ -71,6 +72,69 @@ TEST(Mpirun, AKilledCoordinatorRankIsRestartedAndTheJobCompletes) {
   EXPECT_GE(std::stod(*final_line), 0.80);
   EXPECT_NE(mpirun.Stdout().find("resuming the job"), std::string::npos) << mpirun.Stdout();
   EXPECT_EQ(mpirun.Wait(120s), std::optional<int>(0)) << mpirun.Stderr();
+}
+
+// The README's mpirun command in `cwd` (so its runs/ folder is there): no
+// run directory and no checkpoint settings given, `coordinator` arguments
+// added to the coordinator's.
+std::unique_ptr<testing::ChildProcess> StartReadmeMpirun(const std::string& endpoint, const std::string& cwd,
+                                                         const std::vector<std::string>& coordinator) {
+  const std::string sup = testing::BinPath("ps-supervise");
+  std::vector<std::string> argv{"/usr/bin/env", "-C", cwd, "OMPI_ALLOW_RUN_AS_ROOT=1",
+                                "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "mpirun", "--oversubscribe", "-np", "1", sup,
+                                "--signals-only", "--restart-with=--resume", "--",
+                                testing::BinPath("ps-coordinator"), "--config", testing::kMlpConfig, "--bind", endpoint};
+  argv.insert(argv.end(), coordinator.begin(), coordinator.end());
+  argv.insert(argv.end(), {":", "-np", "2", sup, "--", testing::BinPath("ps-server"), "--coordinator", endpoint,
+                           ":", "-np", "2", sup, "--", testing::BinPath("ps-worker"), "--coordinator", endpoint});
+  return std::make_unique<testing::ChildProcess>(argv);
+}
+
+// The whole mpirun job SIGKILLed after its first checkpoint (every rank and
+// mpirun itself: a node lost, say); the same command with --resume added to
+// the coordinator's arguments continues the newest unfinished run of the
+// config from its checkpoint, without being told a path.
+TEST(Mpirun, AKilledJobResumesWithoutPaths) {
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun is not installed";
+  testing::TempDir dir;
+  std::string committed;
+  {
+    const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+    auto first = StartReadmeMpirun(endpoint, dir.path(), {});
+    // The first by time (10 s in), not the end-of-job one.
+    auto step = first->WaitForLine(std::regex("checkpoint at step (\\d+) committed: every server"), 180s);
+    ASSERT_TRUE(step.has_value()) << first->Stdout() << first->Stderr();
+    committed = *step;
+    std::vector<int> ranks = testing::PidsMentioning(endpoint);
+    ::kill(-first->pid(), SIGKILL);
+    for (int pid : ranks) ::kill(pid, SIGKILL);
+    first->Wait(30s);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!testing::PidsMentioning(endpoint).empty() && std::chrono::steady_clock::now() < deadline)
+      for (int pid : testing::PidsMentioning(endpoint)) ::kill(pid, SIGKILL);
+    ASSERT_TRUE(testing::PidsMentioning(endpoint).empty()) << "ranks of the killed job still run";
+  }
+  std::string run;
+  for (const auto& e : std::filesystem::directory_iterator(dir.File("runs"))) run = e.path().string();
+  ASSERT_FALSE(run.empty());
+  EXPECT_FALSE(std::filesystem::exists(run + "/summary.json"));
+
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+  auto resumed_process = StartReadmeMpirun(endpoint, dir.path(), {"--resume"});
+  testing::ChildProcess& resumed = *resumed_process;
+  auto loaded = resumed.WaitForLine(std::regex("every server has loaded the checkpoint at step (\\d+)"), 180s);
+  ASSERT_TRUE(loaded.has_value()) << resumed.Stdout() << resumed.Stderr();
+  EXPECT_GE(std::stol(*loaded), std::stol(committed));
+  auto final_line = resumed.WaitForLine(std::regex("final test_accuracy: ([0-9.]+)"), 300s);
+  ASSERT_TRUE(final_line.has_value()) << resumed.Stdout() << resumed.Stderr();
+  EXPECT_GE(std::stod(*final_line), 0.80);
+  EXPECT_EQ(resumed.Wait(120s), std::optional<int>(0)) << resumed.Stderr();
+  EXPECT_NE(resumed.Stdout().find("exactly once in each of the 10 epochs"), std::string::npos) << resumed.Stdout();
+  // It continued the killed run, in its run directory: no second one.
+  std::vector<std::string> runs;
+  for (const auto& e : std::filesystem::directory_iterator(dir.File("runs"))) runs.push_back(e.path().string());
+  EXPECT_EQ(runs, std::vector<std::string>{run});
+  EXPECT_TRUE(std::filesystem::exists(run + "/summary.json"));
 }
 
 }  // namespace

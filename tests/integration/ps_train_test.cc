@@ -6,6 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <csignal>
+#include <regex>
+
+#include "tests/support/child_process.h"
 #include "tests/support/subprocess.h"
 
 namespace psforge {
@@ -13,6 +17,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::BinPath;
+using testing::ChildProcess;
 using testing::RunProcess;
 using testing::TempDir;
 
@@ -122,6 +127,66 @@ TEST(PsTrain, TheConfigTemplateIsAWorkingDocumentedConfig) {
   auto none = RunProcess({BinPath("ps-train")}, 60s);
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_NE(none.err.find("--config is required"), std::string::npos) << none.err;
+}
+
+// ps-train in `cwd` (its runs/ folder is there), stderr merged into stdout.
+std::vector<std::string> TrainIn(const std::string& cwd, const std::string& args) {
+  return {"/bin/sh", "-c", "cd '" + cwd + "' && exec '" + BinPath("ps-train") + "' --config '" + kMlpConfig +
+                               "' --epochs 2 --set checkpoint.interval_steps=300 " + args + " 2>&1"};
+}
+
+// A ps-train run SIGKILLed after its first checkpoint, then `--resume` with
+// no path: it continues that run from the checkpoint (the batches replayed
+// to the step) and ends with exactly the weights of an undisturbed run;
+// ps-export reads the run's end-of-job checkpoint as it reads a cluster's.
+TEST(PsTrain, AKilledRunResumesFromItsCheckpointAndEndsAsUndisturbed) {
+  TempDir dir;
+  std::string run;
+  {
+    ChildProcess first(TrainIn(dir.path(), ""));
+    ASSERT_TRUE(first.WaitForLine(std::regex("(after epoch 1/2)"), 300s).has_value()) << first.Stdout();
+    first.Signal(SIGKILL);  // step 469: the checkpoint at step 300 is committed
+    first.Wait(30s);
+    for (const auto& e : std::filesystem::directory_iterator(dir.File("runs"))) run = e.path().string();
+  }
+  ASSERT_FALSE(run.empty());
+  EXPECT_TRUE(std::filesystem::exists(run + "/checkpoints/server-0")) << run;
+  EXPECT_FALSE(std::filesystem::exists(run + "/summary.json"));
+
+  ChildProcess resumed(TrainIn(dir.path(), "--resume --export " + dir.File("resumed.npz")));
+  auto from = resumed.WaitForLine(std::regex("resuming from the checkpoint at step (\\d+)"), 120s);
+  ASSERT_TRUE(from.has_value()) << resumed.Stdout();
+  EXPECT_EQ(*from, "300");
+  auto final_line = resumed.WaitForLine(std::regex("final test_accuracy: ([0-9.]+)"), 300s);
+  ASSERT_TRUE(final_line.has_value()) << resumed.Stdout();
+  ASSERT_EQ(resumed.Wait(60s), std::optional<int>(0)) << resumed.Stdout();
+  EXPECT_NE(resumed.Stdout().find("run: runs/"), std::string::npos) << resumed.Stdout();
+  auto summary = nlohmann::json::parse(testing::ReadFile(run + "/summary.json"));
+  EXPECT_EQ(summary["steps"], 2 * 469);
+  ASSERT_EQ(summary["history"].size(), 2u) << "the epoch before the kill is missing: " << summary.dump(1);
+  EXPECT_EQ(summary["history"][0]["epoch"], 1);
+  EXPECT_GT(summary["history"][0]["train_loss"].get<double>(), 0.0);
+
+  // The same command undisturbed, in its own run directory.
+  auto whole = RunProcess(TrainIn(dir.path(), "--export " + dir.File("whole.npz")), 300s);
+  ASSERT_EQ(whole.exit_code, 0) << whole.out;
+  EXPECT_NE(whole.out.find("final test_accuracy: " + *final_line), std::string::npos) << whole.out;
+  EXPECT_EQ(testing::ReadFile(dir.File("resumed.npz")), testing::ReadFile(dir.File("whole.npz")))
+      << "the resumed run's weights differ from the undisturbed run's";
+
+  // ps-export finds the run's end-of-job checkpoint.
+  auto exported = RunProcess({BinPath("ps-export"), "--config", kMlpConfig, "--run-dir", run, "--out",
+                              dir.File("exported.npz")}, 120s);
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  EXPECT_EQ(testing::ReadFile(dir.File("exported.npz")), testing::ReadFile(dir.File("resumed.npz")));
+
+  // Finished: nothing to resume, and the command says what to type.
+  auto again = RunProcess(TrainIn(dir.path(), "--resume"), 60s);
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.out.find("no unfinished run of"), std::string::npos) << again.out;
+  auto other = RunProcess(TrainIn(dir.path(), "--set training.seed=9 --resume " + run), 60s);
+  EXPECT_NE(other.exit_code, 0);
+  EXPECT_NE(other.out.find("that run finished"), std::string::npos) << other.out;
 }
 
 }  // namespace
