@@ -1,5 +1,9 @@
 #include "common/config.h"
 
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -416,6 +420,22 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
   return {{"path", c.path},         {"model", model},          {"data", data},
           {"optimizer", opt},       {"training", training},    {"cluster", cluster},
           {"checkpoint", checkpoint}, {"security", security}};
+}
+
+double ScheduledLearningRate(const OptimizerOptions& o, int64_t steps) {
+  switch (o.lr_schedule) {
+    case LrSchedule::kConstant: return o.learning_rate;
+    case LrSchedule::kExponential:
+      if (o.lr_decay_steps <= 0) return o.learning_rate;
+      return o.learning_rate *
+             std::pow(o.lr_decay_rate, static_cast<double>(steps) / static_cast<double>(o.lr_decay_steps));
+    case LrSchedule::kCosine: {
+      if (o.lr_schedule_steps <= 0) return o.learning_rate;  // not resolved: the job's length is unknown
+      const double t = std::min(1.0, static_cast<double>(steps) / static_cast<double>(o.lr_schedule_steps));
+      return o.lr_min + 0.5 * (o.learning_rate - o.lr_min) * (1.0 + std::cos(std::numbers::pi * t));
+    }
+  }
+  return o.learning_rate;
 }
 
 }  // namespace psforge

@@ -227,6 +227,11 @@ Result<JobConfig> LoadJobConfig(const std::string& path,
 // Parses "a.b=value" into an override; an error names the text.
 Result<ConfigOverride> ParseOverride(const std::string& text);
 
+// The learning rate of update number `steps` (from 0) under the options'
+// schedule: constant; learning_rate * lr_decay_rate^(steps / lr_decay_steps);
+// or cosine from learning_rate to lr_min over lr_schedule_steps.
+double ScheduledLearningRate(const OptimizerOptions& o, int64_t steps);
+
 nlohmann::json ConfigToJson(const JobConfig& config);
 
 // What evaluation reports: "test_accuracy", "test_mse" (linear regression)

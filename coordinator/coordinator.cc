@@ -115,7 +115,11 @@ double Coordinator::Elapsed() const {
   return started_ == Clock::time_point{} ? 0.0 : Since(started_);
 }
 
-void Coordinator::Log(const std::string& line) { progress_.Line(line); }
+void Coordinator::Log(const std::string& line) {
+  progress_.Line(line);
+  timeline_.AddEvent(Elapsed(), timeline_step_, line);
+  if (line.rfind("audit:", 0) == 0) audit_ = line;
+}
 
 Coordinator::Member* Coordinator::Find(PeerRole role, uint32_t id) {
   auto& list = role == PeerRole::kServer ? servers_ : workers_;
@@ -207,6 +211,12 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
   SummariseRefusals(true);
   UpdateProgress(true);
   if (outcome_.ok()) WriteSummary();
+  if (!options_.run_dir.empty()) {
+    // The dashboard of the finished run, to open from the run directory.
+    const std::string page = options_.run_dir + "/dashboard.html";
+    if (auto s = WriteStaticDashboard(page, Snapshot(), TimelineJson()); !s.ok()) Log(s.message());
+    else Log("dashboard: " + page);
+  }
   return outcome_;
 }
 

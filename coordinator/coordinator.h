@@ -39,6 +39,7 @@
 #include "common/shard_plan.h"
 #include "common/transport.h"
 #include "common/wire.h"
+#include "coordinator/dashboard.h"
 #include "coordinator/job_store.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/run_records.h"
@@ -67,6 +68,8 @@ class Coordinator {
   Status Run(const std::atomic<bool>& stop);
 
   // The job's state as JSON (/api/status). Thread-safe.
+  // The dashboard's curve and events (any thread).
+  nlohmann::json TimelineJson() const { return timeline_.Json(); }
   nlohmann::json Snapshot() const;
 
  private:
@@ -247,6 +250,12 @@ class Coordinator {
 
   mutable std::mutex snapshot_mu_;
   nlohmann::json snapshot_;  // guarded by snapshot_mu_
+  // The dashboard's curve and events (thread-safe), the step they are at,
+  // the current stall report and the latest audit line.
+  Timeline timeline_;
+  int64_t timeline_step_ = 0;
+  int64_t CheckpointBytes() const;  // what one checkpoint holds, all servers together
+  std::string stall_report_, audit_;
 };
 
 }  // namespace psforge

@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<psforge::HttpStatus> http;
   if (!config->cluster.http.empty()) {
     psforge::Coordinator* c = coordinator->get();
-    auto started = psforge::HttpStatus::Start(config->cluster.http, [c] { return c->Snapshot(); });
+    auto started = psforge::HttpStatus::Start(config->cluster.http, [c] { return c->Snapshot(); },
+                                              [c] { return c->TimelineJson(); });
     if (!started.ok()) return std::fprintf(stderr, "ps-coordinator: %s\n", started.status().message().c_str()), 1;
     http = std::move(*started);
   }
@@ -102,7 +103,9 @@ int main(int argc, char** argv) {
     if (ec) return std::fprintf(stderr, "ps-coordinator: cannot write %s\n", endpoint_file.c_str()), 1;
   }
   std::printf("ps-coordinator listening on %s\n", (*coordinator)->endpoint().c_str());
-  if (http) std::printf("status: %s/api/status  metrics: %s/metrics\n", http->url().c_str(), http->url().c_str());
+  if (http)
+    std::printf("dashboard: %s/  status: %s/api/status  metrics: %s/metrics\n", http->url().c_str(),
+                http->url().c_str(), http->url().c_str());
   if (!options.run_dir.empty()) std::printf("run directory: %s\n", options.run_dir.c_str());
   std::fflush(stdout);
   psforge::Status outcome = (*coordinator)->Run(g_stop);

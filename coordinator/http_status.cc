@@ -1,5 +1,7 @@
 #include "coordinator/http_status.h"
 
+#include "coordinator/dashboard.h"
+
 #include <httplib.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -92,7 +94,8 @@ std::string PrometheusText(const nlohmann::json& s) {
   return prometheus::TextSerializer().Serialize(registry.Collect());
 }
 
-Result<std::unique_ptr<HttpStatus>> HttpStatus::Start(const std::string& host_port, SnapshotFn snapshot) {
+Result<std::unique_ptr<HttpStatus>> HttpStatus::Start(const std::string& host_port, SnapshotFn snapshot,
+                                                      SnapshotFn timeline) {
   auto colon = host_port.rfind(':');
   if (colon == std::string::npos) return InvalidArgument("cluster.http: expected host:port, got " + host_port);
   const std::string host = host_port.substr(0, colon);
@@ -111,8 +114,16 @@ Result<std::unique_ptr<HttpStatus>> HttpStatus::Start(const std::string& host_po
     res.set_content(PrometheusText(snapshot()), "text/plain; version=0.0.4");
     raw->scrapes.fetch_add(1);
   });
-  impl->server.Get("/", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("psforge coordinator: GET /api/status (JSON) or /metrics (Prometheus)\n", "text/plain");
+  impl->server.Get("/api/timeline", [timeline](const httplib::Request&, httplib::Response& res) {
+    res.set_content((timeline ? timeline() : nlohmann::json{{"points", nlohmann::json::array()},
+                                                            {"events", nlohmann::json::array()}})
+                        .dump(),
+                    "application/json");
+  });
+  // The dashboard: one page with its script and style, nothing else to fetch.
+  impl->server.Get("/", [page = DashboardPage()](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(page, "text/html; charset=utf-8");
   });
   int bound = port == 0 ? impl->server.bind_to_any_port(host) : (impl->server.bind_to_port(host, port) ? port : -1);
   if (bound <= 0)

@@ -1,7 +1,9 @@
 // HttpStatus: the coordinator's HTTP endpoint, on a thread of its own.
 //
-//   GET /api/status  the job's state as JSON (Coordinator::Snapshot)
-//   GET /metrics     the same numbers in Prometheus text format
+//   GET /             the dashboard (coordinator/dashboard.h), a page that polls:
+//   GET /api/status   the job's state as JSON (Coordinator::Snapshot)
+//   GET /api/timeline the training curve and the job's events (Timeline)
+//   GET /metrics      the same numbers in Prometheus text format
 //
 // Serves snapshots only, so a slow client never holds up the job. Bound to
 // cluster.http (host:port; port 0 lets the OS pick). Stops when destroyed.
@@ -21,7 +23,8 @@ namespace psforge {
 class HttpStatus {
  public:
   using SnapshotFn = std::function<nlohmann::json()>;
-  static Result<std::unique_ptr<HttpStatus>> Start(const std::string& host_port, SnapshotFn snapshot);
+  static Result<std::unique_ptr<HttpStatus>> Start(const std::string& host_port, SnapshotFn snapshot,
+                                                   SnapshotFn timeline = {});
   ~HttpStatus();
   const std::string& url() const { return url_; }
   // How many times /metrics has been answered.

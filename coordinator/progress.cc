@@ -13,7 +13,10 @@ namespace psforge {
 using namespace coordinator_util;
 
 void Coordinator::ReportStall() {
-  if (job_over_ || started_ == Clock::time_point{}) return;
+  if (job_over_ || started_ == Clock::time_point{}) {
+    stall_report_.clear();
+    return;
+  }
   int64_t min_step = -1;
   for (const Member& w : workers_)
     if (w.state == MemberState::kActive)
@@ -21,6 +24,7 @@ void Coordinator::ReportStall() {
   const auto now = Clock::now();
   if (min_step != stall_step_) {
     stall_step_ = min_step;
+    stall_report_.clear();
     stall_since_ = now;
     next_stall_report_ = now + Seconds(config_.cluster.stall_report_s);
     return;
@@ -38,9 +42,11 @@ void Coordinator::ReportStall() {
       waiting += (waiting.empty() ? "" : ", ") + std::to_string(s.id) + " keys [" + std::to_string(r.begin) +
                  ", " + std::to_string(r.end) + ") at version " + std::to_string(s.progress.step);
   }
-  std::fprintf(stderr, "ps-coordinator stall: step %lld has waited %.1f s; workers behind: %s; servers waiting: %s\n",
-               (long long)min_step, Since(stall_since_), behind.empty() ? "none" : behind.c_str(),
-               waiting.empty() ? "none" : waiting.c_str());
+  char line[160];
+  std::snprintf(line, sizeof line, "step %lld has waited %.1f s", (long long)min_step, Since(stall_since_));
+  stall_report_ = std::string(line) + "; workers behind: " + (behind.empty() ? "none" : behind) +
+                  "; servers waiting: " + (waiting.empty() ? "none" : waiting);
+  std::fprintf(stderr, "ps-coordinator stall: %s\n", stall_report_.c_str());
 }
 
 void Coordinator::UpdateProgress(bool force) {
@@ -74,7 +80,9 @@ void Coordinator::UpdateProgress(bool force) {
   p.loss = loss;
   p.samples_per_s = last_rate_;
   p.eta_s = static_cast<double>(std::max<int64_t>(0, total - samples)) / std::max(1.0, last_rate_);
+  timeline_step_ = step;
   if (samples > 0 && !job_over_) {
+    timeline_.AddPoint({Elapsed(), step, loss, last_rate_, ScheduledLearningRate(config_.optimizer, step)});
     progress_.Step(p, now, force);
     records_out_.LossPoint(step, loss);  // the plot's curve, finer than the records
     if (now - last_record_time_ >= config_.training.progress_interval_s) {
@@ -93,10 +101,16 @@ void Coordinator::UpdateProgress(bool force) {
     return "?";
   };
   for (const auto* list : {&servers_, &workers_})
-    for (const Member& m : *list)
-      members.push_back({{"role", RoleName(m.role)}, {"id", m.id}, {"state", state_name(m.state)},
-                         {"endpoint", m.endpoint}, {"step", m.progress.step}, {"samples", m.progress.samples},
-                         {"last_heartbeat_s", Since(m.last_seen)}});
+    for (const Member& m : *list) {
+      nlohmann::json j = {{"role", RoleName(m.role)}, {"id", m.id}, {"state", state_name(m.state)},
+                          {"endpoint", m.endpoint}, {"step", m.progress.step}, {"samples", m.progress.samples},
+                          {"last_heartbeat_s", Since(m.last_seen)}, {"pid", m.pid}};
+      if (m.role == PeerRole::kServer) {
+        const KeyRange r = PartitionKeys(params_, config_.cluster.servers, m.id);
+        j["keys"] = {r.begin, r.end};
+      }
+      members.push_back(std::move(j));
+    }
   nlohmann::json history = nlohmann::json::array();
   for (const auto& e : history_)
     history.push_back({{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
@@ -107,7 +121,15 @@ void Coordinator::UpdateProgress(bool force) {
       {"job", {{"config", config_.path}, {"model", ModelKindName(config_.model.kind)}, {"parameters", params_},
                {"records", records_}, {"epochs", config_.training.epochs},
                {"consistency", ConsistencyName(config_.cluster.consistency)},
-               {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers}}},
+               {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers},
+               {"batch_size", config_.training.batch_size}, {"seed", config_.training.seed},
+               {"optimizer", OptimizerKindName(config_.optimizer.kind)},
+               {"learning_rate", config_.optimizer.learning_rate},
+               {"lr_schedule", LrScheduleName(config_.optimizer.lr_schedule)},
+               {"checkpoint_interval_s", config_.checkpoint.interval_s},
+               {"checkpoint_interval_steps", config_.checkpoint.interval_steps},
+               {"checkpoint_bytes", CheckpointBytes()}}},
+      {"generation", generation_}, {"learning_rate", ScheduledLearningRate(config_.optimizer, step)},
       {"state", state}, {"step", step}, {"epoch", p.epoch}, {"loss", loss}, {"samples", samples},
       {"samples_per_s", last_rate_}, {"eta_s", p.eta_s}, {"wall_s", Elapsed()},
       {"metric", MetricName(config_)},
@@ -116,9 +138,22 @@ void Coordinator::UpdateProgress(bool force) {
       {"run_dir", options_.run_dir},
       {"peers_cut_off", limiter_.peers_cut_off()}, {"messages_dropped", limiter_.messages_dropped()}};
   if (!history_.empty()) snap["last_metric"] = history_.back().metric;
+  if (!stall_report_.empty()) snap["stall"] = stall_report_;
+  if (!audit_.empty()) snap["audit"] = audit_;
   if (job_over_ && !outcome_.ok()) snap["error"] = outcome_.message();
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   snapshot_ = std::move(snap);
+}
+
+int64_t Coordinator::CheckpointBytes() const {
+  // The weights, and the optimizer's state per weight.
+  int64_t per_weight = 1;
+  switch (config_.optimizer.kind) {
+    case OptimizerKind::kSgd: break;
+    case OptimizerKind::kMomentum: case OptimizerKind::kAdaGrad: per_weight = 2; break;
+    case OptimizerKind::kAdam: per_weight = 3; break;
+  }
+  return params_ * per_weight * static_cast<int64_t>(sizeof(float));
 }
 
 nlohmann::json Coordinator::Snapshot() const {

@@ -147,22 +147,7 @@ Result<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerOptions& o, 
   return InvalidArgument("optimizer.kind: unknown");
 }
 
-double Optimizer::LearningRate() const {
-  const OptimizerOptions& o = options_;
-  switch (o.lr_schedule) {
-    case LrSchedule::kConstant: return o.learning_rate;
-    case LrSchedule::kExponential:
-      if (o.lr_decay_steps <= 0) return o.learning_rate;
-      return o.learning_rate *
-             std::pow(o.lr_decay_rate, static_cast<double>(steps_) / static_cast<double>(o.lr_decay_steps));
-    case LrSchedule::kCosine: {
-      if (o.lr_schedule_steps <= 0) return o.learning_rate;  // not resolved: the job's length is unknown
-      const double t = std::min(1.0, static_cast<double>(steps_) / static_cast<double>(o.lr_schedule_steps));
-      return o.lr_min + 0.5 * (o.learning_rate - o.lr_min) * (1.0 + std::cos(std::numbers::pi * t));
-    }
-  }
-  return o.learning_rate;
-}
+double Optimizer::LearningRate() const { return ScheduledLearningRate(options_, steps_); }
 
 void Optimizer::Apply(std::span<float> weights, std::span<const float> grad, float grad_scale) {
   assert(static_cast<int64_t>(weights.size()) == size_ && weights.size() == grad.size());
