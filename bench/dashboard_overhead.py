@@ -10,6 +10,7 @@ measures the page's whole cost on this machine, the browser included.
 Usage: bench/dashboard_overhead.py [--runs 3]   (appends to bench/RESULTS.md)
 """
 import argparse
+import datetime
 import json
 import os
 import re
@@ -62,7 +63,7 @@ def main():
                 (opened if open_page else closed).append(run(open_page, work, len(opened) + len(closed)))
     fmt = lambda xs: " / ".join(f"{v:.0f}" for v in (min(xs), statistics.median(xs), max(xs)))
     ratio = statistics.median(opened) / statistics.median(closed)
-    lines = ["", "## The dashboard open during a job: what it costs", "",
+    lines = ["", f"## The dashboard open during a job: what it costs ({datetime.date.today()})", "",
              f"`bench/dashboard_overhead.py --runs {args.runs}` on {cpu()}: configs/fashion_mnist_mlp.yaml as "
              "shipped (2 servers, 2 workers, 10 epochs), with the dashboard open in headless Chromium (polling "
              "every second) against no page, interleaved. Cluster samples/s from the coordinator's summary; "

@@ -3,6 +3,7 @@
 epochs, 1 thread, as shipped (a run directory with a checkpoint every
 checkpoint.interval_s and one at the end) against --no-run-dir (none),
 interleaved, 5 runs each. Appends a section to bench/RESULTS.md."""
+import datetime
 import json, os, statistics, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +43,7 @@ def main():
     ratio = [a[0] / b[0] for a, b in zip(shipped, off)]
     median_ratio = statistics.median([w for w, _ in shipped]) / statistics.median([w for w, _ in off])
     fmt = lambda xs: " / ".join(f"{v:.2f}" for v in (min(xs), statistics.median(xs), max(xs)))
-    lines = ["", "## ps-train's default checkpoints: what they cost", "",
+    lines = ["", f"## ps-train's default checkpoints: what they cost ({datetime.date.today()})", "",
              f"`bench/ps_train_checkpoints.py {runs}` on {cpu()}: configs/fashion_mnist_mlp.yaml, 10 epochs,",
              "1 thread, as shipped (run directory, a checkpoint every 10 s and at the end) against",
              "`--no-run-dir`, interleaved. Wall time of training and evaluation (summary's wall_s).", "",

@@ -38,7 +38,7 @@ struct JobAssignment {
 struct MemberProgress {
   int64_t step = 0;     // worker: steps pushed; server: version
   int64_t epoch = 0;
-  int64_t samples = 0;  // worker: records trained so far
+  int64_t samples = 0;  // worker: records trained so far; server: pushed records applied
   double loss = 0;      // worker: mean loss since the last heartbeat
   std::vector<EpochAudit> audit;        // server: records applied in its latest epochs
   std::vector<DataPosition> positions;  // server: where removed workers' data stopped

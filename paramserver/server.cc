@@ -221,6 +221,7 @@ void ParamServer::Restart(uint32_t generation, int64_t step) {
 MemberProgress ParamServer::Progress() const {
   MemberProgress p;
   p.step = shard_->version();
+  p.samples = records_applied_;  // the server's load, for the dashboard
   p.restored = restored_;
   if (checkpoints_) p.checkpoint = checkpoints_->durable();
   for (const auto& [epoch, audit] : audit_) p.audit.push_back(audit);
@@ -244,6 +245,7 @@ void ParamServer::Account(const WireHeader& push) {
   const DataMark& mark = push.mark;
   if (mark.lease != 0) positions_[push.sender] = {push.sender, mark.lease, mark.lease_offset, push.step};
   if (mark.epoch <= 0 || push.samples <= 0) return;
+  records_applied_ += push.samples;
   EpochAudit& a = audit_[mark.epoch];
   a.epoch = mark.epoch;
   a.records += push.samples;

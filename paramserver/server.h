@@ -136,6 +136,7 @@ class ParamServer {
   double lost_after_s_ = 0;
   std::chrono::steady_clock::time_point next_coordinator_check_{};
   std::map<int64_t, EpochAudit> audit_;  // the latest kMaxAuditEntries epochs
+  int64_t records_applied_ = 0;          // pushed records taken in since the process started
   std::vector<DataPosition> positions_;  // per worker
   std::unique_ptr<CheckpointWriter> checkpoints_;  // null: checkpoints off
   int64_t last_checkpoint_step_ = 0;
