@@ -29,20 +29,16 @@
 #include <vector>
 
 #include "bench/min_med_max.h"
+#include "common/clock.h"
 #include "common/coordinator_link.h"
 #include "tests/support/child_process.h"
 
 namespace psforge {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-Clock::duration Seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
+double Since(Clock::time_point t) { return SecondsSince(t); }
 
 // User + system CPU seconds of process `pid`.
 double CpuSeconds(pid_t pid) {

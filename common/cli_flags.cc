@@ -1,5 +1,6 @@
 #include "common/cli_flags.h"
 #include "common/config_template.h"
+#include "common/fault_transport.h"
 
 #include <cstdio>
 #include <tuple>
@@ -85,6 +86,28 @@ Result<JobConfig> LoadConfigFromFlags(const CommonFlags& f) {
 void AddCurveFlags(CLI::App* app, CurveFlags* f) {
   app->add_option("--key", f->key, "this host's CURVE key pair (ps-keys); turns CURVE on");
   app->add_option("--cluster-keys", f->cluster_keys, "the cluster's public keys (ps-keys), with --key");
+}
+
+void AddMemberFlags(CLI::App* app, MemberOptions* o) {
+  app->add_option("--coordinator", o->coordinator, "the coordinator's endpoint, e.g. tcp://10.0.0.1:7070")
+      ->required();
+  app->add_option("--connect-timeout", o->connect_timeout_s,
+                  "seconds to wait for the coordinator before the job is known (afterwards, the job's "
+                  "cluster.connect_timeout_s)")
+      ->check(CLI::PositiveNumber);
+  AddCurveFlags(app, &o->curve);
+  app->add_option("--faults", o->faults,
+                  "fault injection in this process, replacing the job's cluster.faults (none: no faults), e.g. "
+                  "drop=0.02,delay=0.1,write_stall_ms=500 (configs/README.md)")
+      ->check([](const std::string& spec) -> std::string {
+        auto f = ParseFaultOptions(spec);
+        return f.ok() ? "" : f.status().message();
+      });
+}
+
+JobConfig MemberConfig(JobConfig job, const MemberOptions& options) {
+  if (options.faults) job.cluster.faults = *options.faults;
+  return job;
 }
 
 Result<std::unique_ptr<Transport>> CreateTransport(const std::string& key, const std::string& cluster_keys,

@@ -3,6 +3,7 @@
 // the same validation.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,23 @@ struct CurveFlags {
   std::string key, cluster_keys;
 };
 void AddCurveFlags(CLI::App* app, CurveFlags* flags);
+// What a server or worker is told on its command line (ps-server,
+// ps-worker): where the coordinator is and how to reach it; everything else
+// comes with the job from the coordinator.
+struct MemberOptions {
+  std::string coordinator;  // its endpoint, e.g. tcp://10.0.0.1:7070
+  // How long to wait for the coordinator before the job is known; once
+  // joined, the job's cluster.connect_timeout_s.
+  double connect_timeout_s = kDefaultConnectTimeoutS;
+  CurveFlags curve;
+  // --faults: replaces the job's cluster.faults in this process ("none": no faults).
+  std::optional<std::string> faults;
+};
+// --coordinator (required), --connect-timeout, --key, --cluster-keys, --faults.
+void AddMemberFlags(CLI::App* app, MemberOptions* options);
+// The job's config as this member runs it (its --faults in place of the job's).
+JobConfig MemberConfig(JobConfig job, const MemberOptions& options);
+
 // The ZeroMQ transport for `key` and `cluster_keys`: CURVE when they are set.
 Result<std::unique_ptr<Transport>> CreateTransport(const std::string& key, const std::string& cluster_keys,
                                                    int io_threads = 1);

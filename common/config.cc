@@ -1,4 +1,5 @@
 #include "common/config.h"
+#include "common/fault_transport.h"
 
 #include <algorithm>
 #include <cmath>
@@ -153,6 +154,9 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
   r.Double("cutoff_s", &c->cutoff_s, 0.0, 1e6, true);
   r.Double("http_linger_s", &c->http_linger_s, 0.0, 3600);
   r.String("http", &c->http);
+  r.String("faults", &c->faults);
+  if (err->ok() && !c->faults.empty())
+    if (auto f = ParseFaultOptions(c->faults); !f.ok()) r.Fail(r.Field("faults"), f.status().message());
   if (err->ok() && c->peer_timeout_s <= c->heartbeat_interval_s)
     r.Fail(r.Field("peer_timeout_s"), "must be longer than cluster.heartbeat_interval_s (" +
                                  std::to_string(c->heartbeat_interval_s) + ")");
@@ -176,6 +180,7 @@ void ReadCheckpoint(const YAML::Node& n, const std::string& base_dir, Checkpoint
   r.Double("interval_s", &c->interval_s, 0.0, 1e7);
   r.Int("keep", &c->keep, 1, 1000);
   r.String("dir", &c->dir);
+  r.Double("write_timeout_s", &c->write_timeout_s, 0.0, 1e6, true);
   c->dir = ResolvePath(base_dir, c->dir);
   if (err->ok() && c->interval_steps > 0 && c->interval_s > 0)
     r.Fail(r.Field("interval_s"), "set either checkpoint.interval_steps or checkpoint.interval_s, not both");
@@ -411,10 +416,11 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                             {"stall_report_s", cl.stall_report_s},
                             {"max_requests_per_s", cl.max_requests_per_s},
                             {"max_registrations_per_s", cl.max_registrations_per_s},
-                            {"cutoff_s", cl.cutoff_s}, {"http", cl.http}, {"http_linger_s", cl.http_linger_s}};
+                            {"cutoff_s", cl.cutoff_s}, {"http", cl.http}, {"http_linger_s", cl.http_linger_s},
+                            {"faults", cl.faults}};
   nlohmann::json checkpoint = {{"interval_steps", c.checkpoint.interval_steps},
                                {"interval_s", c.checkpoint.interval_s}, {"keep", c.checkpoint.keep},
-                               {"dir", c.checkpoint.dir}};
+                               {"dir", c.checkpoint.dir}, {"write_timeout_s", c.checkpoint.write_timeout_s}};
   nlohmann::json security = {{"key", c.security.key}, {"cluster_keys", c.security.cluster_keys},
                               {"plaintext", c.security.plaintext}};
   return {{"path", c.path},         {"model", model},          {"data", data},

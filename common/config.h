@@ -133,6 +133,8 @@ struct TrainingOptions {
   double progress_interval_s = 1.0;  // seconds between progress updates
 };
 
+inline constexpr double kDefaultConnectTimeoutS = 30;
+
 // cluster: the distributed run (ps-server, ps-worker).
 struct ClusterOptions {
   int64_t servers = 2;                  // parameter servers, >= 1
@@ -148,7 +150,11 @@ struct ClusterOptions {
   bool shared_memory = true;
   double heartbeat_interval_s = 0.5;    // servers and workers report to the coordinator this often
   double peer_timeout_s = 10;           // a peer silent this long is declared dead
-  double connect_timeout_s = 30;        // a server or worker gives up reaching the coordinator after this long
+  // How long one member waits for another to come (back): the coordinator
+  // for the servers to load a restart's weights, a server or worker for a
+  // coordinator gone silent. (Before a server or worker has joined it knows
+  // no job: its --connect-timeout, kDefaultConnectTimeoutS unless given.)
+  double connect_timeout_s = kDefaultConnectTimeoutS;
   double stall_report_s = 10;           // the coordinator reports a step that waits longer than this
   // The coordinator's limits per peer connection; one that exceeds either
   // is cut off (its messages dropped) for cutoff_s, and logged.
@@ -160,6 +166,10 @@ struct ClusterOptions {
   // After the job: when something has scraped /metrics, the endpoint stays
   // up until its next scrape (so it sees the final values), at most this long.
   double http_linger_s = 30;            // [0, 3600]; 0: stop at once
+  // Fault injection for chaos tests (common/fault_transport.h: ParseFaultOptions),
+  // for every server and worker of the job; "": none. A --faults flag
+  // replaces it for one process.
+  std::string faults;
 };
 
 // Durable weights: each server writes its key range, the optimizer state and
@@ -176,6 +186,10 @@ struct CheckpointOptions {
   int64_t keep = 3;            // committed checkpoints a server keeps (older ones are pruned)
   std::string dir;             // server i's store is <dir>/server-<i> (relative: to the config's
                                // folder; "": <run directory>/checkpoints, and off without one)
+  // A checkpoint write still going after this long (a hung disk) is given
+  // up on: whatever waits for it (a restart's load, the job's end) goes on
+  // with a DeadlineExceeded naming the write.
+  double write_timeout_s = 30;
   bool enabled() const { return interval_steps > 0 || interval_s > 0; }
 };
 

@@ -4,10 +4,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 namespace psforge {
+extern const char kConfigDoc[];
 namespace {
 
 class ConfigTest : public ::testing::Test {
@@ -93,6 +96,46 @@ TEST_F(ConfigTest, CheckpointsBySteps_OrBySeconds) {
 }
 
 // On by default, by time; interval_steps alone switches to steps; both 0: off.
+// cluster.faults is checked when the config is read, not when a server or
+// worker first needs it; checkpoint.write_timeout_s bounds every wait for a write.
+TEST_F(ConfigTest, FaultsAndTheWriteTimeoutAreChecked) {
+  auto ok = Parse("cluster:\n  faults: drop=0.1,write_stall_ms=20\ncheckpoint:\n  write_timeout_s: 5\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->cluster.faults, "drop=0.1,write_stall_ms=20");
+  EXPECT_EQ(ok->checkpoint.write_timeout_s, 5);
+  EXPECT_EQ(Parse("")->cluster.faults, "");
+  EXPECT_EQ(Parse("")->checkpoint.write_timeout_s, 30);
+  EXPECT_EQ(Parse("")->cluster.connect_timeout_s, kDefaultConnectTimeoutS);
+  ExpectError("cluster:\n  faults: drop=2\n", "cluster.faults", "drop");
+  ExpectError("cluster:\n  faults: lose=0.1\n", "cluster.faults", "lose");
+  ExpectError("checkpoint:\n  write_timeout_s: 0\n", "checkpoint.write_timeout_s", "(0, ");
+  auto set = Parse("", {{"cluster.faults", "die_mid_push=250"}});
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->cluster.faults, "die_mid_push=250");
+}
+
+// Every field a config has is in the reference (configs/README.md, which
+// --config-template prints): a field nobody can look up is a field nobody sets.
+TEST(ConfigReference, DocumentsEveryField) {
+  const nlohmann::json fields = ConfigToJson(JobConfig{});
+  const std::string doc = kConfigDoc;
+  for (const auto& [section, values] : fields.items()) {
+    if (!values.is_object() || section == "model") continue;  // model: its own tables, per kind
+    const auto at = doc.find("\n## " + section + "\n");
+    ASSERT_NE(at, std::string::npos) << "no section " << section;
+    std::istringstream part(doc.substr(at, doc.find("\n## ", at + 1) - at));
+    std::set<std::string> documented;  // a row's first cell: "name" or "name, name"
+    for (std::string line; std::getline(part, line);) {
+      if (line.rfind("| ", 0) != 0) continue;
+      std::istringstream names(line.substr(2, line.find(" |", 2) - 2));
+      for (std::string name; std::getline(names, name, ',');)
+        documented.insert(name.substr(name.find_first_not_of(' ')));
+    }
+    for (const auto& [name, value] : values.items())
+      EXPECT_TRUE(documented.count(name)) << section << "." << name << " is not documented";
+  }
+}
+
 TEST_F(ConfigTest, CheckpointsAreOnByDefaultAndOffOnlyWhenSaidSo) {
   auto d = Parse("");
   ASSERT_TRUE(d.ok()) << d.status().ToString();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/clock.h"
 #include "common/curve.h"
 
 #include <nlohmann/json.hpp>
@@ -11,7 +12,6 @@
 namespace psforge {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 // A job description is a config and a server list: far below this.
 constexpr std::size_t kMaxJobBytes = 1 << 20;

@@ -7,10 +7,11 @@
 #include <random>
 #include <sstream>
 
+#include "common/clock.h"
+
 namespace psforge {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 // A received frame's bytes, copied (a duplicate of a message).
 class CopiedFrame final : public InFrame {
@@ -141,6 +142,7 @@ class FaultyTransport final : public Transport {
 
 Result<FaultOptions> ParseFaultOptions(const std::string& spec) {
   FaultOptions f;
+  if (spec == "none") return f;
   std::stringstream in(spec);
   std::string item;
   while (std::getline(in, item, ',')) {

@@ -33,7 +33,7 @@ struct FaultOptions {
 };
 
 // "drop=0.02,duplicate=0.02,delay=0.1,delay_ms=20,seed=7,write_stall_ms=500,die_mid_push=250";
-// each field optional.
+// each field optional; "" or "none": no faults.
 Result<FaultOptions> ParseFaultOptions(const std::string& spec);
 
 std::unique_ptr<Transport> WithFaults(std::unique_ptr<Transport> inner, const FaultOptions& faults);

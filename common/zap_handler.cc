@@ -66,7 +66,7 @@ Status ZapHandler::Watch(void* server_socket) {
                      ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_MONITOR_STOPPED;
   if (zmq_socket_monitor(server_socket, endpoint.c_str(), events) != 0)
     return Internal(std::string("zap handler: zmq_socket_monitor: ") + zmq_strerror(zmq_errno()));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   to_watch_.push_back(endpoint);
   return Status::Ok();
 }
@@ -77,7 +77,7 @@ void ZapHandler::Run() {
   while (!stop_) {
     std::vector<std::string> fresh;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       fresh.swap(to_watch_);
     }
     for (const auto& endpoint : fresh) {

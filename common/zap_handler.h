@@ -15,12 +15,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace psforge {
@@ -48,8 +48,8 @@ class ZapHandler {
   void Log(const std::string& address, const std::string& why, const std::string& key);
 
   void* context_;
-  std::mutex mu_;
-  std::vector<std::string> to_watch_;  // monitor endpoints not yet connected (guarded by mu_)
+  Mutex mu_;
+  std::vector<std::string> to_watch_ PSF_GUARDED_BY(mu_);  // monitor endpoints not yet connected
   std::atomic<int> monitors_{0};
   // Handler thread only: monitors, the peer address of each accepted
   // descriptor, and handshakes failed whose disconnection is still to come.

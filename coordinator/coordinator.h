@@ -25,7 +25,6 @@
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -34,6 +33,7 @@
 
 #include "common/config.h"
 #include "common/coordinator_link.h"
+#include "common/mutex.h"
 #include "common/peer_limiter.h"
 #include "common/progress.h"
 #include "common/shard_plan.h"
@@ -248,8 +248,8 @@ class Coordinator {
   enum : std::size_t { kAnyMessage = 0, kRegistration = 1 };
   PeerLimiter limiter_;
 
-  mutable std::mutex snapshot_mu_;
-  nlohmann::json snapshot_;  // guarded by snapshot_mu_
+  mutable Mutex snapshot_mu_;
+  nlohmann::json snapshot_ PSF_GUARDED_BY(snapshot_mu_);
   // The dashboard's curve and events (thread-safe), the step they are at,
   // the current stall report and the latest audit line.
   Timeline timeline_;

@@ -6,17 +6,15 @@
 #include <cstdio>
 #include <string>
 
+#include "common/clock.h"
 #include "common/wire.h"
 
 namespace psforge::coordinator_util {
 
-using Clock = std::chrono::steady_clock;
+using psforge::Clock;
+using psforge::Seconds;
 
-inline Clock::duration Seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
-
-inline double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+inline double Since(Clock::time_point t) { return SecondsSince(t); }
 
 inline const char* RoleName(PeerRole r) { return r == PeerRole::kServer ? "server" : "worker"; }
 

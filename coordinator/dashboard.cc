@@ -36,7 +36,7 @@ Timeline::Timeline(std::size_t max_points, std::size_t max_events)
 }
 
 void Timeline::AddPoint(const CurvePoint& p) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!points_.empty() && p.step == points_.back().step) {
     points_.back() = p;  // the same step again: its newer numbers
     return;
@@ -53,7 +53,7 @@ void Timeline::AddPoint(const CurvePoint& p) {
 }
 
 void Timeline::AddEvent(double wall_s, int64_t step, const std::string& text, std::string kind) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (events_.size() == max_events_) {
     events_.pop_front();
     ++events_dropped_;
@@ -62,7 +62,7 @@ void Timeline::AddEvent(double wall_s, int64_t step, const std::string& text, st
 }
 
 nlohmann::json Timeline::Json() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   nlohmann::json points = nlohmann::json::array();
   for (const CurvePoint& p : points_)
     points.push_back({p.wall_s, p.step, p.loss, p.samples_per_s, p.learning_rate});

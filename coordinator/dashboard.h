@@ -19,12 +19,12 @@
 
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace psforge {
@@ -59,10 +59,12 @@ class Timeline {
 
  private:
   const std::size_t max_points_, max_events_;
-  mutable std::mutex mu_;
-  std::vector<CurvePoint> points_;  // guarded by mu_
-  std::deque<JobEvent> events_;     // guarded by mu_
-  int64_t stride_ = 1, skipped_ = 0, events_dropped_ = 0;  // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<CurvePoint> points_ PSF_GUARDED_BY(mu_);
+  std::deque<JobEvent> events_ PSF_GUARDED_BY(mu_);
+  int64_t stride_ PSF_GUARDED_BY(mu_) = 1;
+  int64_t skipped_ PSF_GUARDED_BY(mu_) = 0;
+  int64_t events_dropped_ PSF_GUARDED_BY(mu_) = 0;
 };
 
 // The dashboard page. With `status` and `timeline`, a static copy that

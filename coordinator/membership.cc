@@ -4,12 +4,12 @@
 #include <cstdio>
 #include <limits>
 
+#include "common/clock.h"
 #include "coordinator/coordinator.h"
 
 namespace psforge {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 const char* RoleName(PeerRole r) { return r == PeerRole::kServer ? "server" : "worker"; }
 

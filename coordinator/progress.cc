@@ -141,7 +141,7 @@ void Coordinator::UpdateProgress(bool force) {
   if (!stall_report_.empty()) snap["stall"] = stall_report_;
   if (!audit_.empty()) snap["audit"] = audit_;
   if (job_over_ && !outcome_.ok()) snap["error"] = outcome_.message();
-  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  MutexLock lock(snapshot_mu_);
   snapshot_ = std::move(snap);
 }
 
@@ -157,7 +157,7 @@ int64_t Coordinator::CheckpointBytes() const {
 }
 
 nlohmann::json Coordinator::Snapshot() const {
-  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  MutexLock lock(snapshot_mu_);
   return snapshot_;
 }
 

@@ -8,12 +8,12 @@
 #include <optional>
 #include <utility>
 
+#include "common/clock.h"
 #include "coordinator/coordinator.h"
 
 namespace psforge {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
@@ -156,8 +156,10 @@ void Coordinator::FinishRestart() {
     std::optional<CommittedCheckpoint> older;
     for (const auto& c : candidates_)
       if (c.step < restore_step_) older = c;
-    const std::string lost = "server " + std::to_string(s.id) + " cannot load the checkpoint at step " +
-                             std::to_string(restore_step_) + " (its log says why)";
+    const std::string lost = "server " + std::to_string(s.id) + " cannot load " +
+                             (restore_step_ > 0 ? "the checkpoint at step " + std::to_string(restore_step_)
+                                                : std::string("the initial weights")) +
+                             " (its log says why)";
     if (!older)
       return EndJob(DataLoss(lost + ", and no earlier committed checkpoint is left in " + config_.checkpoint.dir));
     ++generation_;

@@ -9,12 +9,13 @@
 #include <cstring>
 #include <thread>
 
+#include "common/clock.h"
+
 extern char** environ;
 
 namespace psforge {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 }  // namespace
 

@@ -15,7 +15,6 @@
 #include <cstring>
 #include <map>
 #include <string_view>
-#include <thread>
 
 namespace psforge {
 namespace {
@@ -104,9 +103,8 @@ Status FromRocks(const rocksdb::Status& s, const std::string& where, const std::
 
 class RocksTable final : public Table {
  public:
-  RocksTable(std::unique_ptr<rocksdb::DB> db, rocksdb::Options options, std::string where,
-             std::chrono::milliseconds stall_midway)
-      : db_(std::move(db)), options_(std::move(options)), where_(std::move(where)), stall_midway_(stall_midway) {}
+  RocksTable(std::unique_ptr<rocksdb::DB> db, rocksdb::Options options, std::string where)
+      : db_(std::move(db)), options_(std::move(options)), where_(std::move(where)) {}
 
   // A checkpoint goes in as one table file, written once and synced by
   // SstFileWriter, then ingested: atomically (all of its keys appear at
@@ -128,13 +126,7 @@ class RocksTable final : public Table {
     const std::string file = where_ + ".incoming.sst";
     rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options_, nullptr, /*invalidate_page_cache=*/false);
     PSF_RETURN_IF_ERROR(FromRocks(writer.Open(file), where_, "create " + file));
-    for (std::size_t i = 0; i < entries.size(); ++i) {
-      const auto& [k, v] = entries[i];
-      if (i == entries.size() / 2 && stall_midway_.count() > 0) {
-        std::fprintf(stderr, "ps-server: store %s: checkpoint %lld half written; stalling %lld ms (PSFORGE_FAULTS)\n",
-                     where_.c_str(), static_cast<long long>(IdOf(*k)), static_cast<long long>(stall_midway_.count()));
-        std::this_thread::sleep_for(stall_midway_);
-      }
+    for (const auto& [k, v] : entries) {
       PSF_RETURN_IF_ERROR(FromRocks(v ? writer.Put(*k, rocksdb::Slice(v->data(), v->size())) : writer.Delete(*k),
                                     where_, "write " + file));
     }
@@ -189,7 +181,6 @@ class RocksTable final : public Table {
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::Options options_;
   std::string where_;
-  std::chrono::milliseconds stall_midway_;
 };
 
 class TableStore final : public ParamStore {
@@ -367,8 +358,7 @@ std::unique_ptr<ParamStore> ParamStore::CreateInMemoryFrom(std::map<std::string,
   return std::make_unique<TableStore>(std::make_unique<MapTable>(std::move(entries)), "memory");
 }
 
-Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& path,
-                                                           std::chrono::milliseconds stall_midway) {
+Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& path) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.paranoid_checks = true;
@@ -377,7 +367,7 @@ Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDb(const std::string& p
   rocksdb::Status s = rocksdb::DB::Open(options, path, &db);
   if (!s.ok()) return FromRocks(s, path, "open");
   return std::unique_ptr<ParamStore>(std::make_unique<TableStore>(
-      std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), options, path, stall_midway), path));
+      std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), options, path), path));
 }
 
 Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDbReadOnly(const std::string& path) {
@@ -387,8 +377,7 @@ Result<std::unique_ptr<ParamStore>> ParamStore::OpenRocksDbReadOnly(const std::s
   rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, path, &db);
   if (!s.ok()) return FromRocks(s, path, "open to read");
   return std::unique_ptr<ParamStore>(std::make_unique<TableStore>(
-      std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), options, path, std::chrono::milliseconds(0)),
-      path));
+      std::make_unique<RocksTable>(std::unique_ptr<rocksdb::DB>(db), options, path), path));
 }
 
 }  // namespace psforge

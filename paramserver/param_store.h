@@ -14,7 +14,6 @@
 // Not thread-safe: a server's one checkpoint writer owns it.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -46,10 +45,10 @@ class ParamStore {
   // An in-memory store holding `entries` as its raw keys and values
   // (checkpoint_format.h): whatever a damaged or hostile disk may hold.
   static std::unique_ptr<ParamStore> CreateInMemoryFrom(std::map<std::string, std::string> entries);
-  // Opens (creating it if missing) the store in directory `path`. Fault
-  // injection: each write stops for `stall_midway` halfway through its table file.
-  static Result<std::unique_ptr<ParamStore>> OpenRocksDb(
-      const std::string& path, std::chrono::milliseconds stall_midway = std::chrono::milliseconds(0));
+  // Opens (creating it if missing) the store in directory `path`. (A
+  // write killed midway leaves a partial table file that the next write
+  // replaces: it is ingested only once finished.)
+  static Result<std::unique_ptr<ParamStore>> OpenRocksDb(const std::string& path);
 
   // Stores `c` under c.id, atomically; replaces a checkpoint of the same id.
   virtual Status Write(const ServerCheckpoint& c) = 0;

@@ -96,6 +96,29 @@ TEST(RocksDbParamStore, SurvivesReopening) {
   ExpectSame(*c, Sample(4));
 }
 
+// A write killed midway leaves a partial table file (<store>.incoming.sst,
+// never ingested): the store still opens, the next write replaces it, and
+// the checkpoints written before are intact.
+TEST(RocksDbParamStore, APartialTableFileOfAKilledWriteIsReplaced) {
+  testing::TempDir dir;
+  const std::string path = dir.File("store");
+  {
+    auto store = ParamStore::OpenRocksDb(path);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Write(Sample(1, 1000)).ok());
+  }
+  std::ofstream(path + ".incoming.sst", std::ios::binary) << std::string(5000, '\x7f');
+  auto store = ParamStore::OpenRocksDb(path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE((*store)->Write(Sample(2, 1000)).ok());
+  for (int64_t id : {1, 2}) {
+    auto c = (*store)->Read(id);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    ExpectSame(*c, Sample(id, 1000));
+  }
+  EXPECT_EQ(*(*store)->List(), (std::vector<int64_t>{1, 2}));
+}
+
 // Damage on disk is found and named, never loaded: bytes flipped in the
 // files that hold the values, or the files cut short.
 TEST(RocksDbParamStore, DamagedFilesAreReportedNotLoaded) {

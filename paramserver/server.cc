@@ -2,17 +2,17 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/fault_transport.h"
+#include "paramserver/faulty_store.h"
 
 namespace psforge {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 std::string Join(const std::vector<uint32_t>& v) {
   std::string s;
@@ -68,14 +68,15 @@ Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config
     std::error_code ec;
     std::filesystem::create_directories(path, ec);
     if (ec) return Unavailable("checkpoint store " + path + ": cannot create it: " + ec.message());
-    // Chaos testing: PSFORGE_FAULTS=write_stall_ms=... slows every checkpoint write.
+    PSF_ASSIGN_OR_RETURN(auto store, ParamStore::OpenRocksDb(path));
+    // Chaos testing (cluster.faults write_stall_ms): a slow or hung disk.
     FaultOptions faults;
-    if (const char* faulty = std::getenv("PSFORGE_FAULTS"); faulty && *faulty) {
-      PSF_ASSIGN_OR_RETURN(faults, ParseFaultOptions(faulty));
+    if (!config.cluster.faults.empty()) {
+      PSF_ASSIGN_OR_RETURN(faults, ParseFaultOptions(config.cluster.faults));
     }
-    const auto stall = std::chrono::milliseconds(static_cast<int64_t>(faults.write_stall_ms));
-    PSF_ASSIGN_OR_RETURN(auto store, ParamStore::OpenRocksDb(path, stall));
-    server->checkpoints_ = std::make_unique<CheckpointWriter>(std::move(store), config.checkpoint.keep);
+    server->checkpoints_ = std::make_unique<CheckpointWriter>(
+        WithFaults(std::move(store), faults), config.checkpoint.keep,
+        Milliseconds(config.checkpoint.write_timeout_s));
   }
   return server;
 }
@@ -92,7 +93,8 @@ std::string ParamServer::StatsJson() const {
 }
 
 void ParamServer::MaybeCheckpoint(bool at_end) {
-  if (!checkpoints_) return;
+  // Loading, or not loaded: the shard is the abandoned run's.
+  if (!checkpoints_ || loading_ || restored_ < 0) return;
   const int64_t v = shard_->version();
   // By steps: every multiple of interval_steps. By time: the step the
   // coordinator picked (every server takes it at the same step; one that
@@ -103,7 +105,13 @@ void ParamServer::MaybeCheckpoint(bool at_end) {
                           : every > 0 ? v % every == 0 : coordinator_ && v == coordinator_->checkpoint_at();
   if (v <= last_checkpoint_step_ || !due) return;
   last_checkpoint_step_ = v;
-  if (at_end) checkpoints_->Drain();
+  if (at_end) {
+    if (Status drained = checkpoints_->Drain(); !drained.ok()) {
+      std::fprintf(stderr, "ps-server %lld: no checkpoint at the end of the job (step %lld): %s\n",
+                   (long long)index_, static_cast<long long>(v), drained.message().c_str());
+      return;
+    }
+  }
   ServerCheckpoint* c = checkpoints_->Begin();
   if (!c) {
     ++stats_.checkpoints_skipped;
@@ -149,19 +157,17 @@ Status ParamServer::TalkToCoordinator() {
   if (!coordinator_) return Status::Ok();
   if (coordinator_->coordinator_generation() != generation_)
     Restart(coordinator_->coordinator_generation(), coordinator_->restore_step());
+  ContinueLoading();
   const auto now = Clock::now();
   if (now < next_coordinator_check_) return Status::Ok();  // not on every message's path
   next_coordinator_check_ = now + std::chrono::milliseconds(50);
-  auto seconds = [](double s) {
-    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-  };
   // A checkpoint that has become durable is reported at once: the
   // coordinator commits a step only once every server has reported it.
   const int64_t durable = checkpoints_ ? checkpoints_->durable() : 0;
   const auto interval = durable != reported_durable_ ? Clock::duration::zero()
-                                                     : seconds(config_.cluster.heartbeat_interval_s);
+                                                     : Seconds(config_.cluster.heartbeat_interval_s);
   reported_durable_ = durable;
-  PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(Progress(), interval, seconds(lost_after_s_)));
+  PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(Progress(), interval, Seconds(lost_after_s_)));
   // Each entry once: a worker removed, then replaced (AdmitWorker), stays in.
   const auto& removed = coordinator_->removed();
   for (; removals_seen_ < removed.size(); ++removals_seen_) RemoveWorker(removed[removals_seen_]);
@@ -169,9 +175,14 @@ Status ParamServer::TalkToCoordinator() {
   if (coordinator_->stop_requested()) {
     shutdown_ = true;
     MaybeCheckpoint(/*at_end=*/true);
-    if (checkpoints_) checkpoints_->Drain();  // the last checkpoint is reported too
+    if (checkpoints_) {
+      // The last checkpoint is reported too, once written.
+      if (Status drained = checkpoints_->Drain(); !drained.ok())
+        std::fprintf(stderr, "ps-server %lld: the job's last checkpoint is not durable: %s\n", (long long)index_,
+                     drained.message().c_str());
+    }
     // The final audit: every push of the job has been applied by now.
-    Status s = coordinator_->Farewell(Progress(), seconds(std::min(2.0, config_.cluster.peer_timeout_s)));
+    Status s = coordinator_->Farewell(Progress(), Seconds(std::min(2.0, config_.cluster.peer_timeout_s)));
     if (!s.ok()) std::fprintf(stderr, "ps-server: final report not taken: %s\n", s.message().c_str());
   }
   return Status::Ok();
@@ -185,15 +196,33 @@ void ParamServer::Restart(uint32_t generation, int64_t step) {
   for (const auto& p : parked_)
     ReplyError(p.peer, p.request, "aborted", Aborted("the job restarts from step " + std::to_string(step)));
   parked_.clear();
-  restored_ = -1;
+  restored_ = -2;  // loading
   restored_positions_.clear();
+  loading_ = true;
+  loading_step_ = step;
+  loading_since_ = Clock::now();
+  ContinueLoading();
+}
+
+void ParamServer::ContinueLoading() {
+  if (!loading_) return;
+  const int64_t step = loading_step_;
   const std::string what = step > 0 ? "the checkpoint at step " + std::to_string(step) : "the initial weights";
   auto fail = [&](const Status& s) {
-    std::fprintf(stderr, "ps-server %lld: generation %u: cannot load %s: %s\n", (long long)index_, generation,
+    loading_ = false;
+    restored_ = -1;
+    std::fprintf(stderr, "ps-server %lld: generation %u: cannot load %s: %s\n", (long long)index_, generation_,
                  what.c_str(), s.message().c_str());
   };
   ServerCheckpoint c;
   if (checkpoints_) {
+    // A checkpoint still being written holds the store: the serving loop
+    // goes on (heartbeats, refusals) and tries again on its next pass, until
+    // checkpoint.write_timeout_s has passed.
+    if (checkpoints_->writing()) {
+      if (Clock::now() - loading_since_ < checkpoints_->write_timeout()) return;
+      if (Status drained = checkpoints_->Drain(std::chrono::milliseconds(0)); !drained.ok()) return fail(drained);
+    }
     auto loaded = checkpoints_->RestoreTo(step);
     if (!loaded.ok()) return fail(loaded.status());
     c = std::move(*loaded);
@@ -215,7 +244,9 @@ void ParamServer::Restart(uint32_t generation, int64_t step) {
   restored_positions_ = std::move(c.positions);
   last_checkpoint_step_ = step;
   restored_ = step;
-  std::fprintf(stderr, "ps-server %lld: generation %u: loaded %s\n", (long long)index_, generation, what.c_str());
+  loading_ = false;
+  next_coordinator_check_ = {};  // report at once
+  std::fprintf(stderr, "ps-server %lld: generation %u: loaded %s\n", (long long)index_, generation_, what.c_str());
 }
 
 MemberProgress ParamServer::Progress() const {

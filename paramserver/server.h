@@ -140,7 +140,13 @@ class ParamServer {
   std::vector<DataPosition> positions_;  // per worker
   std::unique_ptr<CheckpointWriter> checkpoints_;  // null: checkpoints off
   int64_t last_checkpoint_step_ = 0;
-  // The job generation served, the step loaded for it (-1: could not), and
+  // A restart's load: the step to load, since when (it waits for a write in
+  // progress, at most checkpoint.write_timeout_s).
+  void ContinueLoading();
+  bool loading_ = false;
+  int64_t loading_step_ = 0;
+  std::chrono::steady_clock::time_point loading_since_{};
+  // The job generation served, the step loaded for it (-1: could not, -2: loading), and
   // the loaded workers' positions (reported page by page while the
   // coordinator collects them).
   uint32_t generation_ = 0;

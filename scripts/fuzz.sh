@@ -11,7 +11,8 @@ seconds="${1:-20}"
 shift || true
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPSFORGE_FUZZ=ON \
   -DPSFORGE_JEMALLOC=OFF >/dev/null
-cmake --build build-fuzz -j "$(nproc)" --target fuzzers
+# psforge_worker too: clang checks its locking annotations (-Wthread-safety).
+cmake --build build-fuzz -j "$(nproc)" --target fuzzers psforge_worker
 targets=("$@")
 if (( ${#targets[@]} == 0 )); then
   targets=($(sed -n 's/^set(PSFORGE_FUZZERS \(.*\))$/\1/p' tests/fuzz/CMakeLists.txt))

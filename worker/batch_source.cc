@@ -2,16 +2,9 @@
 
 #include <algorithm>
 
+#include "common/clock.h"
+
 namespace psforge {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-Clock::duration Seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
-
-}  // namespace
 
 LocalShardSource::LocalShardSource(const ShardPlan* plan, int64_t epochs, int64_t max_steps, int64_t first_step,
                                    int64_t batch_size)
@@ -71,39 +64,43 @@ HeartbeatThread::HeartbeatThread(std::unique_ptr<CoordinatorChannel> channel,
 
 HeartbeatThread::~HeartbeatThread() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     closing_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   thread_.join();
 }
 
 void HeartbeatThread::Publish(const MemberProgress& progress) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   progress_ = progress;
 }
 
 Status HeartbeatThread::status() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return status_;
 }
 
 void HeartbeatThread::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!closing_) {
-    MemberProgress p = progress_;
-    lock.unlock();
+  while (true) {
+    MemberProgress p;
+    {
+      MutexLock lock(mu_);
+      if (closing_) return;
+      p = progress_;
+    }
     Status s = channel_->Heartbeat(p, interval_, lost_after_);
     if (s.ok() && channel_->stop_requested())
       s = Cancelled("the coordinator at " + channel_->coordinator() + " stopped the job");
     if (s.ok() && channel_->coordinator_generation() != channel_->generation())
       s = Aborted("the job restarted from the checkpoint at step " + std::to_string(channel_->restore_step()) +
                   " (generation " + std::to_string(channel_->coordinator_generation()) + ")");
-    lock.lock();
+    MutexLock lock(mu_);
     if (!s.ok() && status_.ok()) status_ = s;
     // Wakes early only to close; answers are read on the next beat.
-    cv_.wait_for(lock, std::min<Clock::duration>(interval_, std::chrono::milliseconds(100)),
-                 [&] { return closing_; });
+    const auto next = Clock::now() + std::min<Clock::duration>(interval_, std::chrono::milliseconds(100));
+    while (!closing_ && cv_.WaitUntil(mu_, next)) {
+    }
   }
 }
 

@@ -9,14 +9,13 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "common/coordinator_link.h"
+#include "common/mutex.h"
 #include "common/shard_plan.h"
 #include "common/status.h"
 
@@ -99,11 +98,11 @@ class HeartbeatThread {
 
   std::unique_ptr<CoordinatorChannel> channel_;
   const std::chrono::steady_clock::duration interval_, lost_after_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  MemberProgress progress_;  // guarded by mu_
-  Status status_;            // guarded by mu_
-  bool closing_ = false;     // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  MemberProgress progress_ PSF_GUARDED_BY(mu_);
+  Status status_ PSF_GUARDED_BY(mu_);
+  bool closing_ PSF_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

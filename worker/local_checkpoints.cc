@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "common/clock.h"
+
 namespace psforge {
 
 LocalCheckpoints::LocalCheckpoints(const JobConfig& config, int64_t num_params, std::unique_ptr<JobStore> job,
@@ -11,7 +13,9 @@ LocalCheckpoints::LocalCheckpoints(const JobConfig& config, int64_t num_params, 
       dir_(config.checkpoint.dir),
       num_params_(num_params),
       job_(std::move(job)),
-      writer_(std::make_unique<CheckpointWriter>(std::move(params), config.checkpoint.keep)),
+      writer_(std::make_unique<CheckpointWriter>(
+          std::move(params), config.checkpoint.keep,
+          Milliseconds(config.checkpoint.write_timeout_s))),
       next_due_(Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                    std::chrono::duration<double>(config.checkpoint.interval_s))) {}
 
@@ -98,14 +102,14 @@ Result<bool> LocalCheckpoints::MaybeWrite(int64_t step, std::span<const float> w
                                           bool at_end) {
   PSF_RETURN_IF_ERROR(CommitDurable());
   if (at_end) {
-    writer_->Drain();
+    PSF_RETURN_IF_ERROR(writer_->Drain());
     PSF_RETURN_IF_ERROR(CommitDurable());
     if (step == committed_ || step == 0) return false;
     ServerCheckpoint* c = writer_->Begin();
     Fill(c, step, weights, optimizer);
     started_ = step;
     writer_->Commit();
-    writer_->Drain();
+    PSF_RETURN_IF_ERROR(writer_->Drain());
     if (writer_->durable() != step)
       return Unavailable("the end-of-job checkpoint at step " + std::to_string(step) + " could not be written to " +
                          writer_->store().where() + " (the error is above); the last committed one is at step " +

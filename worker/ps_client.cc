@@ -5,12 +5,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/clock.h"
 #include "common/ip_address.h"
 
 namespace psforge {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 std::string Describe(int64_t index, const std::string& endpoint) {
   return "server " + std::to_string(index) + " at " + endpoint;
@@ -150,13 +150,13 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     } else {
       auto slice = source.subspan(s.range.begin, s.range.size());
       {
-        std::lock_guard<std::mutex> lock(in_flight_mu_);
+        MutexLock lock(in_flight_mu_);
         ++in_flight_[slot];
       }
       // The owner's deleter runs when the transport is done with the slice.
       std::shared_ptr<const void> owner(slice.data(), [this, slot](const void*) {
-        std::lock_guard<std::mutex> lock(in_flight_mu_);
-        if (--in_flight_[slot] == 0) in_flight_cv_.notify_all();
+        MutexLock lock(in_flight_mu_);
+        if (--in_flight_[slot] == 0) in_flight_cv_.NotifyAll();
       });
       sent = Send(s, h, {std::as_bytes(slice), std::move(owner)});
     }
@@ -171,7 +171,7 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
       stats.control = ControlKind::kStats;
       PSF_RETURN_IF_ERROR(Send(s, stats, {}));
       PSF_RETURN_IF_ERROR(AwaitReply(s, stats.request_id, 0, {}, NewDeadline()));
-      std::fprintf(stderr, "ps-worker: dying between its pushes of step %lld to the servers (PSFORGE_FAULTS)\n",
+      std::fprintf(stderr, "ps-worker: dying between its pushes of step %lld to the servers (die_mid_push)\n",
                    static_cast<long long>(step));
       std::fflush(stderr);
       ::raise(SIGKILL);
@@ -419,8 +419,10 @@ Status PsClient::Leave() {
 }
 
 Status PsClient::AwaitReleased(int slot, Deadline deadline) {
-  std::unique_lock<std::mutex> lock(in_flight_mu_);
-  if (!in_flight_cv_.wait_until(lock, deadline, [&] { return in_flight_[slot] == 0; }))
+  MutexLock lock(in_flight_mu_);
+  while (in_flight_[slot] != 0)
+    if (!in_flight_cv_.WaitUntil(in_flight_mu_, deadline)) break;
+  if (in_flight_[slot] != 0)
     return DeadlineExceeded("the transport still holds " + std::to_string(in_flight_[slot]) +
                             " gradient slices");
   return Status::Ok();

@@ -32,17 +32,16 @@
 
 #include <array>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "common/config.h"
 #include "common/model_spec.h"
+#include "common/mutex.h"
 #include "common/shared_region.h"
 #include "common/transport.h"
 #include "common/wire.h"
@@ -67,7 +66,7 @@ class PsClient final : public ParameterClient {
               const DataMark& mark) override;
   int64_t applied_steps() const override { return applied_steps_; }
   int64_t workers_in_step() const override;
-  // Chaos testing (PSFORGE_FAULTS die_mid_push): at `step` this process
+  // Chaos testing (cluster.faults or --faults die_mid_push): at `step` this process
   // SIGKILLs itself once its push has left for the first server only.
   void DieMidPush(int64_t step) { die_mid_push_ = step; }
   // Asks every server to count this worker from now on and returns the step
@@ -167,9 +166,9 @@ class PsClient final : public ParameterClient {
   std::vector<uint64_t> decode_scratch_;
   // Payloads the transport still holds, per send slot (slot 0 is the
   // caller's gradient in the in-place mode); released from its I/O thread.
-  std::mutex in_flight_mu_;
-  std::condition_variable in_flight_cv_;
-  std::array<int64_t, 2> in_flight_{};  // guarded by in_flight_mu_
+  Mutex in_flight_mu_;
+  CondVar in_flight_cv_;
+  std::array<int64_t, 2> in_flight_ PSF_GUARDED_BY(in_flight_mu_){};
 };
 
 }  // namespace psforge

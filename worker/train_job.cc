@@ -11,6 +11,7 @@
 
 #include <omp.h>
 
+#include "common/clock.h"
 #include "common/coordinator_link.h"
 #include "common/fault_transport.h"
 #include "common/shard_plan.h"
@@ -165,35 +166,38 @@ Status SaveWeights(std::span<const float> weights, const std::string& path) {
   return Status::Ok();
 }
 
-Result<TrainResult> RunClusterWorker(const std::string& coordinator, const CurveFlags& curve, double connect_timeout_s,
-                                     const std::string& save_weights, JobConfig* config,
-                                     std::FILE* progress_out) {
+Result<WorkerRun> RunClusterWorker(const WorkerOptions& options, std::FILE* progress_out) {
+  const std::string& coordinator = options.member.coordinator;
+  const CurveFlags& curve = options.member.curve;
+  std::FILE* log = progress_out ? progress_out : stderr;
   PSF_ASSIGN_OR_RETURN(auto transport, CreateTransport(curve.key, curve.cluster_keys));
-  // Chaos testing: PSFORGE_FAULTS (fault_transport.h) makes the messages to
-  // and from the servers get lost, duplicated, delayed and reordered, or
-  // this worker die between its pushes to two servers.
-  std::unique_ptr<Transport> faulty;
-  FaultOptions faults;
-  if (const char* spec = std::getenv("PSFORGE_FAULTS"); spec && *spec) {
-    PSF_ASSIGN_OR_RETURN(faults, ParseFaultOptions(spec));
-    if (faults.any()) {
-      PSF_ASSIGN_OR_RETURN(auto inner, CreateTransport(curve.key, curve.cluster_keys));
-      faulty = WithFaults(std::move(inner), faults);
-      std::fprintf(progress_out ? progress_out : stderr, "ps-worker: injecting faults into server traffic: %s\n", spec);
-    }
-  }
-  const auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(connect_timeout_s));
   PSF_ASSIGN_OR_RETURN(auto channel, CoordinatorChannel::Open(transport.get(), coordinator));
-  auto joined = channel->Join(PeerRole::kWorker, "", timeout);
+  auto joined = channel->Join(PeerRole::kWorker, "", Seconds(options.member.connect_timeout_s));
   if (!joined.ok() && joined.status().code() == StatusCode::kCancelled) {
     // Restarted after the job ended (or while it ended): nothing to do.
-    std::fprintf(progress_out ? progress_out : stderr, "ps-worker: %s\n", joined.status().message().c_str());
-    return TrainResult{};
+    std::fprintf(log, "ps-worker: %s\n", joined.status().message().c_str());
+    return WorkerRun{};
   }
   PSF_RETURN_IF_ERROR(joined.status());
   JobAssignment job = std::move(*joined);
-  *config = job.config;
+  const std::string job_encoded = EncodeJob(job.config, {});  // a restarted coordinator must run the same job
+  WorkerRun run{MemberConfig(job.config, options.member), {}};
+  const JobConfig* config = &run.config;
+  // Chaos testing (cluster.faults, --faults; fault_transport.h): the
+  // messages to and from the servers get lost, duplicated, delayed and
+  // reordered, or this worker dies between its pushes to two servers.
+  std::unique_ptr<Transport> faulty;
+  FaultOptions faults;
+  if (!config->cluster.faults.empty()) {
+    PSF_ASSIGN_OR_RETURN(faults, ParseFaultOptions(config->cluster.faults));
+    if (faults.any()) {
+      PSF_ASSIGN_OR_RETURN(auto inner, CreateTransport(curve.key, curve.cluster_keys));
+      faulty = WithFaults(std::move(inner), faults);
+      std::fprintf(log, "ps-worker: injecting faults into server traffic: %s\n", config->cluster.faults.c_str());
+    }
+  }
+  // Joined: a coordinator gone silent is given the job's connect timeout.
+  const auto timeout = Seconds(config->cluster.connect_timeout_s);
   omp_set_num_threads(static_cast<int>(config->training.threads));
   const int64_t workers = config->cluster.workers;
   const int64_t share = (config->training.batch_size + workers - 1) / workers;
@@ -211,7 +215,8 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, const Curve
       // coordinator waits for a silent member.
       PSF_ASSIGN_OR_RETURN(auto heartbeat_channel, CoordinatorChannel::Open(transport.get(), coordinator));
       heartbeat_channel->Attach(job.id, PeerRole::kWorker, job.generation);
-      auto heartbeat = std::make_unique<HeartbeatThread>(std::move(heartbeat_channel), config->cluster, connect_timeout_s);
+      auto heartbeat = std::make_unique<HeartbeatThread>(std::move(heartbeat_channel), config->cluster,
+                                                         config->cluster.connect_timeout_s);
       HeartbeatThread* beats = heartbeat.get();
       if (!p) {
         // Room for the whole batch: under BSP a worker takes the share of
@@ -254,13 +259,15 @@ Result<TrainResult> RunClusterWorker(const std::string& coordinator, const Curve
     if (!result.ok() && result.status().code() == StatusCode::kAborted) {
       progress.Line("worker " + std::to_string(job.id) + ": " + result.status().message() + "; joining again");
       PSF_ASSIGN_OR_RETURN(job, channel->Join(PeerRole::kWorker, "", timeout));
-      if (EncodeJob(job.config, {}) != EncodeJob(*config, {}))
+      if (EncodeJob(job.config, {}) != job_encoded)
         return FailedPrecondition("the coordinator at " + coordinator + " restarted with another job");
       continue;
     }
     PSF_RETURN_IF_ERROR(result.status());
-    if (result->evaluated && !save_weights.empty()) PSF_RETURN_IF_ERROR(SaveWeights(p->model->weights(), save_weights));
-    return result;
+    if (result->evaluated && !options.save_weights.empty())
+      PSF_RETURN_IF_ERROR(SaveWeights(p->model->weights(), options.save_weights));
+    run.result = std::move(*result);
+    return run;
   }
 }
 

@@ -27,14 +27,22 @@ struct LocalTrainingOptions {
 Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out,
                                      const LocalTrainingOptions& options = {});
 
-// One worker of the job the coordinator at `coordinator` runs: joins it
-// (waiting at most `connect_timeout_s`), trains the shards it leases,
-// leaves. `config` is filled with the job's config. When this worker runs
-// the final evaluation and `save_weights` is set, the final weights are
-// written there (raw little-endian float32, the model's flattened key order).
-Result<TrainResult> RunClusterWorker(const std::string& coordinator, const CurveFlags& curve, double connect_timeout_s,
-                                     const std::string& save_weights, JobConfig* config,
-                                     std::FILE* progress_out);
+// One worker of a cluster job, as its command line says (ps-worker).
+struct WorkerOptions {
+  MemberOptions member;      // the coordinator, how long to wait for it, CURVE, faults
+  std::string save_weights;  // when this worker runs the final evaluation: the final weights
+                             // (raw little-endian float32, the model's flattened key order); "": none
+};
+
+struct WorkerRun {
+  JobConfig config;  // the job's, as this worker ran it
+  TrainResult result;
+};
+
+// One worker of the job the coordinator at options.member.coordinator runs:
+// joins it (waiting at most member.connect_timeout_s), trains the shards it
+// leases, joins again when the job restarts, leaves when it is done.
+Result<WorkerRun> RunClusterWorker(const WorkerOptions& options, std::FILE* progress_out);
 
 // Writes `weights` as raw float32 to `path`.
 Status SaveWeights(std::span<const float> weights, const std::string& path);

@@ -1,5 +1,6 @@
 #include "worker/trainer.h"
 
+#include "common/clock.h"
 #include "common/parallel.h"
 
 #include <unistd.h>
@@ -12,7 +13,6 @@
 namespace psforge {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();

@@ -62,8 +62,11 @@ inline std::vector<std::string> CoordinatorArgs(const testing::TempDir& dir, con
   return args;
 }
 
-inline std::unique_ptr<testing::ChildProcess> StartJobWorker(const Job& job, const testing::TempDir& dir, int w) {
-  return testing::StartWorker(job.cluster, "", {"--save-weights", dir.File(job.name + "-w" + std::to_string(w))});
+inline std::unique_ptr<testing::ChildProcess> StartJobWorker(const Job& job, const testing::TempDir& dir, int w,
+                                                             const std::vector<std::string>& extra_args = {}) {
+  std::vector<std::string> args{"--save-weights", dir.File(job.name + "-w" + std::to_string(w))};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  return testing::StartWorker(job.cluster, "", args);
 }
 
 inline Job StartJob(const testing::TempDir& dir, const std::string& name, bool resume, bool two_epochs = false,
@@ -96,11 +99,12 @@ inline void KillAll(Job& job) {
 }
 
 // Server `i` SIGKILLed and started again by its supervisor (here, the test).
-inline void KillAndRestartServer(Job& job, int i) {
+inline void KillAndRestartServer(Job& job, int i, const std::vector<std::string>& extra_args = {}) {
   job.cluster.servers[i].process->Signal(SIGKILL);
   EXPECT_TRUE(job.cluster.servers[i].process->Wait(30s).has_value());
-  job.cluster.servers[i].process = std::make_unique<testing::ChildProcess>(
-      std::vector<std::string>{testing::BinPath("ps-server"), "--coordinator", job.cluster.coordinator_endpoint});
+  std::vector<std::string> argv{testing::BinPath("ps-server"), "--coordinator", job.cluster.coordinator_endpoint};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  job.cluster.servers[i].process = std::make_unique<testing::ChildProcess>(argv);
 }
 
 // The coordinator SIGKILLed and started again on its endpoint with --resume.

@@ -128,7 +128,7 @@ TEST(KillMatrix, TheCoordinatorKilledAtTwoSeededSteps) {
 // between its pushes to the two servers (one has its last batch, the other
 // not) makes the job go back to the last committed checkpoint; either way
 // every record is applied once an epoch on every server (recovery_test
-// forces that case with PSFORGE_FAULTS die_mid_push). While a worker is
+// forces that case with --faults die_mid_push). While a worker is
 // missing the other takes its share, so the run has the undisturbed one's
 // steps of the job's batch size.
 TEST(KillMatrix, WorkersKilledAtTwoSeededSteps) {

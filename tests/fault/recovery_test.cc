@@ -58,27 +58,59 @@ TEST(Recovery, CheckpointsByTimeAreCommittedAndAJobResumesFromOne) {
   EXPECT_GE(summary["checkpoints_committed"].get<int64_t>(), 1) << resumed.cluster.coordinator->Stdout();
 }
 
-// A server SIGKILLed while it writes a checkpoint (every write stalls
-// halfway through its table file: PSFORGE_FAULTS=write_stall_ms): the
-// half-written checkpoint is not committed, every server rolls back to the
-// last committed one, and the job ends as undisturbed.
+// A server SIGKILLed while it writes a checkpoint (every write stalls:
+// cluster.faults write_stall_ms): the checkpoint it never finished is not
+// committed, every server rolls back to the last committed one, and the
+// job ends as undisturbed.
 TEST(Recovery, AServerKilledDuringACheckpointWriteRollsBackToTheLastCommittedOne) {
   testing::TempDir reference, dir;
   const std::vector<float> expected = Undisturbed(reference);
-  ::setenv("PSFORGE_FAULTS", "write_stall_ms=250", 1);
-  Job job = StartJob(dir, "killed", false);
-  ::unsetenv("PSFORGE_FAULTS");
+  Job job = StartJob(dir, "killed", false, false, {"cluster.faults=write_stall_ms=250"});
   const int64_t committed = WaitForCommit(job, "[1-3]00");
   const int64_t writing =
-      WaitForStderr(*job.cluster.servers[1].process, std::regex("checkpoint (\\d+) half written"), committed);
+      WaitForStderr(*job.cluster.servers[1].process, std::regex("checkpoint (\\d+) stalls"), committed);
   ASSERT_GT(writing, committed);
   const std::size_t mark = job.cluster.coordinator->lines_read();
-  KillAndRestartServer(job, 1);  // the restarted one writes at full speed
+  KillAndRestartServer(job, 1, {"--faults", "none"});  // the restarted one writes at full speed
   const int64_t resumed = WaitForResume(job, mark);
   EXPECT_GE(resumed, committed) << "a committed step was lost";
   EXPECT_LT(resumed, writing) << "a checkpoint one server never finished was committed";
   auto summary = ExpectUndisturbedEnd(job, dir, expected);
   EXPECT_EQ(summary["restarts"], 1);
+}
+
+// A disk that hangs in a checkpoint write (write_stall_ms far beyond
+// checkpoint.write_timeout_s) freezes nothing. Server 1 is killed, so the
+// job must restart; server 0 cannot load while its write holds the store,
+// keeps serving heartbeats meanwhile (it is not declared dead), and after
+// the timeout says which write, where and how long it waited. No
+// checkpoint was ever committed and there is nothing else to load, so the
+// job ends with an error naming the server, and every process exits.
+TEST(Recovery, AHungDiskIsNamedAndFreezesNothing) {
+  testing::TempDir dir;
+  Job job = StartJob(dir, "hung", false, false, {"cluster.faults=write_stall_ms=600000", "checkpoint.write_timeout_s=2"});
+  testing::ChildProcess& hung = *job.cluster.servers[0].process;
+  std::smatch id;
+  const std::string listening = hung.Stdout();
+  ASSERT_TRUE(std::regex_search(listening, id, std::regex("ps-server (\\d+) listening"))) << listening;
+  const std::string server = "server " + id[1].str();
+  ASSERT_EQ(WaitForStderr(hung, std::regex("checkpoint (\\d+) stalls"), 0), 100);
+  KillAndRestartServer(job, 1, {"--faults", "none"});
+  auto& coordinator = *job.cluster.coordinator;
+  EXPECT_NE(coordinator.Wait(120s).value_or(0), 0) << coordinator.Stdout();
+  for (auto& s : job.cluster.servers) EXPECT_TRUE(s.process->Wait(60s).has_value()) << s.process->Stderr();
+  for (auto& w : job.workers) EXPECT_TRUE(w->Wait(60s).has_value()) << w->Stderr();
+  const std::string log = coordinator.Stdout() + coordinator.Stderr();
+  EXPECT_NE(log.find(server + " cannot load the initial weights"), std::string::npos) << log;
+  EXPECT_FALSE(std::regex_search(log, std::regex(server + " [^\n]* sent no heartbeat")))
+      << "declared dead while it waited: " << log;
+  const std::string err = hung.Stderr();
+  EXPECT_NE(err.find("cannot load the initial weights: the write of the checkpoint at step 100 to " +
+                     dir.File("checkpoints/server-" + id[1].str()) + " has not ended after "),
+            std::string::npos)
+      << err;
+  EXPECT_TRUE(std::regex_search(err, std::regex("has not ended after [0-9.]+ s \\(checkpoint.write_timeout_s")))
+      << err;
 }
 
 // A job killed after checkpoint 300 whose newest checkpoint `spoil` damages
@@ -226,15 +258,13 @@ TEST(Recovery, AWorkerKilledMidEpochIsReplacedAndEveryRecordIsTrainedOnce) {
 }
 
 // The fault job with worker 1 made to SIGKILL itself between its pushes of
-// step 250 to the two servers (PSFORGE_FAULTS die_mid_push); returns once it
+// step 250 to the two servers (--faults die_mid_push); returns once it
 // has died.
 Job StartJobWhoseWorkerDiesMidPush(const testing::TempDir& dir, const std::string& name, bool two_epochs) {
   const auto sets = JobSets(dir.File("checkpoints"), two_epochs);
   Job job{testing::StartCluster(kMlpConfig, 2, sets, CoordinatorArgs(dir, name, false)), {}, sets, name};
   job.workers.push_back(StartJobWorker(job, dir, 0));
-  ::setenv("PSFORGE_FAULTS", "die_mid_push=250", 1);
-  job.workers.push_back(StartJobWorker(job, dir, 1));
-  ::unsetenv("PSFORGE_FAULTS");
+  job.workers.push_back(StartJobWorker(job, dir, 1, {"--faults", "die_mid_push=250"}));
   EXPECT_EQ(job.workers[1]->Wait(120s), std::optional<int>(-1)) << job.workers[1]->Stderr();
   EXPECT_NE(job.workers[1]->Stderr().find("dying between its pushes of step 250"), std::string::npos)
       << job.workers[1]->Stderr();
@@ -242,7 +272,7 @@ Job StartJobWhoseWorkerDiesMidPush(const testing::TempDir& dir, const std::strin
 }
 
 // A worker dies after its push of step 250 has reached the first server and
-// before it is sent to the second (PSFORGE_FAULTS die_mid_push): its last
+// before it is sent to the second (--faults die_mid_push): its last
 // batch is in one server's weights only, which no resume from either
 // position can mend. The job goes back to the last checkpoint committed
 // before that batch, and ends as undisturbed.
@@ -352,15 +382,15 @@ TEST(Recovery, UnderPsLaunchAKilledCoordinatorAndAKilledWorkerAreRestarted) {
 }
 
 // The workers' messages to and from the servers are lost, duplicated,
-// delayed and reordered (a seeded fault transport, PSFORGE_FAULTS): requests
+// delayed and reordered (a seeded fault transport, cluster.faults): requests
 // are sent again, a repeated push is applied once, and the job ends with
 // the weights of the undisturbed run, bit for bit up to summation order.
 TEST(Recovery, LostDuplicatedAndReorderedMessagesChangeNothing) {
   testing::TempDir reference, dir;
   const std::vector<float> expected = Undisturbed(reference);
-  ::setenv("PSFORGE_FAULTS", "drop=0.02,duplicate=0.03,delay=0.1,delay_ms=30,seed=11", 1);
-  Job job = StartJob(dir, "faults", false, false, {"cluster.retry_interval_s=0.1"});
-  ::unsetenv("PSFORGE_FAULTS");
+  Job job = StartJob(dir, "faults", false, false,
+                     {"cluster.retry_interval_s=0.1",
+                      "cluster.faults=drop=0.02,duplicate=0.03,delay=0.1,delay_ms=30,seed=11"});
   const std::vector<float> weights = Finish(job, dir);
   EXPECT_LE(RelativeDifference(weights, expected), 1e-5);
   const std::string log = job.workers[0]->Stderr() + job.workers[1]->Stderr();
