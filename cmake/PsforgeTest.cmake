@@ -1,9 +1,13 @@
 # psforge_add_test(NAME <name> SOURCES <files...> LIBS <targets...> [LABELS <labels...>]
-#                  [TIMEOUT <seconds>] [ENV <VAR=value...>])
+#                  [TIMEOUT <seconds>] [ENV <VAR=value...>] [RUNS <programs...>])
 # Builds one GoogleTest binary and registers it with CTest as a single test.
 function(psforge_add_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ENV" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ENV;RUNS" ${ARGN})
   add_executable(${T_NAME} ${T_SOURCES})
+  # The programs the test starts are built before it.
+  if(T_RUNS)
+    add_dependencies(${T_NAME} ${T_RUNS})
+  endif()
   target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main psforge_allocator psforge_build_settings)
   target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
   target_compile_definitions(${T_NAME} PRIVATE

@@ -46,9 +46,10 @@ Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t param
       plan_(records, config.data.shard_size, config.training.seed, config.training.shuffle, config.cluster.workers),
       leases_(&plan_, config.cluster.workers, config.training.epochs,
               /*lockstep=*/config.cluster.consistency == Consistency::kBsp),
+      members_(config.cluster.servers, config.cluster.workers),
+      commits_(config.checkpoint, config.cluster.heartbeat_interval_s),
       created_(Clock::now()),
-      progress_(options.progress_out, config.training.progress_interval_s),
-      records_out_(options.run_dir, MetricName(config)),
+      report_(config, records, options.progress_out, options.run_dir),
       limiter_({config.cluster.max_requests_per_s, config.cluster.max_registrations_per_s},
                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config.cluster.cutoff_s))) {}
 
@@ -101,8 +102,8 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
   std::unique_ptr<Coordinator> c(
       new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));
   c->transport_ = transport;
-  if (!c->records_out_.error().empty()) return Unavailable(c->records_out_.error());
-  c->records_out_.set_title(std::filesystem::path(config.path).filename().string() + ", " +
+  if (!c->report_.error().empty()) return Unavailable(c->report_.error());
+  c->report_.set_title(std::filesystem::path(config.path).filename().string() + ", " +
                             std::to_string(config.cluster.servers) + " servers, " +
                             std::to_string(config.cluster.workers) + " workers, " +
                             ConsistencyName(config.cluster.consistency) + "  (" + options.run_dir + ")");
@@ -115,16 +116,7 @@ double Coordinator::Elapsed() const {
   return started_ == Clock::time_point{} ? 0.0 : Since(started_);
 }
 
-void Coordinator::Log(const std::string& line) {
-  progress_.Line(line);
-  timeline_.AddEvent(Elapsed(), timeline_step_, line);
-  if (line.rfind("audit:", 0) == 0) audit_ = line;
-}
-
-Coordinator::Member* Coordinator::Find(PeerRole role, uint32_t id) {
-  auto& list = role == PeerRole::kServer ? servers_ : workers_;
-  return id < list.size() ? &list[id] : nullptr;
-}
+void Coordinator::Log(const std::string& line) { report_.Log(Elapsed(), line); }
 
 void Coordinator::Reply(const std::string& peer, const WireHeader& h, OutFrame payload) {
   EncodeHeader(h, &encode_buffer_);
@@ -185,7 +177,7 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
   while (true) {
     if (stop.load(std::memory_order_relaxed) && !job_over_)
       EndJob(Cancelled("stopped by a signal before the job finished"));
-    if (job_over_ && (ShutdownComplete() || Clock::now() >= shutdown_deadline_)) break;
+    if (job_over_ && (members_.ShutdownComplete() || Clock::now() >= shutdown_deadline_)) break;
     // Each of these walks every member: not on every message's path, and
     // an idle coordinator wakes only for them.
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_housekeeping_ - Clock::now());
@@ -255,17 +247,17 @@ void Coordinator::Handle(InMessage& m) {
 }
 
 void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) {
-  if (h.role == PeerRole::kWorker && h.generation != generation_) {
+  if (h.role == PeerRole::kWorker && h.generation != commits_.generation()) {
     // A worker of an abandoned generation: the answer tells it to join again.
     WireHeader r;
     r.kind = MessageKind::kHeartbeat;
     r.request_id = h.request_id;
-    r.generation = generation_;
-    r.restore = restore_step_;
+    r.generation = commits_.generation();
+    r.restore = commits_.restore_step();
     r.stop = job_over_;
     return Reply(peer, r);
   }
-  Member* m = Find(h.role, h.sender);
+  Member* m = members_.Find(h.role, h.sender);
   if (!m) return ReplyError(peer, h, NotAMember(h));
   // A member beats only once welcomed: a heartbeat for a place still
   // joining comes from a member of the run before this coordinator's, whose
@@ -274,56 +266,47 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) 
   WireHeader r;
   r.kind = MessageKind::kHeartbeat;
   r.request_id = h.request_id;
-  FillRemoved(h.removed_from, &r);
-  r.checkpoint = committed_checkpoint_;
-  r.checkpoint_at = checkpoint_at_;
-  r.generation = generation_;
-  r.restore = restore_step_;
-  r.collecting = collecting_;
+  members_.FillRemoved(h.removed_from, &r);
+  r.checkpoint = commits_.committed();
+  r.checkpoint_at = commits_.planned();
+  r.generation = commits_.generation();
+  r.restore = commits_.restore_step();
+  r.collecting = commits_.collecting();
   r.stop = job_over_ || m->state == MemberState::kDead;
   if (m->state != MemberState::kDead) {
     m->last_seen = Clock::now();
-    m->committed_when_seen = committed_checkpoint_;
+    m->committed_when_seen = commits_.committed();
     m->progress = {h.step, h.epoch, h.samples, h.loss, {}, {}};
     if (m->role == PeerRole::kWorker && m->state == MemberState::kFinished)
       m->progress.step = std::max(m->progress.step, m->final_step);
-    if (m->role == PeerRole::kServer && h.generation == generation_ && collecting_) {
+    if (m->role == PeerRole::kServer && h.generation == commits_.generation() && commits_.collecting()) {
       // Loading the generation's checkpoint: what it loaded, and its positions.
       m->restored = h.restored;
-      if (h.restored == restore_step_)
+      if (h.restored == commits_.restore_step())
         for (const DataPosition& p : h.positions)
           if (p.worker < static_cast<uint64_t>(config_.cluster.workers)) m->restored_positions[p.worker] = p;
-    } else if (m->role == PeerRole::kServer && h.generation == generation_) {
+    } else if (m->role == PeerRole::kServer && h.generation == commits_.generation()) {
       m->removals_known = h.removed_from;
-      if (h.checkpoint > committed_checkpoint_ && m->durable.insert(h.checkpoint).second) {
+      if (h.checkpoint > commits_.committed() && m->durable.insert(h.checkpoint).second) {
         while (m->durable.size() > 16) m->durable.erase(m->durable.begin());
         CommitCheckpoint();
       }
       for (const EpochAudit& a : h.audit)
         if (a.epoch >= 1 && a.epoch <= config_.training.epochs) m->audit[a.epoch] = a;
       for (const DataPosition& p : h.positions)
-        if (p.worker < workers_.size()) m->positions[p.worker] = p;
+        if (p.worker < members_.workers().size()) m->positions[p.worker] = p;
     }
     m->farewell = m->farewell || h.stop;
   }
   m->told_stop = m->told_stop || r.stop;
   Reply(peer, r);
-  if (collecting_ && m->role == PeerRole::kServer) FinishRestart();
-}
-
-void Coordinator::FillRemoved(uint32_t known, WireHeader* answer) const {
-  // One page at a time: a member that knows `known` removals gets the next ones.
-  const std::size_t from = std::min<std::size_t>(known, removed_.size());
-  const std::size_t to = std::min(removed_.size(), from + kMaxListEntries);
-  answer->removed_from = static_cast<uint32_t>(from);
-  answer->removed.assign(removed_.begin() + static_cast<std::ptrdiff_t>(from),
-                         removed_.begin() + static_cast<std::ptrdiff_t>(to));
+  if (commits_.collecting() && m->role == PeerRole::kServer) FinishRestart();
 }
 
 void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
-  if (h.generation != generation_)
-    return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(restore_step_) + ": rejoin"));
-  Member* m = Find(PeerRole::kWorker, h.sender);
+  if (h.generation != commits_.generation())
+    return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(commits_.restore_step()) + ": rejoin"));
+  Member* m = members_.Find(PeerRole::kWorker, h.sender);
   if (!m) return ReplyError(peer, h, NotAMember(h));
   // Not active: declared dead, or a member of the run before this
   // coordinator's (which reuses ids) mistaken for one that has joined but
@@ -354,8 +337,9 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
     // before it is done, whichever worker's request comes first.
     leases_.UsedUp(h.sender, h.step);
     const int64_t completed = leases_.CompleteUsedUp(h.step, [&](uint32_t w) {
-      return w < workers_.size() &&
-             (workers_[w].state == MemberState::kActive || workers_[w].state == MemberState::kFinished);
+      const auto& workers = members_.workers();
+      return w < workers.size() &&
+             (workers[w].state == MemberState::kActive || workers[w].state == MemberState::kFinished);
     });
     if (completed > 0) completed_epoch(completed);
   }
@@ -368,7 +352,7 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
 
 bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int64_t evaluate_epoch,
                               bool may_park) {
-  Member* m = Find(PeerRole::kWorker, h.sender);
+  Member* m = members_.Find(PeerRole::kWorker, h.sender);
   if (!m || (m->state != MemberState::kActive && m->state != MemberState::kFinished)) return true;
   WireHeader r;
   r.kind = MessageKind::kLeaseReply;
@@ -384,15 +368,14 @@ bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int6
       m->final_step = h.step;
     }
     r.lease_status = LeaseStatus::kFinished;
-    const bool none_active = std::none_of(workers_.begin(), workers_.end(),
-                                          [](const Member& w) { return w.state == MemberState::kActive; });
+    const bool none_active = !members_.AnyWorkerActive();
     if (evaluator_ == static_cast<int64_t>(h.sender)) {
       r.final_version = std::max<int64_t>(final_steps_, 1);
     } else if (evaluator_ >= 0 || job_over_) {
       r.final_version = -1;  // another worker evaluates
     } else if (none_active) {
       int64_t version = 0;
-      for (const Member& w : workers_) version = std::max(version, w.final_step);
+      for (const Member& w : members_.workers()) version = std::max(version, w.final_step);
       r.final_version = std::max<int64_t>(version, 1);
       final_steps_ = version;
       evaluator_ = h.sender;
@@ -420,7 +403,7 @@ bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int6
     return false;
   }
   if (g.status == LeaseStatus::kGranted && store_ &&
-      !Record(store_->AddGrant(generation_, {h.sender, g.lease, g.offset})).ok())
+      !Record(store_->AddGrant(commits_.generation(), {h.sender, g.lease, g.offset})).ok())
     return true;
   r.lease_status = g.status;
   r.lease_id = g.lease;
@@ -445,9 +428,9 @@ void Coordinator::RetryParkedLeases(bool expire_all) {
 }
 
 void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
-  if (h.generation != generation_)
-    return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(restore_step_) + ": rejoin"));
-  Member* m = Find(PeerRole::kWorker, h.sender);
+  if (h.generation != commits_.generation())
+    return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(commits_.restore_step()) + ": rejoin"));
+  Member* m = members_.Find(PeerRole::kWorker, h.sender);
   if (!m) return ReplyError(peer, h, NotAMember(h));
   if (!std::isfinite(h.metric))
     return ReplyError(peer, h, InvalidArgument("report with a non-finite metric"));
@@ -456,8 +439,7 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
   // its own: the epochs are the job's.
   const int64_t epoch = h.final ? std::max(h.epoch, leases_.epochs_completed()) : h.epoch;
   EvaluationRecord e{epoch, h.step, h.metric, Elapsed(), h.final, std::isfinite(h.loss) ? h.loss : 0.0};
-  history_.push_back(e);
-  records_out_.Evaluation(e);
+  report_.Evaluation(e);
   if (store_ && !h.final) (void)Record(store_->PutEvaluation(e));
   const char* metric = MetricName(config_);
   Log(std::string(h.final ? "final" : "after") + " epoch " + std::to_string(epoch) + "/" +
@@ -473,56 +455,41 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
 void Coordinator::CheckLiveness() {
   if (job_over_) return;
   const auto now = Clock::now();
-  const auto timeout = Seconds(config_.cluster.peer_timeout_s);
-  if (collecting_ && now - collecting_since_ > Seconds(config_.cluster.connect_timeout_s + config_.cluster.peer_timeout_s)) {
+  const ClusterOptions& cluster = config_.cluster;
+  if (commits_.collecting() &&
+      now - commits_.collecting_since() > Seconds(cluster.connect_timeout_s + cluster.peer_timeout_s)) {
     std::string missing;
-    for (const Member& s : servers_)
-      if (s.state != MemberState::kActive || s.restored != restore_step_)
+    for (const Member& s : members_.servers())
+      if (s.state != MemberState::kActive || s.restored != commits_.restore_step())
         missing += (missing.empty() ? "" : ", ") + std::to_string(s.id);
-    return EndJob(Unavailable("generation " + std::to_string(generation_) + ": servers " +
+    return EndJob(Unavailable("generation " + std::to_string(commits_.generation()) + ": servers " +
                               (missing.empty() ? std::string("?") : missing) + " did not load step " +
-                              std::to_string(restore_step_) + " within " +
-                              Fixed(config_.cluster.connect_timeout_s + config_.cluster.peer_timeout_s, 0) + " s"));
+                              std::to_string(commits_.restore_step()) + " within " +
+                              Fixed(cluster.connect_timeout_s + cluster.peer_timeout_s, 0) + " s"));
   }
-  for (auto* list : {&servers_, &workers_}) {
-    // A restarted member waiting for a place says one has died: a member
-    // that has missed 4 heartbeats is that one (no need to wait out the
-    // peer timeout).
-    const bool replacement = !(list == &servers_ ? waiting_servers_ : waiting_workers_).empty();
-    const double silent_s = replacement ? std::min(config_.cluster.peer_timeout_s, 4 * config_.cluster.heartbeat_interval_s)
-                                        : config_.cluster.peer_timeout_s;
-    const std::string why = Fixed(silent_s, 1) + (replacement ? " s (and a restarted one waits for a place)"
-                                                              : " s (cluster.peer_timeout_s)");
-    for (Member& m : *list) {
-      const bool finished_worker = m.role == PeerRole::kWorker && m.state == MemberState::kFinished;
-      if ((m.state != MemberState::kActive && !finished_worker) || now - m.last_seen <= Seconds(silent_s)) continue;
-      m.state = MemberState::kDead;
-      const std::string who = std::string(RoleName(m.role)) + " " + std::to_string(m.id) + Pid(m.pid);
-      if (finished_worker) continue;  // it had left the servers and holds no leases
-      if (m.role == PeerRole::kServer) {
-        // Its key range is lost: every server goes back to the last
-        // committed checkpoint (the initial weights if none), with the
-        // restarted one in its place.
-        RollBack(who + " at " + m.endpoint + " sent no heartbeat for " + why + "; waiting for it to be restarted");
-        AdmitWaitingMembers();
-        return;
-      }
-      RemoveWorker(&m, who + " declared dead: no heartbeat for " + why);
+  while (auto silent = members_.NextSilent(now, cluster.peer_timeout_s, cluster.heartbeat_interval_s)) {
+    Member& m = *silent->member;
+    const std::string who = std::string(RoleName(m.role)) + " " + std::to_string(m.id) + PidSuffix(m.pid);
+    if (m.role == PeerRole::kServer) {
+      // Its key range is lost: every server goes back to the last
+      // committed checkpoint (the initial weights if none), with the
+      // restarted one in its place.
+      RollBack(who + " at " + m.endpoint + " sent no heartbeat for " + silent->why +
+               "; waiting for it to be restarted");
+      AdmitWaitingMembers();
+      return;
     }
+    RemoveWorker(&m, who + " declared dead: no heartbeat for " + silent->why);
   }
   DeclareUntakenPlacesDead();
-  const bool all_joined = static_cast<int64_t>(workers_.size()) == config_.cluster.workers;
   // Workers still waiting for their welcome (the servers are not all there
   // yet) are as much alive as those training.
-  const bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](const Member& w) {
-    return w.state == MemberState::kActive || w.state == MemberState::kJoining || w.state == MemberState::kFinished;
-  });
-  if (all_joined && !any_alive && evaluator_ < 0)
+  if (members_.all_workers_registered() && !members_.AnyWorkerAlive() && evaluator_ < 0)
     return EndJob(Unavailable("every worker is gone before the job finished"));
-  if (evaluator_ >= 0 && now - workers_[evaluator_].last_seen > timeout)
+  if (evaluator_ >= 0 && now - members_.workers()[evaluator_].last_seen > Seconds(cluster.peer_timeout_s))
     EndJob(Unavailable("worker " + std::to_string(evaluator_) +
                        ", which was running the final evaluation, sent no heartbeat for " +
-                       Fixed(config_.cluster.peer_timeout_s, 1) + " s"));
+                       Fixed(cluster.peer_timeout_s, 1) + " s"));
 }
 
 void Coordinator::EndJob(Status outcome) {
@@ -531,99 +498,33 @@ void Coordinator::EndJob(Status outcome) {
   outcome_ = outcome;
   RetryParkedLeases(true);
   // Restarted members still waiting for a place: there is none any more.
-  for (auto* waiting : {&waiting_servers_, &waiting_workers_}) {
-    for (const auto& [peer, request] : *waiting) ReplyError(peer, request, Cancelled("the job is over"));
-    waiting->clear();
-  }
+  for (PeerRole role : {PeerRole::kServer, PeerRole::kWorker})
+    for (const auto& [peer, request] : members_.TakeWaiting(role))
+      ReplyError(peer, request, Cancelled("the job is over"));
   // Members learn it from their next heartbeat's answer.
   shutdown_deadline_ = Clock::now() + Seconds(std::min(config_.cluster.peer_timeout_s,
                                                        4 * config_.cluster.heartbeat_interval_s + 2));
-  const std::string metric = MetricName(config_);
   if (!outcome.ok()) {
     Log("ps-coordinator: job failed: " + outcome.message());
-  } else {
-    const double wall = Elapsed();
-    int64_t samples = 0;
-    for (const Member& w : workers_) samples += w.progress.samples;
-    // Heartbeats lag; every completed epoch trained each record once.
-    samples = std::max(samples, leases_.epochs_completed() * records_);
-    const EvaluationRecord& last = history_.back();
-    char line[256];
-    std::snprintf(line, sizeof line, "final %s: %.4f (%lld epochs, %lld steps, %.0f samples/s, %.1f s)",
-                  metric.c_str(), last.metric, (long long)last.epoch, (long long)final_steps_,
-                  samples / std::max(1e-9, wall), wall);
-    Log(line);
-    nlohmann::json history = nlohmann::json::array();
-    for (const auto& e : history_)
-      history.push_back({{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss}, {metric, e.metric},
-                         {"wall_s", e.time_s}});
-    summary_ = {{metric, last.metric}, {"metric", metric}, {"epochs", last.epoch},
-                {"steps", final_steps_}, {"samples", samples},
-                {"samples_per_s", samples / std::max(1e-9, wall)}, {"wall_s", wall},
-                {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers},
-                {"workers_lost", removed_.size()}, {"history", history}, {"config", ConfigToJson(config_)}};
-    if (!options_.run_dir.empty()) {
-      Log("metrics: " + records_out_.metrics_path());
-      Log(records_out_.Plot());
-    }
+    return;
   }
-}
-
-nlohmann::json Coordinator::Audit() {
-  const auto n = static_cast<uint64_t>(records_);
-  // Every record id in [0, N) once: sums mod 2^64, as the servers add them.
-  const uint64_t id_sum = n % 2 == 0 ? (n / 2) * (n - 1) : n * ((n - 1) / 2);
-  uint64_t f[3] = {n - 1, n, 2 * n - 1};  // (N-1)N(2N-1)/6: divide exactly, then wrap
-  (f[0] % 2 == 0 ? f[0] : f[1]) /= 2;
-  for (uint64_t& x : f)
-    if (x % 3 == 0) {
-      x /= 3;
-      break;
-    }
-  const uint64_t id_square_sum = f[0] * f[1] * f[2];
-  nlohmann::json problems = nlohmann::json::array();
-  for (const Member& s : servers_) {
-    const std::string who = "server " + std::to_string(s.id);
-    if (!s.farewell) problems.push_back(who + " sent no final report");
-    for (int64_t e = 1; e <= leases_.epochs_completed(); ++e) {
-      auto a = s.audit.find(e);
-      if (a == s.audit.end()) {
-        problems.push_back(who + " reported no records for epoch " + std::to_string(e));
-      } else if (a->second.records != records_ || a->second.id_sum != id_sum ||
-                 a->second.id_square_sum != id_square_sum) {
-        problems.push_back(who + " applied " + std::to_string(a->second.records) + " records in epoch " +
-                           std::to_string(e) + " (expected " + std::to_string(records_) + ")" +
-                           (a->second.records == records_ ? ", but not each one once (their id sums differ)" : ""));
-      }
-    }
-  }
-  const int64_t epochs = leases_.epochs_completed();
-  if (problems.empty() && epochs == 0)
-    Log("audit: no epoch was completed; nothing to check");
-  else if (problems.empty())
-    Log("audit: every server applied each of the " + std::to_string(records_) + " records exactly once in " +
-        (epochs == 1 ? "the epoch" : "each of the " + std::to_string(epochs) + " epochs"));
-  for (const auto& p : problems) Log("audit: " + p.get<std::string>());
-  nlohmann::json reported = nlohmann::json::array();  // per server, per epoch
-  for (const Member& s : servers_) {
-    nlohmann::json epochs_of = nlohmann::json::array();
-    for (const auto& [e, a] : s.audit)
-      epochs_of.push_back({{"epoch", e}, {"records", a.records}, {"id_sum", a.id_sum},
-                           {"id_square_sum", a.id_square_sum}});
-    reported.push_back(epochs_of);
-  }
-  return {{"epochs_checked", epochs}, {"exactly_once", problems.empty()}, {"problems", problems},
-          {"servers", reported}};
+  int64_t samples = 0;
+  for (const Member& w : members_.workers()) samples += w.progress.samples;
+  // Heartbeats lag; every completed epoch trained each record once.
+  samples = std::max(samples, leases_.epochs_completed() * records_);
+  summary_ = report_.Finish(Elapsed(), samples, final_steps_, members_.removed().size(), options_.run_dir);
 }
 
 void Coordinator::WriteSummary() {
-  summary_["audit"] = Audit();
+  AuditResult audit = AuditServers(members_.servers(), records_, leases_.epochs_completed());
+  for (const std::string& line : audit.lines) Log(line);
+  summary_["audit"] = std::move(audit.json);
   // The servers' last checkpoints are reported as they leave.
-  summary_["checkpoints_committed"] = checkpoints_committed_;
-  summary_["checkpoint_committed_step"] = committed_checkpoint_;
-  summary_["generation"] = generation_;
-  summary_["restarts"] = restarts_;
-  if (resumed_from_ >= 0) summary_["resumed_from_step"] = resumed_from_;
+  summary_["checkpoints_committed"] = commits_.commits();
+  summary_["checkpoint_committed_step"] = commits_.committed();
+  summary_["generation"] = commits_.generation();
+  summary_["restarts"] = commits_.restarts();
+  if (commits_.resumed_from() >= 0) summary_["resumed_from_step"] = commits_.resumed_from();
   for (const std::string& path : {options_.summary_path,
                                   options_.run_dir.empty() ? std::string() : options_.run_dir + "/summary.json"}) {
     if (path.empty()) continue;
@@ -634,14 +535,6 @@ void Coordinator::WriteSummary() {
       Log("ps-coordinator: " + outcome_.message());
     }
   }
-}
-
-bool Coordinator::ShutdownComplete() const {
-  for (const Member& s : servers_)
-    if (s.state == MemberState::kActive && (!s.told_stop || !s.farewell)) return false;
-  for (const Member& w : workers_)
-    if (w.state == MemberState::kActive && !w.told_stop) return false;
-  return true;
 }
 
 }  // namespace psforge

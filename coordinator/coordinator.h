@@ -16,6 +16,14 @@
 // audit of the servers' final reports: every record applied exactly once in
 // every completed epoch, on every server.
 //
+// The state machines it routes messages to are its own classes, each with
+// its own tests: Membership (membership.h: places, liveness, waiting
+// registrations, removed workers), LeaseTable (lease_table.h: the data),
+// CheckpointCommits (checkpoint_commits.h: committed steps, picks by time,
+// generations) and RunReport (run_report.h: progress, rates, stalls,
+// evaluations, the summary and the audit). This class answers the members
+// and records decisions in the job store.
+//
 // One thread runs Run(); Snapshot() may be called from any thread (the HTTP
 // endpoint does).
 #pragma once
@@ -39,10 +47,13 @@
 #include "common/shard_plan.h"
 #include "common/transport.h"
 #include "common/wire.h"
+#include "coordinator/checkpoint_commits.h"
 #include "coordinator/dashboard.h"
 #include "coordinator/job_store.h"
 #include "coordinator/lease_table.h"
+#include "coordinator/membership.h"
 #include "coordinator/run_records.h"
+#include "coordinator/run_report.h"
 
 namespace psforge {
 
@@ -67,41 +78,12 @@ class Coordinator {
   // completed with a final evaluation; `stop` ends it early (an error).
   Status Run(const std::atomic<bool>& stop);
 
-  // The job's state as JSON (/api/status). Thread-safe.
   // The dashboard's curve and events (any thread).
-  nlohmann::json TimelineJson() const { return timeline_.Json(); }
+  nlohmann::json TimelineJson() const { return report_.timeline().Json(); }
+  // The job's state as JSON (/api/status). Thread-safe.
   nlohmann::json Snapshot() const;
 
  private:
-  enum class MemberState { kJoining, kActive, kFinished, kDead };
-  struct Member {
-    PeerRole role = PeerRole::kWorker;
-    uint32_t id = 0;
-    std::string endpoint;  // servers
-    std::string public_key;  // servers, under CURVE
-    uint32_t pid = 0;        // its process id, as it said (0: not said)
-    MemberState state = MemberState::kJoining;
-    std::chrono::steady_clock::time_point last_seen;
-    MemberProgress progress;
-    int64_t final_step = -1;
-    std::string peer;        // joining: where to send the welcome
-    uint64_t join_request = 0;
-    bool told_stop = false;
-    bool farewell = false;  // its last heartbeat arrived (it exits)
-    // Servers: the steps of the checkpoints they reported durable (the
-    // latest few). One that failed to write a checkpoint skips its step.
-    std::set<int64_t> durable;
-    // Servers: records applied per epoch, and where removed workers' data stopped.
-    std::map<int64_t, EpochAudit> audit;
-    std::map<uint32_t, DataPosition> positions;
-    // Servers, while the job restarts: the step loaded for the current
-    // generation (-1: could not; -2: not yet) and the loaded positions.
-    int64_t restored = -2;
-    std::map<uint32_t, DataPosition> restored_positions;
-    int64_t removal = -1;         // workers: the index of its latest entry in removed_
-    int64_t removals_known = 0;   // servers: how many entries of removed_ they have taken in
-    int64_t committed_when_seen = 0;  // the committed checkpoint at its latest heartbeat
-  };
   struct ParkedLease {
     std::string peer;
     WireHeader request;
@@ -116,7 +98,6 @@ class Coordinator {
   bool Admitted(const InMessage& m, std::size_t message_class);
   void HandleRegister(const std::string& peer, const WireHeader& h);
   void HandleHeartbeat(const std::string& peer, const WireHeader& h);
-  void FillRemoved(uint32_t known, WireHeader* answer) const;
   // Commits the latest checkpoint step every server has written.
   void CommitCheckpoint();
   // Checkpoints by time: every checkpoint.interval_s picks the step the
@@ -128,10 +109,6 @@ class Coordinator {
   bool AnswerLease(const std::string& peer, const WireHeader& h, int64_t evaluate_epoch, bool may_park);
   void RetryParkedLeases(bool expire_all);
   void WelcomeAll();
-  // A member of a full job takes `place` (a dead one's, or a new one).
-  void TakePlace(Member* place, const std::string& peer, const WireHeader& h);
-  // A dead worker whose place a newcomer may take now, or null.
-  Member* ReplaceableWorker();
   // Registrations waiting for a place: each takes the next one freed.
   void AdmitWaitingMembers();
   void CheckLiveness();
@@ -141,14 +118,14 @@ class Coordinator {
   // After a rollback: worker places not taken again within the peer timeout
   // of the generation's start are dead (nobody restarted their worker).
   void DeclareUntakenPlacesDead();
-  // Starts generation `generation_` from restore_step_ (a resumed job, or
-  // every server rolling back after one died).
+  // Starts the generation commits_ has set up (a resumed job, every
+  // server rolling back after one died, or a fallback to an older checkpoint).
   void Restart(const std::string& why);
   // A new generation from the last committed checkpoint (the initial
   // weights if none), or from the one committed at step `at_most` or
   // before: a server died, or servers disagree on a dead worker.
   void RollBack(const std::string& why, int64_t at_most = INT64_MAX);
-  // Once every server has loaded restore_step_ (and said where each worker's
+  // Once every server has loaded the generation's step (and said where each worker's
   // data stood), rebuilds the leases and lets the workers in; falls back to
   // an older committed checkpoint when a server could not load it.
   void FinishRestart();
@@ -158,23 +135,16 @@ class Coordinator {
   Status OpenStore();
   // Returns dead workers' leases once every server has said where their data stopped.
   void ReturnDeadWorkersLeases();
-  // The servers' final accounting against the data: every record once an epoch.
-  nlohmann::json Audit();
   void WriteSummary();
   void ReportStall();
   void UpdateProgress(bool force);
   void EndJob(Status outcome);
-  bool ShutdownComplete() const;
-  Member* Find(PeerRole role, uint32_t id);
   void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
   // `what` names the request in the log ("message" when it could not be
   // decoded); default: its kind.
   void ReplyError(const std::string& peer, const WireHeader& request, const Status& status,
                   const char* what = nullptr);
   double Elapsed() const;
-  // " (pid N)" for a member that said its process id, else "": the logs of
-  // the coordinator and of a supervisor name a process the same way.
-  static std::string Pid(uint32_t pid) { return pid == 0 ? "" : " (pid " + std::to_string(pid) + ")"; }
   void Log(const std::string& line);
 
   const JobConfig config_;
@@ -184,53 +154,20 @@ class Coordinator {
   CoordinatorOptions options_;
   ShardPlan plan_;
   LeaseTable leases_;
-  std::vector<Member> servers_, workers_;
-  std::vector<uint32_t> removed_;
-  std::vector<uint32_t> awaiting_positions_;  // dead workers whose leases are not yet returned
-  int64_t pending_evaluation_ = 0;             // an epoch completed by returning leases
-  int64_t committed_checkpoint_ = 0;           // every server has written this step's checkpoint
-  int64_t checkpoints_committed_ = 0;
-  int64_t checkpoint_at_ = 0;                  // by time: the step picked for the next one (0: none)
-  struct {
-    std::chrono::steady_clock::time_point next{}, at{};  // next pick; when the last was made
-    int64_t step = 0;                                    // the servers' step then
-    double lead = 1;                                     // grows when a pick is missed
-  } checkpoint_plan_;
-  // Restarts: each start from a checkpoint is a generation of the job.
+  Membership members_;
+  CheckpointCommits commits_;
   std::unique_ptr<JobStore> store_;            // null: checkpoints are off
-  uint32_t generation_ = 1;
-  int64_t restore_step_ = 0;                   // the step the generation started from
-  bool collecting_ = false;                    // waiting for the servers to load it
-  bool rolled_back_ = false;                   // a generation of this process started from a rollback
-  std::chrono::steady_clock::time_point rejoin_deadline_{};  // then: places untaken by this are dead
-  std::chrono::steady_clock::time_point collecting_since_{};
-  std::vector<CommittedCheckpoint> candidates_;  // committed checkpoints to try, ascending
-  int64_t restarts_ = 0;
-  int64_t resumed_from_ = -1;
+  int64_t pending_evaluation_ = 0;             // an epoch completed by returning leases
   std::vector<ParkedLease> parked_leases_;
-  // Servers that registered while every place was taken: a restarted one
-  // may be quicker than its predecessor's heartbeat timeout. Each takes the
-  // place of the next server declared dead.
-  std::vector<std::pair<std::string, WireHeader>> waiting_servers_;
-  // Likewise restarted workers: each takes the place of a worker declared
-  // dead once its leases are back and every server has stopped waiting for it.
-  std::vector<std::pair<std::string, WireHeader>> waiting_workers_;
   int64_t evaluator_ = -1;  // the worker running the final evaluation
   std::chrono::steady_clock::time_point created_, started_{};
   bool job_over_ = false;
   Status outcome_ = Unavailable("the job has not finished");
   std::chrono::steady_clock::time_point shutdown_deadline_{};
   std::chrono::steady_clock::time_point next_housekeeping_{};
-  // Progress and stalls.
-  ProgressPrinter progress_;
-  RunRecords records_out_;
-  double last_rate_ = 0, last_rate_time_ = 0, last_record_time_ = -1e9;
-  int64_t last_rate_samples_ = 0;
-  int64_t stall_step_ = -1;
-  std::chrono::steady_clock::time_point stall_since_{}, next_stall_report_{};
-  // Results.
+  // Progress, stalls, evaluations and the records of the run.
+  RunReport report_;
   nlohmann::json summary_;  // written once the members have gone
-  std::vector<EvaluationRecord> history_;
   int64_t final_steps_ = 0;
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
@@ -250,12 +187,7 @@ class Coordinator {
 
   mutable Mutex snapshot_mu_;
   nlohmann::json snapshot_ PSF_GUARDED_BY(snapshot_mu_);
-  // The dashboard's curve and events (thread-safe), the step they are at,
-  // the current stall report and the latest audit line.
-  Timeline timeline_;
-  int64_t timeline_step_ = 0;
   int64_t CheckpointBytes() const;  // what one checkpoint holds, all servers together
-  std::string stall_report_, audit_;
 };
 
 }  // namespace psforge

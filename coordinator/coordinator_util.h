@@ -1,5 +1,5 @@
-// Small helpers the coordinator's source files share: durations, role
-// names, fixed-point numbers for log lines.
+// Small helpers the coordinator's source files share: durations and
+// fixed-point numbers for log lines.
 #pragma once
 
 #include <chrono>
@@ -15,8 +15,6 @@ using psforge::Clock;
 using psforge::Seconds;
 
 inline double Since(Clock::time_point t) { return SecondsSince(t); }
-
-inline const char* RoleName(PeerRole r) { return r == PeerRole::kServer ? "server" : "worker"; }
 
 inline std::string Fixed(double v, int digits) {
   char buf[64];

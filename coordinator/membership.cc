@@ -1,74 +1,33 @@
-// The coordinator's membership: registration, welcomes, members that take
-// the place of dead ones, and the leases of dead workers (coordinator.h).
+#include "coordinator/membership.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <limits>
 
-#include "common/clock.h"
-#include "coordinator/coordinator.h"
+#include "coordinator/lease_table.h"
 
 namespace psforge {
-namespace {
 
+const char* RoleName(PeerRole role) { return role == PeerRole::kServer ? "server" : "worker"; }
 
-const char* RoleName(PeerRole r) { return r == PeerRole::kServer ? "server" : "worker"; }
+std::string PidSuffix(uint32_t pid) { return pid == 0 ? "" : " (pid " + std::to_string(pid) + ")"; }
 
-}  // namespace
-
-void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
-  if (job_over_) return ReplyError(peer, h, Cancelled("the job is over"));
-  const bool server = h.role == PeerRole::kServer;
-  if (!server && h.role != PeerRole::kWorker)
-    return ReplyError(peer, h, InvalidArgument("only servers and workers join a job"));
-  if (server && h.endpoint.empty())
-    return ReplyError(peer, h, InvalidArgument("a server must say where workers reach it"));
-  // Under CURVE workers connect to a server with the key it registers with:
-  // it must be one of the cluster's (and the server's, or they cannot connect).
-  if (server && !transport_->public_key().empty() && !transport_->is_cluster_key(h.public_key))
-    return ReplyError(peer, h, InvalidArgument("a server at " + h.endpoint + " registered with public key '" +
-                                               h.public_key + "', which is not in the cluster key file"));
-  auto& list = server ? servers_ : workers_;
-  const int64_t wanted = server ? config_.cluster.servers : config_.cluster.workers;
-  if (server) {
-    // A restarted server takes the place of the one that died.
-    auto dead = std::find_if(list.begin(), list.end(), [](const Member& m) { return m.state == MemberState::kDead; });
-    if (dead != list.end()) {
-      Log("server " + std::to_string(dead->id) + " joined again at " + h.endpoint + Pid(h.pid));
-      TakePlace(&*dead, peer, h);
-      return WelcomeAll();
-    }
-  } else if (static_cast<int64_t>(list.size()) >= wanted) {
-    if (Member* dead = ReplaceableWorker()) {
-      Log("worker " + std::to_string(dead->id) + " joined again (it takes the place of the one declared dead" +
-          (h.pid ? "; pid " + std::to_string(h.pid) : "") + ")");
-      TakePlace(dead, peer, h);
-      return WelcomeAll();
-    }
+const char* MemberStateName(MemberState state) {
+  switch (state) {
+    case MemberState::kJoining: return "joining";
+    case MemberState::kActive: return "active";
+    case MemberState::kFinished: return "finished";
+    case MemberState::kDead: return "dead";
   }
-  // A restarted member may be quicker than its predecessor's heartbeat
-  // timeout: it waits for the next place to free up.
-  auto& waiting = server ? waiting_servers_ : waiting_workers_;
-  if (static_cast<int64_t>(list.size()) >= wanted && static_cast<int64_t>(waiting.size()) < wanted) {
-    Log(std::string("a ") + RoleName(h.role) + " registered" + (server ? " at " + h.endpoint : "") +
-        " while every " + RoleName(h.role) + " place is taken; it takes the place of the next one declared dead");
-    waiting.emplace_back(peer, h);
-    return;
-  }
-  if (static_cast<int64_t>(list.size()) >= wanted)
-    return ReplyError(peer, h, ResourceExhausted(std::string("the job already has its ") +
-                                                 std::to_string(wanted) + " " + RoleName(h.role) +
-                                                 "s (cluster." + RoleName(h.role) + "s)"));
-  Member member;
-  member.id = static_cast<uint32_t>(list.size());
-  list.push_back(member);
-  TakePlace(&list.back(), peer, h);
-  Log(std::string(RoleName(h.role)) + " " + std::to_string(member.id) + " joined" +
-      (server ? " at " + h.endpoint : "") + " (" + std::to_string(list.size()) + " of " + std::to_string(wanted) +
-      (h.pid ? "; pid " + std::to_string(h.pid) : "") + ")");
-  WelcomeAll();
+  return "?";
 }
 
-void Coordinator::TakePlace(Member* place, const std::string& peer, const WireHeader& h) {
+Member* Membership::Find(PeerRole role, uint32_t id) {
+  auto& list = role == PeerRole::kServer ? servers_ : workers_;
+  return id < list.size() ? &list[id] : nullptr;
+}
+
+void Membership::TakePlace(Member* place, const std::string& peer, const WireHeader& h) {
   Member fresh;
   fresh.role = h.role;
   fresh.id = place->id;
@@ -81,8 +40,37 @@ void Coordinator::TakePlace(Member* place, const std::string& peer, const WireHe
   *place = fresh;
 }
 
-Coordinator::Member* Coordinator::ReplaceableWorker() {
-  if (collecting_) return nullptr;
+Membership::Placed Membership::Place(const std::string& peer, const WireHeader& h, bool collecting) {
+  const bool server = h.role == PeerRole::kServer;
+  auto& list = server ? servers_ : workers_;
+  const int64_t wanted = server ? wanted_servers_ : wanted_workers_;
+  Member* dead = nullptr;
+  if (server) {
+    // A restarted server takes the place of the one that died.
+    auto it = std::find_if(list.begin(), list.end(), [](const Member& m) { return m.state == MemberState::kDead; });
+    if (it != list.end()) dead = &*it;
+  } else if (static_cast<int64_t>(list.size()) >= wanted) {
+    dead = ReplaceableWorker(collecting);
+  }
+  if (dead) {
+    TakePlace(dead, peer, h);
+    return {Placement::kDeadPlace, dead};
+  }
+  if (static_cast<int64_t>(list.size()) >= wanted) {
+    auto& waiting = server ? waiting_servers_ : waiting_workers_;
+    if (static_cast<int64_t>(waiting.size()) >= wanted) return {Placement::kFull, nullptr};
+    waiting.emplace_back(peer, h);
+    return {Placement::kWaiting, nullptr};
+  }
+  Member member;
+  member.id = static_cast<uint32_t>(list.size());
+  list.push_back(member);
+  TakePlace(&list.back(), peer, h);
+  return {Placement::kNewPlace, &list.back()};
+}
+
+Member* Membership::ReplaceableWorker(bool collecting) {
+  if (collecting) return nullptr;
   for (Member& w : workers_) {
     // Dead while training (not after it finished), its leases back in the
     // pool, and every server has stopped waiting for it: a newcomer in its
@@ -97,135 +85,147 @@ Coordinator::Member* Coordinator::ReplaceableWorker() {
   return nullptr;
 }
 
-void Coordinator::AdmitWaitingMembers() {
-  if (!waiting_servers_.empty() &&
-      std::any_of(servers_.begin(), servers_.end(), [](const Member& m) { return m.state == MemberState::kDead; })) {
-    auto [peer, request] = waiting_servers_.front();
-    waiting_servers_.erase(waiting_servers_.begin());
-    HandleRegister(peer, request);
+std::optional<Registration> Membership::NextAdmissible(bool collecting) {
+  const bool dead_server =
+      std::any_of(servers_.begin(), servers_.end(), [](const Member& m) { return m.state == MemberState::kDead; });
+  for (auto* waiting : {&waiting_servers_, &waiting_workers_}) {
+    const bool place = waiting == &waiting_servers_ ? dead_server : ReplaceableWorker(collecting) != nullptr;
+    if (waiting->empty() || !place) continue;
+    Registration r = std::move(waiting->front());
+    waiting->erase(waiting->begin());
+    return r;
   }
-  while (!waiting_workers_.empty() && ReplaceableWorker()) {
-    auto [peer, request] = waiting_workers_.front();
-    waiting_workers_.erase(waiting_workers_.begin());
-    HandleRegister(peer, request);
-  }
+  return std::nullopt;
 }
 
-void Coordinator::WelcomeAll() {
-  if (static_cast<int64_t>(servers_.size()) < config_.cluster.servers) return;
-  std::vector<std::string> endpoints, keys;
-  for (const auto& s : servers_) endpoints.push_back(s.endpoint);
-  if (!transport_->public_key().empty())
-    for (const auto& s : servers_) keys.push_back(s.public_key);
-  const std::string job = EncodeJob(config_, endpoints, keys);
-  for (auto* list : {&servers_, &workers_}) {
+std::vector<Registration> Membership::TakeWaiting(PeerRole role) {
+  auto& waiting = role == PeerRole::kServer ? waiting_servers_ : waiting_workers_;
+  std::vector<Registration> taken = std::move(waiting);
+  waiting.clear();
+  return taken;
+}
+
+std::vector<Member*> Membership::ToWelcome(bool collecting) {
+  std::vector<Member*> welcome;
+  if (!all_servers_registered()) return welcome;
+  for (auto* list : {&servers_, &workers_})
     for (Member& m : *list) {
       if (m.state != MemberState::kJoining) continue;
-      if (m.role == PeerRole::kWorker && collecting_) continue;  // the servers load the checkpoint first
-      WireHeader w;
-      w.kind = MessageKind::kWelcome;
-      w.request_id = m.join_request;
-      w.sender = m.id;
-      w.generation = generation_;
-      w.step = restore_step_;
-      Reply(m.peer, w, {std::as_bytes(std::span<const char>(job.data(), job.size())), nullptr});
-      m.state = MemberState::kActive;
-      m.last_seen = Clock::now();
-      if (m.role == PeerRole::kWorker && started_ == Clock::time_point{}) started_ = Clock::now();
+      if (m.role == PeerRole::kWorker && collecting) continue;  // the servers load the checkpoint first
+      welcome.push_back(&m);
     }
-  }
+  return welcome;
 }
 
-void Coordinator::RemoveWorker(Member* m, const std::string& why) {
+void Membership::Welcomed(Member* m, Clock::time_point now) {
+  m->state = MemberState::kActive;
+  m->last_seen = now;
+}
+
+std::optional<Membership::Silence> Membership::NextSilent(Clock::time_point now, double peer_timeout_s,
+                                                           double heartbeat_interval_s) {
+  for (auto* list : {&servers_, &workers_}) {
+    const bool replacement = !(list == &servers_ ? waiting_servers_ : waiting_workers_).empty();
+    const double silent_s = replacement ? std::min(peer_timeout_s, 4 * heartbeat_interval_s) : peer_timeout_s;
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.1f", silent_s);
+    for (Member& m : *list) {
+      const bool finished_worker = m.role == PeerRole::kWorker && m.state == MemberState::kFinished;
+      if ((m.state != MemberState::kActive && !finished_worker) || now - m.last_seen <= Seconds(silent_s)) continue;
+      m.state = MemberState::kDead;
+      if (finished_worker) continue;
+      return Silence{&m, std::string(seconds) + (replacement ? " s (and a restarted one waits for a place)"
+                                                             : " s (cluster.peer_timeout_s)")};
+    }
+  }
+  return std::nullopt;
+}
+
+void Membership::RemoveWorker(Member* m) {
   m->state = MemberState::kDead;
-  leases_.SetAbsent(m->id, true);
   m->removal = static_cast<int64_t>(removed_.size());
   removed_.push_back(m->id);
   // Where its data stopped: the servers say so once they have removed it
   // (an earlier report is of its predecessor in this place).
   for (Member& s : servers_) s.positions.erase(m->id);
   awaiting_positions_.push_back(m->id);
-  Log(why + "; servers stop waiting for it, and its " + std::to_string(leases_.HeldBy(m->id)) +
-      " leases return to the pool from where the servers say its data stopped");
 }
 
-void Coordinator::DeclareUntakenPlacesDead() {
-  if (rejoin_deadline_ == Clock::time_point{} || collecting_ || Clock::now() < rejoin_deadline_) return;
-  rejoin_deadline_ = {};
-  while (static_cast<int64_t>(workers_.size()) < config_.cluster.workers) {
+std::vector<Member*> Membership::AddUntakenWorkerPlaces(Clock::time_point now) {
+  const std::size_t first = workers_.size();
+  while (static_cast<int64_t>(workers_.size()) < wanted_workers_) {
     Member place;
     place.id = static_cast<uint32_t>(workers_.size());
-    place.last_seen = Clock::now();
+    place.last_seen = now;
     workers_.push_back(place);
-    char why[192];
-    std::snprintf(why, sizeof why,
-                  "worker %u declared dead: nobody took its place in generation %u within %g s of its start "
-                  "(cluster.peer_timeout_s)",
-                  place.id, generation_, config_.cluster.peer_timeout_s);
-    RemoveWorker(&workers_.back(), why);
   }
+  std::vector<Member*> added;
+  for (std::size_t i = first; i < workers_.size(); ++i) added.push_back(&workers_[i]);
+  return added;
 }
 
-void Coordinator::ReturnDeadWorkersLeases() {
-  for (auto it = awaiting_positions_.begin(); it != awaiting_positions_.end();) {
-    const uint32_t w = *it;
-    // Each server's last position of w, ordered by w's leases: the earliest
-    // one is what every server has applied.
-    std::optional<DataPosition> earliest;
-    std::string reports;
-    bool all = true, agree = true;
-    // The first step of w's that some server lacks (each server took in w's
-    // pushes in order); unknown (-1) when a server has none of its steps.
-    int64_t first_missing = std::numeric_limits<int64_t>::max();
-    for (const Member& s : servers_) {
-      auto p = s.positions.find(w);
-      if (p == s.positions.end()) {
-        all = false;
-        break;
-      }
-      reports += (reports.empty() ? "" : ", ") + std::string("server ") + std::to_string(s.id) + " lease " +
+void Membership::FillRemoved(uint32_t known, WireHeader* answer) const {
+  // One page at a time: a member that knows `known` removals gets the next ones.
+  const std::size_t from = std::min<std::size_t>(known, removed_.size());
+  const std::size_t to = std::min(removed_.size(), from + kMaxListEntries);
+  answer->removed_from = static_cast<uint32_t>(from);
+  answer->removed.assign(removed_.begin() + static_cast<std::ptrdiff_t>(from),
+                         removed_.begin() + static_cast<std::ptrdiff_t>(to));
+}
+
+std::optional<Membership::DeadWorkerData> Membership::PositionsOf(uint32_t w, const LeaseTable& leases) const {
+  // Each server's last position of w, ordered by w's leases: the earliest
+  // one is what every server has applied.
+  std::optional<DataPosition> earliest;
+  DeadWorkerData d;
+  int64_t first_missing = std::numeric_limits<int64_t>::max();
+  auto key = [&](const DataPosition& p) { return std::make_pair(leases.GrantOrder(w, p.lease), p.lease_offset); };
+  for (const Member& s : servers_) {
+    auto p = s.positions.find(w);
+    if (p == s.positions.end()) return std::nullopt;
+    d.reports += (d.reports.empty() ? "" : ", ") + std::string("server ") + std::to_string(s.id) + " lease " +
                  std::to_string(p->second.lease) + " record " + std::to_string(p->second.lease_offset);
-      auto key = [&](const DataPosition& d) {
-        return std::make_pair(leases_.GrantOrder(w, d.lease), d.lease_offset);
-      };
-      if (earliest && key(*earliest) != key(p->second)) agree = false;
-      if (!earliest || key(p->second) < key(*earliest)) earliest = p->second;
-      first_missing = p->second.step < 0 ? -1 : std::min(first_missing, p->second.step + 1);
-    }
-    if (!all || job_over_) {
-      ++it;
-      continue;
-    }
-    it = awaiting_positions_.erase(it);
-    if (!agree && store_) {
-      // Its last batch is in some servers' weights and not in others':
-      // resuming from either position would apply it twice or never on
-      // some server. A checkpoint committed before its last heartbeat
-      // predates that batch (a later one may hold it on some servers only);
-      // under BSP, so does every checkpoint up to the first step a server
-      // lacks (version v holds the steps before v).
-      int64_t before = workers_[w].committed_when_seen;
-      if (config_.cluster.consistency == Consistency::kBsp && first_missing > 0)
-        before = std::max(before, first_missing);
-      return RollBack("worker " + std::to_string(w) + " died between its pushes to different servers (" + reports +
-                          "); every server goes back to a checkpoint from before so that no record is applied twice",
-                      before);
-    }
-    if (!agree)
-      Log("worker " + std::to_string(w) + " died between its pushes to different servers (" + reports +
-          "); its leases resume from the earliest, so some servers apply its last batch twice (with checkpoints "
-          "on, the job would go back to the last committed one instead)");
-    LeaseTable::Returned r = leases_.ReturnLeases(w, *earliest);
-    Log("worker " + std::to_string(w) + "'s leases: " + std::to_string(r.completed) + " complete, " +
-        std::to_string(r.partial) + " resume at record " + std::to_string(r.partial > 0 ? earliest->lease_offset : 0) +
-        " of the shard, " + std::to_string(r.whole) + " back to the pool whole");
-    if (r.epoch_completed > 0) {
-      Log("epoch " + std::to_string(r.epoch_completed) + "/" + std::to_string(config_.training.epochs) +
-          " complete with worker " + std::to_string(w) + "'s last leases");
-      if (r.epoch_completed < config_.training.epochs) pending_evaluation_ = r.epoch_completed;
-    }
-    RetryParkedLeases(false);
+    if (earliest && key(*earliest) != key(p->second)) d.agree = false;
+    if (!earliest || key(p->second) < key(*earliest)) earliest = p->second;
+    first_missing = p->second.step < 0 ? -1 : std::min(first_missing, p->second.step + 1);
   }
+  if (!earliest) return std::nullopt;
+  d.earliest = *earliest;
+  d.first_missing = first_missing;
+  return d;
+}
+
+std::vector<Registration> Membership::NewGeneration() {
+  for (Member& s : servers_) {
+    s.restored = -2;
+    s.restored_positions.clear();
+    s.positions.clear();
+    s.audit.clear();
+    s.durable.clear();
+    s.removals_known = 0;
+  }
+  workers_.clear();
+  removed_.clear();
+  awaiting_positions_.clear();
+  return TakeWaiting(PeerRole::kWorker);
+}
+
+bool Membership::AnyWorkerActive() const {
+  return std::any_of(workers_.begin(), workers_.end(), [](const Member& w) { return w.state == MemberState::kActive; });
+}
+
+bool Membership::AnyWorkerAlive() const {
+  return std::any_of(workers_.begin(), workers_.end(), [](const Member& w) {
+    return w.state == MemberState::kActive || w.state == MemberState::kJoining || w.state == MemberState::kFinished;
+  });
+}
+
+bool Membership::ShutdownComplete() const {
+  for (const Member& s : servers_)
+    if (s.state == MemberState::kActive && (!s.told_stop || !s.farewell)) return false;
+  for (const Member& w : workers_)
+    if (w.state == MemberState::kActive && !w.told_stop) return false;
+  return true;
 }
 
 }  // namespace psforge
