@@ -1,5 +1,8 @@
-// Whole training jobs from a validated config: the single-process baseline
-// (ps-train) and one worker of a cluster (ps-worker).
+// One worker of a cluster job from the coordinator's welcome (ps-worker),
+// and the result line and summary both ps-worker and ps-train end with. The
+// single-process job is worker/local_training.h: it holds the optimizer and
+// the checkpoint stores in-process, so it is a library of its own and
+// ps-worker links neither RocksDB nor the server's code.
 #pragma once
 
 #include <cstdio>
@@ -11,21 +14,6 @@
 #include "worker/trainer.h"
 
 namespace psforge {
-
-struct LocalTrainingOptions {
-  std::string export_path;  // "": no export
-  // Checkpoints go to <run_dir>/checkpoints unless checkpoint.dir says
-  // where; "": only where checkpoint.dir says.
-  std::string run_dir;
-  bool resume = false;  // continue from the newest committed checkpoint
-};
-
-// Loads the data, builds the model and the in-process optimizer, trains
-// (checkpointing as config.checkpoint says, in the cluster's format:
-// worker/local_checkpoints.h); then writes the trained model to
-// options.export_path (model_export.h) unless it is "".
-Result<TrainResult> RunLocalTraining(const JobConfig& config, std::FILE* progress_out,
-                                     const LocalTrainingOptions& options = {});
 
 // One worker of a cluster job, as its command line says (ps-worker).
 struct WorkerOptions {

@@ -15,6 +15,7 @@
 
 #include "common/cli_flags.h"
 #include "common/run_dir.h"
+#include "worker/local_training.h"
 #include "worker/train_job.h"
 
 int main(int argc, char** argv) {
