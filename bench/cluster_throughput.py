@@ -5,7 +5,12 @@ PyTorch peers (DDP with gloo; a torch.distributed.rpc parameter server), all
 measured interleaved in one session, min/median/max of N runs. Writes
 bench/results/cluster_throughput.md and prints it.
 
-Usage: bench/cluster_throughput.py [--runs 3]   (scripts/bench.sh builds first)"""
+Usage: bench/cluster_throughput.py [--runs 3] [--baseline BIN_DIR]   (scripts/bench.sh builds first)
+
+--baseline runs psforge's shared-memory cases a second time with the
+programs in BIN_DIR (another build, e.g. of the commit before a refactoring;
+its configs/ are this tree's), interleaved with the others, and reports each
+case's ratio to it: the check that a change left the throughput as it was."""
 import argparse
 import json
 import os
@@ -22,21 +27,21 @@ BIN = os.path.join(ROOT, "build/bin")
 CONFIG = os.path.join(ROOT, "configs/fashion_mnist_mlp.yaml")
 
 
-def ps_train(epochs):
+def ps_train(epochs, bin_dir=BIN):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        subprocess.run([f"{BIN}/ps-train", "--no-run-dir", "--config", CONFIG, "--epochs", str(epochs), "--threads", "1",
+        subprocess.run([f"{bin_dir}/ps-train", "--no-run-dir", "--config", CONFIG, "--epochs", str(epochs), "--threads", "1",
                         "--summary", f.name], check=True, capture_output=True)
         return json.load(open(f.name))["samples_per_s"]
 
 
-def cluster(servers, workers, epochs, consistency="bsp", staleness=1, shared_memory=True):
+def cluster(servers, workers, epochs, consistency="bsp", staleness=1, shared_memory=True, bin_dir=BIN):
     """A local cluster through ps-launch; the rate is the sum of the workers'
     own rates (training steps only, evaluation excluded, as for ps-train).
     shared_memory=False passes payloads in ZeroMQ frames, as between hosts."""
     sets = [f"cluster.consistency={consistency}", f"cluster.staleness={staleness}",
             f"cluster.shared_memory={'true' if shared_memory else 'false'}"]
     with tempfile.TemporaryDirectory() as run_dir:
-        subprocess.run([f"{BIN}/ps-launch", "--config", CONFIG, "--servers", str(servers), "--workers",
+        subprocess.run([f"{bin_dir}/ps-launch", "--config", CONFIG, "--servers", str(servers), "--workers",
                         str(workers), "--epochs", str(epochs), "--threads", "1", "--run-dir", run_dir] +
                        sum((["--set", s] for s in sets), []),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
@@ -49,6 +54,8 @@ def peer(script, *args):
                          check=True, capture_output=True, text=True, env=bench_env.peer_env("native", 1)).stdout
     return json.loads(out.strip().splitlines()[-1])["samples_per_s"]
 
+
+BASELINE = "baseline build: "
 
 CASES = [
     ("ps-train, 1 process, 1 thread", lambda: ps_train(2)),
@@ -68,10 +75,20 @@ CASES = [
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--baseline", help="a bin directory of another build to compare psforge's cases with")
     args = ap.parse_args()
-    results = {name: [] for name, _ in CASES}
+    cases = list(CASES)
+    if args.baseline:
+        b = os.path.abspath(args.baseline)
+        cases += [(f"{BASELINE}ps-train, 1 process, 1 thread", lambda: ps_train(2, b)),
+                  (f"{BASELINE}psforge BSP, 1 worker + 1 server", lambda: cluster(1, 1, 2, bin_dir=b)),
+                  (f"{BASELINE}psforge SSP bound 1, 1 worker + 1 server",
+                   lambda: cluster(1, 1, 2, "ssp", 1, bin_dir=b)),
+                  (f"{BASELINE}psforge BSP, 2 workers + 1 server", lambda: cluster(1, 2, 2, bin_dir=b)),
+                  (f"{BASELINE}psforge BSP, 2 workers + 2 servers", lambda: cluster(2, 2, 2, bin_dir=b))]
+    results = {name: [] for name, _ in cases}
     for _ in range(args.runs):
-        for name, run in CASES:
+        for name, run in cases:
             results[name].append(run())
     med = {k: statistics.median(v) for k, v in results.items()}
     lines = ["## Cluster training throughput: MLP 784-500-10, global batch 128, Adam", "",
@@ -96,6 +113,16 @@ def main():
               f"| frames: BSP 2w+1s / DDP | {frames_two / med['PyTorch DDP (gloo), 2 processes x 1 thread']:.2f} | |",
               f"| frames: BSP 2w+1s / RPC PS, 1 trainer | "
               f"{frames_two / med['PyTorch RPC parameter server, 1 trainer']:.2f} | |"]
+    if args.baseline:
+        lines += ["", f"Against the baseline build in `{args.baseline}` (this build / baseline, medians; per-run "
+                  "ratios min / max):", "", "| case | median ratio | run ratios min / max |", "|---|---|---|"]
+        for name, v in results.items():
+            if not name.startswith(BASELINE):
+                continue
+            mine = results[name[len(BASELINE):]]
+            per_run = [a / b for a, b in zip(mine, v)]
+            lines.append(f"| {name[len(BASELINE):]} | {statistics.median(mine) / statistics.median(v):.2f} | "
+                         f"{min(per_run):.2f} / {max(per_run):.2f} |")
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench/results/cluster_throughput.md"), "w") as f:

@@ -117,6 +117,18 @@ TEST(CheckpointCommits, TheRejoinDeadlineFollowsOnlyARollback) {
   EXPECT_FALSE(rolled.RejoinDeadlinePassed(t0 + Seconds(5)));
   EXPECT_TRUE(rolled.RejoinDeadlinePassed(t0 + Seconds(7)));
   EXPECT_FALSE(rolled.RejoinDeadlinePassed(t0 + Seconds(8)));  // once
+
+  // A second rollback inside the window: not while its servers load.
+  CheckpointCommits twice(ByTime(60), 0.5);
+  twice.RollBack(INT64_MAX, std::vector<CommittedCheckpoint>{});
+  twice.BeginCollecting(t0);
+  twice.EndCollecting(t0, 6);
+  twice.RollBack(INT64_MAX, std::vector<CommittedCheckpoint>{});
+  twice.BeginCollecting(t0 + Seconds(3));
+  EXPECT_FALSE(twice.RejoinDeadlinePassed(t0 + Seconds(100)));  // still loading
+  twice.EndCollecting(t0 + Seconds(4), 6);
+  EXPECT_FALSE(twice.RejoinDeadlinePassed(t0 + Seconds(9)));  // the second deadline counts
+  EXPECT_TRUE(twice.RejoinDeadlinePassed(t0 + Seconds(11)));
 }
 
 }  // namespace

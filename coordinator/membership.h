@@ -110,7 +110,7 @@ class Membership {
   // the servers and holds no leases).
   struct Silence {
     Member* member = nullptr;
-    std::string why;  // "for 6.0 s (cluster.peer_timeout_s)"
+    std::string why;  // "6.0 s (cluster.peer_timeout_s)" (the caller says "for")
   };
   std::optional<Silence> NextSilent(Clock::time_point now, double peer_timeout_s, double heartbeat_interval_s);
 

@@ -169,7 +169,10 @@ TEST(Membership, ANewGenerationStartsTheWorkersOver) {
   s.durable = {10};
   s.restored = 10;
   s.removals_known = 3;
+  s.audit[1] = EpochAudit{};
+  s.restored_positions[0] = DataPosition{};
   m.RemoveWorker(&m.workers()[0]);
+  s.positions[0] = DataPosition{};  // reported after the removal
   m.Place("w-waiting", Registration(PeerRole::kWorker, 7), false);
   const auto waiting = m.NewGeneration();
   ASSERT_EQ(waiting.size(), 1u);
@@ -178,6 +181,9 @@ TEST(Membership, ANewGenerationStartsTheWorkersOver) {
   EXPECT_TRUE(m.removed().empty());
   EXPECT_TRUE(m.awaiting_positions().empty());
   EXPECT_TRUE(s.durable.empty());
+  EXPECT_TRUE(s.audit.empty());
+  EXPECT_TRUE(s.positions.empty());
+  EXPECT_TRUE(s.restored_positions.empty());
   EXPECT_EQ(s.restored, -2);
   EXPECT_EQ(s.removals_known, 0);
   EXPECT_EQ(s.state, MemberState::kActive);  // servers stay

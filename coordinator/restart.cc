@@ -71,7 +71,12 @@ void Coordinator::RollBack(const std::string& why, int64_t at_most) {
   std::optional<std::vector<CommittedCheckpoint>> committed;
   if (store_) {
     auto listed = store_->Committed();
-    if (!Record(listed.status()).ok()) return;
+    if (!listed.ok()) {
+      // The job ends, in the generation it was rolling back to.
+      commits_.RollBack(at_most, std::nullopt);
+      (void)Record(listed.status());
+      return;
+    }
     committed = std::move(*listed);
   }
   commits_.RollBack(at_most, std::move(committed));
@@ -135,6 +140,7 @@ void Coordinator::FinishRestart() {
     state = ReplayLeases(plan_, config_.training.epochs, *base, *grants, positions);
   }
   leases_.Restore(state);
+  report_.RestoreHistory({});  // the evaluations after the checkpoint are void, even if the store fails below
   std::vector<EvaluationRecord> kept;
   if (store_) {
     if (!Record(store_->ForgetCommitsAfter(step)).ok() ||
