@@ -9,8 +9,7 @@ Result<PreparedJob> PrepareJob(const JobConfig& config, int64_t max_batch, uint6
   return PreparedJob{std::move(data), std::move(spec), std::move(model)};
 }
 
-void AnnounceJob(ProgressPrinter& progress, const JobConfig& config, const PreparedJob& p,
-              const std::string& where) {
+void AnnounceJob(ProgressPrinter& progress, const JobConfig& config, const PreparedJob& p, const std::string& where) {
   progress.Line("training " + std::string(ModelKindName(config.model.kind)) + " (" +
                 std::to_string(p.spec.num_params()) + " parameters) on " +
                 std::to_string(p.data.train.rows) + " samples, testing on " +
