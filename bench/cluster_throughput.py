@@ -57,35 +57,38 @@ def peer(script, *args):
 
 BASELINE = "baseline build: "
 
-CASES = [
-    ("ps-train, 1 process, 1 thread", lambda: ps_train(2)),
-    ("psforge BSP, 1 worker + 1 server", lambda: cluster(1, 1, 2)),
-    ("psforge SSP bound 1, 1 worker + 1 server", lambda: cluster(1, 1, 2, "ssp", 1)),
-    ("psforge BSP, 2 workers + 1 server", lambda: cluster(1, 2, 2)),
-    ("psforge BSP, 2 workers + 2 servers", lambda: cluster(2, 2, 2)),
+# psforge's cases take the bin directory to run (--baseline runs the
+# shared-memory ones again with another build's).
+PSFORGE_CASES = [
+    ("ps-train, 1 process, 1 thread", lambda b: ps_train(2, b)),
+    ("psforge BSP, 1 worker + 1 server", lambda b: cluster(1, 1, 2, bin_dir=b)),
+    ("psforge SSP bound 1, 1 worker + 1 server", lambda b: cluster(1, 1, 2, "ssp", 1, bin_dir=b)),
+    ("psforge BSP, 2 workers + 1 server", lambda b: cluster(1, 2, 2, bin_dir=b)),
+    ("psforge BSP, 2 workers + 2 servers", lambda b: cluster(2, 2, 2, bin_dir=b)),
+]
+FRAMES_CASES = [
     ("psforge BSP, 1 worker + 1 server, frames", lambda: cluster(1, 1, 2, shared_memory=False)),
     ("psforge SSP bound 1, 1 worker + 1 server, frames", lambda: cluster(1, 1, 2, "ssp", 1, shared_memory=False)),
     ("psforge BSP, 2 workers + 1 server, frames", lambda: cluster(1, 2, 2, shared_memory=False)),
+]
+PEER_CASES = [
     ("PyTorch DDP (gloo), 2 processes x 1 thread", lambda: peer("torch_ddp.py", "--workers", "2", "--epochs", "2")),
     ("PyTorch RPC parameter server, 1 trainer", lambda: peer("torch_rpc_ps.py", "--trainers", "1")),
     ("PyTorch RPC parameter server, 2 trainers", lambda: peer("torch_rpc_ps.py", "--trainers", "2")),
 ]
 
 
+def cases_with(bin_dir, label=""):
+    return [(label + name, lambda run=run: run(bin_dir)) for name, run in PSFORGE_CASES]
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--baseline", help="a bin directory of another build to compare psforge's cases with")
     args = ap.parse_args()
-    cases = list(CASES)
+    cases = cases_with(BIN) + FRAMES_CASES + PEER_CASES
     if args.baseline:
-        b = os.path.abspath(args.baseline)
-        cases += [(f"{BASELINE}ps-train, 1 process, 1 thread", lambda: ps_train(2, b)),
-                  (f"{BASELINE}psforge BSP, 1 worker + 1 server", lambda: cluster(1, 1, 2, bin_dir=b)),
-                  (f"{BASELINE}psforge SSP bound 1, 1 worker + 1 server",
-                   lambda: cluster(1, 1, 2, "ssp", 1, bin_dir=b)),
-                  (f"{BASELINE}psforge BSP, 2 workers + 1 server", lambda: cluster(1, 2, 2, bin_dir=b)),
-                  (f"{BASELINE}psforge BSP, 2 workers + 2 servers", lambda: cluster(2, 2, 2, bin_dir=b))]
+        cases += cases_with(os.path.abspath(args.baseline), BASELINE)
     results = {name: [] for name, _ in cases}
     for _ in range(args.runs):
         for name, run in cases:
