@@ -28,9 +28,23 @@ LAYERS = {
     "tools": ["common/", "worker/", "paramserver/", "coordinator/", "tools/"],
 }
 
-# Files of psforge_local_training (worker/CMakeLists.txt).
-LOCAL_TRAINING = {"worker/local_training.h", "worker/local_training.cc", "worker/local_checkpoints.h",
-                  "worker/local_checkpoints.cc", "worker/train_main.cc"}
+
+
+def local_training_files():
+    """psforge_local_training's sources and ps-train's, read from
+    worker/CMakeLists.txt, with the headers of the same names."""
+    cmake = (ROOT / "worker" / "CMakeLists.txt").read_text()
+    files = set()
+    for target in (r"add_library\(psforge_local_training", r"add_executable\(ps-train"):
+        m = re.search(target + r"\s([^)]*)\)", cmake)
+        if not m:
+            sys.exit(f"worker/CMakeLists.txt: no {target[:-1].replace(chr(92), '')} target")
+        for source in m.group(1).split():
+            files |= {f"worker/{source}", f"worker/{source[:-3]}.h"}
+    return files
+
+
+LOCAL_TRAINING = local_training_files()
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
