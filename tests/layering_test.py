@@ -29,16 +29,15 @@ LAYERS = {
 }
 
 
-
 def local_training_files():
     """psforge_local_training's sources and ps-train's, read from
     worker/CMakeLists.txt, with the headers of the same names."""
     cmake = (ROOT / "worker" / "CMakeLists.txt").read_text()
     files = set()
-    for target in (r"add_library\(psforge_local_training", r"add_executable\(ps-train"):
-        m = re.search(target + r"\s([^)]*)\)", cmake)
+    for command, target in (("add_library", "psforge_local_training"), ("add_executable", "ps-train")):
+        m = re.search(rf"{command}\({re.escape(target)}\s([^)]*)\)", cmake)
         if not m:
-            sys.exit(f"worker/CMakeLists.txt: no {target[:-1].replace(chr(92), '')} target")
+            sys.exit(f"worker/CMakeLists.txt: no {command}({target} ...)")
         for source in m.group(1).split():
             files |= {f"worker/{source}", f"worker/{source[:-3]}.h"}
     return files
