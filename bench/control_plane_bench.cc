@@ -185,9 +185,10 @@ Numbers RunOnce(const Options& o, const std::string& bin_dir) {
             Member& m = members[i];
             (void)m.channel->Heartbeat(progress, 500ms, 60s);
             if (m.role != PeerRole::kWorker) continue;
+            msg::LeaseRequest lease;
+            if (m.lease != 0) lease.done.push_back(m.lease);
             WireHeader request;
-            request.kind = MessageKind::kLease;
-            if (m.lease != 0) request.done.push_back(m.lease);
+            request.body = std::move(lease);
             const auto t0 = Clock::now();
             auto reply = m.channel->Call(request, 30s);
             latencies[d].push_back(Since(t0) * 1e6);
@@ -195,7 +196,8 @@ Numbers RunOnce(const Options& o, const std::string& bin_dir) {
               if (failures++ == 0) std::fprintf(stderr, "lease: %s\n", reply.status().ToString().c_str());
               return;
             }
-            m.lease = reply->lease_status == LeaseStatus::kGranted ? reply->lease_id : 0;
+            const auto* granted = reply->As<msg::LeaseReply>();
+            m.lease = granted && granted->status == LeaseStatus::kGranted ? granted->lease_id : 0;
             grants += m.lease != 0;
           }
         }

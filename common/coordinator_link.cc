@@ -107,11 +107,8 @@ Result<CoordinatorChannel::Answer> CoordinatorChannel::Await(uint64_t request_id
 Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string& endpoint,
                                                Duration timeout) {
   WireHeader h;
-  h.kind = MessageKind::kRegister;
-  h.role = role;
-  h.endpoint = endpoint;
-  if (role == PeerRole::kServer) h.public_key = public_key_;
-  h.pid = static_cast<uint32_t>(::getpid());
+  h.body = msg::Register{role, endpoint, role == PeerRole::kServer ? public_key_ : std::string(),
+                         static_cast<uint32_t>(::getpid())};
   h.request_id = next_request_++;
   PSF_RETURN_IF_ERROR(Send(h));
   auto answer = Await(h.request_id, timeout, "a registration");
@@ -122,23 +119,24 @@ Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string&
                                                  : ", and is this process's key in its cluster key file?"));
   }
   const WireHeader& r = answer->header;
-  if (r.kind == MessageKind::kError)
-    return Status(r.error_code, "the coordinator at " + coordinator_ + " refused to register this " +
-                                    (role == PeerRole::kServer ? "server" : "worker") + ": " + r.text);
-  if (r.kind != MessageKind::kWelcome || answer->message.frames.size() != 2)
+  if (const auto* e = r.As<msg::Error>())
+    return Status(e->code, "the coordinator at " + coordinator_ + " refused to register this " +
+                               (role == PeerRole::kServer ? "server" : "worker") + ": " + e->message);
+  const auto* welcome = r.As<msg::Welcome>();
+  if (!welcome || answer->message.frames.size() != 2)
     return InvalidArgument("the coordinator at " + coordinator_ + " answered registration with " +
-                           MessageKindName(r.kind));
+                           MessageKindName(r.kind()));
   PSF_ASSIGN_OR_RETURN(JobAssignment job, DecodeJob(answer->message.frames[1]->bytes(), coordinator_));
-  job.id = r.sender;
+  job.id = welcome->id;
   job.generation = r.generation;
-  job.step = r.step;
+  job.step = welcome->step;
   id_ = job.id;
   role_ = role;
   // A member that joins again (the job restarted) starts over.
   generation_ = role == PeerRole::kWorker ? r.generation : 0;  // a server's is set once it has loaded
   coordinator_generation_ = r.generation;
-  restore_ = r.step;
-  collecting_ = r.step > 0;
+  restore_ = welcome->step;
+  collecting_ = welcome->step > 0;
   stop_ = false;
   forgotten_.reset();
   removed_.clear();
@@ -147,35 +145,38 @@ Result<JobAssignment> CoordinatorChannel::Join(PeerRole role, const std::string&
 
 void CoordinatorChannel::Absorb(const WireHeader& h) {
   last_answer_ = Clock::now();
-  if (h.kind != MessageKind::kHeartbeat) return;
+  const auto* b = h.As<msg::Heartbeat>();
+  if (!b) return;
   ++heartbeats_answered_;
-  committed_checkpoint_ = h.checkpoint;
-  checkpoint_at_ = h.checkpoint_at;
-  stop_ = stop_ || h.stop;
+  committed_checkpoint_ = b->checkpoint;
+  checkpoint_at_ = b->checkpoint_at;
+  stop_ = stop_ || b->stop;
   coordinator_generation_ = h.generation;
-  restore_ = h.restore;
-  collecting_ = h.collecting;
+  restore_ = b->restore;
+  collecting_ = b->collecting;
   // Pages of the removed list: take what extends the known part.
-  if (h.generation == generation_ && h.removed_from <= removed_.size() && h.removed_from + h.removed.size() > removed_.size())
-    removed_.insert(removed_.end(), h.removed.begin() + (removed_.size() - h.removed_from), h.removed.end());
+  if (h.generation == generation_ && b->removed_from <= removed_.size() &&
+      b->removed_from + b->removed.size() > removed_.size())
+    removed_.insert(removed_.end(), b->removed.begin() + (removed_.size() - b->removed_from), b->removed.end());
 }
 
 WireHeader CoordinatorChannel::ProgressHeader(const MemberProgress& p) const {
   WireHeader h;
-  h.kind = MessageKind::kHeartbeat;
   h.sender = id_;
   h.generation = generation_;
-  h.role = role_;
-  h.step = p.step;
-  h.epoch = p.epoch;
-  h.samples = p.samples;
-  h.loss = p.loss;
-  h.removed_from = static_cast<uint32_t>(removed_.size());
-  h.checkpoint = p.checkpoint;
-  h.audit = p.audit;
-  h.positions = p.positions;
-  h.restored = p.restored;
-  h.positions_from = p.positions_from;
+  msg::Heartbeat b;
+  b.role = role_;
+  b.step = p.step;
+  b.epoch = p.epoch;
+  b.samples = p.samples;
+  b.loss = p.loss;
+  b.removed_from = static_cast<uint32_t>(removed_.size());
+  b.checkpoint = p.checkpoint;
+  b.audit = p.audit;
+  b.positions = p.positions;
+  b.restored = p.restored;
+  b.positions_from = p.positions_from;
+  h.body = std::move(b);
   return h;
 }
 
@@ -195,8 +196,9 @@ Status CoordinatorChannel::Heartbeat(const MemberProgress& p, Duration interval,
     auto r = DecodeHeader(m->frames[0]->bytes(), &decode_scratch_);
     if (!r.ok()) continue;
     Absorb(*r);
-    if (r->kind == MessageKind::kError && r->error_code == StatusCode::kAborted && !forgotten_)
-      forgotten_ = "the coordinator at " + coordinator_ + ": " + r->text;
+    const auto* e = r->As<msg::Error>();
+    if (e && e->code == StatusCode::kAborted && !forgotten_)
+      forgotten_ = "the coordinator at " + coordinator_ + ": " + e->message;
   }
   if (forgotten_) return Aborted(*forgotten_);
   if (Clock::now() - last_answer_ > lost_after)
@@ -208,19 +210,19 @@ Status CoordinatorChannel::Heartbeat(const MemberProgress& p, Duration interval,
 Result<WireHeader> CoordinatorChannel::Call(WireHeader request, Duration timeout) {
   request.sender = id_;
   request.generation = generation_;
-  request.role = role_;
+  if (auto* b = request.As<msg::Heartbeat>()) b->role = role_;
   request.request_id = next_request_++;
   PSF_RETURN_IF_ERROR(Send(request));
   PSF_ASSIGN_OR_RETURN(Answer answer, Await(request.request_id, timeout,
-                                            std::string("a ") + MessageKindName(request.kind)));
-  if (answer.header.kind == MessageKind::kError)
-    return Status(answer.header.error_code, "the coordinator at " + coordinator_ + ": " + answer.header.text);
+                                            std::string("a ") + MessageKindName(request.kind())));
+  if (const auto* e = answer.header.As<msg::Error>())
+    return Status(e->code, "the coordinator at " + coordinator_ + ": " + e->message);
   return std::move(answer.header);
 }
 
 Status CoordinatorChannel::Farewell(const MemberProgress& progress, Duration timeout) {
   WireHeader h = ProgressHeader(progress);
-  h.stop = true;
+  h.As<msg::Heartbeat>()->stop = true;
   return Call(std::move(h), timeout).status();
 }
 

@@ -36,6 +36,7 @@ struct SharedRegionRef {
   int64_t fd = -1;
   uint64_t token = 0;
   int64_t slot_bytes = 0;
+  bool operator==(const SharedRegionRef&) const = default;
 };
 
 class SharedRegion {

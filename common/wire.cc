@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "common/proto/psforge.capnp.h"
 
@@ -15,52 +16,104 @@ namespace {
 
 static_assert(proto::SCHEMA_VERSION == kWireSchemaVersion, "wire.h and psforge.capnp disagree");
 
-void FillBlock(proto::KeyBlock::Builder b, const WireHeader& h) {
-  b.setStep(h.step);
-  b.setKeyBegin(h.key_begin);
-  b.setKeyEnd(h.key_end);
-  b.setDtype(static_cast<proto::DType>(h.dtype));
-  b.setWithPull(h.with_pull);
-  b.setPullVersion(h.pull_version);
-  b.setSamples(static_cast<uint32_t>(h.samples));
-  b.setLease(h.mark.lease);
-  b.setLeaseOffset(h.mark.lease_offset);
-  b.setEpoch(h.mark.epoch);
-  b.setIdSum(h.mark.id_sum);
-  b.setIdSquareSum(h.mark.id_square_sum);
-  b.setWorkers(static_cast<uint32_t>(h.workers));
-  b.setPayloadSlot(static_cast<uint8_t>(h.payload_slot));
-  b.setSlotSequence(h.slot_sequence);
-  b.setReplySlot(static_cast<uint8_t>(h.reply_slot));
+template <MessageKind k, typename T>
+constexpr bool kBodyIs = std::is_same_v<std::variant_alternative_t<static_cast<std::size_t>(k), MessageBody>, T>;
+static_assert(kBodyIs<MessageKind::kRegister, msg::Register> && kBodyIs<MessageKind::kHeartbeat, msg::Heartbeat> &&
+                  kBodyIs<MessageKind::kPush, msg::Push> && kBodyIs<MessageKind::kPushAck, msg::PushAck> &&
+                  kBodyIs<MessageKind::kPull, msg::Pull> && kBodyIs<MessageKind::kPullReply, msg::PullReply> &&
+                  kBodyIs<MessageKind::kError, msg::Error> && kBodyIs<MessageKind::kControl, msg::Control> &&
+                  kBodyIs<MessageKind::kWelcome, msg::Welcome> && kBodyIs<MessageKind::kLease, msg::LeaseRequest> &&
+                  kBodyIs<MessageKind::kLeaseReply, msg::LeaseReply> && kBodyIs<MessageKind::kReport, msg::Report> &&
+                  std::variant_size_v<MessageBody> == 12,
+              "MessageBody's alternatives are in MessageKind's order");
+
+std::string SlotError(const char* what, int slot) {
+  return std::string(what).append(" slot ").append(std::to_string(slot)).append(" outside [1, ")
+      .append(std::to_string(SharedRegion::kSlots)).append("]");
 }
 
-Status ReadBlock(proto::KeyBlock::Reader b, WireHeader* h) {
-  h->step = b.getStep();
-  h->key_begin = b.getKeyBegin();
-  h->key_end = b.getKeyEnd();
-  auto dtype = b.getDtype();
+Status ReadDType(proto::DType dtype, DType* out) {
   if (static_cast<unsigned>(dtype) > static_cast<unsigned>(proto::DType::FP16))
     return InvalidArgument("unknown dtype " + std::to_string(static_cast<unsigned>(dtype)));
-  h->dtype = static_cast<DType>(dtype);
-  h->with_pull = b.getWithPull();
-  h->pull_version = b.getPullVersion();
-  h->samples = b.getSamples();
-  h->mark.lease = b.getLease();
-  h->mark.lease_offset = b.getLeaseOffset();
-  h->mark.epoch = b.getEpoch();
-  h->mark.id_sum = b.getIdSum();
-  h->mark.id_square_sum = b.getIdSquareSum();
-  h->workers = b.getWorkers();
-  h->payload_slot = b.getPayloadSlot();
-  h->slot_sequence = b.getSlotSequence();
-  h->reply_slot = b.getReplySlot();
-  if (h->payload_slot != 0 && !SharedRegion::ValidSlot(h->payload_slot))
-    return InvalidArgument("payload slot " + std::to_string(h->payload_slot) + " outside [1, " +
-                           std::to_string(SharedRegion::kSlots) + "]");
-  if (h->reply_slot != 0 && !SharedRegion::ValidSlot(h->reply_slot))
-    return InvalidArgument("reply slot " + std::to_string(h->reply_slot) + " outside [1, " +
-                           std::to_string(SharedRegion::kSlots) + "]");
+  *out = static_cast<DType>(dtype);
   return Status::Ok();
+}
+
+Status CheckSlot(const char* what, int slot) {
+  if (slot != 0 && !SharedRegion::ValidSlot(slot)) return InvalidArgument(SlotError(what, slot));
+  return Status::Ok();
+}
+
+// Push, Pull and PullReply share the schema's KeyBlock; each fills the
+// fields its kind has.
+void FillBlock(proto::KeyBlock::Builder b, const msg::Push& p) {
+  b.setStep(p.step);
+  b.setKeyBegin(p.key_begin);
+  b.setKeyEnd(p.key_end);
+  b.setDtype(static_cast<proto::DType>(p.dtype));
+  b.setWithPull(p.with_pull);
+  b.setPullVersion(p.pull_version);
+  b.setSamples(static_cast<uint32_t>(p.samples));
+  b.setLease(p.mark.lease);
+  b.setLeaseOffset(p.mark.lease_offset);
+  b.setEpoch(p.mark.epoch);
+  b.setIdSum(p.mark.id_sum);
+  b.setIdSquareSum(p.mark.id_square_sum);
+  b.setPayloadSlot(static_cast<uint8_t>(p.payload_slot));
+  b.setReplySlot(static_cast<uint8_t>(p.reply_slot));
+}
+
+void FillBlock(proto::KeyBlock::Builder b, const msg::Pull& p) {
+  b.setStep(p.version);
+  b.setKeyBegin(p.key_begin);
+  b.setKeyEnd(p.key_end);
+  b.setDtype(static_cast<proto::DType>(p.dtype));
+  b.setReplySlot(static_cast<uint8_t>(p.reply_slot));
+}
+
+void FillBlock(proto::KeyBlock::Builder b, const msg::PullReply& p) {
+  b.setStep(p.version);
+  b.setKeyBegin(p.key_begin);
+  b.setKeyEnd(p.key_end);
+  b.setDtype(static_cast<proto::DType>(p.dtype));
+  b.setWorkers(static_cast<uint32_t>(p.workers));
+  b.setPayloadSlot(static_cast<uint8_t>(p.payload_slot));
+  b.setSlotSequence(p.slot_sequence);
+}
+
+Status ReadBlock(proto::KeyBlock::Reader b, msg::Push* p) {
+  p->step = b.getStep();
+  p->key_begin = b.getKeyBegin();
+  p->key_end = b.getKeyEnd();
+  PSF_RETURN_IF_ERROR(ReadDType(b.getDtype(), &p->dtype));
+  p->with_pull = b.getWithPull();
+  p->pull_version = b.getPullVersion();
+  p->samples = b.getSamples();
+  p->mark = {b.getLease(), b.getLeaseOffset(), b.getEpoch(), b.getIdSum(), b.getIdSquareSum()};
+  p->payload_slot = b.getPayloadSlot();
+  p->reply_slot = b.getReplySlot();
+  PSF_RETURN_IF_ERROR(CheckSlot("payload", p->payload_slot));
+  return CheckSlot("reply", p->reply_slot);
+}
+
+Status ReadBlock(proto::KeyBlock::Reader b, msg::Pull* p) {
+  p->version = b.getStep();
+  p->key_begin = b.getKeyBegin();
+  p->key_end = b.getKeyEnd();
+  PSF_RETURN_IF_ERROR(ReadDType(b.getDtype(), &p->dtype));
+  p->reply_slot = b.getReplySlot();
+  return CheckSlot("reply", p->reply_slot);
+}
+
+Status ReadBlock(proto::KeyBlock::Reader b, msg::PullReply* p) {
+  p->version = b.getStep();
+  p->key_begin = b.getKeyBegin();
+  p->key_end = b.getKeyEnd();
+  PSF_RETURN_IF_ERROR(ReadDType(b.getDtype(), &p->dtype));
+  p->workers = b.getWorkers();
+  p->payload_slot = b.getPayloadSlot();
+  p->slot_sequence = b.getSlotSequence();
+  return CheckSlot("payload", p->payload_slot);
 }
 
 template <typename T, typename List>
@@ -76,6 +129,202 @@ Status ReadList(List list, const char* what, std::vector<T>* out) {
 template <typename T, typename Builder>
 void FillList(Builder list, const std::vector<T>& values) {
   for (unsigned i = 0; i < values.size(); ++i) list.set(i, values[i]);
+}
+
+void Fill(proto::Header::Body::Builder body, const msg::Register& m) {
+  auto r = body.initRegister();
+  r.setRole(static_cast<proto::Role>(m.role));
+  r.setEndpoint(m.endpoint);
+  r.setPublicKey(m.public_key);
+  r.setPid(m.pid);
+}
+
+void Fill(proto::Header::Body::Builder body, const msg::Heartbeat& m) {
+  auto b = body.initHeartbeat();
+  b.setStep(m.step);
+  b.setEpoch(m.epoch);
+  b.setSamples(m.samples);
+  b.setLoss(m.loss);
+  b.setStop(m.stop);
+  b.setRole(static_cast<proto::Role>(m.role));
+  b.setRemovedFrom(m.removed_from);
+  b.setCheckpoint(m.checkpoint);
+  b.setRestore(m.restore);
+  b.setRestored(m.restored);
+  b.setPositionsFrom(m.positions_from);
+  b.setCollecting(m.collecting);
+  b.setCheckpointAt(m.checkpoint_at);
+  FillList(b.initRemoved(static_cast<unsigned>(std::min(m.removed.size(), kMaxListEntries))), m.removed);
+  auto audit = b.initAudit(static_cast<unsigned>(std::min(m.audit.size(), kMaxAuditEntries)));
+  for (unsigned i = 0; i < audit.size(); ++i) {
+    audit[i].setEpoch(m.audit[i].epoch);
+    audit[i].setRecords(m.audit[i].records);
+    audit[i].setIdSum(m.audit[i].id_sum);
+    audit[i].setIdSquareSum(m.audit[i].id_square_sum);
+  }
+  auto positions = b.initPositions(static_cast<unsigned>(std::min(m.positions.size(), kMaxListEntries)));
+  for (unsigned i = 0; i < positions.size(); ++i) {
+    positions[i].setWorker(m.positions[i].worker);
+    positions[i].setLease(m.positions[i].lease);
+    positions[i].setLeaseOffset(m.positions[i].lease_offset);
+    positions[i].setStep(m.positions[i].step);
+  }
+}
+
+void Fill(proto::Header::Body::Builder body, const msg::Welcome& m) {
+  auto w = body.initWelcome();
+  w.setId(m.id);
+  w.setStep(m.step);
+}
+
+void Fill(proto::Header::Body::Builder body, const msg::LeaseRequest& m) {
+  auto l = body.initLease();
+  FillList(l.initDone(static_cast<unsigned>(std::min(m.done.size(), kMaxListEntries))), m.done);
+  l.setStep(m.step);
+  l.setFinished(m.finished);
+}
+
+void Fill(proto::Header::Body::Builder body, const msg::LeaseReply& m) {
+  auto l = body.initLeaseReply();
+  l.setStatus(static_cast<proto::LeaseStatus>(m.status));
+  l.setLeaseId(m.lease_id);
+  l.setEpoch(m.epoch);
+  l.setRecordBegin(m.record_begin);
+  l.setRecordEnd(m.record_end);
+  l.setEvaluateEpoch(m.evaluate_epoch);
+  l.setFinalVersion(m.final_version);
+  l.setRecordOffset(m.record_offset);
+}
+
+void Fill(proto::Header::Body::Builder body, const msg::Report& m) {
+  auto r = body.initReport();
+  r.setEpoch(m.epoch);
+  r.setStep(m.step);
+  r.setMetric(m.metric);
+  r.setFinal(m.final);
+  r.setTrainLoss(m.train_loss);
+}
+
+void Fill(proto::Header::Body::Builder body, const msg::Push& m) { FillBlock(body.initPush(), m); }
+void Fill(proto::Header::Body::Builder body, const msg::Pull& m) { FillBlock(body.initPull(), m); }
+void Fill(proto::Header::Body::Builder body, const msg::PullReply& m) { FillBlock(body.initPullReply(), m); }
+
+void Fill(proto::Header::Body::Builder body, const msg::PushAck& m) {
+  auto a = body.initPushAck();
+  a.setStep(m.step);
+  a.setDuplicate(m.duplicate);
+}
+
+void Fill(proto::Header::Body::Builder body, const msg::Error& m) {
+  auto e = body.initError();
+  e.setCode(static_cast<uint16_t>(m.code));
+  e.setMessage(m.message);
+}
+
+void Fill(proto::Header::Body::Builder body, const msg::Control& m) {
+  auto c = body.initControl();
+  c.setKind(static_cast<proto::ControlKind>(m.kind));
+  c.setValue(m.value);
+  c.setText(m.text);
+  if (m.kind == ControlKind::kShareMemory) {
+    auto r = c.initRegion();
+    r.setPid(m.region.pid);
+    r.setFd(m.region.fd);
+    r.setToken(m.region.token);
+    r.setSlotBytes(m.region.slot_bytes);
+  }
+}
+
+Status CheckRole(proto::Role role, PeerRole* out) {
+  if (static_cast<unsigned>(role) > static_cast<unsigned>(proto::Role::COORDINATOR))
+    return InvalidArgument("unknown role " + std::to_string(static_cast<unsigned>(role)));
+  *out = static_cast<PeerRole>(role);
+  return Status::Ok();
+}
+
+Status Read(proto::Register::Reader r, msg::Register* m) {
+  m->endpoint = r.getEndpoint();
+  m->public_key = r.getPublicKey();
+  m->pid = r.getPid();
+  return CheckRole(r.getRole(), &m->role);
+}
+
+Status Read(proto::Heartbeat::Reader b, msg::Heartbeat* m) {
+  m->step = b.getStep();
+  m->epoch = b.getEpoch();
+  m->samples = b.getSamples();
+  m->loss = b.getLoss();
+  m->stop = b.getStop();
+  m->removed_from = b.getRemovedFrom();
+  m->checkpoint = b.getCheckpoint();
+  m->restore = b.getRestore();
+  m->restored = b.getRestored();
+  m->positions_from = b.getPositionsFrom();
+  m->collecting = b.getCollecting();
+  m->checkpoint_at = b.getCheckpointAt();
+  PSF_RETURN_IF_ERROR(CheckRole(b.getRole(), &m->role));
+  PSF_RETURN_IF_ERROR(ReadList(b.getRemoved(), "heartbeat.removed", &m->removed));
+  if (m->checkpoint_at < 0)
+    return InvalidArgument("heartbeat.checkpointAt is " + std::to_string(m->checkpoint_at) + ", negative");
+  // Each list is fetched once: every get counts its words against the
+  // traversal limit again, so a full list read twice would not fit.
+  auto audit = b.getAudit();
+  auto positions = b.getPositions();
+  if (audit.size() > kMaxAuditEntries)
+    return InvalidArgument("heartbeat audits " + std::to_string(audit.size()) + " epochs, more than " +
+                           std::to_string(kMaxAuditEntries));
+  if (positions.size() > kMaxListEntries)
+    return InvalidArgument("heartbeat lists " + std::to_string(positions.size()) + " positions, more than " +
+                           std::to_string(kMaxListEntries));
+  for (auto a : audit) m->audit.push_back({a.getEpoch(), a.getRecords(), a.getIdSum(), a.getIdSquareSum()});
+  for (auto p : positions) m->positions.push_back({p.getWorker(), p.getLease(), p.getLeaseOffset(), p.getStep()});
+  return Status::Ok();
+}
+
+Status Read(proto::LeaseRequest::Reader l, msg::LeaseRequest* m) {
+  m->step = l.getStep();
+  m->finished = l.getFinished();
+  return ReadList(l.getDone(), "lease.done", &m->done);
+}
+
+Status Read(proto::LeaseReply::Reader l, msg::LeaseReply* m) {
+  if (static_cast<unsigned>(l.getStatus()) > static_cast<unsigned>(proto::LeaseStatus::FINISHED))
+    return InvalidArgument("unknown lease status " + std::to_string(static_cast<unsigned>(l.getStatus())));
+  m->status = static_cast<LeaseStatus>(l.getStatus());
+  m->lease_id = l.getLeaseId();
+  m->epoch = l.getEpoch();
+  m->record_begin = l.getRecordBegin();
+  m->record_end = l.getRecordEnd();
+  m->evaluate_epoch = l.getEvaluateEpoch();
+  m->final_version = l.getFinalVersion();
+  m->record_offset = l.getRecordOffset();
+  return Status::Ok();
+}
+
+Status Read(proto::Control::Reader c, msg::Control* m) {
+  if (static_cast<unsigned>(c.getKind()) > static_cast<unsigned>(proto::ControlKind::SHARE_MEMORY))
+    return InvalidArgument("unknown control kind " + std::to_string(static_cast<unsigned>(c.getKind())));
+  m->kind = static_cast<ControlKind>(c.getKind());
+  m->value = c.getValue();
+  m->text = c.getText();
+  if (c.hasRegion()) {
+    auto r = c.getRegion();
+    m->region = {r.getPid(), r.getFd(), r.getToken(), r.getSlotBytes()};
+  }
+  return Status::Ok();
+}
+
+// Reads a body of kind T from `reader` into `h->body`.
+template <typename T, typename Reader>
+Status ReadBody(Reader reader, WireHeader* h) {
+  T m;
+  Status status;
+  if constexpr (std::is_same_v<T, msg::Push> || std::is_same_v<T, msg::Pull> || std::is_same_v<T, msg::PullReply>)
+    status = ReadBlock(reader, &m);
+  else
+    status = Read(reader, &m);
+  if (status.ok()) h->body = std::move(m);
+  return status;
 }
 
 }  // namespace
@@ -109,112 +358,7 @@ void EncodeHeader(const WireHeader& h, std::vector<std::byte>* out) {
   root.setSenderId(h.sender);
   root.setGeneration(h.generation);
   auto body = root.initBody();
-  switch (h.kind) {
-    case MessageKind::kRegister: {
-      auto r = body.initRegister();
-      r.setRole(static_cast<proto::Role>(h.role));
-      r.setEndpoint(h.endpoint);
-      r.setPublicKey(h.public_key);
-      r.setPid(h.pid);
-      break;
-    }
-    case MessageKind::kHeartbeat: {
-      auto b = body.initHeartbeat();
-      b.setStep(h.step);
-      b.setEpoch(h.epoch);
-      b.setSamples(h.samples);
-      b.setLoss(h.loss);
-      b.setStop(h.stop);
-      b.setRole(static_cast<proto::Role>(h.role));
-      b.setRemovedFrom(h.removed_from);
-      b.setCheckpoint(h.checkpoint);
-      b.setRestore(h.restore);
-      b.setRestored(h.restored);
-      b.setPositionsFrom(h.positions_from);
-      b.setCollecting(h.collecting);
-      b.setCheckpointAt(h.checkpoint_at);
-      FillList(b.initRemoved(static_cast<unsigned>(std::min(h.removed.size(), kMaxListEntries))),
-               h.removed);
-      auto audit = b.initAudit(static_cast<unsigned>(std::min(h.audit.size(), kMaxAuditEntries)));
-      for (unsigned i = 0; i < audit.size(); ++i) {
-        audit[i].setEpoch(h.audit[i].epoch);
-        audit[i].setRecords(h.audit[i].records);
-        audit[i].setIdSum(h.audit[i].id_sum);
-        audit[i].setIdSquareSum(h.audit[i].id_square_sum);
-      }
-      auto positions = b.initPositions(static_cast<unsigned>(std::min(h.positions.size(), kMaxListEntries)));
-      for (unsigned i = 0; i < positions.size(); ++i) {
-        positions[i].setWorker(h.positions[i].worker);
-        positions[i].setLease(h.positions[i].lease);
-        positions[i].setLeaseOffset(h.positions[i].lease_offset);
-        positions[i].setStep(h.positions[i].step);
-      }
-      break;
-    }
-    case MessageKind::kWelcome: {
-      auto w = body.initWelcome();
-      w.setId(h.sender);
-      w.setStep(h.step);
-      break;
-    }
-    case MessageKind::kLease: {
-      auto l = body.initLease();
-      FillList(l.initDone(static_cast<unsigned>(std::min(h.done.size(), kMaxListEntries))), h.done);
-      l.setStep(h.step);
-      l.setFinished(h.finished);
-      break;
-    }
-    case MessageKind::kLeaseReply: {
-      auto l = body.initLeaseReply();
-      l.setStatus(static_cast<proto::LeaseStatus>(h.lease_status));
-      l.setLeaseId(h.lease_id);
-      l.setEpoch(h.epoch);
-      l.setRecordBegin(h.record_begin);
-      l.setRecordEnd(h.record_end);
-      l.setEvaluateEpoch(h.evaluate_epoch);
-      l.setFinalVersion(h.final_version);
-      l.setRecordOffset(h.record_offset);
-      break;
-    }
-    case MessageKind::kReport: {
-      auto r = body.initReport();
-      r.setEpoch(h.epoch);
-      r.setStep(h.step);
-      r.setMetric(h.metric);
-      r.setFinal(h.final);
-      r.setTrainLoss(h.loss);
-      break;
-    }
-    case MessageKind::kPush: FillBlock(body.initPush(), h); break;
-    case MessageKind::kPull: FillBlock(body.initPull(), h); break;
-    case MessageKind::kPullReply: FillBlock(body.initPullReply(), h); break;
-    case MessageKind::kPushAck: {
-      auto a = body.initPushAck();
-      a.setStep(h.step);
-      a.setDuplicate(h.duplicate);
-      break;
-    }
-    case MessageKind::kError: {
-      auto e = body.initError();
-      e.setCode(static_cast<uint16_t>(h.error_code));
-      e.setMessage(h.text);
-      break;
-    }
-    case MessageKind::kControl: {
-      auto c = body.initControl();
-      c.setKind(static_cast<proto::ControlKind>(h.control));
-      c.setValue(h.value);
-      c.setText(h.text);
-      if (h.control == ControlKind::kShareMemory) {
-        auto r = c.initRegion();
-        r.setPid(h.region.pid);
-        r.setFd(h.region.fd);
-        r.setToken(h.region.token);
-        r.setSlotBytes(h.region.slot_bytes);
-      }
-      break;
-    }
-  }
+  std::visit([&](const auto& m) { Fill(body, m); }, h.body);
   auto segments = message.getSegmentsForOutput();
   std::size_t words = capnp::computeSerializedSizeInWords(segments);
   out->resize(words * sizeof(capnp::word));
@@ -257,128 +401,30 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
     h.generation = root.getGeneration();
     auto body = root.getBody();
     switch (body.which()) {
-      case proto::Header::Body::REGISTER: {
-        h.kind = MessageKind::kRegister;
-        auto role = body.getRegister().getRole();
-        if (static_cast<unsigned>(role) > static_cast<unsigned>(proto::Role::COORDINATOR))
-          status = InvalidArgument("unknown role");
-        h.role = static_cast<PeerRole>(role);
-        h.endpoint = body.getRegister().getEndpoint();
-        h.public_key = body.getRegister().getPublicKey();
-        h.pid = body.getRegister().getPid();
-        break;
-      }
-      case proto::Header::Body::HEARTBEAT: {
-        h.kind = MessageKind::kHeartbeat;
-        auto b = body.getHeartbeat();
-        h.step = b.getStep();
-        h.epoch = b.getEpoch();
-        h.samples = b.getSamples();
-        h.loss = b.getLoss();
-        h.stop = b.getStop();
-        h.role = static_cast<PeerRole>(b.getRole());
-        h.removed_from = b.getRemovedFrom();
-        h.checkpoint = b.getCheckpoint();
-        h.restore = b.getRestore();
-        h.restored = b.getRestored();
-        h.positions_from = b.getPositionsFrom();
-        h.collecting = b.getCollecting();
-        h.checkpoint_at = b.getCheckpointAt();
-        status = ReadList(b.getRemoved(), "heartbeat.removed", &h.removed);
-        if (status.ok() && h.checkpoint_at < 0)
-          status = InvalidArgument("heartbeat.checkpointAt is " + std::to_string(h.checkpoint_at) + ", negative");
-        // Each list is fetched once: every get counts its words against the
-        // traversal limit again, so a full list read twice would not fit.
-        auto audit = b.getAudit();
-        auto positions = b.getPositions();
-        if (status.ok() && audit.size() > kMaxAuditEntries)
-          status = InvalidArgument("heartbeat audits " + std::to_string(audit.size()) + " epochs, more than " +
-                                   std::to_string(kMaxAuditEntries));
-        if (status.ok() && positions.size() > kMaxListEntries)
-          status = InvalidArgument("heartbeat lists " + std::to_string(positions.size()) + " positions, more than " +
-                                   std::to_string(kMaxListEntries));
-        if (status.ok() && static_cast<unsigned>(b.getRole()) > static_cast<unsigned>(proto::Role::COORDINATOR))
-          status = InvalidArgument("unknown role");
-        if (!status.ok()) break;
-        for (auto a : audit) h.audit.push_back({a.getEpoch(), a.getRecords(), a.getIdSum(), a.getIdSquareSum()});
-        for (auto p : positions) h.positions.push_back({p.getWorker(), p.getLease(), p.getLeaseOffset(), p.getStep()});
-        break;
-      }
+      case proto::Header::Body::REGISTER: status = ReadBody<msg::Register>(body.getRegister(), &h); break;
+      case proto::Header::Body::HEARTBEAT: status = ReadBody<msg::Heartbeat>(body.getHeartbeat(), &h); break;
+      case proto::Header::Body::PUSH: status = ReadBody<msg::Push>(body.getPush(), &h); break;
+      case proto::Header::Body::PULL: status = ReadBody<msg::Pull>(body.getPull(), &h); break;
+      case proto::Header::Body::PULL_REPLY: status = ReadBody<msg::PullReply>(body.getPullReply(), &h); break;
+      case proto::Header::Body::LEASE: status = ReadBody<msg::LeaseRequest>(body.getLease(), &h); break;
+      case proto::Header::Body::LEASE_REPLY: status = ReadBody<msg::LeaseReply>(body.getLeaseReply(), &h); break;
+      case proto::Header::Body::CONTROL: status = ReadBody<msg::Control>(body.getControl(), &h); break;
       case proto::Header::Body::WELCOME:
-        h.kind = MessageKind::kWelcome;
-        h.sender = body.getWelcome().getId();
-        h.step = body.getWelcome().getStep();
+        h.body = msg::Welcome{body.getWelcome().getId(), body.getWelcome().getStep()};
         break;
-      case proto::Header::Body::LEASE: {
-        h.kind = MessageKind::kLease;
-        auto l = body.getLease();
-        h.step = l.getStep();
-        h.finished = l.getFinished();
-        status = ReadList(l.getDone(), "lease.done", &h.done);
-        break;
-      }
-      case proto::Header::Body::LEASE_REPLY: {
-        h.kind = MessageKind::kLeaseReply;
-        auto l = body.getLeaseReply();
-        if (static_cast<unsigned>(l.getStatus()) > static_cast<unsigned>(proto::LeaseStatus::FINISHED))
-          status = InvalidArgument("unknown lease status");
-        h.lease_status = static_cast<LeaseStatus>(l.getStatus());
-        h.lease_id = l.getLeaseId();
-        h.epoch = l.getEpoch();
-        h.record_begin = l.getRecordBegin();
-        h.record_end = l.getRecordEnd();
-        h.evaluate_epoch = l.getEvaluateEpoch();
-        h.final_version = l.getFinalVersion();
-        h.record_offset = l.getRecordOffset();
-        break;
-      }
       case proto::Header::Body::REPORT: {
-        h.kind = MessageKind::kReport;
         auto r = body.getReport();
-        h.epoch = r.getEpoch();
-        h.step = r.getStep();
-        h.metric = r.getMetric();
-        h.final = r.getFinal();
-        h.loss = r.getTrainLoss();
+        h.body = msg::Report{r.getEpoch(), r.getStep(), r.getMetric(), r.getFinal(), r.getTrainLoss()};
         break;
       }
-      case proto::Header::Body::PUSH:
-        h.kind = MessageKind::kPush;
-        status = ReadBlock(body.getPush(), &h);
-        break;
-      case proto::Header::Body::PULL:
-        h.kind = MessageKind::kPull;
-        status = ReadBlock(body.getPull(), &h);
-        break;
-      case proto::Header::Body::PULL_REPLY:
-        h.kind = MessageKind::kPullReply;
-        status = ReadBlock(body.getPullReply(), &h);
-        break;
       case proto::Header::Body::PUSH_ACK:
-        h.kind = MessageKind::kPushAck;
-        h.step = body.getPushAck().getStep();
-        h.duplicate = body.getPushAck().getDuplicate();
+        h.body = msg::PushAck{body.getPushAck().getStep(), body.getPushAck().getDuplicate()};
         break;
       case proto::Header::Body::ERROR: {
-        h.kind = MessageKind::kError;
         uint16_t code = body.getError().getCode();
-        h.error_code = code <= static_cast<uint16_t>(StatusCode::kAborted)
-                           ? static_cast<StatusCode>(code) : StatusCode::kInternal;
-        h.text = body.getError().getMessage();
-        break;
-      }
-      case proto::Header::Body::CONTROL: {
-        h.kind = MessageKind::kControl;
-        auto c = body.getControl();
-        if (static_cast<unsigned>(c.getKind()) > static_cast<unsigned>(proto::ControlKind::SHARE_MEMORY))
-          status = InvalidArgument("unknown control kind");
-        h.control = static_cast<ControlKind>(c.getKind());
-        h.value = c.getValue();
-        h.text = c.getText();
-        if (c.hasRegion()) {
-          auto r = c.getRegion();
-          h.region = {r.getPid(), r.getFd(), r.getToken(), r.getSlotBytes()};
-        }
+        h.body = msg::Error{code <= static_cast<uint16_t>(StatusCode::kAborted) ? static_cast<StatusCode>(code)
+                                                                               : StatusCode::kInternal,
+                            body.getError().getMessage()};
         break;
       }
       default:
@@ -392,13 +438,15 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
   return h;
 }
 
-WireHeader ErrorReply(const WireHeader& request, const Status& status) {
+WireHeader ReplyTo(const WireHeader& request, MessageBody body) {
   WireHeader h;
-  h.kind = MessageKind::kError;
   h.request_id = request.request_id;
-  h.error_code = status.code();
-  h.text = status.message();
+  h.body = std::move(body);
   return h;
+}
+
+WireHeader ErrorReply(const WireHeader& request, const Status& status) {
+  return ReplyTo(request, msg::Error{status.code(), status.message()});
 }
 
 }  // namespace psforge

@@ -18,8 +18,8 @@ using namespace coordinator_util;
 
 // A member this coordinator does not know: it restarted (or the member's
 // place was given to another). Aborted tells the member to join again.
-Status NotAMember(const WireHeader& h) {
-  return Aborted(std::string(MessageKindName(h.kind)) + " from " + RoleName(h.role) + " " + std::to_string(h.sender) +
+Status NotAMember(const WireHeader& h, PeerRole role) {
+  return Aborted(std::string(MessageKindName(h.kind())) + " from " + RoleName(role) + " " + std::to_string(h.sender) +
                  ", which is not a member of this job (the coordinator restarted?): join again");
 }
 
@@ -139,7 +139,7 @@ void Coordinator::ReplyError(const std::string& peer, const WireHeader& request,
     auto [it, first] = refusals_.try_emplace(refusals_.size() < kMaxRefusalSources ? from : "other addresses");
     if (first || it->second.logged == 0) {
       ++it->second.logged;
-      std::fprintf(stderr, "ps-coordinator: refused a %s from %s: %s\n", what ? what : MessageKindName(request.kind),
+      std::fprintf(stderr, "ps-coordinator: refused a %s from %s: %s\n", what ? what : MessageKindName(request.kind()),
                    from.c_str(), status.message().c_str());
     } else {
       ++it->second.more;
@@ -231,83 +231,78 @@ void Coordinator::Handle(InMessage& m) {
   auto decoded = DecodeHeader(m.frames[0]->bytes(), &decode_scratch_);
   if (!decoded.ok()) return ReplyError(m.peer, {}, decoded.status(), "message");
   const WireHeader& h = *decoded;
-  if (h.kind == MessageKind::kRegister && !Admitted(m, kRegistration)) return;
+  if (h.kind() == MessageKind::kRegister && !Admitted(m, kRegistration)) return;
   if (m.frames.size() != 1)
-    return ReplyError(m.peer, h, InvalidArgument(std::string(MessageKindName(h.kind)) + " with " +
+    return ReplyError(m.peer, h, InvalidArgument(std::string(MessageKindName(h.kind())) + " with " +
                                                  std::to_string(m.frames.size()) + " frames, expected 1"));
-  switch (h.kind) {
-    case MessageKind::kRegister: return HandleRegister(m.peer, h);
-    case MessageKind::kHeartbeat: return HandleHeartbeat(m.peer, h);
-    case MessageKind::kLease: return HandleLease(m.peer, h);
-    case MessageKind::kReport: return HandleReport(m.peer, h);
-    default:
-      return ReplyError(m.peer, h, InvalidArgument(std::string("the coordinator does not take ") +
-                                                   MessageKindName(h.kind) + " messages"));
-  }
+  if (h.As<msg::Register>()) return HandleRegister(m.peer, h);
+  if (const auto* b = h.As<msg::Heartbeat>()) return HandleHeartbeat(m.peer, h, *b);
+  if (const auto* l = h.As<msg::LeaseRequest>()) return HandleLease(m.peer, h, *l);
+  if (const auto* r = h.As<msg::Report>()) return HandleReport(m.peer, h, *r);
+  ReplyError(m.peer, h, InvalidArgument(std::string("the coordinator does not take ") +
+                                        MessageKindName(h.kind()) + " messages"));
 }
 
-void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h) {
-  if (h.role == PeerRole::kWorker && h.generation != commits_.generation()) {
+void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h, const msg::Heartbeat& b) {
+  if (b.role == PeerRole::kWorker && h.generation != commits_.generation()) {
     // A worker of an abandoned generation: the answer tells it to join again.
-    WireHeader r;
-    r.kind = MessageKind::kHeartbeat;
-    r.request_id = h.request_id;
+    msg::Heartbeat answer;
+    answer.restore = commits_.restore_step();
+    answer.stop = job_over_;
+    WireHeader r = ReplyTo(h, std::move(answer));
     r.generation = commits_.generation();
-    r.restore = commits_.restore_step();
-    r.stop = job_over_;
     return Reply(peer, r);
   }
-  Member* m = members_.Find(h.role, h.sender);
-  if (!m) return ReplyError(peer, h, NotAMember(h));
+  Member* m = members_.Find(b.role, h.sender);
+  if (!m) return ReplyError(peer, h, NotAMember(h, b.role));
   // A member beats only once welcomed: a heartbeat for a place still
   // joining comes from a member of the run before this coordinator's, whose
   // id was given to a newcomer. It joins again, in a place of its own.
-  if (m->state == MemberState::kJoining) return ReplyError(peer, h, NotAMember(h));
-  WireHeader r;
-  r.kind = MessageKind::kHeartbeat;
-  r.request_id = h.request_id;
-  members_.FillRemoved(h.removed_from, &r);
-  r.checkpoint = commits_.committed();
-  r.checkpoint_at = commits_.planned();
-  r.generation = commits_.generation();
-  r.restore = commits_.restore_step();
-  r.collecting = commits_.collecting();
-  r.stop = job_over_ || m->state == MemberState::kDead;
+  if (m->state == MemberState::kJoining) return ReplyError(peer, h, NotAMember(h, b.role));
+  msg::Heartbeat answer;
+  members_.FillRemoved(b.removed_from, &answer);
+  answer.checkpoint = commits_.committed();
+  answer.checkpoint_at = commits_.planned();
+  answer.restore = commits_.restore_step();
+  answer.collecting = commits_.collecting();
+  answer.stop = job_over_ || m->state == MemberState::kDead;
   if (m->state != MemberState::kDead) {
     m->last_seen = Clock::now();
     m->committed_when_seen = commits_.committed();
-    m->progress = {h.step, h.epoch, h.samples, h.loss, {}, {}};
+    m->progress = {b.step, b.epoch, b.samples, b.loss, {}, {}};
     if (m->role == PeerRole::kWorker && m->state == MemberState::kFinished)
       m->progress.step = std::max(m->progress.step, m->final_step);
     if (m->role == PeerRole::kServer && h.generation == commits_.generation() && commits_.collecting()) {
       // Loading the generation's checkpoint: what it loaded, and its positions.
-      m->restored = h.restored;
-      if (h.restored == commits_.restore_step())
-        for (const DataPosition& p : h.positions)
+      m->restored = b.restored;
+      if (b.restored == commits_.restore_step())
+        for (const DataPosition& p : b.positions)
           if (p.worker < static_cast<uint64_t>(config_.cluster.workers)) m->restored_positions[p.worker] = p;
     } else if (m->role == PeerRole::kServer && h.generation == commits_.generation()) {
-      m->removals_known = h.removed_from;
-      if (h.checkpoint > commits_.committed() && m->durable.insert(h.checkpoint).second) {
+      m->removals_known = b.removed_from;
+      if (b.checkpoint > commits_.committed() && m->durable.insert(b.checkpoint).second) {
         while (m->durable.size() > 16) m->durable.erase(m->durable.begin());
         CommitCheckpoint();
       }
-      for (const EpochAudit& a : h.audit)
+      for (const EpochAudit& a : b.audit)
         if (a.epoch >= 1 && a.epoch <= config_.training.epochs) m->audit[a.epoch] = a;
-      for (const DataPosition& p : h.positions)
+      for (const DataPosition& p : b.positions)
         if (p.worker < members_.workers().size()) m->positions[p.worker] = p;
     }
-    m->farewell = m->farewell || h.stop;
+    m->farewell = m->farewell || b.stop;
   }
-  m->told_stop = m->told_stop || r.stop;
+  m->told_stop = m->told_stop || answer.stop;
+  WireHeader r = ReplyTo(h, std::move(answer));
+  r.generation = commits_.generation();
   Reply(peer, r);
   if (commits_.collecting() && m->role == PeerRole::kServer) FinishRestart();
 }
 
-void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
+void Coordinator::HandleLease(const std::string& peer, const WireHeader& h, const msg::LeaseRequest& l) {
   if (h.generation != commits_.generation())
     return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(commits_.restore_step()) + ": rejoin"));
   Member* m = members_.Find(PeerRole::kWorker, h.sender);
-  if (!m) return ReplyError(peer, h, NotAMember(h));
+  if (!m) return ReplyError(peer, h, NotAMember(h, PeerRole::kWorker));
   // Not active: declared dead, or a member of the run before this
   // coordinator's (which reuses ids) mistaken for one that has joined but
   // not started. Either way it joins again, in a place of its own.
@@ -315,28 +310,28 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
     return ReplyError(peer, h, Aborted("lease request from worker " + std::to_string(h.sender) +
                                        ", which is not an active member of the job: join again"));
   m->last_seen = Clock::now();
-  m->progress.step = std::max(m->progress.step, h.step);
+  m->progress.step = std::max(m->progress.step, l.step);
   // A replacement trains from its first lease request on (it loads the data
   // first): until then the others may take over its shards.
   leases_.SetAbsent(h.sender, false);
   int64_t evaluate = 0;
   auto completed_epoch = [&](int64_t epoch) {
     Log("epoch " + std::to_string(epoch) + "/" + std::to_string(config_.training.epochs) + " complete at step " +
-        std::to_string(h.step) + "; worker " + std::to_string(h.sender) + " evaluates it");
+        std::to_string(l.step) + "; worker " + std::to_string(h.sender) + " evaluates it");
     // The final epoch is evaluated by the job's final evaluation.
     if (epoch < config_.training.epochs) evaluate = epoch;
   };
-  for (uint64_t lease : h.done) {
+  for (uint64_t lease : l.done) {
     auto completed = leases_.Done(h.sender, lease);
     if (!completed.ok()) return ReplyError(peer, h, completed.status());
     if (*completed > 0) completed_epoch(*completed);
   }
-  if (config_.cluster.consistency == Consistency::kBsp && !h.finished) {
+  if (config_.cluster.consistency == Consistency::kBsp && !l.finished) {
     // Lockstep (lease_table.h): what this worker holds is used up, and
     // every step before this one is applied, so whatever was used up
     // before it is done, whichever worker's request comes first.
-    leases_.UsedUp(h.sender, h.step);
-    const int64_t completed = leases_.CompleteUsedUp(h.step, [&](uint32_t w) {
+    leases_.UsedUp(h.sender, l.step);
+    const int64_t completed = leases_.CompleteUsedUp(l.step, [&](uint32_t w) {
       const auto& workers = members_.workers();
       return w < workers.size() &&
              (workers[w].state == MemberState::kActive || workers[w].state == MemberState::kFinished);
@@ -344,30 +339,29 @@ void Coordinator::HandleLease(const std::string& peer, const WireHeader& h) {
     if (completed > 0) completed_epoch(completed);
   }
   // An epoch completed by a dead worker's leases goes to the next worker still training.
-  if (evaluate == 0 && pending_evaluation_ > 0 && m->state == MemberState::kActive && !h.finished)
+  if (evaluate == 0 && pending_evaluation_ > 0 && m->state == MemberState::kActive && !l.finished)
     std::swap(evaluate, pending_evaluation_);
-  if (!h.done.empty()) RetryParkedLeases(false);
+  if (!l.done.empty()) RetryParkedLeases(false);
   AnswerLease(peer, h, evaluate, /*may_park=*/true);
 }
 
 bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int64_t evaluate_epoch,
                               bool may_park) {
+  const auto& l = std::get<msg::LeaseRequest>(h.body);
   Member* m = members_.Find(PeerRole::kWorker, h.sender);
   if (!m || (m->state != MemberState::kActive && m->state != MemberState::kFinished)) return true;
-  WireHeader r;
-  r.kind = MessageKind::kLeaseReply;
-  r.request_id = h.request_id;
+  msg::LeaseReply r;
   r.evaluate_epoch = evaluate_epoch;
-  if (h.finished || leases_.finished() || m->state == MemberState::kFinished) {
+  if (l.finished || leases_.finished() || m->state == MemberState::kFinished) {
     // A worker that finishes stops training at once (and leaves the
     // servers); which worker evaluates the final weights is the last one to
     // finish, or, if that one dies, one that finished before and asks again.
     const bool first = m->state == MemberState::kActive;
     if (first) {
       m->state = MemberState::kFinished;
-      m->final_step = h.step;
+      m->final_step = l.step;
     }
-    r.lease_status = LeaseStatus::kFinished;
+    r.status = LeaseStatus::kFinished;
     const bool none_active = !members_.AnyWorkerActive();
     if (evaluator_ == static_cast<int64_t>(h.sender)) {
       r.final_version = std::max<int64_t>(final_steps_, 1);
@@ -384,12 +378,12 @@ bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int6
     } else if (first) {
       r.final_version = 0;  // undecided: ask again after leaving the servers
     } else if (may_park) {
-      parked_leases_.push_back({peer, h, Clock::now() + Seconds(config_.cluster.request_timeout_s / 2)});
+      parked_leases_.push_back({peer, h, evaluate_epoch, Clock::now() + Seconds(config_.cluster.request_timeout_s / 2)});
       return false;
     } else {
-      r.lease_status = LeaseStatus::kWait;  // still undecided: ask again
+      r.status = LeaseStatus::kWait;  // still undecided: ask again
     }
-    Reply(peer, r);
+    Reply(peer, ReplyTo(h, r));
     return true;
   }
   LeaseTable::Grant g = leases_.Next(h.sender);
@@ -398,20 +392,19 @@ bool Coordinator::AnswerLease(const std::string& peer, const WireHeader& h, int6
     // Nothing keeps an ASP worker's pace: rather than spin through empty
     // steps, it waits here until a shard frees up or the epoch ends. (One
     // that still holds leases must push them first: it may not wait.)
-    parked_leases_.push_back({peer, h, Clock::now() + Seconds(config_.cluster.request_timeout_s / 2)});
-    parked_leases_.back().request.evaluate_epoch = evaluate_epoch;
+    parked_leases_.push_back({peer, h, evaluate_epoch, Clock::now() + Seconds(config_.cluster.request_timeout_s / 2)});
     return false;
   }
   if (g.status == LeaseStatus::kGranted && store_ &&
       !Record(store_->AddGrant(commits_.generation(), {h.sender, g.lease, g.offset})).ok())
     return true;
-  r.lease_status = g.status;
+  r.status = g.status;
   r.lease_id = g.lease;
   r.epoch = g.epoch;
   r.record_begin = g.positions.begin;
   r.record_end = g.positions.end;
   r.record_offset = g.offset;
-  Reply(peer, r);
+  Reply(peer, ReplyTo(h, r));
   return true;
 }
 
@@ -422,34 +415,31 @@ void Coordinator::RetryParkedLeases(bool expire_all) {
   const auto now = Clock::now();
   for (auto& p : parked) {
     const bool expired = expire_all || now >= p.deadline;
-    if (!AnswerLease(p.peer, p.request, p.request.evaluate_epoch, /*may_park=*/!expired))
+    if (!AnswerLease(p.peer, p.request, p.evaluate_epoch, /*may_park=*/!expired))
       parked_leases_.back().deadline = p.deadline;
   }
 }
 
-void Coordinator::HandleReport(const std::string& peer, const WireHeader& h) {
+void Coordinator::HandleReport(const std::string& peer, const WireHeader& h, const msg::Report& r) {
   if (h.generation != commits_.generation())
     return ReplyError(peer, h, Aborted("the job restarted from step " + std::to_string(commits_.restore_step()) + ": rejoin"));
   Member* m = members_.Find(PeerRole::kWorker, h.sender);
-  if (!m) return ReplyError(peer, h, NotAMember(h));
-  if (!std::isfinite(h.metric))
+  if (!m) return ReplyError(peer, h, NotAMember(h, PeerRole::kWorker));
+  if (!std::isfinite(r.metric))
     return ReplyError(peer, h, InvalidArgument("report with a non-finite metric"));
   m->last_seen = Clock::now();
   // The final evaluator may be a replacement that trained in no epoch of
   // its own: the epochs are the job's.
-  const int64_t epoch = h.final ? std::max(h.epoch, leases_.epochs_completed()) : h.epoch;
-  EvaluationRecord e{epoch, h.step, h.metric, Elapsed(), h.final, std::isfinite(h.loss) ? h.loss : 0.0};
+  const int64_t epoch = r.final ? std::max(r.epoch, leases_.epochs_completed()) : r.epoch;
+  EvaluationRecord e{epoch, r.step, r.metric, Elapsed(), r.final, std::isfinite(r.train_loss) ? r.train_loss : 0.0};
   report_.Evaluation(e);
-  if (store_ && !h.final) (void)Record(store_->PutEvaluation(e));
+  if (store_ && !r.final) (void)Record(store_->PutEvaluation(e));
   const char* metric = MetricName(config_);
-  Log(std::string(h.final ? "final" : "after") + " epoch " + std::to_string(epoch) + "/" +
-      std::to_string(config_.training.epochs) + "  step " + std::to_string(h.step) + "  " + metric + " " +
-      Fixed(h.metric, 4) + "  (" + Fixed(e.time_s, 1) + " s)");
-  WireHeader r;
-  r.kind = MessageKind::kHeartbeat;
-  r.request_id = h.request_id;
-  Reply(peer, r);
-  if (h.final) EndJob(Status::Ok());
+  Log(std::string(r.final ? "final" : "after") + " epoch " + std::to_string(epoch) + "/" +
+      std::to_string(config_.training.epochs) + "  step " + std::to_string(r.step) + "  " + metric + " " +
+      Fixed(r.metric, 4) + "  (" + Fixed(e.time_s, 1) + " s)");
+  Reply(peer, ReplyTo(h, msg::Heartbeat{}));
+  if (r.final) EndJob(Status::Ok());
 }
 
 void Coordinator::CheckLiveness() {

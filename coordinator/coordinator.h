@@ -86,7 +86,8 @@ class Coordinator {
  private:
   struct ParkedLease {
     std::string peer;
-    WireHeader request;
+    WireHeader request;      // a lease request
+    int64_t evaluate_epoch;  // what its answer asks to evaluate
     std::chrono::steady_clock::time_point deadline;
   };
 
@@ -96,16 +97,17 @@ class Coordinator {
   // False when `m`'s sender is over its limit in `message_class` (or cut
   // off already): the message is dropped; a newly cut off peer is logged.
   bool Admitted(const InMessage& m, std::size_t message_class);
+  // `h` has a Register body.
   void HandleRegister(const std::string& peer, const WireHeader& h);
-  void HandleHeartbeat(const std::string& peer, const WireHeader& h);
+  void HandleHeartbeat(const std::string& peer, const WireHeader& h, const msg::Heartbeat& b);
   // Commits the latest checkpoint step every server has written.
   void CommitCheckpoint();
   // Checkpoints by time: every checkpoint.interval_s picks the step the
   // servers take the next one at (far enough ahead to reach them first).
   void PlanCheckpoint();
-  void HandleLease(const std::string& peer, const WireHeader& h);
-  void HandleReport(const std::string& peer, const WireHeader& h);
-  // Answers a lease request; false when it should wait (ASP parks it).
+  void HandleLease(const std::string& peer, const WireHeader& h, const msg::LeaseRequest& l);
+  void HandleReport(const std::string& peer, const WireHeader& h, const msg::Report& r);
+  // Answers lease request `h`; false when it should wait (ASP parks it).
   bool AnswerLease(const std::string& peer, const WireHeader& h, int64_t evaluate_epoch, bool may_park);
   void RetryParkedLeases(bool expire_all);
   void WelcomeAll();

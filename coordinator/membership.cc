@@ -28,12 +28,13 @@ Member* Membership::Find(PeerRole role, uint32_t id) {
 }
 
 void Membership::TakePlace(Member* place, const std::string& peer, const WireHeader& h) {
+  const auto& r = std::get<msg::Register>(h.body);
   Member fresh;
-  fresh.role = h.role;
+  fresh.role = r.role;
   fresh.id = place->id;
-  fresh.endpoint = h.endpoint;
-  fresh.public_key = h.public_key;
-  fresh.pid = h.pid;
+  fresh.endpoint = r.endpoint;
+  fresh.public_key = r.public_key;
+  fresh.pid = r.pid;
   fresh.peer = peer;
   fresh.join_request = h.request_id;
   fresh.last_seen = Clock::now();
@@ -41,7 +42,7 @@ void Membership::TakePlace(Member* place, const std::string& peer, const WireHea
 }
 
 Membership::Placed Membership::Place(const std::string& peer, const WireHeader& h, bool collecting) {
-  const bool server = h.role == PeerRole::kServer;
+  const bool server = std::get<msg::Register>(h.body).role == PeerRole::kServer;
   auto& list = server ? servers_ : workers_;
   const int64_t wanted = server ? wanted_servers_ : wanted_workers_;
   Member* dead = nullptr;
@@ -164,7 +165,7 @@ std::vector<Member*> Membership::AddUntakenWorkerPlaces(Clock::time_point now) {
   return added;
 }
 
-void Membership::FillRemoved(uint32_t known, WireHeader* answer) const {
+void Membership::FillRemoved(uint32_t known, msg::Heartbeat* answer) const {
   // One page at a time: a member that knows `known` removals gets the next ones.
   const std::size_t from = std::min<std::size_t>(known, removed_.size());
   const std::size_t to = std::min(removed_.size(), from + kMaxListEntries);

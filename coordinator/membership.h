@@ -121,7 +121,7 @@ class Membership {
   // rollback: each becomes a dead, removed worker. Returns them.
   std::vector<Member*> AddUntakenWorkerPlaces(Clock::time_point now);
   // Fills `answer`'s page of removed workers for a member that knows `known`.
-  void FillRemoved(uint32_t known, WireHeader* answer) const;
+  void FillRemoved(uint32_t known, msg::Heartbeat* answer) const;
   const std::vector<uint32_t>& removed() const { return removed_; }
   std::vector<uint32_t>& awaiting_positions() { return awaiting_positions_; }
 

@@ -9,12 +9,13 @@ namespace psforge {
 namespace {
 
 WireHeader Registration(PeerRole role, uint64_t request, const std::string& endpoint = "") {
-  WireHeader h;
-  h.kind = MessageKind::kRegister;
-  h.role = role;
-  h.request_id = request;
-  h.endpoint = role == PeerRole::kServer && endpoint.empty() ? std::string("tcp://127.0.0.1:").append(std::to_string(request))
+  msg::Register r;
+  r.role = role;
+  r.endpoint = role == PeerRole::kServer && endpoint.empty() ? std::string("tcp://127.0.0.1:").append(std::to_string(request))
                                                               : endpoint;
+  WireHeader h;
+  h.request_id = request;
+  h.body = r;
   return h;
 }
 
@@ -127,7 +128,7 @@ TEST(Membership, RemovedWorkersArePagedToTheServers) {
   Membership m(1, kWorkers);
   Fill(&m, 1, kWorkers, Clock::now());
   for (Member& w : m.workers()) m.RemoveWorker(&w);
-  WireHeader first, second;
+  msg::Heartbeat first, second;
   m.FillRemoved(0, &first);
   EXPECT_EQ(first.removed_from, 0u);
   ASSERT_EQ(first.removed.size(), kMaxListEntries);

@@ -10,34 +10,35 @@
 namespace psforge {
 
 void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
+  const auto& r = std::get<msg::Register>(h.body);
   if (job_over_) return ReplyError(peer, h, Cancelled("the job is over"));
-  const bool server = h.role == PeerRole::kServer;
-  if (!server && h.role != PeerRole::kWorker)
+  const bool server = r.role == PeerRole::kServer;
+  if (!server && r.role != PeerRole::kWorker)
     return ReplyError(peer, h, InvalidArgument("only servers and workers join a job"));
-  if (server && h.endpoint.empty())
+  if (server && r.endpoint.empty())
     return ReplyError(peer, h, InvalidArgument("a server must say where workers reach it"));
   // Under CURVE workers connect to a server with the key it registers with:
   // it must be one of the cluster's (and the server's, or they cannot connect).
-  if (server && !transport_->public_key().empty() && !transport_->is_cluster_key(h.public_key))
-    return ReplyError(peer, h, InvalidArgument("a server at " + h.endpoint + " registered with public key '" +
-                                               h.public_key + "', which is not in the cluster key file"));
+  if (server && !transport_->public_key().empty() && !transport_->is_cluster_key(r.public_key))
+    return ReplyError(peer, h, InvalidArgument("a server at " + r.endpoint + " registered with public key '" +
+                                               r.public_key + "', which is not in the cluster key file"));
   const int64_t wanted = server ? config_.cluster.servers : config_.cluster.workers;
   const Membership::Placed placed = members_.Place(peer, h, commits_.collecting());
-  const std::string role = RoleName(h.role);
+  const std::string role = RoleName(r.role);
   switch (placed.how) {
     case Membership::Placement::kDeadPlace:
       // A restarted member takes the place of the one that died.
       if (server)
-        Log("server " + std::to_string(placed.place->id) + " joined again at " + h.endpoint + PidSuffix(h.pid));
+        Log("server " + std::to_string(placed.place->id) + " joined again at " + r.endpoint + PidSuffix(r.pid));
       else
         Log("worker " + std::to_string(placed.place->id) +
             " joined again (it takes the place of the one declared dead" +
-            (h.pid ? "; pid " + std::to_string(h.pid) : "") + ")");
+            (r.pid ? "; pid " + std::to_string(r.pid) : "") + ")");
       return WelcomeAll();
     case Membership::Placement::kWaiting:
       // A restarted member may be quicker than its predecessor's heartbeat
       // timeout: it waits for the next place to free up.
-      Log("a " + role + " registered" + (server ? " at " + h.endpoint : "") + " while every " + role +
+      Log("a " + role + " registered" + (server ? " at " + r.endpoint : "") + " while every " + role +
           " place is taken; it takes the place of the next one declared dead");
       return;
     case Membership::Placement::kFull:
@@ -45,9 +46,9 @@ void Coordinator::HandleRegister(const std::string& peer, const WireHeader& h) {
                                                    "s (cluster." + role + "s)"));
     case Membership::Placement::kNewPlace: {
       const std::size_t joined = server ? members_.servers().size() : members_.workers().size();
-      Log(role + " " + std::to_string(placed.place->id) + " joined" + (server ? " at " + h.endpoint : "") + " (" +
+      Log(role + " " + std::to_string(placed.place->id) + " joined" + (server ? " at " + r.endpoint : "") + " (" +
           std::to_string(joined) + " of " + std::to_string(wanted) +
-          (h.pid ? "; pid " + std::to_string(h.pid) : "") + ")");
+          (r.pid ? "; pid " + std::to_string(r.pid) : "") + ")");
       return WelcomeAll();
     }
   }
@@ -66,11 +67,9 @@ void Coordinator::WelcomeAll() {
   const std::string job = EncodeJob(config_, endpoints, keys);
   for (Member* m : members_.ToWelcome(commits_.collecting())) {
     WireHeader w;
-    w.kind = MessageKind::kWelcome;
     w.request_id = m->join_request;
-    w.sender = m->id;
     w.generation = commits_.generation();
-    w.step = commits_.restore_step();
+    w.body = msg::Welcome{m->id, commits_.restore_step()};
     Reply(m->peer, w, {std::as_bytes(std::span<const char>(job.data(), job.size())), nullptr});
     const auto now = Clock::now();
     members_.Welcomed(m, now);

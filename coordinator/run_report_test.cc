@@ -124,8 +124,7 @@ TEST(RunReport, AStalledStepNamesTheWorkersBehindAndTheServersWaiting) {
   Membership members(1, 2);
   for (PeerRole role : {PeerRole::kServer, PeerRole::kWorker, PeerRole::kWorker}) {
     WireHeader h;
-    h.role = role;
-    h.endpoint = "tcp://127.0.0.1:1";
+    h.body = msg::Register{role, "tcp://127.0.0.1:1", {}, 0};
     members.Place("p", h, false);
   }
   const auto t0 = Clock::now();

@@ -272,9 +272,9 @@ MemberProgress ParamServer::Progress() const {
   return p;
 }
 
-void ParamServer::Account(const WireHeader& push) {
+void ParamServer::Account(uint32_t sender, const msg::Push& push) {
   const DataMark& mark = push.mark;
-  if (mark.lease != 0) positions_[push.sender] = {push.sender, mark.lease, mark.lease_offset, push.step};
+  if (mark.lease != 0) positions_[sender] = {sender, mark.lease, mark.lease_offset, push.step};
   if (mark.epoch <= 0 || push.samples <= 0) return;
   records_applied_ += push.samples;
   EpochAudit& a = audit_[mark.epoch];
@@ -313,123 +313,120 @@ void ParamServer::Handle(InMessage& m) {
   auto decoded = DecodeHeader(m.frames[0]->bytes(), &decode_scratch_);
   if (!decoded.ok()) return ReplyError(m.peer, {}, "malformed_header", decoded.status());
   const WireHeader& h = *decoded;
-  const std::size_t expected_frames = h.kind == MessageKind::kPush && h.payload_slot == 0 ? 2 : 1;
+  const auto* push = h.As<msg::Push>();
+  const auto* control = h.As<msg::Control>();
+  const std::size_t expected_frames = push && push->payload_slot == 0 ? 2 : 1;
   if (m.frames.size() != expected_frames)
     return ReplyError(m.peer, h, "wrong_frame_count",
-                      InvalidArgument(std::string(MessageKindName(h.kind)) + " with " +
+                      InvalidArgument(std::string(MessageKindName(h.kind())) + " with " +
                                       std::to_string(m.frames.size()) + " frames, expected " +
                                       std::to_string(expected_frames)));
-  const bool work = h.kind == MessageKind::kPush || h.kind == MessageKind::kPull ||
-                    (h.kind == MessageKind::kControl &&
-                     (h.control == ControlKind::kRemoveWorker || h.control == ControlKind::kAdmitWorker));
+  const bool work = push || h.As<msg::Pull>() ||
+                    (control && (control->kind == ControlKind::kRemoveWorker || control->kind == ControlKind::kAdmitWorker));
   if (coordinator_ && work && h.generation != generation_)
     return ReplyError(m.peer, h, "other_generation",
-                      Aborted(std::string(MessageKindName(h.kind)) + " from generation " +
+                      Aborted(std::string(MessageKindName(h.kind())) + " from generation " +
                               std::to_string(h.generation) + " of the job; this server serves generation " +
                               std::to_string(generation_) + " (the job restarted from step " +
                               std::to_string(restored_) + "): rejoin"));
-  switch (h.kind) {
-    case MessageKind::kPush: return HandlePush(m.peer, h, m);
-    case MessageKind::kPull: return HandlePull(m.peer, h);
-    case MessageKind::kHeartbeat: {
-      WireHeader r;
-      r.kind = MessageKind::kHeartbeat;
-      r.request_id = h.request_id;
-      r.step = shard_->version();
-      return Reply(m.peer, r);
-    }
-    case MessageKind::kControl: {
-      if (h.control == ControlKind::kShareMemory) return HandleShareMemory(m.peer, h);
-      WireHeader r;
-      r.kind = MessageKind::kControl;
-      r.request_id = h.request_id;
-      r.control = h.control;
-      r.value = shard_->version();
-      if (h.control == ControlKind::kStats) {
-        stats_.version = shard_->version();
-        stats_.worker_steps = shard_->WorkerSteps();
-        r.text = StatsJson();
-      } else if (h.control == ControlKind::kShutdown) {
-        shutdown_ = true;
-      } else if (h.control == ControlKind::kRemoveWorker) {
-        if (h.value < 0 || h.value >= shard_->workers())
-          return ReplyError(m.peer, h, "bad_control",
-                            InvalidArgument("remove worker " + std::to_string(h.value) +
-                                            " but the job has " + std::to_string(shard_->workers())));
-        RemoveWorker(static_cast<uint32_t>(h.value));
-      } else if (h.control == ControlKind::kAdmitWorker) {
-        if (h.sender >= static_cast<uint64_t>(shard_->workers()))
-          return ReplyError(m.peer, h, "bad_control",
-                            InvalidArgument("admit worker " + std::to_string(h.sender) + " but the job has " +
-                                            std::to_string(shard_->workers())));
-        const bool replacing = shard_->removed(h.sender);
-        r.value = shard_->AdmitWorker(h.sender);
-        if (replacing)
-          std::fprintf(stderr, "ps-server %lld: worker %u joined again: its pushes count from step %lld\n",
-                       (long long)index_, h.sender, (long long)r.value);
-      } else {
-        return ReplyError(m.peer, h, "unsupported_control",
-                          InvalidArgument("control kind not supported by a server"));
-      }
-      return Reply(m.peer, r);
-    }
-    default:
-      return ReplyError(m.peer, h, "unexpected_kind",
-                        InvalidArgument(std::string("a server does not take ") +
-                                        MessageKindName(h.kind) + " messages"));
+  if (push) return HandlePush(m.peer, h, *push, m);
+  if (const auto* pull = h.As<msg::Pull>()) return HandlePull(m.peer, h, *pull);
+  if (h.As<msg::Heartbeat>()) {
+    msg::Heartbeat answer;
+    answer.step = shard_->version();
+    return Reply(m.peer, ReplyTo(h, std::move(answer)));
   }
+  if (control) {
+    const msg::Control& c = *control;
+    if (c.kind == ControlKind::kShareMemory) return HandleShareMemory(m.peer, h, c);
+    msg::Control r;
+    r.kind = c.kind;
+    r.value = shard_->version();
+    if (c.kind == ControlKind::kStats) {
+      stats_.version = shard_->version();
+      stats_.worker_steps = shard_->WorkerSteps();
+      r.text = StatsJson();
+    } else if (c.kind == ControlKind::kShutdown) {
+      shutdown_ = true;
+    } else if (c.kind == ControlKind::kRemoveWorker) {
+      if (c.value < 0 || c.value >= shard_->workers())
+        return ReplyError(m.peer, h, "bad_control",
+                          InvalidArgument("remove worker " + std::to_string(c.value) +
+                                          " but the job has " + std::to_string(shard_->workers())));
+      RemoveWorker(static_cast<uint32_t>(c.value));
+    } else if (c.kind == ControlKind::kAdmitWorker) {
+      if (h.sender >= static_cast<uint64_t>(shard_->workers()))
+        return ReplyError(m.peer, h, "bad_control",
+                          InvalidArgument("admit worker " + std::to_string(h.sender) + " but the job has " +
+                                          std::to_string(shard_->workers())));
+      const bool replacing = shard_->removed(h.sender);
+      r.value = shard_->AdmitWorker(h.sender);
+      if (replacing)
+        std::fprintf(stderr, "ps-server %lld: worker %u joined again: its pushes count from step %lld\n",
+                     (long long)index_, h.sender, (long long)r.value);
+    } else {
+      return ReplyError(m.peer, h, "unsupported_control",
+                        InvalidArgument("control kind not supported by a server"));
+    }
+    return Reply(m.peer, ReplyTo(h, std::move(r)));
+  }
+  ReplyError(m.peer, h, "unexpected_kind",
+             InvalidArgument(std::string("a server does not take ") + MessageKindName(h.kind()) + " messages"));
 }
 
-void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const InMessage& m) {
-  if (h.dtype != DType::kF32)
+void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const msg::Push& push,
+                             const InMessage& m) {
+  if (push.dtype != DType::kF32)
     return ReplyError(peer, h, "bad_push", InvalidArgument("push dtype not supported; send float32"));
-  if (h.mark.epoch < 0 || h.mark.lease_offset < 0)
-    return ReplyError(peer, h, "bad_push", InvalidArgument("push marked with epoch " + std::to_string(h.mark.epoch) +
-                                                           " and lease offset " + std::to_string(h.mark.lease_offset)));
-  auto payload = PushPayload(h, m);
+  if (push.mark.epoch < 0 || push.mark.lease_offset < 0)
+    return ReplyError(peer, h, "bad_push",
+                      InvalidArgument("push marked with epoch " + std::to_string(push.mark.epoch) +
+                                      " and lease offset " + std::to_string(push.mark.lease_offset)));
+  auto payload = PushPayload(h.sender, push, m);
   if (!payload.ok()) return ReplyError(peer, h, "bad_push", payload.status());
-  auto outcome = shard_->Push(h.sender, h.step, h.samples, h.key_begin, h.key_end, *payload);
+  auto outcome = shard_->Push(h.sender, push.step, push.samples, push.key_begin, push.key_end, *payload);
   if (!outcome.ok()) return ReplyError(peer, h, "bad_push", outcome.status());
   if (*outcome == PushOutcome::kDuplicate) {
     ++stats_.duplicates;
   } else {
     ++stats_.pushes_applied;
-    Account(h);
+    Account(h.sender, push);
   }
   if (*outcome == PushOutcome::kApplied) {
     ++stats_.updates;
     MaybeCheckpoint();
     AnswerReadyPulls();
   }
-  if (h.with_pull) {  // answered by the pull reply instead of an ack
-    WireHeader pull = h;
-    pull.kind = MessageKind::kPull;
-    pull.step = h.pull_version;
-    return HandlePull(peer, pull);
+  if (push.with_pull) {  // answered by the pull reply instead of an ack
+    msg::Pull pull;
+    pull.version = push.pull_version;
+    pull.key_begin = push.key_begin;
+    pull.key_end = push.key_end;
+    pull.dtype = push.dtype;
+    pull.reply_slot = push.reply_slot;
+    WireHeader request = h;
+    request.body = pull;
+    return HandlePull(peer, request, pull);
   }
-  WireHeader ack;
-  ack.kind = MessageKind::kPushAck;
-  ack.request_id = h.request_id;
-  ack.step = h.step;
-  ack.duplicate = *outcome == PushOutcome::kDuplicate;
-  Reply(peer, ack);
+  Reply(peer, ReplyTo(h, msg::PushAck{push.step, *outcome == PushOutcome::kDuplicate}));
 }
 
-Result<std::span<const std::byte>> ParamServer::PushPayload(const WireHeader& h, const InMessage& m) const {
-  if (h.payload_slot == 0) return m.frames[1]->bytes();
-  auto region = regions_.find(h.sender);
+Result<std::span<const std::byte>> ParamServer::PushPayload(uint32_t sender, const msg::Push& push,
+                                                             const InMessage& m) const {
+  if (push.payload_slot == 0) return m.frames[1]->bytes();
+  auto region = regions_.find(sender);
   if (region == regions_.end())
-    return FailedPrecondition("push names shared-memory slot " + std::to_string(h.payload_slot) + " but worker " +
-                              std::to_string(h.sender) + " has shared no memory with this server");
-  std::span<const std::byte> slot = region->second->slot(h.payload_slot);
-  const int64_t values = h.key_end - h.key_begin;
-  if (h.key_begin < 0 || values < 0 || values > static_cast<int64_t>(slot.size() / sizeof(float)))
-    return InvalidArgument("push of keys [" + std::to_string(h.key_begin) + ", " + std::to_string(h.key_end) +
+    return FailedPrecondition("push names shared-memory slot " + std::to_string(push.payload_slot) + " but worker " +
+                              std::to_string(sender) + " has shared no memory with this server");
+  std::span<const std::byte> slot = region->second->slot(push.payload_slot);
+  const int64_t values = push.key_end - push.key_begin;
+  if (push.key_begin < 0 || values < 0 || values > static_cast<int64_t>(slot.size() / sizeof(float)))
+    return InvalidArgument("push of keys [" + std::to_string(push.key_begin) + ", " + std::to_string(push.key_end) +
                            ") does not fit its shared-memory slot of " + std::to_string(slot.size()) + " bytes");
   return slot.first(static_cast<std::size_t>(values) * sizeof(float));
 }
 
-void ParamServer::HandleShareMemory(const std::string& peer, const WireHeader& h) {
+void ParamServer::HandleShareMemory(const std::string& peer, const WireHeader& h, const msg::Control& c) {
   if (!config_.cluster.shared_memory)
     return ReplyError(peer, h, "shared_memory_declined",
                       FailedPrecondition("this job does not share memory (cluster.shared_memory is false)"));
@@ -438,26 +435,21 @@ void ParamServer::HandleShareMemory(const std::string& peer, const WireHeader& h
                       InvalidArgument("shared memory from worker " + std::to_string(h.sender) +
                                       " but the job has " + std::to_string(shard_->workers())));
   const int64_t needed = shard_->range().size() * static_cast<int64_t>(sizeof(float));
-  if (h.region.slot_bytes != needed)
+  if (c.region.slot_bytes != needed)
     return ReplyError(peer, h, "bad_control",
-                      InvalidArgument("shared-memory slots of " + std::to_string(h.region.slot_bytes) +
+                      InvalidArgument("shared-memory slots of " + std::to_string(c.region.slot_bytes) +
                                       " bytes; this server's key range needs " + std::to_string(needed)));
-  auto region = SharedRegion::Attach(h.region);
+  auto region = SharedRegion::Attach(c.region);
   if (!region.ok()) return ReplyError(peer, h, "shared_memory_declined", region.status());
   regions_[h.sender] = std::move(*region);
   stats_.shared_regions = static_cast<int64_t>(regions_.size());
-  WireHeader r;
-  r.kind = MessageKind::kControl;
-  r.request_id = h.request_id;
-  r.control = h.control;
-  r.value = 1;
-  Reply(peer, r);
+  Reply(peer, ReplyTo(h, msg::Control{c.kind, 1, {}, {}}));
 }
 
-void ParamServer::HandlePull(const std::string& peer, const WireHeader& h) {
-  Status valid = shard_->ValidatePull(h.sender, h.step, h.key_begin, h.key_end);
+void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const msg::Pull& pull) {
+  Status valid = shard_->ValidatePull(h.sender, pull.version, pull.key_begin, pull.key_end);
   if (!valid.ok()) return ReplyError(peer, h, "bad_pull", valid);
-  if (shard_->Ready(h.step)) return ReplyPull(peer, h);
+  if (shard_->Ready(pull.version)) return ReplyPull(peer, h, pull);
   if (static_cast<int64_t>(parked_.size()) >= config_.cluster.max_parked_pulls)
     return ReplyError(peer, h, "too_many_parked_pulls",
                       ResourceExhausted("this server already holds " +
@@ -466,13 +458,13 @@ void ParamServer::HandlePull(const std::string& peer, const WireHeader& h) {
   ++stats_.pulls_parked;
   auto timeout = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config_.cluster.request_timeout_s));
-  parked_.push_back({peer, h, Clock::now() + timeout});
+  parked_.push_back({peer, h, pull, Clock::now() + timeout});
 }
 
 void ParamServer::AnswerReadyPulls() {
-  auto ready = [&](const ParkedPull& p) { return shard_->Ready(p.request.step); };
+  auto ready = [&](const ParkedPull& p) { return shard_->Ready(p.pull.version); };
   for (const auto& p : parked_)
-    if (ready(p)) ReplyPull(p.peer, p.request);
+    if (ready(p)) ReplyPull(p.peer, p.request, p.pull);
   parked_.erase(std::remove_if(parked_.begin(), parked_.end(), ready), parked_.end());
 }
 
@@ -482,7 +474,7 @@ void ParamServer::ExpireParkedPulls() {
   for (const auto& p : parked_) {
     if (!expired(p)) continue;
     ++stats_.pulls_timed_out;
-    std::string report = "pull for version " + std::to_string(p.request.step) + " waited " +
+    std::string report = "pull for version " + std::to_string(p.pull.version) + " waited " +
                          std::to_string(config_.cluster.request_timeout_s) + " s; server at version " +
                          std::to_string(shard_->version()) + " over keys [" +
                          std::to_string(shard_->range().begin) + ", " +
@@ -494,21 +486,19 @@ void ParamServer::ExpireParkedPulls() {
   parked_.erase(std::remove_if(parked_.begin(), parked_.end(), expired), parked_.end());
 }
 
-void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request) {
-  WireHeader r;
-  r.kind = MessageKind::kPullReply;
-  r.request_id = request.request_id;
-  r.step = shard_->version();
-  r.key_begin = request.key_begin;
-  r.key_end = request.key_end;
+void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request, const msg::Pull& pull) {
+  msg::PullReply r;
+  r.version = shard_->version();
+  r.key_begin = pull.key_begin;
+  r.key_end = pull.key_end;
   r.workers = shard_->workers_waited_for();
-  std::span<const float> w = shard_->Weights(request.key_begin, request.key_end);
-  auto region = request.reply_slot != 0 ? regions_.find(request.sender) : regions_.end();
-  if (region != regions_.end() && w.size_bytes() <= region->second->slot(request.reply_slot).size()) {
+  std::span<const float> w = shard_->Weights(pull.key_begin, pull.key_end);
+  auto region = pull.reply_slot != 0 ? regions_.find(request.sender) : regions_.end();
+  if (region != regions_.end() && w.size_bytes() <= region->second->slot(pull.reply_slot).size()) {
     // Into the worker's region; the reply names the slot and its sequence.
-    r.payload_slot = request.reply_slot;
-    r.slot_sequence = region->second->Write(request.reply_slot, std::as_bytes(w));
-    Reply(peer, r);
+    r.payload_slot = pull.reply_slot;
+    r.slot_sequence = region->second->Write(pull.reply_slot, std::as_bytes(w));
+    Reply(peer, ReplyTo(request, r));
     ++stats_.pulls_answered;
     return;
   }
@@ -518,7 +508,7 @@ void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request) 
   // way, so it is copied.
   std::shared_ptr<const void> owner;
   if (config_.cluster.consistency == Consistency::kBsp) owner = shard_;
-  Reply(peer, r, {std::as_bytes(w), owner});
+  Reply(peer, ReplyTo(request, r), {std::as_bytes(w), owner});
   ++stats_.pulls_answered;
 }
 

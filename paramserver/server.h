@@ -86,7 +86,8 @@ class ParamServer {
  private:
   struct ParkedPull {
     std::string peer;
-    WireHeader request;
+    WireHeader request;  // the pull, or the push with pull it came in
+    msg::Pull pull;
     std::chrono::steady_clock::time_point deadline;
   };
 
@@ -95,26 +96,27 @@ class ParamServer {
   // Loads `step` (0: the initial weights) for `generation`.
   void Restart(uint32_t generation, int64_t step);
   void Handle(InMessage& message);
-  void HandlePush(const std::string& peer, const WireHeader& h, const InMessage& m);
-  void HandlePull(const std::string& peer, const WireHeader& h);
+  void HandlePush(const std::string& peer, const WireHeader& h, const msg::Push& push, const InMessage& m);
+  void HandlePull(const std::string& peer, const WireHeader& h, const msg::Pull& pull);
   // Control kShareMemory: maps the sender's region, or says why not.
-  void HandleShareMemory(const std::string& peer, const WireHeader& h);
-  // The bytes of push `h`: its payload frame, or the slot of its sender's
-  // region it names; an error says what is missing.
-  Result<std::span<const std::byte>> PushPayload(const WireHeader& h, const InMessage& m) const;
+  void HandleShareMemory(const std::string& peer, const WireHeader& h, const msg::Control& c);
+  // The bytes of `sender`'s push: its payload frame, or the slot of the
+  // sender's region it names; an error says what is missing.
+  Result<std::span<const std::byte>> PushPayload(uint32_t sender, const msg::Push& push,
+                                                 const InMessage& m) const;
   void AnswerReadyPulls();
   void ExpireParkedPulls();
   Status TalkToCoordinator();
   MemberProgress Progress() const;
   // Exactly-once accounting of an applied push: the records per epoch, and
   // the data position it leaves its worker at.
-  void Account(const WireHeader& push);
+  void Account(uint32_t sender, const msg::Push& push);
   void RemoveWorker(uint32_t worker);
   // After the version moved: a snapshot for the writer when a checkpoint is due.
   // Writes a checkpoint if one is due at the current version; `at_end`: the
   // job is over, the final weights are (after the one being written, if any).
   void MaybeCheckpoint(bool at_end = false);
-  void ReplyPull(const std::string& peer, const WireHeader& request);
+  void ReplyPull(const std::string& peer, const WireHeader& request, const msg::Pull& pull);
   void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
   void ReplyError(const std::string& peer, const WireHeader& request, const std::string& reason,
                   const Status& status);

@@ -115,21 +115,27 @@ LeaseSource::LeaseSource(const ShardPlan* plan, const JobConfig& config, Coordin
       lockstep_(config.cluster.consistency == Consistency::kBsp),
       heartbeat_(std::move(heartbeat)) {}
 
-Result<WireHeader> LeaseSource::Lease(int64_t step, bool finished) {
-  WireHeader h;
-  h.kind = MessageKind::kLease;
-  h.step = step;
-  h.finished = finished;
+Result<msg::LeaseReply> LeaseSource::Lease(int64_t step, bool finished) {
+  msg::LeaseRequest request;
+  request.step = step;
+  request.finished = finished;
   // Done: every record handed out in a step that has been applied.
-  for (auto it = consumed_.begin(); it != consumed_.end() && h.done.size() < kMaxListEntries;) {
+  for (auto it = consumed_.begin(); it != consumed_.end() && request.done.size() < kMaxListEntries;) {
     if (it->second < applied_steps_) {
-      h.done.push_back(it->first);
+      request.done.push_back(it->first);
       it = consumed_.erase(it);
     } else {
       ++it;
     }
   }
-  return channel_->Call(h, timeout_);
+  WireHeader h;
+  h.body = std::move(request);
+  PSF_ASSIGN_OR_RETURN(WireHeader answer, channel_->Call(std::move(h), timeout_));
+  auto* reply = answer.As<msg::LeaseReply>();
+  if (!reply)
+    return DataLoss("the coordinator at " + channel_->coordinator() + " answered a lease with " +
+                    MessageKindName(answer.kind()));
+  return std::move(*reply);
 }
 
 Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) {
@@ -141,7 +147,7 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
     return plan;
   }
   if (max_steps_ > 0 && step >= max_steps_) {
-    PSF_ASSIGN_OR_RETURN(WireHeader r, Lease(step, /*finished=*/true));
+    PSF_ASSIGN_OR_RETURN(msg::LeaseReply r, Lease(step, /*finished=*/true));
     stopped_ = plan.stop = true;
     final_version_ = r.final_version;
     last_step_ = step;
@@ -167,13 +173,10 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
       consumed_.emplace_back(lease_, rows->empty() ? step - 1 : step);
       holding_ = false;
     }
-    PSF_ASSIGN_OR_RETURN(WireHeader r, Lease(step, /*finished=*/false));
-    if (r.kind != MessageKind::kLeaseReply)
-      return DataLoss("the coordinator at " + channel_->coordinator() + " answered a lease with " +
-                      MessageKindName(r.kind));
+    PSF_ASSIGN_OR_RETURN(msg::LeaseReply r, Lease(step, /*finished=*/false));
     if (r.evaluate_epoch > 0) plan.evaluate_epoch = r.evaluate_epoch;
-    if (r.lease_status == LeaseStatus::kWait) break;  // an empty or short step keeps pace
-    if (r.lease_status == LeaseStatus::kFinished) {
+    if (r.status == LeaseStatus::kWait) break;  // an empty or short step keeps pace
+    if (r.status == LeaseStatus::kFinished) {
       stopped_ = true;
       final_version_ = r.final_version;
       last_step_ = step;
@@ -219,21 +222,16 @@ Result<int64_t> LeaseSource::FinalVersion() {
   // request until it knows, or answers "wait" so that it is asked again.
   while (final_version_ == 0) {
     PSF_RETURN_IF_ERROR(heartbeat_->status());
-    PSF_ASSIGN_OR_RETURN(WireHeader r, Lease(last_step_, /*finished=*/true));
-    if (r.lease_status == LeaseStatus::kFinished) final_version_ = r.final_version;
+    PSF_ASSIGN_OR_RETURN(msg::LeaseReply r, Lease(last_step_, /*finished=*/true));
+    if (r.status == LeaseStatus::kFinished) final_version_ = r.final_version;
   }
   return final_version_ > 0 ? final_version_ : kNoFinalEvaluation;
 }
 
 Status LeaseSource::Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss) {
   WireHeader h;
-  h.kind = MessageKind::kReport;
-  h.epoch = epoch;
-  h.step = step;
-  h.metric = metric;
-  h.final = final;
-  h.loss = train_loss;
-  return channel_->Call(h, timeout_).status();
+  h.body = msg::Report{epoch, step, metric, final, train_loss};
+  return channel_->Call(std::move(h), timeout_).status();
 }
 
 }  // namespace psforge

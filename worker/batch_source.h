@@ -122,7 +122,7 @@ class LeaseSource final : public BatchSource {
   int64_t first_step() const override { return first_step_; }
 
  private:
-  Result<WireHeader> Lease(int64_t step, bool finished);
+  Result<msg::LeaseReply> Lease(int64_t step, bool finished);
 
   const ShardPlan* plan_;
   CoordinatorChannel* channel_;

@@ -74,15 +74,12 @@ Result<std::unique_ptr<PsClient>> PsClient::Connect(Transport* transport, const 
       new PsClient(cluster, worker, std::move(servers), spec.num_params(), generation, first_step));
 }
 
-WireHeader PsClient::NewRequest(MessageKind kind, const Server& s, int64_t step) {
+WireHeader PsClient::NewRequest(MessageBody body) {
   WireHeader h;
-  h.kind = kind;
   h.request_id = next_request_++;
   h.sender = worker_;
   h.generation = generation_;
-  h.step = step;
-  h.key_begin = s.range.begin;
-  h.key_end = s.range.end;
+  h.body = std::move(body);
   return h;
 }
 
@@ -132,20 +129,24 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   Outstanding asked{wanted, {}, step};
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
-    WireHeader h = NewRequest(MessageKind::kPush, s, step);
-    h.with_pull = with_pull;
-    h.pull_version = wanted;
-    h.samples = samples;
-    h.mark = mark;
-    h.reply_slot = ReplySlot(s, wanted);
+    msg::Push push;
+    push.step = step;
+    push.key_begin = s.range.begin;
+    push.key_end = s.range.end;
+    push.samples = samples;
+    push.mark = mark;
+    push.with_pull = with_pull;
+    push.pull_version = wanted;
+    push.reply_slot = ReplySlot(s, wanted);
+    // Into the region, straight from the caller's gradient; the header
+    // names the slot (the one of two steps ago has been taken by now).
+    if (s.region) push.payload_slot = overlap_ ? 1 + static_cast<int>(step & 1) : 1;
+    WireHeader h = NewRequest(push);
     Status sent;
     if (s.region) {
-      // Into the region, straight from the caller's gradient; the header
-      // names the slot (the one of two steps ago has been taken by now).
-      h.payload_slot = overlap_ ? 1 + static_cast<int>(step & 1) : 1;
-      DetachPending(s, h.payload_slot);
+      DetachPending(s, push.payload_slot);
       auto slice = std::as_bytes(gradient.subspan(s.range.begin, s.range.size()));
-      std::memcpy(s.region->slot(h.payload_slot).data(), slice.data(), slice.size());
+      std::memcpy(s.region->slot(push.payload_slot).data(), slice.data(), slice.size());
       sent = Send(s, h, {});
     } else {
       auto slice = source.subspan(s.range.begin, s.range.size());
@@ -167,8 +168,7 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     else ++s.unacked_pushes;
     if (die_mid_push_ > 0 && step == die_mid_push_ && i == 0 && servers_.size() > 1) {
       // A request sent after the push is answered once the server has taken it.
-      WireHeader stats = NewRequest(MessageKind::kControl, s, 0);
-      stats.control = ControlKind::kStats;
+      WireHeader stats = NewRequest(msg::Control{ControlKind::kStats, 0, {}, {}});
       PSF_RETURN_IF_ERROR(Send(s, stats, {}));
       PSF_RETURN_IF_ERROR(AwaitReply(s, stats.request_id, 0, {}, NewDeadline()));
       std::fprintf(stderr, "ps-worker: dying between its pushes of step %lld to the servers (die_mid_push)\n",
@@ -183,12 +183,13 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
 
 void PsClient::DetachPending(Server& s, int slot) {
   for (auto& [id, p] : s.pending) {
-    if (p.header.kind != MessageKind::kPush || p.header.payload_slot != slot) continue;
-    auto slice = s.region->slot(slot).first(static_cast<std::size_t>(p.header.key_end - p.header.key_begin) *
+    auto* push = p.header.As<msg::Push>();
+    if (!push || push->payload_slot != slot) continue;
+    auto slice = s.region->slot(slot).first(static_cast<std::size_t>(push->key_end - push->key_begin) *
                                             sizeof(float));
     auto copy = std::make_shared<std::vector<std::byte>>(slice.begin(), slice.end());
     p.payload = {*copy, copy};
-    p.header.payload_slot = 0;
+    push->payload_slot = 0;
   }
 }
 
@@ -206,9 +207,7 @@ Status PsClient::ShareMemory() {
                    Describe(i, s.endpoint).c_str(), region.status().message().c_str());
       continue;
     }
-    WireHeader h = NewRequest(MessageKind::kControl, s, 0);
-    h.control = ControlKind::kShareMemory;
-    h.region = (*region)->ref();
+    WireHeader h = NewRequest(msg::Control{ControlKind::kShareMemory, 0, {}, (*region)->ref()});
     requests[i] = h.request_id;
     Status sent = Send(s, h, {});
     if (!sent.ok()) return sent.WithContext("sharing memory with " + Describe(i, s.endpoint));
@@ -234,8 +233,12 @@ Status PsClient::SendPulls(int64_t version, std::vector<uint64_t>* requests) {
   requests->resize(servers_.size());
   for (std::size_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
-    WireHeader h = NewRequest(MessageKind::kPull, s, version);
-    h.reply_slot = ReplySlot(s, version);
+    msg::Pull pull;
+    pull.version = version;
+    pull.key_begin = s.range.begin;
+    pull.key_end = s.range.end;
+    pull.reply_slot = ReplySlot(s, version);
+    WireHeader h = NewRequest(pull);
     (*requests)[i] = h.request_id;
     Status sent = Send(s, h, {});
     if (!sent.ok()) return sent.WithContext("pull of version " + std::to_string(version) + " from " +
@@ -296,58 +299,53 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
     }
     if (message->frames.empty()) return DataLoss("empty reply");
     PSF_ASSIGN_OR_RETURN(WireHeader h, DecodeHeader(message->frames[0]->bytes(), &decode_scratch_));
-    switch (h.kind) {
-      case MessageKind::kPushAck:
-        if (Answered(s, h.request_id)) --s.unacked_pushes;
-        break;
-      case MessageKind::kControl:
-        if (h.request_id == request_id && Answered(s, h.request_id)) {
-          answered = true;
-          control_value_ = h.value;
-        }
-        break;
-      case MessageKind::kError:
-        if (!Answered(s, h.request_id)) break;  // a second answer to a resent request
-        // Leaving: the servers drop the prefetches still parked for this
-        // worker (their pushes were applied before they were parked).
-        if (leaving_ && h.request_id != request_id && h.error_code == StatusCode::kCancelled) break;
-        // An error answers either this request or an earlier push.
-        if (h.request_id != request_id) return Status(h.error_code, s.last_push + " rejected: " + h.text);
-        return Status(h.error_code, h.text);
-      case MessageKind::kPullReply: {
-        // Another request's (asked for later, or answered already): that
-        // one is sent again if it is still waited for.
-        if (h.request_id != request_id || s.pending.count(h.request_id) == 0) break;
-        const int64_t oldest = cluster_.consistency == Consistency::kBsp   ? wanted
-                               : cluster_.consistency == Consistency::kSsp ? wanted - cluster_.staleness
-                                                                           : 0;
-        if (h.step < oldest)
-          return DataLoss("pull for version " + std::to_string(wanted) + " answered with version " +
-                          std::to_string(h.step) + ", older than the " +
-                          ConsistencyName(cluster_.consistency) + " bound allows");
-        const std::size_t bytes = dest.size() * sizeof(float);
-        const bool in_slot = h.payload_slot != 0;
-        if (message->frames.size() != (in_slot ? 1u : 2u) ||
-            (!in_slot && message->frames[1]->bytes().size() != bytes) || (in_slot && !s.region) ||
-            h.key_end - h.key_begin != static_cast<int64_t>(dest.size()))
-          return DataLoss("pull reply does not hold the " + std::to_string(dest.size()) +
-                          " values asked for");
-        if (in_slot) {
-          if (!s.region->Read(h.payload_slot, h.slot_sequence, std::as_writable_bytes(dest))) {
-            // A later reply (to a resent request) overwrote the slot: ask again now.
-            s.pending[h.request_id].resend_at = Clock::now();
-            break;
-          }
-        } else {
-          std::memcpy(dest.data(), message->frames[1]->bytes().data(), bytes);
-        }
-        Answered(s, h.request_id);
-        s.workers = h.workers;
+    if (h.As<msg::PushAck>()) {
+      if (Answered(s, h.request_id)) --s.unacked_pushes;
+    } else if (const auto* c = h.As<msg::Control>()) {
+      if (h.request_id == request_id && Answered(s, h.request_id)) {
         answered = true;
-        break;
+        control_value_ = c->value;
       }
-      default:
-        return DataLoss(std::string("unexpected ") + MessageKindName(h.kind) + " reply");
+    } else if (const auto* e = h.As<msg::Error>()) {
+      if (!Answered(s, h.request_id)) continue;  // a second answer to a resent request
+      // Leaving: the servers drop the prefetches still parked for this
+      // worker (their pushes were applied before they were parked).
+      if (leaving_ && h.request_id != request_id && e->code == StatusCode::kCancelled) continue;
+      // An error answers either this request or an earlier push.
+      if (h.request_id != request_id) return Status(e->code, s.last_push + " rejected: " + e->message);
+      return Status(e->code, e->message);
+    } else if (const auto* reply = h.As<msg::PullReply>()) {
+      // Another request's (asked for later, or answered already): that
+      // one is sent again if it is still waited for.
+      if (h.request_id != request_id || s.pending.count(h.request_id) == 0) continue;
+      const int64_t oldest = cluster_.consistency == Consistency::kBsp   ? wanted
+                             : cluster_.consistency == Consistency::kSsp ? wanted - cluster_.staleness
+                                                                         : 0;
+      if (reply->version < oldest)
+        return DataLoss("pull for version " + std::to_string(wanted) + " answered with version " +
+                        std::to_string(reply->version) + ", older than the " +
+                        ConsistencyName(cluster_.consistency) + " bound allows");
+      const std::size_t bytes = dest.size() * sizeof(float);
+      const bool in_slot = reply->payload_slot != 0;
+      if (message->frames.size() != (in_slot ? 1u : 2u) ||
+          (!in_slot && message->frames[1]->bytes().size() != bytes) || (in_slot && !s.region) ||
+          reply->key_end - reply->key_begin != static_cast<int64_t>(dest.size()))
+        return DataLoss("pull reply does not hold the " + std::to_string(dest.size()) +
+                        " values asked for");
+      if (in_slot) {
+        if (!s.region->Read(reply->payload_slot, reply->slot_sequence, std::as_writable_bytes(dest))) {
+          // A later reply (to a resent request) overwrote the slot: ask again now.
+          s.pending[h.request_id].resend_at = Clock::now();
+          continue;
+        }
+      } else {
+        std::memcpy(dest.data(), message->frames[1]->bytes().data(), bytes);
+      }
+      Answered(s, h.request_id);
+      s.workers = reply->workers;
+      answered = true;
+    } else {
+      return DataLoss(std::string("unexpected ") + MessageKindName(h.kind()) + " reply");
     }
   }
   return Status::Ok();
@@ -357,9 +355,7 @@ Status PsClient::ControlAll(ControlKind kind, int64_t value, const std::string& 
   const Deadline deadline = NewDeadline();
   std::vector<uint64_t> requests(servers_.size());
   for (std::size_t i = 0; i < servers_.size(); ++i) {
-    WireHeader h = NewRequest(MessageKind::kControl, servers_[i], 0);
-    h.control = kind;
-    h.value = value;
+    WireHeader h = NewRequest(msg::Control{kind, value, {}, {}});
     requests[i] = h.request_id;
     Status sent = Send(servers_[i], h, {});
     if (!sent.ok()) return sent.WithContext(what + " " + Describe(i, servers_[i].socket->endpoint()));
@@ -391,8 +387,12 @@ Result<int64_t> PsClient::Admit() {
     if (steps[i] == start) continue;
     auto nothing = std::make_shared<std::vector<float>>(static_cast<std::size_t>(s.range.size()), 0.0f);
     for (int64_t step = steps[i]; step < start; ++step) {
-      WireHeader h = NewRequest(MessageKind::kPush, s, step);
-      h.samples = 0;
+      msg::Push push;
+      push.step = step;
+      push.key_begin = s.range.begin;
+      push.key_end = s.range.end;
+      push.samples = 0;
+      WireHeader h = NewRequest(push);
       Status sent = Send(s, h, {std::as_bytes(std::span<const float>(*nothing)), nothing});
       if (!sent.ok()) return sent.WithContext("empty push of step " + std::to_string(step) + " to " +
                                               Describe(i, s.socket->endpoint()));

@@ -102,8 +102,8 @@ class PsClient final : public ParameterClient {
   PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers, int64_t params,
            uint32_t generation, int64_t first_step);
   Deadline NewDeadline() const;
-  // A request to `s` of this worker and generation, with a fresh id.
-  WireHeader NewRequest(MessageKind kind, const Server& s, int64_t step);
+  // A request of this worker and generation, with a fresh id.
+  WireHeader NewRequest(MessageBody body);
   // Sends request `h` and keeps it until answered (Answered).
   Status Send(Server& s, const WireHeader& h, OutFrame payload);
   // Sends control `kind` (with `value`) to every server at once; their

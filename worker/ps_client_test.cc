@@ -42,14 +42,21 @@ struct ScriptedServer {
   }
 };
 
-WireHeader Answer(const WireHeader& request, MessageKind kind) {
-  WireHeader r;
-  r.kind = kind;
-  r.request_id = request.request_id;
-  r.control = request.control;
-  r.step = request.kind == MessageKind::kPush ? request.pull_version : request.step;
-  r.key_begin = request.key_begin;
-  r.key_end = request.key_end;
+// The pull reply to `request` (a pull, or a push with pull): the version
+// and keys it asked for, the weights in a frame.
+msg::PullReply PullReplyTo(const WireHeader& request) {
+  msg::PullReply r;
+  if (const auto* push = request.As<msg::Push>()) {
+    r.version = push->pull_version;
+    r.key_begin = push->key_begin;
+    r.key_end = push->key_end;
+  } else if (const auto* pull = request.As<msg::Pull>()) {
+    r.version = pull->version;
+    r.key_begin = pull->key_begin;
+    r.key_end = pull->key_end;
+  } else {
+    ADD_FAILURE() << "a pull reply to a " << MessageKindName(request.kind());
+  }
   return r;
 }
 
@@ -81,45 +88,46 @@ TEST(PsClient, PayloadsGoThroughTheOfferedRegionAndAnOverwrittenReplyIsAskedAgai
   std::unique_ptr<SharedRegion> region;
   std::thread server([&] {
     auto [peer, offer, none] = f.server.Next();
-    ASSERT_EQ(offer.kind, MessageKind::kControl);
-    ASSERT_EQ(offer.control, ControlKind::kShareMemory);
-    auto attached = SharedRegion::Attach(offer.region);
+    const auto* share = offer.As<msg::Control>();
+    ASSERT_TRUE(share);
+    ASSERT_EQ(share->kind, ControlKind::kShareMemory);
+    auto attached = SharedRegion::Attach(share->region);
     ASSERT_TRUE(attached.ok()) << attached.status().ToString();
     region = std::move(*attached);
-    WireHeader accepted = Answer(offer, MessageKind::kControl);
-    accepted.value = 1;
-    f.server.Reply(peer, accepted);
+    f.server.Reply(peer, ReplyTo(offer, msg::Control{ControlKind::kShareMemory, 1, {}, {}}));
 
     // The first pull: answered with a sequence the slot no longer holds
     // (as when a later reply overwrote it), then, asked again, properly.
     auto [p1, pull, none1] = f.server.Next();
-    ASSERT_EQ(pull.kind, MessageKind::kPull);
-    ASSERT_EQ(pull.reply_slot, SharedRegion::kFirstWeightSlot);
+    ASSERT_TRUE(pull.As<msg::Pull>());
+    const int slot = pull.As<msg::Pull>()->reply_slot;
+    ASSERT_EQ(slot, SharedRegion::kFirstWeightSlot);
     std::vector<float> stale(keys, 7.0f), fresh(keys, 3.0f);
-    WireHeader reply = Answer(pull, MessageKind::kPullReply);
-    reply.payload_slot = pull.reply_slot;
-    reply.slot_sequence = region->Write(pull.reply_slot, std::as_bytes(std::span(stale)));
-    region->Write(pull.reply_slot, std::as_bytes(std::span(stale)));
-    f.server.Reply(p1, reply);
+    msg::PullReply reply = PullReplyTo(pull);
+    reply.payload_slot = slot;
+    reply.slot_sequence = region->Write(slot, std::as_bytes(std::span(stale)));
+    region->Write(slot, std::as_bytes(std::span(stale)));
+    f.server.Reply(p1, ReplyTo(pull, reply));
     auto [p2, again, none2] = f.server.Next();
-    EXPECT_EQ(again.kind, MessageKind::kPull);
+    EXPECT_TRUE(again.As<msg::Pull>());
     EXPECT_EQ(again.request_id, pull.request_id) << "the same request, sent again";
-    reply.slot_sequence = region->Write(pull.reply_slot, std::as_bytes(std::span(fresh)));
-    f.server.Reply(p2, reply);
+    reply.slot_sequence = region->Write(slot, std::as_bytes(std::span(fresh)));
+    f.server.Reply(p2, ReplyTo(pull, reply));
 
     // A push through slot 1, answered with the next weights in slot 3.
     auto [p3, push, payload] = f.server.Next();
-    ASSERT_EQ(push.kind, MessageKind::kPush);
-    EXPECT_EQ(push.payload_slot, 1);
+    const auto* gradient_push = push.As<msg::Push>();
+    ASSERT_TRUE(gradient_push);
+    EXPECT_EQ(gradient_push->payload_slot, 1);
     EXPECT_TRUE(payload.empty()) << "a push through a slot has no payload frame";
     std::vector<float> pushed(keys);
-    std::memcpy(pushed.data(), region->slot(push.payload_slot).data(), keys * sizeof(float));
+    std::memcpy(pushed.data(), region->slot(gradient_push->payload_slot).data(), keys * sizeof(float));
     EXPECT_EQ(pushed, gradient);
     std::vector<float> next(keys, 4.0f);
-    WireHeader r2 = Answer(push, MessageKind::kPullReply);
-    r2.payload_slot = push.reply_slot;
-    r2.slot_sequence = region->Write(push.reply_slot, std::as_bytes(std::span(next)));
-    f.server.Reply(p3, r2);
+    msg::PullReply r2 = PullReplyTo(push);
+    r2.payload_slot = gradient_push->reply_slot;
+    r2.slot_sequence = region->Write(gradient_push->reply_slot, std::as_bytes(std::span(next)));
+    f.server.Reply(p3, ReplyTo(push, r2));
   });
   Status pulled = f.client->Pull(0, weights);
   EXPECT_TRUE(pulled.ok()) << pulled.ToString();
@@ -136,17 +144,20 @@ TEST(PsClient, AServerThatDeclinesGetsPayloadsInFrames) {
   std::vector<float> weights(keys), gradient(keys, 0.25f);
   std::thread server([&] {
     auto [peer, offer, none] = f.server.Next();
-    ASSERT_EQ(offer.control, ControlKind::kShareMemory);
+    ASSERT_TRUE(offer.As<msg::Control>());
+    ASSERT_EQ(offer.As<msg::Control>()->kind, ControlKind::kShareMemory);
     f.server.Reply(peer, ErrorReply(offer, FailedPrecondition("not on this host")));
     auto [p1, pull, none1] = f.server.Next();
-    EXPECT_EQ(pull.reply_slot, 0) << "no slot to answer in";
+    ASSERT_TRUE(pull.As<msg::Pull>());
+    EXPECT_EQ(pull.As<msg::Pull>()->reply_slot, 0) << "no slot to answer in";
     std::vector<float> w(keys, 2.0f);
-    f.server.Reply(p1, Answer(pull, MessageKind::kPullReply), &w);
+    f.server.Reply(p1, ReplyTo(pull, PullReplyTo(pull)), &w);
     auto [p2, push, payload] = f.server.Next();
-    EXPECT_EQ(push.payload_slot, 0);
+    ASSERT_TRUE(push.As<msg::Push>());
+    EXPECT_EQ(push.As<msg::Push>()->payload_slot, 0);
     EXPECT_EQ(payload, gradient) << "the gradient travels in a frame";
     std::vector<float> next(keys, 5.0f);
-    f.server.Reply(p2, Answer(push, MessageKind::kPullReply), &next);
+    f.server.Reply(p2, ReplyTo(push, PullReplyTo(push)), &next);
   });
   EXPECT_TRUE(f.client->Pull(0, weights).ok());
   EXPECT_EQ(weights, std::vector<float>(keys, 2.0f));

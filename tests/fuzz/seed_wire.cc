@@ -17,40 +17,38 @@ int main(int argc, char** argv) {
   }
   std::filesystem::create_directories(argv[1]);
   std::vector<std::byte> frame;
-  for (int k = 0; k <= static_cast<int>(MessageKind::kReport); ++k) {
+  msg::Heartbeat heartbeat;
+  heartbeat.role = PeerRole::kServer;
+  heartbeat.step = 250;
+  heartbeat.epoch = 1;
+  heartbeat.loss = 0.5;
+  heartbeat.removed = {1};
+  heartbeat.checkpoint = 200;
+  heartbeat.audit = {{1, 60000, 1, 2}};
+  heartbeat.positions = {{1, 5, 32, 249}};
+  const MessageBody bodies[] = {
+      msg::Register{PeerRole::kServer, "tcp://127.0.0.1:5555", "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID", 77},
+      heartbeat,
+      msg::Push{.step = 250, .key_begin = 100, .key_end = 200, .samples = 64, .mark = {5, 32, 1, 1234, 56789},
+                .with_pull = true, .pull_version = 251},
+      msg::PushAck{250, false},
+      msg::Pull{.version = 250, .key_begin = 100, .key_end = 200},
+      msg::PullReply{.version = 250, .key_begin = 100, .key_end = 200, .workers = 2},
+      msg::Error{StatusCode::kInvalidArgument, "a message"},
+      msg::Control{ControlKind::kRemoveWorker, 3, "a message", {}},
+      msg::Welcome{1, 250},
+      msg::LeaseRequest{{4, 5}, 250, false},
+      msg::LeaseReply{LeaseStatus::kGranted, 9, 1, 0, 64, 0, 0, 0},
+      msg::Report{1, 250, 0.85, false, 0.5},
+  };
+  for (const MessageBody& body : bodies) {
     WireHeader h;
-    h.kind = static_cast<MessageKind>(k);
     h.request_id = 7;
     h.sender = 1;
     h.generation = 2;
-    h.step = 250;
-    h.key_begin = 100;
-    h.key_end = 200;
-    h.with_pull = true;
-    h.pull_version = 251;
-    h.error_code = StatusCode::kInvalidArgument;
-    h.text = "a message";
-    h.role = PeerRole::kServer;
-    h.control = ControlKind::kRemoveWorker;
-    h.value = 3;
-    h.samples = 64;
-    h.mark = {5, 32, 1, 1234, 56789};
-    h.endpoint = "tcp://127.0.0.1:5555";
-    h.public_key = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
-    h.epoch = 1;
-    h.loss = 0.5;
-    h.removed = {1};
-    h.checkpoint = 200;
-    h.audit = {{1, 60000, 1, 2}};
-    h.positions = {{1, 5, 32, 249}};
-    h.done = {4, 5};
-    h.lease_status = LeaseStatus::kGranted;
-    h.lease_id = 9;
-    h.record_end = 64;
-    h.metric = 0.85;
-    h.workers = 2;
+    h.body = body;
     EncodeHeader(h, &frame);
-    std::ofstream out(std::string(argv[1]) + "/" + MessageKindName(h.kind), std::ios::binary);
+    std::ofstream out(std::string(argv[1]) + "/" + MessageKindName(h.kind()), std::ios::binary);
     out.write(reinterpret_cast<const char*>(frame.data()), static_cast<std::streamsize>(frame.size()));
   }
   return 0;

@@ -61,12 +61,10 @@ TEST(Curve, OnlyProcessesWithTheClusterKeysGetIn) {
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
 
   WireHeader pull;
-  pull.kind = MessageKind::kPull;
   pull.generation = 1;
-  pull.key_end = 10;
+  pull.body = msg::Pull{.key_end = 10};
   WireHeader join;
-  join.kind = MessageKind::kRegister;
-  join.role = PeerRole::kWorker;
+  join.body = msg::Register{};
 
   // A key of its own, though it knows the cluster's public keys.
   auto own = GenerateCurveKeyPair();
@@ -94,8 +92,7 @@ TEST(Curve, OnlyProcessesWithTheClusterKeysGetIn) {
   // the server, asked by a member with the cluster's keys, has applied
   // nothing.
   WireHeader push = pull;
-  push.kind = MessageKind::kPush;
-  push.samples = 1;
+  push.body = msg::Push{.key_end = 10, .samples = 1};
   EXPECT_FALSE(Answers(stranger->get(), c.servers[0].endpoint, cluster->at("host"), push, 1500ms));
   EXPECT_FALSE(Answers(plain.get(), c.servers[0].endpoint, "", push, 1500ms));
   auto host = ReadCurveKeyPair(host_key);
@@ -106,8 +103,7 @@ TEST(Curve, OnlyProcessesWithTheClusterKeysGetIn) {
     auto socket = (*member)->Connect(c.servers[0].endpoint, cluster->at("host"));
     ASSERT_TRUE(socket.ok()) << socket.status().ToString();
     WireHeader stats;
-    stats.kind = MessageKind::kControl;
-    stats.control = ControlKind::kStats;
+    stats.body = msg::Control{ControlKind::kStats, 0, {}, {}};
     std::vector<std::byte> frame;
     EncodeHeader(stats, &frame);
     OutFrame out{frame, nullptr};
@@ -117,10 +113,12 @@ TEST(Curve, OnlyProcessesWithTheClusterKeysGetIn) {
     std::vector<uint64_t> scratch;
     auto h = DecodeHeader((**reply).frames[0]->bytes(), &scratch);
     ASSERT_TRUE(h.ok()) << h.status().ToString();
-    auto j = nlohmann::json::parse(h->text, nullptr, false);
-    ASSERT_FALSE(j.is_discarded()) << h->text;
-    EXPECT_EQ(j["pushes_applied"], 0) << h->text;
-    EXPECT_EQ(j["updates"], 0) << h->text;
+    ASSERT_TRUE(h->As<msg::Control>()) << MessageKindName(h->kind());
+    const std::string& text = h->As<msg::Control>()->text;
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << text;
+    EXPECT_EQ(j["pushes_applied"], 0) << text;
+    EXPECT_EQ(j["updates"], 0) << text;
   }
 
   // A worker without the keys cannot join; its error says what may be wrong.

@@ -34,17 +34,28 @@ using namespace std::chrono_literals;
 const std::string kConfig = PSFORGE_SOURCE_DIR "/configs/linear_regression.yaml";
 constexpr int64_t kKeys = 9;  // 8 weights and a bias
 
-WireHeader Header(MessageKind kind, int64_t step, int64_t begin = 0, int64_t end = kKeys) {
+// A request of worker 0 in a job that started afresh.
+WireHeader Request(MessageBody body) {
   WireHeader h;
-  h.kind = kind;
   h.request_id = 1;
   h.sender = 0;
-  h.generation = 1;  // a job that started afresh
-  h.step = step;
-  h.key_begin = begin;
-  h.key_end = end;
-  h.samples = 1;
+  h.generation = 1;
+  h.body = std::move(body);
   return h;
+}
+
+WireHeader PushOf(int64_t step, int64_t begin = 0, int64_t end = kKeys, int slot = 0) {
+  return Request(msg::Push{.step = step, .key_begin = begin, .key_end = end, .samples = 1, .payload_slot = slot});
+}
+
+WireHeader PullOf(int64_t version, int64_t begin = 0, int64_t end = kKeys, int reply_slot = 0) {
+  return Request(msg::Pull{.version = version, .key_begin = begin, .key_end = end, .reply_slot = reply_slot});
+}
+
+// The text of an error reply ("" for any other kind).
+std::string ErrorText(const Reply& r) {
+  const auto* e = r.header.As<msg::Error>();
+  return e ? e->message : std::string();
 }
 
 std::vector<float> Gradient(int64_t step) {
@@ -63,9 +74,9 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
   int bad = 0;
   auto expect_error = [&](Reply r, const std::string& what) {
     ++bad;
-    EXPECT_EQ(r.header.kind, MessageKind::kError) << what;
-    EXPECT_FALSE(r.header.text.empty()) << what;
-    return r.header.text;
+    EXPECT_EQ(r.header.kind(), MessageKind::kError) << what;
+    EXPECT_FALSE(ErrorText(r).empty()) << what;
+    return ErrorText(r);
   };
   std::mt19937_64 rng(7);
 
@@ -73,10 +84,7 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
   // declined, naming why; then a real one, through which the attacked
   // server gets its good pushes (the twin gets them in frames).
   auto offer = [&](SharedRegionRef ref) {
-    WireHeader h = Header(MessageKind::kControl, 0);
-    h.control = ControlKind::kShareMemory;
-    h.region = ref;
-    return a.Send(h);
+    return a.Send(Request(msg::Control{ControlKind::kShareMemory, 0, {}, ref}));
   };
   auto region = SharedRegion::Create(kKeys * sizeof(float));
   ASSERT_TRUE(region.ok()) << region.status().ToString();
@@ -92,17 +100,14 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
             std::string::npos);
   EXPECT_NE(expect_error(offer({ref.pid, 9999, ref.token, ref.slot_bytes}), "no such fd").find("cannot see"),
             std::string::npos);
-  WireHeader slot_push = Header(MessageKind::kPush, 0);
-  slot_push.payload_slot = 1;
-  EXPECT_NE(expect_error(a.Send(slot_push), "slot before an offer").find("shared no memory"), std::string::npos);
+  EXPECT_NE(expect_error(a.Send(PushOf(0, 0, kKeys, 1)), "slot before an offer").find("shared no memory"),
+            std::string::npos);
   Reply accepted = offer(ref);
-  ASSERT_EQ(accepted.header.kind, MessageKind::kControl) << accepted.header.text;
-  EXPECT_EQ(accepted.header.value, 1);
+  ASSERT_TRUE(accepted.header.As<msg::Control>()) << ErrorText(accepted);
+  EXPECT_EQ(accepted.header.As<msg::Control>()->value, 1);
   auto push_in_slot = [&](int64_t step, const std::vector<float>& g, int slot) {
     std::memcpy((*region)->slot(slot).data(), g.data(), g.size() * sizeof(float));
-    WireHeader h = Header(MessageKind::kPush, step);
-    h.payload_slot = slot;
-    return a.Send(h);
+    return a.Send(PushOf(step, 0, kKeys, slot));
   };
 
   for (int64_t step = 0; step < 5; ++step) {
@@ -112,81 +117,75 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
     for (auto& x : noise) x = static_cast<std::byte>(rng());
     expect_error(a.SendFrames({noise}), "random bytes");
     std::vector<std::byte> header;
-    EncodeHeader(Header(MessageKind::kPush, step), &header);
+    EncodeHeader(PushOf(step), &header);
     expect_error(a.SendFrames({std::vector<std::byte>(header.begin(), header.end() - 8)}), "truncated");
     expect_error(a.SendFrames({{}}), "empty frame");
     expect_error(a.SendFrames({std::vector<std::byte>(kMaxHeaderBytes + 64)}), "oversized header");
     expect_error(a.SendFrames({header}), "push without payload");
     std::vector<float> short_g(g.begin(), g.end() - 1);
-    EXPECT_NE(expect_error(a.Send(Header(MessageKind::kPush, step), &short_g), "short").find("bytes, expected"),
+    EXPECT_NE(expect_error(a.Send(PushOf(step), &short_g), "short").find("bytes, expected"),
               std::string::npos);
-    EXPECT_NE(expect_error(a.Send(Header(MessageKind::kPush, step, 0, kKeys + 5), &g), "range").find("owns"),
+    EXPECT_NE(expect_error(a.Send(PushOf(step, 0, kKeys + 5), &g), "range").find("owns"),
               std::string::npos);
     auto nan_g = g;
     nan_g[step % kKeys] = std::numeric_limits<float>::quiet_NaN();
-    EXPECT_NE(expect_error(a.Send(Header(MessageKind::kPush, step), &nan_g), "nan").find("non-finite"),
+    EXPECT_NE(expect_error(a.Send(PushOf(step), &nan_g), "nan").find("non-finite"),
               std::string::npos);
     auto inf_g = g;
     inf_g[0] = -std::numeric_limits<float>::infinity();
-    expect_error(a.Send(Header(MessageKind::kPush, step), &inf_g), "inf");
-    expect_error(a.Send(Header(MessageKind::kPush, step + 2), &g), "future step");
-    WireHeader wrong_worker = Header(MessageKind::kPush, step);
+    expect_error(a.Send(PushOf(step), &inf_g), "inf");
+    expect_error(a.Send(PushOf(step + 2), &g), "future step");
+    WireHeader wrong_worker = PushOf(step);
     wrong_worker.sender = 9;
     expect_error(a.Send(wrong_worker, &g), "unknown worker");
-    WireHeader stale = Header(MessageKind::kPush, step);
+    WireHeader stale = PushOf(step);
     stale.generation = 7;  // a worker of a generation the job abandoned (or never had)
     EXPECT_NE(expect_error(a.Send(stale, &g), "other generation").find("rejoin"), std::string::npos);
-    WireHeader old = Header(MessageKind::kPush, step);
+    WireHeader old = PushOf(step);
     old.version = kWireSchemaVersion + 1;
     EXPECT_NE(expect_error(a.Send(old, &g), "schema").find("schema version"), std::string::npos);
-    expect_error(a.Send(Header(MessageKind::kPullReply, step)), "reply kind to a server");
-    expect_error(a.Send(Header(MessageKind::kPull, step + 5)), "unreachable version");
-    expect_error(a.Send(Header(MessageKind::kPull, step, 3, 100)), "pull outside range");
+    expect_error(a.Send(Request(msg::PullReply{.version = step, .key_end = kKeys})), "reply kind to a server");
+    expect_error(a.Send(PullOf(step + 5)), "unreachable version");
+    expect_error(a.Send(PullOf(step, 3, 100)), "pull outside range");
     EXPECT_NE(expect_error(push_in_slot(step, nan_g, 2), "nan in a slot").find("non-finite"), std::string::npos);
-    WireHeader bad_slot = Header(MessageKind::kPush, step);
-    bad_slot.payload_slot = 1;
-    bad_slot.key_end = kKeys + 1;
-    expect_error(a.Send(bad_slot), "range beyond the slot");
+    expect_error(a.Send(PushOf(step, 0, kKeys + 1, 1)), "range beyond the slot");
 
     // The good push, to both; then its duplicate to the attacked one.
     Reply ra = step % 2 == 0 ? push_in_slot(step, g, 1 + static_cast<int>(step / 2 % 2))
-                             : a.Send(Header(MessageKind::kPush, step), &g);
-    Reply rb = b.Send(Header(MessageKind::kPush, step), &g);
-    EXPECT_EQ(ra.header.kind, MessageKind::kPushAck);
-    EXPECT_EQ(rb.header.kind, MessageKind::kPushAck);
-    Reply dup = a.Send(Header(MessageKind::kPush, step), &g);
-    EXPECT_EQ(dup.header.kind, MessageKind::kPushAck);
-    EXPECT_TRUE(dup.header.duplicate);
+                             : a.Send(PushOf(step), &g);
+    Reply rb = b.Send(PushOf(step), &g);
+    EXPECT_EQ(ra.header.kind(), MessageKind::kPushAck) << ErrorText(ra);
+    EXPECT_EQ(rb.header.kind(), MessageKind::kPushAck) << ErrorText(rb);
+    Reply dup = a.Send(PushOf(step), &g);
+    ASSERT_TRUE(dup.header.As<msg::PushAck>()) << ErrorText(dup);
+    EXPECT_TRUE(dup.header.As<msg::PushAck>()->duplicate);
   }
 
-  Reply wa = a.Send(Header(MessageKind::kPull, 5));
-  Reply wb = b.Send(Header(MessageKind::kPull, 5));
-  ASSERT_EQ(wa.header.kind, MessageKind::kPullReply) << wa.header.text;
-  ASSERT_EQ(wb.header.kind, MessageKind::kPullReply);
-  EXPECT_EQ(wa.header.step, 5);
+  Reply wa = a.Send(PullOf(5));
+  Reply wb = b.Send(PullOf(5));
+  ASSERT_TRUE(wa.header.As<msg::PullReply>()) << ErrorText(wa);
+  ASSERT_TRUE(wb.header.As<msg::PullReply>()) << ErrorText(wb);
+  EXPECT_EQ(wa.header.As<msg::PullReply>()->version, 5);
   ASSERT_EQ(wa.payload.size(), static_cast<std::size_t>(kKeys));
   EXPECT_EQ(std::memcmp(wa.payload.data(), wb.payload.data(), kKeys * sizeof(float)), 0)
       << "the attacked server's weights differ from its twin's";
   bool moved = false;
   for (float v : wb.payload) moved |= v != 0.0f;
   EXPECT_TRUE(moved) << "the good pushes were not applied";
-  WireHeader slot_pull = Header(MessageKind::kPull, 5);
-  slot_pull.reply_slot = SharedRegion::kFirstWeightSlot;
-  Reply ws = a.Send(slot_pull);
-  ASSERT_EQ(ws.header.kind, MessageKind::kPullReply) << ws.header.text;
-  ASSERT_EQ(ws.header.payload_slot, SharedRegion::kFirstWeightSlot);
+  Reply ws = a.Send(PullOf(5, 0, kKeys, SharedRegion::kFirstWeightSlot));
+  const auto* in_region = ws.header.As<msg::PullReply>();
+  ASSERT_TRUE(in_region) << ErrorText(ws);
+  ASSERT_EQ(in_region->payload_slot, SharedRegion::kFirstWeightSlot);
   EXPECT_TRUE(ws.payload.empty()) << "a reply in a slot carries no frame";
   std::vector<float> in_slot(kKeys);
-  ASSERT_TRUE((*region)->Read(ws.header.payload_slot, ws.header.slot_sequence, std::as_writable_bytes(std::span(in_slot))));
-  EXPECT_FALSE((*region)->Read(ws.header.payload_slot, ws.header.slot_sequence + 2,
+  ASSERT_TRUE((*region)->Read(in_region->payload_slot, in_region->slot_sequence, std::as_writable_bytes(std::span(in_slot))));
+  EXPECT_FALSE((*region)->Read(in_region->payload_slot, in_region->slot_sequence + 2,
                                std::as_writable_bytes(std::span(in_slot))))
       << "a sequence the slot was not written with reads as torn";
   EXPECT_EQ(std::memcmp(in_slot.data(), wb.payload.data(), kKeys * sizeof(float)), 0)
       << "the weights in the shared slot differ from the twin's";
 
-  WireHeader stats = Header(MessageKind::kControl, 0);
-  stats.control = ControlKind::kStats;
-  auto counters = nlohmann::json::parse(a.Send(stats).header.text);
+  auto counters = testing::ServerStatsOf(a);
   int64_t counted = 0;
   for (const auto& [reason, n] : counters["errors"].items()) counted += n.get<int64_t>();
   EXPECT_EQ(counted, bad) << counters.dump();
@@ -238,7 +237,7 @@ TEST(HostileInput, RefusalsFromOneAddressAreSummarisedNotLoggedOneByOne) {
     for (int i = 0; i < 30; ++i) {
       std::vector<std::byte> noise(8 * (1 + rng() % 20));
       for (auto& x : noise) x = static_cast<std::byte>(rng());
-      refused += garbage.SendFrames({noise}).header.kind == MessageKind::kError;
+      refused += garbage.SendFrames({noise}).header.kind() == MessageKind::kError;
     }
   }
   EXPECT_EQ(refused, 1200);
@@ -268,12 +267,11 @@ TEST(HostileInput, AFloodingConnectionIsCutOffAndTheJobCompletes) {
   auto registrations = transport->Connect(cluster.coordinator_endpoint);
   ASSERT_TRUE(leases.ok() && registrations.ok());
   WireHeader lease;
-  lease.kind = MessageKind::kLease;
+  lease.body = msg::LeaseRequest{};
   lease.generation = 1;
   Flood(**leases, lease, 2000);
   WireHeader join;  // a server that does not say where it listens: refused, but counted first
-  join.kind = MessageKind::kRegister;
-  join.role = PeerRole::kServer;
+  join.body = msg::Register{.role = PeerRole::kServer};
   Flood(**registrations, join, 20);
   for (const char* what : {"messages", "registrations"}) {
     const std::regex cut(std::string("cut off a connection from (\\S+): more than \\d+ ") + what + " a second");

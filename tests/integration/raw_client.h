@@ -62,9 +62,11 @@ class RawClient {
 // The server's counters (ServerStats as JSON).
 inline nlohmann::json ServerStatsOf(RawClient& client) {
   WireHeader h;
-  h.kind = MessageKind::kControl;
-  h.control = ControlKind::kStats;
-  return nlohmann::json::parse(client.Send(h).header.text);
+  h.body = msg::Control{ControlKind::kStats, 0, {}, {}};
+  const Reply reply = client.Send(h);
+  const auto* stats = reply.header.As<msg::Control>();
+  EXPECT_TRUE(stats) << "stats answered with a " << MessageKindName(reply.header.kind());
+  return nlohmann::json::parse(stats ? stats->text : std::string("{}"));
 }
 
 }  // namespace psforge::testing
