@@ -37,6 +37,10 @@ def main():
     put("idx", "plain", idx(images, labels, 0))
     put("idx", "gzip", idx(images, labels, 3))
     put("idx", "wrong-magic", idx(struct.pack(">IIII", 0x802, 3, 2, 2), labels, 0))
+    # Row ids: a count/table byte, then delta + varint rows.
+    put("row_ids", "three", bytes([3, 5, 1, 0x81, 0x01]))
+    put("row_ids", "big-table", bytes([0x42, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0x01]))
+    put("row_ids", "empty", bytes([0]))
     # CSV: label last, with and without a header line.
     put("csv", "header", bytes([0xFF, 1]) + b"x1,x2,y\n1.5,2,0\n-3,4e2,1\n")
     put("csv", "plain", bytes([0, 0]) + b"0,1.0,2.0\r\n1,3.0,4.0\n")
