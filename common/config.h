@@ -52,6 +52,26 @@ struct LayerOptions {
   bool operator==(const LayerOptions&) const = default;
 };
 
+// One sparse embedding table (model.tables): rows hashed from feature ids,
+// spread over the servers by row, created on first touch with the
+// initialiser of their row id, and updated by a row-wise optimizer only
+// where a batch touched them.
+enum class RowInit { kUniform, kNormal };
+enum class RowOptimizerKind { kSgd, kAdaGrad, kLazyAdam };
+struct TableOptions {
+  std::string name;                 // unique in the model
+  int64_t rows = int64_t{1} << 24;  // [1, 2^40]: feature ids are hashed into them
+  int64_t dim = 16;                 // [1, 1024]
+  RowInit init = RowInit::kUniform; // uniform: U(-init_scale, init_scale); normal: N(0, init_scale^2)
+  double init_scale = 0.05;         // >= 0
+  RowOptimizerKind optimizer = RowOptimizerKind::kAdaGrad;  // sgd | adagrad | lazy_adam
+  double learning_rate = 0.05;      // > 0
+  double epsilon = 1e-8;            // adagrad, lazy_adam: > 0
+  double beta1 = 0.9, beta2 = 0.999;  // lazy_adam: in [0, 1)
+  double initial_accumulator = 0.0; // adagrad: each row's starting sum, >= 0
+  uint64_t seed = 0;                // of the initialiser and the feature hash
+};
+
 // model: what network to build.
 struct ModelOptions {
   ModelKind kind = ModelKind::kMlp;           // mlp | linear_regression | logistic_regression | sequential
