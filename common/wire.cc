@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "common/proto/psforge.capnp.h"
+#include "common/row_ids.h"
 
 namespace psforge {
 namespace {
@@ -44,6 +45,45 @@ Status CheckSlot(const char* what, int slot) {
   return Status::Ok();
 }
 
+void FillSparse(proto::KeyBlock::Builder b, const std::vector<SparseBlock>& blocks) {
+  if (blocks.empty()) return;
+  auto list = b.initSparse(static_cast<unsigned>(std::min(blocks.size(), kMaxSparseBlocks)));
+  for (unsigned i = 0; i < list.size(); ++i) {
+    list[i].setTable(blocks[i].table);
+    list[i].setRows(blocks[i].rows);
+    list[i].setKeyBytes(blocks[i].key_bytes);
+  }
+}
+
+// Reads the blocks, checking what the header alone can: a bounded count,
+// no table twice, rows in [1, kMaxRowsPerMessage], and with ids
+// (`with_keys`) between one and ten bytes of ids a row (a varint's range),
+// without them none.
+Status ReadSparse(proto::KeyBlock::Reader b, bool with_keys, std::vector<SparseBlock>* out) {
+  auto list = b.getSparse();
+  if (list.size() > kMaxSparseBlocks)
+    return InvalidArgument("sparse lists " + std::to_string(list.size()) + " tables, more than " +
+                           std::to_string(kMaxSparseBlocks));
+  out->clear();
+  for (auto block : list) {
+    SparseBlock s{block.getTable(), block.getRows(), block.getKeyBytes()};
+    const std::string name = "sparse block of table " + std::to_string(s.table);
+    for (const SparseBlock& seen : *out)
+      if (seen.table == s.table) return InvalidArgument(name + " appears twice");
+    if (s.rows < 1 || s.rows > static_cast<uint64_t>(kMaxRowsPerMessage))
+      return InvalidArgument(name + " has " + std::to_string(s.rows) + " rows, outside [1, " +
+                             std::to_string(kMaxRowsPerMessage) + "]");
+    if (with_keys && (s.key_bytes < s.rows || s.key_bytes > 10 * uint64_t{s.rows}))
+      return InvalidArgument(name + ": " + std::to_string(s.rows) + " row ids cannot take " +
+                             std::to_string(s.key_bytes) + " bytes");
+    if (!with_keys && s.key_bytes != 0)
+      return InvalidArgument(name + " in a pull reply carries " + std::to_string(s.key_bytes) +
+                             " bytes of row ids; a reply's rows are its pull's");
+    out->push_back(s);
+  }
+  return Status::Ok();
+}
+
 // Push, Pull and PullReply share the schema's KeyBlock; each fills the
 // fields its kind has.
 void FillBlock(proto::KeyBlock::Builder b, const msg::Push& p) {
@@ -61,6 +101,7 @@ void FillBlock(proto::KeyBlock::Builder b, const msg::Push& p) {
   b.setIdSquareSum(p.mark.id_square_sum);
   b.setPayloadSlot(static_cast<uint8_t>(p.payload_slot));
   b.setReplySlot(static_cast<uint8_t>(p.reply_slot));
+  FillSparse(b, p.sparse);
 }
 
 void FillBlock(proto::KeyBlock::Builder b, const msg::Pull& p) {
@@ -69,6 +110,7 @@ void FillBlock(proto::KeyBlock::Builder b, const msg::Pull& p) {
   b.setKeyEnd(p.key_end);
   b.setDtype(static_cast<proto::DType>(p.dtype));
   b.setReplySlot(static_cast<uint8_t>(p.reply_slot));
+  FillSparse(b, p.sparse);
 }
 
 void FillBlock(proto::KeyBlock::Builder b, const msg::PullReply& p) {
@@ -79,6 +121,7 @@ void FillBlock(proto::KeyBlock::Builder b, const msg::PullReply& p) {
   b.setWorkers(static_cast<uint32_t>(p.workers));
   b.setPayloadSlot(static_cast<uint8_t>(p.payload_slot));
   b.setSlotSequence(p.slot_sequence);
+  FillSparse(b, p.sparse);
 }
 
 Status ReadBlock(proto::KeyBlock::Reader b, msg::Push* p) {
@@ -93,7 +136,8 @@ Status ReadBlock(proto::KeyBlock::Reader b, msg::Push* p) {
   p->payload_slot = b.getPayloadSlot();
   p->reply_slot = b.getReplySlot();
   PSF_RETURN_IF_ERROR(CheckSlot("payload", p->payload_slot));
-  return CheckSlot("reply", p->reply_slot);
+  PSF_RETURN_IF_ERROR(CheckSlot("reply", p->reply_slot));
+  return ReadSparse(b, /*with_keys=*/true, &p->sparse);
 }
 
 Status ReadBlock(proto::KeyBlock::Reader b, msg::Pull* p) {
@@ -102,7 +146,8 @@ Status ReadBlock(proto::KeyBlock::Reader b, msg::Pull* p) {
   p->key_end = b.getKeyEnd();
   PSF_RETURN_IF_ERROR(ReadDType(b.getDtype(), &p->dtype));
   p->reply_slot = b.getReplySlot();
-  return CheckSlot("reply", p->reply_slot);
+  PSF_RETURN_IF_ERROR(CheckSlot("reply", p->reply_slot));
+  return ReadSparse(b, /*with_keys=*/true, &p->sparse);
 }
 
 Status ReadBlock(proto::KeyBlock::Reader b, msg::PullReply* p) {
@@ -113,7 +158,8 @@ Status ReadBlock(proto::KeyBlock::Reader b, msg::PullReply* p) {
   p->workers = b.getWorkers();
   p->payload_slot = b.getPayloadSlot();
   p->slot_sequence = b.getSlotSequence();
-  return CheckSlot("payload", p->payload_slot);
+  PSF_RETURN_IF_ERROR(CheckSlot("payload", p->payload_slot));
+  return ReadSparse(b, /*with_keys=*/false, &p->sparse);
 }
 
 template <typename T, typename List>

@@ -21,7 +21,7 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 10;
+inline constexpr uint16_t kWireSchemaVersion = 11;
 // No valid header comes near this (the largest, a server's heartbeat with
 // full lists, is under 9 KiB); anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 16384;
@@ -58,6 +58,18 @@ struct EpochAudit {
   uint64_t id_sum = 0, id_square_sum = 0;
   bool operator==(const EpochAudit&) const = default;
 };
+// One sparse table's rows in a push, pull or pull reply: `rows` sorted
+// unique row ids coded in `key_bytes` bytes of the payload
+// (common/sparse_payload.h lays the payload out).
+struct SparseBlock {
+  uint16_t table = 0;
+  uint32_t rows = 0;
+  uint32_t key_bytes = 0;  // pull reply: 0 (the rows are the pull's, in its order)
+  bool operator==(const SparseBlock&) const = default;
+};
+// A message names at most this many blocks (one per table it touches).
+inline constexpr std::size_t kMaxSparseBlocks = 64;
+
 // The last data position a server took in from a worker.
 struct DataPosition {
   uint32_t worker = 0;
@@ -124,6 +136,7 @@ struct Push {
   int64_t pull_version = 0;
   int payload_slot = 0;     // the gradient is in this slot of the sender's region (0: a frame)
   int reply_slot = 0;       // with_pull: the slot to answer in (0: a frame)
+  std::vector<SparseBlock> sparse;  // table rows after the dense values
   bool operator==(const Push&) const = default;
 };
 
@@ -140,6 +153,7 @@ struct Pull {
   int64_t key_end = 0;
   DType dtype = DType::kF32;  // wanted in the reply
   int reply_slot = 0;         // the slot of the sender's region to answer in (0: a frame)
+  std::vector<SparseBlock> sparse;  // table rows wanted (their ids in the payload frame)
   bool operator==(const Pull&) const = default;
 };
 
@@ -151,6 +165,7 @@ struct PullReply {
   int64_t workers = 0;        // bsp: the workers the server waits for (0: not bsp)
   int payload_slot = 0;       // the weights are in this slot (0: a frame)
   uint64_t slot_sequence = 0; // in a slot: its seqlock sequence
+  std::vector<SparseBlock> sparse;  // the pull's rows' weights, after the dense values
   bool operator==(const PullReply&) const = default;
 };
 

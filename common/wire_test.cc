@@ -38,10 +38,11 @@ std::vector<MessageBody> EveryKind() {
   heartbeat.checkpoint_at = 600;
   msg::Push push{.step = 12, .key_begin = 100, .key_end = 200, .dtype = DType::kBf16, .samples = 64,
                  .mark = {4097, 640, 2, 123456, 789012}, .with_pull = true, .pull_version = 13,
-                 .payload_slot = 1, .reply_slot = 3};
-  msg::Pull pull{.version = 14, .key_begin = 100, .key_end = 200, .dtype = DType::kF16, .reply_slot = 4};
+                 .payload_slot = 1, .reply_slot = 3, .sparse = {{0, 5, 9}, {3, 1, 10}}};
+  msg::Pull pull{.version = 14, .key_begin = 100, .key_end = 200, .dtype = DType::kF16, .reply_slot = 4,
+                 .sparse = {{2, 4096, 5000}}};
   msg::PullReply reply{.version = 15, .key_begin = 100, .key_end = 200, .dtype = DType::kBf16, .workers = 2,
-                       .payload_slot = 3, .slot_sequence = 99};
+                       .payload_slot = 3, .slot_sequence = 99, .sparse = {{2, 4096, 0}}};
   return {msg::Register{PeerRole::kServer, "tcp://10.0.0.1:7000", "public-key", 4242},
           heartbeat,
           push,
@@ -85,6 +86,32 @@ TEST(Wire, AHandlerSeesOnlyItsKindsBody) {
   ASSERT_NE(error.As<msg::Error>(), nullptr);
   EXPECT_EQ(error.As<msg::Error>()->code, StatusCode::kNotFound);
   EXPECT_EQ(error.As<msg::Error>()->message, "no such key");
+}
+
+TEST(Wire, SparseBlocksThatCannotBeRightAreRefusedByName) {
+  std::vector<std::byte> buf;
+  std::vector<uint64_t> scratch;
+  auto refusal = [&](MessageBody body) {
+    WireHeader h = Push();
+    h.body = std::move(body);
+    EncodeHeader(h, &buf);
+    auto d = DecodeHeader(buf, &scratch);
+    EXPECT_FALSE(d.ok());
+    return d.status().message();
+  };
+  EXPECT_NE(refusal(msg::Push{.sparse = {{1, 2, 2}, {1, 3, 3}}}).find("table 1 appears twice"), std::string::npos);
+  EXPECT_NE(refusal(msg::Push{.sparse = {{1, 0, 0}}}).find("has 0 rows"), std::string::npos);
+  EXPECT_NE(refusal(msg::Pull{.sparse = {{1, 4, 3}}}).find("4 row ids cannot take 3 bytes"), std::string::npos);
+  EXPECT_NE(refusal(msg::Pull{.sparse = {{1, 4, 41}}}).find("cannot take 41 bytes"), std::string::npos);
+  EXPECT_NE(refusal(msg::PullReply{.sparse = {{1, 4, 4}}}).find("a reply's rows are its pull's"), std::string::npos);
+  msg::Push many;
+  for (uint16_t t = 0; t <= kMaxSparseBlocks; ++t) many.sparse.push_back({t, 1, 1});
+  WireHeader h = Push();
+  h.body = many;
+  EncodeHeader(h, &buf);
+  auto d = DecodeHeader(buf, &scratch);
+  ASSERT_TRUE(d.ok()) << "the encoder sends at most kMaxSparseBlocks: " << d.status().ToString();
+  EXPECT_EQ(d->As<msg::Push>()->sparse.size(), kMaxSparseBlocks);
 }
 
 TEST(Wire, OutOfRangeSlotsAndEnumsAreRefusedByName) {

@@ -315,13 +315,18 @@ void ParamServer::Handle(InMessage& m) {
   const WireHeader& h = *decoded;
   const auto* push = h.As<msg::Push>();
   const auto* control = h.As<msg::Control>();
-  const std::size_t expected_frames = push && push->payload_slot == 0 ? 2 : 1;
+  const auto* pull_request = h.As<msg::Pull>();
+  // A payload frame: a push's gradient (unless it is in a slot), and the
+  // sparse rows of a push or a pull.
+  const std::size_t expected_frames =
+      (push && (push->payload_slot == 0 || !push->sparse.empty())) || (pull_request && !pull_request->sparse.empty())
+          ? 2 : 1;
   if (m.frames.size() != expected_frames)
     return ReplyError(m.peer, h, "wrong_frame_count",
                       InvalidArgument(std::string(MessageKindName(h.kind())) + " with " +
                                       std::to_string(m.frames.size()) + " frames, expected " +
                                       std::to_string(expected_frames)));
-  const bool work = push || h.As<msg::Pull>() ||
+  const bool work = push || pull_request ||
                     (control && (control->kind == ControlKind::kRemoveWorker || control->kind == ControlKind::kAdmitWorker));
   if (coordinator_ && work && h.generation != generation_)
     return ReplyError(m.peer, h, "other_generation",
@@ -330,7 +335,7 @@ void ParamServer::Handle(InMessage& m) {
                               std::to_string(generation_) + " (the job restarted from step " +
                               std::to_string(restored_) + "): rejoin"));
   if (push) return HandlePush(m.peer, h, *push, m);
-  if (const auto* pull = h.As<msg::Pull>()) return HandlePull(m.peer, h, *pull);
+  if (pull_request) return HandlePull(m.peer, h, *pull_request);
   if (h.As<msg::Heartbeat>()) {
     msg::Heartbeat answer;
     answer.step = shard_->version();
@@ -378,6 +383,10 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
                              const InMessage& m) {
   if (push.dtype != DType::kF32)
     return ReplyError(peer, h, "bad_push", InvalidArgument("push dtype not supported; send float32"));
+  if (!push.sparse.empty())
+    return ReplyError(peer, h, "bad_push",
+                      InvalidArgument("push names rows of sparse table " + std::to_string(push.sparse[0].table) +
+                                      "; this job's model has no sparse tables"));
   if (push.mark.epoch < 0 || push.mark.lease_offset < 0)
     return ReplyError(peer, h, "bad_push",
                       InvalidArgument("push marked with epoch " + std::to_string(push.mark.epoch) +
@@ -447,6 +456,10 @@ void ParamServer::HandleShareMemory(const std::string& peer, const WireHeader& h
 }
 
 void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const msg::Pull& pull) {
+  if (!pull.sparse.empty())
+    return ReplyError(peer, h, "bad_pull",
+                      InvalidArgument("pull names rows of sparse table " + std::to_string(pull.sparse[0].table) +
+                                      "; this job's model has no sparse tables"));
   Status valid = shard_->ValidatePull(h.sender, pull.version, pull.key_begin, pull.key_end);
   if (!valid.ok()) return ReplyError(peer, h, "bad_pull", valid);
   if (shard_->Ready(pull.version)) return ReplyPull(peer, h, pull);

@@ -325,6 +325,7 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
         return DataLoss("pull for version " + std::to_string(wanted) + " answered with version " +
                         std::to_string(reply->version) + ", older than the " +
                         ConsistencyName(cluster_.consistency) + " bound allows");
+      if (!reply->sparse.empty()) return DataLoss("pull reply carries sparse rows that no pull asked for");
       const std::size_t bytes = dest.size() * sizeof(float);
       const bool in_slot = reply->payload_slot != 0;
       if (message->frames.size() != (in_slot ? 1u : 2u) ||

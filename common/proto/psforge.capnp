@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 10;
+const schemaVersion :UInt16 = 11;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -62,6 +62,20 @@ struct KeyBlock {
   slotSequence @14 :UInt64;
   # pull, push with pull: k > 0, write the reply's weights into slot k.
   replySlot @15 :UInt8;
+  # Rows of sparse embedding tables this message carries, in the payload
+  # frame after the dense values (common/sparse_payload.h): push, each
+  # block's row ids then their gradients; pull, each block's row ids (a pull
+  # with blocks has a payload frame); pull reply, each block's rows' weights,
+  # in the order the pull named them (keyBytes 0: the ids are not echoed).
+  sparse @16 :List(SparseBlock);
+}
+
+# One table's rows in a message: `rows` sorted unique row ids, delta +
+# varint coded in `keyBytes` bytes (common/row_ids.h).
+struct SparseBlock {
+  table @0 :UInt16;     # the table's index in the model's tables
+  rows @1 :UInt32;
+  keyBytes @2 :UInt32;
 }
 
 # A server's count of the records it applied in one epoch, with the sums of

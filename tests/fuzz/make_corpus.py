@@ -41,6 +41,13 @@ def main():
     put("row_ids", "three", bytes([3, 5, 1, 0x81, 0x01]))
     put("row_ids", "big-table", bytes([0x42, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0x01]))
     put("row_ids", "empty", bytes([0]))
+    # Sparse payloads: layout, block count, per block (table, rows - 1, id
+    # bytes as u16), then the frame.
+    put("sparse_payload", "push", bytes([0, 1, 0, 1, 2, 0]) + struct.pack("<2f", 1, 2) +
+        bytes([3, 4, 0, 0]) + struct.pack("<8f", *range(8)))
+    put("sparse_payload", "pull", bytes([1, 1, 1, 0, 1, 0, 9, 0, 0, 0]))
+    put("sparse_payload", "pull_reply", bytes([2, 1, 2, 2, 0, 0]) + struct.pack("<2f", 1, 2) +
+        struct.pack("<3f", 4, 5, 6))
     # CSV: label last, with and without a header line.
     put("csv", "header", bytes([0xFF, 1]) + b"x1,x2,y\n1.5,2,0\n-3,4e2,1\n")
     put("csv", "plain", bytes([0, 0]) + b"0,1.0,2.0\r\n1,3.0,4.0\n")

@@ -145,6 +145,19 @@ TEST(HostileInput, BadMessagesAreRefusedCountedAndChangeNothing) {
     old.version = kWireSchemaVersion + 1;
     EXPECT_NE(expect_error(a.Send(old, &g), "schema").find("schema version"), std::string::npos);
     expect_error(a.Send(Request(msg::PullReply{.version = step, .key_end = kKeys})), "reply kind to a server");
+    // Rows of sparse tables this job does not have: refused by name, with
+    // or without the payload frame they need.
+    msg::Push sparse_push{.step = step, .key_end = kKeys, .samples = 1, .sparse = {{0, 2, 2}}};
+    std::vector<float> with_rows = g;
+    with_rows.insert(with_rows.end(), 33, 0.0f);
+    EXPECT_NE(expect_error(a.Send(Request(sparse_push), &with_rows), "sparse push").find("no sparse tables"),
+              std::string::npos);
+    msg::Pull sparse_pull{.version = step, .key_end = kKeys, .sparse = {{1, 1, 1}}};
+    EXPECT_NE(expect_error(a.Send(Request(sparse_pull)), "sparse pull without ids").find("with 1 frames, expected 2"),
+              std::string::npos);
+    std::vector<float> ids(1, 0.0f);
+    EXPECT_NE(expect_error(a.Send(Request(sparse_pull), &ids), "sparse pull").find("no sparse tables"),
+              std::string::npos);
     expect_error(a.Send(PullOf(step + 5)), "unreachable version");
     expect_error(a.Send(PullOf(step, 3, 100)), "pull outside range");
     EXPECT_NE(expect_error(push_in_slot(step, nan_g, 2), "nan in a slot").find("non-finite"), std::string::npos);
