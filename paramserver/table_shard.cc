@@ -1,0 +1,114 @@
+#include "paramserver/table_shard.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "common/row_ids.h"
+
+namespace psforge {
+namespace {
+
+// A section's values as floats: in place when aligned, else copied into `scratch`.
+std::span<const float> Values(const SparseSection& s, std::vector<float>* scratch) {
+  const std::size_t n = s.values.size() / sizeof(float);
+  if (reinterpret_cast<std::uintptr_t>(s.values.data()) % alignof(float) == 0)
+    return {reinterpret_cast<const float*>(s.values.data()), n};
+  scratch->resize(n);
+  std::memcpy(scratch->data(), s.values.data(), s.values.size());
+  return *scratch;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TableShard>> TableShard::Create(const std::vector<TableOptions>& tables, int64_t index,
+                                                       int64_t servers) {
+  if (servers < 1 || index < 0 || index >= servers)
+    return InvalidArgument("server " + std::to_string(index) + " of " + std::to_string(servers));
+  std::unique_ptr<TableShard> shard(new TableShard(index, servers));
+  for (const TableOptions& o : tables) {
+    PSF_ASSIGN_OR_RETURN(auto table, EmbeddingTable::Create(o));
+    shard->tables_.push_back(std::move(table));
+    shard->dims_.push_back(o.dim);
+    shard->rows_.push_back(static_cast<uint64_t>(o.rows));
+  }
+  shard->sums_.resize(tables.size());
+  return shard;
+}
+
+Status TableShard::CheckRows(std::size_t t, std::span<const uint64_t> rows) const {
+  if (t >= tables_.size())
+    return InvalidArgument("table " + std::to_string(t) + "; the model has " + std::to_string(tables_.size()) +
+                           " sparse tables");
+  for (uint64_t r : rows) {
+    if (r >= rows_[t])
+      return InvalidArgument("row " + std::to_string(r) + " outside table '" + tables_[t]->options().name + "' of " +
+                             std::to_string(rows_[t]) + " rows");
+    if (ServerOfRow(r, servers_) != index_)
+      return InvalidArgument("row " + std::to_string(r) + " of table '" + tables_[t]->options().name +
+                             "' belongs to server " + std::to_string(ServerOfRow(r, servers_)) + ", not to server " +
+                             std::to_string(index_));
+  }
+  return Status::Ok();
+}
+
+Status TableShard::Check(std::span<const SparseSection> sections) const {
+  for (const SparseSection& s : sections) {
+    PSF_RETURN_IF_ERROR(CheckRows(s.table, s.rows));
+    const std::size_t d = static_cast<std::size_t>(dims_[s.table]);
+    if (s.values.size() != s.rows.size() * d * sizeof(float))
+      return InvalidArgument("table '" + tables_[s.table]->options().name + "': " +
+                             std::to_string(s.values.size()) + " bytes of gradients for " +
+                             std::to_string(s.rows.size()) + " rows of " + std::to_string(d));
+    for (std::size_t k = 0; k < s.values.size() / sizeof(float); ++k) {
+      float v;
+      std::memcpy(&v, s.values.data() + k * sizeof(float), sizeof v);
+      if (!std::isfinite(v))
+        return InvalidArgument("table '" + tables_[s.table]->options().name + "': non-finite gradient for row " +
+                               std::to_string(s.rows[k / d]) + "; nothing applied");
+    }
+  }
+  return Status::Ok();
+}
+
+void TableShard::Accumulate(std::span<const SparseSection> sections, float weight, bool first_of_step) {
+  if (first_of_step)
+    for (StepSum& sum : sums_) sum.index.clear(), sum.rows.clear(), sum.values.clear();
+  for (const SparseSection& s : sections) {
+    StepSum& sum = sums_[s.table];
+    const std::size_t d = static_cast<std::size_t>(dims_[s.table]);
+    std::span<const float> g = Values(s, &scratch_);
+    for (std::size_t i = 0; i < s.rows.size(); ++i) {
+      auto [it, created] = sum.index.try_emplace(s.rows[i], static_cast<uint32_t>(sum.rows.size()));
+      if (created) {
+        sum.rows.push_back(s.rows[i]);
+        sum.values.resize(sum.values.size() + d, 0.0f);
+      }
+      float* acc = sum.values.data() + static_cast<std::size_t>(it->second) * d;
+      for (std::size_t j = 0; j < d; ++j) acc[j] += weight * g[i * d + j];
+    }
+  }
+}
+
+void TableShard::ApplyAccumulated(float scale) {
+  for (std::size_t t = 0; t < tables_.size(); ++t) {
+    StepSum& sum = sums_[t];
+    // Checked as the pushes came in: Apply cannot refuse them.
+    if (!sum.rows.empty()) (void)tables_[t]->Apply(sum.rows, sum.values, scale);
+    sum.index.clear(), sum.rows.clear(), sum.values.clear();
+  }
+}
+
+void TableShard::ApplyNow(std::span<const SparseSection> sections) {
+  for (const SparseSection& s : sections) (void)tables_[s.table]->Apply(s.rows, Values(s, &scratch_));
+}
+
+Status TableShard::Read(std::size_t t, std::span<const uint64_t> rows, std::vector<float>* out) {
+  PSF_RETURN_IF_ERROR(CheckRows(t, rows));
+  const std::size_t start = out->size();
+  out->resize(start + rows.size() * static_cast<std::size_t>(dims_[t]));
+  tables_[t]->Read(rows, std::span(*out).subspan(start));
+  return Status::Ok();
+}
+
+}  // namespace psforge

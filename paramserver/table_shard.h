@@ -1,0 +1,70 @@
+// TableShard: one server's part of every sparse table of a model (the rows
+// r with ServerOfRow(r, servers) == index), and the current BSP step's
+// row gradients.
+//
+// The consistency rules are ParamShard's: it calls Check before taking a
+// push in (so a bad sparse part changes nothing, dense or sparse), then
+// Accumulate (BSP: summed per row, weighted by the push's records) or
+// ApplyNow (SSP/ASP: the push's own update), and ApplyAccumulated when the
+// step is complete. Rows are touched only where a push or pull names them.
+// Not thread-safe: one server loop owns it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "common/config.h"
+#include "common/sparse_payload.h"
+#include "paramserver/embedding_table.h"
+
+namespace psforge {
+
+class TableShard {
+ public:
+  // The part of `tables` held by server `index` of `servers`.
+  static Result<std::unique_ptr<TableShard>> Create(const std::vector<TableOptions>& tables, int64_t index,
+                                                    int64_t servers);
+
+  std::size_t tables() const { return tables_.size(); }
+  const EmbeddingTable& table(std::size_t t) const { return *tables_[t]; }
+  // Dims and row counts by table index, as SplitSparsePayload wants them.
+  std::span<const int64_t> dims() const { return dims_; }
+  std::span<const uint64_t> table_rows() const { return rows_; }
+
+  // InvalidArgument, naming the table and row, unless every row of
+  // `sections` is this server's and every value is finite.
+  Status Check(std::span<const SparseSection> sections) const;
+
+  // BSP: adds `weight` x each row's gradient to the step's sum (the first
+  // push of a step starts a new sum).
+  void Accumulate(std::span<const SparseSection> sections, float weight, bool first_of_step);
+  // BSP: one update of every row the step touched, by its sum x `scale`.
+  void ApplyAccumulated(float scale);
+  // SSP/ASP: one update of each row of `sections` by its gradient.
+  void ApplyNow(std::span<const SparseSection> sections);
+
+  // The weights of `rows` of table `t` (checked: this server's, in the
+  // table), creating rows not yet touched; dim floats a row, appended to `out`.
+  Status Read(std::size_t t, std::span<const uint64_t> rows, std::vector<float>* out);
+
+ private:
+  struct StepSum {
+    std::unordered_map<uint64_t, uint32_t> index;  // row -> its place in rows / values
+    std::vector<uint64_t> rows;
+    std::vector<float> values;
+  };
+  TableShard(int64_t index, int64_t servers) : index_(index), servers_(servers) {}
+  Status CheckRows(std::size_t t, std::span<const uint64_t> rows) const;
+
+  const int64_t index_, servers_;
+  std::vector<std::unique_ptr<EmbeddingTable>> tables_;
+  std::vector<int64_t> dims_;
+  std::vector<uint64_t> rows_;
+  std::vector<StepSum> sums_;  // per table
+  std::vector<float> scratch_;  // an unaligned section's values, copied
+};
+
+}  // namespace psforge
