@@ -75,7 +75,8 @@ Result<std::unique_ptr<ParamShard>> ParamShard::Create(const ModelSpec& spec, Ke
 
 Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samples,
                                      int64_t begin, int64_t end,
-                                     std::span<const std::byte> payload) {
+                                     std::span<const std::byte> payload,
+                                     std::span<const SparseSection> sparse) {
   if (worker >= static_cast<uint64_t>(workers_))
     return InvalidArgument("push from worker " + std::to_string(worker) + " but the job has " +
                            std::to_string(workers_) + " workers");
@@ -117,21 +118,31 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
     return InvalidArgument("push holds a non-finite gradient (" + std::to_string(grad[bad]) +
                            ") at key " + std::to_string(range_.begin + bad) + "; nothing applied");
 
+  if (!sparse.empty()) {
+    if (!tables_)
+      return InvalidArgument("push names rows of sparse table " + std::to_string(sparse[0].table) +
+                             "; this job's model has no sparse tables");
+    PSF_RETURN_IF_ERROR(tables_->Check(sparse));
+  }
+
   const std::span<const float> gradient(grad, range_.size());
   if (consistency_ != Consistency::kBsp) {
     if (samples > 0) optimizer_->Apply(weights_, gradient);
+    if (samples > 0 && !sparse.empty()) tables_->ApplyNow(sparse);
     ++clock_[worker];
     UpdateSspVersion();
     return PushOutcome::kApplied;
   }
   if (pushed_count_ == 0 && active_count_ == 1) {  // nothing to average: update from the payload
     if (samples > 0) optimizer_->Apply(weights_, gradient);
+    if (samples > 0 && !sparse.empty()) tables_->ApplyNow(sparse);
     ++version_;
     return PushOutcome::kApplied;
   }
   // The record-weighted sum; the first push of a step overwrites the last
   // step's, so the sum needs no clearing.
   AccumulateWeighted(sum_.data(), grad, range_.size(), static_cast<float>(samples), pushed_count_ == 0);
+  if (samples > 0 && !sparse.empty()) tables_->Accumulate(sparse, static_cast<float>(samples));
   pushed_[worker] = true;
   ++pushed_count_;
   step_samples_ += samples;
@@ -150,6 +161,8 @@ void ParamShard::ApplyAccumulated() {
   // The mean over the step's records: the optimizer scales the sum as it reads it.
   if (step_samples_ > 0)
     optimizer_->Apply(weights_, sum_, 1.0f / static_cast<float>(step_samples_));
+  // The rows' sums are cleared for the next step either way.
+  if (tables_) tables_->ApplyAccumulated(step_samples_ > 0 ? 1.0f / static_cast<float>(step_samples_) : 0.0f);
   std::fill(pushed_.begin(), pushed_.end(), false);
   pushed_count_ = 0;
   step_samples_ = 0;
@@ -248,6 +261,11 @@ void ParamShard::Snapshot(ServerCheckpoint* out) const {
 }
 
 Status ParamShard::Restore(const ServerCheckpoint& c) {
+  // A checkpoint holds the dense range only: rolling it back under tables
+  // that stay at a later step would mix two steps.
+  if (tables_ && tables_->tables() > 0)
+    return FailedPrecondition("checkpoint " + std::to_string(c.id) + " holds no sparse table rows; "
+                              "restoring a model with sparse tables needs their incremental checkpoints");
   auto state = optimizer_->state();
   if (c.range.begin != range_.begin || c.range.end != range_.end)
     return InvalidArgument("checkpoint " + std::to_string(c.id) + " holds keys " + Range(c.range.begin, c.range.end) +

@@ -30,6 +30,7 @@
 #include "common/model_spec.h"
 #include "paramserver/param_store.h"
 #include "paramserver/optimizer.h"
+#include "paramserver/table_shard.h"
 
 namespace psforge {
 
@@ -49,9 +50,16 @@ class ParamShard {
   int64_t workers_waited_for() const { return consistency_ == Consistency::kBsp ? active_count_ : 0; }
 
   // `payload` holds (end - begin) float32 values, any alignment: the mean
-  // gradient over `samples` records.
+  // gradient over `samples` records; `sparse`, the rows of sparse tables
+  // the same step touched, with theirs (applied by the same rules: a BSP
+  // step updates each touched row once, by the record-weighted mean).
   Result<PushOutcome> Push(uint32_t worker, int64_t step, int64_t samples, int64_t begin,
-                           int64_t end, std::span<const std::byte> payload);
+                           int64_t end, std::span<const std::byte> payload,
+                           std::span<const SparseSection> sparse = {});
+
+  // This server's part of the model's sparse tables (none until attached).
+  void AttachTables(std::unique_ptr<TableShard> tables) { tables_ = std::move(tables); }
+  TableShard* tables() { return tables_.get(); }
 
   // Stops waiting for `worker`. True when that completed a step (pulls may be ready).
   bool RemoveWorker(uint32_t worker);
@@ -99,6 +107,7 @@ class ParamShard {
   const int64_t staleness_;
   int64_t workers_;
   std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<TableShard> tables_;  // null: the model has no sparse tables
   std::vector<float> weights_;
   std::vector<float> sum_;           // BSP with W > 1: the current step's gradients, summed
   std::vector<float> incoming_;      // an unaligned payload, copied (empty until one arrives)

@@ -240,5 +240,71 @@ TEST(ParamShard, RestoredSnapshotContinuesExactly) {
   EXPECT_FALSE((*b)->Restore(c).ok());
 }
 
+// A table of one-float rows, all on this server (1 server), plain SGD at rate 1.
+void AttachTable(Fixture* f) {
+  TableOptions t;
+  t.name = "ids";
+  t.rows = 1000;
+  t.dim = 1;
+  t.optimizer = RowOptimizerKind::kSgd;
+  t.learning_rate = 1.0;
+  f->shard->AttachTables(std::move(TableShard::Create({t}, 0, 1)).value());
+}
+
+struct Rows {
+  std::vector<float> g;
+  SparseSection s;
+  Rows(std::vector<uint64_t> rows, std::vector<float> grad) : g(std::move(grad)) {
+    s.rows = std::move(rows);
+    s.values = std::as_bytes(std::span(g));
+  }
+  Rows(const Rows&) = delete;
+  std::span<const SparseSection> sections() const { return {&s, 1}; }
+};
+
+float Row(Fixture& f, uint64_t row) {
+  std::vector<float> out;
+  EXPECT_TRUE(f.shard->tables()->Read(0, std::vector<uint64_t>{row}, &out).ok());
+  return out.empty() ? NAN : out[0];
+}
+
+TEST(ParamShard, BspAppliesEachTouchedRowOnceByTheRecordWeightedMeanAndIgnoresDuplicates) {
+  auto f = Make(Consistency::kBsp, 2);
+  AttachTable(&f);
+  const float r5 = Row(f, 5), r7 = Row(f, 7);
+  const std::vector<float> g(4, 0.0f);
+  Rows a({5, 7}, {1.0f, 2.0f}), b({7}, {4.0f});
+  EXPECT_EQ(*f.shard->Push(0, 0, 30, 0, 4, Bytes(g), a.sections()), PushOutcome::kAccumulated);
+  EXPECT_EQ(*f.shard->Push(0, 0, 30, 0, 4, Bytes(g), a.sections()), PushOutcome::kDuplicate);
+  EXPECT_FLOAT_EQ(Row(f, 5), r5) << "nothing applied before the step is complete";
+  EXPECT_EQ(*f.shard->Push(1, 0, 10, 0, 4, Bytes(g), b.sections()), PushOutcome::kApplied);
+  EXPECT_NEAR(Row(f, 5), r5 - 30 * 1.0f / 40, 1e-6);
+  EXPECT_NEAR(Row(f, 7), r7 - (30 * 2.0f + 10 * 4.0f) / 40, 1e-6);
+}
+
+TEST(ParamShard, ABadSparsePartChangesNeitherTheRowsNorTheDenseRange) {
+  auto f = Make(Consistency::kSsp, 1);
+  const std::vector<float> g(4, 1.0f);
+  Rows nan({3}, {NAN});
+  auto none = f.shard->Push(0, 0, 10, 0, 4, Bytes(g), nan.sections());
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("no sparse tables"), std::string::npos);
+  AttachTable(&f);
+  auto before = std::vector<float>(f.shard->Weights(0, 4).begin(), f.shard->Weights(0, 4).end());
+  auto refused = f.shard->Push(0, 0, 10, 0, 4, Bytes(g), nan.sections());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("non-finite gradient for row 3"), std::string::npos);
+  EXPECT_EQ(std::vector<float>(f.shard->Weights(0, 4).begin(), f.shard->Weights(0, 4).end()), before);
+  EXPECT_EQ(f.shard->version(), 0) << "the step was not taken";
+  Rows good({3}, {0.5f});
+  const float r3 = Row(f, 3);
+  ASSERT_TRUE(f.shard->Push(0, 0, 10, 0, 4, Bytes(g), good.sections()).ok());
+  EXPECT_NEAR(Row(f, 3), r3 - 0.5f, 1e-6) << "SSP applies the push's own rows at once";
+  ServerCheckpoint c;
+  f.shard->Snapshot(&c);
+  EXPECT_EQ(f.shard->Restore(c).code(), StatusCode::kFailedPrecondition)
+      << "no dense-only rollback under tables that stay ahead";
+}
+
 }  // namespace
 }  // namespace psforge

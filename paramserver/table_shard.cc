@@ -71,9 +71,7 @@ Status TableShard::Check(std::span<const SparseSection> sections) const {
   return Status::Ok();
 }
 
-void TableShard::Accumulate(std::span<const SparseSection> sections, float weight, bool first_of_step) {
-  if (first_of_step)
-    for (StepSum& sum : sums_) sum.index.clear(), sum.rows.clear(), sum.values.clear();
+void TableShard::Accumulate(std::span<const SparseSection> sections, float weight) {
   for (const SparseSection& s : sections) {
     StepSum& sum = sums_[s.table];
     const std::size_t d = static_cast<std::size_t>(dims_[s.table]);
@@ -97,6 +95,10 @@ void TableShard::ApplyAccumulated(float scale) {
     if (!sum.rows.empty()) (void)tables_[t]->Apply(sum.rows, sum.values, scale);
     sum.index.clear(), sum.rows.clear(), sum.values.clear();
   }
+}
+
+void TableShard::DropStep() {
+  for (StepSum& sum : sums_) sum.index.clear(), sum.rows.clear(), sum.values.clear();
 }
 
 void TableShard::ApplyNow(std::span<const SparseSection> sections) {

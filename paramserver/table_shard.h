@@ -38,11 +38,13 @@ class TableShard {
   // `sections` is this server's and every value is finite.
   Status Check(std::span<const SparseSection> sections) const;
 
-  // BSP: adds `weight` x each row's gradient to the step's sum (the first
-  // push of a step starts a new sum).
-  void Accumulate(std::span<const SparseSection> sections, float weight, bool first_of_step);
-  // BSP: one update of every row the step touched, by its sum x `scale`.
+  // BSP: adds `weight` x each row's gradient to the step's sum.
+  void Accumulate(std::span<const SparseSection> sections, float weight);
+  // BSP: one update of every row the step touched, by its sum x `scale`;
+  // the next step starts from an empty sum.
   void ApplyAccumulated(float scale);
+  // Forgets the step's sum unapplied (the shard goes back to a checkpoint).
+  void DropStep();
   // SSP/ASP: one update of each row of `sections` by its gradient.
   void ApplyNow(std::span<const SparseSection> sections);
 

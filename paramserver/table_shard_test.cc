@@ -50,8 +50,8 @@ TEST(TableShard, ABspStepAppliesTheRecordWeightedMeanOfEachRowOnce) {
   std::vector<float> before;
   ASSERT_TRUE(shard->Read(0, rows, &before).ok());
   ASSERT_TRUE(shard->Check(std::vector<SparseSection>{w0.s}).ok());
-  shard->Accumulate(std::vector<SparseSection>{w0.s}, 3.0f, /*first_of_step=*/true);
-  shard->Accumulate(std::vector<SparseSection>{w1.s, other.s}, 1.0f, false);
+  shard->Accumulate(std::vector<SparseSection>{w0.s}, 3.0f);
+  shard->Accumulate(std::vector<SparseSection>{w1.s, other.s}, 1.0f);
   shard->ApplyAccumulated(1.0f / 4);
   std::vector<float> after;
   ASSERT_TRUE(shard->Read(0, rows, &after).ok());
