@@ -85,6 +85,7 @@ struct ModelOptions {
   std::vector<int64_t> input_shape;
   std::vector<LayerOptions> layers;
   uint64_t init_seed = 42;                    // seed of every tensor's initialiser
+  std::vector<TableOptions> tables;           // sparse embedding tables (served by row)
 };
 
 // data: where the training and test sets come from.

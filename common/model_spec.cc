@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/row_ids.h"
 #include "common/split_mix.h"
 
 namespace psforge {
@@ -49,6 +50,22 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
   ModelSpec spec;
   spec.inputs_ = inputs;
   spec.init_seed_ = model.init_seed;
+  for (std::size_t t = 0; t < model.tables.size(); ++t) {
+    TableOptions table = model.tables[t];
+    const std::string name = "model.tables[" + std::to_string(t) + "]";
+    if (table.name.empty()) return InvalidArgument(name + ": a table needs a name");
+    for (const TableOptions& other : spec.tables_)
+      if (other.name == table.name) return InvalidArgument(name + ": a second table named '" + table.name + "'");
+    if (table.rows < 1 || static_cast<uint64_t>(table.rows) > kMaxTableRows)
+      return InvalidArgument(name + ": rows " + std::to_string(table.rows) + " outside [1, 2^40]");
+    if (table.dim < 1 || table.dim > 1024)
+      return InvalidArgument(name + ": dim " + std::to_string(table.dim) + " outside [1, 1024]");
+    if (table.seed == 0) table.seed = SplitMix64(model.init_seed ^ SplitMix64(t + 1));
+    spec.tables_.push_back(table);
+  }
+  if (model.tables.size() > kMaxSparseTables)
+    return InvalidArgument("model.tables: " + std::to_string(model.tables.size()) + " tables, at most " +
+                           std::to_string(kMaxSparseTables));
 
   std::vector<LayerOptions> layers;
   std::vector<int64_t> shape{inputs};

@@ -74,6 +74,9 @@ class ModelSpec {
   const std::vector<TensorSpec>& tensors() const { return tensors_; }
   const std::vector<LayerSpec>& layers() const { return layers_; }
   int64_t num_params() const { return num_params_; }
+  // The sparse tables, outside the key space: each table's seed is its
+  // own, or (0) derived from init_seed and its index.
+  const std::vector<TableOptions>& tables() const { return tables_; }
   int64_t inputs() const { return inputs_; }
   int64_t outputs() const { return layers_.back().out_size(); }
   // Classes of the softmax (the last dimension of the output).
@@ -93,6 +96,7 @@ class ModelSpec {
  private:
   std::vector<TensorSpec> tensors_;
   std::vector<LayerSpec> layers_;
+  std::vector<TableOptions> tables_;
   int64_t num_params_ = 0;
   int64_t inputs_ = 0;
   LossKind loss_ = LossKind::kSoftmaxCrossEntropy;

@@ -27,6 +27,8 @@ namespace psforge {
 // 2^40 rows: enough that ids hashed into a table rarely collide, small
 // enough that a row id and its server fit easily in 64 bits.
 inline constexpr uint64_t kMaxTableRows = uint64_t{1} << 40;
+// The most sparse tables a model may have (a message names each once).
+inline constexpr std::size_t kMaxSparseTables = 64;
 // The most rows one message may carry.
 inline constexpr int64_t kMaxRowsPerMessage = int64_t{1} << 22;
 

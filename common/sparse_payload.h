@@ -1,9 +1,12 @@
-// The payload frame of a push, pull or pull reply that carries rows of
-// sparse tables (WireHeader's SparseBlock list), after its dense values.
+// The payload of a push, pull or pull reply that carries rows of sparse
+// tables (WireHeader's SparseBlock list).
 //
-//   push:       [dense f32 x values] then per block: [row ids][pad][rows x dim f32 gradient]
-//   pull:       per block: [row ids][pad]   (a pull has no dense values in its frame)
-//   pull reply: [dense f32 x values] then per block: [rows x dim f32 weights]
+//   push:       one frame: [dense f32 x values] then per block: [row ids][pad][rows x dim f32 gradient]
+//               (with the dense part in a shared-memory slot, the frame starts at the blocks)
+//   pull:       one frame: per block: [row ids][pad]   (a pull sends no dense values)
+//   pull reply: the dense weights in one frame (sent in place where they can be), then a
+//               second frame: per block: [rows x dim f32 weights], SplitSparsePayload with
+//               dense_values 0
 //
 // Row ids are delta + varint coded (common/row_ids.h); each id run is padded
 // with zeros to a multiple of 4 bytes, so that floats start 4-byte aligned

@@ -67,7 +67,8 @@ struct SparseBlock {
   uint32_t key_bytes = 0;  // pull reply: 0 (the rows are the pull's, in its order)
   bool operator==(const SparseBlock&) const = default;
 };
-// A message names at most this many blocks (one per table it touches).
+// A message names at most this many blocks (one per table it touches;
+// common/row_ids.h's kMaxSparseTables).
 inline constexpr std::size_t kMaxSparseBlocks = 64;
 
 // The last data position a server took in from a worker.

@@ -201,11 +201,12 @@ int64_t ParamShard::AdmitWorker(uint32_t worker) {
   return version_ + (pushed_[worker] ? 1 : 0);
 }
 
-Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end) const {
+Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end, bool with_rows) const {
   if (worker >= static_cast<uint64_t>(workers_))
     return InvalidArgument("pull from worker " + std::to_string(worker) + " but the job has " +
                            std::to_string(workers_) + " workers");
-  if (begin < range_.begin || end > range_.end || begin >= end)
+  const bool rows_only = with_rows && begin == end;
+  if (!rows_only && (begin < range_.begin || end > range_.end || begin >= end))
     return InvalidArgument("pull for keys " + Range(begin, end) + " outside this server's " +
                            Range(range_.begin, range_.end));
   if (wanted < 0) return InvalidArgument("pull for negative version " + std::to_string(wanted));
@@ -231,6 +232,7 @@ bool ParamShard::Ready(int64_t wanted) const {
 }
 
 std::span<const float> ParamShard::Weights(int64_t begin, int64_t end) const {
+  if (end <= begin) return {};  // a pull of sparse rows only
   return std::span<const float>(weights_).subspan(begin - range_.begin, end - begin);
 }
 

@@ -75,7 +75,9 @@ class ParamShard {
 
   // Checks a pull for version `wanted` of keys [begin, end); NotReady is not
   // an error: Ready() says when it can be answered.
-  Status ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end) const;
+  // `with_rows`: the pull also asks for sparse rows, and may ask for no
+  // dense keys (begin == end).
+  Status ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end, bool with_rows = false) const;
   bool Ready(int64_t wanted) const;
 
   // The current weights of [begin, end) (inside range()).

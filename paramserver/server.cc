@@ -1,5 +1,7 @@
 #include "paramserver/server.h"
 
+#include "common/sparse_payload.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -42,6 +44,16 @@ ParamServer::ParamServer(const JobConfig& config, const ModelSpec& spec, int64_t
 
 ParamServer::~ParamServer() = default;
 
+Result<std::unique_ptr<ParamShard>> ParamServer::NewShard(const JobConfig& config, const ModelSpec& spec,
+                                                          int64_t index, KeyRange range) {
+  PSF_ASSIGN_OR_RETURN(auto shard, ParamShard::Create(spec, range, config.optimizer, config.cluster));
+  if (!spec.tables().empty()) {
+    PSF_ASSIGN_OR_RETURN(auto tables, TableShard::Create(spec.tables(), index, config.cluster.servers));
+    shard->AttachTables(std::move(tables));
+  }
+  return shard;
+}
+
 Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config,
                                                          const ModelSpec& spec, int64_t index,
                                                          Transport* transport,
@@ -60,7 +72,7 @@ Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config
     return InvalidArgument("server index " + std::to_string(index) + " outside [0, " +
                            std::to_string(config.cluster.servers) + ") (cluster.servers)");
   KeyRange range = PartitionKeys(spec.num_params(), config.cluster.servers, index);
-  PSF_ASSIGN_OR_RETURN(auto shard, ParamShard::Create(spec, range, config.optimizer, config.cluster));
+  PSF_ASSIGN_OR_RETURN(auto shard, NewShard(config, spec, index, range));
   std::unique_ptr<ParamServer> server(
       new ParamServer(config, spec, index, std::shared_ptr<ParamShard>(std::move(shard)), std::move(socket)));
   if (config.checkpoint.enabled()) {
@@ -230,7 +242,7 @@ void ParamServer::ContinueLoading() {
     return fail(FailedPrecondition("this job writes no checkpoints (checkpoint.interval_steps and interval_s are 0)"));
   }
   if (step > 0 || shard_->version() > 0 || stats_.pushes_applied > 0) {
-    auto shard = ParamShard::Create(spec_, shard_->range(), config_.optimizer, config_.cluster);
+    auto shard = NewShard(config_, spec_, index_, shard_->range());
     if (!shard.ok()) return fail(shard.status());
     if (step > 0) {
       if (Status s = (*shard)->Restore(c); !s.ok()) return fail(s);
@@ -335,7 +347,7 @@ void ParamServer::Handle(InMessage& m) {
                               std::to_string(generation_) + " (the job restarted from step " +
                               std::to_string(restored_) + "): rejoin"));
   if (push) return HandlePush(m.peer, h, *push, m);
-  if (pull_request) return HandlePull(m.peer, h, *pull_request);
+  if (pull_request) return HandlePull(m.peer, h, *pull_request, m, /*rows_in_frame=*/true);
   if (h.As<msg::Heartbeat>()) {
     msg::Heartbeat answer;
     answer.step = shard_->version();
@@ -383,17 +395,30 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
                              const InMessage& m) {
   if (push.dtype != DType::kF32)
     return ReplyError(peer, h, "bad_push", InvalidArgument("push dtype not supported; send float32"));
-  if (!push.sparse.empty())
-    return ReplyError(peer, h, "bad_push",
-                      InvalidArgument("push names rows of sparse table " + std::to_string(push.sparse[0].table) +
-                                      "; this job's model has no sparse tables"));
   if (push.mark.epoch < 0 || push.mark.lease_offset < 0)
     return ReplyError(peer, h, "bad_push",
                       InvalidArgument("push marked with epoch " + std::to_string(push.mark.epoch) +
                                       " and lease offset " + std::to_string(push.mark.lease_offset)));
   auto payload = PushPayload(h.sender, push, m);
   if (!payload.ok()) return ReplyError(peer, h, "bad_push", payload.status());
-  auto outcome = shard_->Push(h.sender, push.step, push.samples, push.key_begin, push.key_end, *payload);
+  std::span<const std::byte> dense = *payload;
+  std::vector<SparseSection> sections;
+  if (!push.sparse.empty()) {
+    // The rows follow the dense values in the frame (which holds only
+    // them when the dense part is in a shared-memory slot).
+    TableShard* tables = shard_->tables();
+    if (!tables)
+      return ReplyError(peer, h, "bad_push",
+                        InvalidArgument("push names rows of sparse table " + std::to_string(push.sparse[0].table) +
+                                        "; this job's model has no sparse tables"));
+    const int64_t in_frame = push.payload_slot == 0 ? std::max<int64_t>(0, push.key_end - push.key_begin) : 0;
+    auto split = SplitSparsePayload(SparseLayout::kPush, m.frames[1]->bytes(), in_frame, push.sparse, tables->dims(),
+                                    tables->table_rows());
+    if (!split.ok()) return ReplyError(peer, h, "bad_push", split.status());
+    sections = std::move(*split);
+    if (push.payload_slot == 0) dense = dense.first(static_cast<std::size_t>(in_frame) * sizeof(float));
+  }
+  auto outcome = shard_->Push(h.sender, push.step, push.samples, push.key_begin, push.key_end, dense, sections);
   if (!outcome.ok()) return ReplyError(peer, h, "bad_push", outcome.status());
   if (*outcome == PushOutcome::kDuplicate) {
     ++stats_.duplicates;
@@ -415,7 +440,7 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
     pull.reply_slot = push.reply_slot;
     WireHeader request = h;
     request.body = pull;
-    return HandlePull(peer, request, pull);
+    return HandlePull(peer, request, pull, m, /*rows_in_frame=*/false);
   }
   Reply(peer, ReplyTo(h, msg::PushAck{push.step, *outcome == PushOutcome::kDuplicate}));
 }
@@ -455,14 +480,24 @@ void ParamServer::HandleShareMemory(const std::string& peer, const WireHeader& h
   Reply(peer, ReplyTo(h, msg::Control{c.kind, 1, {}, {}}));
 }
 
-void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const msg::Pull& pull) {
-  if (!pull.sparse.empty())
-    return ReplyError(peer, h, "bad_pull",
-                      InvalidArgument("pull names rows of sparse table " + std::to_string(pull.sparse[0].table) +
-                                      "; this job's model has no sparse tables"));
-  Status valid = shard_->ValidatePull(h.sender, pull.version, pull.key_begin, pull.key_end);
+void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const msg::Pull& pull,
+                             const InMessage& m, bool rows_in_frame) {
+  std::vector<SparseSection> rows;
+  if (rows_in_frame && !pull.sparse.empty()) {
+    TableShard* tables = shard_->tables();
+    if (!tables)
+      return ReplyError(peer, h, "bad_pull",
+                        InvalidArgument("pull names rows of sparse table " + std::to_string(pull.sparse[0].table) +
+                                        "; this job's model has no sparse tables"));
+    auto split = SplitSparsePayload(SparseLayout::kPull, m.frames[1]->bytes(), 0, pull.sparse, tables->dims(),
+                                    tables->table_rows());
+    if (!split.ok()) return ReplyError(peer, h, "bad_pull", split.status());
+    if (Status mine = tables->CheckRowsOf(*split); !mine.ok()) return ReplyError(peer, h, "bad_pull", mine);
+    rows = std::move(*split);
+  }
+  Status valid = shard_->ValidatePull(h.sender, pull.version, pull.key_begin, pull.key_end, !rows.empty());
   if (!valid.ok()) return ReplyError(peer, h, "bad_pull", valid);
-  if (shard_->Ready(pull.version)) return ReplyPull(peer, h, pull);
+  if (shard_->Ready(pull.version)) return ReplyPull(peer, h, pull, rows);
   if (static_cast<int64_t>(parked_.size()) >= config_.cluster.max_parked_pulls)
     return ReplyError(peer, h, "too_many_parked_pulls",
                       ResourceExhausted("this server already holds " +
@@ -471,13 +506,13 @@ void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const
   ++stats_.pulls_parked;
   auto timeout = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config_.cluster.request_timeout_s));
-  parked_.push_back({peer, h, pull, Clock::now() + timeout});
+  parked_.push_back({peer, h, pull, std::move(rows), Clock::now() + timeout});
 }
 
 void ParamServer::AnswerReadyPulls() {
   auto ready = [&](const ParkedPull& p) { return shard_->Ready(p.pull.version); };
   for (const auto& p : parked_)
-    if (ready(p)) ReplyPull(p.peer, p.request, p.pull);
+    if (ready(p)) ReplyPull(p.peer, p.request, p.pull, p.rows);
   parked_.erase(std::remove_if(parked_.begin(), parked_.end(), ready), parked_.end());
 }
 
@@ -499,13 +534,27 @@ void ParamServer::ExpireParkedPulls() {
   parked_.erase(std::remove_if(parked_.begin(), parked_.end(), expired), parked_.end());
 }
 
-void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request, const msg::Pull& pull) {
+void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request, const msg::Pull& pull,
+                            std::span<const SparseSection> rows) {
   msg::PullReply r;
   r.version = shard_->version();
   r.key_begin = pull.key_begin;
   r.key_end = pull.key_end;
   r.workers = shard_->workers_waited_for();
   std::span<const float> w = shard_->Weights(pull.key_begin, pull.key_end);
+  if (!rows.empty()) {
+    // The rows' weights in a frame after the dense one (which may be sent
+    // in place); checked when the pull came in.
+    reply_rows_.clear();
+    for (const SparseSection& s : rows) {
+      (void)shard_->tables()->Read(s.table, s.rows, &reply_rows_);
+      r.sparse.push_back({s.table, static_cast<uint32_t>(s.rows.size()), 0});
+    }
+    OutFrame frames[2] = {{std::as_bytes(w), nullptr}, {std::as_bytes(std::span(reply_rows_)), nullptr}};
+    Reply(peer, ReplyTo(request, r), frames);
+    ++stats_.pulls_answered;
+    return;
+  }
   auto region = pull.reply_slot != 0 ? regions_.find(request.sender) : regions_.end();
   if (region != regions_.end() && w.size_bytes() <= region->second->slot(pull.reply_slot).size()) {
     // Into the worker's region; the reply names the slot and its sequence.
@@ -523,6 +572,14 @@ void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request, 
   if (config_.cluster.consistency == Consistency::kBsp) owner = shard_;
   Reply(peer, ReplyTo(request, r), {std::as_bytes(w), owner});
   ++stats_.pulls_answered;
+}
+
+void ParamServer::Reply(const std::string& peer, const WireHeader& h, std::span<const OutFrame> payloads) {
+  EncodeHeader(h, &encode_buffer_);
+  OutFrame frames[3] = {{encode_buffer_, nullptr}};
+  for (std::size_t i = 0; i < payloads.size() && i < 2; ++i) frames[1 + i] = payloads[i];
+  if (!socket_->Send(peer, std::span<const OutFrame>(frames, 1 + std::min<std::size_t>(payloads.size(), 2))).ok())
+    ++stats_.replies_dropped;
 }
 
 void ParamServer::Reply(const std::string& peer, const WireHeader& h, OutFrame payload) {

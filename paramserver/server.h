@@ -20,6 +20,7 @@
 #include "common/config.h"
 #include "common/coordinator_link.h"
 #include "common/shared_region.h"
+#include "common/sparse_payload.h"
 #include "common/transport.h"
 #include "common/wire.h"
 #include "paramserver/checkpoint_writer.h"
@@ -88,6 +89,7 @@ class ParamServer {
     std::string peer;
     WireHeader request;  // the pull, or the push with pull it came in
     msg::Pull pull;
+    std::vector<SparseSection> rows;  // sparse rows asked for (ids only)
     std::chrono::steady_clock::time_point deadline;
   };
 
@@ -97,7 +99,10 @@ class ParamServer {
   void Restart(uint32_t generation, int64_t step);
   void Handle(InMessage& message);
   void HandlePush(const std::string& peer, const WireHeader& h, const msg::Push& push, const InMessage& m);
-  void HandlePull(const std::string& peer, const WireHeader& h, const msg::Pull& pull);
+  // `rows_in_frame`: the pull's own message, whose payload frame names
+  // the sparse rows it wants (a push with pull asks for dense weights only).
+  void HandlePull(const std::string& peer, const WireHeader& h, const msg::Pull& pull, const InMessage& m,
+                  bool rows_in_frame);
   // Control kShareMemory: maps the sender's region, or says why not.
   void HandleShareMemory(const std::string& peer, const WireHeader& h, const msg::Control& c);
   // The bytes of `sender`'s push: its payload frame, or the slot of the
@@ -116,8 +121,12 @@ class ParamServer {
   // Writes a checkpoint if one is due at the current version; `at_end`: the
   // job is over, the final weights are (after the one being written, if any).
   void MaybeCheckpoint(bool at_end = false);
-  void ReplyPull(const std::string& peer, const WireHeader& request, const msg::Pull& pull);
+  void ReplyPull(const std::string& peer, const WireHeader& request, const msg::Pull& pull,
+                 std::span<const SparseSection> rows = {});
+  static Result<std::unique_ptr<ParamShard>> NewShard(const JobConfig& config, const ModelSpec& spec, int64_t index,
+                                                      KeyRange range);
   void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
+  void Reply(const std::string& peer, const WireHeader& h, std::span<const OutFrame> payloads);
   void ReplyError(const std::string& peer, const WireHeader& request, const std::string& reason,
                   const Status& status);
 
@@ -133,6 +142,7 @@ class ParamServer {
   ServerStats stats_;
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
+  std::vector<float> reply_rows_;  // a pull reply's sparse rows (copied by the transport)
   bool shutdown_ = false;
   std::unique_ptr<CoordinatorChannel> coordinator_;
   double lost_after_s_ = 0;

@@ -52,6 +52,11 @@ Status TableShard::CheckRows(std::size_t t, std::span<const uint64_t> rows) cons
   return Status::Ok();
 }
 
+Status TableShard::CheckRowsOf(std::span<const SparseSection> sections) const {
+  for (const SparseSection& s : sections) PSF_RETURN_IF_ERROR(CheckRows(s.table, s.rows));
+  return Status::Ok();
+}
+
 Status TableShard::Check(std::span<const SparseSection> sections) const {
   for (const SparseSection& s : sections) {
     PSF_RETURN_IF_ERROR(CheckRows(s.table, s.rows));

@@ -38,6 +38,9 @@ class TableShard {
   // `sections` is this server's and every value is finite.
   Status Check(std::span<const SparseSection> sections) const;
 
+  // InvalidArgument unless every row a pull's `sections` name is this server's.
+  Status CheckRowsOf(std::span<const SparseSection> sections) const;
+
   // BSP: adds `weight` x each row's gradient to the step's sum.
   void Accumulate(std::span<const SparseSection> sections, float weight);
   // BSP: one update of every row the step touched, by its sum x `scale`;

@@ -62,11 +62,13 @@ struct KeyBlock {
   slotSequence @14 :UInt64;
   # pull, push with pull: k > 0, write the reply's weights into slot k.
   replySlot @15 :UInt8;
-  # Rows of sparse embedding tables this message carries, in the payload
-  # frame after the dense values (common/sparse_payload.h): push, each
-  # block's row ids then their gradients; pull, each block's row ids (a pull
-  # with blocks has a payload frame); pull reply, each block's rows' weights,
-  # in the order the pull named them (keyBytes 0: the ids are not echoed).
+  # Rows of sparse embedding tables this message carries
+  # (common/sparse_payload.h): push, after the dense values in its payload
+  # frame, each block's row ids then their gradients; pull, each block's row
+  # ids in a payload frame (keyBegin == keyEnd: rows only); pull reply, each
+  # block's rows' weights in a frame after the dense one, in the order the
+  # pull named them (keyBytes 0: the ids are not echoed). A push with pull
+  # asks for dense weights only.
   sparse @16 :List(SparseBlock);
 }
 

@@ -1,0 +1,156 @@
+// A real ParamServer over ZeroMQ on loopback, in this process, serving a
+// model with a sparse table: pushes and pulls of rows as a worker sends
+// them (header, dense values, row ids and gradients), and what it refuses.
+#include "paramserver/server.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "common/row_ids.h"
+#include "common/sparse_payload.h"
+
+namespace psforge {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Served {
+  std::unique_ptr<Transport> transport = Transport::CreateZmq();
+  ModelSpec spec;
+  std::unique_ptr<ParamServer> server;
+  std::atomic<bool> stop{false};
+  std::thread loop;
+  std::unique_ptr<ClientSocket> client;
+  std::vector<uint64_t> scratch;
+  uint64_t next_request = 1;
+
+  explicit Served(Consistency consistency) {
+    JobConfig config;
+    config.model.kind = ModelKind::kLinearRegression;
+    TableOptions t;
+    t.name = "ids";
+    t.rows = 1 << 20;
+    t.dim = 2;
+    t.optimizer = RowOptimizerKind::kSgd;
+    t.learning_rate = 1.0;
+    config.model.tables = {t};
+    config.optimizer.kind = OptimizerKind::kSgd;
+    config.optimizer.learning_rate = 1.0;
+    config.cluster.servers = 1;
+    config.cluster.workers = 1;
+    config.cluster.consistency = consistency;
+    config.cluster.shared_memory = false;
+    spec = std::move(ModelSpec::FromConfig(config.model, 3)).value();  // 4 dense keys
+    server = std::move(ParamServer::Create(config, spec, 0, transport.get(), "tcp://127.0.0.1:0")).value();
+    loop = std::thread([this] { (void)server->Serve(stop); });
+    client = std::move(transport->Connect(server->endpoint())).value();
+  }
+  ~Served() {
+    stop = true;
+    loop.join();
+  }
+
+  // Sends `body` with `payload` (if any); the reply's header and payload frames.
+  std::pair<WireHeader, std::vector<std::vector<std::byte>>> Call(MessageBody body,
+                                                                 const std::vector<std::byte>* payload = nullptr) {
+    WireHeader h;
+    h.request_id = next_request++;
+    h.body = std::move(body);
+    std::vector<std::byte> header;
+    EncodeHeader(h, &header);
+    OutFrame frames[2] = {{header, nullptr}, {}};
+    if (payload) frames[1].bytes = *payload;
+    EXPECT_TRUE(client->Send(std::span<const OutFrame>(frames, payload ? 2 : 1)).ok());
+    auto m = client->Receive(10s);
+    EXPECT_TRUE(m.ok() && m->has_value()) << "no reply";
+    if (!m.ok() || !m->has_value()) return {};
+    auto reply = DecodeHeader((*m)->frames[0]->bytes(), &scratch);
+    EXPECT_TRUE(reply.ok()) << reply.status().ToString();
+    std::vector<std::vector<std::byte>> rest;
+    for (std::size_t i = 1; i < (*m)->frames.size(); ++i) {
+      auto b = (*m)->frames[i]->bytes();
+      rest.emplace_back(b.begin(), b.end());
+    }
+    return {reply.ok() ? *reply : WireHeader{}, rest};
+  }
+
+  // The weights of `rows` at `version` (a pull of rows only).
+  std::vector<float> PullRows(int64_t version, const std::vector<uint64_t>& rows) {
+    std::vector<std::byte> ids;
+    SparseBlock b = AppendSparseSection(SparseLayout::kPull, 0, rows, {}, &ids);
+    auto [reply, frames] = Call(msg::Pull{.version = version, .sparse = {b}}, &ids);
+    const auto* r = reply.As<msg::PullReply>();
+    EXPECT_TRUE(r) << MessageKindName(reply.kind())
+                   << (reply.As<msg::Error>() ? ": " + reply.As<msg::Error>()->message : std::string());
+    if (!r || frames.size() != 2) return {};
+    EXPECT_TRUE(frames[0].empty()) << "no dense keys were asked for";
+    EXPECT_EQ(r->sparse.size(), 1u);
+    auto split = SplitSparsePayload(SparseLayout::kPullReply, frames[1], 0, r->sparse, std::vector<int64_t>{2},
+                                    std::vector<uint64_t>{1 << 20});
+    EXPECT_TRUE(split.ok()) << split.status().ToString();
+    if (!split.ok()) return {};
+    std::vector<float> w((*split)[0].values.size() / sizeof(float));
+    std::memcpy(w.data(), (*split)[0].values.data(), (*split)[0].values.size());
+    return w;
+  }
+};
+
+// A push of step `step`: 4 dense values, then `rows` with `grad`.
+std::pair<msg::Push, std::vector<std::byte>> Push(int64_t step, const std::vector<uint64_t>& rows,
+                                                  const std::vector<float>& grad) {
+  std::vector<float> dense(4, 0.25f);
+  std::vector<std::byte> frame(dense.size() * sizeof(float));
+  std::memcpy(frame.data(), dense.data(), frame.size());
+  SparseBlock b = AppendSparseSection(SparseLayout::kPush, 0, rows, grad, &frame);
+  return {msg::Push{.step = step, .key_end = 4, .samples = 8, .sparse = {b}}, frame};
+}
+
+TEST(ParamServer, ServesSparseRowsThroughPushesAndPulls) {
+  Served s(Consistency::kBsp);
+  const std::vector<uint64_t> rows{3, 900, 77777};
+  const std::vector<float> before = s.PullRows(0, rows);
+  ASSERT_EQ(before.size(), 6u);
+  auto [push, frame] = Push(0, rows, {1, 2, 3, 4, 5, 6});
+  auto [ack, none] = s.Call(push, &frame);
+  ASSERT_TRUE(ack.As<msg::PushAck>()) << (ack.As<msg::Error>() ? ack.As<msg::Error>()->message : "");
+  const std::vector<float> after = s.PullRows(1, rows);
+  ASSERT_EQ(after.size(), 6u);
+  for (int k = 0; k < 6; ++k) EXPECT_NEAR(after[k], before[k] - (k + 1), 1e-5) << k;
+  // The duplicate (a resent push) changes no row.
+  auto [dup, none2] = s.Call(push, &frame);
+  ASSERT_TRUE(dup.As<msg::PushAck>());
+  EXPECT_TRUE(dup.As<msg::PushAck>()->duplicate);
+  EXPECT_EQ(s.PullRows(1, rows), after);
+}
+
+TEST(ParamServer, RefusesSparsePartsThatDisagreeWithTheHeaderAndAppliesNothing) {
+  Served s(Consistency::kBsp);
+  const std::vector<uint64_t> rows{5, 6};
+  const std::vector<float> before = s.PullRows(0, rows);
+  auto error = [&](MessageBody body, const std::vector<std::byte>& payload) {
+    auto [reply, frames] = s.Call(std::move(body), &payload);
+    const auto* e = reply.As<msg::Error>();
+    EXPECT_TRUE(e) << "accepted: " << MessageKindName(reply.kind());
+    return e ? e->message : std::string();
+  };
+  auto [push, frame] = Push(0, rows, {1, 1, 1, 1});
+  auto short_frame = frame;
+  short_frame.resize(frame.size() - 4);
+  EXPECT_NE(error(push, short_frame).find("payload of"), std::string::npos);
+  auto [nan_push, nan_frame] = Push(0, rows, {1, NAN, 1, 1});
+  EXPECT_NE(error(nan_push, nan_frame).find("non-finite gradient for row 5"), std::string::npos);
+  msg::Push other_table = push;
+  other_table.sparse[0].table = 3;
+  EXPECT_NE(error(other_table, frame).find("names table 3"), std::string::npos);
+  std::vector<std::byte> ids;
+  SparseBlock beyond = AppendSparseSection(SparseLayout::kPull, 0, std::vector<uint64_t>{1 << 20}, {}, &ids);
+  EXPECT_NE(error(msg::Pull{.version = 0, .sparse = {beyond}}, ids).find("outside the table"), std::string::npos);
+  EXPECT_EQ(s.PullRows(0, rows), before) << "no refused push touched a row";
+}
+
+}  // namespace
+}  // namespace psforge
