@@ -7,6 +7,8 @@
 
 #include "common/clock.h"
 #include "common/ip_address.h"
+#include "common/row_ids.h"
+#include "common/sparse_payload.h"
 
 namespace psforge {
 namespace {
@@ -284,7 +286,7 @@ Status PsClient::Pull(int64_t step, std::span<float> weights) {
 }
 
 Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std::span<float> dest,
-                            Deadline deadline) {
+                            Deadline deadline, std::vector<std::byte>* rows) {
   bool answered = false;
   while (!answered || s.unacked_pushes > 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -325,10 +327,11 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
         return DataLoss("pull for version " + std::to_string(wanted) + " answered with version " +
                         std::to_string(reply->version) + ", older than the " +
                         ConsistencyName(cluster_.consistency) + " bound allows");
-      if (!reply->sparse.empty()) return DataLoss("pull reply carries sparse rows that no pull asked for");
+      if (!reply->sparse.empty() && !rows) return DataLoss("pull reply carries sparse rows that no pull asked for");
       const std::size_t bytes = dest.size() * sizeof(float);
       const bool in_slot = reply->payload_slot != 0;
-      if (message->frames.size() != (in_slot ? 1u : 2u) ||
+      const std::size_t frames = (in_slot ? 1u : 2u) + (rows ? 1u : 0u);
+      if (message->frames.size() != frames || (rows && in_slot) ||
           (!in_slot && message->frames[1]->bytes().size() != bytes) || (in_slot && !s.region) ||
           reply->key_end - reply->key_begin != static_cast<int64_t>(dest.size()))
         return DataLoss("pull reply does not hold the " + std::to_string(dest.size()) +
@@ -342,11 +345,82 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
       } else {
         std::memcpy(dest.data(), message->frames[1]->bytes().data(), bytes);
       }
+      if (rows) {
+        auto b = message->frames[2]->bytes();
+        rows->assign(b.begin(), b.end());
+        last_row_blocks_ = reply->sparse;
+      }
       Answered(s, h.request_id);
       s.workers = reply->workers;
       answered = true;
     } else {
       return DataLoss(std::string("unexpected ") + MessageKindName(h.kind()) + " reply");
+    }
+  }
+  return Status::Ok();
+}
+
+Status PsClient::PullRows(int64_t version, std::span<const TableRows> batch, std::vector<std::vector<float>>* out) {
+  if (!shared_) PSF_RETURN_IF_ERROR(ShareMemory());
+  const Deadline deadline = NewDeadline();
+  const int64_t servers = static_cast<int64_t>(servers_.size());
+  // Per server and batch entry: the places (in batch[i].rows) of its rows.
+  std::vector<std::vector<std::vector<uint32_t>>> places(servers, std::vector<std::vector<uint32_t>>(batch.size()));
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    for (uint32_t k = 0; k < batch[i].rows.size(); ++k) places[ServerOfRow(batch[i].rows[k], servers)][i].push_back(k);
+  out->resize(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) (*out)[i].assign(batch[i].rows.size() * batch[i].dim, 0.0f);
+  std::vector<uint64_t> requests(servers_.size(), 0);
+  std::vector<uint64_t> ids;
+  for (int64_t v = 0; v < servers; ++v) {
+    Server& s = servers_[v];
+    auto frame = std::make_shared<std::vector<std::byte>>();
+    msg::Pull pull;
+    pull.version = version;
+    pull.key_begin = pull.key_end = s.range.begin;  // rows only
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (places[v][i].empty()) continue;
+      ids.clear();
+      for (uint32_t k : places[v][i]) ids.push_back(batch[i].rows[k]);
+      pull.sparse.push_back(AppendSparseSection(SparseLayout::kPull, batch[i].table, ids, {}, frame.get()));
+    }
+    if (pull.sparse.empty()) continue;
+    WireHeader h = NewRequest(pull);
+    requests[v] = h.request_id;
+    Status sent = Send(s, h, {*frame, frame});
+    if (!sent.ok()) return sent.WithContext("pull of sparse rows from " + Describe(v, s.socket->endpoint()));
+  }
+  std::vector<std::byte> frame;
+  for (int64_t v = 0; v < servers; ++v) {
+    if (requests[v] == 0) continue;
+    Server& s = servers_[v];
+    Status got = AwaitReply(s, requests[v], version, {}, deadline, &frame);
+    if (!got.ok()) return got.WithContext("pull of sparse rows from " + Describe(v, s.socket->endpoint()));
+    // The reply's blocks must be the pull's, in its order.
+    std::vector<int64_t> dims;
+    std::vector<uint64_t> table_rows;
+    std::size_t next = 0;
+    for (const SparseBlock& b : last_row_blocks_) {
+      while (next < batch.size() && places[v][next].empty()) ++next;
+      if (next == batch.size() || b.table != batch[next].table || b.rows != places[v][next].size())
+        return DataLoss(Describe(v, s.socket->endpoint()) + " answered with rows its pull did not ask for");
+      ++next;
+    }
+    while (next < batch.size() && places[v][next].empty()) ++next;
+    if (next != batch.size()) return DataLoss(Describe(v, s.socket->endpoint()) + " left out rows its pull asked for");
+    for (const TableRows& t : batch) {
+      if (t.table >= dims.size()) dims.resize(t.table + 1, 0), table_rows.resize(t.table + 1, 0);
+      dims[t.table] = t.dim;
+    }
+    auto split = SplitSparsePayload(SparseLayout::kPullReply, frame, 0, last_row_blocks_, dims, table_rows);
+    if (!split.ok()) return DataLoss(Describe(v, s.socket->endpoint()) + ": " + split.status().message());
+    std::size_t section = 0;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (places[v][i].empty()) continue;
+      const std::byte* values = (*split)[section++].values.data();
+      const std::size_t d = static_cast<std::size_t>(batch[i].dim);
+      for (std::size_t k = 0; k < places[v][i].size(); ++k)
+        std::memcpy((*out)[i].data() + places[v][i][k] * d, values + k * d * sizeof(float), d * sizeof(float));
     }
   }
   return Status::Ok();

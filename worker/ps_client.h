@@ -26,6 +26,10 @@
 // only the header; replies write the weights into slot 3 (overlap: 3 or 4
 // by version parity), copied out and checked by the slot's seqlock.
 //
+// PullRows fetches the rows of sparse tables a batch touches, each from the
+// server that holds it (ServerOfRow), every server asked at once, in
+// frames (sparse pushes are still to come).
+//
 // Every wait is bounded by cluster.request_timeout_s; a missing or failing
 // server is an error naming its endpoint. Not thread-safe.
 #pragma once
@@ -77,6 +81,17 @@ class PsClient final : public ParameterClient {
   // every server waits for this worker from the same step.
   Result<int64_t> Admit();
   Status Leave() override;
+
+  // The rows of sparse tables a batch touches: one table's sorted unique row ids.
+  struct TableRows {
+    uint16_t table = 0;
+    int64_t dim = 0;              // the table's dimension
+    std::vector<uint64_t> rows;
+  };
+  // The weights of `batch`'s rows at `version` (the consistency bound as for
+  // Pull), from whichever servers hold them, all asked at once: `out[i]`
+  // gets batch[i].rows.size() x dim floats, in the rows' order.
+  Status PullRows(int64_t version, std::span<const TableRows> batch, std::vector<std::vector<float>>* out);
 
  private:
   using Deadline = std::chrono::steady_clock::time_point;
@@ -133,8 +148,10 @@ class PsClient final : public ParameterClient {
   // Receives from `s` until the reply to `request_id` (copied into `dest`
   // when it is a pull reply) has arrived and all pushes are acknowledged.
   // A pull reply older than the consistency bound for `wanted` is refused.
+  // A reply with sparse rows (to PullRows) is taken only with `rows`,
+  // which receives its rows frame.
   Status AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std::span<float> dest,
-                    Deadline deadline);
+                    Deadline deadline, std::vector<std::byte>* rows = nullptr);
   // Waits until the transport has released every payload sent from buffer `slot`.
   Status AwaitReleased(int slot, Deadline deadline);
 
@@ -164,6 +181,7 @@ class PsClient final : public ParameterClient {
   int next_send_buffer_ = 0;
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
+  std::vector<SparseBlock> last_row_blocks_;  // the blocks of the last reply with sparse rows
   // Payloads the transport still holds, per send slot (slot 0 is the
   // caller's gradient in the in-place mode); released from its I/O thread.
   Mutex in_flight_mu_;
