@@ -19,6 +19,9 @@ Status CheckTable(const SparseBlock& b, std::span<const int64_t> dims) {
 
 Result<std::size_t> SparsePayloadBytes(SparseLayout layout, int64_t dense_values,
                                        std::span<const SparseBlock> blocks, std::span<const int64_t> dims) {
+  // A key range from a peer: bounded before it is multiplied.
+  if (dense_values < 0 || dense_values > (int64_t{1} << 40))
+    return InvalidArgument("a payload of " + std::to_string(dense_values) + " dense values");
   std::size_t bytes = layout == SparseLayout::kPull ? 0 : static_cast<std::size_t>(dense_values) * sizeof(float);
   for (const SparseBlock& b : blocks) {
     PSF_RETURN_IF_ERROR(CheckTable(b, dims));

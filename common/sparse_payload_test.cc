@@ -69,6 +69,8 @@ TEST(SparsePayload, FramesThatDisagreeWithTheirHeaderAreRefusedByName) {
   EXPECT_NE(refusal(std::span(frame).first(frame.size() - 4), blocks).find("take " + std::to_string(frame.size())),
             std::string::npos);
   EXPECT_NE(refusal(frame, {{5, 2, 2}}).find("names table 5; the model has 2"), std::string::npos);
+  EXPECT_FALSE(SplitSparsePayload(SparseLayout::kPush, frame, int64_t{1} << 62, blocks, kDims, kRows).ok())
+      << "a key range whose bytes would overflow";
   auto padded = frame;
   padded[3] = std::byte{9};
   EXPECT_NE(refusal(padded, blocks).find("padding is not zero"), std::string::npos);

@@ -342,7 +342,7 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
           s.pending[h.request_id].resend_at = Clock::now();
           continue;
         }
-      } else {
+      } else if (bytes > 0) {  // none: a pull of sparse rows only
         std::memcpy(dest.data(), message->frames[1]->bytes().data(), bytes);
       }
       if (rows) {
