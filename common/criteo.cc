@@ -82,7 +82,7 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const std::string& path
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return NotFound("cannot open click log " + path + ": " + std::strerror(errno));
   auto reader = std::unique_ptr<CriteoReader>(new CriteoReader(path, f, skip_malformed));
-  reader->line_buffer_.resize(kMaxLineBytes + 2);
+  reader->line_buffer_.resize(kMaxLineBytes);
   return reader;
 }
 
@@ -92,30 +92,29 @@ CriteoReader::~CriteoReader() {
 
 Result<bool> CriteoReader::Next(CtrRecord* out) {
   while (true) {
-    if (!std::fgets(line_buffer_.data(), static_cast<int>(line_buffer_.size()), file_)) {
-      if (std::ferror(file_)) return DataLoss("reading " + path_ + " after line " + std::to_string(line_) + ": " +
-                                              std::strerror(errno));
-      return false;
+    // One line, up to kMaxLineBytes (a NUL byte is content, not an end).
+    std::size_t n = 0;
+    bool too_long = false;
+    int ch;
+    while ((ch = getc_unlocked(file_)) != EOF && ch != '\n') {
+      if (n < kMaxLineBytes) line_buffer_[n++] = static_cast<char>(ch);
+      else too_long = true;
     }
+    if (ch == EOF && std::ferror(file_))
+      return DataLoss("reading " + path_ + " after line " + std::to_string(line_) + ": " + std::strerror(errno));
+    if (ch == EOF && n == 0 && !too_long) return false;
     ++line_;
-    std::string_view line(line_buffer_.data());
-    const bool whole = !line.empty() && line.back() == '\n';
-    if (whole) line.remove_suffix(1);
+    const std::string_view line(line_buffer_.data(), n);
     Status s;
-    if (!whole && !std::feof(file_)) {
+    if (too_long) {
       s = InvalidArgument("longer than " + std::to_string(kMaxLineBytes) + " bytes");
-      // The rest of the line is not a line of its own.
-      int ch;
-      while ((ch = std::fgetc(file_)) != EOF && ch != '\n') {
-      }
     } else if (line.empty() || line == "\r") {
       s = InvalidArgument("empty line");
     } else {
       s = ParseCriteoLine(line, out);
     }
     if (s.ok()) return true;
-    if (!skip_malformed_)
-      return InvalidArgument(path_ + " line " + std::to_string(line_) + ": " + s.message());
+    if (!skip_malformed_) return InvalidArgument(path_ + " line " + std::to_string(line_) + ": " + s.message());
     ++malformed_;
   }
 }

@@ -100,6 +100,19 @@ TEST(Criteo, TheReaderNamesTheFileAndLineOrCountsAndSkips) {
   EXPECT_EQ(CriteoReader::Open("/nonexistent/day_0.tsv").status().code(), StatusCode::kNotFound);
 }
 
+TEST(Criteo, ANulByteIsContentNotTheEndOfTheLine) {
+  std::string text = Line(1) + "\n";
+  text[2] = '\0';
+  const std::string path = WriteFile("criteo_nul.tsv", text + Line(0) + "\n");
+  auto reader = CriteoReader::Open(path);
+  ASSERT_TRUE(reader.ok());
+  CtrRecord r;
+  auto first = (*reader)->Next(&r);
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.status().message().find("line 1: integer feature I1"), std::string::npos) << first.status().message();
+  std::filesystem::remove(path);
+}
+
 TEST(CtrMetrics, AucCountsOrderedPairsAndHalfTheTies) {
   EXPECT_DOUBLE_EQ(Auc(std::vector<float>{0.1f, 0.4f, 0.35f, 0.8f}, std::vector<float>{0, 0, 1, 1}), 0.75);
   EXPECT_DOUBLE_EQ(Auc(std::vector<float>{0.5f, 0.5f}, std::vector<float>{0, 1}), 0.5);

@@ -48,6 +48,12 @@ def main():
     put("sparse_payload", "pull", bytes([1, 1, 1, 0, 1, 0, 9, 0, 0, 0]))
     put("sparse_payload", "pull_reply", bytes([2, 1, 2, 2, 0, 0]) + struct.pack("<2f", 1, 2) +
         struct.pack("<3f", 4, 5, 6))
+    # Criteo click logs: two good lines; a bad one, an empty one and a good
+    # one without its newline.
+    line = "1\t" + "\t".join(["5"] * 13) + "\t" + "\t".join(["68fd1e64"] * 26)
+    bad = "0\t" + "\t".join([""] * 13) + "\t" + "\t".join(["zz"] * 26)
+    put("criteo", "two-lines", (line + "\n" + line.replace("1\t", "0\t", 1) + "\n").encode())
+    put("criteo", "bad-and-good", (bad + "\n\n" + line).encode())
     # CSV: label last, with and without a header line.
     put("csv", "header", bytes([0xFF, 1]) + b"x1,x2,y\n1.5,2,0\n-3,4e2,1\n")
     put("csv", "plain", bytes([0, 0]) + b"0,1.0,2.0\r\n1,3.0,4.0\n")
