@@ -13,4 +13,7 @@ inline uint64_t SplitMix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// A uniform double in [0, 1) from the top 53 bits of `bits`.
+inline double UnitInterval(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }
+
 }  // namespace psforge

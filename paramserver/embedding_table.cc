@@ -20,9 +20,6 @@ int64_t StateFloats(const TableOptions& o) {
   return 0;
 }
 
-// A uniform double in [0, 1) from 53 bits of `bits`.
-double Unit(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }
-
 }  // namespace
 
 Result<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(const TableOptions& o) {
@@ -49,11 +46,11 @@ void EmbeddingTable::InitialWeights(uint64_t row, std::span<float> out) const {
   const double s = options_.init_scale;
   for (std::size_t j = 0; j < out.size(); ++j) {
     if (options_.init == RowInit::kUniform) {
-      out[j] = static_cast<float>((2 * Unit(SplitMix64(base + j)) - 1) * s);
+      out[j] = static_cast<float>((2 * UnitInterval(SplitMix64(base + j)) - 1) * s);
     } else {
       // Box-Muller on two independent draws per element.
-      const double u1 = 1.0 - Unit(SplitMix64(base + 2 * j));  // (0, 1]
-      const double u2 = Unit(SplitMix64(base + 2 * j + 1));
+      const double u1 = 1.0 - UnitInterval(SplitMix64(base + 2 * j));  // (0, 1]
+      const double u2 = UnitInterval(SplitMix64(base + 2 * j + 1));
       out[j] = static_cast<float>(s * std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2));
     }
   }

@@ -98,8 +98,8 @@ void TableShard::ApplyAccumulated(float scale) {
     StepSum& sum = sums_[t];
     // Checked as the pushes came in: Apply cannot refuse them.
     if (!sum.rows.empty()) (void)tables_[t]->Apply(sum.rows, sum.values, scale);
-    sum.index.clear(), sum.rows.clear(), sum.values.clear();
   }
+  DropStep();
 }
 
 void TableShard::DropStep() {

@@ -18,11 +18,9 @@
 namespace psforge {
 namespace {
 
-double Unit(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }
-
 // A standard normal from two hashed draws (Box-Muller).
 double Normal(uint64_t key) {
-  const double u1 = 1.0 - Unit(SplitMix64(key)), u2 = Unit(SplitMix64(key ^ 0xa5a5a5a5a5a5a5a5ULL));
+  const double u1 = 1.0 - UnitInterval(SplitMix64(key)), u2 = UnitInterval(SplitMix64(key ^ 0xa5a5a5a5a5a5a5a5ULL));
   return std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2);
 }
 
@@ -48,7 +46,7 @@ class Generator {
   // Writes one impression for row `index` (of file `file`) into `line`; its click probability.
   double Row(int file, int64_t index, std::string* line) {
     uint64_t state = SplitMix64(o_.seed ^ SplitMix64((static_cast<uint64_t>(file) << 56) ^ static_cast<uint64_t>(index)));
-    auto draw = [&] { return Unit(state = SplitMix64(state)); };
+    auto draw = [&] { return UnitInterval(state = SplitMix64(state)); };
     double logit = kBias;
     char buf[32];
     // The label goes first: the features are written after a placeholder.

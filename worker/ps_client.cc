@@ -390,6 +390,13 @@ Status PsClient::PullRows(int64_t version, std::span<const TableRows> batch, std
     Status sent = Send(s, h, {*frame, frame});
     if (!sent.ok()) return sent.WithContext("pull of sparse rows from " + Describe(v, s.socket->endpoint()));
   }
+  // The batch's tables as SplitSparsePayload wants them (a reply carries no ids).
+  std::vector<int64_t> dims;
+  for (const TableRows& t : batch) {
+    if (t.table >= dims.size()) dims.resize(t.table + 1, 0);
+    dims[t.table] = t.dim;
+  }
+  const std::vector<uint64_t> table_rows(dims.size(), 0);
   std::vector<std::byte> frame;
   for (int64_t v = 0; v < servers; ++v) {
     if (requests[v] == 0) continue;
@@ -397,8 +404,6 @@ Status PsClient::PullRows(int64_t version, std::span<const TableRows> batch, std
     Status got = AwaitReply(s, requests[v], version, {}, deadline, &frame);
     if (!got.ok()) return got.WithContext("pull of sparse rows from " + Describe(v, s.socket->endpoint()));
     // The reply's blocks must be the pull's, in its order.
-    std::vector<int64_t> dims;
-    std::vector<uint64_t> table_rows;
     std::size_t next = 0;
     for (const SparseBlock& b : last_row_blocks_) {
       while (next < batch.size() && places[v][next].empty()) ++next;
@@ -408,10 +413,6 @@ Status PsClient::PullRows(int64_t version, std::span<const TableRows> batch, std
     }
     while (next < batch.size() && places[v][next].empty()) ++next;
     if (next != batch.size()) return DataLoss(Describe(v, s.socket->endpoint()) + " left out rows its pull asked for");
-    for (const TableRows& t : batch) {
-      if (t.table >= dims.size()) dims.resize(t.table + 1, 0), table_rows.resize(t.table + 1, 0);
-      dims[t.table] = t.dim;
-    }
     auto split = SplitSparsePayload(SparseLayout::kPullReply, frame, 0, last_row_blocks_, dims, table_rows);
     if (!split.ok()) return DataLoss(Describe(v, s.socket->endpoint()) + ": " + split.status().message());
     std::size_t section = 0;
