@@ -19,9 +19,14 @@ class CheckpointingClient final : public ParameterClient {
   CheckpointingClient(LocalParameterClient* inner, LocalCheckpoints* checkpoints, std::span<const float> weights)
       : inner_(inner), checkpoints_(checkpoints), weights_(weights) {}
   Status Pull(int64_t step, std::span<float> weights) override { return inner_->Pull(step, weights); }
-  Status Push(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark& mark) override {
-    PSF_RETURN_IF_ERROR(inner_->Push(step, gradient, samples, mark));
+  using ParameterClient::Push;
+  Status Push(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark& mark,
+              std::span<const SparseRows> rows) override {
+    PSF_RETURN_IF_ERROR(inner_->Push(step, gradient, samples, mark, rows));
     return checkpoints_->MaybeWrite(inner_->applied_steps(), weights_, inner_->optimizer(), false).status();
+  }
+  Status PullRows(int64_t version, std::span<const SparseRows> rows) override {
+    return inner_->PullRows(version, rows);
   }
   int64_t applied_steps() const override { return inner_->applied_steps(); }
 

@@ -11,9 +11,20 @@
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "common/wire.h"
+#include "paramserver/embedding_table.h"
 #include "paramserver/optimizer.h"
 
 namespace psforge {
+
+// A batch's rows of one sparse table: their sorted unique row ids, and
+// rows x dim floats: the rows' weights (which PullRows fills) or their
+// gradient (which Push sends).
+struct SparseRows {
+  uint16_t table = 0;
+  int64_t dim = 0;
+  std::span<const uint64_t> rows;
+  std::span<float> values;
+};
 
 class ParameterClient {
  public:
@@ -26,8 +37,17 @@ class ParameterClient {
   // Sends the gradient of the mean loss over `samples` records, computed on
   // the weights of `step` (0 samples: an empty step, which only keeps pace).
   // `mark` says where the records came from (servers account for them).
+  // `rows`: the gradient of the rows of sparse tables the batch touched
+  // (each table once, its rows sorted and unique).
   virtual Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
-                      const DataMark& mark) = 0;
+                      const DataMark& mark, std::span<const SparseRows> rows) = 0;
+  Status Push(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark& mark) {
+    return Push(step, gradient, samples, mark, {});
+  }
+
+  // Fills each entry's values with its rows' weights at `version` (the
+  // consistency bound as for Pull). A model without sparse tables has none.
+  virtual Status PullRows(int64_t version, std::span<const SparseRows> rows) = 0;
 
   // How many of this process's steps are applied for certain: their pushes
   // were answered, so they cannot be lost any more.
@@ -45,7 +65,8 @@ class ParameterClient {
 };
 
 // The in-process path: one optimizer over the whole key space, applied in
-// place to the weight buffer given at construction. Not thread-safe.
+// place to the weight buffer given at construction, and the model's sparse
+// tables in this process. Not thread-safe.
 class LocalParameterClient final : public ParameterClient {
  public:
   // `weights` is the model's buffer; it is initialised from `spec` here.
@@ -53,9 +74,11 @@ class LocalParameterClient final : public ParameterClient {
                                                               const OptimizerOptions& options,
                                                               std::span<float> weights);
 
+  using ParameterClient::Push;
   Status Pull(int64_t step, std::span<float> weights) override;
   Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
-              const DataMark& mark) override;
+              const DataMark& mark, std::span<const SparseRows> rows) override;
+  Status PullRows(int64_t version, std::span<const SparseRows> rows) override;
   int64_t applied_steps() const override { return version_; }
 
   // For checkpoints: the optimizer, and going back to a checkpoint's step
@@ -64,11 +87,15 @@ class LocalParameterClient final : public ParameterClient {
   void set_version(int64_t version) { version_ = version; }
 
  private:
-  LocalParameterClient(std::unique_ptr<Optimizer> optimizer, std::span<float> weights)
-      : optimizer_(std::move(optimizer)), weights_(weights) {}
+  LocalParameterClient(std::unique_ptr<Optimizer> optimizer, std::span<float> weights,
+                       std::vector<std::unique_ptr<EmbeddingTable>> tables)
+      : optimizer_(std::move(optimizer)), weights_(weights), tables_(std::move(tables)) {}
+  // The table `r` names, once its sizes and rows are checked.
+  Result<EmbeddingTable*> TableOf(const SparseRows& r);
 
   std::unique_ptr<Optimizer> optimizer_;
   std::span<float> weights_;
+  std::vector<std::unique_ptr<EmbeddingTable>> tables_;  // the model's sparse tables, by index
   int64_t version_ = 0;
 };
 

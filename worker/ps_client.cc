@@ -110,9 +110,40 @@ Status PsClient::Resend(Server& s) {
   return Status::Ok();
 }
 
+Status PsClient::AssignRows(std::span<const SparseRows> rows) {
+  const uint64_t servers = servers_.size();
+  row_server_.clear();
+  for (const SparseRows& r : rows) {
+    if (r.dim < 1 || r.values.size() != r.rows.size() * static_cast<std::size_t>(r.dim))
+      return InvalidArgument("rows of sparse table " + std::to_string(r.table) + ": " +
+                             std::to_string(r.values.size()) + " values for " + std::to_string(r.rows.size()) +
+                             " rows of dimension " + std::to_string(r.dim));
+    for (uint64_t row : r.rows) row_server_.push_back(static_cast<uint32_t>(ServerOfRow(row, servers)));
+  }
+  return Status::Ok();
+}
+
+void PsClient::AppendRowsOf(uint32_t v, std::span<const SparseRows> rows, SparseLayout layout,
+                            std::vector<std::byte>* frame, std::vector<SparseBlock>* blocks) {
+  std::size_t at = 0;  // into row_server_
+  for (const SparseRows& r : rows) {
+    block_ids_.clear();
+    block_values_.clear();
+    const std::size_t d = static_cast<std::size_t>(r.dim);
+    for (std::size_t k = 0; k < r.rows.size(); ++k, ++at) {
+      if (row_server_[at] != v) continue;
+      block_ids_.push_back(r.rows[k]);
+      if (layout == SparseLayout::kPush)
+        block_values_.insert(block_values_.end(), r.values.begin() + k * d, r.values.begin() + (k + 1) * d);
+    }
+    if (!block_ids_.empty()) blocks->push_back(AppendSparseSection(layout, r.table, block_ids_, block_values_, frame));
+  }
+}
+
 Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t samples,
-                      const DataMark& mark) {
+                      const DataMark& mark, std::span<const SparseRows> rows) {
   if (!shared_) PSF_RETURN_IF_ERROR(ShareMemory());
+  PSF_RETURN_IF_ERROR(AssignRows(rows));
   int slot = 0;
   std::span<const float> source = gradient;
   const bool frames = std::any_of(servers_.begin(), servers_.end(), [](const Server& s) { return !s.region; });
@@ -143,13 +174,27 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     // Into the region, straight from the caller's gradient; the header
     // names the slot (the one of two steps ago has been taken by now).
     if (s.region) push.payload_slot = overlap_ ? 1 + static_cast<int>(step & 1) : 1;
+    // The sparse rows this server holds follow the dense slice (which is
+    // copied into the frame unless it goes into the slot).
+    std::shared_ptr<std::vector<std::byte>> frame;
+    if (!rows.empty()) {
+      frame = std::make_shared<std::vector<std::byte>>();
+      if (!s.region) {
+        auto slice = std::as_bytes(gradient.subspan(s.range.begin, s.range.size()));
+        frame->assign(slice.begin(), slice.end());
+      }
+      AppendRowsOf(static_cast<uint32_t>(i), rows, SparseLayout::kPush, frame.get(), &push.sparse);
+    }
     WireHeader h = NewRequest(push);
     Status sent;
     if (s.region) {
       DetachPending(s, push.payload_slot);
       auto slice = std::as_bytes(gradient.subspan(s.range.begin, s.range.size()));
       std::memcpy(s.region->slot(push.payload_slot).data(), slice.data(), slice.size());
-      sent = Send(s, h, {});
+      if (push.sparse.empty()) sent = Send(s, h, {});
+      else sent = Send(s, h, {*frame, frame});
+    } else if (frame) {
+      sent = Send(s, h, {*frame, frame});
     } else {
       auto slice = source.subspan(s.range.begin, s.range.size());
       {
@@ -190,6 +235,7 @@ void PsClient::DetachPending(Server& s, int slot) {
     auto slice = s.region->slot(slot).first(static_cast<std::size_t>(push->key_end - push->key_begin) *
                                             sizeof(float));
     auto copy = std::make_shared<std::vector<std::byte>>(slice.begin(), slice.end());
+    copy->insert(copy->end(), p.payload.bytes.begin(), p.payload.bytes.end());  // its sparse rows, if any
     p.payload = {*copy, copy};
     push->payload_slot = 0;
   }
@@ -360,68 +406,68 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
   return Status::Ok();
 }
 
-Status PsClient::PullRows(int64_t version, std::span<const TableRows> batch, std::vector<std::vector<float>>* out) {
+Status PsClient::PullRows(int64_t version, std::span<const SparseRows> rows) {
   if (!shared_) PSF_RETURN_IF_ERROR(ShareMemory());
+  PSF_RETURN_IF_ERROR(AssignRows(rows));
   const Deadline deadline = NewDeadline();
-  const int64_t servers = static_cast<int64_t>(servers_.size());
-  // Per server and batch entry: the places (in batch[i].rows) of its rows.
-  std::vector<std::vector<std::vector<uint32_t>>> places(servers, std::vector<std::vector<uint32_t>>(batch.size()));
-  for (std::size_t i = 0; i < batch.size(); ++i)
-    for (uint32_t k = 0; k < batch[i].rows.size(); ++k) places[ServerOfRow(batch[i].rows[k], servers)][i].push_back(k);
-  out->resize(batch.size());
-  for (std::size_t i = 0; i < batch.size(); ++i) (*out)[i].assign(batch[i].rows.size() * batch[i].dim, 0.0f);
-  std::vector<uint64_t> requests(servers_.size(), 0);
-  std::vector<uint64_t> ids;
-  for (int64_t v = 0; v < servers; ++v) {
+  const uint32_t servers = static_cast<uint32_t>(servers_.size());
+  std::vector<uint64_t> requests(servers, 0);
+  for (uint32_t v = 0; v < servers; ++v) {
     Server& s = servers_[v];
     auto frame = std::make_shared<std::vector<std::byte>>();
     msg::Pull pull;
     pull.version = version;
     pull.key_begin = pull.key_end = s.range.begin;  // rows only
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (places[v][i].empty()) continue;
-      ids.clear();
-      for (uint32_t k : places[v][i]) ids.push_back(batch[i].rows[k]);
-      pull.sparse.push_back(AppendSparseSection(SparseLayout::kPull, batch[i].table, ids, {}, frame.get()));
-    }
+    AppendRowsOf(v, rows, SparseLayout::kPull, frame.get(), &pull.sparse);
     if (pull.sparse.empty()) continue;
     WireHeader h = NewRequest(pull);
     requests[v] = h.request_id;
     Status sent = Send(s, h, {*frame, frame});
     if (!sent.ok()) return sent.WithContext("pull of sparse rows from " + Describe(v, s.socket->endpoint()));
   }
-  // The batch's tables as SplitSparsePayload wants them (a reply carries no ids).
+  // The tables as SplitSparsePayload wants them (a reply carries no ids).
   std::vector<int64_t> dims;
-  for (const TableRows& t : batch) {
-    if (t.table >= dims.size()) dims.resize(t.table + 1, 0);
-    dims[t.table] = t.dim;
+  for (const SparseRows& r : rows) {
+    if (r.table >= dims.size()) dims.resize(r.table + 1, 0);
+    dims[r.table] = r.dim;
   }
   const std::vector<uint64_t> table_rows(dims.size(), 0);
   std::vector<std::byte> frame;
-  for (int64_t v = 0; v < servers; ++v) {
+  for (uint32_t v = 0; v < servers; ++v) {
     if (requests[v] == 0) continue;
     Server& s = servers_[v];
     Status got = AwaitReply(s, requests[v], version, {}, deadline, &frame);
     if (!got.ok()) return got.WithContext("pull of sparse rows from " + Describe(v, s.socket->endpoint()));
-    // The reply's blocks must be the pull's, in its order.
-    std::size_t next = 0;
-    for (const SparseBlock& b : last_row_blocks_) {
-      while (next < batch.size() && places[v][next].empty()) ++next;
-      if (next == batch.size() || b.table != batch[next].table || b.rows != places[v][next].size())
-        return DataLoss(Describe(v, s.socket->endpoint()) + " answered with rows its pull did not ask for");
-      ++next;
+    // The reply's blocks must be the pull's, in its order: one per table
+    // with rows on this server, as many rows.
+    std::size_t block = 0, at = 0;
+    bool matches = true;
+    for (const SparseRows& r : rows) {
+      const uint32_t here = static_cast<uint32_t>(
+          std::count(row_server_.begin() + static_cast<std::ptrdiff_t>(at),
+                     row_server_.begin() + static_cast<std::ptrdiff_t>(at + r.rows.size()), v));
+      at += r.rows.size();
+      if (here == 0) continue;
+      if (block == last_row_blocks_.size() || last_row_blocks_[block].table != r.table ||
+          last_row_blocks_[block].rows != here)
+        matches = false;
+      ++block;
     }
-    while (next < batch.size() && places[v][next].empty()) ++next;
-    if (next != batch.size()) return DataLoss(Describe(v, s.socket->endpoint()) + " left out rows its pull asked for");
+    if (!matches || block != last_row_blocks_.size())
+      return DataLoss(Describe(v, s.socket->endpoint()) + " answered with other rows than its pull asked for");
     auto split = SplitSparsePayload(SparseLayout::kPullReply, frame, 0, last_row_blocks_, dims, table_rows);
     if (!split.ok()) return DataLoss(Describe(v, s.socket->endpoint()) + ": " + split.status().message());
     std::size_t section = 0;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (places[v][i].empty()) continue;
-      const std::byte* values = (*split)[section++].values.data();
-      const std::size_t d = static_cast<std::size_t>(batch[i].dim);
-      for (std::size_t k = 0; k < places[v][i].size(); ++k)
-        std::memcpy((*out)[i].data() + places[v][i][k] * d, values + k * d * sizeof(float), d * sizeof(float));
+    at = 0;
+    for (const SparseRows& r : rows) {
+      const std::size_t d = static_cast<std::size_t>(r.dim);
+      const std::byte* values = nullptr;
+      std::size_t taken = 0;
+      for (std::size_t k = 0; k < r.rows.size(); ++k, ++at) {
+        if (row_server_[at] != v) continue;
+        if (!values) values = (*split)[section++].values.data();
+        std::memcpy(r.values.data() + k * d, values + taken++ * d * sizeof(float), d * sizeof(float));
+      }
     }
   }
   return Status::Ok();

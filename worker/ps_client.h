@@ -26,9 +26,11 @@
 // only the header; replies write the weights into slot 3 (overlap: 3 or 4
 // by version parity), copied out and checked by the slot's seqlock.
 //
-// PullRows fetches the rows of sparse tables a batch touches, each from the
-// server that holds it (ServerOfRow), every server asked at once, in
-// frames (sparse pushes are still to come).
+// Sparse tables: PullRows fetches the rows a batch touches, each from the
+// server that holds it (ServerOfRow), every server asked at once; a push
+// carries each server the gradient of its rows after its dense slice, in
+// one frame (common/sparse_payload.h), the dense part copied into it (or
+// into the shared-memory slot).
 //
 // Every wait is bounded by cluster.request_timeout_s; a missing or failing
 // server is an error naming its endpoint. Not thread-safe.
@@ -47,6 +49,7 @@
 #include "common/model_spec.h"
 #include "common/mutex.h"
 #include "common/shared_region.h"
+#include "common/sparse_payload.h"
 #include "common/transport.h"
 #include "common/wire.h"
 #include "worker/parameter_client.h"
@@ -65,9 +68,12 @@ class PsClient final : public ParameterClient {
   void SetInterrupt(std::function<Status()> interrupt) { interrupt_ = std::move(interrupt); }
   ~PsClient() override;
 
+  using ParameterClient::Push;
   Status Pull(int64_t step, std::span<float> weights) override;
+  // Each server gets its slice of the dense gradient and, in the same
+  // frame, the gradient of the sparse rows it holds.
   Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
-              const DataMark& mark) override;
+              const DataMark& mark, std::span<const SparseRows> rows) override;
   int64_t applied_steps() const override { return applied_steps_; }
   int64_t workers_in_step() const override;
   // Chaos testing (cluster.faults or --faults die_mid_push): at `step` this process
@@ -82,16 +88,9 @@ class PsClient final : public ParameterClient {
   Result<int64_t> Admit();
   Status Leave() override;
 
-  // The rows of sparse tables a batch touches: one table's sorted unique row ids.
-  struct TableRows {
-    uint16_t table = 0;
-    int64_t dim = 0;              // the table's dimension
-    std::vector<uint64_t> rows;
-  };
-  // The weights of `batch`'s rows at `version` (the consistency bound as for
-  // Pull), from whichever servers hold them, all asked at once: `out[i]`
-  // gets batch[i].rows.size() x dim floats, in the rows' order.
-  Status PullRows(int64_t version, std::span<const TableRows> batch, std::vector<std::vector<float>>* out);
+  // The weights of the batch's rows at `version` (the consistency bound as
+  // for Pull), from whichever servers hold them, all asked at once.
+  Status PullRows(int64_t version, std::span<const SparseRows> rows) override;
 
  private:
   using Deadline = std::chrono::steady_clock::time_point;
@@ -140,8 +139,16 @@ class PsClient final : public ParameterClient {
     return SharedRegion::kFirstWeightSlot + (overlap_ ? static_cast<int>(version & 1) : 0);
   }
   // Before gradient slot `slot` of `s` is overwritten: a push still
-  // unanswered that names it keeps its bytes in a copy, sent as a frame.
+  // unanswered that names it keeps its bytes in a copy, sent as a frame
+  // (ahead of its sparse rows, when it has some).
   static void DetachPending(Server& s, int slot);
+  // Which server holds each row of `rows` (into row_server_), once their
+  // sizes are checked.
+  Status AssignRows(std::span<const SparseRows> rows);
+  // Appends to `frame` the blocks (in `layout`) of the rows server `v`
+  // holds, after AssignRows, and their SparseBlocks to `blocks`.
+  void AppendRowsOf(uint32_t v, std::span<const SparseRows> rows, SparseLayout layout, std::vector<std::byte>* frame,
+                    std::vector<SparseBlock>* blocks);
   Status SendPulls(int64_t version, std::vector<uint64_t>* requests);
   Status ReceivePulls(const std::vector<uint64_t>& requests, int64_t version, std::span<float> weights,
                       Deadline deadline);
@@ -182,6 +189,10 @@ class PsClient final : public ParameterClient {
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
   std::vector<SparseBlock> last_row_blocks_;  // the blocks of the last reply with sparse rows
+  // Sparse scratch, reused: per batch row, its server; one block's ids and values.
+  std::vector<uint32_t> row_server_;
+  std::vector<uint64_t> block_ids_;
+  std::vector<float> block_values_;
   // Payloads the transport still holds, per send slot (slot 0 is the
   // caller's gradient in the in-place mode); released from its I/O thread.
   Mutex in_flight_mu_;

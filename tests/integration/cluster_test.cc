@@ -44,8 +44,11 @@ class PairedStepClient final : public ParameterClient {
   Status Pull(int64_t step, std::span<float>) override {
     return step == version_ ? Status::Ok() : FailedPrecondition("pull of another version");
   }
-  Status Push(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark&) override {
+  using ParameterClient::Push;
+  Status Push(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark&,
+              std::span<const SparseRows> rows) override {
     if (step != version_) return FailedPrecondition("push of another version");
+    if (!rows.empty()) return FailedPrecondition("this test client has no sparse tables");
     const float weight = static_cast<float>(samples);
     if (version_ % 2 == 0) {
       for (std::size_t i = 0; i < sum_.size(); ++i) sum_[i] = weight * gradient[i];
@@ -57,6 +60,7 @@ class PairedStepClient final : public ParameterClient {
     ++version_;
     return Status::Ok();
   }
+  Status PullRows(int64_t, std::span<const SparseRows>) override { return FailedPrecondition("this test client has no sparse tables"); }
   int64_t applied_steps() const override { return version_; }
 
  private:

@@ -1,7 +1,8 @@
 // A worker's PsClient pulling the rows of sparse tables from two real
 // ParamServers (ZeroMQ on loopback, in this process): each row comes from
 // the server that holds it, lands in its place, and has its row id's
-// initial value; a row outside its table is refused, naming the server.
+// initial value; a row outside its table is refused, naming the server;
+// pushes update each row on its server.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -23,59 +24,122 @@ TableOptions Table(const std::string& name, int64_t rows, int64_t dim) {
   return t;
 }
 
-TEST(SparseRows, APullGathersEachRowFromItsServerInTheBatchsOrder) {
+// Two real servers on loopback and a worker's client: the job's config,
+// its spec and the client.
+struct TwoServers {
+  explicit TwoServers(bool shared_memory) {
+    config.model.kind = ModelKind::kLinearRegression;
+    config.model.tables = {Table("users", int64_t{1} << 40, 3), Table("items", 5000, 1)};
+    for (TableOptions& t : config.model.tables) {
+      t.optimizer = RowOptimizerKind::kSgd;
+      t.learning_rate = 0.5;
+    }
+    config.cluster.servers = 2;
+    config.cluster.workers = 1;
+    config.cluster.shared_memory = shared_memory;
+    config.cluster.request_timeout_s = 20;
+    spec = std::move(ModelSpec::FromConfig(config.model, 3)).value();
+    transport = Transport::CreateZmq();
+    for (int64_t i = 0; i < 2; ++i) {
+      servers.push_back(
+          std::move(ParamServer::Create(config, spec, i, transport.get(), "tcp://127.0.0.1:0")).value());
+      endpoints.push_back(servers.back()->endpoint());
+    }
+    for (auto& s : servers) loops.emplace_back([&, server = s.get()] { (void)server->Serve(stop); });
+    client = std::move(PsClient::Connect(transport.get(), spec, config.cluster, 0, endpoints)).value();
+  }
+  ~TwoServers() {
+    client.reset();
+    stop = true;
+    for (auto& t : loops) t.join();
+  }
+  // The initial weights of `rows` of table `table`, as any server creates them.
+  std::vector<float> Initial(uint16_t table, std::span<const uint64_t> rows) const {
+    auto t = std::move(EmbeddingTable::Create(spec.tables()[table])).value();
+    std::vector<float> w(rows.size() * t->dim());
+    for (std::size_t k = 0; k < rows.size(); ++k) t->InitialWeights(rows[k], std::span(w).subspan(k * t->dim(), t->dim()));
+    return w;
+  }
+
   JobConfig config;
-  config.model.kind = ModelKind::kLinearRegression;
-  config.model.tables = {Table("users", int64_t{1} << 40, 3), Table("items", 5000, 1)};
-  config.cluster.servers = 2;
-  config.cluster.workers = 1;
-  config.cluster.shared_memory = false;
-  config.cluster.request_timeout_s = 20;
-  auto spec = std::move(ModelSpec::FromConfig(config.model, 3)).value();
-  auto transport = Transport::CreateZmq();
+  ModelSpec spec;
+  std::unique_ptr<Transport> transport;
   std::atomic<bool> stop{false};
   std::vector<std::unique_ptr<ParamServer>> servers;
   std::vector<std::string> endpoints;
-  for (int64_t i = 0; i < 2; ++i) {
-    servers.push_back(std::move(ParamServer::Create(config, spec, i, transport.get(), "tcp://127.0.0.1:0")).value());
-    endpoints.push_back(servers.back()->endpoint());
-  }
   std::vector<std::thread> loops;
-  for (auto& s : servers) loops.emplace_back([&, server = s.get()] { (void)server->Serve(stop); });
-  auto client = std::move(PsClient::Connect(transport.get(), spec, config.cluster, 0, endpoints)).value();
+  std::unique_ptr<PsClient> client;
+};
 
-  std::vector<PsClient::TableRows> batch(2);
-  batch[0] = {0, 3, {}};
-  for (uint64_t r = 1; r < (uint64_t{1} << 40); r = r * 7 + 3) batch[0].rows.push_back(r);
-  batch[1] = {1, 1, {0, 1, 2, 4999}};
+std::vector<uint64_t> SpreadRows() {
+  std::vector<uint64_t> rows;
+  for (uint64_t r = 1; r < (uint64_t{1} << 40); r = r * 7 + 3) rows.push_back(r);
+  return rows;
+}
+
+TEST(SparseRows, APullGathersEachRowFromItsServerInTheBatchsOrder) {
+  TwoServers c(/*shared_memory=*/false);
+  const std::vector<uint64_t> users = SpreadRows(), items{0, 1, 2, 4999};
   int on_second = 0;
-  for (uint64_t r : batch[0].rows) on_second += ServerOfRow(r, 2) == 1;
+  for (uint64_t r : users) on_second += ServerOfRow(r, 2) == 1;
   ASSERT_GT(on_second, 0);
-  ASSERT_LT(on_second, static_cast<int>(batch[0].rows.size())) << "the rows span both servers";
-  std::vector<std::vector<float>> weights;
-  Status pulled = client->PullRows(0, batch, &weights);
+  ASSERT_LT(on_second, static_cast<int>(users.size())) << "the rows span both servers";
+  std::vector<float> user_w(users.size() * 3, -1), item_w(items.size(), -1);
+  const SparseRows batch[] = {{0, 3, users, user_w}, {1, 1, items, item_w}};
+  Status pulled = c.client->PullRows(0, batch);
   ASSERT_TRUE(pulled.ok()) << pulled.ToString();
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    auto table = std::move(EmbeddingTable::Create(spec.tables()[batch[i].table])).value();
-    ASSERT_EQ(weights[i].size(), batch[i].rows.size() * batch[i].dim);
-    for (std::size_t k = 0; k < batch[i].rows.size(); ++k) {
-      std::vector<float> expected(batch[i].dim);
-      table->InitialWeights(batch[i].rows[k], expected);
-      EXPECT_EQ(std::vector<float>(weights[i].begin() + k * batch[i].dim, weights[i].begin() + (k + 1) * batch[i].dim),
-                expected)
-          << "table " << i << " row " << batch[i].rows[k];
-    }
-  }
-  std::vector<PsClient::TableRows> beyond{{1, 1, {5000}}};
-  Status refused = client->PullRows(0, beyond, &weights);
+  EXPECT_EQ(user_w, c.Initial(0, users));
+  EXPECT_EQ(item_w, c.Initial(1, items));
+
+  const std::vector<uint64_t> outside{5000};
+  std::vector<float> one(1);
+  const SparseRows beyond[] = {{1, 1, outside, one}};
+  Status refused = c.client->PullRows(0, beyond);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.message().find("outside the table"), std::string::npos) << refused.message();
   EXPECT_NE(refused.message().find("server " + std::to_string(ServerOfRow(5000, 2))), std::string::npos)
       << refused.message();
-  client.reset();
-  stop = true;
-  for (auto& t : loops) t.join();
+  std::vector<float> short_buffer(2);
+  const SparseRows mismatched[] = {{1, 1, items, short_buffer}};
+  EXPECT_EQ(c.client->PullRows(0, mismatched).code(), StatusCode::kInvalidArgument);
 }
+
+// A push carries each server its dense slice and the gradient of its rows;
+// the next version's rows are w - lr * g (sgd), the dense keys updated too,
+// with the dense part in a frame or in shared memory.
+class SparsePush : public testing::TestWithParam<bool> {};
+
+TEST_P(SparsePush, UpdatesEachRowOnItsServerAndTheDenseKeys) {
+  TwoServers c(/*shared_memory=*/GetParam());
+  const std::vector<uint64_t> users = SpreadRows(), items{7, 4999};
+  std::vector<float> dense(c.spec.num_params());
+  ASSERT_TRUE(c.client->Pull(0, dense).ok());
+  const std::vector<float> dense0 = dense;
+  std::vector<float> user_g(users.size() * 3), item_g(items.size());
+  for (std::size_t i = 0; i < user_g.size(); ++i) user_g[i] = 0.01f * static_cast<float>(i + 1);
+  item_g = {2.0f, -4.0f};
+  const SparseRows grads[] = {{0, 3, users, user_g}, {1, 1, items, item_g}};
+  const std::vector<float> dense_g(c.spec.num_params(), 1.0f);
+  Status pushed = c.client->Push(0, dense_g, 16, DataMark{}, grads);
+  ASSERT_TRUE(pushed.ok()) << pushed.ToString();
+  ASSERT_TRUE(c.client->Pull(1, dense).ok());
+  EXPECT_NE(dense, dense0) << "the dense keys were updated";
+  std::vector<float> user_w(user_g.size()), item_w(item_g.size());
+  const SparseRows batch[] = {{0, 3, users, user_w}, {1, 1, items, item_w}};
+  Status pulled = c.client->PullRows(1, batch);
+  ASSERT_TRUE(pulled.ok()) << pulled.ToString();
+  const std::vector<float> user0 = c.Initial(0, users), item0 = c.Initial(1, items);
+  for (std::size_t i = 0; i < user_w.size(); ++i) EXPECT_FLOAT_EQ(user_w[i], user0[i] - 0.5f * user_g[i]) << i;
+  for (std::size_t i = 0; i < item_w.size(); ++i) EXPECT_FLOAT_EQ(item_w[i], item0[i] - 0.5f * item_g[i]) << i;
+  // Rows no push touched keep their initial weights.
+  const std::vector<uint64_t> untouched{8};
+  std::vector<float> w8(1);
+  const SparseRows other[] = {{1, 1, untouched, w8}};
+  ASSERT_TRUE(c.client->PullRows(1, other).ok());
+  EXPECT_EQ(w8, c.Initial(1, untouched));
+}
+
+INSTANTIATE_TEST_SUITE_P(DenseInFrameOrSlot, SparsePush, testing::Bool());
 
 }  // namespace
 }  // namespace psforge
