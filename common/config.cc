@@ -33,7 +33,9 @@ std::string ResolvePath(const std::string& base_dir, const std::string& p) {
 
 void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, Status* err) {
   MapReader r(n, "data", err);
-  r.Enum("format", &d->format, {{"idx", DataFormat::kIdx}, {"csv", DataFormat::kCsv}, {"text", DataFormat::kText}});
+  r.Enum("format", &d->format,
+         {{"idx", DataFormat::kIdx}, {"csv", DataFormat::kCsv}, {"text", DataFormat::kText},
+          {"criteo", DataFormat::kCriteo}});
   r.String("train_images", &d->train_images);
   r.String("train_labels", &d->train_labels);
   r.String("test_images", &d->test_images);
@@ -44,6 +46,9 @@ void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, 
   r.String("test_csv", &d->test_csv);
   r.Int("label_column", &d->label_column, -1, 1 << 20);
   r.Bool("csv_header", &d->csv_header);
+  r.String("train_tsv", &d->train_tsv);
+  r.String("test_tsv", &d->test_tsv);
+  r.Bool("skip_malformed", &d->skip_malformed);
   r.Int("shard_size", &d->shard_size, 1, int64_t{1} << 40);
   r.StringList("text", &d->text);
   r.StringList("label_names", &d->label_names);
@@ -71,6 +76,8 @@ void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, 
   if (d->format == DataFormat::kIdx) {
     files = {{"train_images", &d->train_images}, {"train_labels", &d->train_labels},
              {"test_images", &d->test_images}, {"test_labels", &d->test_labels}};
+  } else if (d->format == DataFormat::kCriteo) {
+    files = {{"train_tsv", &d->train_tsv}, {"test_tsv", &d->test_tsv}};
   } else {
     files = {{"train_csv", &d->train_csv}, {"test_csv", &d->test_csv}};
   }
@@ -87,6 +94,8 @@ void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, 
                                       (d->format == DataFormat::kIdx
                                            ? " (Fashion-MNIST comes with Debian's "
                                              "dataset-fashion-mnist package; run scripts/setup.sh)"
+                                       : d->format == DataFormat::kCriteo
+                                           ? " (ps-ctr-data DIR writes a synthetic click log there)"
                                            : ""));
   }
 }
@@ -229,12 +238,14 @@ const char* DataFormatName(DataFormat f) {
     case DataFormat::kIdx: return "idx";
     case DataFormat::kCsv: return "csv";
     case DataFormat::kText: return "text";
+    case DataFormat::kCriteo: return "criteo";
   }
   return "?";
 }
 
 const char* MetricName(const JobConfig& c) {
   if (c.data.format == DataFormat::kText) return "validation_bits_per_char";
+  if (c.model.kind == ModelKind::kCtr) return "test_auc";
   return c.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
 }
 
@@ -336,6 +347,14 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
       static_cast<int64_t>(c.data.label_names.size()) != c.model.classes)
     top.Fail("data.label_names", "has " + std::to_string(c.data.label_names.size()) + " names for model.classes=" +
                                      std::to_string(c.model.classes) + " classes");
+  // The ctr model reads click logs and only click logs.
+  if (err.ok() && (c.model.kind == ModelKind::kCtr) != (c.data.format == DataFormat::kCriteo))
+    top.Fail(c.model.kind == ModelKind::kCtr ? "data.format" : "model.kind",
+             c.model.kind == ModelKind::kCtr
+                 ? std::string("model.kind ctr trains on click logs: data.format must be criteo, not ") +
+                       DataFormatName(c.data.format)
+                 : std::string("data.format criteo holds click logs for model.kind ctr, not ") +
+                       ModelKindName(c.model.kind));
   // BSP splits each step's batch among the workers: more workers than
   // records in a batch would train steps of one record each.
   if (err.ok() && c.cluster.consistency == Consistency::kBsp && c.cluster.workers > c.training.batch_size)
@@ -363,10 +382,15 @@ Result<JobConfig> LoadJobConfig(const std::string& path,
 
 nlohmann::json ConfigToJson(const JobConfig& c) {
   nlohmann::json model = {{"kind", ModelKindName(c.model.kind)}, {"init_seed", c.model.init_seed}};
-  if (c.model.kind == ModelKind::kMlp) {
+  if (c.model.kind == ModelKind::kMlp || c.model.kind == ModelKind::kCtr) {
     model["hidden"] = c.model.hidden;
     model["activation"] = ActivationName(c.model.activation);
-    model["classes"] = c.model.classes;
+  }
+  if (c.model.kind == ModelKind::kMlp) model["classes"] = c.model.classes;
+  if (!c.model.tables.empty()) {
+    nlohmann::json tables = nlohmann::json::array();
+    for (const TableOptions& t : c.model.tables) tables.push_back(config_internal::TableToJson(t));
+    model["tables"] = tables;
   }
   if (c.model.kind == ModelKind::kSequential) {
     model["classes"] = c.model.classes;
@@ -386,6 +410,9 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
   } else if (c.data.format == DataFormat::kCsv) {
     data.update({{"train_csv", c.data.train_csv}, {"test_csv", c.data.test_csv},
                  {"label_column", c.data.label_column}, {"csv_header", c.data.csv_header}});
+  } else if (c.data.format == DataFormat::kCriteo) {
+    data.update({{"train_tsv", c.data.train_tsv}, {"test_tsv", c.data.test_tsv},
+                 {"skip_malformed", c.data.skip_malformed}});
   } else {
     data.update({{"text", c.data.text}, {"window", c.data.window}, {"validation_every", c.data.validation_every}});
   }

@@ -18,9 +18,9 @@
 
 namespace psforge {
 
-enum class ModelKind { kMlp, kLinearRegression, kLogisticRegression, kSequential };
+enum class ModelKind { kMlp, kLinearRegression, kLogisticRegression, kSequential, kCtr };
 enum class Activation { kRelu, kSigmoid, kTanh };
-enum class DataFormat { kIdx, kCsv, kText };
+enum class DataFormat { kIdx, kCsv, kText, kCriteo };
 enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad };
 enum class Consistency { kBsp, kSsp, kAsp };
 enum class LrSchedule { kConstant, kExponential, kCosine };
@@ -74,9 +74,9 @@ struct TableOptions {
 
 // model: what network to build.
 struct ModelOptions {
-  ModelKind kind = ModelKind::kMlp;           // mlp | linear_regression | logistic_regression | sequential
-  std::vector<int64_t> hidden = {500};        // mlp: hidden layer widths (may be empty)
-  Activation activation = Activation::kRelu;  // mlp: relu | sigmoid | tanh
+  ModelKind kind = ModelKind::kMlp;           // mlp | linear_regression | logistic_regression | sequential | ctr
+  std::vector<int64_t> hidden = {500};        // mlp, ctr: hidden layer widths (may be empty)
+  Activation activation = Activation::kRelu;  // mlp, ctr: relu | sigmoid | tanh
   int64_t classes = 10;                       // mlp, sequential: number of output classes (>= 2);
                                               // with text data: the vocabulary's size, from the data
   // sequential: the shape of one sample ([channels, height, width] or
@@ -85,12 +85,17 @@ struct ModelOptions {
   std::vector<int64_t> input_shape;
   std::vector<LayerOptions> layers;
   uint64_t init_seed = 42;                    // seed of every tensor's initialiser
-  std::vector<TableOptions> tables;           // sparse embedding tables (served by row)
+  // Sparse embedding tables (served by row). ctr: one table shared by every
+  // categorical field (its ids salted by the field), or one per field in
+  // field order; each field's embedding is the sum of its ids' rows
+  // (sum-pooled), concatenated after the dense features into the MLP,
+  // which ends in one logit and a sigmoid cross-entropy.
+  std::vector<TableOptions> tables;
 };
 
 // data: where the training and test sets come from.
 struct DataOptions {
-  DataFormat format = DataFormat::kIdx;  // idx | csv | text
+  DataFormat format = DataFormat::kIdx;  // idx | csv | text | criteo
   // idx: image and label files, gzip or plain.
   std::string train_images, train_labels, test_images, test_labels;
   float pixel_scale = 1.0f / 255.0f;     // idx: multiplies every pixel byte
@@ -100,6 +105,11 @@ struct DataOptions {
   std::string train_csv, test_csv;
   int64_t label_column = -1;             // csv: index of the label column; -1 = last
   bool csv_header = true;                // csv: first line holds column names
+  // criteo: click logs in the Criteo TSV layout (common/criteo.h): a 0/1
+  // label, 13 integer and 26 hexadecimal categorical features a line; the
+  // integers enter the model as sign(x) log(1 + |x|), missing ones as 0.
+  std::string train_tsv, test_tsv;
+  bool skip_malformed = false;           // criteo: count and skip malformed lines instead of failing
   // text: character-level language modelling. The files (a folder: its
   // regular files, sorted, skipping symbolic links and files with NUL
   // bytes) are concatenated and cut into windows of `window` + 1 bytes,

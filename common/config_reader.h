@@ -202,5 +202,6 @@ class MapReader {
 // The model section (model_config.cc).
 void ReadModel(const YAML::Node& n, ModelOptions* m, Status* err);
 nlohmann::json LayerToJson(const LayerOptions& l);
+nlohmann::json TableToJson(const TableOptions& t);
 
 }  // namespace psforge::config_internal

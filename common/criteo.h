@@ -19,12 +19,22 @@
 #include <memory>
 #include <string>
 
+#include "common/split_mix.h"
 #include "common/status.h"
 
 namespace psforge {
 
 inline constexpr int kCriteoDense = 13;
 inline constexpr int kCriteoCategorical = 26;
+
+// The key of categorical value `value` of field `field`: the same value in
+// two fields is two features (they may share a table). A missing value has
+// no key (kNoFeature) and no embedding.
+inline constexpr uint64_t kNoFeature = ~uint64_t{0};
+inline uint64_t FeatureKey(int field, uint64_t value) {
+  const uint64_t key = SplitMix64(value ^ SplitMix64(static_cast<uint64_t>(field) + 1));
+  return key == kNoFeature ? key - 1 : key;
+}
 
 struct CtrRecord {
   float label = 0;                                    // 0 or 1

@@ -1,5 +1,6 @@
 #include "common/dataset.h"
 
+#include "common/criteo.h"
 #include "common/text_dataset.h"
 
 #include <algorithm>
@@ -199,9 +200,33 @@ Result<Dataset> ReadCsv(const std::string& path, int64_t label_column, bool head
   return d;
 }
 
+Result<Dataset> ReadCriteo(const std::string& path, bool skip_malformed, int64_t* skipped) {
+  PSF_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(path, skip_malformed));
+  Dataset d;
+  d.features = kCriteoDense;
+  d.categorical = kCriteoCategorical;
+  CtrRecord r;
+  while (true) {
+    PSF_ASSIGN_OR_RETURN(bool more, reader->Next(&r));
+    if (!more) break;
+    d.targets.push_back(r.label);
+    for (int64_t v : r.dense) {
+      const double x = static_cast<double>(v);
+      d.x.push_back(static_cast<float>(x < 0 ? -std::log1p(-x) : std::log1p(x)));  // missing: 0
+    }
+    for (int f = 0; f < kCriteoCategorical; ++f)
+      d.keys.push_back((r.categorical_missing >> f) & 1 ? kNoFeature : FeatureKey(f, r.categorical[f]));
+    ++d.rows;
+  }
+  if (skipped) *skipped = reader->malformed_lines();
+  if (d.rows == 0) return InvalidArgument(path + ": no records");
+  return d;
+}
+
 Result<int64_t> ReadFeatureCount(const JobConfig& config) {
   const DataOptions& o = config.data;
   if (o.format == DataFormat::kText) return o.window;
+  if (o.format == DataFormat::kCriteo) return kCriteoDense;
   if (o.format == DataFormat::kIdx) {
     GzFile images(o.train_images);
     if (!images.is_open()) return NotFound(o.train_images + ": cannot open");
@@ -222,6 +247,7 @@ Result<Dataset> LoadDataset(const JobConfig& config, bool train) {
     PSF_ASSIGN_OR_RETURN(TrainTestData d, LoadTrainTest(config));
     return train ? std::move(d.train) : std::move(d.test);
   }
+  if (o.format == DataFormat::kCriteo) return ReadCriteo(train ? o.train_tsv : o.test_tsv, o.skip_malformed);
   Result<Dataset> d = o.format == DataFormat::kIdx
       ? ReadIdx(train ? o.train_images : o.test_images, train ? o.train_labels : o.test_labels,
                 o.pixel_scale)
@@ -244,6 +270,7 @@ Result<Dataset> LoadDataset(const JobConfig& config, bool train) {
                                  std::to_string(t) + " must be 0 or 1 for logistic_regression");
         break;
       case ModelKind::kLinearRegression:
+      case ModelKind::kCtr:
         break;
     }
   }
@@ -275,6 +302,7 @@ Result<DataShape> ReadDataShape(const JobConfig& config) {
     PSF_ASSIGN_OR_RETURN(TextCorpus corpus, ReadTextCorpus(config.data.text));
     return DataShape{config.data.window, static_cast<int64_t>(corpus.vocabulary.size())};
   }
+  if (config.data.format == DataFormat::kCriteo) return DataShape{kCriteoDense, 0, kCriteoCategorical};
   PSF_ASSIGN_OR_RETURN(int64_t features, ReadFeatureCount(config));
   return DataShape{features, 0};
 }
@@ -283,6 +311,16 @@ Result<TrainTestData> LoadTrainTest(const JobConfig& config) {
   if (config.data.format == DataFormat::kText) {
     PSF_ASSIGN_OR_RETURN(TextCorpus corpus, ReadTextCorpus(config.data.text));
     return WindowText(corpus, config.data.window, config.data.validation_every);
+  }
+  if (config.data.format == DataFormat::kCriteo) {
+    TrainTestData d;
+    int64_t skipped_train = 0, skipped_test = 0;
+    PSF_ASSIGN_OR_RETURN(d.train, ReadCriteo(config.data.train_tsv, config.data.skip_malformed, &skipped_train));
+    PSF_ASSIGN_OR_RETURN(d.test, ReadCriteo(config.data.test_tsv, config.data.skip_malformed, &skipped_test));
+    if (skipped_train + skipped_test > 0)
+      d.report = "skipped malformed lines (data.skip_malformed): " + std::to_string(skipped_train) + " in " +
+                 config.data.train_tsv + ", " + std::to_string(skipped_test) + " in " + config.data.test_tsv;
+    return d;
   }
   PSF_ASSIGN_OR_RETURN(Dataset train, LoadDataset(config, /*train=*/true));
   PSF_ASSIGN_OR_RETURN(Dataset test, LoadDataset(config, /*train=*/false));

@@ -1,4 +1,4 @@
-// In-memory data sets and their readers (IDX, CSV).
+// In-memory data sets and their readers (IDX, CSV, Criteo click logs).
 //
 // A file is decoded once into a dense row-major float matrix; training then
 // gathers batches from it with cheap copies. Every reader checks what it
@@ -24,6 +24,11 @@ struct Dataset {
   std::vector<float> targets;  // rows * target_width: class index, 0/1, or a real value
   int64_t target_width = 1;    // targets per row (text: one per position)
   int64_t classes = 0;         // text: the vocabulary's size; 0: model.classes
+  // Click logs: `categorical` feature keys a row (rows * categorical, row-
+  // major), each FeatureKey(field, value) or kNoFeature where missing; the
+  // dense features are in x.
+  int64_t categorical = 0;
+  std::vector<uint64_t> keys;
 
   std::span<const float> Row(int64_t i) const {
     return {x.data() + i * features, static_cast<std::size_t>(features)};
@@ -57,7 +62,15 @@ Result<int64_t> ReadFeatureCount(const JobConfig& config);
 struct DataShape {
   int64_t features = 0;
   int64_t classes = 0;
+  int64_t categorical = 0;  // click logs: categorical fields a row
 };
+
+// Reads a click log in the Criteo layout (common/criteo.h) into a Dataset:
+// the label as the target, the integers as sign(x) log(1 + |x|) features
+// (0 where missing), the categorical values as feature keys. A malformed
+// line is an error naming the file and line, or (skip_malformed) skipped
+// and counted in `*skipped`.
+Result<Dataset> ReadCriteo(const std::string& path, bool skip_malformed, int64_t* skipped = nullptr);
 Result<DataShape> ReadDataShape(const JobConfig& config);
 
 // Loads the training (train=true) or test set named by the config and checks

@@ -45,10 +45,11 @@ bool ModelSpec::has_batch_statistics() const {
                      [](const LayerSpec& l) { return l.kind() == LayerKind::kBatchNorm; });
 }
 
-Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t inputs, int64_t classes) {
+Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t inputs, int64_t classes,
+                                        int64_t categorical) {
   if (inputs <= 0) return InvalidArgument("model: the data set has no features");
   ModelSpec spec;
-  spec.inputs_ = inputs;
+  spec.inputs_ = spec.dense_inputs_ = inputs;
   spec.init_seed_ = model.init_seed;
   for (std::size_t t = 0; t < model.tables.size(); ++t) {
     TableOptions table = model.tables[t];
@@ -67,18 +68,38 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
     return InvalidArgument("model.tables: " + std::to_string(model.tables.size()) + " tables, at most " +
                            std::to_string(kMaxSparseTables));
 
+  if (model.kind == ModelKind::kCtr) {
+    // Each categorical field's embedding, pooled, after the dense features.
+    const auto tables = static_cast<int64_t>(spec.tables_.size());
+    if (categorical <= 0) return InvalidArgument("model.kind ctr: the data has no categorical fields (data.format criteo)");
+    if (tables != 1 && tables != categorical)
+      return InvalidArgument("model.tables: " + std::to_string(tables) + " tables for " + std::to_string(categorical) +
+                             " categorical fields; give one table shared by every field, or one per field");
+    for (int64_t f = 0; f < categorical; ++f) {
+      const auto t = static_cast<uint16_t>(tables == 1 ? 0 : f);
+      spec.field_tables_.push_back(t);
+      spec.field_offsets_.push_back(spec.inputs_);
+      spec.inputs_ += spec.tables_[t].dim;
+    }
+  }
   std::vector<LayerOptions> layers;
-  std::vector<int64_t> shape{inputs};
+  std::vector<int64_t> shape{spec.inputs_};
   auto linear = [](int64_t out) { return LayerOptions{LayerKind::kLinear, out}; };
   switch (model.kind) {
+    case ModelKind::kCtr:
     case ModelKind::kMlp: {
       static constexpr LayerKind kActivation[] = {LayerKind::kRelu, LayerKind::kSigmoid, LayerKind::kTanh};
       for (int64_t h : model.hidden) {
         layers.push_back(linear(h));
         layers.push_back({kActivation[static_cast<int>(model.activation)]});
       }
-      layers.push_back(linear(model.classes));
-      spec.loss_ = LossKind::kSoftmaxCrossEntropy;
+      if (model.kind == ModelKind::kCtr) {  // one logit
+        layers.push_back(linear(1));
+        spec.loss_ = LossKind::kSigmoidBinaryCrossEntropy;
+      } else {
+        layers.push_back(linear(model.classes));
+        spec.loss_ = LossKind::kSoftmaxCrossEntropy;
+      }
       break;
     }
     case ModelKind::kLinearRegression:
@@ -205,7 +226,7 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
     shape = l.out_shape;
     spec.layers_.push_back(std::move(l));
   }
-  const int64_t want = regression ? 1 : classes > 0 ? classes : model.classes;
+  const int64_t want = regression || model.kind == ModelKind::kCtr ? 1 : classes > 0 ? classes : model.classes;
   if (shape.size() == 2) spec.loss_ = LossKind::kSequenceSoftmaxCrossEntropy;
   if (shape.size() > 2 || shape.back() != want)
     return InvalidArgument("model.layers: the last layer gives " + ShapeText(shape) + " per sample; the loss needs [" +

@@ -67,9 +67,11 @@ struct LayerSpec {
 class ModelSpec {
  public:
   // `inputs` is the number of features per sample (from the data set);
-  // `classes` > 0 replaces model.classes (text: the vocabulary's size). An
-  // error names the layer whose shape does not work out.
-  static Result<ModelSpec> FromConfig(const ModelOptions& model, int64_t inputs, int64_t classes = 0);
+  // `classes` > 0 replaces model.classes (text: the vocabulary's size);
+  // `categorical`: the categorical fields of a click log (ctr). An error
+  // names the layer or table whose shape does not work out.
+  static Result<ModelSpec> FromConfig(const ModelOptions& model, int64_t inputs, int64_t classes = 0,
+                                      int64_t categorical = 0);
 
   const std::vector<TensorSpec>& tensors() const { return tensors_; }
   const std::vector<LayerSpec>& layers() const { return layers_; }
@@ -77,7 +79,15 @@ class ModelSpec {
   // The sparse tables, outside the key space: each table's seed is its
   // own, or (0) derived from init_seed and its index.
   const std::vector<TableOptions>& tables() const { return tables_; }
+  // The features of the network's input: the data's dense features, then
+  // (ctr) each categorical field's pooled embedding.
   int64_t inputs() const { return inputs_; }
+  // ctr: the data's dense features (inputs() without the embeddings), and
+  // per categorical field its table and the first input of its embedding.
+  int64_t dense_inputs() const { return dense_inputs_; }
+  int64_t categorical() const { return static_cast<int64_t>(field_tables_.size()); }
+  uint16_t field_table(int64_t field) const { return field_tables_[field]; }
+  int64_t field_offset(int64_t field) const { return field_offsets_[field]; }
   int64_t outputs() const { return layers_.back().out_size(); }
   // Classes of the softmax (the last dimension of the output).
   int64_t classes() const { return layers_.back().out_shape.back(); }
@@ -99,6 +109,9 @@ class ModelSpec {
   std::vector<TableOptions> tables_;
   int64_t num_params_ = 0;
   int64_t inputs_ = 0;
+  int64_t dense_inputs_ = 0;
+  std::vector<uint16_t> field_tables_;
+  std::vector<int64_t> field_offsets_;
   LossKind loss_ = LossKind::kSoftmaxCrossEntropy;
   uint64_t init_seed_ = 0;
 };

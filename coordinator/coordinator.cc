@@ -86,7 +86,8 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
     // ps-launch runs every member here: each worker holds the data sets
     // (about 1.2 times the training set as float32, with the test set)
     // and the model; refuse a cluster this machine cannot hold.
-    const double data_bytes = 1.2 * static_cast<double>(train.x.size() + train.targets.size()) * sizeof(float);
+    const double data_bytes = 1.2 * (static_cast<double>(train.x.size() + train.targets.size()) * sizeof(float) +
+                                             static_cast<double>(train.keys.size()) * sizeof(uint64_t));
     const double need = static_cast<double>(workers) * (data_bytes + 64e6) +
                         static_cast<double>(config.cluster.servers) * 64e6;
     const double available = MemoryAvailableBytes();
@@ -97,7 +98,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
           Fixed(data_bytes / 1e6, 0) + " MB here), and " + Fixed(available / 1e9, 1) +
           " GB is available: use fewer workers (--workers) or spread them over hosts (README: mpirun)");
   }
-  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, train.features, train.classes));
+  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, train.features, train.classes, train.categorical));
   PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(options.bind));
   std::unique_ptr<Coordinator> c(
       new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));

@@ -16,14 +16,15 @@ import sys
 ROOT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent.parent)
 
 # Library -> the headers its files may include (folders end in "/").
-# psforge_worker is the cluster worker: the optimizer it applies in-process
-# for ps-train's LocalParameterClient, nothing of the servers' stores or of
+# psforge_worker is the cluster worker: the optimizer and the in-memory
+# embedding table it applies in-process for ps-train's LocalParameterClient
+# (library psforge_optimizer), nothing of the servers' stores or of
 # the coordinator, so ps-worker links no RocksDB.
 LAYERS = {
     "common": ["common/"],
     "paramserver": ["common/", "paramserver/"],
     "coordinator": ["common/", "coordinator/"],
-    "worker": ["common/", "worker/", "paramserver/optimizer.h"],
+    "worker": ["common/", "worker/", "paramserver/optimizer.h", "paramserver/embedding_table.h"],
     "local_training": ["common/", "worker/", "paramserver/", "coordinator/"],
     "tools": ["common/", "worker/", "paramserver/", "coordinator/", "tools/"],
 }

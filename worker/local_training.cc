@@ -67,6 +67,16 @@ class RecordingSource final : public BatchSource {
 Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress_out,
                                      const LocalTrainingOptions& options) {
   JobConfig config = given;
+  // ps-train's checkpoints hold the dense weights only: a model with sparse
+  // tables (ctr) keeps them in this process and checkpoints nothing.
+  const bool sparse = !config.model.tables.empty();
+  if (sparse && options.resume)
+    return FailedPrecondition("--resume: ps-train writes no checkpoints of sparse tables (model.tables); "
+                              "run the job again");
+  if (sparse && !options.export_path.empty())
+    return FailedPrecondition("--export writes dense models; this model's sparse tables (model.tables) are "
+                              "not exported");
+  if (sparse) config.checkpoint.interval_steps = config.checkpoint.interval_s = 0;
   if (config.checkpoint.enabled() && config.checkpoint.dir.empty() && !options.run_dir.empty())
     config.checkpoint.dir = RunCheckpointDir(options.run_dir);
   const bool checkpointed = config.checkpoint.enabled() && !config.checkpoint.dir.empty();
@@ -115,7 +125,7 @@ Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress
       progress.Line("final checkpoint at step " + std::to_string(result.steps) + " in " + config.checkpoint.dir);
     // The epochs evaluated before the run was resumed come first.
     std::vector<EpochResult> history;
-    for (const EvaluationRecord& e : earlier) history.push_back({e.epoch, e.step, e.train_loss, e.metric, e.time_s});
+    for (const EvaluationRecord& e : earlier) history.push_back({e.epoch, e.step, e.train_loss, e.metric, 0, e.time_s});
     history.insert(history.end(), result.history.begin(), result.history.end());
     result.history = std::move(history);
   }

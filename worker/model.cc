@@ -43,6 +43,8 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
   std::unique_ptr<Model> m(new Model(spec, max_batch));
   m->weights_ = Allocate(spec.num_params());
   m->grads_ = Allocate(spec.num_params());
+  // The embeddings of a ctr model are its input: their gradient is the input's.
+  if (spec.categorical() > 0) m->input_grad_ = Allocate(max_batch * spec.inputs());
   float* w = m->weights_.get();
   float* g = m->grads_.get();
   nn::DnnlContext* ctx = m->ctx_.get();
@@ -209,7 +211,7 @@ float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t 
   for (std::size_t i = layers_.size(); i-- > 0;) {
     if (layers_[i] == nullptr) continue;
     const float* input = i == 0 ? x : out_[i - 1];
-    float* dinput = i == 0 ? nullptr : dout_[i - 1];
+    float* dinput = i == 0 ? input_grad_.get() : dout_[i - 1];
     layers_[i]->Backward(input, out_[i], dout_[i], dinput, n * rows_[i]);
   }
   return loss;

@@ -46,6 +46,14 @@ class Model {
   // `step` selects the dropout masks.
   float TrainStep(const float* x, const float* targets, int64_t n, int64_t step = 0);
 
+  // The gradient of the last TrainStep's mean loss with respect to its
+  // input, [n, inputs]: kept for models with sparse embeddings (their rows'
+  // gradient is gathered from it), empty otherwise.
+  std::span<const float> input_gradient(int64_t n) const {
+    return input_grad_ ? std::span<const float>(input_grad_.get(), static_cast<std::size_t>(n * spec_.inputs()))
+                       : std::span<const float>();
+  }
+
   // gradients() *= factor (0 clears them).
   void ScaleGradients(float factor);
 
@@ -87,7 +95,7 @@ class Model {
   ModelSpec spec_;
   int64_t max_batch_;
   std::unique_ptr<nn::DnnlContext> ctx_;
-  Buffer weights_, grads_;
+  Buffer weights_, grads_, input_grad_;
   // Per layer: the layer (null for a ReLU fused into the batchnorm before
   // it, whose output is that batchnorm's), its output and output-gradient
   // buffers (in the layout it chose) and their size in floats.

@@ -21,6 +21,8 @@ nlohmann::json InputDescription(const JobConfig& config, const TrainTestData& da
     case DataFormat::kCsv:
       return {{"format", "csv"}, {"features", data.train.features}, {"label_column", d.label_column},
               {"standardize", standardize}};
+    case DataFormat::kCriteo:
+      return {{"format", "criteo"}, {"dense_features", data.train.features}, {"categorical", data.train.categorical}};
     case DataFormat::kText: {
       std::string chars(data.vocabulary.begin(), data.vocabulary.end());
       std::vector<int> bytes(data.vocabulary.begin(), data.vocabulary.end());
@@ -37,6 +39,9 @@ nlohmann::json InputDescription(const JobConfig& config, const TrainTestData& da
 Status ExportModel(const JobConfig& config, const TrainTestData& data, Model& model, int64_t step,
                    const std::string& path) {
   const ModelSpec& spec = model.spec();
+  if (!spec.tables().empty())
+    return FailedPrecondition("the model's sparse tables (model.tables) live on the servers, row by row; "
+                              "export writes dense models only");
   std::span<const float> weights = model.weights();
   NpzWriter npz;
   nlohmann::json tensors = nlohmann::json::array();

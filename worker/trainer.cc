@@ -1,18 +1,42 @@
 #include "worker/trainer.h"
 
 #include "common/clock.h"
+#include "common/ctr_metrics.h"
 #include "common/parallel.h"
 
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <cstring>
 #include <numeric>
 
 namespace psforge {
 namespace {
 
+
+std::string Fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+// The planted model's AUC and log loss on `test_tsv` when it is the test
+// file of a synthetic click log (ps-ctr-data writes planted.json next to it).
+std::optional<nlohmann::json> ReadPlantedModel(const std::string& test_tsv) {
+  const std::filesystem::path test(test_tsv);
+  if (test.filename() != "test.tsv") return std::nullopt;
+  std::ifstream in(test.parent_path() / "planted.json");
+  if (!in) return std::nullopt;
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("planted_auc") || !j["planted_auc"].is_number()) return std::nullopt;
+  nlohmann::json out = {{"planted_auc", j["planted_auc"]}};
+  if (j.contains("planted_logloss")) out["planted_logloss"] = j["planted_logloss"];
+  return out;
+}
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -23,31 +47,62 @@ double Seconds(Clock::time_point since) {
 Trainer::Trainer(const JobConfig& config, Model* model, ParameterClient* client,
                  ProgressPrinter* progress)
     : config_(config), model_(model), client_(client), progress_(progress) {
-  batch_x_.resize(model->max_batch() * model->spec().inputs());
-  batch_t_.resize(model->max_batch() * model->spec().target_width());
+  const ModelSpec& spec = model->spec();
+  batch_x_.resize(model->max_batch() * spec.inputs());
+  batch_t_.resize(model->max_batch() * spec.target_width());
   rows_.reserve(model->max_batch());
-}
-
-void Trainer::Gather(const Dataset& data, const int64_t* rows, int64_t n) {
-  const std::size_t row_bytes = static_cast<std::size_t>(data.features) * sizeof(float);
-  PSF_OMP_PARALLEL_FOR(schedule(static) if (n * data.features >= (1 << 16)))
-  for (int64_t i = 0; i < n; ++i) {
-    std::memcpy(batch_x_.data() + i * data.features, data.x.data() + rows[i] * data.features,
-                row_bytes);
-    std::memcpy(batch_t_.data() + i * data.target_width, data.targets.data() + rows[i] * data.target_width,
-                static_cast<std::size_t>(data.target_width) * sizeof(float));
+  if (spec.categorical() > 0) {
+    batch_keys_.resize(model->max_batch() * spec.categorical());
+    sparse_ = std::make_unique<SparseBatch>(spec, model->max_batch());
   }
 }
 
-double Trainer::Evaluate(const Dataset& data) {
+void Trainer::Gather(const Dataset& data, const int64_t* rows, int64_t n) {
+  // A ctr model's input has room for the embeddings after the dense features.
+  const int64_t stride = model_->spec().inputs();
+  const std::size_t row_bytes = static_cast<std::size_t>(data.features) * sizeof(float);
+  const std::size_t key_bytes = static_cast<std::size_t>(data.categorical) * sizeof(uint64_t);
+  PSF_OMP_PARALLEL_FOR(schedule(static) if (n * data.features >= (1 << 16)))
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(batch_x_.data() + i * stride, data.x.data() + rows[i] * data.features, row_bytes);
+    std::memcpy(batch_t_.data() + i * data.target_width, data.targets.data() + rows[i] * data.target_width,
+                static_cast<std::size_t>(data.target_width) * sizeof(float));
+    if (key_bytes > 0)
+      std::memcpy(batch_keys_.data() + i * data.categorical, data.keys.data() + rows[i] * data.categorical, key_bytes);
+  }
+}
+
+Status Trainer::PullEmbeddings(int64_t version, int64_t n) {
+  sparse_->Plan(batch_keys_.data(), n);
+  PSF_RETURN_IF_ERROR(client_->PullRows(version, sparse_->weights()));
+  sparse_->Pool(batch_x_.data());
+  return Status::Ok();
+}
+
+Result<double> Trainer::Evaluate(const Dataset& data, int64_t version, double* logloss) {
   const int64_t b = model_->max_batch();
   double sum = 0;
   std::vector<int64_t> rows(b);
+  scores_.clear();
+  labels_.clear();
   for (int64_t start = 0; start < data.rows; start += b) {
     int64_t n = std::min(b, data.rows - start);
     std::iota(rows.begin(), rows.begin() + n, start);
     Gather(data, rows.data(), n);
-    sum += model_->EvaluateBatch(batch_x_.data(), batch_t_.data(), n);
+    if (!sparse_) {
+      sum += model_->EvaluateBatch(batch_x_.data(), batch_t_.data(), n);
+      continue;
+    }
+    PSF_RETURN_IF_ERROR(PullEmbeddings(version, n).WithContext("evaluating version " + std::to_string(version)));
+    std::span<const float> logits = model_->Predict(batch_x_.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      scores_.push_back(1.0f / (1.0f + std::exp(-logits[i])));
+      labels_.push_back(batch_t_[i]);
+    }
+  }
+  if (sparse_) {
+    if (logloss) *logloss = LogLoss(scores_, labels_);
+    return Auc(scores_, labels_);
   }
   return sum / static_cast<double>(data.rows);
 }
@@ -72,12 +127,15 @@ void Trainer::EstimateStatistics(const Dataset& train) {
 Status Trainer::EvaluateEpoch(const Dataset& test, BatchSource* source, int64_t epoch, int64_t step,
                               bool final, double epoch_loss, TrainResult* result) {
   if (train_ != nullptr) EstimateStatistics(*train_);
-  EpochResult e{epoch, step, epoch_loss, Evaluate(test), Seconds(start_)};
+  double logloss = 0;
+  PSF_ASSIGN_OR_RETURN(const double metric, Evaluate(test, step, &logloss));
+  EpochResult e{epoch, step, epoch_loss, metric, logloss, Seconds(start_)};
   result->history.push_back(e);
-  char line[256];
-  std::snprintf(line, sizeof line, "%s epoch %lld/%lld  step %lld  train loss %.4f  %s %.4f  %.1fs",
+  char line[320];
+  std::snprintf(line, sizeof line, "%s epoch %lld/%lld  step %lld  train loss %.4f  %s %.4f%s  %.1fs",
                 final ? "final" : "after", (long long)epoch, (long long)source->epochs(),
-                (long long)step, e.train_loss, result->metric_name.c_str(), e.test_metric, e.wall_s);
+                (long long)step, e.train_loss, result->metric_name.c_str(), e.test_metric,
+                sparse_ ? ("  test_logloss " + Fixed(logloss, 4)).c_str() : "", e.wall_s);
   progress_->Line(line);
   return source->Report(epoch, step, e.test_metric, final, e.train_loss);
 }
@@ -86,13 +144,19 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   if (train.target_width != model_->spec().target_width() || test.target_width != train.target_width)
     return InvalidArgument("data: " + std::to_string(train.target_width) + " targets per record, the model expects " +
                            std::to_string(model_->spec().target_width()));
-  if (train.features != model_->spec().inputs() || test.features != model_->spec().inputs())
+  const ModelSpec& spec = model_->spec();
+  if (train.features != spec.dense_inputs() || test.features != spec.dense_inputs())
     return InvalidArgument("data: training set has " + std::to_string(train.features) +
                            " features and test set " + std::to_string(test.features) +
-                           ", the model expects " + std::to_string(model_->spec().inputs()));
+                           ", the model expects " + std::to_string(spec.dense_inputs()));
+  if (train.categorical != spec.categorical() || test.categorical != spec.categorical())
+    return InvalidArgument("data: training set has " + std::to_string(train.categorical) +
+                           " categorical fields and test set " + std::to_string(test.categorical) +
+                           ", the model expects " + std::to_string(spec.categorical()));
   train_ = &train;
   TrainResult result;
   result.metric_name = MetricName(config_);
+  result.ctr = sparse_ != nullptr;
   std::span<float> weights = model_->weights();
   int64_t step = source->first_step();
   PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
@@ -126,8 +190,10 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
       mark.id_square_sum += id * id;
     }
     float loss = 0;
+    std::span<const SparseRows> row_gradients;
     if (n > 0) {
       Gather(train, rows_.data(), n);
+      if (sparse_) PSF_RETURN_IF_ERROR(PullEmbeddings(step, n));
       loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step);
       if (!std::isfinite(loss))
         return FailedPrecondition("loss became " + std::to_string(loss) + " at step " +
@@ -135,10 +201,11 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
                                   "; lower optimizer.learning_rate or set optimizer.clip_norm");
       loss_sum += loss;
       ++loss_steps;
+      if (sparse_) row_gradients = sparse_->Gradients(model_->input_gradient(n));
     } else {
       model_->ScaleGradients(0.0f);  // an empty step: nothing to contribute, but keep pace
     }
-    PSF_RETURN_IF_ERROR(client_->Push(step, model_->gradients(), n, mark));
+    PSF_RETURN_IF_ERROR(client_->Push(step, model_->gradients(), n, mark, row_gradients));
     ++step;
     PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
     source->Pushed(step - 1, loss, n, client_->applied_steps());
@@ -167,6 +234,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
                                       true, epoch_loss(), &result));
     result.evaluated = true;
     result.test_metric = result.history.back().test_metric;
+    result.test_logloss = result.history.back().test_logloss;
   }
   result.wall_s = Seconds(start_);
   return result;
@@ -174,13 +242,21 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
 
 nlohmann::json SummaryJson(const TrainResult& r, const JobConfig& config) {
   nlohmann::json history = nlohmann::json::array();
-  for (const auto& e : r.history)
+  for (const auto& e : r.history) {
     history.push_back({{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
                        {r.metric_name, e.test_metric}, {"wall_s", e.wall_s}});
+    if (r.ctr) history.back()["test_logloss"] = e.test_logloss;
+  }
   nlohmann::json j = {{"metric", r.metric_name}, {"epochs", r.epochs}, {"steps", r.steps},
                       {"samples", r.samples}, {"samples_per_s", r.samples_per_s},
                       {"wall_s", r.wall_s}, {"history", history}, {"config", ConfigToJson(config)}};
   if (r.evaluated) j[r.metric_name] = r.test_metric;
+  if (r.evaluated && r.ctr) {
+    j["test_logloss"] = r.test_logloss;
+    // Synthetic click logs (ps-ctr-data) come with their planted model's
+    // AUC on the same test file: the best a learner can expect.
+    if (auto planted = ReadPlantedModel(config.data.test_tsv)) j.update(*planted);
+  }
   return j;
 }
 

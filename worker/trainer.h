@@ -22,6 +22,7 @@
 #include "common/progress.h"
 #include "worker/batch_source.h"
 #include "worker/parameter_client.h"
+#include "worker/sparse_batch.h"
 
 namespace psforge {
 
@@ -29,14 +30,17 @@ struct EpochResult {
   int64_t epoch = 0;
   int64_t step = 0;        // steps taken when it was evaluated
   double train_loss = 0;   // mean over this process's batches of the epoch
-  double test_metric = 0;  // accuracy, or mean squared error for regression
+  double test_metric = 0;  // accuracy, mean squared error for regression, AUC for ctr
+  double test_logloss = 0; // ctr: the log loss of the predicted click probabilities
   double wall_s = 0;       // since training started
 };
 
 struct TrainResult {
-  std::string metric_name;  // "test_accuracy" or "test_mse"
+  std::string metric_name;  // "test_accuracy", "test_mse", "test_auc", ...
   bool evaluated = false;   // false: a cluster worker whose job another worker evaluated
+  bool ctr = false;         // a ctr model: test_logloss is reported too
   double test_metric = 0;
+  double test_logloss = 0;
   int64_t epochs = 0;
   int64_t steps = 0;
   int64_t samples = 0;       // records this process trained on
@@ -53,8 +57,10 @@ class Trainer {
   // runs the final evaluation (unless another process does).
   Result<TrainResult> Run(const Dataset& train, const Dataset& test, BatchSource* source);
 
-  // The metric over a whole data set (accuracy or mean squared error).
-  double Evaluate(const Dataset& data);
+  // The metric over a whole data set (accuracy, mean squared error; ctr:
+  // AUC, with the log loss in *logloss) for the weights of `version` at
+  // hand (a ctr model pulls the rows each batch uses at that version).
+  Result<double> Evaluate(const Dataset& data, int64_t version, double* logloss = nullptr);
 
   // Estimates the batch statistics evaluation needs (batchnorm) from the
   // first kStatisticsBatches batches of `train`; nothing without batchnorm.
@@ -63,6 +69,9 @@ class Trainer {
 
  private:
   void Gather(const Dataset& data, const int64_t* rows, int64_t n);
+  // ctr: plans the gathered batch's rows, pulls them at `version` and pools
+  // them into its input.
+  Status PullEmbeddings(int64_t version, int64_t n);
   Status EvaluateEpoch(const Dataset& test, BatchSource* source, int64_t epoch, int64_t step,
                        bool final, double epoch_loss, TrainResult* result);
 
@@ -72,6 +81,9 @@ class Trainer {
   ProgressPrinter* progress_;
   std::chrono::steady_clock::time_point start_;
   std::vector<float> batch_x_, batch_t_;
+  std::vector<uint64_t> batch_keys_;    // ctr: the batch's categorical feature keys
+  std::unique_ptr<SparseBatch> sparse_;  // ctr: the batch's rows of the sparse tables
+  std::vector<float> scores_, labels_;  // ctr: a test set's predictions, for its AUC
   std::vector<int64_t> rows_;
   const Dataset* train_ = nullptr;  // during Run
 };

@@ -1,0 +1,87 @@
+#include "worker/sparse_batch.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/criteo.h"
+#include "common/row_ids.h"
+
+namespace psforge {
+
+SparseBatch::SparseBatch(const ModelSpec& spec, int64_t max_batch)
+    : spec_(spec), fields_(spec.categorical()), inputs_(spec.inputs()), tables_(spec.tables().size()) {
+  const auto slots = static_cast<std::size_t>(max_batch * fields_);
+  row_of_.resize(slots);
+  place_.resize(slots);
+  for (Table& t : tables_) t.rows.reserve(slots);
+  weight_rows_.resize(tables_.size());
+  grad_rows_.resize(tables_.size());
+}
+
+void SparseBatch::Plan(const uint64_t* keys, int64_t n) {
+  n_ = n;
+  for (Table& t : tables_) t.rows.clear();
+  const std::vector<TableOptions>& options = spec_.tables();
+  for (int64_t i = 0; i < n * fields_; ++i) {
+    if (keys[i] == kNoFeature) continue;
+    const TableOptions& o = options[spec_.field_table(i % fields_)];
+    row_of_[i] = RowOfFeature(keys[i], o.seed, static_cast<uint64_t>(o.rows));
+    tables_[spec_.field_table(i % fields_)].rows.push_back(row_of_[i]);
+  }
+  for (Table& t : tables_) SortUnique(&t.rows);
+  for (int64_t i = 0; i < n * fields_; ++i) {
+    if (keys[i] == kNoFeature) {
+      place_[i] = -1;
+      continue;
+    }
+    const std::vector<uint64_t>& rows = tables_[spec_.field_table(i % fields_)].rows;
+    place_[i] = static_cast<int32_t>(std::lower_bound(rows.begin(), rows.end(), row_of_[i]) - rows.begin());
+  }
+  for (std::size_t t = 0; t < tables_.size(); ++t) {
+    Table& table = tables_[t];
+    const int64_t dim = options[t].dim;
+    table.weights.resize(table.rows.size() * dim);
+    weight_rows_[t] = {static_cast<uint16_t>(t), dim, table.rows, table.weights};
+  }
+}
+
+void SparseBatch::Pool(float* x) const {
+  for (int64_t i = 0; i < n_; ++i) {
+    for (int64_t f = 0; f < fields_; ++f) {
+      const uint16_t t = spec_.field_table(f);
+      const int64_t dim = spec_.tables()[t].dim;
+      float* out = x + i * inputs_ + spec_.field_offset(f);
+      const int32_t p = place_[i * fields_ + f];
+      if (p < 0) std::fill(out, out + dim, 0.0f);
+      else std::memcpy(out, tables_[t].weights.data() + p * dim, static_cast<std::size_t>(dim) * sizeof(float));
+    }
+  }
+}
+
+std::span<const SparseRows> SparseBatch::Gradients(std::span<const float> input_gradient) {
+  for (std::size_t t = 0; t < tables_.size(); ++t) {
+    Table& table = tables_[t];
+    table.grads.assign(table.weights.size(), 0.0f);
+    grad_rows_[t] = {static_cast<uint16_t>(t), spec_.tables()[t].dim, table.rows, table.grads};
+  }
+  for (int64_t i = 0; i < n_; ++i) {
+    for (int64_t f = 0; f < fields_; ++f) {
+      const int32_t p = place_[i * fields_ + f];
+      if (p < 0) continue;
+      const uint16_t t = spec_.field_table(f);
+      const int64_t dim = spec_.tables()[t].dim;
+      const float* g = input_gradient.data() + i * inputs_ + spec_.field_offset(f);
+      float* sum = tables_[t].grads.data() + p * dim;
+      for (int64_t j = 0; j < dim; ++j) sum[j] += g[j];
+    }
+  }
+  return grad_rows_;
+}
+
+int64_t SparseBatch::unique_rows() const {
+  int64_t rows = 0;
+  for (const Table& t : tables_) rows += static_cast<int64_t>(t.rows.size());
+  return rows;
+}
+
+}  // namespace psforge
