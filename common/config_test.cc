@@ -321,5 +321,56 @@ TEST_F(SequentialConfigTest, ABadLayerIsNamedWithWhatIsAllowed) {
   ExpectError("model:\n  kind: sequential\n  hidden: [3]\n  layers: [relu]\n", "model.hidden", "only allowed");
 }
 
+// model.kind ctr with its tables, on click logs; every mismatch is named.
+TEST_F(ConfigTest, CtrModelsReadTheirTablesAndTrainOnClickLogs) {
+  for (const char* f : {"train.tsv", "test.tsv"}) std::ofstream(dir_ / f) << "1\n";
+  const std::string criteo = "data:\n  format: criteo\n  train_tsv: train.tsv\n  test_tsv: test.tsv\n";
+  const std::string ctr =
+      "model:\n  kind: ctr\n  tables:\n    - {name: ids, rows: 1099511627776, dim: 32, optimizer: lazy_adam,"
+      " learning_rate: 0.01, init: normal, init_scale: 0.1, seed: 7}\n";
+  auto parse = [&](const std::string& body) { return ParseJobConfig(body, "job.yaml", dir_.string(), {}); };
+  auto c = parse(ctr + criteo);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->model.kind, ModelKind::kCtr);
+  EXPECT_EQ(c->model.hidden, (std::vector<int64_t>{256, 128}));
+  ASSERT_EQ(c->model.tables.size(), 1u);
+  const TableOptions& t = c->model.tables[0];
+  EXPECT_EQ(t.name, "ids");
+  EXPECT_EQ(t.rows, int64_t{1} << 40);
+  EXPECT_EQ(t.dim, 32);
+  EXPECT_EQ(t.optimizer, RowOptimizerKind::kLazyAdam);
+  EXPECT_EQ(t.init, RowInit::kNormal);
+  EXPECT_DOUBLE_EQ(t.learning_rate, 0.01);
+  EXPECT_EQ(t.seed, 7u);
+  EXPECT_EQ(c->data.train_tsv, (dir_ / "train.tsv").string());
+  EXPECT_STREQ(MetricName(*c), "test_auc");
+  // A job reaches its members as ConfigToJson's JSON: the tables survive it.
+  nlohmann::json sent = ConfigToJson(*c);
+  sent.erase("path");  // as EncodeJob sends it
+  auto again = ParseJobConfig(sent.dump(), "the job", "", {});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  nlohmann::json back = ConfigToJson(*again);
+  back.erase("path");
+  EXPECT_EQ(back.dump(), sent.dump());
+
+  auto expect_error = [&](const std::string& body, const std::string& field, const std::string& hint) {
+    auto r = parse(body);
+    ASSERT_FALSE(r.ok()) << body;
+    EXPECT_NE(r.status().message().find("'" + field + "'"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find(hint), std::string::npos) << r.status().message();
+  };
+  expect_error("model:\n  kind: ctr\n" + criteo, "model.tables", "required with model.kind ctr");
+  expect_error("model:\n  kind: mlp\n  tables: [{name: a}]\n" + criteo, "model.tables", "only allowed with");
+  expect_error("model:\n  kind: mlp\n" + criteo, "model.kind", "model.kind ctr");
+  expect_error(ctr + kBase, "data.format", "must be criteo");
+  expect_error("model:\n  kind: ctr\n  tables: [{name: a, rows: 1099511627777}]\n" + criteo, "model.tables[0].rows",
+               "[1, ");
+  expect_error("model:\n  kind: ctr\n  tables: [{name: a, optimizer: adam}]\n" + criteo,
+               "model.tables[0].optimizer", "sgd");
+  expect_error("model:\n  kind: ctr\n  tables: [{rows: 10}]\n" + criteo, "model.tables[0].name", "required");
+  expect_error("model:\n  kind: ctr\n  classes: 3\n  tables: [{name: a}]\n" + criteo, "model.classes", "only");
+  expect_error(ctr + "data:\n  format: criteo\n  train_tsv: train.tsv\n", "data.test_tsv", "required");
+}
+
 }  // namespace
 }  // namespace psforge

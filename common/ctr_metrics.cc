@@ -2,10 +2,24 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <vector>
 
 namespace psforge {
+
+std::optional<nlohmann::json> PlantedModelOf(const std::string& test_tsv) {
+  const std::filesystem::path test(test_tsv);
+  if (test.filename() != "test.tsv") return std::nullopt;
+  std::ifstream in(test.parent_path() / "planted.json");
+  if (!in) return std::nullopt;
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("planted_auc") || !j["planted_auc"].is_number()) return std::nullopt;
+  nlohmann::json out = {{"planted_auc", j["planted_auc"]}};
+  if (j.contains("planted_logloss") && j["planted_logloss"].is_number()) out["planted_logloss"] = j["planted_logloss"];
+  return out;
+}
 
 double Auc(std::span<const float> scores, std::span<const float> labels) {
   const std::size_t n = std::min(scores.size(), labels.size());

@@ -71,6 +71,47 @@ TEST(ModelSpec, InitialisationIsDeterministicBoundedAndRangeIndependent) {
   EXPECT_NE(all, all2);
 }
 
+// A ctr model's input: the dense features, then each categorical field's
+// embedding (one shared table, or one per field); one logit.
+TEST(ModelSpec, CtrInputsAreTheDenseFeaturesThenEachFieldsEmbedding) {
+  ModelOptions o;
+  o.kind = ModelKind::kCtr;
+  o.hidden = {32};
+  TableOptions t;
+  t.name = "ids";
+  t.dim = 4;
+  o.tables = {t};
+  auto shared = ModelSpec::FromConfig(o, 13, 0, 26);
+  ASSERT_TRUE(shared.ok()) << shared.status().ToString();
+  EXPECT_EQ(shared->dense_inputs(), 13);
+  EXPECT_EQ(shared->inputs(), 13 + 26 * 4);
+  EXPECT_EQ(shared->categorical(), 26);
+  EXPECT_EQ(shared->field_table(25), 0);
+  EXPECT_EQ(shared->field_offset(0), 13);
+  EXPECT_EQ(shared->field_offset(25), 13 + 25 * 4);
+  EXPECT_EQ(shared->outputs(), 1);
+  EXPECT_EQ(shared->loss(), LossKind::kSigmoidBinaryCrossEntropy);
+  EXPECT_EQ(shared->num_params(), (13 + 26 * 4) * 32 + 32 + 32 + 1);
+  EXPECT_NE(shared->tables()[0].seed, 0u) << "a table without a seed gets one derived from init_seed";
+
+  o.tables.clear();
+  for (int f = 0; f < 3; ++f) {
+    t.name = "field" + std::to_string(f);
+    t.dim = f + 1;
+    o.tables.push_back(t);
+  }
+  auto per_field = ModelSpec::FromConfig(o, 2, 0, 3);
+  ASSERT_TRUE(per_field.ok()) << per_field.status().ToString();
+  EXPECT_EQ(per_field->inputs(), 2 + 1 + 2 + 3);
+  EXPECT_EQ(per_field->field_table(2), 2);
+  EXPECT_EQ(per_field->field_offset(2), 2 + 1 + 2);
+  auto mismatched = ModelSpec::FromConfig(o, 2, 0, 26);
+  ASSERT_FALSE(mismatched.ok());
+  EXPECT_NE(mismatched.status().message().find("3 tables for 26 categorical fields"), std::string::npos)
+      << mismatched.status().message();
+  EXPECT_FALSE(ModelSpec::FromConfig(o, 2, 0, 0).ok()) << "a ctr model needs categorical fields";
+}
+
 TEST(PartitionKeys, CoversTheSpaceInBalancedContiguousRanges) {
   for (int64_t total : {0, 1, 10, 397510}) {
     for (int64_t parts : {1, 2, 3, 16}) {

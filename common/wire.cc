@@ -249,6 +249,7 @@ void Fill(proto::Header::Body::Builder body, const msg::Report& m) {
   r.setMetric(m.metric);
   r.setFinal(m.final);
   r.setTrainLoss(m.train_loss);
+  r.setTestLogloss(m.test_logloss);
 }
 
 void Fill(proto::Header::Body::Builder body, const msg::Push& m) { FillBlock(body.initPush(), m); }
@@ -460,7 +461,7 @@ Result<WireHeader> DecodeHeader(std::span<const std::byte> frame, std::vector<ui
         break;
       case proto::Header::Body::REPORT: {
         auto r = body.getReport();
-        h.body = msg::Report{r.getEpoch(), r.getStep(), r.getMetric(), r.getFinal(), r.getTrainLoss()};
+        h.body = msg::Report{r.getEpoch(), r.getStep(), r.getMetric(), r.getFinal(), r.getTrainLoss(), r.getTestLogloss()};
         break;
       }
       case proto::Header::Body::PUSH_ACK:

@@ -21,7 +21,7 @@
 
 namespace psforge {
 
-inline constexpr uint16_t kWireSchemaVersion = 11;
+inline constexpr uint16_t kWireSchemaVersion = 12;
 // No valid header comes near this (the largest, a server's heartbeat with
 // full lists, is under 9 KiB); anything larger is refused undecoded.
 inline constexpr std::size_t kMaxHeaderBytes = 16384;
@@ -210,6 +210,7 @@ struct Report {
   double metric = 0;
   bool final = false;
   double train_loss = 0;  // the reporter's mean training loss over its steps of the epoch
+  double test_logloss = 0;  // ctr: the test set's log loss
   bool operator==(const Report&) const = default;
 };
 

@@ -432,13 +432,15 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h, con
   // The final evaluator may be a replacement that trained in no epoch of
   // its own: the epochs are the job's.
   const int64_t epoch = r.final ? std::max(r.epoch, leases_.epochs_completed()) : r.epoch;
-  EvaluationRecord e{epoch, r.step, r.metric, Elapsed(), r.final, std::isfinite(r.train_loss) ? r.train_loss : 0.0};
+  EvaluationRecord e{epoch, r.step, r.metric, Elapsed(), r.final, std::isfinite(r.train_loss) ? r.train_loss : 0.0,
+                     std::isfinite(r.test_logloss) ? r.test_logloss : 0.0};
   report_.Evaluation(e);
   if (store_ && !r.final) (void)Record(store_->PutEvaluation(e));
   const char* metric = MetricName(config_);
   Log(std::string(r.final ? "final" : "after") + " epoch " + std::to_string(epoch) + "/" +
       std::to_string(config_.training.epochs) + "  step " + std::to_string(r.step) + "  " + metric + " " +
-      Fixed(r.metric, 4) + "  (" + Fixed(e.time_s, 1) + " s)");
+      Fixed(r.metric, 4) + (config_.model.kind == ModelKind::kCtr ? "  test_logloss " + Fixed(e.test_logloss, 4) : std::string()) + "  (" +
+      Fixed(e.time_s, 1) + " s)");
   Reply(peer, ReplyTo(h, msg::Heartbeat{}));
   if (r.final) EndJob(Status::Ok());
 }

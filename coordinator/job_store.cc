@@ -127,6 +127,7 @@ Result<EvaluationRecord> DecodeEvaluation(const std::string& value, const std::s
   e.metric = j["metric"].get<double>();
   e.time_s = j["time_s"].get<double>();
   if (j.contains("train_loss") && j["train_loss"].is_number()) e.train_loss = j["train_loss"].get<double>();
+  if (j.contains("test_logloss") && j["test_logloss"].is_number()) e.test_logloss = j["test_logloss"].get<double>();
   return e;
 }
 
@@ -280,7 +281,7 @@ Status JobStore::ForgetCommitsAfter(int64_t step) {
 
 Status JobStore::PutEvaluation(const EvaluationRecord& e) {
   nlohmann::json j = {{"epoch", e.epoch}, {"step", e.step}, {"metric", e.metric}, {"time_s", e.time_s},
-                      {"train_loss", e.train_loss}};
+                      {"train_loss", e.train_loss}, {"test_logloss", e.test_logloss}};
   return Put(Key("eval/", static_cast<uint64_t>(e.epoch)), j.dump(), false);
 }
 

@@ -51,10 +51,9 @@ void RunRecords::Evaluation(const EvaluationRecord& e) {
   if (dir_.empty()) return;
   metric_.emplace_back(e.step, e.metric);
   if (!e.final) epoch_ends_.emplace_back(e.step, e.epoch);
-  metrics_ << nlohmann::json{{"time_s", e.time_s}, {"step", e.step}, {"epoch", e.epoch},
-                             {metric_name_, e.metric}, {"final", e.final}}
-                  .dump()
-           << "\n";
+  nlohmann::json j{{"time_s", e.time_s}, {"step", e.step}, {"epoch", e.epoch}, {metric_name_, e.metric}, {"final", e.final}};
+  if (metric_name_ == "test_auc") j["test_logloss"] = e.test_logloss;
+  metrics_ << j.dump() << "\n";
   metrics_.flush();
 }
 

@@ -23,6 +23,7 @@ struct EvaluationRecord {
   double time_s = 0;
   bool final = false;
   double train_loss = 0;  // the evaluating worker's mean over its steps of the epoch
+  double test_logloss = 0;  // ctr: besides the AUC (the metric)
 };
 
 class RunRecords {

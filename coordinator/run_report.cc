@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/ctr_metrics.h"
 #include "common/model_spec.h"
 #include "coordinator/coordinator_util.h"
 
@@ -171,6 +172,7 @@ nlohmann::json RunReport::HistoryJson(bool with_final) const {
   for (const auto& e : history_) {
     nlohmann::json j = {{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss}, {metric, e.metric},
                         {"wall_s", e.time_s}};
+    if (config_.model.kind == ModelKind::kCtr) j["test_logloss"] = e.test_logloss;
     if (with_final) j["final"] = e.final;
     history.push_back(std::move(j));
   }
@@ -192,6 +194,10 @@ nlohmann::json RunReport::Finish(double wall_s, int64_t samples, int64_t steps, 
                             {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers},
                             {"workers_lost", workers_lost}, {"history", HistoryJson(false)},
                             {"config", ConfigToJson(config_)}};
+  if (config_.model.kind == ModelKind::kCtr) {
+    summary["test_logloss"] = last.test_logloss;
+    if (auto planted = PlantedModelOf(config_.data.test_tsv)) summary.update(*planted);
+  }
   if (!run_dir.empty()) {
     Log(wall_s, "metrics: " + records_out_.metrics_path());
     Log(wall_s, records_out_.Plot());

@@ -228,9 +228,10 @@ Result<int64_t> LeaseSource::FinalVersion() {
   return final_version_ > 0 ? final_version_ : kNoFinalEvaluation;
 }
 
-Status LeaseSource::Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss) {
+Status LeaseSource::Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss,
+                           double test_logloss) {
   WireHeader h;
-  h.body = msg::Report{epoch, step, metric, final, train_loss};
+  h.body = msg::Report{epoch, step, metric, final, train_loss, test_logloss};
   return channel_->Call(std::move(h), timeout_).status();
 }
 

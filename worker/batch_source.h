@@ -40,8 +40,9 @@ class BatchSource {
   // first `applied_steps` steps for certain.
   virtual void Pushed(int64_t /*step*/, double /*loss*/, int64_t /*rows*/, int64_t /*applied_steps*/) {}
   // An evaluation's result; `final` after the last step.
+  // `test_logloss`: a ctr model's, besides its AUC (0 for other models).
   virtual Status Report(int64_t /*epoch*/, int64_t /*step*/, double /*metric*/, bool /*final*/,
-                        double /*train_loss*/) {
+                        double /*train_loss*/, double /*test_logloss*/) {
     return Status::Ok();
   }
   // After stop (and after leaving the servers): the weight version to
@@ -115,7 +116,8 @@ class LeaseSource final : public BatchSource {
 
   Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override;
   void Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps) override;
-  Status Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss) override;
+  Status Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss,
+                double test_logloss) override;
   Result<int64_t> FinalVersion() override;
   int64_t epochs() const override { return epochs_; }
   int64_t total_records() const override { return 0; }

@@ -43,8 +43,9 @@ class RecordingSource final : public BatchSource {
   Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override {
     return inner_->Next(step, max_rows, rows);
   }
-  Status Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss) override {
-    PSF_RETURN_IF_ERROR(inner_->Report(epoch, step, metric, final, train_loss));
+  Status Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss,
+                double test_logloss) override {
+    PSF_RETURN_IF_ERROR(inner_->Report(epoch, step, metric, final, train_loss, test_logloss));
     EvaluationRecord e;
     e.epoch = epoch;
     e.step = step;
@@ -125,7 +126,7 @@ Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress
       progress.Line("final checkpoint at step " + std::to_string(result.steps) + " in " + config.checkpoint.dir);
     // The epochs evaluated before the run was resumed come first.
     std::vector<EpochResult> history;
-    for (const EvaluationRecord& e : earlier) history.push_back({e.epoch, e.step, e.train_loss, e.metric, 0, e.time_s});
+    for (const EvaluationRecord& e : earlier) history.push_back({e.epoch, e.step, e.train_loss, e.metric, e.test_logloss, e.time_s});
     history.insert(history.end(), result.history.begin(), result.history.end());
     result.history = std::move(history);
   }

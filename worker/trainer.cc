@@ -24,20 +24,6 @@ std::string Fixed(double v, int digits) {
   return buf;
 }
 
-// The planted model's AUC and log loss on `test_tsv` when it is the test
-// file of a synthetic click log (ps-ctr-data writes planted.json next to it).
-std::optional<nlohmann::json> ReadPlantedModel(const std::string& test_tsv) {
-  const std::filesystem::path test(test_tsv);
-  if (test.filename() != "test.tsv") return std::nullopt;
-  std::ifstream in(test.parent_path() / "planted.json");
-  if (!in) return std::nullopt;
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("planted_auc") || !j["planted_auc"].is_number()) return std::nullopt;
-  nlohmann::json out = {{"planted_auc", j["planted_auc"]}};
-  if (j.contains("planted_logloss")) out["planted_logloss"] = j["planted_logloss"];
-  return out;
-}
-
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
@@ -137,7 +123,7 @@ Status Trainer::EvaluateEpoch(const Dataset& test, BatchSource* source, int64_t 
                 (long long)step, e.train_loss, result->metric_name.c_str(), e.test_metric,
                 sparse_ ? ("  test_logloss " + Fixed(logloss, 4)).c_str() : "", e.wall_s);
   progress_->Line(line);
-  return source->Report(epoch, step, e.test_metric, final, e.train_loss);
+  return source->Report(epoch, step, e.test_metric, final, e.train_loss, e.test_logloss);
 }
 
 Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, BatchSource* source) {
@@ -255,7 +241,7 @@ nlohmann::json SummaryJson(const TrainResult& r, const JobConfig& config) {
     j["test_logloss"] = r.test_logloss;
     // Synthetic click logs (ps-ctr-data) come with their planted model's
     // AUC on the same test file: the best a learner can expect.
-    if (auto planted = ReadPlantedModel(config.data.test_tsv)) j.update(*planted);
+    if (auto planted = PlantedModelOf(config.data.test_tsv)) j.update(*planted);
   }
   return j;
 }

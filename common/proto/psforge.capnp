@@ -9,7 +9,7 @@ $Cxx.namespace("psforge::proto");
 
 # Bumped whenever a message's meaning changes; a receiver answers a header of
 # another version with an Error naming both versions.
-const schemaVersion :UInt16 = 11;
+const schemaVersion :UInt16 = 12;
 
 enum DType { f32 @0; bf16 @1; fp16 @2; }
 enum Role { worker @0; server @1; coordinator @2; }
@@ -183,6 +183,7 @@ struct Report {
   metric @2 :Float64;
   final @3 :Bool;
   trainLoss @4 :Float64;  # the reporting worker's mean training loss over its steps of the epoch
+  testLogloss @5 :Float64;  # ctr: the log loss of the test set's predicted click probabilities
 }
 
 # A worker's shared-memory region for payloads to and from one server
