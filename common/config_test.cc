@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -257,10 +258,31 @@ TEST(LoadJobConfig, MissingFileIsNotFound) {
   EXPECT_NE(r.status().message().find("/nonexistent/job.yaml"), std::string::npos);
 }
 
+
+// A shipped config on click logs names data ps-ctr-data writes
+// (data/ctr); these checks give it a two-line log of the same layout.
+std::vector<ConfigOverride> ClickLogOverrides(const std::string& config) {
+  std::ifstream in(config);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.find("format: criteo") == std::string::npos) return {};
+  const std::string log = (std::filesystem::temp_directory_path() / ("psforge-clicks-" + std::to_string(::getpid()))).string();
+  std::string line(1, '1');
+  for (int i = 0; i < 13; ++i) {
+    line.push_back('\t');
+    line.append(std::to_string(i));
+  }
+  for (int i = 0; i < 26; ++i) {
+    line.append("\tab");
+    line.append(std::to_string(i));
+  }
+  std::ofstream(log) << line << "\n" << line << "\n";
+  return {{"data.train_tsv", log}, {"data.test_tsv", log}};
+}
+
 TEST(LoadJobConfig, EveryShippedConfigIsValid) {
   for (const auto& e : std::filesystem::directory_iterator(PSFORGE_SOURCE_DIR "/configs")) {
     if (e.path().extension() != ".yaml") continue;
-    auto r = LoadJobConfig(e.path().string());
+    auto r = LoadJobConfig(e.path().string(), ClickLogOverrides(e.path().string()));
     EXPECT_TRUE(r.ok()) << e.path() << ": " << r.status().ToString();
   }
 }

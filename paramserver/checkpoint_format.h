@@ -43,6 +43,33 @@ inline std::string ChunkKey(int64_t id, char part, int64_t chunk) {
   return Prefix(id) + buf;
 }
 
+// Sparse table rows (ServerCheckpoint::tables), when the model has tables:
+//   c/<id>/t                        RowsHeader, then a RowsEntry per table, then a CRC-32 of both
+//   c/<id>/t/<table, 4 digits>/<part>/<chunk, 8 digits>
+//                                   part i: row ids (8 bytes each), r: records (floats),
+//                                   k: update counts (4 bytes each); at most kChunkBytes a value
+inline constexpr int64_t kChunkBytes = int64_t{4} << 20;
+inline constexpr char kRowsMagic[8] = {'P', 'S', 'F', 'R', 'O', 'W', 'S', '1'};
+struct RowsHeader {
+  char magic[8];
+  int64_t base;     // ServerCheckpoint::rows_base
+  uint32_t tables;  // entries that follow
+  uint32_t reserved;
+};
+struct RowsEntry {
+  uint32_t table, record_floats;
+  int64_t rows;
+  uint32_t crc;  // over the ids, then the records, then the counts
+  uint32_t reserved;
+};
+static_assert(sizeof(RowsHeader) == 24 && sizeof(RowsEntry) == 24, "stored as their bytes: no padding");
+
+inline std::string RowsChunkKey(int64_t id, uint32_t table, char part, int64_t chunk) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "t/%04u/%c/%08lld", table, part, static_cast<long long>(chunk));
+  return Prefix(id) + buf;
+}
+
 inline uint32_t Crc(uint32_t crc, const void* data, std::size_t bytes) {
   // zlib takes at most 4 GiB a call.
   const auto* p = static_cast<const Bytef*>(data);

@@ -82,6 +82,15 @@ Result<ServerCheckpoint> CheckpointWriter::RestoreTo(int64_t id) {
   ServerCheckpoint c;
   if (id > 0) {
     PSF_ASSIGN_OR_RETURN(c, state_->store->Read(id));
+    // The tables' rows: this checkpoint's over those of its bases.
+    while (c.rows_base > 0) {
+      auto base = state_->store->Read(c.rows_base);
+      if (!base.ok())
+        return base.status().WithContext("checkpoint " + std::to_string(id) + " builds on checkpoint " +
+                                         std::to_string(c.rows_base));
+      PSF_RETURN_IF_ERROR(MergeTableRows(base->tables, &c.tables).WithContext(state_->store->where()));
+      c.rows_base = base->rows_base;
+    }
   }
   PSF_RETURN_IF_ERROR(state_->store->RemoveNewerThan(id));
   state_->durable = id;
@@ -121,6 +130,23 @@ void CheckpointWriter::Run(const std::shared_ptr<State>& state) {
   }
 }
 
+Status CheckpointWriter::FoldIntoSuccessor(State& s, int64_t id, const std::vector<int64_t>& ids) {
+  PSF_ASSIGN_OR_RETURN(const int64_t own, s.store->RowsBase(id));
+  if (own < 0) return Status::Ok();  // no table rows: nothing builds on it
+  for (int64_t later : ids) {
+    if (later <= id) continue;
+    PSF_ASSIGN_OR_RETURN(const int64_t base, s.store->RowsBase(later));
+    if (base != id) continue;
+    PSF_ASSIGN_OR_RETURN(ServerCheckpoint next, s.store->Read(later));
+    PSF_ASSIGN_OR_RETURN(ServerCheckpoint folded, s.store->Read(id));
+    PSF_RETURN_IF_ERROR(MergeTableRows(folded.tables, &next.tables));
+    next.rows_base = folded.rows_base;
+    // Atomic: the rewritten checkpoint replaces the old one whole.
+    PSF_RETURN_IF_ERROR(s.store->Write(next));
+  }
+  return Status::Ok();
+}
+
 void CheckpointWriter::Prune(State& s) {
   auto ids = s.store->List();
   if (!ids.ok()) return;
@@ -130,6 +156,12 @@ void CheckpointWriter::Prune(State& s) {
     if (id <= committed) old.push_back(id);
   // Keep the newest `keep` committed ones (ids ascend).
   for (std::size_t i = 0; i + static_cast<std::size_t>(s.keep) < old.size(); ++i) {
+    // A later checkpoint whose table rows build on this one takes them in first.
+    if (Status folded = FoldIntoSuccessor(s, old[i], *ids); !folded.ok()) {
+      std::fprintf(stderr, "%s: checkpoint %lld kept: %s\n", program_invocation_short_name,
+                   static_cast<long long>(old[i]), folded.ToString().c_str());
+      return;
+    }
     Status removed = s.store->Remove(old[i]);
     if (!removed.ok())
       std::fprintf(stderr, "%s: cannot prune checkpoint %lld: %s\n", program_invocation_short_name,

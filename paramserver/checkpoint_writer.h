@@ -9,6 +9,13 @@
 // disk, say) is logged, counted and remembered; training goes on, and the
 // next checkpoint tries again.
 //
+// Sparse table rows are incremental (ServerCheckpoint::rows_base): a
+// checkpoint holds the rows changed since its base. RestoreTo reads the
+// chain back to the first checkpoint and lays the rows of each under the
+// next; pruning a checkpoint that a kept one builds on first folds its rows
+// into that one (rewritten, based on the pruned one's base), so that every
+// kept checkpoint stays restorable.
+//
 // Nothing waits on a write for longer than `write_timeout`: Drain() and
 // RestoreTo() then return DeadlineExceeded naming the write and its store
 // (a hung disk), and the destructor leaves the write to its thread, which
@@ -50,6 +57,7 @@ class CheckpointWriter {
   // waits for the write in progress (as Drain()), reads `id` verified
   // (NotFound or DataLoss naming it), and deletes every newer checkpoint,
   // which belongs to the abandoned run (with id 0: every checkpoint).
+  // Its sparse table rows are the whole chain's, merged (rows_base 0).
   Result<ServerCheckpoint> RestoreTo(int64_t id);
 
   int64_t durable() const { return state_->durable.load(); }  // latest step written (0: none)
@@ -76,6 +84,9 @@ class CheckpointWriter {
   };
   static void Run(const std::shared_ptr<State>& state);
   static void Prune(State& state);
+  // Before checkpoint `id` is pruned: the checkpoints (of `ids`) whose
+  // table rows build on it take its rows in and its base.
+  static Status FoldIntoSuccessor(State& state, int64_t id, const std::vector<int64_t>& ids);
 
   const std::chrono::milliseconds write_timeout_;
   std::shared_ptr<State> state_;

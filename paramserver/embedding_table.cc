@@ -136,6 +136,26 @@ Status EmbeddingTable::Apply(std::span<const uint64_t> rows, std::span<const flo
   return Status::Ok();
 }
 
+void EmbeddingTable::Export(std::span<const uint64_t> rows, std::vector<float>* records, std::vector<uint32_t>* steps) {
+  for (uint64_t row : rows) {
+    const std::size_t slot = SlotOf(row);
+    const float* r = blocks_[slot / kRowsPerBlock].get() + (slot % kRowsPerBlock) * record_floats_;
+    records->insert(records->end(), r, r + record_floats_);
+    steps->push_back(steps_[slot]);
+  }
+}
+
+void EmbeddingTable::Import(std::span<const uint64_t> rows, std::span<const float> records,
+                            std::span<const uint32_t> steps) {
+  const auto f = static_cast<std::size_t>(record_floats_);
+  for (std::size_t k = 0; k < rows.size() && (k + 1) * f <= records.size() && k < steps.size(); ++k) {
+    const std::size_t slot = SlotOf(rows[k]);
+    std::memcpy(blocks_[slot / kRowsPerBlock].get() + (slot % kRowsPerBlock) * record_floats_, records.data() + k * f,
+                f * sizeof(float));
+    steps_[slot] = steps[k];
+  }
+}
+
 std::vector<uint64_t> EmbeddingTable::TakeChanged() {
   std::vector<uint64_t> taken;
   taken.swap(changed_rows_);

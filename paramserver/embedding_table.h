@@ -56,6 +56,12 @@ class EmbeddingTable {
   // unchanged from now on.
   std::vector<uint64_t> TakeChanged();
 
+  // Checkpoints: the whole records (record_floats() each) and update
+  // counts of `rows`, appended (rows not yet there are created); and
+  // records put back as they were (not marked changed).
+  void Export(std::span<const uint64_t> rows, std::vector<float>* records, std::vector<uint32_t>* steps);
+  void Import(std::span<const uint64_t> rows, std::span<const float> records, std::span<const uint32_t> steps);
+
   // The initial weights of `row` (dim() floats), as a row is created.
   void InitialWeights(uint64_t row, std::span<float> out) const;
 

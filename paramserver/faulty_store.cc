@@ -22,6 +22,7 @@ class StallingStore final : public ParamStore {
   }
   Result<ServerCheckpoint> Read(int64_t id) const override { return inner_->Read(id); }
   Result<std::vector<int64_t>> List() const override { return inner_->List(); }
+  Result<int64_t> RowsBase(int64_t id) const override { return inner_->RowsBase(id); }
   Status Remove(int64_t id) override { return inner_->Remove(id); }
   Status RemoveNewerThan(int64_t id) override { return inner_->RemoveNewerThan(id); }
   const std::string& where() const override { return inner_->where(); }

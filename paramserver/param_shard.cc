@@ -253,7 +253,8 @@ std::vector<uint32_t> ParamShard::Lagging() const {
   return out;
 }
 
-void ParamShard::Snapshot(ServerCheckpoint* out) const {
+void ParamShard::Snapshot(ServerCheckpoint* out, int64_t durable) {
+  if (tables_) tables_->Snapshot(durable, out);
   out->version = version_;
   out->range = range_;
   out->optimizer_steps = optimizer_->steps();
@@ -263,11 +264,13 @@ void ParamShard::Snapshot(ServerCheckpoint* out) const {
 }
 
 Status ParamShard::Restore(const ServerCheckpoint& c) {
-  // A checkpoint holds the dense range only: rolling it back under tables
-  // that stay at a later step would mix two steps.
-  if (tables_ && tables_->tables() > 0)
-    return FailedPrecondition("checkpoint " + std::to_string(c.id) + " holds no sparse table rows; "
-                              "restoring a model with sparse tables needs their incremental checkpoints");
+  // Rolling the dense range back under tables that stay at a later step
+  // would mix two steps: the checkpoint must hold the tables' rows.
+  if (tables_ && c.rows_base < 0)
+    return FailedPrecondition("checkpoint " + std::to_string(c.id) + " holds no sparse table rows (written by a "
+                              "model without tables?); this model's tables cannot go back to its step");
+  if (!tables_ && c.rows_base >= 0)
+    return FailedPrecondition("checkpoint " + std::to_string(c.id) + " holds sparse table rows; this model has no tables");
   auto state = optimizer_->state();
   if (c.range.begin != range_.begin || c.range.end != range_.end)
     return InvalidArgument("checkpoint " + std::to_string(c.id) + " holds keys " + Range(c.range.begin, c.range.end) +
@@ -277,6 +280,7 @@ Status ParamShard::Restore(const ServerCheckpoint& c) {
                            " weights and " + std::to_string(c.optimizer_state.size()) +
                            " optimizer values; this server's optimizer needs " + std::to_string(state.size()) +
                            " (was the optimizer changed?)");
+  if (tables_) PSF_RETURN_IF_ERROR(tables_->Restore(c.id, c.tables).WithContext("checkpoint " + std::to_string(c.id)));
   std::copy(c.weights.begin(), c.weights.end(), weights_.begin());
   std::copy(c.optimizer_state.begin(), c.optimizer_state.end(), state.begin());
   optimizer_->set_steps(c.optimizer_steps);

@@ -92,8 +92,10 @@ class ParamShard {
 
   // Copies the weights, optimizer state and version into `out` (its buffers
   // are reused: no allocation once they have the size). BSP: call it right
-  // after a step is applied, before the next push is taken in.
-  void Snapshot(ServerCheckpoint* out) const;
+  // after a step is applied, before the next push is taken in. With sparse
+  // tables, out->id set: the rows changed since the last checkpoint known
+  // written, `durable` (TableShard::Snapshot).
+  void Snapshot(ServerCheckpoint* out, int64_t durable = 0);
   // Continues from checkpoint `c` of this range: its weights, optimizer
   // state and version; every worker is active again and at that version.
   Status Restore(const ServerCheckpoint& c);

@@ -301,9 +301,18 @@ TEST(ParamShard, ABadSparsePartChangesNeitherTheRowsNorTheDenseRange) {
   ASSERT_TRUE(f.shard->Push(0, 0, 10, 0, 4, Bytes(g), good.sections()).ok());
   EXPECT_NEAR(Row(f, 3), r3 - 0.5f, 1e-6) << "SSP applies the push's own rows at once";
   ServerCheckpoint c;
+  c.id = 1;
   f.shard->Snapshot(&c);
-  EXPECT_EQ(f.shard->Restore(c).code(), StatusCode::kFailedPrecondition)
+  EXPECT_EQ(c.rows_base, 0) << "a snapshot under tables holds their changed rows";
+  ASSERT_EQ(c.tables.size(), 1u);
+  EXPECT_EQ(c.tables[0].rows, std::vector<uint64_t>{3});
+  ServerCheckpoint dense_only = c;
+  dense_only.rows_base = -1;
+  dense_only.tables.clear();
+  EXPECT_EQ(f.shard->Restore(dense_only).code(), StatusCode::kFailedPrecondition)
       << "no dense-only rollback under tables that stay ahead";
+  EXPECT_TRUE(f.shard->Restore(c).ok());
+  EXPECT_NEAR(Row(f, 3), r3 - 0.5f, 1e-6);
 }
 
 }  // namespace

@@ -217,6 +217,27 @@ class TableStore final : public ParamStore {
     puts.emplace_back(Prefix(c.id) + "p", positions);
     meta.meta_crc = Crc(0, &meta, offsetof(Meta, meta_crc));
     puts.emplace_back(Prefix(c.id) + "meta", std::string_view(reinterpret_cast<const char*>(&meta), sizeof meta));
+    std::string rows_header;
+    if (c.rows_base >= 0) {
+      RowsHeader h{};
+      std::memcpy(h.magic, kRowsMagic, sizeof kRowsMagic);
+      h.base = c.rows_base;
+      h.tables = static_cast<uint32_t>(c.tables.size());
+      rows_header = Bytes(&h, sizeof h);
+      for (const TableRowsCheckpoint& t : c.tables) {
+        RowsEntry e{};
+        e.table = t.table;
+        e.record_floats = static_cast<uint32_t>(t.record_floats);
+        e.rows = static_cast<int64_t>(t.rows.size());
+        e.crc = ByteChunks(c.id, t.table, 'i', t.rows.data(), t.rows.size() * sizeof(uint64_t), 0, &puts);
+        e.crc = ByteChunks(c.id, t.table, 'r', t.records.data(), t.records.size() * sizeof(float), e.crc, &puts);
+        e.crc = ByteChunks(c.id, t.table, 'k', t.steps.data(), t.steps.size() * sizeof(uint32_t), e.crc, &puts);
+        rows_header += Bytes(&e, sizeof e);
+      }
+      const uint32_t crc = Crc(0, rows_header.data(), rows_header.size());
+      rows_header += Bytes(&crc, sizeof crc);
+      puts.emplace_back(Prefix(c.id) + "t", rows_header);
+    }
     // Whatever an older checkpoint of this id left (more chunks) goes in the same batch.
     PSF_ASSIGN_OR_RETURN(auto old, table_->Keys(Prefix(c.id)));
     std::vector<std::string> deletes;
@@ -275,10 +296,23 @@ class TableStore final : public ParamStore {
       std::memcpy(&p.lease_offset, positions.data() + off + 12, sizeof p.lease_offset);
       c.positions.push_back(p);
     }
+    PSF_RETURN_IF_ERROR(ReadRows(id, name, &c));
     return c;
   }
 
   Result<std::vector<int64_t>> List() const override { return table_->Ids(); }
+
+  Result<int64_t> RowsBase(int64_t id) const override {
+    std::string raw;
+    Status got = table_->Get(Prefix(id) + "t", &raw);
+    if (got.code() == StatusCode::kNotFound) return int64_t{-1};
+    PSF_RETURN_IF_ERROR(got.WithContext("checkpoint " + std::to_string(id) + " in " + where_));
+    RowsHeader h;
+    if (raw.size() < sizeof h || std::memcmp(raw.data(), kRowsMagic, sizeof kRowsMagic) != 0)
+      return DataLoss("checkpoint " + std::to_string(id) + " in " + where_ + ": table rows header is damaged");
+    std::memcpy(&h, raw.data(), sizeof h);
+    return h.base;
+  }
 
   // Whole checkpoints go at once (one table file each, in RocksDB): never
   // half a checkpoint, and a damaged one is not read to be deleted.
@@ -344,11 +378,134 @@ class TableStore final : public ParamStore {
     return Status::Ok();
   }
 
+  // Adds `bytes` bytes at `data` as the chunks of `part` of table `table`
+  // of checkpoint `id`; returns `crc` extended over them.
+  static uint32_t ByteChunks(int64_t id, uint32_t table, char part, const void* data, std::size_t bytes, uint32_t crc,
+                             std::vector<std::pair<std::string, std::string_view>>* puts) {
+    const auto* p = static_cast<const char*>(data);
+    for (std::size_t begin = 0, chunk = 0; begin < bytes; begin += kChunkBytes, ++chunk) {
+      const std::size_t n = std::min<std::size_t>(kChunkBytes, bytes - begin);
+      crc = Crc(crc, p + begin, n);
+      puts->emplace_back(RowsChunkKey(id, table, part, static_cast<int64_t>(chunk)), std::string_view(p + begin, n));
+    }
+    return crc;
+  }
+
+  // Reads `bytes` bytes of `part` of table `table` into `out`, extending *crc.
+  Status ReadByteChunks(int64_t id, uint32_t table, char part, std::size_t bytes, const std::string& name,
+                        const std::string& what, void* out, uint32_t* crc) const {
+    std::string value;
+    auto* dest = static_cast<char*>(out);
+    for (std::size_t begin = 0, chunk = 0; begin < bytes; begin += kChunkBytes, ++chunk) {
+      const std::size_t n = std::min<std::size_t>(kChunkBytes, bytes - begin);
+      Status got = table_->Get(RowsChunkKey(id, table, part, static_cast<int64_t>(chunk)), &value);
+      if (got.code() == StatusCode::kNotFound)
+        return DataLoss(name + ": " + what + " chunk " + std::to_string(chunk) + " is missing");
+      PSF_RETURN_IF_ERROR(got.WithContext(name));
+      if (value.size() != n)
+        return DataLoss(name + ": " + what + " chunk " + std::to_string(chunk) + " has " +
+                        std::to_string(value.size()) + " bytes, expected " + std::to_string(n));
+      std::memcpy(dest + begin, value.data(), n);
+      *crc = Crc(*crc, value.data(), n);
+    }
+    return Status::Ok();
+  }
+
+  // The sparse table rows of checkpoint `id`, if it has any (rows_base
+  // stays -1 without them).
+  Status ReadRows(int64_t id, const std::string& name, ServerCheckpoint* c) const {
+    std::string raw;
+    Status got = table_->Get(Prefix(id) + "t", &raw);
+    if (got.code() == StatusCode::kNotFound) return Status::Ok();
+    PSF_RETURN_IF_ERROR(got.WithContext(name));
+    RowsHeader h;
+    if (raw.size() < sizeof h + sizeof(uint32_t)) return DataLoss(name + ": table rows header of " + std::to_string(raw.size()) + " bytes");
+    std::memcpy(&h, raw.data(), sizeof h);
+    uint32_t crc = 0;
+    std::memcpy(&crc, raw.data() + raw.size() - sizeof crc, sizeof crc);
+    if (std::memcmp(h.magic, kRowsMagic, sizeof kRowsMagic) != 0 ||
+        raw.size() != sizeof h + static_cast<std::size_t>(h.tables) * sizeof(RowsEntry) + sizeof crc ||
+        crc != Crc(0, raw.data(), raw.size() - sizeof crc))
+      return DataLoss(name + ": table rows header does not match its checksum");
+    if (h.base < 0 || h.base >= id) return DataLoss(name + ": table rows based on checkpoint " + std::to_string(h.base));
+    c->rows_base = h.base;
+    for (uint32_t i = 0; i < h.tables; ++i) {
+      RowsEntry e;
+      std::memcpy(&e, raw.data() + sizeof h + i * sizeof e, sizeof e);
+      const std::string what = "table " + std::to_string(e.table) + " rows";
+      // A header that claims more than can be stored is refused before
+      // anything is allocated for it (kMaxRowsPerCheckpoint: 2^32 rows).
+      if (e.table > 0xffff || e.record_floats == 0 || e.record_floats > 4096 || e.rows < 0 || e.rows > (int64_t{1} << 32))
+        return DataLoss(name + ": " + what + ": header is inconsistent");
+      const auto rows = static_cast<std::size_t>(e.rows);
+      if (rows > 0) {  // the last chunk of the records must be there
+        const std::size_t record_bytes = rows * e.record_floats * sizeof(float);
+        std::string last;
+        Status there = table_->Get(RowsChunkKey(id, e.table, 'r', static_cast<int64_t>((record_bytes - 1) / kChunkBytes)), &last);
+        if (there.code() == StatusCode::kNotFound) return DataLoss(name + ": " + what + ": records are missing");
+        PSF_RETURN_IF_ERROR(there.WithContext(name));
+      }
+      TableRowsCheckpoint t;
+      t.table = static_cast<uint16_t>(e.table);
+      t.record_floats = e.record_floats;
+      t.rows.resize(rows);
+      t.records.resize(rows * e.record_floats);
+      t.steps.resize(rows);
+      uint32_t sum = 0;
+      PSF_RETURN_IF_ERROR(ReadByteChunks(id, e.table, 'i', rows * sizeof(uint64_t), name, what + " ids", t.rows.data(), &sum));
+      PSF_RETURN_IF_ERROR(ReadByteChunks(id, e.table, 'r', t.records.size() * sizeof(float), name, what + " records",
+                                         t.records.data(), &sum));
+      PSF_RETURN_IF_ERROR(ReadByteChunks(id, e.table, 'k', rows * sizeof(uint32_t), name, what + " counts", t.steps.data(), &sum));
+      if (sum != e.crc) return DataLoss(name + ": " + what + " do not match their checksum");
+      for (std::size_t k = 1; k < rows; ++k)
+        if (t.rows[k] <= t.rows[k - 1]) return DataLoss(name + ": " + what + " are not sorted");
+      c->tables.push_back(std::move(t));
+    }
+    return Status::Ok();
+  }
+
   std::unique_ptr<Table> table_;
   std::string where_;
 };
 
 }  // namespace
+
+Status MergeTableRows(const std::vector<TableRowsCheckpoint>& older, std::vector<TableRowsCheckpoint>* newer) {
+  for (const TableRowsCheckpoint& o : older) {
+    auto it = std::find_if(newer->begin(), newer->end(), [&](const TableRowsCheckpoint& n) { return n.table == o.table; });
+    if (it == newer->end()) {
+      newer->push_back(o);
+      continue;
+    }
+    TableRowsCheckpoint& n = *it;
+    if (n.record_floats != o.record_floats)
+      return DataLoss("table " + std::to_string(n.table) + " rows of " + std::to_string(o.record_floats) + " and of " +
+                      std::to_string(n.record_floats) + " floats in two checkpoints of one chain");
+    const auto f = static_cast<std::size_t>(n.record_floats);
+    TableRowsCheckpoint merged;
+    merged.table = n.table;
+    merged.record_floats = n.record_floats;
+    merged.rows.reserve(o.rows.size() + n.rows.size());
+    merged.records.reserve((o.rows.size() + n.rows.size()) * f);
+    std::size_t i = 0, j = 0;
+    auto take = [&](const TableRowsCheckpoint& from, std::size_t k) {
+      merged.rows.push_back(from.rows[k]);
+      merged.records.insert(merged.records.end(), from.records.begin() + k * f, from.records.begin() + (k + 1) * f);
+      merged.steps.push_back(from.steps[k]);
+    };
+    while (i < o.rows.size() || j < n.rows.size()) {
+      if (j == n.rows.size() || (i < o.rows.size() && o.rows[i] < n.rows[j])) {
+        take(o, i++);
+      } else {
+        if (i < o.rows.size() && o.rows[i] == n.rows[j]) ++i;  // newer's record wins
+        take(n, j++);
+      }
+    }
+    n = std::move(merged);
+  }
+  std::sort(newer->begin(), newer->end(), [](const auto& a, const auto& b) { return a.table < b.table; });
+  return Status::Ok();
+}
 
 std::unique_ptr<ParamStore> ParamStore::CreateInMemory() {
   return std::make_unique<TableStore>(std::make_unique<MapTable>(), "memory");

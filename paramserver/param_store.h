@@ -10,6 +10,9 @@
 // copying the values through the memtable, the log and a flush.) Each
 // part carries a CRC-32 that Read() verifies: a torn, truncated or altered
 // checkpoint is a DataLoss naming it and what is wrong, never loaded.
+// Sparse table rows are stored only where they changed since the previous
+// checkpoint (ServerCheckpoint::rows_base): Read returns one checkpoint's
+// rows; CheckpointWriter folds a chain of them together.
 // The in-memory store (tests) keeps the same contract except durability.
 // Not thread-safe: a server's one checkpoint writer owns it.
 #pragma once
@@ -26,6 +29,24 @@
 
 namespace psforge {
 
+// The rows of one sparse table in a checkpoint: their ids (sorted, unique),
+// whole records (record_floats each: the weights, then the row optimizer's
+// state) and update counts (lazy_adam's per-row step).
+struct TableRowsCheckpoint {
+  uint16_t table = 0;
+  int64_t record_floats = 0;
+  std::vector<uint64_t> rows;
+  std::vector<float> records;
+  std::vector<uint32_t> steps;
+  bool operator==(const TableRowsCheckpoint&) const = default;
+};
+
+// Lays the rows of `older` under `newer` (same tables, in order): a row in
+// both keeps newer's record. The result, in `newer`, is what a restore
+// applies for the later of two consecutive incremental checkpoints.
+// DataLoss when a table's records differ in size between the two.
+Status MergeTableRows(const std::vector<TableRowsCheckpoint>& older, std::vector<TableRowsCheckpoint>* newer);
+
 struct ServerCheckpoint {
   int64_t id = 0;               // the coordinator's checkpoint number
   int64_t version = 0;          // the step the weights are at
@@ -35,6 +56,12 @@ struct ServerCheckpoint {
   std::vector<float> optimizer_state;  // the optimizer's moments, sums or buffers
   std::vector<DataPosition> positions;  // per worker, at `version`
   std::vector<EpochAudit> audit;        // records applied in the latest epochs, at `version`
+  // Sparse tables, incremental: -1 when the model has none; otherwise the
+  // tables at `version` are those of checkpoint `rows_base` (0: the tables'
+  // initial state, rows made on touch) with the rows in `tables` replaced.
+  // A checkpoint's cost grows with the rows changed since its base.
+  int64_t rows_base = -1;
+  std::vector<TableRowsCheckpoint> tables;
 };
 
 class ParamStore {
@@ -54,6 +81,9 @@ class ParamStore {
   virtual Status Write(const ServerCheckpoint& c) = 0;
   // The checkpoint `id`, verified; NotFound when absent, DataLoss when damaged.
   virtual Result<ServerCheckpoint> Read(int64_t id) const = 0;
+  // Checkpoint `id`'s rows_base, reading only its rows header (-1: it
+  // holds no table rows, or is absent).
+  virtual Result<int64_t> RowsBase(int64_t id) const = 0;
   // The ids stored, ascending (damaged ones included: Read tells).
   virtual Result<std::vector<int64_t>> List() const = 0;
   // Deletes checkpoint `id` (pruning); absent ids are fine.

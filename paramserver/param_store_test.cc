@@ -82,6 +82,35 @@ TEST_P(ParamStoreTest, WritesReadsListsAndRemoves) {
 INSTANTIATE_TEST_SUITE_P(Stores, ParamStoreTest, ::testing::Values(false, true),
                          [](const auto& p) { return p.param ? "RocksDb" : "InMemory"; });
 
+// Sparse table rows round-trip, more than one chunk (4 MiB) of them.
+TEST_P(ParamStoreTest, TableRowsRoundTrip) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  ServerCheckpoint c = Sample(7, 100);
+  c.rows_base = 3;
+  TableRowsCheckpoint a;
+  a.table = 0;
+  a.record_floats = 3;
+  for (uint64_t r = 0; r < 600000; ++r) a.rows.push_back(r * 5 + 1);
+  a.records.resize(a.rows.size() * 3);
+  for (std::size_t i = 0; i < a.records.size(); ++i) a.records[i] = static_cast<float>(i) * 0.5f;
+  a.steps.assign(a.rows.size(), 4);
+  TableRowsCheckpoint b;
+  b.table = 2;
+  b.record_floats = 1;
+  c.tables = {a, b};  // b: a table none of whose rows changed
+  ASSERT_TRUE(store->Write(c).ok());
+  auto back = store->Read(7);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ExpectSame(c, *back);
+  EXPECT_EQ(back->rows_base, 3);
+  EXPECT_EQ(back->tables, c.tables);
+  EXPECT_EQ(*store->RowsBase(7), 3);
+  ASSERT_TRUE(store->Write(Sample(8, 100)).ok());
+  EXPECT_EQ(*store->RowsBase(8), -1) << "a dense model's checkpoint has no rows";
+  EXPECT_EQ(store->Read(8)->rows_base, -1);
+}
+
 TEST(RocksDbParamStore, SurvivesReopening) {
   testing::TempDir dir;
   {

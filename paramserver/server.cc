@@ -132,8 +132,10 @@ void ParamServer::MaybeCheckpoint(bool at_end) {
     return;
   }
   const auto start = Clock::now();
-  shard_->Snapshot(c);  // BSP: before any push of step v is taken in
   c->id = v;
+  // BSP: before any push of step v is taken in; the tables' rows changed
+  // since the last checkpoint written.
+  shard_->Snapshot(c, checkpoints_->durable());
   c->positions = positions_;
   c->audit.clear();
   for (const auto& [epoch, audit] : audit_) c->audit.push_back(audit);

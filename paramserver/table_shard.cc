@@ -1,5 +1,6 @@
 #include "paramserver/table_shard.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -33,7 +34,53 @@ Result<std::unique_ptr<TableShard>> TableShard::Create(const std::vector<TableOp
     shard->rows_.push_back(static_cast<uint64_t>(o.rows));
   }
   shard->sums_.resize(tables.size());
+  shard->unconfirmed_.resize(tables.size());
   return shard;
+}
+
+void TableShard::Snapshot(int64_t durable, ServerCheckpoint* out) {
+  // The previous snapshot was written: the next builds on it.
+  if (durable == last_snapshot_) {
+    base_ = last_snapshot_;
+    for (auto& rows : unconfirmed_) rows.clear();
+  }
+  out->rows_base = base_;
+  out->tables.resize(tables_.size());
+  for (std::size_t t = 0; t < tables_.size(); ++t) {
+    std::vector<uint64_t> changed = tables_[t]->TakeChanged();
+    std::vector<uint64_t>& rows = unconfirmed_[t];
+    const auto middle = static_cast<std::ptrdiff_t>(rows.size());
+    rows.insert(rows.end(), changed.begin(), changed.end());
+    std::inplace_merge(rows.begin(), rows.begin() + middle, rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    TableRowsCheckpoint& c = out->tables[t];
+    c.table = static_cast<uint16_t>(t);
+    c.record_floats = tables_[t]->record_floats();
+    c.rows = rows;
+    c.records.clear();
+    c.steps.clear();
+    tables_[t]->Export(c.rows, &c.records, &c.steps);
+  }
+  last_snapshot_ = out->id;
+}
+
+Status TableShard::Restore(int64_t id, std::span<const TableRowsCheckpoint> rows) {
+  for (const TableRowsCheckpoint& c : rows) {
+    if (c.table >= tables_.size())
+      return DataLoss("the checkpoint holds rows of sparse table " + std::to_string(c.table) + "; the model has " +
+                      std::to_string(tables_.size()));
+    EmbeddingTable& table = *tables_[c.table];
+    if (c.record_floats != table.record_floats() || c.records.size() != c.rows.size() * c.record_floats ||
+        c.steps.size() != c.rows.size())
+      return DataLoss("the checkpoint's rows of table '" + table.options().name + "' have records of " +
+                      std::to_string(c.record_floats) + " floats; its optimizer needs " +
+                      std::to_string(table.record_floats()) + " (was the table's optimizer or dim changed?)");
+    PSF_RETURN_IF_ERROR(CheckRows(c.table, c.rows).WithContext("the checkpoint's rows"));
+  }
+  for (const TableRowsCheckpoint& c : rows) tables_[c.table]->Import(c.rows, c.records, c.steps);
+  last_snapshot_ = base_ = id;
+  for (auto& r : unconfirmed_) r.clear();
+  return Status::Ok();
 }
 
 Status TableShard::CheckRows(std::size_t t, std::span<const uint64_t> rows) const {

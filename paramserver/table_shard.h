@@ -19,6 +19,7 @@
 #include "common/config.h"
 #include "common/sparse_payload.h"
 #include "paramserver/embedding_table.h"
+#include "paramserver/param_store.h"
 
 namespace psforge {
 
@@ -55,6 +56,15 @@ class TableShard {
   // table), creating rows not yet touched; dim floats a row, appended to `out`.
   Status Read(std::size_t t, std::span<const uint64_t> rows, std::vector<float>* out);
 
+  // Incremental checkpoints. Snapshot fills `out` (with id `id` set) with
+  // the rows changed since its base: the last checkpoint known written
+  // (`durable`, the writer's latest; a checkpoint whose write failed is not
+  // built on, its rows go into the next one). Restore puts a restored
+  // chain's rows (rows_base 0) back into freshly created tables, checked
+  // against them; the next snapshot builds on checkpoint `id`.
+  void Snapshot(int64_t durable, ServerCheckpoint* out);
+  Status Restore(int64_t id, std::span<const TableRowsCheckpoint> rows);
+
  private:
   struct StepSum {
     std::unordered_map<uint64_t, uint32_t> index;  // row -> its place in rows / values
@@ -70,6 +80,11 @@ class TableShard {
   std::vector<uint64_t> rows_;
   std::vector<StepSum> sums_;  // per table
   std::vector<float> scratch_;  // an unaligned section's values, copied
+  // Incremental checkpoints: the last snapshot's id, the checkpoint the
+  // next one builds on, and per table the rows changed since that base
+  // already taken by a snapshot whose write is not known to have succeeded.
+  int64_t last_snapshot_ = 0, base_ = 0;
+  std::vector<std::vector<uint64_t>> unconfirmed_;
 };
 
 }  // namespace psforge
