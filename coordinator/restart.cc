@@ -48,7 +48,10 @@ void Coordinator::CommitCheckpoint() {
   if (!step) return;
   if (store_ && !Record(store_->Commit(*step, commits_.generation(), config_.checkpoint.keep)).ok()) return;
   commits_.Commit(*step);
-  if (job_over_ && outcome_.ok())
+  if (job_over_ && outcome_.ok() && !config_.model.tables.empty())
+    Log("final checkpoint at step " + std::to_string(*step) + " committed (the weights and table rows the job "
+        "ended with, in " + config_.checkpoint.dir + ")");
+  else if (job_over_ && outcome_.ok())
     Log("final checkpoint at step " + std::to_string(*step) + " committed (the weights the job ended with; " +
         "ps-export reads them from " + config_.checkpoint.dir + ")");
   else

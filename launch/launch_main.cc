@@ -71,6 +71,9 @@ int main(int argc, char** argv) {
   for (const auto& [path, flag] : {std::pair{export_path, "--export"}, std::pair{flags.summary_path, "--summary"}})
     if (auto s = psforge::CheckOutputFile(path, flag); !path.empty() && !s.ok())
       return std::fprintf(stderr, "ps-launch: %s\n", s.message().c_str()), 2;
+  if (!export_path.empty() && !config->model.tables.empty())
+    return std::fprintf(stderr, "ps-launch: --export writes dense models; this model's sparse tables "
+                                "(model.tables) stay in the servers' checkpoints\n"), 2;
   if (!export_path.empty() && !config->checkpoint.enabled())
     return std::fprintf(stderr, "ps-launch: --export needs the end-of-job checkpoint, and this job writes none "
                                 "(checkpoint.interval_steps and interval_s are 0)\n"), 2;

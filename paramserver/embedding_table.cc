@@ -57,8 +57,8 @@ void EmbeddingTable::InitialWeights(uint64_t row, std::span<float> out) const {
 }
 
 std::size_t EmbeddingTable::SlotOf(uint64_t row) {
-  auto [it, created] = index_.try_emplace(row, static_cast<uint32_t>(index_.size()));
-  const std::size_t slot = it->second;
+  auto [found, created] = index_.TryEmplace(row, static_cast<uint32_t>(index_.size()));
+  const std::size_t slot = found;
   if (!created) return slot;
   if (slot / kRowsPerBlock == blocks_.size())
     blocks_.push_back(std::make_unique<float[]>(kRowsPerBlock * static_cast<std::size_t>(record_floats_)));
@@ -159,7 +159,7 @@ void EmbeddingTable::Import(std::span<const uint64_t> rows, std::span<const floa
 std::vector<uint64_t> EmbeddingTable::TakeChanged() {
   std::vector<uint64_t> taken;
   taken.swap(changed_rows_);
-  for (uint64_t row : taken) changed_[index_.at(row)] = 0;
+  for (uint64_t row : taken) changed_[*index_.Find(row)] = 0;
   std::sort(taken.begin(), taken.end());
   return taken;
 }

@@ -24,10 +24,10 @@
 #include <cstdint>
 #include <memory>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
 #include "common/config.h"
+#include "common/row_map.h"
 #include "common/status.h"
 
 namespace psforge {
@@ -75,7 +75,7 @@ class EmbeddingTable {
 
   const TableOptions options_;
   const int64_t record_floats_;
-  std::unordered_map<uint64_t, uint32_t> index_;  // row -> slot
+  RowMap index_;  // row -> slot
   std::vector<std::unique_ptr<float[]>> blocks_;  // slot s: blocks_[s / kRowsPerBlock]
   std::vector<uint32_t> steps_;                   // lazy_adam: updates per slot
   std::vector<uint8_t> changed_;                  // per slot: applied since TakeChanged

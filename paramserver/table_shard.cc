@@ -129,12 +129,12 @@ void TableShard::Accumulate(std::span<const SparseSection> sections, float weigh
     const std::size_t d = static_cast<std::size_t>(dims_[s.table]);
     std::span<const float> g = Values(s, &scratch_);
     for (std::size_t i = 0; i < s.rows.size(); ++i) {
-      auto [it, created] = sum.index.try_emplace(s.rows[i], static_cast<uint32_t>(sum.rows.size()));
+      auto [place, created] = sum.index.TryEmplace(s.rows[i], static_cast<uint32_t>(sum.rows.size()));
       if (created) {
         sum.rows.push_back(s.rows[i]);
         sum.values.resize(sum.values.size() + d, 0.0f);
       }
-      float* acc = sum.values.data() + static_cast<std::size_t>(it->second) * d;
+      float* acc = sum.values.data() + static_cast<std::size_t>(place) * d;
       for (std::size_t j = 0; j < d; ++j) acc[j] += weight * g[i * d + j];
     }
   }
@@ -150,7 +150,7 @@ void TableShard::ApplyAccumulated(float scale) {
 }
 
 void TableShard::DropStep() {
-  for (StepSum& sum : sums_) sum.index.clear(), sum.rows.clear(), sum.values.clear();
+  for (StepSum& sum : sums_) sum.index.Clear(), sum.rows.clear(), sum.values.clear();
 }
 
 void TableShard::ApplyNow(std::span<const SparseSection> sections) {

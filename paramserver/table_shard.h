@@ -13,10 +13,10 @@
 #include <cstdint>
 #include <memory>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
 #include "common/config.h"
+#include "common/row_map.h"
 #include "common/sparse_payload.h"
 #include "paramserver/embedding_table.h"
 #include "paramserver/param_store.h"
@@ -67,7 +67,7 @@ class TableShard {
 
  private:
   struct StepSum {
-    std::unordered_map<uint64_t, uint32_t> index;  // row -> its place in rows / values
+    RowMap index;  // row -> its place in rows / values
     std::vector<uint64_t> rows;
     std::vector<float> values;
   };

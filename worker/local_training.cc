@@ -91,6 +91,9 @@ Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress
   PSF_ASSIGN_OR_RETURN(auto client, LocalParameterClient::Create(p.spec, config.optimizer, p.model->weights()));
   ProgressPrinter progress(progress_out, config.training.progress_interval_s);
   AnnounceJob(progress, config, p, "");
+  if (sparse && given.checkpoint.enabled())
+    progress.Line("checkpoints off: ps-train holds the sparse tables in this process and checkpoints dense models "
+                  "only (ps-launch's servers checkpoint the tables)");
   std::unique_ptr<LocalCheckpoints> checkpoints;
   int64_t first_step = 0;
   std::vector<EvaluationRecord> earlier;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 
 #include "common/criteo.h"
 #include "common/row_ids.h"
@@ -11,7 +12,6 @@ namespace psforge {
 SparseBatch::SparseBatch(const ModelSpec& spec, int64_t max_batch)
     : spec_(spec), fields_(spec.categorical()), inputs_(spec.inputs()), tables_(spec.tables().size()) {
   const auto slots = static_cast<std::size_t>(max_batch * fields_);
-  row_of_.resize(slots);
   place_.resize(slots);
   for (Table& t : tables_) t.rows.reserve(slots);
   weight_rows_.resize(tables_.size());
@@ -20,23 +20,42 @@ SparseBatch::SparseBatch(const ModelSpec& spec, int64_t max_batch)
 
 void SparseBatch::Plan(const uint64_t* keys, int64_t n) {
   n_ = n;
-  for (Table& t : tables_) t.rows.clear();
-  const std::vector<TableOptions>& options = spec_.tables();
-  for (int64_t i = 0; i < n * fields_; ++i) {
-    if (keys[i] == kNoFeature) continue;
-    const TableOptions& o = options[spec_.field_table(i % fields_)];
-    row_of_[i] = RowOfFeature(keys[i], o.seed, static_cast<uint64_t>(o.rows));
-    tables_[spec_.field_table(i % fields_)].rows.push_back(row_of_[i]);
+  for (Table& t : tables_) {
+    t.rows.clear();
+    t.seen.Clear();
   }
-  for (Table& t : tables_) SortUnique(&t.rows);
+  const std::vector<TableOptions>& options = spec_.tables();
+  // Each key's row, numbered in order of first appearance in its table...
   for (int64_t i = 0; i < n * fields_; ++i) {
     if (keys[i] == kNoFeature) {
       place_[i] = -1;
       continue;
     }
-    const std::vector<uint64_t>& rows = tables_[spec_.field_table(i % fields_)].rows;
-    place_[i] = static_cast<int32_t>(std::lower_bound(rows.begin(), rows.end(), row_of_[i]) - rows.begin());
+    const uint16_t t = spec_.field_table(i % fields_);
+    const TableOptions& o = options[t];
+    Table& table = tables_[t];
+    const uint64_t row = RowOfFeature(keys[i], o.seed, static_cast<uint64_t>(o.rows));
+    auto [local, fresh] = table.seen.TryEmplace(row, static_cast<uint32_t>(table.rows.size()));
+    if (fresh) table.rows.push_back(row);
+    place_[i] = static_cast<int32_t>(local);
   }
+  // ... then the distinct rows sorted (the wire's order), and each key's
+  // place renumbered to its row's rank.
+  for (Table& table : tables_) {
+    const std::size_t u = table.rows.size();
+    order_.resize(u);
+    std::iota(order_.begin(), order_.end(), 0u);
+    std::sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) { return table.rows[a] < table.rows[b]; });
+    table.rank.resize(u);
+    sorted_.resize(u);
+    for (std::size_t k = 0; k < u; ++k) {
+      table.rank[order_[k]] = static_cast<uint32_t>(k);
+      sorted_[k] = table.rows[order_[k]];
+    }
+    table.rows.swap(sorted_);
+  }
+  for (int64_t i = 0; i < n * fields_; ++i)
+    if (place_[i] >= 0) place_[i] = static_cast<int32_t>(tables_[spec_.field_table(i % fields_)].rank[place_[i]]);
   for (std::size_t t = 0; t < tables_.size(); ++t) {
     Table& table = tables_[t];
     const int64_t dim = options[t].dim;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/model_spec.h"
+#include "common/row_map.h"
 #include "worker/parameter_client.h"
 
 namespace psforge {
@@ -41,13 +42,16 @@ class SparseBatch {
   struct Table {
     std::vector<uint64_t> rows;
     std::vector<float> weights, grads;
+    RowMap seen;                 // row -> its number in order of first appearance
+    std::vector<uint32_t> rank;  // by that number: the row's place in the sorted rows
   };
   const ModelSpec& spec_;
   const int64_t fields_, inputs_;
   int64_t n_ = 0;
   std::vector<Table> tables_;
-  std::vector<uint64_t> row_of_;  // [n, fields]: the key's row in its table
-  std::vector<int32_t> place_;    // [n, fields]: its index in the table's rows; -1: missing
+  std::vector<int32_t> place_;    // [n, fields]: its row's index in its table's rows; -1: missing
+  std::vector<uint32_t> order_;   // Plan's scratch
+  std::vector<uint64_t> sorted_;
   std::vector<SparseRows> weight_rows_, grad_rows_;
 };
 

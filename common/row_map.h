@@ -1,0 +1,79 @@
+// RowMap: a hash map from row ids to 32-bit values (a row's slot, its place
+// in a batch), open addressing with linear probing over one flat array of
+// entries: a lookup is one or two cache lines, where std::unordered_map
+// chases a node pointer per entry. Rows are below 2^40 (kMaxTableRows), so
+// ~0 marks an empty entry. The capacity is a power of two, doubled past
+// half full; there is no erase (Clear empties it, keeping the capacity).
+// Not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace psforge {
+
+class RowMap {
+ public:
+  explicit RowMap(std::size_t expected = 8) { Rehash(Capacity(expected)); }
+
+  // The value of `row`, and whether it was absent (then it is now `value`).
+  std::pair<uint32_t, bool> TryEmplace(uint64_t row, uint32_t value) {
+    if (2 * (size_ + 1) > entries_.size()) Rehash(2 * entries_.size());
+    for (std::size_t i = Home(row);; i = (i + 1) & mask_) {
+      Entry& e = entries_[i];
+      if (e.row == row) return {e.value, false};
+      if (e.row == kEmpty) {
+        e = {row, value};
+        ++size_;
+        return {value, true};
+      }
+    }
+  }
+  // The value of `row`, or nullptr.
+  const uint32_t* Find(uint64_t row) const {
+    for (std::size_t i = Home(row);; i = (i + 1) & mask_) {
+      const Entry& e = entries_[i];
+      if (e.row == row) return &e.value;
+      if (e.row == kEmpty) return nullptr;
+    }
+  }
+  std::size_t size() const { return size_; }
+  void Clear() {
+    for (Entry& e : entries_) e.row = kEmpty;
+    size_ = 0;
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  struct Entry {
+    uint64_t row = kEmpty;
+    uint32_t value = 0;
+  };
+  static std::size_t Capacity(std::size_t expected) {
+    std::size_t c = 16;
+    while (c < 2 * expected) c *= 2;
+    return c;
+  }
+  // Fibonacci hashing: the row's bits spread over the table's index bits
+  // (rows of a batch are already hashes, but a table's may be counters).
+  std::size_t Home(uint64_t row) const { return static_cast<std::size_t>((row * 0x9E3779B97F4A7C15ULL) >> shift_); }
+  void Rehash(std::size_t capacity) {
+    std::vector<Entry> old;
+    old.swap(entries_);
+    entries_.assign(capacity, Entry{});
+    mask_ = capacity - 1;
+    shift_ = 64;
+    for (std::size_t c = capacity; c > 1; c >>= 1) --shift_;
+    size_ = 0;
+    for (const Entry& e : old)
+      if (e.row != kEmpty) TryEmplace(e.row, e.value);
+  }
+
+  std::vector<Entry> entries_;
+  std::size_t mask_ = 0, size_ = 0;
+  int shift_ = 64;
+};
+
+}  // namespace psforge
