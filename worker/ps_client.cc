@@ -335,15 +335,22 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
                             Deadline deadline, std::vector<std::byte>* rows) {
   bool answered = false;
   while (!answered || s.unacked_pushes > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0)
-      return DeadlineExceeded("no reply within " + std::to_string(cluster_.request_timeout_s) +
-                              " s (cluster.request_timeout_s)");
-    PSF_RETURN_IF_ERROR(Resend(s));
-    PSF_ASSIGN_OR_RETURN(auto message, s.socket->Receive(std::min(left, std::chrono::milliseconds(100))));
-    if (!message) {
-      if (interrupt_) PSF_RETURN_IF_ERROR(interrupt_());
-      continue;
+    std::optional<InMessage> message;
+    if (auto early = s.early.find(request_id); !answered && early != s.early.end()) {
+      // Its reply came while another was awaited.
+      message = std::move(early->second);
+      s.early.erase(early);
+    } else {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0)
+        return DeadlineExceeded("no reply within " + std::to_string(cluster_.request_timeout_s) +
+                                " s (cluster.request_timeout_s)");
+      PSF_RETURN_IF_ERROR(Resend(s));
+      PSF_ASSIGN_OR_RETURN(message, s.socket->Receive(std::min(left, std::chrono::milliseconds(100))));
+      if (!message) {
+        if (interrupt_) PSF_RETURN_IF_ERROR(interrupt_());
+        continue;
+      }
     }
     if (message->frames.empty()) return DataLoss("empty reply");
     PSF_ASSIGN_OR_RETURN(WireHeader h, DecodeHeader(message->frames[0]->bytes(), &decode_scratch_));
@@ -363,9 +370,15 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
       if (h.request_id != request_id) return Status(e->code, s.last_push + " rejected: " + e->message);
       return Status(e->code, e->message);
     } else if (const auto* reply = h.As<msg::PullReply>()) {
-      // Another request's (asked for later, or answered already): that
-      // one is sent again if it is still waited for.
-      if (h.request_id != request_id || s.pending.count(h.request_id) == 0) continue;
+      // Another request's: one still waited for (the prefetch of a push,
+      // while the rows of a batch are awaited) is kept for its turn; one
+      // answered already is dropped.
+      if (h.request_id != request_id) {
+        if (s.pending.count(h.request_id) > 0 && s.early.size() < kMaxEarlyReplies)
+          s.early.emplace(h.request_id, std::move(*message));
+        continue;
+      }
+      if (s.pending.count(h.request_id) == 0) continue;
       const int64_t oldest = cluster_.consistency == Consistency::kBsp   ? wanted
                              : cluster_.consistency == Consistency::kSsp ? wanted - cluster_.staleness
                                                                          : 0;

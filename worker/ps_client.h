@@ -42,6 +42,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,8 @@ class PsClient final : public ParameterClient {
 
  private:
   using Deadline = std::chrono::steady_clock::time_point;
+  // Replies kept for a later AwaitReply (at most two are ever outstanding).
+  static constexpr std::size_t kMaxEarlyReplies = 4;
   // A request not yet answered: sent again (same id, same payload) when no
   // reply comes in time; a server applies a repeated push once.
   struct Pending {
@@ -111,6 +114,7 @@ class PsClient final : public ParameterClient {
     std::string last_push;  // what an error reply to a push refers to
     int64_t workers = 0;    // BSP: the workers it waited for, as of its last pull reply
     std::map<uint64_t, Pending> pending;  // by request id
+    std::map<uint64_t, InMessage> early;  // pull replies that came while another reply was awaited
   };
 
   PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<Server> servers, int64_t params,

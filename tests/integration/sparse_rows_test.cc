@@ -27,7 +27,9 @@ TableOptions Table(const std::string& name, int64_t rows, int64_t dim) {
 // Two real servers on loopback and a worker's client: the job's config,
 // its spec and the client.
 struct TwoServers {
-  explicit TwoServers(bool shared_memory) {
+  explicit TwoServers(bool shared_memory, Consistency consistency = Consistency::kBsp) {
+    config.cluster.consistency = consistency;
+    config.cluster.staleness = 1;
     config.model.kind = ModelKind::kLinearRegression;
     config.model.tables = {Table("users", int64_t{1} << 40, 3), Table("items", 5000, 1)};
     for (TableOptions& t : config.model.tables) {
@@ -140,6 +142,31 @@ TEST_P(SparsePush, UpdatesEachRowOnItsServerAndTheDenseKeys) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DenseInFrameOrSlot, SparsePush, testing::Bool());
+
+// SSP with staleness 1 overlaps: the push of step t asks for the weights of
+// t + 2, whose replies may come while a batch's rows are awaited. They are
+// kept for the Pull that wants them, not dropped (and then waited for until
+// the request is sent again: here not within the request timeout).
+TEST(SparseRows, RowsPulledWhileAPrefetchIsOnItsWayLeaveItsReplyForItsPull) {
+  TwoServers c(/*shared_memory=*/false, Consistency::kSsp);
+  c.config.cluster.retry_interval_s = 60;
+  c.config.cluster.request_timeout_s = 5;
+  c.client = std::move(PsClient::Connect(c.transport.get(), c.spec, c.config.cluster, 0, c.endpoints)).value();
+  std::vector<float> dense(c.spec.num_params());
+  const std::vector<uint64_t> rows{7, 99, 4999};
+  std::vector<float> w(rows.size()), g(rows.size(), 0.5f);
+  const std::vector<float> dense_grad(c.spec.num_params(), 0.1f);
+  ASSERT_TRUE(c.client->Pull(0, dense).ok());  // and asks for version 1 ahead
+  for (int64_t step = 0; step < 4; ++step) {
+    const SparseRows pull[] = {{1, 1, rows, w}};
+    Status pulled = c.client->PullRows(step, pull);
+    ASSERT_TRUE(pulled.ok()) << "step " << step << ": " << pulled.ToString();
+    const SparseRows push[] = {{1, 1, rows, g}};
+    ASSERT_TRUE(c.client->Push(step, dense_grad, 8, DataMark{}, push).ok());
+    Status next = c.client->Pull(step + 1, dense);
+    ASSERT_TRUE(next.ok()) << "step " << step + 1 << ": " << next.ToString();
+  }
+}
 
 }  // namespace
 }  // namespace psforge
