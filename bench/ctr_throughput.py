@@ -26,11 +26,22 @@ CONFIG = os.path.join(ROOT, "configs/ctr_synthetic.yaml")
 DATA = os.path.join(ROOT, "data/ctr")
 
 
-def ours(servers, workers):
+def ps_train(threads):
+    """ps-train: the model and its tables in one process."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run([f"{BIN}/ps-train", "--config", CONFIG, "--no-run-dir", "--threads", str(threads),
+                        "--summary", f.name], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=1800)
+        s = json.load(open(f.name))
+        return {"samples_per_s": s["samples_per_s"], "test_auc": s["test_auc"], "test_logloss": s["test_logloss"]}
+
+
+def ours(servers, workers, sets=()):
     """ps-launch: the workers' own rates summed (training steps, evaluation excluded), and the job's AUC."""
     with tempfile.TemporaryDirectory() as run_dir:
         subprocess.run([f"{BIN}/ps-launch", "--config", CONFIG, "--servers", str(servers), "--workers", str(workers),
-                        "--threads", "1", "--run-dir", run_dir, "--set", "checkpoint.interval_s=0"],
+                        "--threads", "1", "--run-dir", run_dir, "--set", "checkpoint.interval_s=0"] +
+                       sum((["--set", s] for s in sets), []),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
         rate = sum(json.load(open(os.path.join(run_dir, "logs", f"worker-{w}.json")))["samples_per_s"]
                    for w in range(workers))
@@ -61,8 +72,12 @@ def main():
     if not os.path.exists(os.path.join(DATA, "planted.json")):
         subprocess.run([f"{BIN}/ps-ctr-data", DATA], check=True)
     planted = json.load(open(os.path.join(DATA, "planted.json")))
-    cases = {"psforge 1 worker + 1 server": lambda: ours(1, 1),
-             "psforge 2 workers + 2 servers": lambda: ours(2, 2),
+    cases = {"psforge 1 worker + 1 server (BSP)": lambda: ours(1, 1),
+             "psforge 1 worker + 1 server (SSP, staleness 1)": lambda: ours(
+                 1, 1, ["cluster.consistency=ssp", "cluster.staleness=1"]),
+             "psforge 2 workers + 2 servers (BSP)": lambda: ours(2, 2),
+             "ps-train (one process), 1 thread": lambda: ps_train(1),
+             "ps-train (one process), 2 threads": lambda: ps_train(2),
              "PyTorch, 1 thread": lambda: peer(1),
              "PyTorch, 2 threads": lambda: peer(2)}
     results = {name: [] for name in cases}
@@ -82,9 +97,10 @@ def main():
         f"planted model's test AUC {planted['planted_auc']:.4f}, log loss {planted['planted_logloss']:.4f}). "
         "Model: one table of 2^24 rows, dim 16, shared by the 26 fields (sum-pooled per field), MLP "
         "429-256-128-1, batch 512, one epoch; tables AdaGrad lr 0.05 (ours row-wise, the peer's element-wise), "
-        "MLP Adam lr 1e-3. psforge: ps-launch, BSP, shared memory, training.threads 1 per worker (a server "
+        "MLP Adam lr 1e-3. psforge: ps-launch, shared memory, training.threads 1 per worker (a server "
         "process per server), checkpoints off; samples/s is the workers' own over the training steps "
-        "(evaluation excluded), summed. "
+        "(evaluation excluded), summed; SSP staleness 1 lets the worker compute step t+1 while the server "
+        "applies step t (weights at most one step old). ps-train: the same model with its tables in one process. "
         f"Peer: Debian python3-torch {peer_info['torch']} in one process, BLAS {', '.join(peer_info['blas'])}, "
         f"OpenBLAS kernel {peer_info['openblas_core']}; samples/s over its training steps.",
         "",

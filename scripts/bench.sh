@@ -26,3 +26,6 @@ build/bin/pushpull_bench --seconds 1.5 --runs 3 | tee bench/results/pushpull.md
 # The CNN through a local cluster (2 servers, 2 workers), its full 12 epochs.
 build/bin/ps-launch --config configs/fashion_mnist_cnn.yaml --run-dir "$(mktemp -d)" \
   --summary bench/results/cnn_cluster.json 2>&1 | grep -E '^(after|final)'
+# Sparse tables: the CTR model against PyTorch's EmbeddingBag, and sparse push/pull.
+/usr/bin/python3 bench/ctr_throughput.py --runs 3
+build/bin/sparse_pushpull_bench --seconds 2 --runs 3 | tee bench/results/sparse_pushpull.md
