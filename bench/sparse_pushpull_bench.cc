@@ -160,7 +160,7 @@ Parts MeasureParts(int64_t dim, const std::vector<std::vector<uint64_t>>& keys) 
       t0 = Clock::now();
       (void)table->Apply(rows, g);
       const double o = Since(t0);
-      table->Read(rows, w);
+      (void)table->Read(rows, w);
       if (pass == 1) {
         hash.push_back(h * 1e6);
         code.push_back(c * 1e6);

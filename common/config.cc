@@ -142,7 +142,7 @@ void ReadTraining(const YAML::Node& n, TrainingOptions* t, Status* err) {
   r.RejectUnknownKeys();
 }
 
-void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
+void ReadCluster(const YAML::Node& n, const std::string& base_dir, ClusterOptions* c, Status* err) {
   MapReader r(n, "cluster", err);
   r.Int("servers", &c->servers, 1, 4096);
   r.Int("workers", &c->workers, 1, 65536);
@@ -153,6 +153,9 @@ void ReadCluster(const YAML::Node& n, ClusterOptions* c, Status* err) {
   r.Double("retry_interval_s", &c->retry_interval_s, 0.0, 1e6, true);
   r.Int("max_parked_pulls", &c->max_parked_pulls, 1, 1 << 20);
   r.Int("server_threads", &c->server_threads, 1, 1024);
+  r.Int("memory_budget_mb", &c->memory_budget_mb, 0, int64_t{1} << 30);
+  r.String("spill_dir", &c->spill_dir);
+  c->spill_dir = ResolvePath(base_dir, c->spill_dir);
   r.Bool("shared_memory", &c->shared_memory);
   r.Double("heartbeat_interval_s", &c->heartbeat_interval_s, 0.0, 3600, true);
   r.Double("peer_timeout_s", &c->peer_timeout_s, 0.0, 1e6, true);
@@ -328,7 +331,7 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
   ReadData(croot["data"], base_dir, &c.data, &err);
   ReadOptimizer(croot["optimizer"], &c.optimizer, &err);
   ReadTraining(croot["training"], &c.training, &err);
-  ReadCluster(croot["cluster"], &c.cluster, &err);
+  ReadCluster(croot["cluster"], base_dir, &c.cluster, &err);
   ReadCheckpoint(croot["checkpoint"], base_dir, &c.checkpoint, &err);
   ReadSecurity(croot["security"], base_dir, &c.security, &err);
   if (err.ok()) {
@@ -436,6 +439,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                             {"retry_interval_s", cl.retry_interval_s},
                             {"max_parked_pulls", cl.max_parked_pulls},
                             {"server_threads", cl.server_threads},
+                            {"memory_budget_mb", cl.memory_budget_mb}, {"spill_dir", cl.spill_dir},
                             {"shared_memory", cl.shared_memory},
                             {"heartbeat_interval_s", cl.heartbeat_interval_s},
                             {"peer_timeout_s", cl.peer_timeout_s},

@@ -176,6 +176,17 @@ struct ClusterOptions {
   double retry_interval_s = 1;          // a request unanswered this long is sent again (then 2x, 4x, ... 8x)
   int64_t max_parked_pulls = 1024;      // a server refuses pulls beyond this many waiting
   int64_t server_threads = 1;           // optimizer threads per server (servers share cores with workers)
+  // Sparse tables: the memory a server may give its tables' rows, in MiB
+  // (0: no limit, every row in memory). Beyond it the least recently used
+  // rows (CLOCK) go to a RocksDB store in spill_dir and come back when a
+  // batch touches them; the budget is shared by a server's tables in
+  // proportion to their declared rows x row size.
+  int64_t memory_budget_mb = 0;
+  // Where servers keep their evicted rows: <spill_dir>/server-<i>, emptied
+  // when a server starts (they are a cache of the server's own memory; the
+  // checkpoints are what is durable). "": <run directory>/spill, or the
+  // system's temporary folder without one. Relative: to the config's folder.
+  std::string spill_dir;
   // A worker and a server on the same host pass payloads through shared
   // memory (common/shared_region.h) instead of socket frames.
   bool shared_memory = true;

@@ -3,7 +3,7 @@
 // entries: a lookup is one or two cache lines, where std::unordered_map
 // chases a node pointer per entry. Rows are below 2^40 (kMaxTableRows), so
 // ~0 marks an empty entry. The capacity is a power of two, doubled past
-// half full; there is no erase (Clear empties it, keeping the capacity).
+// half full; Erase leaves no tombstones (Clear empties it, keeping the capacity).
 // Not thread-safe.
 #pragma once
 
@@ -40,6 +40,27 @@ class RowMap {
     }
   }
   std::size_t size() const { return size_; }
+  // Removes `row`; false when it was absent. Backward-shift deletion: the
+  // entries after it in its probe run move up, so no tombstones are left.
+  bool Erase(uint64_t row) {
+    std::size_t i = Home(row);
+    for (;; i = (i + 1) & mask_) {
+      if (entries_[i].row == row) break;
+      if (entries_[i].row == kEmpty) return false;
+    }
+    for (std::size_t j = (i + 1) & mask_; entries_[j].row != kEmpty; j = (j + 1) & mask_) {
+      // Entry j may fill the hole at i unless its home lies cyclically in (i, j].
+      const std::size_t home = Home(entries_[j].row);
+      const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (!stays) {
+        entries_[i] = entries_[j];
+        i = j;
+      }
+    }
+    entries_[i].row = kEmpty;
+    --size_;
+    return true;
+  }
   void Clear() {
     for (Entry& e : entries_) e.row = kEmpty;
     size_ = 0;
@@ -56,6 +77,12 @@ class RowMap {
     while (c < 2 * expected) c *= 2;
     return c;
   }
+
+ public:
+  // Bytes of the entries of a map made for `expected` rows (it grows past them).
+  static std::size_t BytesFor(std::size_t expected) { return Capacity(expected) * sizeof(Entry); }
+
+ private:
   // Fibonacci hashing: the row's bits spread over the table's index bits
   // (rows of a batch are already hashes, but a table's may be counters).
   std::size_t Home(uint64_t row) const { return static_cast<std::size_t>((row * 0x9E3779B97F4A7C15ULL) >> shift_); }

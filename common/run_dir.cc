@@ -101,6 +101,12 @@ std::string RunCheckpointDir(const std::string& run_dir) {
   return (ec ? fs::path(run_dir) / "checkpoints" : dir).lexically_normal().string();
 }
 
+std::string RunSpillDir(const std::string& run_dir) {
+  std::error_code ec;
+  auto dir = fs::absolute(fs::path(run_dir) / "spill", ec);
+  return (ec ? fs::path(run_dir) / "spill" : dir).lexically_normal().string();
+}
+
 Status CheckOutputFile(const std::string& path, const std::string& flag) {
   if (path.empty()) return Status::Ok();
   std::error_code ec;

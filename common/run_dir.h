@@ -40,6 +40,8 @@ Result<std::string> ResumeRunDir(const std::string& program, const std::string& 
 
 // Where a run keeps its checkpoints unless checkpoint.dir says otherwise.
 std::string RunCheckpointDir(const std::string& run_dir);
+// Where the servers of a run evict table rows to: <run_dir>/spill (absolute).
+std::string RunSpillDir(const std::string& run_dir);
 
 // Checks, before any work, that a file can be written at `path` (given as
 // `flag`): not a directory, its folder exists and is writable. Ok for "".

@@ -68,6 +68,10 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
       config.checkpoint.dir = RunCheckpointDir(options.run_dir);
     }
   }
+  // Evicted table rows go to the run directory too (without one: each
+  // server's temporary folder).
+  if (config.cluster.memory_budget_mb > 0 && config.cluster.spill_dir.empty() && !options.run_dir.empty())
+    config.cluster.spill_dir = RunSpillDir(options.run_dir);
   // The coordinator reads the training set once: a bad file is reported here,
   // before any worker starts, and the leases need its size.
   PSF_ASSIGN_OR_RETURN(Dataset train, LoadDataset(config, /*train=*/true));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -56,30 +57,164 @@ void EmbeddingTable::InitialWeights(uint64_t row, std::span<float> out) const {
   }
 }
 
-std::size_t EmbeddingTable::SlotOf(uint64_t row) {
-  auto [found, created] = index_.TryEmplace(row, static_cast<uint32_t>(index_.size()));
-  const std::size_t slot = found;
-  if (!created) return slot;
-  if (slot / kRowsPerBlock == blocks_.size())
-    blocks_.push_back(std::make_unique<float[]>(kRowsPerBlock * static_cast<std::size_t>(record_floats_)));
-  float* r = blocks_[slot / kRowsPerBlock].get() + (slot % kRowsPerBlock) * record_floats_;
-  InitialWeights(row, {r, static_cast<std::size_t>(options_.dim)});
-  const float state = options_.optimizer == RowOptimizerKind::kAdaGrad ? static_cast<float>(options_.initial_accumulator) : 0.0f;
-  std::fill(r + options_.dim, r + record_floats_, state);
-  steps_.push_back(0);
-  changed_.push_back(0);
+namespace {
+constexpr uint64_t kFreeSlot = ~uint64_t{0};
+}  // namespace
+
+std::size_t EmbeddingTable::NewSlot(uint64_t row) {
+  std::size_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = steps_.size();
+    if (slot / kRowsPerBlock == blocks_.size())
+      blocks_.push_back(std::make_unique<float[]>(kRowsPerBlock * static_cast<std::size_t>(record_floats_)));
+    steps_.push_back(0);
+    changed_.push_back(0);
+    if (cold_) slot_rows_.push_back(kFreeSlot), referenced_.push_back(0), dirty_.push_back(0);
+  }
+  steps_[slot] = 0;
+  changed_[slot] = 0;
+  if (cold_) slot_rows_[slot] = row, referenced_[slot] = 1, dirty_[slot] = 0;
   return slot;
 }
 
-float* EmbeddingTable::Record(uint64_t row) {
-  const std::size_t slot = SlotOf(row);
-  return blocks_[slot / kRowsPerBlock].get() + (slot % kRowsPerBlock) * record_floats_;
+void EmbeddingTable::InitRecord(uint64_t row, float* r) const {
+  InitialWeights(row, {r, static_cast<std::size_t>(options_.dim)});
+  const float state = options_.optimizer == RowOptimizerKind::kAdaGrad ? static_cast<float>(options_.initial_accumulator) : 0.0f;
+  std::fill(r + options_.dim, r + record_floats_, state);
 }
 
-void EmbeddingTable::Read(std::span<const uint64_t> rows, std::span<float> out) {
+std::size_t EmbeddingTable::SlotOf(uint64_t row) {
+  const uint32_t next = free_slots_.empty() ? static_cast<uint32_t>(steps_.size()) : free_slots_.back();
+  auto [slot, created] = index_.TryEmplace(row, next);
+  if (!created) {
+    if (cold_) referenced_[slot] = 1;
+    return slot;
+  }
+  NewSlot(row);
+  InitRecord(row, RecordAt(slot));
+  ++spill_stats_.created;
+  return slot;
+}
+
+void EmbeddingTable::Spill(ColdRows* cold, uint16_t table, int64_t max_resident) {
+  cold_ = cold;
+  cold_table_ = table;
+  max_resident_ = static_cast<std::size_t>(std::max<int64_t>(max_resident, 1));
+  // Sized once for the budget and an operation's overshoot: it never grows.
+  index_ = RowMap(max_resident_ + max_resident_ / 8 + kOvershootRows);
+  slot_rows_.assign(steps_.size(), kFreeSlot);
+  referenced_.assign(steps_.size(), 0);
+  dirty_.assign(steps_.size(), 0);
+}
+
+int64_t EmbeddingTable::MemoryFor(int64_t record_floats, int64_t rows) {
+  const auto n = static_cast<std::size_t>(rows);
+  // Record; step, changed, CLOCK and dirty bytes, its row and a free-list entry; the index; one block.
+  return static_cast<int64_t>(n * (static_cast<std::size_t>(record_floats) * sizeof(float) + 4 + 3 + 8 + 4) +
+                              RowMap::BytesFor(n + n / 8 + kOvershootRows) +
+                              kRowsPerBlock * static_cast<std::size_t>(record_floats) * sizeof(float));
+}
+
+int64_t EmbeddingTable::RowsWithin(int64_t record_floats, int64_t bytes) {
+  int64_t lo = 0, hi = bytes / (record_floats * static_cast<int64_t>(sizeof(float))) + 1;
+  while (lo < hi) {  // the most rows whose memory fits
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (MemoryFor(record_floats, mid) <= bytes) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+Status EmbeddingTable::Prepare(std::span<const uint64_t> rows) {
+  if (!cold_) return Status::Ok();
+  missing_.clear();
+  for (uint64_t row : rows) {
+    if (const uint32_t* slot = index_.Find(row)) referenced_[*slot] = 1;
+    else missing_.push_back(row);
+  }
+  if (missing_.empty()) return Status::Ok();
+  std::sort(missing_.begin(), missing_.end());
+  missing_.erase(std::unique(missing_.begin(), missing_.end()), missing_.end());
+  const auto f = static_cast<std::size_t>(record_floats_);
+  cold_records_.resize(missing_.size() * f);
+  cold_steps_.resize(missing_.size());
+  if (Status s = cold_->Get(cold_table_, missing_, cold_records_, cold_steps_, &found_); !s.ok())
+    return s.WithContext("table '" + options_.name + "': reading " + std::to_string(missing_.size()) +
+                         " evicted rows back from " + cold_->where());
+  for (std::size_t i = 0; i < missing_.size(); ++i) {
+    const uint32_t next = free_slots_.empty() ? static_cast<uint32_t>(steps_.size()) : free_slots_.back();
+    index_.TryEmplace(missing_[i], next);
+    const std::size_t slot = NewSlot(missing_[i]);
+    if (found_[i]) {
+      std::memcpy(RecordAt(slot), cold_records_.data() + i * f, f * sizeof(float));
+      steps_[slot] = cold_steps_[i];
+      ++spill_stats_.read_back;
+    } else {
+      InitRecord(missing_[i], RecordAt(slot));
+      ++spill_stats_.created;
+    }
+  }
+  return Status::Ok();
+}
+
+void EmbeddingTable::Trim() {
+  if (!cold_ || index_.size() <= max_resident_) return;
+  const std::size_t target = max_resident_ - max_resident_ / 32;
+  const std::size_t need = index_.size() - target;
+  const std::size_t slots = steps_.size();
+  victims_.clear();
+  // CLOCK: a referenced slot gets its bit cleared and a second chance; two
+  // rounds find every victim (the first clears every bit).
+  for (std::size_t seen = 0; victims_.size() < need && seen < 2 * slots; ++seen, hand_ = (hand_ + 1) % slots) {
+    if (slot_rows_[hand_] == kFreeSlot || referenced_[hand_] == 2) continue;
+    if (referenced_[hand_] == 1) {
+      referenced_[hand_] = 0;
+      continue;
+    }
+    referenced_[hand_] = 2;  // chosen
+    victims_.push_back(static_cast<uint32_t>(hand_));
+  }
+  const auto f = static_cast<std::size_t>(record_floats_);
+  missing_.clear();
+  cold_records_.clear();
+  cold_steps_.clear();
+  for (uint32_t slot : victims_) {
+    if (!dirty_[slot]) continue;
+    missing_.push_back(slot_rows_[slot]);
+    const float* r = RecordAt(slot);
+    cold_records_.insert(cold_records_.end(), r, r + f);
+    cold_steps_.push_back(steps_[slot]);
+  }
+  if (!missing_.empty()) {
+    if (Status s = cold_->Put(cold_table_, missing_, cold_records_, cold_steps_); !s.ok()) {
+      ++spill_stats_.write_errors;
+      if (!warned_)
+        std::fprintf(stderr, "table '%s': evicted rows cannot be written to %s (they stay in memory, over the "
+                             "memory budget): %s\n", options_.name.c_str(), cold_->where().c_str(), s.message().c_str());
+      warned_ = true;
+      for (uint32_t slot : victims_) referenced_[slot] = 1;
+      return;
+    }
+  }
+  spill_stats_.written += static_cast<int64_t>(missing_.size());
+  spill_stats_.evicted += static_cast<int64_t>(victims_.size());
+  for (uint32_t slot : victims_) {
+    index_.Erase(slot_rows_[slot]);
+    slot_rows_[slot] = kFreeSlot;
+    referenced_[slot] = 0;
+    free_slots_.push_back(slot);
+  }
+}
+
+Status EmbeddingTable::Read(std::span<const uint64_t> rows, std::span<float> out) {
+  PSF_RETURN_IF_ERROR(Prepare(rows));
   const std::size_t d = static_cast<std::size_t>(options_.dim);
   for (std::size_t i = 0; i < rows.size() && (i + 1) * d <= out.size(); ++i)
-    std::memcpy(out.data() + i * d, Record(rows[i]), d * sizeof(float));
+    std::memcpy(out.data() + i * d, RecordAt(SlotOf(rows[i])), d * sizeof(float));
+  Trim();
+  return Status::Ok();
 }
 
 Status EmbeddingTable::Apply(std::span<const uint64_t> rows, std::span<const float> grad, float grad_scale) {
@@ -91,11 +226,12 @@ Status EmbeddingTable::Apply(std::span<const uint64_t> rows, std::span<const flo
     if (!std::isfinite(grad[k]))
       return InvalidArgument("table '" + options_.name + "': non-finite gradient for row " +
                              std::to_string(rows[k / d]) + "; no row was changed");
+  PSF_RETURN_IF_ERROR(Prepare(rows));
   const float lr = static_cast<float>(options_.learning_rate);
   const float eps = static_cast<float>(options_.epsilon);
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const std::size_t slot = SlotOf(rows[i]);
-    float* w = blocks_[slot / kRowsPerBlock].get() + (slot % kRowsPerBlock) * record_floats_;
+    float* w = RecordAt(slot);
     const float* g = grad.data() + i * d;
     switch (options_.optimizer) {
       case RowOptimizerKind::kSgd:
@@ -132,35 +268,77 @@ Status EmbeddingTable::Apply(std::span<const uint64_t> rows, std::span<const flo
       changed_[slot] = 1;
       changed_rows_.push_back(rows[i]);
     }
+    if (cold_) dirty_[slot] = 1;
+  }
+  Trim();
+  return Status::Ok();
+}
+
+Status EmbeddingTable::Export(std::span<const uint64_t> rows, std::vector<float>* records,
+                              std::vector<uint32_t>* steps) {
+  const auto f = static_cast<std::size_t>(record_floats_);
+  const std::size_t first = steps->size();
+  records->resize(records->size() + rows.size() * f);
+  steps->resize(first + rows.size());
+  float* out = records->data() + first * f;
+  // Evicted rows are read from the store in place: a checkpoint does not
+  // bring the rows it writes back into memory.
+  std::vector<std::size_t> evicted;
+  missing_.clear();
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    const uint32_t* slot = index_.Find(rows[k]);
+    if (slot) {
+      std::memcpy(out + k * f, RecordAt(*slot), f * sizeof(float));
+      (*steps)[first + k] = steps_[*slot];
+    } else if (cold_) {
+      evicted.push_back(k);
+      missing_.push_back(rows[k]);
+    } else {
+      InitRecord(rows[k], out + k * f);
+      (*steps)[first + k] = 0;
+    }
+  }
+  if (missing_.empty()) return Status::Ok();
+  cold_records_.resize(missing_.size() * f);
+  cold_steps_.resize(missing_.size());
+  if (Status s = cold_->Get(cold_table_, missing_, cold_records_, cold_steps_, &found_); !s.ok())
+    return s.WithContext("table '" + options_.name + "': reading evicted rows for a checkpoint from " + cold_->where());
+  for (std::size_t i = 0; i < evicted.size(); ++i) {
+    const std::size_t k = evicted[i];
+    if (found_[i]) {
+      std::memcpy(out + k * f, cold_records_.data() + i * f, f * sizeof(float));
+      (*steps)[first + k] = cold_steps_[i];
+    } else {
+      InitRecord(rows[k], out + k * f);
+      (*steps)[first + k] = 0;
+    }
   }
   return Status::Ok();
 }
 
-void EmbeddingTable::Export(std::span<const uint64_t> rows, std::vector<float>* records, std::vector<uint32_t>* steps) {
-  for (uint64_t row : rows) {
-    const std::size_t slot = SlotOf(row);
-    const float* r = blocks_[slot / kRowsPerBlock].get() + (slot % kRowsPerBlock) * record_floats_;
-    records->insert(records->end(), r, r + record_floats_);
-    steps->push_back(steps_[slot]);
-  }
-}
-
-void EmbeddingTable::Import(std::span<const uint64_t> rows, std::span<const float> records,
-                            std::span<const uint32_t> steps) {
+Status EmbeddingTable::Import(std::span<const uint64_t> rows, std::span<const float> records,
+                              std::span<const uint32_t> steps) {
   const auto f = static_cast<std::size_t>(record_floats_);
+  // With a budget, a chain larger than it goes through memory a part at a time.
+  const std::size_t part = cold_ ? std::max<std::size_t>(max_resident_ / 2, 1) : rows.size() + 1;
   for (std::size_t k = 0; k < rows.size() && (k + 1) * f <= records.size() && k < steps.size(); ++k) {
     const std::size_t slot = SlotOf(rows[k]);
-    std::memcpy(blocks_[slot / kRowsPerBlock].get() + (slot % kRowsPerBlock) * record_floats_, records.data() + k * f,
-                f * sizeof(float));
+    std::memcpy(RecordAt(slot), records.data() + k * f, f * sizeof(float));
     steps_[slot] = steps[k];
+    if (cold_) dirty_[slot] = 1;
+    if ((k + 1) % part == 0) Trim();
   }
+  Trim();
+  return Status::Ok();
 }
 
 std::vector<uint64_t> EmbeddingTable::TakeChanged() {
   std::vector<uint64_t> taken;
   taken.swap(changed_rows_);
-  for (uint64_t row : taken) changed_[*index_.Find(row)] = 0;
+  for (uint64_t row : taken)
+    if (const uint32_t* slot = index_.Find(row)) changed_[*slot] = 0;
   std::sort(taken.begin(), taken.end());
+  taken.erase(std::unique(taken.begin(), taken.end()), taken.end());
   return taken;
 }
 

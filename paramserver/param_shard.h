@@ -60,6 +60,7 @@ class ParamShard {
   // This server's part of the model's sparse tables (none until attached).
   void AttachTables(std::unique_ptr<TableShard> tables) { tables_ = std::move(tables); }
   TableShard* tables() { return tables_.get(); }
+  const TableShard* tables() const { return tables_.get(); }
 
   // Stops waiting for `worker`. True when that completed a step (pulls may be ready).
   bool RemoveWorker(uint32_t worker);

@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +27,28 @@ std::string Join(const std::vector<uint32_t>& v) {
 }
 
 }  // namespace
+
+std::string ParamServer::SpillDir(const JobConfig& config, int64_t index) {
+  // Without a folder of its own (and a run directory, which the
+  // coordinator turns into one): a folder of this process's own.
+  if (config.cluster.spill_dir.empty())
+    return (std::filesystem::temp_directory_path() / ("psforge-spill-" + std::to_string(::getpid())) /
+            ("server-" + std::to_string(index))).string();
+  return config.cluster.spill_dir + "/server-" + std::to_string(index);
+}
+
+void ParamServer::RemoveDeadSpills(const std::string& dir) {
+  // rows-<pid>-<n>: the stores of servers that were killed before they
+  // could remove them (a store is its process's alone).
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("rows-", 0) != 0) continue;
+    const long pid = std::strtol(name.c_str() + 5, nullptr, 10);
+    if (pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+      std::filesystem::remove_all(entry.path(), ec);
+  }
+}
 
 std::string ServerStats::ToJson() const {
   nlohmann::json j = {{"pushes_applied", pushes_applied}, {"updates", updates},
@@ -48,7 +74,10 @@ Result<std::unique_ptr<ParamShard>> ParamServer::NewShard(const JobConfig& confi
                                                           int64_t index, KeyRange range) {
   PSF_ASSIGN_OR_RETURN(auto shard, ParamShard::Create(spec, range, config.optimizer, config.cluster));
   if (!spec.tables().empty()) {
-    PSF_ASSIGN_OR_RETURN(auto tables, TableShard::Create(spec.tables(), index, config.cluster.servers));
+    TableMemory memory;
+    memory.budget_bytes = config.cluster.memory_budget_mb << 20;
+    memory.spill_dir = SpillDir(config, index);
+    PSF_ASSIGN_OR_RETURN(auto tables, TableShard::Create(spec.tables(), index, config.cluster.servers, memory));
     shard->AttachTables(std::move(tables));
   }
   return shard;
@@ -72,6 +101,7 @@ Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config
     return InvalidArgument("server index " + std::to_string(index) + " outside [0, " +
                            std::to_string(config.cluster.servers) + ") (cluster.servers)");
   KeyRange range = PartitionKeys(spec.num_params(), config.cluster.servers, index);
+  if (!spec.tables().empty() && config.cluster.memory_budget_mb > 0) RemoveDeadSpills(SpillDir(config, index));
   PSF_ASSIGN_OR_RETURN(auto shard, NewShard(config, spec, index, range));
   std::unique_ptr<ParamServer> server(
       new ParamServer(config, spec, index, std::shared_ptr<ParamShard>(std::move(shard)), std::move(socket)));
@@ -100,6 +130,18 @@ std::string ParamServer::StatsJson() const {
     j["checkpoint_failures"] = checkpoints_->failures();
     j["checkpoint_durable_step"] = checkpoints_->durable();
     j["checkpoint_write_ms_max"] = checkpoints_->write_ms_max();
+  }
+  if (const TableShard* tables = shard_->tables()) {
+    const SpillStats s = tables->spill_stats();
+    j["table_rows_resident"] = tables->resident_rows();
+    j["table_rows_created"] = s.created;
+    if (config_.cluster.memory_budget_mb > 0) {
+      j["table_rows_evicted"] = s.evicted;
+      j["table_rows_written"] = s.written;
+      j["table_rows_read_back"] = s.read_back;
+      j["spill_write_errors"] = s.write_errors;
+      j["spill_disk_bytes"] = tables->spill_disk_bytes();
+    }
   }
   return j.dump();
 }

@@ -125,6 +125,9 @@ class ParamServer {
                  std::span<const SparseSection> rows = {});
   static Result<std::unique_ptr<ParamShard>> NewShard(const JobConfig& config, const ModelSpec& spec, int64_t index,
                                                       KeyRange range);
+  // Server `index`'s folder for its tables' evicted rows (cluster.spill_dir).
+  static std::string SpillDir(const JobConfig& config, int64_t index);
+  static void RemoveDeadSpills(const std::string& dir);
   void Reply(const std::string& peer, const WireHeader& h, OutFrame payload = {});
   void Reply(const std::string& peer, const WireHeader& h, std::span<const OutFrame> payloads);
   void ReplyError(const std::string& peer, const WireHeader& request, const std::string& reason,

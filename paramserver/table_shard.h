@@ -13,21 +13,43 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/config.h"
 #include "common/row_map.h"
 #include "common/sparse_payload.h"
+#include "paramserver/cold_rows.h"
 #include "paramserver/embedding_table.h"
 #include "paramserver/param_store.h"
 
 namespace psforge {
 
+// A server's memory budget for its tables' rows (cluster.memory_budget_mb).
+struct TableMemory {
+  int64_t budget_bytes = 0;  // 0: every row in memory
+  std::string spill_dir;     // where the evicted rows go (a fresh store under it)
+};
+
 class TableShard {
  public:
-  // The part of `tables` held by server `index` of `servers`.
+  // A table gets room for at least this many rows in memory.
+  static constexpr int64_t kMinResidentRows = 4096;
+
+  // The part of `tables` held by server `index` of `servers`. With a
+  // budget, each table gets the part of it in proportion to its declared
+  // rows x record size (InvalidArgument, naming the budget it needs, when
+  // a table's part holds fewer than kMinResidentRows rows), and the
+  // evicted rows go to a RocksColdRows store under memory.spill_dir,
+  // removed with the shard (its cold rows are no one else's).
   static Result<std::unique_ptr<TableShard>> Create(const std::vector<TableOptions>& tables, int64_t index,
-                                                    int64_t servers);
+                                                    int64_t servers, const TableMemory& memory = {});
+
+  // The memory budget's counters, summed over the tables; rows in memory;
+  // the spill store's bytes on disk.
+  SpillStats spill_stats() const;
+  int64_t resident_rows() const;
+  int64_t spill_disk_bytes() const;
 
   std::size_t tables() const { return tables_.size(); }
   const EmbeddingTable& table(std::size_t t) const { return *tables_[t]; }
@@ -75,6 +97,7 @@ class TableShard {
   Status CheckRows(std::size_t t, std::span<const uint64_t> rows) const;
 
   const int64_t index_, servers_;
+  std::unique_ptr<RocksColdRows> cold_;  // before tables_: they use it until they are gone
   std::vector<std::unique_ptr<EmbeddingTable>> tables_;
   std::vector<int64_t> dims_;
   std::vector<uint64_t> rows_;

@@ -94,6 +94,9 @@ Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress
   if (sparse && given.checkpoint.enabled())
     progress.Line("checkpoints off: ps-train holds the sparse tables in this process and checkpoints dense models "
                   "only (ps-launch's servers checkpoint the tables)");
+  if (sparse && config.cluster.memory_budget_mb > 0)
+    progress.Line("cluster.memory_budget_mb is the servers' (ps-launch): ps-train holds every row of its tables in "
+                  "memory");
   std::unique_ptr<LocalCheckpoints> checkpoints;
   int64_t first_step = 0;
   std::vector<EvaluationRecord> earlier;

@@ -53,7 +53,7 @@ Status LocalParameterClient::PullRows(int64_t version, std::span<const SparseRow
                               std::to_string(version_));
   for (const SparseRows& r : rows) {
     PSF_ASSIGN_OR_RETURN(EmbeddingTable * table, TableOf(r));
-    table->Read(r.rows, r.values);
+    PSF_RETURN_IF_ERROR(table->Read(r.rows, r.values));
   }
   return Status::Ok();
 }

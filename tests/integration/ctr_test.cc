@@ -206,5 +206,63 @@ TEST_F(Ctr, AServerKilledMidRunLosesNoCommittedStepAndEndsAsUndisturbed) {
   EXPECT_EQ(summary["test_logloss"].get<double>(), reference["test_logloss"].get<double>());
 }
 
+// The same job with a memory budget that holds about half of each
+// server's rows (a click log of 5,000 values per field: ~65k rows a
+// server, a 4 MiB budget holds ~38k): rows are evicted to RocksDB and read
+// back all along, a server is killed and restored from the incremental
+// checkpoints into its budget, and the job ends with the weights, AUC and
+// log loss of the same job with every row in memory.
+TEST_F(Ctr, AMemoryBudgetEvictsRowsAndEndsAsTheJobWithEveryRowInMemory) {
+  CtrDataOptions o;
+  o.train_rows = 120000;
+  o.test_rows = 5000;
+  o.ids_per_field = 5000;
+  ASSERT_TRUE(WriteCtrData(o, dir_->File("wide")).ok());
+  std::string yaml = testing::ReadFile(Config());
+  yaml.replace(yaml.find("log/train.tsv"), 13, "wide/train.tsv");
+  yaml.replace(yaml.find("log/test.tsv"), 12, "wide/test.tsv");
+  std::ofstream(dir_->File("wide.yaml")) << yaml;
+  auto start = [&](const std::string& name, std::vector<std::string> more) {
+    std::vector<std::string> sets{"training.max_steps=300", "training.epochs=1", "cluster.workers=2",
+                                  "checkpoint.interval_steps=100", "checkpoint.dir=" + dir_->File(name + "-ck"),
+                                  "cluster.peer_timeout_s=2", "cluster.heartbeat_interval_s=0.2"};
+    sets.insert(sets.end(), more.begin(), more.end());
+    fault::Job job{testing::StartCluster(dir_->File("wide.yaml"), 2, sets, {"--summary", dir_->File(name + ".json")}),
+                   {}, sets, name};
+    for (int w = 0; w < 2; ++w) job.workers.push_back(fault::StartJobWorker(job, *dir_, w));
+    return job;
+  };
+  fault::Job in_memory = start("in-memory", {});
+  const std::vector<float> expected = fault::Finish(in_memory, *dir_);
+  const auto reference = fault::Summary(*dir_, "in-memory");
+
+  const std::string spill = dir_->File("spill");
+  fault::Job job = start("budget", {"cluster.memory_budget_mb=4", "cluster.spill_dir=" + spill});
+  const int64_t committed = fault::WaitForCommit(job, "[12]00");
+  fault::KillAndRestartServer(job, 0);
+  EXPECT_GE(fault::WaitForResume(job), committed) << "a committed step was lost";
+  const std::vector<float> weights = fault::Finish(job, *dir_);
+  EXPECT_EQ(fault::Differing(weights, expected), 0u) << "relative difference " << fault::RelativeDifference(weights, expected);
+  auto summary = fault::Summary(*dir_, "budget");
+  EXPECT_EQ(summary["restarts"], 1);
+  EXPECT_TRUE(summary["audit"]["exactly_once"].get<bool>()) << summary["audit"].dump(2);
+  EXPECT_EQ(summary["test_auc"].get<double>(), reference["test_auc"].get<double>());
+  EXPECT_EQ(summary["test_logloss"].get<double>(), reference["test_logloss"].get<double>());
+  // The servers did evict and read back (their stats at exit), and left
+  // no store behind (the killed one's is removed by its successor).
+  for (auto& s : job.cluster.servers) {
+    const std::string err = s.process->Stderr();
+    const auto at = err.find("stats {");
+    ASSERT_NE(at, std::string::npos) << err;
+    auto stats = nlohmann::json::parse(err.substr(at + 6, err.find('\n', at) - at - 6));
+    std::printf("server stats: %s\n", stats.dump().c_str());
+    EXPECT_GT(stats["table_rows_evicted"].get<int64_t>(), 10000) << stats.dump();
+    EXPECT_GT(stats["table_rows_read_back"].get<int64_t>(), 1000) << stats.dump();
+    EXPECT_LE(stats["table_rows_resident"].get<int64_t>(), 45000) << stats.dump();
+  }
+  for (const auto& server : std::filesystem::directory_iterator(spill))
+    EXPECT_TRUE(std::filesystem::is_empty(server.path())) << server.path() << " still holds a store";
+}
+
 }  // namespace
 }  // namespace psforge
