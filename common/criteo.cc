@@ -90,16 +90,28 @@ CriteoReader::~CriteoReader() {
   if (file_) std::fclose(file_);
 }
 
+Status CriteoReader::Seek(int64_t offset, int64_t line) {
+  if (fseeko(file_, static_cast<off_t>(offset), SEEK_SET) != 0)
+    return DataLoss(path_ + ": cannot seek to byte " + std::to_string(offset) + ": " + std::strerror(errno));
+  std::clearerr(file_);
+  offset_ = offset;
+  line_ = line;
+  return Status::Ok();
+}
+
 Result<bool> CriteoReader::Next(CtrRecord* out) {
   while (true) {
     // One line, up to kMaxLineBytes (a NUL byte is content, not an end).
     std::size_t n = 0;
     bool too_long = false;
     int ch;
+    int64_t read = 0;
     while ((ch = getc_unlocked(file_)) != EOF && ch != '\n') {
+      ++read;
       if (n < kMaxLineBytes) line_buffer_[n++] = static_cast<char>(ch);
       else too_long = true;
     }
+    offset_ += read + (ch == '\n' ? 1 : 0);
     if (ch == EOF && std::ferror(file_))
       return DataLoss("reading " + path_ + " after line " + std::to_string(line_) + ": " + std::strerror(errno));
     if (ch == EOF && n == 0 && !too_long) return false;

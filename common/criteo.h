@@ -58,6 +58,10 @@ class CriteoReader {
 
   // Lines read so far (the last one returned is line_number()).
   int64_t line_number() const { return line_; }
+  // The byte offset of the next line.
+  int64_t offset() const { return offset_; }
+  // Goes to byte `offset`, the start of the line after line `line`.
+  Status Seek(int64_t offset, int64_t line);
   int64_t malformed_lines() const { return malformed_; }
   const std::string& path() const { return path_; }
 
@@ -70,6 +74,7 @@ class CriteoReader {
   bool skip_malformed_;
   std::string line_buffer_;
   int64_t line_ = 0;
+  int64_t offset_ = 0;
   int64_t malformed_ = 0;
 };
 

@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
 
 #include "common/ctr_metrics.h"
+#include "common/dataset.h"
+#include "common/record_blocks.h"
 
 namespace psforge {
 namespace {
@@ -110,6 +113,72 @@ TEST(Criteo, ANulByteIsContentNotTheEndOfTheLine) {
   auto first = (*reader)->Next(&r);
   ASSERT_FALSE(first.ok());
   EXPECT_NE(first.status().message().find("line 1: integer feature I1"), std::string::npos) << first.status().message();
+  std::filesystem::remove(path);
+}
+
+// A log of `n` records whose record i has label i % 2 and I1 = i, with a
+// malformed line after every 97th.
+std::string NumberedLog(int n) {
+  std::string text;
+  for (int i = 0; i < n; ++i) {
+    std::string line = Line(i % 2);
+    line.replace(2, 2, std::to_string(i));  // I1 was "-1"
+    text += line + "\n";
+    if (i % 97 == 0) text += "not a record\n";
+  }
+  return text;
+}
+
+TEST(Criteo, AStreamedLogHoldsOnlyItsIndexAndReadsBackEveryRecordAsReadCriteo) {
+  const std::string path = WriteFile("streamed.tsv", NumberedLog(3000));
+  int64_t skipped_read = 0, skipped_index = 0;
+  auto whole = ReadCriteo(path, true, &skipped_read);
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  auto streamed = IndexCriteo(path, true, &skipped_index);
+  ASSERT_TRUE(streamed.ok()) << streamed.status().ToString();
+  ASSERT_EQ(streamed->rows, 3000);
+  EXPECT_EQ(skipped_index, skipped_read);
+  EXPECT_EQ(skipped_index, 31);
+  EXPECT_TRUE(streamed->x.empty() && streamed->keys.empty() && streamed->targets.empty());
+  ASSERT_TRUE(streamed->stream);
+  EXPECT_EQ(streamed->stream->offsets.size(), (3000 + kStreamBlock - 1) / kStreamBlock);
+
+  auto blocks = RecordBlocks::Open(*streamed, 3);
+  ASSERT_TRUE(blocks.ok()) << blocks.status().ToString();
+  // Records in an order that jumps between blocks, more blocks than are held.
+  for (int64_t k = 0; k < 3000; ++k) {
+    const int64_t i = (k * 1237) % 3000;
+    auto b = (*blocks)->BlockOf(i);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    const int64_t j = i - (*b)->first;
+    ASSERT_EQ((*b)->targets[j], whole->targets[i]) << i;
+    ASSERT_EQ(std::memcmp(&(*b)->x[j * kCriteoDense], &whole->x[i * kCriteoDense], kCriteoDense * sizeof(float)), 0) << i;
+    ASSERT_EQ(std::memcmp(&(*b)->keys[j * kCriteoCategorical], &whole->keys[i * kCriteoCategorical],
+                          kCriteoCategorical * sizeof(uint64_t)), 0) << i;
+  }
+  EXPECT_EQ(whole->x[100 * kCriteoDense], std::log1p(100.0f));
+  EXPECT_GT((*blocks)->blocks_read(), 12);
+  std::filesystem::remove(path);
+}
+
+TEST(Criteo, AStreamedLogChangedAfterItWasIndexedIsADataLossNamingIt) {
+  const std::string path = WriteFile("changed.tsv", NumberedLog(1000));
+  auto streamed = IndexCriteo(path, false);
+  ASSERT_FALSE(streamed.ok()) << "malformed lines must be an error without skip_malformed";
+  EXPECT_NE(streamed.status().message().find(path + " line 2"), std::string::npos) << streamed.status().message();
+  streamed = IndexCriteo(path, true);
+  ASSERT_TRUE(streamed.ok());
+  // Shorter than it was.
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 2);
+  auto blocks = RecordBlocks::Open(*streamed, 4);
+  ASSERT_TRUE(blocks.ok());
+  auto last = (*blocks)->BlockOf(999);
+  ASSERT_FALSE(last.ok());
+  EXPECT_EQ(last.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(last.status().message().find(path), std::string::npos) << last.status().message();
+  EXPECT_NE(last.status().message().find("shorter"), std::string::npos) << last.status().message();
+  EXPECT_TRUE((*blocks)->BlockOf(10).ok()) << "the part still there reads";
+  EXPECT_FALSE((*blocks)->BlockOf(1000).ok());
   std::filesystem::remove(path);
 }
 

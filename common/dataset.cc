@@ -200,6 +200,16 @@ Result<Dataset> ReadCsv(const std::string& path, int64_t label_column, bool head
   return d;
 }
 
+void DecodeCtrRecord(const CtrRecord& r, float* x, float* target, uint64_t* keys) {
+  *target = r.label;
+  for (int i = 0; i < kCriteoDense; ++i) {
+    const double v = static_cast<double>(r.dense[i]);
+    x[i] = static_cast<float>(v < 0 ? -std::log1p(-v) : std::log1p(v));  // missing: 0
+  }
+  for (int f = 0; f < kCriteoCategorical; ++f)
+    keys[f] = (r.categorical_missing >> f) & 1 ? kNoFeature : FeatureKey(f, r.categorical[f]);
+}
+
 Result<Dataset> ReadCriteo(const std::string& path, bool skip_malformed, int64_t* skipped) {
   PSF_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(path, skip_malformed));
   Dataset d;
@@ -209,17 +219,37 @@ Result<Dataset> ReadCriteo(const std::string& path, bool skip_malformed, int64_t
   while (true) {
     PSF_ASSIGN_OR_RETURN(bool more, reader->Next(&r));
     if (!more) break;
-    d.targets.push_back(r.label);
-    for (int64_t v : r.dense) {
-      const double x = static_cast<double>(v);
-      d.x.push_back(static_cast<float>(x < 0 ? -std::log1p(-x) : std::log1p(x)));  // missing: 0
-    }
-    for (int f = 0; f < kCriteoCategorical; ++f)
-      d.keys.push_back((r.categorical_missing >> f) & 1 ? kNoFeature : FeatureKey(f, r.categorical[f]));
+    d.targets.resize(d.targets.size() + 1);
+    d.x.resize(d.x.size() + kCriteoDense);
+    d.keys.resize(d.keys.size() + kCriteoCategorical);
+    DecodeCtrRecord(r, d.x.data() + d.x.size() - kCriteoDense, &d.targets.back(),
+                    d.keys.data() + d.keys.size() - kCriteoCategorical);
     ++d.rows;
   }
   if (skipped) *skipped = reader->malformed_lines();
   if (d.rows == 0) return InvalidArgument(path + ": no records");
+  return d;
+}
+
+Result<Dataset> IndexCriteo(const std::string& path, bool skip_malformed, int64_t* skipped) {
+  PSF_ASSIGN_OR_RETURN(auto reader, CriteoReader::Open(path, skip_malformed));
+  auto index = std::make_shared<RecordIndex>();
+  index->path = path;
+  index->skip_malformed = skip_malformed;
+  Dataset d;
+  d.features = kCriteoDense;
+  d.categorical = kCriteoCategorical;
+  CtrRecord r;
+  while (true) {
+    const int64_t offset = reader->offset(), line = reader->line_number();
+    PSF_ASSIGN_OR_RETURN(bool more, reader->Next(&r));
+    if (!more) break;
+    if (d.rows % kStreamBlock == 0) index->offsets.push_back(offset), index->lines.push_back(line);
+    ++d.rows;
+  }
+  if (skipped) *skipped = reader->malformed_lines();
+  if (d.rows == 0) return InvalidArgument(path + ": no records");
+  d.stream = std::move(index);
   return d;
 }
 
@@ -247,7 +277,7 @@ Result<Dataset> LoadDataset(const JobConfig& config, bool train) {
     PSF_ASSIGN_OR_RETURN(TrainTestData d, LoadTrainTest(config));
     return train ? std::move(d.train) : std::move(d.test);
   }
-  if (o.format == DataFormat::kCriteo) return ReadCriteo(train ? o.train_tsv : o.test_tsv, o.skip_malformed);
+  if (o.format == DataFormat::kCriteo) return IndexCriteo(train ? o.train_tsv : o.test_tsv, o.skip_malformed);
   Result<Dataset> d = o.format == DataFormat::kIdx
       ? ReadIdx(train ? o.train_images : o.test_images, train ? o.train_labels : o.test_labels,
                 o.pixel_scale)
@@ -315,8 +345,8 @@ Result<TrainTestData> LoadTrainTest(const JobConfig& config) {
   if (config.data.format == DataFormat::kCriteo) {
     TrainTestData d;
     int64_t skipped_train = 0, skipped_test = 0;
-    PSF_ASSIGN_OR_RETURN(d.train, ReadCriteo(config.data.train_tsv, config.data.skip_malformed, &skipped_train));
-    PSF_ASSIGN_OR_RETURN(d.test, ReadCriteo(config.data.test_tsv, config.data.skip_malformed, &skipped_test));
+    PSF_ASSIGN_OR_RETURN(d.train, IndexCriteo(config.data.train_tsv, config.data.skip_malformed, &skipped_train));
+    PSF_ASSIGN_OR_RETURN(d.test, IndexCriteo(config.data.test_tsv, config.data.skip_malformed, &skipped_test));
     if (skipped_train + skipped_test > 0)
       d.report = "skipped malformed lines (data.skip_malformed): " + std::to_string(skipped_train) + " in " +
                  config.data.train_tsv + ", " + std::to_string(skipped_test) + " in " + config.data.test_tsv;

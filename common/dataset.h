@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -16,6 +17,18 @@
 #include "common/config.h"
 
 namespace psforge {
+
+// A click log read on demand: where each kStreamBlock-th record starts in
+// its file (built by reading and checking the whole file once), so that a
+// block of records can be read again by one seek. Its size is the file's
+// divided by ~50,000; the records themselves stay in the file.
+inline constexpr int64_t kStreamBlock = 256;
+struct RecordIndex {
+  std::string path;
+  bool skip_malformed = false;
+  std::vector<int64_t> offsets;  // byte offset of record b * kStreamBlock (or of a malformed line before it)
+  std::vector<int64_t> lines;    // the lines before that offset
+};
 
 struct Dataset {
   int64_t rows = 0;
@@ -29,6 +42,10 @@ struct Dataset {
   // dense features are in x.
   int64_t categorical = 0;
   std::vector<uint64_t> keys;
+  // Click logs are not held: x, targets and keys are empty, and the
+  // records are read from the file where the index says
+  // (common/record_blocks.h).
+  std::shared_ptr<const RecordIndex> stream;
 
   std::span<const float> Row(int64_t i) const {
     return {x.data() + i * features, static_cast<std::size_t>(features)};
@@ -71,6 +88,13 @@ struct DataShape {
 // line is an error naming the file and line, or (skip_malformed) skipped
 // and counted in `*skipped`.
 Result<Dataset> ReadCriteo(const std::string& path, bool skip_malformed, int64_t* skipped = nullptr);
+// The same file as a streamed Dataset: every line read and checked (the
+// same errors), only the index kept.
+Result<Dataset> IndexCriteo(const std::string& path, bool skip_malformed, int64_t* skipped = nullptr);
+// One record as ReadCriteo decodes it: kCriteoDense features into `x`,
+// the label into `*target`, kCriteoCategorical keys into `keys`.
+struct CtrRecord;
+void DecodeCtrRecord(const CtrRecord& r, float* x, float* target, uint64_t* keys);
 Result<DataShape> ReadDataShape(const JobConfig& config);
 
 // Loads the training (train=true) or test set named by the config and checks

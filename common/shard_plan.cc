@@ -41,16 +41,21 @@ int64_t ShardCount(int64_t records, int64_t shard_size, int64_t workers) {
 }
 }  // namespace
 
-ShardPlan::ShardPlan(int64_t records, int64_t shard_size, uint64_t seed, bool shuffle, int64_t workers)
+ShardPlan ShardPlan::ForJob(const JobConfig& config, int64_t records, int64_t workers) {
+  return ShardPlan(records, config.data.shard_size, config.training.seed, config.training.shuffle, workers,
+                   /*contiguous=*/config.data.format == DataFormat::kCriteo);
+}
+
+ShardPlan::ShardPlan(int64_t records, int64_t shard_size, uint64_t seed, bool shuffle, int64_t workers,
+                     bool contiguous)
     : records_(records),
       shards_(ShardCount(records, std::max<int64_t>(1, shard_size), std::max<int64_t>(1, workers))),
       base_(records / shards_),
       extra_(records % shards_),
       seed_(seed),
       shuffle_(shuffle),
-      permutation_(records) {
-  if (shuffle_) SeededPermutation(Mix(seed_, 0), &permutation_);
-  else std::iota(permutation_.begin(), permutation_.end(), int64_t{0});
+      permutation_(shuffle && !contiguous ? records : 0) {
+  if (!permutation_.empty()) SeededPermutation(Mix(seed_, 0), &permutation_);
 }
 
 KeyRange ShardPlan::Positions(int64_t shard) const {
@@ -70,7 +75,7 @@ void ShardPlan::Records(int64_t epoch, int64_t shard, std::vector<int64_t>* out)
   out->resize(p.size());
   if (shuffle_) {
     SeededPermutation(Mix(Mix(seed_, (static_cast<uint64_t>(epoch) << 1) | 1), shard), out);
-    for (auto& i : *out) i = permutation_[p.begin + i];
+    for (auto& i : *out) i = permutation_.empty() ? p.begin + i : permutation_[p.begin + i];
   } else {
     std::iota(out->begin(), out->end(), p.begin);
   }

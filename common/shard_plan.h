@@ -9,13 +9,20 @@
 // (seed, epoch, shard). The coordinator leases shards from this plan and the
 // worker holding a lease derives its records from it, so every process agrees
 // without shipping record lists; ps-train walks the same plan alone. With
-// shuffle off, both orders are the identity. Immutable after construction;
+// shuffle off, both orders are the identity.
+//
+// Contiguous plans (click logs, read from their files on demand: block
+// shuffling) skip the permutation: a shard is a run of consecutive records
+// of the file, so a worker reads its shard in one sequential read; the
+// shards of an epoch and the records of a shard are still shuffled, and
+// the plan holds no list of records. Immutable after construction;
 // thread-safe for reading.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "common/config.h"
 #include "common/model_spec.h"
 
 namespace psforge {
@@ -26,7 +33,10 @@ void SeededPermutation(uint64_t seed, std::vector<int64_t>* order);
 
 class ShardPlan {
  public:
-  ShardPlan(int64_t records, int64_t shard_size, uint64_t seed, bool shuffle, int64_t workers = 1);
+  ShardPlan(int64_t records, int64_t shard_size, uint64_t seed, bool shuffle, int64_t workers = 1,
+            bool contiguous = false);
+  // The plan of a job's training set of `records` (contiguous for data read on demand).
+  static ShardPlan ForJob(const JobConfig& config, int64_t records, int64_t workers = 1);
 
   int64_t records() const { return records_; }
   int64_t shards() const { return shards_; }

@@ -27,6 +27,33 @@ TEST(ShardPlan, EveryRecordOnceAnEpoch) {
   }
 }
 
+// Block shuffling for data read from its file: a shard is a run of
+// consecutive records, visited in a shuffled order, every record once an
+// epoch; the shard order and the order inside a shard still change by epoch.
+TEST(ShardPlan, AContiguousPlanCutsRunsOfTheFileAndShufflesInsideThem) {
+  ShardPlan plan(1003, 100, 7, true, 1, /*contiguous=*/true);
+  std::vector<int64_t> records, first_epoch;
+  for (int64_t epoch = 1; epoch <= 2; ++epoch) {
+    std::vector<int> seen(1003, 0);
+    for (int64_t shard : plan.EpochOrder(epoch)) {
+      plan.Records(epoch, shard, &records);
+      const KeyRange p = plan.Positions(shard);
+      std::vector<int64_t> sorted = records;
+      std::sort(sorted.begin(), sorted.end());
+      ASSERT_EQ(sorted.front(), p.begin);
+      ASSERT_EQ(sorted.back(), p.end - 1) << "shard " << shard << " is not a run of the file";
+      EXPECT_FALSE(std::is_sorted(records.begin(), records.end())) << "shard " << shard << " is not shuffled";
+      for (int64_t r : records) ++seen[r];
+      if (shard == 3 && epoch == 1) first_epoch = records;
+      if (shard == 3 && epoch == 2) {
+        EXPECT_NE(records, first_epoch);
+      }
+    }
+    for (int s : seen) ASSERT_EQ(s, 1);
+  }
+  EXPECT_NE(plan.EpochOrder(1), plan.EpochOrder(2));
+}
+
 TEST(ShardPlan, OrdersDependOnSeedAndEpochOnly) {
   ShardPlan a(5000, 64, 3, true), b(5000, 64, 3, true), c(5000, 64, 4, true);
   EXPECT_EQ(a.EpochOrder(2), b.EpochOrder(2));

@@ -43,7 +43,7 @@ Coordinator::Coordinator(const JobConfig& config, int64_t records, int64_t param
       params_(params),
       socket_(std::move(socket)),
       options_(options),
-      plan_(records, config.data.shard_size, config.training.seed, config.training.shuffle, config.cluster.workers),
+      plan_(ShardPlan::ForJob(config, records, config.cluster.workers)),
       leases_(&plan_, config.cluster.workers, config.training.epochs,
               /*lockstep=*/config.cluster.consistency == Consistency::kBsp),
       members_(config.cluster.servers, config.cluster.workers),
@@ -88,8 +88,9 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
                            "set has " + std::to_string(train.rows));
   if (options.members_on_this_host) {
     // ps-launch runs every member here: each worker holds the data sets
-    // (about 1.2 times the training set as float32, with the test set)
-    // and the model; refuse a cluster this machine cannot hold.
+    // (about 1.2 times the training set as float32, with the test set;
+    // click logs stay in their files) and the model; refuse a cluster this
+    // machine cannot hold.
     const double data_bytes = 1.2 * (static_cast<double>(train.x.size() + train.targets.size()) * sizeof(float) +
                                              static_cast<double>(train.keys.size()) * sizeof(uint64_t));
     const double need = static_cast<double>(workers) * (data_bytes + 64e6) +

@@ -112,7 +112,7 @@ Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress
                                          config.checkpoint.dir + "; starting from the beginning");
     }
   }
-  ShardPlan plan(p.data.train.rows, config.data.shard_size, config.training.seed, config.training.shuffle);
+  const ShardPlan plan = ShardPlan::ForJob(config, p.data.train.rows);
   LocalShardSource local_source(&plan, config.training.epochs, config.training.max_steps, first_step,
                                 config.training.batch_size);
   BatchSource* source = &local_source;

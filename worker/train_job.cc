@@ -102,8 +102,7 @@ Result<WorkerRun> RunClusterWorker(const WorkerOptions& options, std::FILE* prog
       // The step to start at: the job's, or the servers' when this worker
       // takes the place of one that died while the others train on.
       PSF_ASSIGN_OR_RETURN(const int64_t first_step, client->Admit());
-      ShardPlan plan(p->data.train.rows, config->data.shard_size, config->training.seed,
-                     config->training.shuffle, config->cluster.workers);
+      const ShardPlan plan = ShardPlan::ForJob(*config, p->data.train.rows, config->cluster.workers);
       LeaseSource source(&plan, *config, channel.get(), std::move(heartbeat), first_step);
       AnnounceJob(progress, *config, *p,
                " as worker " + std::to_string(job.id) + " of " + std::to_string(workers) + " with " +

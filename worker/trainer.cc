@@ -1,5 +1,7 @@
 #include "worker/trainer.h"
 
+#include "common/record_blocks.h"
+
 #include "common/clock.h"
 #include "common/ctr_metrics.h"
 #include "common/parallel.h"
@@ -43,7 +45,34 @@ Trainer::Trainer(const JobConfig& config, Model* model, ParameterClient* client,
   }
 }
 
-void Trainer::Gather(const Dataset& data, const int64_t* rows, int64_t n) {
+Trainer::~Trainer() = default;
+
+Status Trainer::GatherStreamed(const Dataset& data, const int64_t* rows, int64_t n) {
+  RecordBlocks* blocks = nullptr;
+  for (auto& b : streams_)
+    if (b->index() == data.stream.get()) blocks = b.get();
+  if (!blocks) {
+    // A shard's records in any order, and the next shard's first ones,
+    // without reading a block twice.
+    const auto held = static_cast<std::size_t>(2 * ((config_.data.shard_size + kStreamBlock - 1) / kStreamBlock) + 4);
+    PSF_ASSIGN_OR_RETURN(auto opened, RecordBlocks::Open(data, std::max<std::size_t>(held, 16)));
+    blocks = opened.get();
+    streams_.push_back(std::move(opened));
+  }
+  const int64_t stride = model_->spec().inputs();
+  for (int64_t i = 0; i < n; ++i) {
+    PSF_ASSIGN_OR_RETURN(const RecordBlocks::Block* b, blocks->BlockOf(rows[i]));
+    const int64_t k = rows[i] - b->first;
+    std::memcpy(batch_x_.data() + i * stride, b->x.data() + k * kCriteoDense, kCriteoDense * sizeof(float));
+    batch_t_[static_cast<std::size_t>(i)] = b->targets[static_cast<std::size_t>(k)];
+    std::memcpy(batch_keys_.data() + i * kCriteoCategorical, b->keys.data() + k * kCriteoCategorical,
+                kCriteoCategorical * sizeof(uint64_t));
+  }
+  return Status::Ok();
+}
+
+Status Trainer::Gather(const Dataset& data, const int64_t* rows, int64_t n) {
+  if (data.stream) return GatherStreamed(data, rows, n);
   // A ctr model's input has room for the embeddings after the dense features.
   const int64_t stride = model_->spec().inputs();
   const std::size_t row_bytes = static_cast<std::size_t>(data.features) * sizeof(float);
@@ -56,6 +85,7 @@ void Trainer::Gather(const Dataset& data, const int64_t* rows, int64_t n) {
     if (key_bytes > 0)
       std::memcpy(batch_keys_.data() + i * data.categorical, data.keys.data() + rows[i] * data.categorical, key_bytes);
   }
+  return Status::Ok();
 }
 
 Status Trainer::PullEmbeddings(int64_t version, int64_t n) {
@@ -74,7 +104,7 @@ Result<double> Trainer::Evaluate(const Dataset& data, int64_t version, double* l
   for (int64_t start = 0; start < data.rows; start += b) {
     int64_t n = std::min(b, data.rows - start);
     std::iota(rows.begin(), rows.begin() + n, start);
-    Gather(data, rows.data(), n);
+    PSF_RETURN_IF_ERROR(Gather(data, rows.data(), n));
     if (!sparse_) {
       sum += model_->EvaluateBatch(batch_x_.data(), batch_t_.data(), n);
       continue;
@@ -104,7 +134,8 @@ void Trainer::EstimateStatistics(const Dataset& train) {
   for (int64_t k = 0; k < kStatisticsBatches && k * b < train.rows; ++k) {
     const int64_t start = k * b, n = std::min(b, train.rows - start);
     std::iota(rows.begin(), rows.begin() + n, start);
-    Gather(train, rows.data(), n);
+    // (Streamed click logs feed no model with batch statistics.)
+    if (!Gather(train, rows.data(), n).ok()) break;
     model_->AccumulateStatistics(batch_x_.data(), n);
   }
   model_->EndStatistics();
@@ -178,7 +209,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     float loss = 0;
     std::span<const SparseRows> row_gradients;
     if (n > 0) {
-      Gather(train, rows_.data(), n);
+      PSF_RETURN_IF_ERROR(Gather(train, rows_.data(), n));
       if (sparse_) PSF_RETURN_IF_ERROR(PullEmbeddings(step, n));
       loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step);
       if (!std::isfinite(loss))

@@ -25,6 +25,10 @@
 #include "worker/sparse_batch.h"
 
 namespace psforge {
+class RecordBlocks;
+}
+
+namespace psforge {
 
 struct EpochResult {
   int64_t epoch = 0;
@@ -52,6 +56,7 @@ struct TrainResult {
 class Trainer {
  public:
   Trainer(const JobConfig& config, Model* model, ParameterClient* client, ProgressPrinter* progress);
+  ~Trainer();
 
   // Trains on the batches `source` plans, evaluating when it says so, then
   // runs the final evaluation (unless another process does).
@@ -68,7 +73,10 @@ class Trainer {
   static constexpr int64_t kStatisticsBatches = 50;
 
  private:
-  void Gather(const Dataset& data, const int64_t* rows, int64_t n);
+  // Copies records `rows` of `data` into the batch; an error only when a
+  // streamed file cannot be read as it was indexed.
+  Status Gather(const Dataset& data, const int64_t* rows, int64_t n);
+  Status GatherStreamed(const Dataset& data, const int64_t* rows, int64_t n);
   // ctr: plans the gathered batch's rows, pulls them at `version` and pools
   // them into its input.
   Status PullEmbeddings(int64_t version, int64_t n);
@@ -83,6 +91,7 @@ class Trainer {
   std::vector<float> batch_x_, batch_t_;
   std::vector<uint64_t> batch_keys_;    // ctr: the batch's categorical feature keys
   std::unique_ptr<SparseBatch> sparse_;  // ctr: the batch's rows of the sparse tables
+  std::vector<std::unique_ptr<RecordBlocks>> streams_;  // streamed data sets' blocks, by index
   std::vector<float> scores_, labels_;  // ctr: a test set's predictions, for its AUC
   std::vector<int64_t> rows_;
   const Dataset* train_ = nullptr;  // during Run

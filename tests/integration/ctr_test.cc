@@ -98,7 +98,7 @@ OneProcess TrainOneProcess(const JobConfig& config, const TrainTestData& data) {
   std::FILE* quiet = std::fopen("/dev/null", "w");
   ProgressPrinter progress(quiet, 1e9);
   Trainer trainer(config, model->get(), client.get(), &progress);
-  ShardPlan plan(data.train.rows, config.data.shard_size, config.training.seed, config.training.shuffle);
+  const ShardPlan plan = ShardPlan::ForJob(config, data.train.rows);
   LocalShardSource source(&plan, config.training.epochs, config.training.max_steps);
   auto result = trainer.Run(data.train, data.test, &source);
   std::fclose(quiet);
