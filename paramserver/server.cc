@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -131,6 +132,8 @@ std::string ParamServer::StatsJson() const {
     j["checkpoint_durable_step"] = checkpoints_->durable();
     j["checkpoint_write_ms_max"] = checkpoints_->write_ms_max();
   }
+  rusage usage{};
+  if (::getrusage(RUSAGE_SELF, &usage) == 0) j["peak_rss_mb"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
   if (const TableShard* tables = shard_->tables()) {
     const SpillStats s = tables->spill_stats();
     j["table_rows_resident"] = tables->resident_rows();
@@ -158,7 +161,6 @@ void ParamServer::MaybeCheckpoint(bool at_end) {
   const bool due = at_end ? !shard_->step_in_progress()
                           : every > 0 ? v % every == 0 : coordinator_ && v == coordinator_->checkpoint_at();
   if (v <= last_checkpoint_step_ || !due) return;
-  last_checkpoint_step_ = v;
   if (at_end) {
     if (Status drained = checkpoints_->Drain(); !drained.ok()) {
       std::fprintf(stderr, "ps-server %lld: no checkpoint at the end of the job (step %lld): %s\n",
@@ -168,11 +170,17 @@ void ParamServer::MaybeCheckpoint(bool at_end) {
   }
   ServerCheckpoint* c = checkpoints_->Begin();
   if (!c) {
-    ++stats_.checkpoints_skipped;
-    std::fprintf(stderr, "ps-server: checkpoint at step %lld skipped: the previous one is still being written\n",
-                 static_cast<long long>(v));
+    // Tried again on the next pass while the weights are still at step v
+    // (the job's end drains the writer first, so its checkpoint is not lost).
+    if (skipped_step_ != v) {
+      skipped_step_ = v;
+      ++stats_.checkpoints_skipped;
+      std::fprintf(stderr, "ps-server: checkpoint at step %lld waits: the previous one is still being written\n",
+                   static_cast<long long>(v));
+    }
     return;
   }
+  last_checkpoint_step_ = v;
   const auto start = Clock::now();
   c->id = v;
   // BSP: before any push of step v is taken in; the tables' rows changed

@@ -155,6 +155,7 @@ class ParamServer {
   std::vector<DataPosition> positions_;  // per worker
   std::unique_ptr<CheckpointWriter> checkpoints_;  // null: checkpoints off
   int64_t last_checkpoint_step_ = 0;
+  int64_t skipped_step_ = -1;  // the step whose checkpoint last found the writer busy
   // A restart's load: the step to load, since when (it waits for a write in
   // progress, at most checkpoint.write_timeout_s).
   void ContinueLoading();
