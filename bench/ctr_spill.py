@@ -4,7 +4,7 @@ rows take several times the servers' total cluster.memory_budget_mb, through
 ps-launch (2 servers, 2 workers, BSP, checkpoints off), against the same job
 with every row in memory, runs interleaved, min/median/max of N.
 
-Data: `ps-ctr-data data/ctr_big` with (nearly) every categorical value
+Data: `ps-ctr-data data/ctr_big_<rows>` with (nearly) every categorical value
 distinct (1e9 values a field, Zipf 0.5), so that each impression creates
 about 26 new rows of a dim-64 AdaGrad table (65 floats a row). Reports
 samples/s (the workers' own, summed), rows created, rows on disk, the
@@ -28,7 +28,6 @@ import bench_env  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build/bin")
-DATA = os.path.join(ROOT, "data/ctr_big")
 
 CONFIG = """model:
   kind: ctr
@@ -88,6 +87,8 @@ def main():
     ap.add_argument("--train-rows", type=int, default=1300000)
     ap.add_argument("--budget-mb", type=int, default=1024, help="per server")
     args = ap.parse_args()
+    global DATA
+    DATA = os.path.join(ROOT, f"data/ctr_big_{args.train_rows}")
     if not os.path.exists(os.path.join(DATA, "planted.json")):
         subprocess.run([f"{BIN}/ps-ctr-data", DATA, "--train-rows", str(args.train_rows), "--test-rows", "50000",
                         "--ids-per-field", "1000000000", "--zipf", "0.5"], check=True)
@@ -111,7 +112,7 @@ def main():
         "",
         f"Command: `bench/ctr_spill.py --runs {args.runs} --train-rows {args.train_rows} --budget-mb "
         f"{args.budget_mb}`. CPU: {bench_env.cpu()}.",
-        f"Data: `ps-ctr-data data/ctr_big --train-rows {args.train_rows} --test-rows 50000 --ids-per-field "
+        f"Data: `ps-ctr-data data/ctr_big_{args.train_rows} --train-rows {args.train_rows} --test-rows 50000 --ids-per-field "
         "1000000000 --zipf 0.5` (nearly every categorical value distinct). Model: one table of 2^36 rows, dim 64, "
         "AdaGrad (a record of 65 floats + its update count, "
         f"{row_bytes} bytes), MLP 1677-256-128-1, batch 512, one epoch; ps-launch, 2 servers, 2 workers, BSP, "

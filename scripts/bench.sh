@@ -29,3 +29,6 @@ build/bin/ps-launch --config configs/fashion_mnist_cnn.yaml --run-dir "$(mktemp 
 # Sparse tables: the CTR model against PyTorch's EmbeddingBag, and sparse push/pull.
 /usr/bin/python3 bench/ctr_throughput.py --runs 3
 build/bin/sparse_pushpull_bench --seconds 2 --runs 3 | tee bench/results/sparse_pushpull.md
+# Tables bigger than the servers' memory, and incremental vs full table checkpoints.
+/usr/bin/python3 bench/ctr_spill.py --runs 3 --train-rows 1400000 --budget-mb 1024
+build/bin/table_checkpoint_bench --rows 4000000 --steps 100 --runs 3 | tee bench/results/table_checkpoint.md
