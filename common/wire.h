@@ -35,9 +35,12 @@ enum class PeerRole { kWorker, kServer, kCoordinator };
 enum class ControlKind { kShutdown, kStats, kRemoveWorker, kAdmitWorker, kShareMemory };
 enum class LeaseStatus { kGranted, kWait, kFinished };
 // A header holds at most this many entries in one list (done leases, removed
-// workers, positions); a server's heartbeat audits at most kMaxAuditEntries epochs.
+// workers, positions); a server's heartbeat audits at most kMaxAuditEntries
+// epochs: all of a job of up to that many, else its kLatestAudited latest and
+// a page of the older ones (the next page each heartbeat).
 inline constexpr std::size_t kMaxListEntries = 256;
-inline constexpr std::size_t kMaxAuditEntries = 8;
+inline constexpr std::size_t kMaxAuditEntries = 64;
+inline constexpr std::size_t kLatestAudited = 16;
 
 const char* MessageKindName(MessageKind k);
 

@@ -231,7 +231,7 @@ Status ParamServer::TalkToCoordinator() {
   const auto interval = durable != reported_durable_ ? Clock::duration::zero()
                                                      : Seconds(config_.cluster.heartbeat_interval_s);
   reported_durable_ = durable;
-  PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(Progress(), interval, Seconds(lost_after_s_)));
+  PSF_RETURN_IF_ERROR(coordinator_->Heartbeat(Progress(static_cast<std::size_t>(coordinator_->heartbeats_answered())), interval, Seconds(lost_after_s_)));
   // Each entry once: a worker removed, then replaced (AdmitWorker), stays in.
   const auto& removed = coordinator_->removed();
   for (; removals_seen_ < removed.size(); ++removals_seen_) RemoveWorker(removed[removals_seen_]);
@@ -246,8 +246,16 @@ Status ParamServer::TalkToCoordinator() {
                      drained.message().c_str());
     }
     // The final audit: every push of the job has been applied by now.
-    Status s = coordinator_->Farewell(Progress(), Seconds(std::min(2.0, config_.cluster.peer_timeout_s)));
-    if (!s.ok()) std::fprintf(stderr, "ps-server: final report not taken: %s\n", s.message().c_str());
+    // (A job of more epochs than a heartbeat audits sends the older ones in
+    // pages, the last with the latest epochs.)
+    const std::size_t pages = AuditPages();
+    for (std::size_t page = 0; page < pages; ++page) {
+      Status s = coordinator_->Farewell(Progress(page), Seconds(std::min(2.0, config_.cluster.peer_timeout_s)));
+      if (!s.ok()) {
+        std::fprintf(stderr, "ps-server: final report not taken: %s\n", s.message().c_str());
+        break;
+      }
+    }
   }
   return Status::Ok();
 }
@@ -313,13 +321,34 @@ void ParamServer::ContinueLoading() {
   std::fprintf(stderr, "ps-server %lld: generation %u: loaded %s\n", (long long)index_, generation_, what.c_str());
 }
 
-MemberProgress ParamServer::Progress() const {
+std::size_t ParamServer::AuditPages() const {
+  if (audit_.size() <= kMaxAuditEntries) return 1;
+  constexpr std::size_t kOlder = kMaxAuditEntries - kLatestAudited;
+  return (audit_.size() - kLatestAudited + kOlder - 1) / kOlder;
+}
+
+MemberProgress ParamServer::Progress(std::size_t page) const {
   MemberProgress p;
   p.step = shard_->version();
   p.samples = records_applied_;  // the server's load, for the dashboard
   p.restored = restored_;
   if (checkpoints_) p.checkpoint = checkpoints_->durable();
-  for (const auto& [epoch, audit] : audit_) p.audit.push_back(audit);
+  if (audit_.size() <= kMaxAuditEntries) {
+    for (const auto& [epoch, audit] : audit_) p.audit.push_back(audit);
+  } else {
+    // The latest epochs every time (the one in progress changes), and a page
+    // of the older ones, the next each time: a coordinator that has started
+    // afresh (or a server restored from a checkpoint) learns every epoch.
+    constexpr std::size_t kOlder = kMaxAuditEntries - kLatestAudited;
+    const std::size_t older = audit_.size() - kLatestAudited;
+    const std::size_t from = page % AuditPages() * kOlder;
+    auto it = audit_.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(from));
+    for (std::size_t k = from; k < std::min(older, from + kOlder); ++k, ++it) p.audit.push_back(it->second);
+    it = audit_.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(older));
+    for (; it != audit_.end(); ++it) p.audit.push_back(it->second);
+  }
   if (coordinator_ && coordinator_->collecting() && !restored_positions_.empty()) {
     // A page a heartbeat (the next one each time an answer comes back),
     // round and round until the coordinator has them all.
@@ -346,7 +375,6 @@ void ParamServer::Account(uint32_t sender, const msg::Push& push) {
   a.records += push.samples;
   a.id_sum += mark.id_sum;
   a.id_square_sum += mark.id_square_sum;
-  while (audit_.size() > kMaxAuditEntries) audit_.erase(audit_.begin());
 }
 
 void ParamServer::RemoveWorker(uint32_t worker) {

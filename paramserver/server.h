@@ -84,6 +84,12 @@ class ParamServer {
   // Serves until `stop` becomes true or a shutdown control message arrives.
   Status Serve(const std::atomic<bool>& stop);
 
+  // What a heartbeat reports (from the serving loop, or once it has
+  // stopped); `page` picks the older epochs' page when the job has more
+  // epochs than one heartbeat audits (AuditPages of them).
+  MemberProgress Progress(std::size_t page) const;
+  std::size_t AuditPages() const;
+
  private:
   struct ParkedPull {
     std::string peer;
@@ -112,7 +118,6 @@ class ParamServer {
   void AnswerReadyPulls();
   void ExpireParkedPulls();
   Status TalkToCoordinator();
-  MemberProgress Progress() const;
   // Exactly-once accounting of an applied push: the records per epoch, and
   // the data position it leaves its worker at.
   void Account(uint32_t sender, const msg::Push& push);
@@ -150,7 +155,7 @@ class ParamServer {
   std::unique_ptr<CoordinatorChannel> coordinator_;
   double lost_after_s_ = 0;
   std::chrono::steady_clock::time_point next_coordinator_check_{};
-  std::map<int64_t, EpochAudit> audit_;  // the latest kMaxAuditEntries epochs
+  std::map<int64_t, EpochAudit> audit_;  // every epoch's (32 bytes each)
   int64_t records_applied_ = 0;          // pushed records taken in since the process started
   std::vector<DataPosition> positions_;  // per worker
   std::unique_ptr<CheckpointWriter> checkpoints_;  // null: checkpoints off

@@ -49,9 +49,10 @@ struct Served {
     loop = std::thread([this] { (void)server->Serve(stop); });
     client = std::move(transport->Connect(server->endpoint())).value();
   }
-  ~Served() {
+  ~Served() { Stop(); }
+  void Stop() {
     stop = true;
-    loop.join();
+    if (loop.joinable()) loop.join();
   }
 
   // Sends `body` with `payload` (if any); the reply's header and payload frames.
@@ -125,6 +126,36 @@ TEST(ParamServer, ServesSparseRowsThroughPushesAndPulls) {
   ASSERT_TRUE(dup.As<msg::PushAck>());
   EXPECT_TRUE(dup.As<msg::PushAck>()->duplicate);
   EXPECT_EQ(s.PullRows(1, rows), after);
+}
+
+// A job of more epochs than a heartbeat audits: every heartbeat has the
+// latest epochs, and the pages of the older ones together hold every epoch
+// (a coordinator that starts afresh learns the whole job's audit).
+TEST(ParamServer, HeartbeatsAuditEveryEpochOfALongJobInPages) {
+  Served s(Consistency::kBsp);
+  constexpr int64_t kEpochs = 150;
+  for (int64_t step = 0; step < kEpochs; ++step) {
+    auto [push, frame] = Push(step, {5}, {1, 1});
+    push.mark = {0, 0, step + 1, static_cast<uint64_t>(step), static_cast<uint64_t>(step * step)};
+    auto [ack, none] = s.Call(push, &frame);
+    ASSERT_TRUE(ack.As<msg::PushAck>()) << step;
+  }
+  s.Stop();
+  const std::size_t pages = s.server->AuditPages();
+  EXPECT_GT(pages, 1u);
+  std::map<int64_t, EpochAudit> seen;
+  for (std::size_t page = 0; page < pages + 1; ++page) {
+    const MemberProgress p = s.server->Progress(page);
+    ASSERT_LE(p.audit.size(), kMaxAuditEntries);
+    ASSERT_GE(p.audit.size(), kLatestAudited);
+    EXPECT_EQ(p.audit.back().epoch, kEpochs) << "the latest epoch is in every page";
+    for (const EpochAudit& a : p.audit) seen[a.epoch] = a;
+  }
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(kEpochs));
+  for (const auto& [epoch, a] : seen) {
+    EXPECT_EQ(a.records, 8) << epoch;
+    EXPECT_EQ(a.id_sum, static_cast<uint64_t>(epoch - 1)) << epoch;
+  }
 }
 
 TEST(ParamServer, RefusesSparsePartsThatDisagreeWithTheHeaderAndAppliesNothing) {

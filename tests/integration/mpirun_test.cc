@@ -100,8 +100,9 @@ TEST(Mpirun, AKilledJobResumesWithoutPaths) {
   std::string committed;
   {
     const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
-    auto first = StartReadmeMpirun(endpoint, dir.path(), {});
-    // The first by time (10 s in), not the end-of-job one.
+    // Checkpoints every 3 s (the default 10 s is about the whole job on a
+    // fast machine): the first by time, not the end-of-job one.
+    auto first = StartReadmeMpirun(endpoint, dir.path(), {"--set", "checkpoint.interval_s=3"});
     auto step = first->WaitForLine(std::regex("checkpoint at step (\\d+) committed: every server"), 180s);
     ASSERT_TRUE(step.has_value()) << first->Stdout() << first->Stderr();
     committed = *step;
@@ -120,7 +121,7 @@ TEST(Mpirun, AKilledJobResumesWithoutPaths) {
   EXPECT_FALSE(std::filesystem::exists(run + "/summary.json"));
 
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
-  auto resumed_process = StartReadmeMpirun(endpoint, dir.path(), {"--resume"});
+  auto resumed_process = StartReadmeMpirun(endpoint, dir.path(), {"--resume", "--set", "checkpoint.interval_s=3"});
   testing::ChildProcess& resumed = *resumed_process;
   auto loaded = resumed.WaitForLine(std::regex("every server has loaded the checkpoint at step (\\d+)"), 180s);
   ASSERT_TRUE(loaded.has_value()) << resumed.Stdout() << resumed.Stderr();
