@@ -208,11 +208,25 @@ void EmbeddingTable::Trim() {
   }
 }
 
+void EmbeddingTable::ResolveSlots(std::span<const uint64_t> rows) {
+  slots_.resize(rows.size());
+  for (std::size_t i = 0; i < std::min(rows.size(), kPrefetchAhead); ++i) index_.Prefetch(rows[i]);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (i + kPrefetchAhead < rows.size()) index_.Prefetch(rows[i + kPrefetchAhead]);
+    slots_[i] = static_cast<uint32_t>(SlotOf(rows[i]));
+  }
+}
+
 Status EmbeddingTable::Read(std::span<const uint64_t> rows, std::span<float> out) {
   PSF_RETURN_IF_ERROR(Prepare(rows));
   const std::size_t d = static_cast<std::size_t>(options_.dim);
-  for (std::size_t i = 0; i < rows.size() && (i + 1) * d <= out.size(); ++i)
-    std::memcpy(out.data() + i * d, RecordAt(SlotOf(rows[i])), d * sizeof(float));
+  const std::size_t n = std::min(rows.size(), out.size() / std::max<std::size_t>(d, 1));
+  ResolveSlots(rows.first(n));
+  for (std::size_t i = 0; i < std::min(n, kPrefetchAhead); ++i) PrefetchRecord(slots_[i]);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) PrefetchRecord(slots_[i + kPrefetchAhead]);
+    std::memcpy(out.data() + i * d, RecordAt(slots_[i]), d * sizeof(float));
+  }
   Trim();
   return Status::Ok();
 }
@@ -229,8 +243,14 @@ Status EmbeddingTable::Apply(std::span<const uint64_t> rows, std::span<const flo
   PSF_RETURN_IF_ERROR(Prepare(rows));
   const float lr = static_cast<float>(options_.learning_rate);
   const float eps = static_cast<float>(options_.epsilon);
+  ResolveSlots(rows);
+  for (std::size_t i = 0; i < std::min(rows.size(), kPrefetchAhead); ++i) PrefetchRecord(slots_[i]);
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    const std::size_t slot = SlotOf(rows[i]);
+    if (i + kPrefetchAhead < rows.size()) {
+      PrefetchRecord(slots_[i + kPrefetchAhead]);
+      __builtin_prefetch(&changed_[slots_[i + kPrefetchAhead]], 1);
+    }
+    const std::size_t slot = slots_[i];
     float* w = RecordAt(slot);
     const float* g = grad.data() + i * d;
     switch (options_.optimizer) {

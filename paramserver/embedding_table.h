@@ -125,6 +125,16 @@ class EmbeddingTable {
   }
   // The slot of `row`, created (from its initialiser) if absent.
   std::size_t SlotOf(uint64_t row);
+  // slots_[i] = SlotOf(rows[i]), each lookup's entry prefetched ahead of it
+  // (a batch's rows are scattered over a table much larger than the cache).
+  void ResolveSlots(std::span<const uint64_t> rows);
+  // Starts loading slot's record.
+  void PrefetchRecord(std::size_t slot) {
+    const float* r = RecordAt(slot);
+    __builtin_prefetch(r, 1);
+    __builtin_prefetch(r + record_floats_ - 1, 1);
+  }
+  static constexpr std::size_t kPrefetchAhead = 16;
   void InitRecord(uint64_t row, float* record) const;
   // A new slot for `row` (a free one, or a new one), its bookkeeping reset.
   std::size_t NewSlot(uint64_t row);
@@ -156,7 +166,8 @@ class EmbeddingTable {
   std::size_t hand_ = 0;
   SpillStats spill_stats_;
   bool warned_ = false;
-  // Scratch of Prepare, Trim and Export, reused.
+  // Scratch of Read, Apply, Prepare, Trim and Export, reused.
+  std::vector<uint32_t> slots_;
   std::vector<uint64_t> missing_;
   std::vector<float> cold_records_;
   std::vector<uint32_t> cold_steps_;

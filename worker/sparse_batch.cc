@@ -8,6 +8,11 @@
 #include "common/row_ids.h"
 
 namespace psforge {
+namespace {
+// Bits of a row's place in a batch packed below its id (64 - 40).
+constexpr int kPlaceBits = 24;
+static_assert(kMaxTableRows <= uint64_t{1} << (64 - kPlaceBits));
+}  // namespace
 
 SparseBatch::SparseBatch(const ModelSpec& spec, int64_t max_batch)
     : spec_(spec), fields_(spec.categorical()), inputs_(spec.inputs()), tables_(spec.tables().size()) {
@@ -43,14 +48,25 @@ void SparseBatch::Plan(const uint64_t* keys, int64_t n) {
   // place renumbered to its row's rank.
   for (Table& table : tables_) {
     const std::size_t u = table.rows.size();
-    order_.resize(u);
-    std::iota(order_.begin(), order_.end(), 0u);
-    std::sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) { return table.rows[a] < table.rows[b]; });
     table.rank.resize(u);
     sorted_.resize(u);
-    for (std::size_t k = 0; k < u; ++k) {
-      table.rank[order_[k]] = static_cast<uint32_t>(k);
-      sorted_[k] = table.rows[order_[k]];
+    if (u < (std::size_t{1} << kPlaceBits)) {
+      // Rows are below 2^40 (kMaxTableRows): each row and its place in one
+      // 64-bit word, sorted as plain integers (no comparisons through indices).
+      for (std::size_t k = 0; k < u; ++k) sorted_[k] = table.rows[k] << kPlaceBits | k;
+      std::sort(sorted_.begin(), sorted_.end());
+      for (std::size_t k = 0; k < u; ++k) {
+        table.rank[sorted_[k] & ((uint64_t{1} << kPlaceBits) - 1)] = static_cast<uint32_t>(k);
+        sorted_[k] >>= kPlaceBits;
+      }
+    } else {
+      order_.resize(u);
+      std::iota(order_.begin(), order_.end(), 0u);
+      std::sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) { return table.rows[a] < table.rows[b]; });
+      for (std::size_t k = 0; k < u; ++k) {
+        table.rank[order_[k]] = static_cast<uint32_t>(k);
+        sorted_[k] = table.rows[order_[k]];
+      }
     }
     table.rows.swap(sorted_);
   }
