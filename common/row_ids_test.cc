@@ -1,7 +1,10 @@
 #include "common/row_ids.h"
 
+#include "common/radix_sort.h"
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 namespace psforge {
@@ -76,6 +79,24 @@ TEST(RowIds, FeaturesSpreadOverTheTableAndRowsOverTheServers) {
   for (int n : per_server) EXPECT_NEAR(n, 10000, 400);
   EXPECT_NE(RowOfFeature(7, 1, rows), RowOfFeature(7, 2, rows)) << "the seed picks another mapping";
   EXPECT_EQ(RowOfFeature(7, 1, rows), RowOfFeature(7, 1, rows));
+}
+
+// RadixSort against std::sort: random keys of several widths, keys whose
+// bytes are all alike in some positions (the skipped passes), and duplicates.
+TEST(RadixSort, SortsAsStdSortDoes) {
+  std::mt19937_64 rng(7);
+  for (int bits : {1, 8, 13, 24, 48, 64}) {
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{5}, std::size_t{9000}}) {
+      std::vector<uint64_t> keys(n);
+      for (auto& k : keys) k = bits == 64 ? rng() : rng() & ((uint64_t{1} << bits) - 1);
+      if (n > 2) keys[1] = keys[0];
+      for (std::size_t i = 0; bits == 48 && i < n; ++i) keys[i] = (keys[i] & ~uint64_t{0xFF00}) | 0x4200;
+      std::vector<uint64_t> expected = keys, scratch;
+      std::sort(expected.begin(), expected.end());
+      RadixSort(&keys, &scratch, bits);
+      EXPECT_EQ(keys, expected) << bits << " bits, " << n << " keys";
+    }
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "common/criteo.h"
+#include "common/radix_sort.h"
 #include "common/row_ids.h"
 
 namespace psforge {
@@ -18,7 +19,11 @@ SparseBatch::SparseBatch(const ModelSpec& spec, int64_t max_batch)
     : spec_(spec), fields_(spec.categorical()), inputs_(spec.inputs()), tables_(spec.tables().size()) {
   const auto slots = static_cast<std::size_t>(max_batch * fields_);
   place_.resize(slots);
-  for (Table& t : tables_) t.rows.reserve(slots);
+  for (std::size_t t = 0; t < tables_.size(); ++t) {
+    tables_[t].rows.reserve(slots);
+    while (tables_[t].row_bits < 64 && (uint64_t{1} << tables_[t].row_bits) < static_cast<uint64_t>(spec.tables()[t].rows))
+      ++tables_[t].row_bits;
+  }
   weight_rows_.resize(tables_.size());
   grad_rows_.resize(tables_.size());
 }
@@ -54,7 +59,7 @@ void SparseBatch::Plan(const uint64_t* keys, int64_t n) {
       // Rows are below 2^40 (kMaxTableRows): each row and its place in one
       // 64-bit word, sorted as plain integers (no comparisons through indices).
       for (std::size_t k = 0; k < u; ++k) sorted_[k] = table.rows[k] << kPlaceBits | k;
-      std::sort(sorted_.begin(), sorted_.end());
+      RadixSort(&sorted_, &radix_scratch_, kPlaceBits + table.row_bits);
       for (std::size_t k = 0; k < u; ++k) {
         table.rank[sorted_[k] & ((uint64_t{1} << kPlaceBits) - 1)] = static_cast<uint32_t>(k);
         sorted_[k] >>= kPlaceBits;

@@ -44,6 +44,7 @@ class SparseBatch {
     std::vector<float> weights, grads;
     RowMap seen;                 // row -> its number in order of first appearance
     std::vector<uint32_t> rank;  // by that number: the row's place in the sorted rows
+    int row_bits = 0;            // rows < 2^row_bits
   };
   const ModelSpec& spec_;
   const int64_t fields_, inputs_;
@@ -51,7 +52,7 @@ class SparseBatch {
   std::vector<Table> tables_;
   std::vector<int32_t> place_;    // [n, fields]: its row's index in its table's rows; -1: missing
   std::vector<uint32_t> order_;   // Plan's scratch
-  std::vector<uint64_t> sorted_;
+  std::vector<uint64_t> sorted_, radix_scratch_;
   std::vector<SparseRows> weight_rows_, grad_rows_;
 };
 
