@@ -110,6 +110,24 @@ Status PsClient::Resend(Server& s) {
   return Status::Ok();
 }
 
+std::shared_ptr<std::vector<std::byte>> PsClient::TakeFrame() {
+  std::unique_ptr<std::vector<std::byte>> frame;
+  {
+    MutexLock lock(frame_pool_->mu);
+    if (!frame_pool_->free.empty()) {
+      frame = std::move(frame_pool_->free.back());
+      frame_pool_->free.pop_back();
+    }
+  }
+  if (!frame) frame = std::make_unique<std::vector<std::byte>>();
+  frame->clear();
+  return {frame.release(), [pool = frame_pool_](std::vector<std::byte>* f) {
+            std::unique_ptr<std::vector<std::byte>> back(f);
+            MutexLock lock(pool->mu);
+            if (pool->free.size() < 8) pool->free.push_back(std::move(back));  // else freed here
+          }};
+}
+
 Status PsClient::AssignRows(std::span<const SparseRows> rows) {
   const uint64_t servers = servers_.size();
   row_server_.clear();
@@ -178,7 +196,7 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     // copied into the frame unless it goes into the slot).
     std::shared_ptr<std::vector<std::byte>> frame;
     if (!rows.empty()) {
-      frame = std::make_shared<std::vector<std::byte>>();
+      frame = TakeFrame();
       if (!s.region) {
         auto slice = std::as_bytes(gradient.subspan(s.range.begin, s.range.size()));
         frame->assign(slice.begin(), slice.end());
@@ -427,7 +445,7 @@ Status PsClient::PullRows(int64_t version, std::span<const SparseRows> rows) {
   std::vector<uint64_t> requests(servers, 0);
   for (uint32_t v = 0; v < servers; ++v) {
     Server& s = servers_[v];
-    auto frame = std::make_shared<std::vector<std::byte>>();
+    auto frame = TakeFrame();
     msg::Pull pull;
     pull.version = version;
     pull.key_begin = pull.key_end = s.range.begin;  // rows only
@@ -445,7 +463,7 @@ Status PsClient::PullRows(int64_t version, std::span<const SparseRows> rows) {
     dims[r.table] = r.dim;
   }
   const std::vector<uint64_t> table_rows(dims.size(), 0);
-  std::vector<std::byte> frame;
+  std::vector<std::byte>& frame = row_reply_;
   for (uint32_t v = 0; v < servers; ++v) {
     if (requests[v] == 0) continue;
     Server& s = servers_[v];

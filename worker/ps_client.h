@@ -197,6 +197,19 @@ class PsClient final : public ParameterClient {
   std::vector<uint32_t> row_server_;
   std::vector<uint64_t> block_ids_;
   std::vector<float> block_values_;
+  std::vector<std::byte> row_reply_;  // a reply's rows, as received
+  // Frames of sparse pushes and pulls (ids and gradients: a batch's rows
+  // are ~0.5 MB): a frame the transport and the resend list have let go
+  // of comes back here, so steps reuse the same few buffers (no allocation
+  // and no page faults a step). Shared with the frames' owners, which the
+  // transport may release after this client is gone.
+  struct FramePool {
+    Mutex mu;
+    std::vector<std::unique_ptr<std::vector<std::byte>>> free PSF_GUARDED_BY(mu);
+  };
+  std::shared_ptr<FramePool> frame_pool_ = std::make_shared<FramePool>();
+  // An empty frame (its capacity kept) owned by a shared_ptr that gives it back to the pool.
+  std::shared_ptr<std::vector<std::byte>> TakeFrame();
   // Payloads the transport still holds, per send slot (slot 0 is the
   // caller's gradient in the in-place mode); released from its I/O thread.
   Mutex in_flight_mu_;
