@@ -76,7 +76,8 @@ Result<std::unique_ptr<ParamShard>> ParamShard::Create(const ModelSpec& spec, Ke
 Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samples,
                                      int64_t begin, int64_t end,
                                      std::span<const std::byte> payload,
-                                     std::span<const SparseSection> sparse) {
+                                     std::span<const SparseSection> sparse, bool defer_tables) {
+  if (tables_behind_) CatchUpTables();  // (a caller that forgot: never two steps behind)
   if (worker >= static_cast<uint64_t>(workers_))
     return InvalidArgument("push from worker " + std::to_string(worker) + " but the job has " +
                            std::to_string(workers_) + " workers");
@@ -126,16 +127,25 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
   }
 
   const std::span<const float> gradient(grad, range_.size());
+  auto apply_rows_now = [&] {
+    if (samples <= 0 || sparse.empty()) return;
+    if (defer_tables) {
+      tables_behind_ = true;
+      deferred_rows_ = sparse;
+    } else {
+      tables_->ApplyNow(sparse);
+    }
+  };
   if (consistency_ != Consistency::kBsp) {
     if (samples > 0) optimizer_->Apply(weights_, gradient);
-    if (samples > 0 && !sparse.empty()) tables_->ApplyNow(sparse);
+    apply_rows_now();
     ++clock_[worker];
     UpdateSspVersion();
     return PushOutcome::kApplied;
   }
   if (pushed_count_ == 0 && active_count_ == 1) {  // nothing to average: update from the payload
     if (samples > 0) optimizer_->Apply(weights_, gradient);
-    if (samples > 0 && !sparse.empty()) tables_->ApplyNow(sparse);
+    apply_rows_now();
     ++version_;
     return PushOutcome::kApplied;
   }
@@ -147,8 +157,16 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
   ++pushed_count_;
   step_samples_ += samples;
   if (!StepComplete()) return PushOutcome::kAccumulated;
-  ApplyAccumulated();
+  ApplyAccumulated(defer_tables);
   return PushOutcome::kApplied;
+}
+
+void ParamShard::CatchUpTables() {
+  if (!tables_behind_) return;
+  tables_behind_ = false;
+  if (!deferred_rows_.empty()) tables_->ApplyNow(deferred_rows_);
+  else tables_->ApplyAccumulated(deferred_scale_);
+  deferred_rows_ = {};
 }
 
 bool ParamShard::StepComplete() const {
@@ -157,12 +175,20 @@ bool ParamShard::StepComplete() const {
   return pushed_count_ > 0;
 }
 
-void ParamShard::ApplyAccumulated() {
+void ParamShard::ApplyAccumulated(bool defer_tables) {
+  if (tables_behind_) CatchUpTables();
   // The mean over the step's records: the optimizer scales the sum as it reads it.
   if (step_samples_ > 0)
     optimizer_->Apply(weights_, sum_, 1.0f / static_cast<float>(step_samples_));
   // The rows' sums are cleared for the next step either way.
-  if (tables_) tables_->ApplyAccumulated(step_samples_ > 0 ? 1.0f / static_cast<float>(step_samples_) : 0.0f);
+  const float scale = step_samples_ > 0 ? 1.0f / static_cast<float>(step_samples_) : 0.0f;
+  if (tables_ && defer_tables) {
+    tables_behind_ = true;
+    deferred_rows_ = {};
+    deferred_scale_ = scale;
+  } else if (tables_) {
+    tables_->ApplyAccumulated(scale);
+  }
   std::fill(pushed_.begin(), pushed_.end(), false);
   pushed_count_ = 0;
   step_samples_ = 0;
@@ -178,6 +204,7 @@ void ParamShard::UpdateSspVersion() {
 }
 
 bool ParamShard::RemoveWorker(uint32_t worker) {
+  CatchUpTables();
   if (worker >= active_.size() || !active_[worker]) return false;
   active_[worker] = false;
   --active_count_;
@@ -222,7 +249,8 @@ Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, 
   return Status::Ok();
 }
 
-bool ParamShard::Ready(int64_t wanted) const {
+bool ParamShard::Ready(int64_t wanted, bool with_rows) const {
+  if (with_rows && tables_behind_) return false;  // until CatchUpTables
   switch (consistency_) {
     case Consistency::kBsp: return version_ >= wanted;
     case Consistency::kSsp: return version_ >= wanted - staleness_;
@@ -254,6 +282,7 @@ std::vector<uint32_t> ParamShard::Lagging() const {
 }
 
 void ParamShard::Snapshot(ServerCheckpoint* out, int64_t durable) {
+  CatchUpTables();
   if (tables_) tables_->Snapshot(durable, out);
   out->version = version_;
   out->range = range_;
@@ -264,6 +293,7 @@ void ParamShard::Snapshot(ServerCheckpoint* out, int64_t durable) {
 }
 
 Status ParamShard::Restore(const ServerCheckpoint& c) {
+  CatchUpTables();
   // Rolling the dense range back under tables that stay at a later step
   // would mix two steps: the checkpoint must hold the tables' rows.
   if (tables_ && c.rows_base < 0)

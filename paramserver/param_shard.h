@@ -53,9 +53,16 @@ class ParamShard {
   // gradient over `samples` records; `sparse`, the rows of sparse tables
   // the same step touched, with theirs (applied by the same rules: a BSP
   // step updates each touched row once, by the record-weighted mean).
+  // `defer_tables`: a push that completes a step applies the dense part
+  // and counts the new version, but leaves the rows' update pending
+  // (tables_behind()) until CatchUpTables(), which the caller runs before
+  // anything else touches the shard (`sparse` must live until then): the
+  // dense weights of the new version can go out while the rows update.
   Result<PushOutcome> Push(uint32_t worker, int64_t step, int64_t samples, int64_t begin,
                            int64_t end, std::span<const std::byte> payload,
-                           std::span<const SparseSection> sparse = {});
+                           std::span<const SparseSection> sparse = {}, bool defer_tables = false);
+  bool tables_behind() const { return tables_behind_; }
+  void CatchUpTables();
 
   // This server's part of the model's sparse tables (none until attached).
   void AttachTables(std::unique_ptr<TableShard> tables) { tables_ = std::move(tables); }
@@ -79,7 +86,9 @@ class ParamShard {
   // `with_rows`: the pull also asks for sparse rows, and may ask for no
   // dense keys (begin == end).
   Status ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end, bool with_rows = false) const;
-  bool Ready(int64_t wanted) const;
+  // Whether a pull of version `wanted` can be answered now (one with
+  // sparse rows not while the rows' update is pending).
+  bool Ready(int64_t wanted, bool with_rows = true) const;
 
   // The current weights of [begin, end) (inside range()).
   std::span<const float> Weights(int64_t begin, int64_t end) const;
@@ -103,7 +112,7 @@ class ParamShard {
 
  private:
   ParamShard(KeyRange range, const ClusterOptions& cluster, std::unique_ptr<Optimizer> optimizer);
-  void ApplyAccumulated();
+  void ApplyAccumulated(bool defer_tables = false);
   bool StepComplete() const;
   void UpdateSspVersion();
 
@@ -123,6 +132,10 @@ class ParamShard {
   int64_t active_count_;
   std::vector<int64_t> clock_;       // SSP/ASP: next step per worker
   int64_t version_ = 0;
+  // A deferred rows' update: a push's own rows, or the step's sums scaled.
+  bool tables_behind_ = false;
+  std::span<const SparseSection> deferred_rows_;
+  float deferred_scale_ = 0;
 };
 
 }  // namespace psforge

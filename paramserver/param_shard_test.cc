@@ -282,6 +282,41 @@ TEST(ParamShard, BspAppliesEachTouchedRowOnceByTheRecordWeightedMeanAndIgnoresDu
   EXPECT_NEAR(Row(f, 7), r7 - (30 * 2.0f + 10 * 4.0f) / 40, 1e-6);
 }
 
+// A push with defer_tables: the dense part and the version move at once,
+// the rows only at CatchUpTables (pulls of rows wait for it, dense ones not);
+// the rows end as without the deferral, for each consistency and for the
+// step's sums of several workers.
+TEST(ParamShard, DeferredRowsUpdateAfterTheDenseWeightsAndEndTheSame) {
+  for (Consistency c : {Consistency::kBsp, Consistency::kSsp}) {
+    for (int64_t workers : {1, 2}) {
+      auto deferred = Make(c, workers), direct = Make(c, workers);
+      AttachTable(&deferred);
+      AttachTable(&direct);
+      const std::vector<float> g{1, 1, 1, 1};
+      Rows a({5, 7}, {1.0f, 2.0f}), b({7}, {4.0f});
+      const float before7 = Row(deferred, 7);
+      for (int64_t w = 0; w < workers; ++w) {
+        const Rows& r = w == 0 ? a : b;
+        ASSERT_TRUE(direct.shard->Push(static_cast<uint32_t>(w), 0, 10, 0, 4, Bytes(g), r.sections()).ok());
+        ASSERT_TRUE(deferred.shard->Push(static_cast<uint32_t>(w), 0, 10, 0, 4, Bytes(g), r.sections(), true).ok());
+      }
+      const float expected5 = Row(direct, 5), expected7 = Row(direct, 7);
+      EXPECT_EQ(deferred.shard->version(), direct.shard->version());
+      EXPECT_EQ(std::vector<float>(deferred.shard->Weights(0, 4).begin(), deferred.shard->Weights(0, 4).end()),
+                std::vector<float>(direct.shard->Weights(0, 4).begin(), direct.shard->Weights(0, 4).end()));
+      ASSERT_TRUE(deferred.shard->tables_behind());
+      EXPECT_TRUE(deferred.shard->Ready(1, /*with_rows=*/false));
+      EXPECT_FALSE(deferred.shard->Ready(1, /*with_rows=*/true)) << "rows are not yet at the new version";
+      deferred.shard->CatchUpTables();
+      EXPECT_FALSE(deferred.shard->tables_behind());
+      EXPECT_TRUE(deferred.shard->Ready(1, /*with_rows=*/true));
+      EXPECT_EQ(Row(deferred, 5), expected5);
+      EXPECT_EQ(Row(deferred, 7), expected7);
+      EXPECT_NE(Row(deferred, 7), before7) << "row 7 was updated";
+    }
+  }
+}
+
 TEST(ParamShard, ABadSparsePartChangesNeitherTheRowsNorTheDenseRange) {
   auto f = Make(Consistency::kSsp, 1);
   const std::vector<float> g(4, 1.0f);

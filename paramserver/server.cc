@@ -498,7 +498,13 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
     sections = std::move(*split);
     if (push.payload_slot == 0) dense = dense.first(static_cast<std::size_t>(in_frame) * sizeof(float));
   }
-  auto outcome = shard_->Push(h.sender, push.step, push.samples, push.key_begin, push.key_end, dense, sections);
+  // A push with pull whose step completes sends the new dense weights
+  // before its rows are updated (ParamShard::Push, defer_tables): the
+  // worker takes them in and plans its next batch while this loop updates
+  // the rows; a pull of rows waits for that.
+  const bool defer_rows = push.with_pull && !sections.empty();
+  auto outcome =
+      shard_->Push(h.sender, push.step, push.samples, push.key_begin, push.key_end, dense, sections, defer_rows);
   if (!outcome.ok()) return ReplyError(peer, h, "bad_push", outcome.status());
   if (*outcome == PushOutcome::kDuplicate) {
     ++stats_.duplicates;
@@ -506,12 +512,12 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
     ++stats_.pushes_applied;
     Account(h.sender, push);
   }
-  if (*outcome == PushOutcome::kApplied) {
-    ++stats_.updates;
-    MaybeCheckpoint();
-    AnswerReadyPulls();
-  }
-  if (push.with_pull) {  // answered by the pull reply instead of an ack
+  auto answer = [&] {
+    if (!push.with_pull) {
+      Reply(peer, ReplyTo(h, msg::PushAck{push.step, *outcome == PushOutcome::kDuplicate}));
+      return;
+    }
+    // Answered by the pull reply instead of an ack.
     msg::Pull pull;
     pull.version = push.pull_version;
     pull.key_begin = push.key_begin;
@@ -520,9 +526,21 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
     pull.reply_slot = push.reply_slot;
     WireHeader request = h;
     request.body = pull;
-    return HandlePull(peer, request, pull, m, /*rows_in_frame=*/false);
+    HandlePull(peer, request, pull, m, /*rows_in_frame=*/false);
+  };
+  if (*outcome != PushOutcome::kApplied) return answer();
+  ++stats_.updates;
+  if (shard_->tables_behind()) {
+    AnswerReadyPulls();  // the dense ones
+    answer();
+    shard_->CatchUpTables();  // before anything else touches the shard: `sections` point into `m`
+    MaybeCheckpoint();
+    AnswerReadyPulls();
+    return;
   }
-  Reply(peer, ReplyTo(h, msg::PushAck{push.step, *outcome == PushOutcome::kDuplicate}));
+  MaybeCheckpoint();
+  AnswerReadyPulls();
+  answer();
 }
 
 Result<std::span<const std::byte>> ParamServer::PushPayload(uint32_t sender, const msg::Push& push,
@@ -577,7 +595,7 @@ void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const
   }
   Status valid = shard_->ValidatePull(h.sender, pull.version, pull.key_begin, pull.key_end, !rows.empty());
   if (!valid.ok()) return ReplyError(peer, h, "bad_pull", valid);
-  if (shard_->Ready(pull.version)) return ReplyPull(peer, h, pull, rows);
+  if (shard_->Ready(pull.version, !rows.empty())) return ReplyPull(peer, h, pull, rows);
   if (static_cast<int64_t>(parked_.size()) >= config_.cluster.max_parked_pulls)
     return ReplyError(peer, h, "too_many_parked_pulls",
                       ResourceExhausted("this server already holds " +
@@ -590,7 +608,7 @@ void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const
 }
 
 void ParamServer::AnswerReadyPulls() {
-  auto ready = [&](const ParkedPull& p) { return shard_->Ready(p.pull.version); };
+  auto ready = [&](const ParkedPull& p) { return shard_->Ready(p.pull.version, !p.rows.empty()); };
   for (const auto& p : parked_)
     if (ready(p)) ReplyPull(p.peer, p.request, p.pull, p.rows);
   parked_.erase(std::remove_if(parked_.begin(), parked_.end(), ready), parked_.end());
