@@ -11,6 +11,7 @@ namespace {
 // No real line comes near this (40 fields of at most 20 characters); a
 // longer one is an error, not an allocation.
 constexpr std::size_t kMaxLineBytes = 4096;
+constexpr std::size_t kReadChunkBytes = 64 << 10;
 
 std::string Column(int i) {
   if (i == 0) return "the label";
@@ -83,6 +84,8 @@ Result<std::unique_ptr<CriteoReader>> CriteoReader::Open(const std::string& path
   if (!f) return NotFound("cannot open click log " + path + ": " + std::strerror(errno));
   auto reader = std::unique_ptr<CriteoReader>(new CriteoReader(path, f, skip_malformed));
   reader->line_buffer_.resize(kMaxLineBytes);
+  reader->read_buffer_.resize(kReadChunkBytes);
+  std::setvbuf(f, nullptr, _IONBF, 0);
   return reader;
 }
 
@@ -94,6 +97,7 @@ Status CriteoReader::Seek(int64_t offset, int64_t line) {
   if (fseeko(file_, static_cast<off_t>(offset), SEEK_SET) != 0)
     return DataLoss(path_ + ": cannot seek to byte " + std::to_string(offset) + ": " + std::strerror(errno));
   std::clearerr(file_);
+  read_pos_ = read_end_ = 0;
   offset_ = offset;
   line_ = line;
   return Status::Ok();
@@ -103,18 +107,34 @@ Result<bool> CriteoReader::Next(CtrRecord* out) {
   while (true) {
     // One line, up to kMaxLineBytes (a NUL byte is content, not an end).
     std::size_t n = 0;
-    bool too_long = false;
-    int ch;
+    bool too_long = false, newline = false;
     int64_t read = 0;
-    while ((ch = getc_unlocked(file_)) != EOF && ch != '\n') {
-      ++read;
-      if (n < kMaxLineBytes) line_buffer_[n++] = static_cast<char>(ch);
-      else too_long = true;
+    while (true) {
+      if (read_pos_ == read_end_) {
+        read_pos_ = 0;
+        read_end_ = std::fread(read_buffer_.data(), 1, read_buffer_.size(), file_);
+        if (read_end_ == 0) break;
+      }
+      const char* start = read_buffer_.data() + read_pos_;
+      const std::size_t avail = read_end_ - read_pos_;
+      const char* nl = static_cast<const char*>(std::memchr(start, '\n', avail));
+      const std::size_t take = nl ? static_cast<std::size_t>(nl - start) : avail;
+      const std::size_t kept = std::min(take, kMaxLineBytes - n);
+      std::memcpy(line_buffer_.data() + n, start, kept);
+      n += kept;
+      too_long = too_long || kept < take;
+      read += static_cast<int64_t>(take);
+      read_pos_ += take;
+      if (nl) {
+        ++read_pos_;
+        newline = true;
+        break;
+      }
     }
-    offset_ += read + (ch == '\n' ? 1 : 0);
-    if (ch == EOF && std::ferror(file_))
+    offset_ += read + (newline ? 1 : 0);
+    if (!newline && std::ferror(file_))
       return DataLoss("reading " + path_ + " after line " + std::to_string(line_) + ": " + std::strerror(errno));
-    if (ch == EOF && n == 0 && !too_long) return false;
+    if (!newline && n == 0 && !too_long) return false;
     ++line_;
     const std::string_view line(line_buffer_.data(), n);
     Status s;

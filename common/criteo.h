@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/split_mix.h"
 #include "common/status.h"
@@ -73,6 +74,10 @@ class CriteoReader {
   std::FILE* file_;
   bool skip_malformed_;
   std::string line_buffer_;
+  // The file is read in chunks into read_buffer_ (unbuffered stdio: one
+  // copy); [read_pos_, read_end_) is what is left of the last chunk.
+  std::vector<char> read_buffer_;
+  std::size_t read_pos_ = 0, read_end_ = 0;
   int64_t line_ = 0;
   int64_t offset_ = 0;
   int64_t malformed_ = 0;
