@@ -14,6 +14,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/openmp_env.h"
 #include "common/transport.h"
 #include "paramserver/server_runner.h"
 
@@ -23,6 +24,7 @@ void OnSignal(int) { g_stop.store(true); }
 }  // namespace
 
 int main(int argc, char** argv) {
+  psforge::BoundOpenMpSpinning(argv);  // common/openmp_env.h
   CLI::App app{"ps-server: one parameter server of a psforge job"};
   psforge::ServerOptions options;
   psforge::AddMemberFlags(&app, &options.member);

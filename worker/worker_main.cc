@@ -10,9 +10,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/openmp_env.h"
 #include "worker/train_job.h"
 
 int main(int argc, char** argv) {
+  psforge::BoundOpenMpSpinning(argv);  // common/openmp_env.h
   CLI::App app{"ps-worker: one worker of a psforge cluster job"};
   psforge::WorkerOptions options;
   std::string summary;
