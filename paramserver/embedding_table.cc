@@ -8,6 +8,7 @@
 
 #include "common/row_ids.h"
 #include "common/split_mix.h"
+#include "paramserver/optimizer.h"
 
 namespace psforge {
 namespace {
@@ -105,6 +106,7 @@ void EmbeddingTable::Spill(ColdRows* cold, uint16_t table, int64_t max_resident)
   max_resident_ = static_cast<std::size_t>(std::max<int64_t>(max_resident, 1));
   // Sized once for the budget and an operation's overshoot: it never grows.
   index_ = RowMap(max_resident_ + max_resident_ / 8 + kOvershootRows);
+  read_rows_.clear();
   slot_rows_.assign(steps_.size(), kFreeSlot);
   referenced_.assign(steps_.size(), 0);
   dirty_.assign(steps_.size(), 0);
@@ -200,6 +202,7 @@ void EmbeddingTable::Trim() {
   }
   spill_stats_.written += static_cast<int64_t>(missing_.size());
   spill_stats_.evicted += static_cast<int64_t>(victims_.size());
+  if (!victims_.empty()) read_rows_.clear();  // their slots are freed
   for (uint32_t slot : victims_) {
     index_.Erase(slot_rows_[slot]);
     slot_rows_[slot] = kFreeSlot;
@@ -227,6 +230,8 @@ Status EmbeddingTable::Read(std::span<const uint64_t> rows, std::span<float> out
     if (i + kPrefetchAhead < n) PrefetchRecord(slots_[i + kPrefetchAhead]);
     std::memcpy(out.data() + i * d, RecordAt(slots_[i]), d * sizeof(float));
   }
+  read_rows_.assign(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n));
+  read_slots_.assign(slots_.begin(), slots_.end());
   Trim();
   return Status::Ok();
 }
@@ -236,14 +241,19 @@ Status EmbeddingTable::Apply(std::span<const uint64_t> rows, std::span<const flo
   if (grad.size() != rows.size() * d)
     return InvalidArgument("table '" + options_.name + "': " + std::to_string(grad.size()) + " gradient values for " +
                            std::to_string(rows.size()) + " rows of " + std::to_string(d));
-  for (std::size_t k = 0; k < grad.size(); ++k)
-    if (!std::isfinite(grad[k]))
-      return InvalidArgument("table '" + options_.name + "': non-finite gradient for row " +
-                             std::to_string(rows[k / d]) + "; no row was changed");
+  if (const int64_t k = FirstNonFinite(grad.data(), static_cast<int64_t>(grad.size())); k >= 0)
+    return InvalidArgument("table '" + options_.name + "': non-finite gradient for row " +
+                           std::to_string(rows[static_cast<std::size_t>(k) / d]) + "; no row was changed");
   PSF_RETURN_IF_ERROR(Prepare(rows));
   const float lr = static_cast<float>(options_.learning_rate);
   const float eps = static_cast<float>(options_.epsilon);
-  ResolveSlots(rows);
+  if (!rows.empty() && rows.size() == read_rows_.size() && std::equal(rows.begin(), rows.end(), read_rows_.begin())) {
+    slots_.assign(read_slots_.begin(), read_slots_.end());  // the rows just read (and made resident by Prepare)
+    if (cold_)
+      for (uint32_t slot : slots_) referenced_[slot] = 1;
+  } else {
+    ResolveSlots(rows);
+  }
   for (std::size_t i = 0; i < std::min(rows.size(), kPrefetchAhead); ++i) PrefetchRecord(slots_[i]);
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (i + kPrefetchAhead < rows.size()) {

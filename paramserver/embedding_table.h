@@ -166,6 +166,12 @@ class EmbeddingTable {
   std::size_t hand_ = 0;
   SpillStats spill_stats_;
   bool warned_ = false;
+  // The rows of the last Read and their slots. One worker's step pulls its
+  // batch's rows and then pushes one gradient for each of the same rows, in
+  // the same order: Apply takes their slots from here instead of looking
+  // each up again. Forgotten whenever a slot is freed or the index rebuilt.
+  std::vector<uint64_t> read_rows_;
+  std::vector<uint32_t> read_slots_;
   // Scratch of Read, Apply, Prepare, Trim and Export, reused.
   std::vector<uint32_t> slots_;
   std::vector<uint64_t> missing_;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstring>
 #include <numbers>
 #include <limits>
 #include <vector>
@@ -167,6 +168,23 @@ void Optimizer::Apply(std::span<float> weights, std::span<const float> grad, flo
   PSF_OMP_PARALLEL_FOR(schedule(static) if (chunks > 1))
   for (int64_t c = 0; c < chunks; ++c) Update(w, g, c * kChunk, std::min(size_, (c + 1) * kChunk), prep);
   ++steps_;
+}
+
+PSF_VECTOR_CLONES int64_t FirstNonFinite(const void* bytes, int64_t n) {
+  const auto* p = static_cast<const unsigned char*>(bytes);
+  uint32_t any = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i * sizeof(float), sizeof bits);
+    any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  if (!any) return -1;
+  for (int64_t i = 0; i < n; ++i) {
+    float v;
+    std::memcpy(&v, p + i * sizeof(float), sizeof v);
+    if (!std::isfinite(v)) return i;
+  }
+  return -1;
 }
 
 }  // namespace psforge

@@ -66,4 +66,10 @@ class Optimizer {
   int64_t steps_ = 0;  // updates applied so far (Adam's t - 1)
 };
 
+// The index of the first of `n` floats at `bytes` (any alignment) that is
+// not finite, or -1: one pass that the compiler vectorises (no early exit),
+// a second only when there is one to find. Pushes are checked with it before
+// anything is applied.
+int64_t FirstNonFinite(const void* bytes, int64_t n);
+
 }  // namespace psforge

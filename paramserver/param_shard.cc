@@ -30,19 +30,6 @@ PSF_VECTOR_CLONES void AccumulateWeighted(float* sum, const float* grad, int64_t
   }
 }
 
-PSF_VECTOR_CLONES int64_t FirstNonFinite(const float* g, int64_t n) {
-  uint32_t any = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, &g[i], sizeof bits);
-    any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-  }
-  if (!any) return -1;
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(g[i])) return i;
-  return -1;
-}
-
 }  // namespace
 
 ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,

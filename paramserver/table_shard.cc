@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/row_ids.h"
+#include "paramserver/optimizer.h"
 
 namespace psforge {
 namespace {
@@ -167,13 +168,9 @@ Status TableShard::Check(std::span<const SparseSection> sections) const {
       return InvalidArgument("table '" + tables_[s.table]->options().name + "': " +
                              std::to_string(s.values.size()) + " bytes of gradients for " +
                              std::to_string(s.rows.size()) + " rows of " + std::to_string(d));
-    for (std::size_t k = 0; k < s.values.size() / sizeof(float); ++k) {
-      float v;
-      std::memcpy(&v, s.values.data() + k * sizeof(float), sizeof v);
-      if (!std::isfinite(v))
-        return InvalidArgument("table '" + tables_[s.table]->options().name + "': non-finite gradient for row " +
-                               std::to_string(s.rows[k / d]) + "; nothing applied");
-    }
+    if (const int64_t k = FirstNonFinite(s.values.data(), static_cast<int64_t>(s.values.size() / sizeof(float))); k >= 0)
+      return InvalidArgument("table '" + tables_[s.table]->options().name + "': non-finite gradient for row " +
+                             std::to_string(s.rows[static_cast<std::size_t>(k) / d]) + "; nothing applied");
   }
   return Status::Ok();
 }
