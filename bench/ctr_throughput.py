@@ -36,11 +36,11 @@ def ps_train(threads):
         return {"samples_per_s": s["samples_per_s"], "test_auc": s["test_auc"], "test_logloss": s["test_logloss"]}
 
 
-def ours(servers, workers, sets=()):
+def ours(servers, workers, sets=(), threads=1):
     """ps-launch: the workers' own rates summed (training steps, evaluation excluded), and the job's AUC."""
     with tempfile.TemporaryDirectory() as run_dir:
         subprocess.run([f"{BIN}/ps-launch", "--config", CONFIG, "--servers", str(servers), "--workers", str(workers),
-                        "--threads", "1", "--run-dir", run_dir, "--set", "checkpoint.interval_s=0"] +
+                        "--threads", str(threads), "--run-dir", run_dir, "--set", "checkpoint.interval_s=0"] +
                        sum((["--set", s] for s in sets), []),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
         rate = sum(json.load(open(os.path.join(run_dir, "logs", f"worker-{w}.json")))["samples_per_s"]
@@ -75,6 +75,9 @@ def main():
     cases = {"psforge 1 worker + 1 server (BSP)": lambda: ours(1, 1),
              "psforge 1 worker + 1 server (SSP, staleness 1)": lambda: ours(
                  1, 1, ["cluster.consistency=ssp", "cluster.staleness=1"]),
+             "psforge 1 worker, 2 threads + 1 server (BSP)": lambda: ours(1, 1, threads=2),
+             "psforge 1 worker, 2 threads + 1 server (SSP, staleness 1)": lambda: ours(
+                 1, 1, ["cluster.consistency=ssp", "cluster.staleness=1"], threads=2),
              "psforge 2 workers + 2 servers (BSP)": lambda: ours(2, 2),
              "ps-train (one process), 1 thread": lambda: ps_train(1),
              "ps-train (one process), 2 threads": lambda: ps_train(2),
@@ -97,8 +100,9 @@ def main():
         f"planted model's test AUC {planted['planted_auc']:.4f}, log loss {planted['planted_logloss']:.4f}). "
         "Model: one table of 2^24 rows, dim 16, shared by the 26 fields (sum-pooled per field), MLP "
         "429-256-128-1, batch 512, one epoch; tables AdaGrad lr 0.05 (ours row-wise, the peer's element-wise), "
-        "MLP Adam lr 1e-3. psforge: ps-launch, shared memory, training.threads 1 per worker (a server "
-        "process per server), checkpoints off; samples/s is the workers' own over the training steps "
+        "MLP Adam lr 1e-3. psforge: ps-launch, shared memory, training.threads 1 per worker unless the case "
+        "says 2 (the server waits while the worker computes, so in BSP its core is the worker's second thread's; "
+        "a server process per server), checkpoints off; samples/s is the workers' own over the training steps "
         "(evaluation excluded), summed; SSP staleness 1 lets the worker compute step t+1 while the server "
         "applies step t (weights at most one step old). ps-train: the same model with its tables in one process. "
         f"Peer: Debian python3-torch {peer_info['torch']} in one process, BLAS {', '.join(peer_info['blas'])}, "
