@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -437,7 +438,7 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h, con
   // The final evaluator may be a replacement that trained in no epoch of
   // its own: the epochs are the job's.
   const int64_t epoch = r.final ? std::max(r.epoch, leases_.epochs_completed()) : r.epoch;
-  EvaluationRecord e{epoch, r.step, r.metric, Elapsed(), r.final, std::isfinite(r.train_loss) ? r.train_loss : 0.0,
+  EvaluationRecord e{epoch, r.step, r.metric, Elapsed(), r.final, std::isfinite(r.train_loss) ? r.train_loss : std::numeric_limits<double>::quiet_NaN(),
                      std::isfinite(r.test_logloss) ? r.test_logloss : 0.0};
   report_.Evaluation(e);
   if (store_ && !r.final) (void)Record(store_->PutEvaluation(e));

@@ -5,6 +5,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <charconv>
+#include <limits>
 #include <cstdio>
 #include <optional>
 #include <string_view>
@@ -127,6 +128,7 @@ Result<EvaluationRecord> DecodeEvaluation(const std::string& value, const std::s
   e.metric = j["metric"].get<double>();
   e.time_s = j["time_s"].get<double>();
   if (j.contains("train_loss") && j["train_loss"].is_number()) e.train_loss = j["train_loss"].get<double>();
+  if (j.contains("train_loss") && j["train_loss"].is_null()) e.train_loss = std::numeric_limits<double>::quiet_NaN();
   if (j.contains("test_logloss") && j["test_logloss"].is_number()) e.test_logloss = j["test_logloss"].get<double>();
   return e;
 }

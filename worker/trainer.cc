@@ -14,6 +14,7 @@
 #include <fstream>
 #include <optional>
 #include <cstring>
+#include <limits>
 #include <numeric>
 
 namespace psforge {
@@ -149,9 +150,10 @@ Status Trainer::EvaluateEpoch(const Dataset& test, BatchSource* source, int64_t 
   EpochResult e{epoch, step, epoch_loss, metric, logloss, Seconds(start_)};
   result->history.push_back(e);
   char line[320];
-  std::snprintf(line, sizeof line, "%s epoch %lld/%lld  step %lld  train loss %.4f  %s %.4f%s  %.1fs",
-                final ? "final" : "after", (long long)epoch, (long long)source->epochs(),
-                (long long)step, e.train_loss, result->metric_name.c_str(), e.test_metric,
+  std::snprintf(line, sizeof line, "%s epoch %lld/%lld  step %lld  train loss %s  %s %.4f%s  %.1fs",
+                final ? "final" : "after", (long long)epoch, (long long)source->epochs(), (long long)step,
+                std::isfinite(e.train_loss) ? Fixed(e.train_loss, 4).c_str() : "n/a (no step of it trained here)",
+                result->metric_name.c_str(), e.test_metric,
                 sparse_ ? ("  test_logloss " + Fixed(logloss, 4)).c_str() : "", e.wall_s);
   progress_->Line(line);
   return source->Report(epoch, step, e.test_metric, final, e.train_loss, e.test_logloss);
@@ -183,7 +185,12 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   int64_t epoch = 0;
   double loss_sum = 0;
   int64_t loss_steps = 0;
-  auto epoch_loss = [&] { return loss_steps > 0 ? loss_sum / static_cast<double>(loss_steps) : 0.0; };
+  // NaN (unknown; null in JSON) when this process trained no step of the
+  // epoch: a job resumed from its end-of-job checkpoint trains none, and a
+  // 0 would read as a perfect loss.
+  auto epoch_loss = [&] {
+    return loss_steps > 0 ? loss_sum / static_cast<double>(loss_steps) : std::numeric_limits<double>::quiet_NaN();
+  };
   while (true) {
     const auto step_start = Clock::now();
     // This process's part of the job's batch (all of it in-process).

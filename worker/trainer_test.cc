@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <numeric>
 
+#include <nlohmann/json.hpp>
+
 #include "worker/train_job.h"
 
 namespace psforge {
@@ -153,6 +155,47 @@ void ExpectReachesOptimum(const std::string& config_name, bool logistic, double 
   auto w = (*model)->weights();  // linear.weight then linear.bias: the same order
   for (std::size_t k = 0; k < best.size(); ++k)
     EXPECT_NEAR(w[k], best[k], tol) << config_name << " parameter " << k;
+}
+
+// A run resumed from its end-of-job checkpoint trains no step: its last
+// epoch's train loss is unknown (null in the summary), not a perfect 0.
+TEST(Trainer, ARunResumedWithNoStepLeftReportsItsLastEpochsTrainLossAsUnknown) {
+  auto config = LoadJobConfig(std::string(PSFORGE_SOURCE_DIR) + "/configs/logistic_regression.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto data = LoadTrainTest(*config);
+  ASSERT_TRUE(data.ok()) << data.status().ToString();
+  auto spec = ModelSpec::FromConfig(config->model, data->train.features);
+  auto model = Model::Create(*spec, config->training.batch_size);
+  ASSERT_TRUE(model.ok());
+  auto client = LocalParameterClient::Create(*spec, config->optimizer, (*model)->weights());
+  ASSERT_TRUE(client.ok());
+  ShardPlan plan(data->train.rows, config->data.shard_size, config->training.seed, config->training.shuffle);
+  int64_t steps = 0;  // the whole run's
+  {
+    LocalShardSource whole(&plan, config->training.epochs, config->training.max_steps);
+    std::vector<int64_t> rows;
+    while (true) {
+      auto next = whole.Next(steps, config->training.batch_size, &rows);
+      ASSERT_TRUE(next.ok());
+      if (next->stop) break;
+      ++steps;
+    }
+  }
+  ASSERT_GT(steps, 0);
+  (*client)->set_version(steps);  // as a restore of the end-of-job checkpoint leaves it
+  std::FILE* quiet = std::fopen("/dev/null", "w");
+  ProgressPrinter progress(quiet, 1e9);
+  Trainer trainer(*config, model->get(), client->get(), &progress);
+  LocalShardSource source(&plan, config->training.epochs, config->training.max_steps, steps,
+                          config->training.batch_size);
+  auto result = trainer.Run(data->train, data->test, &source);
+  std::fclose(quiet);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_FALSE(result->history.empty());
+  EXPECT_TRUE(std::isnan(result->history.back().train_loss)) << result->history.back().train_loss;
+  // As written to summary.json (nlohmann writes a NaN as null).
+  const nlohmann::json summary = nlohmann::json::parse(SummaryJson(*result, *config).dump());
+  EXPECT_TRUE(summary["history"].back()["train_loss"].is_null()) << summary["history"].dump();
 }
 
 TEST(Trainer, LinearRegressionReachesTheLeastSquaresOptimum) {
