@@ -13,7 +13,9 @@
 //
 // libgomp reads its settings when it is loaded, before main, so the process
 // sets the variable and starts its own executable again (the same pid and
-// arguments). A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left as it is.
+// arguments; the path /proc/self/exe names, so that under valgrind, which
+// answers with its client's path, the program and not the tool starts).
+// A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left as it is.
 #pragma once
 
 #include <unistd.h>
@@ -31,8 +33,12 @@ inline constexpr const char* kClusterSpinCount = "10000";
 // new start failed (then the process goes on with libgomp's default).
 inline void BoundOpenMpSpinning(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return;
+  self[n] = '\0';
   if (::setenv("GOMP_SPINCOUNT", kClusterSpinCount, 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
+  ::execv(self, argv);
   std::fprintf(stderr, "%s: could not start again with GOMP_SPINCOUNT=%s (%s); OpenMP's idle threads spin as long "
                "as libgomp's default\n", argv[0], kClusterSpinCount, std::strerror(errno));
 }
