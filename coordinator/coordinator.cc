@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 
 #include "common/dataset.h"
@@ -438,7 +438,9 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h, con
   // The final evaluator may be a replacement that trained in no epoch of
   // its own: the epochs are the job's.
   const int64_t epoch = r.final ? std::max(r.epoch, leases_.epochs_completed()) : r.epoch;
-  EvaluationRecord e{epoch, r.step, r.metric, Elapsed(), r.final, std::isfinite(r.train_loss) ? r.train_loss : std::numeric_limits<double>::quiet_NaN(),
+  // A train loss that is not finite is unknown (the evaluator trained no step of the epoch).
+  const double train_loss = std::isfinite(r.train_loss) ? r.train_loss : std::numeric_limits<double>::quiet_NaN();
+  EvaluationRecord e{epoch, r.step, r.metric, Elapsed(), r.final, train_loss,
                      std::isfinite(r.test_logloss) ? r.test_logloss : 0.0};
   report_.Evaluation(e);
   if (store_ && !r.final) (void)Record(store_->PutEvaluation(e));

@@ -5,8 +5,8 @@
 #include <rocksdb/write_batch.h>
 
 #include <charconv>
-#include <limits>
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <string_view>
 #include <utility>

@@ -22,7 +22,9 @@ struct EvaluationRecord {
   double metric = 0;
   double time_s = 0;
   bool final = false;
-  double train_loss = 0;  // the evaluating worker's mean over its steps of the epoch; NaN (null in JSON): it trained none
+  // The evaluating worker's mean over its steps of the epoch; NaN (null in
+  // JSON) when it trained none.
+  double train_loss = 0;
   double test_logloss = 0;  // ctr: besides the AUC (the metric)
 };
 

@@ -168,7 +168,8 @@ Status TableShard::Check(std::span<const SparseSection> sections) const {
       return InvalidArgument("table '" + tables_[s.table]->options().name + "': " +
                              std::to_string(s.values.size()) + " bytes of gradients for " +
                              std::to_string(s.rows.size()) + " rows of " + std::to_string(d));
-    if (const int64_t k = FirstNonFinite(s.values.data(), static_cast<int64_t>(s.values.size() / sizeof(float))); k >= 0)
+    const auto values = static_cast<int64_t>(s.values.size() / sizeof(float));
+    if (const int64_t k = FirstNonFinite(s.values.data(), values); k >= 0)
       return InvalidArgument("table '" + tables_[s.table]->options().name + "': non-finite gradient for row " +
                              std::to_string(s.rows[static_cast<std::size_t>(k) / d]) + "; nothing applied");
   }

@@ -132,27 +132,55 @@ std::vector<double> Optimum(const Dataset& d, bool logistic) {
   return theta;
 }
 
-void ExpectReachesOptimum(const std::string& config_name, bool logistic, double tol) {
+// A shipped config's job in one process: its data, model and in-process
+// parameters, and its seeded shard plan.
+struct LocalJob {
+  JobConfig config;
+  TrainTestData data;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<LocalParameterClient> client;
+  std::unique_ptr<ShardPlan> plan;
+
+  // Trains from `first_step` (a resumed run replays the plan to it) to the end.
+  Result<TrainResult> Run(int64_t first_step = 0) {
+    std::FILE* quiet = std::fopen("/dev/null", "w");
+    ProgressPrinter progress(quiet, 1e9);
+    Trainer trainer(config, model.get(), client.get(), &progress);
+    LocalShardSource source(plan.get(), config.training.epochs, config.training.max_steps, first_step,
+                            config.training.batch_size);
+    auto result = trainer.Run(data.train, data.test, &source);
+    std::fclose(quiet);
+    return result;
+  }
+};
+
+void MakeLocalJob(const std::string& config_name, LocalJob* job) {
   auto config = LoadJobConfig(std::string(PSFORGE_SOURCE_DIR) + "/configs/" + config_name);
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  auto data = LoadTrainTest(*config);
+  job->config = *config;
+  auto data = LoadTrainTest(job->config);
   ASSERT_TRUE(data.ok()) << data.status().ToString();
-  auto spec = ModelSpec::FromConfig(config->model, data->train.features);
-  auto model = Model::Create(*spec, config->training.batch_size);
+  job->data = std::move(*data);
+  auto spec = ModelSpec::FromConfig(job->config.model, job->data.train.features);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  auto model = Model::Create(*spec, job->config.training.batch_size);
   ASSERT_TRUE(model.ok());
-  auto client = LocalParameterClient::Create(*spec, config->optimizer, (*model)->weights());
+  job->model = std::move(*model);
+  auto client = LocalParameterClient::Create(*spec, job->config.optimizer, job->model->weights());
   ASSERT_TRUE(client.ok());
-  std::FILE* quiet = std::fopen("/dev/null", "w");
-  ProgressPrinter progress(quiet, 1e9);
-  Trainer trainer(*config, model->get(), client->get(), &progress);
-  ShardPlan plan(data->train.rows, config->data.shard_size, config->training.seed, config->training.shuffle);
-  LocalShardSource source(&plan, config->training.epochs, config->training.max_steps);
-  auto result = trainer.Run(data->train, data->test, &source);
-  std::fclose(quiet);
+  job->client = std::move(*client);
+  job->plan = std::make_unique<ShardPlan>(job->data.train.rows, job->config.data.shard_size, job->config.training.seed,
+                                          job->config.training.shuffle);
+}
+
+void ExpectReachesOptimum(const std::string& config_name, bool logistic, double tol) {
+  LocalJob job;
+  ASSERT_NO_FATAL_FAILURE(MakeLocalJob(config_name, &job));
+  auto result = job.Run();
   ASSERT_TRUE(result.ok()) << result.status().ToString();
 
-  std::vector<double> best = Optimum(data->train, logistic);
-  auto w = (*model)->weights();  // linear.weight then linear.bias: the same order
+  std::vector<double> best = Optimum(job.data.train, logistic);
+  auto w = job.model->weights();  // linear.weight then linear.bias: the same order
   for (std::size_t k = 0; k < best.size(); ++k)
     EXPECT_NEAR(w[k], best[k], tol) << config_name << " parameter " << k;
 }
@@ -160,41 +188,27 @@ void ExpectReachesOptimum(const std::string& config_name, bool logistic, double 
 // A run resumed from its end-of-job checkpoint trains no step: its last
 // epoch's train loss is unknown (null in the summary), not a perfect 0.
 TEST(Trainer, ARunResumedWithNoStepLeftReportsItsLastEpochsTrainLossAsUnknown) {
-  auto config = LoadJobConfig(std::string(PSFORGE_SOURCE_DIR) + "/configs/logistic_regression.yaml");
-  ASSERT_TRUE(config.ok()) << config.status().ToString();
-  auto data = LoadTrainTest(*config);
-  ASSERT_TRUE(data.ok()) << data.status().ToString();
-  auto spec = ModelSpec::FromConfig(config->model, data->train.features);
-  auto model = Model::Create(*spec, config->training.batch_size);
-  ASSERT_TRUE(model.ok());
-  auto client = LocalParameterClient::Create(*spec, config->optimizer, (*model)->weights());
-  ASSERT_TRUE(client.ok());
-  ShardPlan plan(data->train.rows, config->data.shard_size, config->training.seed, config->training.shuffle);
+  LocalJob job;
+  ASSERT_NO_FATAL_FAILURE(MakeLocalJob("logistic_regression.yaml", &job));
   int64_t steps = 0;  // the whole run's
   {
-    LocalShardSource whole(&plan, config->training.epochs, config->training.max_steps);
+    LocalShardSource whole(job.plan.get(), job.config.training.epochs, job.config.training.max_steps);
     std::vector<int64_t> rows;
     while (true) {
-      auto next = whole.Next(steps, config->training.batch_size, &rows);
+      auto next = whole.Next(steps, job.config.training.batch_size, &rows);
       ASSERT_TRUE(next.ok());
       if (next->stop) break;
       ++steps;
     }
   }
   ASSERT_GT(steps, 0);
-  (*client)->set_version(steps);  // as a restore of the end-of-job checkpoint leaves it
-  std::FILE* quiet = std::fopen("/dev/null", "w");
-  ProgressPrinter progress(quiet, 1e9);
-  Trainer trainer(*config, model->get(), client->get(), &progress);
-  LocalShardSource source(&plan, config->training.epochs, config->training.max_steps, steps,
-                          config->training.batch_size);
-  auto result = trainer.Run(data->train, data->test, &source);
-  std::fclose(quiet);
+  job.client->set_version(steps);  // as a restore of the end-of-job checkpoint leaves it
+  auto result = job.Run(steps);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   ASSERT_FALSE(result->history.empty());
   EXPECT_TRUE(std::isnan(result->history.back().train_loss)) << result->history.back().train_loss;
   // As written to summary.json (nlohmann writes a NaN as null).
-  const nlohmann::json summary = nlohmann::json::parse(SummaryJson(*result, *config).dump());
+  const nlohmann::json summary = nlohmann::json::parse(SummaryJson(*result, job.config).dump());
   EXPECT_TRUE(summary["history"].back()["train_loss"].is_null()) << summary["history"].dump();
 }
 

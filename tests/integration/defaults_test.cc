@@ -62,7 +62,8 @@ TEST(Defaults, AKilledRunResumesWithoutPathsAndExportsItsFinalWeights) {
     first.Wait(30s);
   }
   EXPECT_FALSE(std::filesystem::exists(run + "/summary.json"));
-  ChildProcess resumed(LaunchIn(dir.path(), {"--resume", "--set", "checkpoint.interval_s=2", "--export", dir.File("final.npz")}));
+  ChildProcess resumed(
+      LaunchIn(dir.path(), {"--resume", "--set", "checkpoint.interval_s=2", "--export", dir.File("final.npz")}));
   EXPECT_TRUE(resumed.WaitForLine(std::regex("(run directory: " + std::filesystem::path(run).lexically_relative(dir.path()).string() + ")"), 120s)
                   .has_value())
       << "--resume did not continue the killed run " << run << "\n" << resumed.Stderr();
