@@ -157,6 +157,7 @@ void ReadCluster(const YAML::Node& n, const std::string& base_dir, ClusterOption
   r.String("spill_dir", &c->spill_dir);
   c->spill_dir = ResolvePath(base_dir, c->spill_dir);
   r.Bool("shared_memory", &c->shared_memory);
+  r.Enum("wire_dtype", &c->wire_dtype, {{"f32", DType::kF32}, {"bf16", DType::kBf16}, {"fp16", DType::kF16}});
   r.Double("heartbeat_interval_s", &c->heartbeat_interval_s, 0.0, 3600, true);
   r.Double("peer_timeout_s", &c->peer_timeout_s, 0.0, 1e6, true);
   r.Double("connect_timeout_s", &c->connect_timeout_s, 0.0, 1e6, true);
@@ -440,7 +441,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                             {"max_parked_pulls", cl.max_parked_pulls},
                             {"server_threads", cl.server_threads},
                             {"memory_budget_mb", cl.memory_budget_mb}, {"spill_dir", cl.spill_dir},
-                            {"shared_memory", cl.shared_memory},
+                            {"shared_memory", cl.shared_memory}, {"wire_dtype", DTypeName(cl.wire_dtype)},
                             {"heartbeat_interval_s", cl.heartbeat_interval_s},
                             {"peer_timeout_s", cl.peer_timeout_s},
                             {"connect_timeout_s", cl.connect_timeout_s},

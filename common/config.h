@@ -14,6 +14,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "common/dtype.h"
 #include "common/status.h"
 
 namespace psforge {
@@ -190,6 +191,11 @@ struct ClusterOptions {
   // A worker and a server on the same host pass payloads through shared
   // memory (common/shared_region.h) instead of socket frames.
   bool shared_memory = true;
+  // The type dense gradients and weights travel in between workers and
+  // servers: f32, or bf16 / fp16 (half the bytes; common/dtype.h). Servers
+  // keep float32 weights; a worker adds what rounding its gradient lost to
+  // its next gradient (error feedback).
+  DType wire_dtype = DType::kF32;
   double heartbeat_interval_s = 0.5;    // servers and workers report to the coordinator this often
   double peer_timeout_s = 10;           // a peer silent this long is declared dead
   // How long one member waits for another to come (back): the coordinator

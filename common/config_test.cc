@@ -202,6 +202,19 @@ TEST_F(ConfigTest, WrongEnumListsTheChoices) {
   ExpectError("optimizer:\n  kind: rmsprop\n", "optimizer.kind", "sgd, momentum, adam, adagrad");
 }
 
+TEST_F(ConfigTest, WireDtypeIsF32UnlessSaidAndRoundTripsThroughJson) {
+  auto plain = Parse("");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->cluster.wire_dtype, DType::kF32);
+  for (const char* name : {"bf16", "fp16", "f32"}) {
+    auto r = Parse(std::string("cluster:\n  wire_dtype: ") + name + "\n");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_STREQ(DTypeName(r->cluster.wire_dtype), name);
+    EXPECT_EQ(ConfigToJson(*r)["cluster"]["wire_dtype"], name);
+  }
+  ExpectError("cluster:\n  wire_dtype: int8\n", "cluster.wire_dtype", "f32, bf16, fp16");
+}
+
 TEST_F(ConfigTest, MissingDataFileIsNamed) {
   auto r = ParseJobConfig("data:\n  format: csv\n  train_csv: nope.csv\n  test_csv: test.csv\n",
                           "job.yaml", dir_.string());

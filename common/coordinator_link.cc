@@ -176,6 +176,8 @@ WireHeader CoordinatorChannel::ProgressHeader(const MemberProgress& p) const {
   b.positions = p.positions;
   b.restored = p.restored;
   b.positions_from = p.positions_from;
+  b.bytes_pushed = p.wire.pushed;
+  b.bytes_pulled = p.wire.pulled;
   h.body = std::move(b);
   return h;
 }

@@ -35,6 +35,13 @@ struct JobAssignment {
 };
 
 // What a member reports in its heartbeats.
+// Payload bytes a worker moved: gradients and rows it pushed, weights and
+// rows it pulled (headers excluded; through sockets or shared memory).
+struct WireBytes {
+  int64_t pushed = 0;
+  int64_t pulled = 0;
+};
+
 struct MemberProgress {
   int64_t step = 0;     // worker: steps pushed; server: version
   int64_t epoch = 0;
@@ -45,6 +52,7 @@ struct MemberProgress {
   int64_t checkpoint = 0;               // server: step of its latest durable checkpoint
   int64_t restored = 0;                 // server: the step it loaded for its generation (-1: failed)
   uint32_t positions_from = 0;          // server: `positions` are restored ones from this index
+  WireBytes wire;                       // worker: payload bytes moved so far
 };
 
 // The job as the coordinator hands it to members: {"config": ..., "servers": [...]}.

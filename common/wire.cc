@@ -200,6 +200,8 @@ void Fill(proto::Header::Body::Builder body, const msg::Heartbeat& m) {
   b.setPositionsFrom(m.positions_from);
   b.setCollecting(m.collecting);
   b.setCheckpointAt(m.checkpoint_at);
+  b.setBytesPushed(m.bytes_pushed);
+  b.setBytesPulled(m.bytes_pulled);
   FillList(b.initRemoved(static_cast<unsigned>(std::min(m.removed.size(), kMaxListEntries))), m.removed);
   auto audit = b.initAudit(static_cast<unsigned>(std::min(m.audit.size(), kMaxAuditEntries)));
   for (unsigned i = 0; i < audit.size(); ++i) {
@@ -309,10 +311,15 @@ Status Read(proto::Heartbeat::Reader b, msg::Heartbeat* m) {
   m->positions_from = b.getPositionsFrom();
   m->collecting = b.getCollecting();
   m->checkpoint_at = b.getCheckpointAt();
+  m->bytes_pushed = b.getBytesPushed();
+  m->bytes_pulled = b.getBytesPulled();
   PSF_RETURN_IF_ERROR(CheckRole(b.getRole(), &m->role));
   PSF_RETURN_IF_ERROR(ReadList(b.getRemoved(), "heartbeat.removed", &m->removed));
   if (m->checkpoint_at < 0)
     return InvalidArgument("heartbeat.checkpointAt is " + std::to_string(m->checkpoint_at) + ", negative");
+  if (m->bytes_pushed < 0 || m->bytes_pulled < 0)
+    return InvalidArgument("heartbeat counts " + std::to_string(m->bytes_pushed) + " bytes pushed and " +
+                           std::to_string(m->bytes_pulled) + " pulled; neither may be negative");
   // Each list is fetched once: every get counts its words against the
   // traversal limit again, so a full list read twice would not fit.
   auto audit = b.getAudit();

@@ -16,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/dtype.h"
 #include "common/shared_region.h"
 #include "common/status.h"
 
@@ -30,7 +31,6 @@ enum class MessageKind {
   kRegister, kHeartbeat, kPush, kPushAck, kPull, kPullReply, kError, kControl,
   kWelcome, kLease, kLeaseReply, kReport
 };
-enum class DType { kF32, kBf16, kF16 };
 enum class PeerRole { kWorker, kServer, kCoordinator };
 enum class ControlKind { kShutdown, kStats, kRemoveWorker, kAdmitWorker, kShareMemory };
 enum class LeaseStatus { kGranted, kWait, kFinished };
@@ -123,6 +123,8 @@ struct Heartbeat {
   int64_t restore = 0;                // answer to a server: the step to load
   int64_t restored = 0;               // server: the step it loaded (-1: failed)
   uint32_t positions_from = 0;        // server: index of positions[0] when restored
+  int64_t bytes_pushed = 0;           // worker: payload bytes pushed so far
+  int64_t bytes_pulled = 0;           // worker: payload bytes pulled so far
   bool collecting = false;            // answer: restored positions still wanted
   int64_t checkpoint_at = 0;          // answer to a server: the step of the next checkpoint (0: none)
   bool operator==(const Heartbeat&) const = default;

@@ -33,6 +33,8 @@ std::vector<MessageBody> EveryKind() {
   heartbeat.positions = {{1, 4097, 640, 11}};
   heartbeat.restore = 400;
   heartbeat.restored = -1;
+  heartbeat.bytes_pushed = 1 << 20;
+  heartbeat.bytes_pulled = int64_t{3} << 33;
   heartbeat.positions_from = 2;
   heartbeat.collecting = true;
   heartbeat.checkpoint_at = 600;
@@ -154,15 +156,25 @@ TEST(Wire, OtherSchemaVersionIsNamed) {
   EXPECT_NE(d.status().message().find("schema version 0"), std::string::npos) << d.status().message();
 }
 
-TEST(Wire, ANegativeCheckpointStepIsRefusedByName) {
+// Why a heartbeat that encodes fine does not decode ("" if it does).
+std::string HeartbeatRefusal(const msg::Heartbeat& b) {
   WireHeader h;
-  h.body = msg::Heartbeat{.checkpoint_at = -5};
+  h.body = b;
   std::vector<std::byte> buf;
   EncodeHeader(h, &buf);
   std::vector<uint64_t> scratch;
   auto d = DecodeHeader(buf, &scratch);
-  ASSERT_FALSE(d.ok());
-  EXPECT_NE(d.status().message().find("heartbeat.checkpointAt is -5"), std::string::npos) << d.status().message();
+  return d.ok() ? std::string() : d.status().message();
+}
+
+TEST(Wire, ANegativeCheckpointStepIsRefusedByName) {
+  const std::string why = HeartbeatRefusal(msg::Heartbeat{.checkpoint_at = -5});
+  EXPECT_NE(why.find("heartbeat.checkpointAt is -5"), std::string::npos) << why;
+}
+
+TEST(Wire, NegativeByteCountsAreRefusedByName) {
+  const std::string why = HeartbeatRefusal(msg::Heartbeat{.bytes_pulled = -1});
+  EXPECT_NE(why.find("bytes pushed"), std::string::npos) << why;
 }
 
 // A server's heartbeat as full as it gets (found by fuzz_wire: the decoder

@@ -277,6 +277,7 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h, 
     m->last_seen = Clock::now();
     m->committed_when_seen = commits_.committed();
     m->progress = {b.step, b.epoch, b.samples, b.loss, {}, {}};
+    m->progress.wire = {b.bytes_pushed, b.bytes_pulled};
     if (m->role == PeerRole::kWorker && m->state == MemberState::kFinished)
       m->progress.step = std::max(m->progress.step, m->final_step);
     if (m->role == PeerRole::kServer && h.generation == commits_.generation() && commits_.collecting()) {
@@ -525,6 +526,9 @@ void Coordinator::WriteSummary() {
   summary_["checkpoint_committed_step"] = commits_.committed();
   summary_["generation"] = commits_.generation();
   summary_["restarts"] = commits_.restarts();
+  // (The bytes each worker moved are in its own summary: the heartbeats'
+  // counts, live in /api/status and /metrics, lag behind a job's end.)
+  summary_["wire_dtype"] = DTypeName(config_.cluster.wire_dtype);
   if (commits_.resumed_from() >= 0) summary_["resumed_from_step"] = commits_.resumed_from();
   for (const std::string& path : {options_.summary_path,
                                   options_.run_dir.empty() ? std::string() : options_.run_dir + "/summary.json"}) {

@@ -70,6 +70,10 @@ std::string PrometheusText(const nlohmann::json& s) {
   counter("psforge_messages_dropped_total", "Messages dropped from cut-off connections", number("messages_dropped"));
   counter("psforge_checkpoints_committed_total", "Checkpoints every server wrote", number("checkpoints_committed"));
   counter("psforge_samples_total", "Records trained, whole cluster", number("samples"));
+  counter("psforge_pushed_bytes_total", "Payload bytes the workers pushed (gradients, rows), whole cluster",
+          number("bytes_pushed"));
+  counter("psforge_pulled_bytes_total", "Payload bytes the workers pulled (weights, rows), whole cluster",
+          number("bytes_pulled"));
   if (s.contains("last_metric"))
     gauge("psforge_" + s.value("metric", std::string("test_accuracy")), "The latest evaluation",
           s["last_metric"].get<double>());

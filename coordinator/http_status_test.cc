@@ -55,7 +55,11 @@ TEST(PrometheusText, NoPlaceholdersBeforeTheFirstStepAndCountersAreCounters) {
   training["samples"] = 1280;
   training["samples_per_s"] = 640;
   training["eta_s"] = 12.5;
+  training["bytes_pushed"] = 4096;
+  training["bytes_pulled"] = 8192;
   const std::string during = PrometheusText(training);
+  EXPECT_NE(during.find("psforge_pushed_bytes_total 4096"), std::string::npos) << during;
+  EXPECT_NE(during.find("psforge_pulled_bytes_total 8192"), std::string::npos) << during;
   EXPECT_NE(during.find("psforge_eta_seconds 12.5"), std::string::npos) << during;
   EXPECT_NE(during.find("psforge_samples_total 1280"), std::string::npos) << during;
 }

@@ -80,6 +80,8 @@ RunReport::Totals RunReport::Sum(const std::vector<Member>& workers) {
   for (const Member& w : workers) {
     t.step = std::max(t.step, w.progress.step);
     t.samples += w.progress.samples;
+    t.wire.pushed += w.progress.wire.pushed;
+    t.wire.pulled += w.progress.wire.pulled;
     if (w.state == MemberState::kActive && w.progress.samples > 0) t.loss += w.progress.loss, ++losses;
   }
   if (losses > 0) t.loss /= losses;

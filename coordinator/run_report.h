@@ -23,6 +23,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/coordinator_link.h"
 #include "common/progress.h"
 #include "coordinator/dashboard.h"
 #include "coordinator/membership.h"
@@ -57,6 +58,7 @@ class RunReport {
   struct Totals {
     int64_t step = 0, samples = 0;
     double loss = 0;  // the mean over active workers that have trained
+    WireBytes wire;   // payload bytes the workers moved (each since it last joined)
   };
   static Totals Sum(const std::vector<Member>& workers);
 

@@ -473,8 +473,6 @@ void ParamServer::Handle(InMessage& m) {
 
 void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const msg::Push& push,
                              const InMessage& m) {
-  if (push.dtype != DType::kF32)
-    return ReplyError(peer, h, "bad_push", InvalidArgument("push dtype not supported; send float32"));
   if (push.mark.epoch < 0 || push.mark.lease_offset < 0)
     return ReplyError(peer, h, "bad_push",
                       InvalidArgument("push marked with epoch " + std::to_string(push.mark.epoch) +
@@ -491,12 +489,26 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
       return ReplyError(peer, h, "bad_push",
                         InvalidArgument("push names rows of sparse table " + std::to_string(push.sparse[0].table) +
                                         "; this job's model has no sparse tables"));
-    const int64_t in_frame = push.payload_slot == 0 ? std::max<int64_t>(0, push.key_end - push.key_begin) : 0;
-    auto split = SplitSparsePayload(SparseLayout::kPush, m.frames[1]->bytes(), in_frame, push.sparse, tables->dims(),
-                                    tables->table_rows());
+    // (Dense values of 2 bytes are padded to whole floats before the rows.)
+    const int64_t values = push.payload_slot == 0 ? std::max<int64_t>(0, push.key_end - push.key_begin) : 0;
+    const auto dense_bytes = static_cast<int64_t>(values * static_cast<int64_t>(DTypeBytes(push.dtype)));
+    auto split = SplitSparsePayload(SparseLayout::kPush, m.frames[1]->bytes(), (dense_bytes + 3) / 4, push.sparse,
+                                    tables->dims(), tables->table_rows());
     if (!split.ok()) return ReplyError(peer, h, "bad_push", split.status());
     sections = std::move(*split);
-    if (push.payload_slot == 0) dense = dense.first(static_cast<std::size_t>(in_frame) * sizeof(float));
+    if (push.payload_slot == 0) dense = dense.first(static_cast<std::size_t>(dense_bytes));
+  }
+  if (push.dtype != DType::kF32) {
+    // Rounded on the wire (cluster.wire_dtype): summed and applied in float32.
+    const int64_t values = push.key_end - push.key_begin;
+    if (values < 0 || dense.size() != static_cast<std::size_t>(values) * DTypeBytes(push.dtype))
+      return ReplyError(peer, h, "bad_push",
+                        InvalidArgument("push payload of " + std::to_string(dense.size()) + " bytes, expected " +
+                                        std::to_string(std::max<int64_t>(values, 0) * 2) + " (" +
+                                        std::to_string(values) + " " + DTypeName(push.dtype) + " values)"));
+    push_values_.resize(static_cast<std::size_t>(values));
+    DecodeValues(push.dtype, dense.data(), values, push_values_.data());
+    dense = std::as_bytes(std::span<const float>(push_values_));
   }
   // A push with pull whose step completes sends the new dense weights
   // before its rows are updated (ParamShard::Push, defer_tables): the
@@ -552,10 +564,10 @@ Result<std::span<const std::byte>> ParamServer::PushPayload(uint32_t sender, con
                               std::to_string(sender) + " has shared no memory with this server");
   std::span<const std::byte> slot = region->second->slot(push.payload_slot);
   const int64_t values = push.key_end - push.key_begin;
-  if (push.key_begin < 0 || values < 0 || values > static_cast<int64_t>(slot.size() / sizeof(float)))
+  if (push.key_begin < 0 || values < 0 || values > static_cast<int64_t>(slot.size() / DTypeBytes(push.dtype)))
     return InvalidArgument("push of keys [" + std::to_string(push.key_begin) + ", " + std::to_string(push.key_end) +
                            ") does not fit its shared-memory slot of " + std::to_string(slot.size()) + " bytes");
-  return slot.first(static_cast<std::size_t>(values) * sizeof(float));
+  return slot.first(static_cast<std::size_t>(values) * DTypeBytes(push.dtype));
 }
 
 void ParamServer::HandleShareMemory(const std::string& peer, const WireHeader& h, const msg::Control& c) {
@@ -639,7 +651,15 @@ void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request, 
   r.key_begin = pull.key_begin;
   r.key_end = pull.key_end;
   r.workers = shard_->workers_waited_for();
+  r.dtype = pull.dtype;
   std::span<const float> w = shard_->Weights(pull.key_begin, pull.key_end);
+  std::span<const std::byte> dense = std::as_bytes(w);
+  if (pull.dtype != DType::kF32) {
+    // Rounded for the wire (cluster.wire_dtype); this server's weights stay float32.
+    reply_values_.resize(w.size() * DTypeBytes(pull.dtype));
+    EncodeValues(pull.dtype, w.data(), static_cast<int64_t>(w.size()), reply_values_.data());
+    dense = reply_values_;
+  }
   if (!rows.empty()) {
     // The rows' weights in a frame after the dense one (which may be sent
     // in place); checked when the pull came in.
@@ -648,16 +668,16 @@ void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request, 
       (void)shard_->tables()->Read(s.table, s.rows, &reply_rows_);
       r.sparse.push_back({s.table, static_cast<uint32_t>(s.rows.size()), 0});
     }
-    OutFrame frames[2] = {{std::as_bytes(w), nullptr}, {std::as_bytes(std::span(reply_rows_)), nullptr}};
+    OutFrame frames[2] = {{dense, nullptr}, {std::as_bytes(std::span(reply_rows_)), nullptr}};
     Reply(peer, ReplyTo(request, r), frames);
     ++stats_.pulls_answered;
     return;
   }
   auto region = pull.reply_slot != 0 ? regions_.find(request.sender) : regions_.end();
-  if (region != regions_.end() && w.size_bytes() <= region->second->slot(pull.reply_slot).size()) {
+  if (region != regions_.end() && dense.size() <= region->second->slot(pull.reply_slot).size()) {
     // Into the worker's region; the reply names the slot and its sequence.
     r.payload_slot = pull.reply_slot;
-    r.slot_sequence = region->second->Write(pull.reply_slot, std::as_bytes(w));
+    r.slot_sequence = region->second->Write(pull.reply_slot, dense);
     Reply(peer, ReplyTo(request, r));
     ++stats_.pulls_answered;
     return;
@@ -667,8 +687,8 @@ void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request, 
   // place. SSP/ASP: other workers' pushes may land while the reply is on its
   // way, so it is copied.
   std::shared_ptr<const void> owner;
-  if (config_.cluster.consistency == Consistency::kBsp) owner = shard_;
-  Reply(peer, ReplyTo(request, r), {std::as_bytes(w), owner});
+  if (config_.cluster.consistency == Consistency::kBsp && pull.dtype == DType::kF32) owner = shard_;
+  Reply(peer, ReplyTo(request, r), {dense, owner});
   ++stats_.pulls_answered;
 }
 

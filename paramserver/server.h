@@ -151,6 +151,10 @@ class ParamServer {
   std::vector<std::byte> encode_buffer_;
   std::vector<uint64_t> decode_scratch_;
   std::vector<float> reply_rows_;  // a pull reply's sparse rows (copied by the transport)
+  // cluster.wire_dtype other than f32: a push's dense values in float32,
+  // and a reply's weights rounded for the wire (copied by the transport).
+  std::vector<float> push_values_;
+  std::vector<std::byte> reply_values_;
   bool shutdown_ = false;
   std::unique_ptr<CoordinatorChannel> coordinator_;
   double lost_after_s_ = 0;

@@ -183,5 +183,63 @@ TEST(ParamServer, RefusesSparsePartsThatDisagreeWithTheHeaderAndAppliesNothing) 
   EXPECT_EQ(s.PullRows(0, rows), before) << "no refused push touched a row";
 }
 
+// cluster.wire_dtype: bf16. A push's 4 dense values come as bf16 (padded to
+// whole floats before its rows, which stay float32), are applied in float32,
+// and a pull asking for bf16 gets the weights rounded; a payload of the
+// wrong size for its type is refused by name and applies nothing.
+TEST(ParamServer, TakesAndAnswersBf16DenseValues) {
+  Served s(Consistency::kBsp);
+  auto dense_weights = [&](DType dtype) {
+    auto [reply, frames] = s.Call(msg::Pull{.version = 0, .key_end = 4, .dtype = dtype});
+    const auto* r = reply.As<msg::PullReply>();
+    EXPECT_TRUE(r) << (reply.As<msg::Error>() ? reply.As<msg::Error>()->message : MessageKindName(reply.kind()));
+    std::vector<float> w(4);
+    if (!r || frames.size() != 1) return w;
+    EXPECT_EQ(r->dtype, dtype);
+    EXPECT_EQ(frames[0].size(), 4 * DTypeBytes(dtype));
+    if (frames[0].size() == 4 * DTypeBytes(dtype)) DecodeValues(dtype, frames[0].data(), 4, w.data());
+    return w;
+  };
+  const std::vector<float> exact = dense_weights(DType::kF32);
+  const std::vector<float> rounded = dense_weights(DType::kBf16);
+  for (int k = 0; k < 4; ++k) {
+    std::byte b[2];
+    EncodeValues(DType::kBf16, &exact[k], 1, b);
+    float r;
+    DecodeValues(DType::kBf16, b, 1, &r);
+    EXPECT_EQ(rounded[k], r) << k;
+  }
+  const std::vector<uint64_t> rows{5, 6};
+  const std::vector<float> rows_before = s.PullRows(0, rows);
+  // 0.25 per value: exact in bf16. 8 bytes of values, already whole floats.
+  const std::vector<float> dense(4, 0.25f);
+  std::vector<std::byte> frame(8);
+  EncodeValues(DType::kBf16, dense.data(), 4, frame.data());
+  auto error = [&](MessageBody body, const std::vector<std::byte>& payload) {
+    auto [reply, frames] = s.Call(std::move(body), &payload);
+    const auto* e = reply.As<msg::Error>();
+    EXPECT_TRUE(e) << "accepted: " << MessageKindName(reply.kind());
+    return e ? e->message : std::string();
+  };
+  std::vector<std::byte> as_f32(16);
+  std::memcpy(as_f32.data(), dense.data(), 16);
+  const msg::Push dense_only{.step = 0, .key_end = 4, .dtype = DType::kBf16, .samples = 8};
+  EXPECT_NE(error(dense_only, as_f32).find("expected 8 (4 bf16 values)"), std::string::npos)
+      << error(dense_only, as_f32);
+  SparseBlock b = AppendSparseSection(SparseLayout::kPush, 0, rows, std::vector<float>{1, 1, 1, 1}, &frame);
+  msg::Push push{.step = 0, .key_end = 4, .dtype = DType::kBf16, .samples = 8, .sparse = {b}};
+  auto [ack, none] = s.Call(push, &frame);
+  ASSERT_TRUE(ack.As<msg::PushAck>()) << (ack.As<msg::Error>() ? ack.As<msg::Error>()->message : "");
+  auto [reply, frames] = s.Call(msg::Pull{.version = 1, .key_end = 4});
+  ASSERT_TRUE(reply.As<msg::PullReply>());
+  ASSERT_EQ(frames.size(), 1u);
+  ASSERT_EQ(frames[0].size(), 16u);
+  std::vector<float> after(4);
+  std::memcpy(after.data(), frames[0].data(), 16);
+  for (int k = 0; k < 4; ++k) EXPECT_FLOAT_EQ(after[k], exact[k] - 0.25f) << "SGD, rate 1: " << k;
+  const std::vector<float> rows_after = s.PullRows(1, rows);
+  for (int k = 0; k < 4; ++k) EXPECT_FLOAT_EQ(rows_after[k], rows_before[k] - 1.0f) << k;
+}
+
 }  // namespace
 }  // namespace psforge

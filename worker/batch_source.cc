@@ -205,8 +205,9 @@ Result<BatchPlan> LeaseSource::Next(int64_t step, int64_t max_rows, std::vector<
   return plan;
 }
 
-void LeaseSource::Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps) {
+void LeaseSource::Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps, const WireBytes& wire) {
   applied_steps_ = applied_steps;
+  progress_.wire = wire;
   progress_.step = step + 1;
   progress_.epoch = epoch_;
   progress_.samples += rows;

@@ -37,8 +37,10 @@ class BatchSource {
   // The plan of step `step`; its record ids go to `rows` (at most `max_rows`).
   virtual Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) = 0;
   // Step `step`'s gradient has been pushed; the servers have applied the
-  // first `applied_steps` steps for certain.
-  virtual void Pushed(int64_t /*step*/, double /*loss*/, int64_t /*rows*/, int64_t /*applied_steps*/) {}
+  // first `applied_steps` steps for certain; `wire`: the payload bytes
+  // moved so far.
+  virtual void Pushed(int64_t /*step*/, double /*loss*/, int64_t /*rows*/, int64_t /*applied_steps*/,
+                      const WireBytes& /*wire*/) {}
   // An evaluation's result; `final` after the last step.
   // `test_logloss`: a ctr model's, besides its AUC (0 for other models).
   virtual Status Report(int64_t /*epoch*/, int64_t /*step*/, double /*metric*/, bool /*final*/,
@@ -115,7 +117,7 @@ class LeaseSource final : public BatchSource {
               std::unique_ptr<HeartbeatThread> heartbeat, int64_t first_step);
 
   Result<BatchPlan> Next(int64_t step, int64_t max_rows, std::vector<int64_t>* rows) override;
-  void Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps) override;
+  void Pushed(int64_t step, double loss, int64_t rows, int64_t applied_steps, const WireBytes& wire) override;
   Status Report(int64_t epoch, int64_t step, double metric, bool final, double train_loss,
                 double test_logloss) override;
   Result<int64_t> FinalVersion() override;

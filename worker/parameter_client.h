@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 
+#include "common/coordinator_link.h"
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "common/wire.h"
@@ -52,6 +53,8 @@ class ParameterClient {
   // How many of this process's steps are applied for certain: their pushes
   // were answered, so they cannot be lost any more.
   virtual int64_t applied_steps() const = 0;
+  // What went over the wire so far (an in-process client moves nothing).
+  virtual WireBytes wire_bytes() const { return {}; }
 
   // Among how many workers the job's batch is split at the step just
   // pulled: under BSP, the workers the servers wait for (fewer while one

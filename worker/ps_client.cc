@@ -30,8 +30,9 @@ PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<S
                (cluster.consistency == Consistency::kSsp && cluster.staleness >= 1)),
       servers_(std::move(servers)),
       applied_steps_(first_step) {
-  if (overlap_)
+  if (overlap_ && cluster.wire_dtype == DType::kF32)
     for (auto& b : send_buffers_) b.resize(params);
+  if (cluster.wire_dtype != DType::kF32) residual_.assign(static_cast<std::size_t>(params), 0.0f);
 }
 
 PsClient::~PsClient() {
@@ -164,8 +165,9 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   PSF_RETURN_IF_ERROR(AssignRows(rows));
   int slot = 0;
   std::span<const float> source = gradient;
+  const DType wire = cluster_.wire_dtype;
   const bool frames = std::any_of(servers_.begin(), servers_.end(), [](const Server& s) { return !s.region; });
-  if (overlap_ && frames) {
+  if (overlap_ && frames && wire == DType::kF32) {
     // Compute overwrites `gradient` while this push may still be on the wire:
     // send from a copy, in a buffer the transport released two steps ago.
     slot = next_send_buffer_;
@@ -185,6 +187,7 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     push.key_begin = s.range.begin;
     push.key_end = s.range.end;
     push.samples = samples;
+    push.dtype = wire;
     push.mark = mark;
     push.with_pull = with_pull;
     push.pull_version = wanted;
@@ -195,20 +198,29 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     // The sparse rows this server holds follow the dense slice (which is
     // copied into the frame unless it goes into the slot).
     std::shared_ptr<std::vector<std::byte>> frame;
-    if (!rows.empty()) {
+    const std::span<const float> dense = gradient.subspan(s.range.begin, s.range.size());
+    const std::size_t dense_bytes = dense.size() * DTypeBytes(wire);
+    float* residual = residual_.empty() ? nullptr : residual_.data() + s.range.begin;
+    push_bytes_ += static_cast<int64_t>(dense_bytes);
+    if (!rows.empty() || (wire != DType::kF32 && !s.region)) {
       frame = TakeFrame();
       if (!s.region) {
-        auto slice = std::as_bytes(gradient.subspan(s.range.begin, s.range.size()));
-        frame->assign(slice.begin(), slice.end());
+        // Rounded (with the worker's error feedback) unless f32; padded to
+        // whole floats where the rows' blocks follow.
+        frame->assign(rows.empty() ? dense_bytes : (dense_bytes + 3) / 4 * 4, std::byte{0});
+        EncodeWithFeedback(wire, dense.data(), residual, static_cast<int64_t>(dense.size()),
+                           frame->data());
       }
+      const std::size_t before = frame->size();
       AppendRowsOf(static_cast<uint32_t>(i), rows, SparseLayout::kPush, frame.get(), &push.sparse);
+      push_bytes_ += static_cast<int64_t>(frame->size() - before);
     }
     WireHeader h = NewRequest(push);
     Status sent;
     if (s.region) {
       DetachPending(s, push.payload_slot);
-      auto slice = std::as_bytes(gradient.subspan(s.range.begin, s.range.size()));
-      std::memcpy(s.region->slot(push.payload_slot).data(), slice.data(), slice.size());
+      EncodeWithFeedback(wire, dense.data(), residual, static_cast<int64_t>(dense.size()),
+                         s.region->slot(push.payload_slot).data());
       if (push.sparse.empty()) sent = Send(s, h, {});
       else sent = Send(s, h, {*frame, frame});
     } else if (frame) {
@@ -251,7 +263,7 @@ void PsClient::DetachPending(Server& s, int slot) {
     auto* push = p.header.As<msg::Push>();
     if (!push || push->payload_slot != slot) continue;
     auto slice = s.region->slot(slot).first(static_cast<std::size_t>(push->key_end - push->key_begin) *
-                                            sizeof(float));
+                                            DTypeBytes(push->dtype));
     auto copy = std::make_shared<std::vector<std::byte>>(slice.begin(), slice.end());
     copy->insert(copy->end(), p.payload.bytes.begin(), p.payload.bytes.end());  // its sparse rows, if any
     p.payload = {*copy, copy};
@@ -303,6 +315,7 @@ Status PsClient::SendPulls(int64_t version, std::vector<uint64_t>* requests) {
     pull.version = version;
     pull.key_begin = s.range.begin;
     pull.key_end = s.range.end;
+    pull.dtype = cluster_.wire_dtype;
     pull.reply_slot = ReplySlot(s, version);
     WireHeader h = NewRequest(pull);
     (*requests)[i] = h.request_id;
@@ -405,7 +418,10 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
                         std::to_string(reply->version) + ", older than the " +
                         ConsistencyName(cluster_.consistency) + " bound allows");
       if (!reply->sparse.empty() && !rows) return DataLoss("pull reply carries sparse rows that no pull asked for");
-      const std::size_t bytes = dest.size() * sizeof(float);
+      if (!dest.empty() && reply->dtype != cluster_.wire_dtype)
+        return DataLoss(std::string("pull reply in ") + DTypeName(reply->dtype) + ", asked for " +
+                        DTypeName(cluster_.wire_dtype) + " (cluster.wire_dtype)");
+      const std::size_t bytes = dest.size() * DTypeBytes(reply->dtype);
       const bool in_slot = reply->payload_slot != 0;
       const std::size_t frames = (in_slot ? 1u : 2u) + (rows ? 1u : 0u);
       if (message->frames.size() != frames || (rows && in_slot) ||
@@ -413,18 +429,24 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
           reply->key_end - reply->key_begin != static_cast<int64_t>(dest.size()))
         return DataLoss("pull reply does not hold the " + std::to_string(dest.size()) +
                         " values asked for");
+      const bool rounded = reply->dtype != DType::kF32;
+      if (rounded) wire_values_.resize(bytes);
+      std::span<std::byte> raw = rounded ? std::span<std::byte>(wire_values_) : std::as_writable_bytes(dest);
       if (in_slot) {
-        if (!s.region->Read(reply->payload_slot, reply->slot_sequence, std::as_writable_bytes(dest))) {
+        if (!s.region->Read(reply->payload_slot, reply->slot_sequence, raw)) {
           // A later reply (to a resent request) overwrote the slot: ask again now.
           s.pending[h.request_id].resend_at = Clock::now();
           continue;
         }
+        if (rounded) DecodeValues(reply->dtype, raw.data(), static_cast<int64_t>(dest.size()), dest.data());
       } else if (bytes > 0) {  // none: a pull of sparse rows only
-        std::memcpy(dest.data(), message->frames[1]->bytes().data(), bytes);
+        DecodeValues(reply->dtype, message->frames[1]->bytes().data(), static_cast<int64_t>(dest.size()), dest.data());
       }
+      pull_bytes_ += static_cast<int64_t>(bytes);
       if (rows) {
         auto b = message->frames[2]->bytes();
         rows->assign(b.begin(), b.end());
+        pull_bytes_ += static_cast<int64_t>(b.size());
         last_row_blocks_ = reply->sparse;
       }
       Answered(s, h.request_id);

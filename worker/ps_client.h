@@ -76,6 +76,7 @@ class PsClient final : public ParameterClient {
   Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
               const DataMark& mark, std::span<const SparseRows> rows) override;
   int64_t applied_steps() const override { return applied_steps_; }
+  WireBytes wire_bytes() const override { return {push_bytes_, pull_bytes_}; }
   int64_t workers_in_step() const override;
   // Chaos testing (cluster.faults or --faults die_mid_push): at `step` this process
   // SIGKILLs itself once its push has left for the first server only.
@@ -198,6 +199,12 @@ class PsClient final : public ParameterClient {
   std::vector<uint64_t> block_ids_;
   std::vector<float> block_values_;
   std::vector<std::byte> row_reply_;  // a reply's rows, as received
+  // cluster.wire_dtype other than f32: what rounding took from each
+  // gradient value, added to the next (error feedback), and a reply's
+  // rounded weights as read from a shared-memory slot.
+  std::vector<float> residual_;
+  std::vector<std::byte> wire_values_;
+  int64_t push_bytes_ = 0, pull_bytes_ = 0;  // payloads moved, either way (frames or shared memory)
   // Frames of sparse pushes and pulls (ids and gradients: a batch's rows
   // are ~0.5 MB): a frame the transport and the resend list have let go
   // of comes back here, so steps reuse the same few buffers (no allocation

@@ -232,7 +232,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     PSF_RETURN_IF_ERROR(client_->Push(step, model_->gradients(), n, mark, row_gradients));
     ++step;
     PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
-    source->Pushed(step - 1, loss, n, client_->applied_steps());
+    source->Pushed(step - 1, loss, n, client_->applied_steps(), client_->wire_bytes());
     result.samples += n;
     train_s += Seconds(compute_start);
     const double rate = result.samples / std::max(1e-9, train_s);
@@ -252,6 +252,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   result.epochs = epoch;
   result.steps = step;
   result.samples_per_s = result.samples / std::max(1e-9, train_s);
+  result.wire = client_->wire_bytes();
   if (final_version != BatchSource::kNoFinalEvaluation) {
     if (final_version >= 0 && final_version != step) PSF_RETURN_IF_ERROR(client_->Pull(final_version, weights));
     PSF_RETURN_IF_ERROR(EvaluateEpoch(test, source, epoch, final_version >= 0 ? final_version : step,
@@ -275,6 +276,10 @@ nlohmann::json SummaryJson(const TrainResult& r, const JobConfig& config) {
                       {"samples", r.samples}, {"samples_per_s", r.samples_per_s},
                       {"wall_s", r.wall_s}, {"history", history}, {"config", ConfigToJson(config)}};
   if (r.evaluated) j[r.metric_name] = r.test_metric;
+  if (r.wire.pushed > 0 || r.wire.pulled > 0) {
+    j["bytes_pushed"] = r.wire.pushed;
+    j["bytes_pulled"] = r.wire.pulled;
+  }
   if (r.evaluated && r.ctr) {
     j["test_logloss"] = r.test_logloss;
     // Synthetic click logs (ps-ctr-data) come with their planted model's

@@ -49,6 +49,7 @@ struct TrainResult {
   int64_t steps = 0;
   int64_t samples = 0;       // records this process trained on
   double samples_per_s = 0;  // training steps only, evaluation excluded
+  WireBytes wire;            // payload bytes this process pushed and pulled (a cluster worker)
   double wall_s = 0;
   std::vector<EpochResult> history;
 };

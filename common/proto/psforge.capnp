@@ -157,6 +157,10 @@ struct Heartbeat {
   # Answer to a server, checkpoints by time (checkpoint.interval_s): take a
   # checkpoint when your version reaches this step. 0: none planned.
   checkpointAt @15 :Int64;
+  # worker: payload bytes it has pushed and pulled so far (gradients and
+  # rows out; weights and rows in), through sockets or shared memory.
+  bytesPushed @16 :Int64;
+  bytesPulled @17 :Int64;
 }
 
 # A worker asks for its next data shard, reporting the shards it finished.

@@ -37,10 +37,22 @@ std::vector<float> ReadWeights(const std::string& path) {
 // then the optimizer over sum / records. Fed by a one-process trainer on
 // half batches, its steps 2t and 2t+1 are the two workers' halves of step t
 // (both computed on the same weights, as the workers' are).
+//
+// A `wire` type other than f32 (cluster.wire_dtype) is emulated as the
+// cluster does it: the half of step 2t + i is worker i's, rounded with its
+// own error feedback (common/dtype.h); the servers sum the rounded values
+// and update float32 master weights; the model computes with them rounded.
 class PairedStepClient final : public ParameterClient {
  public:
-  PairedStepClient(std::span<float> weights, std::unique_ptr<Optimizer> optimizer)
-      : weights_(weights), optimizer_(std::move(optimizer)), sum_(weights.size()) {}
+  PairedStepClient(std::span<float> weights, std::unique_ptr<Optimizer> optimizer, DType wire = DType::kF32)
+      : weights_(weights), optimizer_(std::move(optimizer)), sum_(weights.size()), wire_(wire) {
+    if (wire_ == DType::kF32) return;
+    master_.assign(weights.begin(), weights.end());
+    for (auto& r : residual_) r.assign(weights.size(), 0.0f);
+    rounded_.resize(weights.size());
+    bytes_.resize(weights.size() * DTypeBytes(wire_));
+    Round();
+  }
   Status Pull(int64_t step, std::span<float>) override {
     return step == version_ ? Status::Ok() : FailedPrecondition("pull of another version");
   }
@@ -50,12 +62,24 @@ class PairedStepClient final : public ParameterClient {
     if (step != version_) return FailedPrecondition("push of another version");
     if (!rows.empty()) return FailedPrecondition("this test client has no sparse tables");
     const float weight = static_cast<float>(samples);
+    if (wire_ != DType::kF32) {
+      const auto n = static_cast<int64_t>(gradient.size());
+      EncodeWithFeedback(wire_, gradient.data(), residual_[version_ % 2].data(), n, bytes_.data());
+      DecodeValues(wire_, bytes_.data(), n, rounded_.data());
+      gradient = rounded_;
+    }
     if (version_ % 2 == 0) {
       for (std::size_t i = 0; i < sum_.size(); ++i) sum_[i] = weight * gradient[i];
       first_samples_ = samples;
     } else {
       for (std::size_t i = 0; i < sum_.size(); ++i) sum_[i] += weight * gradient[i];
-      optimizer_->Apply(weights_, sum_, 1.0f / static_cast<float>(first_samples_ + samples));
+      const float scale = 1.0f / static_cast<float>(first_samples_ + samples);
+      if (wire_ == DType::kF32) {
+        optimizer_->Apply(weights_, sum_, scale);
+      } else {
+        optimizer_->Apply(master_, sum_, scale);
+        Round();
+      }
     }
     ++version_;
     return Status::Ok();
@@ -64,24 +88,34 @@ class PairedStepClient final : public ParameterClient {
   int64_t applied_steps() const override { return version_; }
 
  private:
+  // The model's weights: the master weights as they come over the wire.
+  void Round() {
+    EncodeValues(wire_, master_.data(), static_cast<int64_t>(master_.size()), bytes_.data());
+    DecodeValues(wire_, bytes_.data(), static_cast<int64_t>(master_.size()), weights_.data());
+  }
+
   std::span<float> weights_;
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<float> sum_;
   int64_t version_ = 0, first_samples_ = 0;
+  const DType wire_;
+  std::vector<float> master_, rounded_;
+  std::vector<float> residual_[2];  // per worker
+  std::vector<std::byte> bytes_;
 };
 
 // One process trains `config` (max_steps, batch_size as set) from the
 // initial weights; returns the final weights. `paired`: through
 // PairedStepClient, two half-batch steps per update.
 std::vector<float> TrainOneProcess(const JobConfig& config, const TrainTestData& data, const ModelSpec& spec,
-                                   bool paired) {
+                                   bool paired, DType wire = DType::kF32) {
   auto model = Model::Create(spec, config.training.batch_size);
   EXPECT_TRUE(model.ok());
   std::unique_ptr<ParameterClient> client;
   if (paired) {
     spec.Initialize({0, spec.num_params()}, (*model)->weights());
-    client = std::make_unique<PairedStepClient>((*model)->weights(),
-                                                std::move(Optimizer::Create(config.optimizer, spec.num_params())).value());
+    client = std::make_unique<PairedStepClient>(
+        (*model)->weights(), std::move(Optimizer::Create(config.optimizer, spec.num_params())).value(), wire);
   } else {
     client = std::move(LocalParameterClient::Create(spec, config.optimizer, (*model)->weights())).value();
   }
@@ -110,6 +144,16 @@ double RelativeError(const std::vector<float>& a, const std::vector<float>& b, d
     *worst = std::max(*worst, std::abs(d));
   }
   return std::sqrt(diff / norm);
+}
+
+// The MLP's config with `sets` and then `more` as --set overrides.
+JobConfig LoadMlp(const std::vector<std::string>& sets, const std::vector<std::string>& more) {
+  std::vector<ConfigOverride> overrides;
+  for (const auto& s : sets) overrides.push_back(*ParseOverride(s));
+  for (const auto& s : more) overrides.push_back(*ParseOverride(s));
+  auto config = LoadJobConfig(kMlpConfig, overrides);
+  EXPECT_TRUE(config.ok()) << config.status().ToString();
+  return config.ok() ? *config : JobConfig{};
 }
 
 // The correctness anchor, on every ISA (CTest runs it again with
@@ -145,7 +189,8 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   auto cluster = testing::StartCluster(kMlpConfig, 2, cluster_sets, {"--summary", dir.File("job.json")});
   std::vector<std::unique_ptr<testing::ChildProcess>> workers;
   for (const char* name : {"w0", "w1"})
-    workers.push_back(testing::StartWorker(cluster, "", {"--save-weights", dir.File(name)}));
+    workers.push_back(testing::StartWorker(cluster, dir.File(std::string(name) + ".json"),
+                                           {"--save-weights", dir.File(name)}));
   for (auto& w : workers) {
     ASSERT_EQ(w->Wait(120s), std::optional<int>(0)) << w->Stderr();
     EXPECT_EQ(w->Stderr().find("ZeroMQ frames"), std::string::npos)
@@ -156,14 +201,7 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   ASSERT_TRUE(std::filesystem::exists(saved)) << "no worker saved the final weights";
   std::vector<float> cluster_weights = ReadWeights(saved);
 
-  auto load = [&](std::vector<std::string> more) {
-    std::vector<ConfigOverride> overrides;
-    for (const auto& s : sets) overrides.push_back(*ParseOverride(s));
-    for (const auto& s : more) overrides.push_back(*ParseOverride(s));
-    auto config = LoadJobConfig(kMlpConfig, overrides);
-    EXPECT_TRUE(config.ok()) << config.status().ToString();
-    return *config;
-  };
+  auto load = [&](const std::vector<std::string>& more) { return LoadMlp(sets, more); };
   const JobConfig whole = load({}), halves = load({"training.batch_size=60", "training.max_steps=100"});
   const JobConfig whole_sgd = load({"optimizer.kind=sgd", "optimizer.learning_rate=0.1"});
   const JobConfig halves_sgd = load({"training.batch_size=60", "training.max_steps=100", "optimizer.kind=sgd",
@@ -172,6 +210,15 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   ASSERT_TRUE(data.ok());
   auto spec = ModelSpec::FromConfig(whole.model, data->train.features);
   ASSERT_EQ(cluster_weights.size(), static_cast<std::size_t>(spec->num_params()));
+  const int64_t params = spec->num_params();
+  for (const char* name : {"w0", "w1"}) {
+    // 50 pushes of the whole gradient in float32 (2 bytes a value on the
+    // bf16 wire: the next test), and as many pulls and more.
+    auto summary = nlohmann::json::parse(testing::ReadFile(dir.File(std::string(name) + ".json")));
+    EXPECT_EQ(summary["bytes_pushed"].get<int64_t>(), 50 * params * 4) << summary.dump(2);
+    EXPECT_GE(summary["bytes_pulled"].get<int64_t>(), 50 * params * 4) << summary.dump(2);
+    EXPECT_EQ(summary["bytes_pulled"].get<int64_t>() % (params * 4), 0) << summary.dump(2);
+  }
   omp_set_num_threads(1);  // as the workers (training.threads: 1)
 
   const std::vector<float> paired = TrainOneProcess(halves, *data, *spec, true);
@@ -212,6 +259,66 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
     for (const auto& p : c->positions) EXPECT_NE(p.lease, 0u) << "worker " << p.worker;
   }
   EXPECT_EQ(checkpointed, cluster_weights);
+}
+
+// The anchor's counterpart on the bf16 wire (cluster.wire_dtype: bf16, f32
+// master weights on the servers, error feedback on the workers), the same
+// job: bit for bit the weights of one process that emulates the wire as
+// PairedStepClient does (so every rounding, residual and sum is where this
+// test says), and half the bytes each way. Against the float32 wire the
+// weights differ by what the rounding does to training: the workers compute
+// at weights 2^-9 (relative) away from the master's and each gradient's
+// rounding reaches the servers a step late, which moves a coordinate's Adam
+// step by ~2^-9 of lr; but where a coordinate's gradient is at the
+// rounding's scale the sign of its step is noise, up to lr (1e-3) a step,
+// as in the anchor. That term dominates and is not small in the worst case
+// (50 steps of lr against weights of RMS ~0.04), so the bound is measured,
+// not derived: 2.8e-2 of the weights' norm after 50 steps, with AVX-512 and
+// with AVX2 kernels; bound 6e-2, under half of what training on half of
+// each batch does (0.17, the anchor).
+TEST(Cluster, Bf16WireTrainsWhatItsOneProcessEmulationTrainsWithHalfTheBytes) {
+  testing::TempDir dir;
+  const std::vector<std::string> sets{"training.max_steps=50", "training.batch_size=120", "cluster.workers=2",
+                                      "data.shard_size=60", "optimizer.lr_schedule=constant",
+                                      "cluster.wire_dtype=bf16"};
+  auto cluster = testing::StartCluster(kMlpConfig, 2, sets, {"--summary", dir.File("job.json")});
+  std::vector<std::unique_ptr<testing::ChildProcess>> workers;
+  for (const char* name : {"w0", "w1"})
+    workers.push_back(testing::StartWorker(cluster, dir.File(std::string(name) + ".json"),
+                                           {"--save-weights", dir.File(name)}));
+  for (auto& w : workers) ASSERT_EQ(w->Wait(120s), std::optional<int>(0)) << w->Stderr();
+  testing::ExpectClusterExits(cluster);
+  const std::string saved = std::filesystem::exists(dir.File("w0")) ? dir.File("w0") : dir.File("w1");
+  ASSERT_TRUE(std::filesystem::exists(saved)) << "no worker saved the final weights";
+  const std::vector<float> cluster_weights = ReadWeights(saved);
+
+  auto load = [&](const std::vector<std::string>& more) { return LoadMlp(sets, more); };
+  const JobConfig halves = load({"training.batch_size=60", "training.max_steps=100"});
+  auto data = LoadTrainTest(halves);
+  ASSERT_TRUE(data.ok());
+  auto spec = ModelSpec::FromConfig(halves.model, data->train.features);
+  const int64_t params = spec->num_params();
+  ASSERT_EQ(cluster_weights.size(), static_cast<std::size_t>(params));
+  for (const char* name : {"w0", "w1"}) {
+    auto summary = nlohmann::json::parse(testing::ReadFile(dir.File(std::string(name) + ".json")));
+    EXPECT_EQ(summary["bytes_pushed"].get<int64_t>(), 50 * params * 2) << summary.dump(2);
+    EXPECT_GE(summary["bytes_pulled"].get<int64_t>(), 50 * params * 2) << summary.dump(2);
+    EXPECT_EQ(summary["bytes_pulled"].get<int64_t>() % (params * 2), 0) << summary.dump(2);
+  }
+  auto job = nlohmann::json::parse(testing::ReadFile(dir.File("job.json")));
+  EXPECT_EQ(job["wire_dtype"], "bf16");
+  omp_set_num_threads(1);
+
+  const std::vector<float> emulated = TrainOneProcess(halves, *data, *spec, true, DType::kBf16);
+  std::size_t differing = 0;
+  for (std::size_t i = 0; i < emulated.size(); ++i) differing += emulated[i] != cluster_weights[i];
+  double worst = 0;
+  EXPECT_EQ(differing, 0u) << "of " << emulated.size() << " weights differ from the emulation's; relative error "
+                           << RelativeError(cluster_weights, emulated, &worst) << ", largest " << worst;
+  const double from_f32 = RelativeError(cluster_weights, TrainOneProcess(halves, *data, *spec, true), &worst);
+  std::printf("bf16 wire vs float32 wire after 50 steps: relative error %.3g\n", from_f32);
+  EXPECT_GT(from_f32, 0) << "the bf16 wire rounds";
+  EXPECT_LE(from_f32, 6e-2);
 }
 
 // The servers' accounting in the coordinator's summary, checked here from
