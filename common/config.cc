@@ -49,6 +49,7 @@ void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, 
   r.String("train_tsv", &d->train_tsv);
   r.String("test_tsv", &d->test_tsv);
   r.Bool("skip_malformed", &d->skip_malformed);
+  r.Int("preload_mb", &d->preload_mb, 0, int64_t{1} << 30);
   r.Int("shard_size", &d->shard_size, 1, int64_t{1} << 40);
   r.StringList("text", &d->text);
   r.StringList("label_names", &d->label_names);
@@ -416,7 +417,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                  {"label_column", c.data.label_column}, {"csv_header", c.data.csv_header}});
   } else if (c.data.format == DataFormat::kCriteo) {
     data.update({{"train_tsv", c.data.train_tsv}, {"test_tsv", c.data.test_tsv},
-                 {"skip_malformed", c.data.skip_malformed}});
+                 {"skip_malformed", c.data.skip_malformed}, {"preload_mb", c.data.preload_mb}});
   } else {
     data.update({{"text", c.data.text}, {"window", c.data.window}, {"validation_every", c.data.validation_every}});
   }

@@ -111,6 +111,11 @@ struct DataOptions {
   // integers enter the model as sign(x) log(1 + |x|), missing ones as 0.
   std::string train_tsv, test_tsv;
   bool skip_malformed = false;           // criteo: count and skip malformed lines instead of failing
+  // criteo: a click log whose file is at most this many MiB is parsed once,
+  // into memory (about as much as the file), before training; a larger one
+  // is streamed from disk, a block of records at a time, every epoch. 0:
+  // always stream.
+  int64_t preload_mb = 1024;
   // text: character-level language modelling. The files (a folder: its
   // regular files, sorted, skipping symbolic links and files with NUL
   // bytes) are concatenated and cut into windows of `window` + 1 bytes,

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -345,8 +346,17 @@ Result<TrainTestData> LoadTrainTest(const JobConfig& config) {
   if (config.data.format == DataFormat::kCriteo) {
     TrainTestData d;
     int64_t skipped_train = 0, skipped_test = 0;
-    PSF_ASSIGN_OR_RETURN(d.train, IndexCriteo(config.data.train_tsv, config.data.skip_malformed, &skipped_train));
-    PSF_ASSIGN_OR_RETURN(d.test, IndexCriteo(config.data.test_tsv, config.data.skip_malformed, &skipped_test));
+    // Parsed once into memory when small enough (data.preload_mb), else
+    // indexed and streamed.
+    auto open = [&](const std::string& path, int64_t* skipped) -> Result<Dataset> {
+      std::error_code ec;
+      const auto bytes = std::filesystem::file_size(path, ec);
+      if (!ec && static_cast<int64_t>(bytes) <= config.data.preload_mb * (int64_t{1} << 20))
+        return ReadCriteo(path, config.data.skip_malformed, skipped);
+      return IndexCriteo(path, config.data.skip_malformed, skipped);
+    };
+    PSF_ASSIGN_OR_RETURN(d.train, open(config.data.train_tsv, &skipped_train));
+    PSF_ASSIGN_OR_RETURN(d.test, open(config.data.test_tsv, &skipped_test));
     if (skipped_train + skipped_test > 0)
       d.report = "skipped malformed lines (data.skip_malformed): " + std::to_string(skipped_train) + " in " +
                  config.data.train_tsv + ", " + std::to_string(skipped_test) + " in " + config.data.test_tsv;

@@ -173,6 +173,34 @@ TEST_F(Ctr, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   EXPECT_GT(std::abs(half.result.test_logloss - one.result.test_logloss), 1e-3);
 }
 
+// A click log small enough (data.preload_mb, default 1 GiB) is parsed once
+// into memory; a larger one is streamed from disk a block at a time. The
+// same records either way: the same job ends with the same weights, bit
+// for bit, and the same test AUC.
+TEST_F(Ctr, APreloadedClickLogTrainsAsTheStreamedOne) {
+  auto load = [&](const char* preload) {
+    std::vector<ConfigOverride> overrides;
+    for (const auto& s : {"training.max_steps=150", "training.epochs=1", preload}) overrides.push_back(*ParseOverride(s));
+    auto config = LoadJobConfig(Config(), overrides);
+    EXPECT_TRUE(config.ok()) << config.status().ToString();
+    return *config;
+  };
+  const JobConfig preloaded = load("data.preload_mb=1024"), streamed = load("data.preload_mb=0");
+  auto in_memory = LoadTrainTest(preloaded);
+  auto from_disk = LoadTrainTest(streamed);
+  ASSERT_TRUE(in_memory.ok() && from_disk.ok());
+  EXPECT_EQ(in_memory->train.stream, nullptr) << "the log fits: parsed into memory";
+  EXPECT_EQ(in_memory->train.keys.size(), static_cast<std::size_t>(in_memory->train.rows * in_memory->train.categorical));
+  EXPECT_NE(from_disk->train.stream, nullptr);
+  EXPECT_TRUE(from_disk->train.keys.empty()) << "streamed: only the index is held";
+  EXPECT_EQ(in_memory->train.rows, from_disk->train.rows);
+  omp_set_num_threads(1);
+  const OneProcess a = TrainOneProcess(preloaded, *in_memory), b = TrainOneProcess(streamed, *from_disk);
+  EXPECT_EQ(a.weights, b.weights);
+  EXPECT_EQ(a.result.test_metric, b.result.test_metric);
+  EXPECT_EQ(a.result.test_logloss, b.result.test_logloss);
+}
+
 // Leases of several batches: one worker on the whole batch, each shard's
 // records over four steps, against one server, trains what one process
 // trains on the same shards, to the last bit of the dense weights, with the
@@ -225,8 +253,9 @@ TEST_F(Ctr, OneWorkerOnLeasesOfSeveralBatchesTrainsWhatOneProcessTrains) {
 TEST_F(Ctr, AServerKilledMidRunLosesNoCommittedStepAndEndsAsUndisturbed) {
   auto start = [&](const std::string& name) {
     // Leases of four worker batches: a server dies with leases half trained.
+    // The click log streamed from disk (as one too large for memory is).
     std::vector<std::string> sets{"training.max_steps=450", "training.epochs=1", "cluster.workers=2",
-                                  "data.shard_size=512", "checkpoint.interval_steps=100", "checkpoint.dir=" + dir_->File(name + "-ck"),
+                                  "data.shard_size=512", "data.preload_mb=0", "checkpoint.interval_steps=100", "checkpoint.dir=" + dir_->File(name + "-ck"),
                                   "cluster.peer_timeout_s=2", "cluster.heartbeat_interval_s=0.2"};
     fault::Job job{testing::StartCluster(Config(), 2, sets, {"--summary", dir_->File(name + ".json")}), {}, sets, name};
     for (int w = 0; w < 2; ++w) job.workers.push_back(fault::StartJobWorker(job, *dir_, w));
