@@ -504,7 +504,8 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
     if (values < 0 || dense.size() != static_cast<std::size_t>(values) * DTypeBytes(push.dtype))
       return ReplyError(peer, h, "bad_push",
                         InvalidArgument("push payload of " + std::to_string(dense.size()) + " bytes, expected " +
-                                        std::to_string(std::max<int64_t>(values, 0) * 2) + " (" +
+                                        std::to_string(std::max<int64_t>(values, 0) *
+                                                       static_cast<int64_t>(DTypeBytes(push.dtype))) + " (" +
                                         std::to_string(values) + " " + DTypeName(push.dtype) + " values)"));
     push_values_.resize(static_cast<std::size_t>(values));
     DecodeValues(push.dtype, dense.data(), values, push_values_.data());

@@ -204,12 +204,14 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     push_bytes_ += static_cast<int64_t>(dense_bytes);
     if (!rows.empty() || (wire != DType::kF32 && !s.region)) {
       frame = TakeFrame();
-      if (!s.region) {
-        // Rounded (with the worker's error feedback) unless f32; padded to
-        // whole floats where the rows' blocks follow.
+      if (!s.region && wire == DType::kF32) {
+        auto slice = std::as_bytes(dense);
+        frame->assign(slice.begin(), slice.end());
+      } else if (!s.region) {
+        // Rounded, with the worker's error feedback; padded to whole floats
+        // where the rows' blocks follow.
         frame->assign(rows.empty() ? dense_bytes : (dense_bytes + 3) / 4 * 4, std::byte{0});
-        EncodeWithFeedback(wire, dense.data(), residual, static_cast<int64_t>(dense.size()),
-                           frame->data());
+        EncodeWithFeedback(wire, dense.data(), residual, static_cast<int64_t>(dense.size()), frame->data());
       }
       const std::size_t before = frame->size();
       AppendRowsOf(static_cast<uint32_t>(i), rows, SparseLayout::kPush, frame.get(), &push.sparse);
