@@ -34,7 +34,6 @@ struct JobAssignment {
   std::vector<std::string> server_keys;  // CURVE: server i's public key (else empty)
 };
 
-// What a member reports in its heartbeats.
 // Payload bytes a worker moved: gradients and rows it pushed, weights and
 // rows it pulled (headers excluded; through sockets or shared memory).
 struct WireBytes {
@@ -42,6 +41,7 @@ struct WireBytes {
   int64_t pulled = 0;
 };
 
+// What a member reports in its heartbeats.
 struct MemberProgress {
   int64_t step = 0;     // worker: steps pushed; server: version
   int64_t epoch = 0;

@@ -75,6 +75,51 @@ TEST(DType, ManyValuesAtOnceMatchOneAtATime) {
   }
 }
 
+// The half conversions run eight at a time with F16C where the CPU has it
+// and value by value (the loops' tails, and CPUs without it) in portable
+// bit arithmetic: both agree on every half, and on every tie between two
+// neighbouring halves (rounded to the even one), subnormals included.
+TEST(DType, HalfConversionsAgreeOnEveryValueAndEveryTie) {
+  std::vector<std::byte> all(2 * 65536);
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const auto bits = static_cast<uint16_t>(h);
+    std::memcpy(all.data() + 2 * h, &bits, 2);
+  }
+  std::vector<float> decoded(65536);
+  DecodeValues(DType::kF16, all.data(), 65536, decoded.data());
+  std::vector<float> probes;
+  for (uint32_t h = 0; h < 65536; ++h) {
+    float one;
+    DecodeValues(DType::kF16, all.data() + 2 * h, 1, &one);
+    if (std::isnan(decoded[h])) {
+      ASSERT_TRUE(std::isnan(one)) << h;
+      continue;
+    }
+    ASSERT_EQ(std::memcmp(&one, &decoded[h], sizeof one), 0) << "half " << h;
+    probes.push_back(decoded[h]);
+    if ((h & 0x7fffu) < 0x7bffu) {  // a finite neighbour above: their tie, and just either side of it
+      const double next = decoded[h + 1];
+      const double tie = (static_cast<double>(decoded[h]) + next) / 2;
+      probes.push_back(static_cast<float>(tie));
+      probes.push_back(std::nextafter(static_cast<float>(tie), 0.0f));
+      probes.push_back(std::nextafter(static_cast<float>(tie), static_cast<float>(2 * tie)));
+    }
+  }
+  std::vector<std::byte> batch(2 * probes.size());
+  EncodeValues(DType::kF16, probes.data(), static_cast<int64_t>(probes.size()), batch.data());
+  for (std::size_t i = 0; i < probes.size(); ++i) {
+    std::byte one[2];
+    EncodeValues(DType::kF16, &probes[i], 1, one);
+    ASSERT_EQ(std::memcmp(one, batch.data() + 2 * i, 2), 0) << "value " << probes[i];
+  }
+  // Ties go to the even neighbour: halfway between 1 and 1 + 2^-10 is 1.
+  EXPECT_EQ(RoundTrip(DType::kF16, 1.0f + std::ldexp(1.0f, -11)), 1.0f);
+  // The smallest subnormal (2^-24) and half of it (a tie with 0: to 0).
+  EXPECT_EQ(RoundTrip(DType::kF16, std::ldexp(1.0f, -24)), std::ldexp(1.0f, -24));
+  EXPECT_EQ(RoundTrip(DType::kF16, std::ldexp(1.0f, -25)), 0.0f);
+  EXPECT_EQ(RoundTrip(DType::kF16, std::ldexp(1.5f, -25)), std::ldexp(1.0f, -24));
+}
+
 // Error feedback: what a worker sends over many steps sums to what it
 // computed, to within the one rounding still held back; without the
 // feedback a constant gradient below half an ulp of its sum is lost.

@@ -252,7 +252,6 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   result.epochs = epoch;
   result.steps = step;
   result.samples_per_s = result.samples / std::max(1e-9, train_s);
-  result.wire = client_->wire_bytes();
   if (final_version != BatchSource::kNoFinalEvaluation) {
     if (final_version >= 0 && final_version != step) PSF_RETURN_IF_ERROR(client_->Pull(final_version, weights));
     PSF_RETURN_IF_ERROR(EvaluateEpoch(test, source, epoch, final_version >= 0 ? final_version : step,
@@ -261,6 +260,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     result.test_metric = result.history.back().test_metric;
     result.test_logloss = result.history.back().test_logloss;
   }
+  result.wire = client_->wire_bytes();  // the final evaluation's pulls too
   result.wall_s = Seconds(start_);
   return result;
 }
