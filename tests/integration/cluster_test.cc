@@ -146,6 +146,28 @@ double RelativeError(const std::vector<float>& a, const std::vector<float>& b, d
   return std::sqrt(diff / norm);
 }
 
+// The cluster's weights are the one-process reference's, bit for bit.
+void ExpectSameBits(const std::vector<float>& cluster, const std::vector<float>& reference) {
+  ASSERT_EQ(cluster.size(), reference.size());
+  std::size_t differing = 0;
+  for (std::size_t i = 0; i < reference.size(); ++i) differing += reference[i] != cluster[i];
+  double worst = 0;
+  EXPECT_EQ(differing, 0u) << "of " << reference.size() << " weights differ from the one process's; relative error "
+                           << RelativeError(cluster, reference, &worst) << ", largest " << worst;
+}
+
+// Workers w0 and w1 (summaries w0.json, w1.json in `dir`) of a 50-step job:
+// 50 pushes of the whole gradient, `value_bytes` a value, and as many pulls
+// of the whole model and more.
+void ExpectWholeModelPayloads(const testing::TempDir& dir, int64_t params, int64_t value_bytes) {
+  for (const char* name : {"w0", "w1"}) {
+    auto summary = nlohmann::json::parse(testing::ReadFile(dir.File(std::string(name) + ".json")));
+    EXPECT_EQ(summary["bytes_pushed"].get<int64_t>(), 50 * params * value_bytes) << summary.dump(2);
+    EXPECT_GE(summary["bytes_pulled"].get<int64_t>(), 50 * params * value_bytes) << summary.dump(2);
+    EXPECT_EQ(summary["bytes_pulled"].get<int64_t>() % (params * value_bytes), 0) << summary.dump(2);
+  }
+}
+
 // The MLP's config with `sets` and then `more` as --set overrides.
 JobConfig LoadMlp(const std::vector<std::string>& sets, const std::vector<std::string>& more) {
   std::vector<ConfigOverride> overrides;
@@ -211,22 +233,12 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
   auto spec = ModelSpec::FromConfig(whole.model, data->train.features);
   ASSERT_EQ(cluster_weights.size(), static_cast<std::size_t>(spec->num_params()));
   const int64_t params = spec->num_params();
-  for (const char* name : {"w0", "w1"}) {
-    // 50 pushes of the whole gradient in float32 (2 bytes a value on the
-    // bf16 wire: the next test), and as many pulls and more.
-    auto summary = nlohmann::json::parse(testing::ReadFile(dir.File(std::string(name) + ".json")));
-    EXPECT_EQ(summary["bytes_pushed"].get<int64_t>(), 50 * params * 4) << summary.dump(2);
-    EXPECT_GE(summary["bytes_pulled"].get<int64_t>(), 50 * params * 4) << summary.dump(2);
-    EXPECT_EQ(summary["bytes_pulled"].get<int64_t>() % (params * 4), 0) << summary.dump(2);
-  }
+  ExpectWholeModelPayloads(dir, params, 4);  // float32 (2 bytes a value on the bf16 wire: the next test)
   omp_set_num_threads(1);  // as the workers (training.threads: 1)
 
   const std::vector<float> paired = TrainOneProcess(halves, *data, *spec, true);
-  std::size_t differing = 0;
-  for (std::size_t i = 0; i < paired.size(); ++i) differing += paired[i] != cluster_weights[i];
+  ExpectSameBits(cluster_weights, paired);
   double worst = 0;
-  EXPECT_EQ(differing, 0u) << "of " << paired.size() << " weights differ from the cluster's; relative error "
-                           << RelativeError(cluster_weights, paired, &worst) << ", largest " << worst;
 
   const double adam = RelativeError(paired, TrainOneProcess(whole, *data, *spec, false), &worst);
   EXPECT_LE(adam, 2e-3) << "Adam, whole batch vs two halves; largest elementwise difference " << worst;
@@ -299,22 +311,14 @@ TEST(Cluster, Bf16WireTrainsWhatItsOneProcessEmulationTrainsWithHalfTheBytes) {
   auto spec = ModelSpec::FromConfig(halves.model, data->train.features);
   const int64_t params = spec->num_params();
   ASSERT_EQ(cluster_weights.size(), static_cast<std::size_t>(params));
-  for (const char* name : {"w0", "w1"}) {
-    auto summary = nlohmann::json::parse(testing::ReadFile(dir.File(std::string(name) + ".json")));
-    EXPECT_EQ(summary["bytes_pushed"].get<int64_t>(), 50 * params * 2) << summary.dump(2);
-    EXPECT_GE(summary["bytes_pulled"].get<int64_t>(), 50 * params * 2) << summary.dump(2);
-    EXPECT_EQ(summary["bytes_pulled"].get<int64_t>() % (params * 2), 0) << summary.dump(2);
-  }
+  ExpectWholeModelPayloads(dir, params, 2);
   auto job = nlohmann::json::parse(testing::ReadFile(dir.File("job.json")));
   EXPECT_EQ(job["wire_dtype"], "bf16");
   omp_set_num_threads(1);
 
   const std::vector<float> emulated = TrainOneProcess(halves, *data, *spec, true, DType::kBf16);
-  std::size_t differing = 0;
-  for (std::size_t i = 0; i < emulated.size(); ++i) differing += emulated[i] != cluster_weights[i];
+  ExpectSameBits(cluster_weights, emulated);
   double worst = 0;
-  EXPECT_EQ(differing, 0u) << "of " << emulated.size() << " weights differ from the emulation's; relative error "
-                           << RelativeError(cluster_weights, emulated, &worst) << ", largest " << worst;
   const double from_f32 = RelativeError(cluster_weights, TrainOneProcess(halves, *data, *spec, true), &worst);
   std::printf("bf16 wire vs float32 wire after 50 steps: relative error %.3g\n", from_f32);
   EXPECT_GT(from_f32, 0) << "the bf16 wire rounds";
