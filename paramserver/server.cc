@@ -29,28 +29,6 @@ std::string Join(const std::vector<uint32_t>& v) {
 
 }  // namespace
 
-std::string ParamServer::SpillDir(const JobConfig& config, int64_t index) {
-  // Without a folder of its own (and a run directory, which the
-  // coordinator turns into one): a folder of this process's own.
-  if (config.cluster.spill_dir.empty())
-    return (std::filesystem::temp_directory_path() / ("psforge-spill-" + std::to_string(::getpid())) /
-            ("server-" + std::to_string(index))).string();
-  return config.cluster.spill_dir + "/server-" + std::to_string(index);
-}
-
-void ParamServer::RemoveDeadSpills(const std::string& dir) {
-  // rows-<pid>-<n>: the stores of servers that were killed before they
-  // could remove them (a store is its process's alone).
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("rows-", 0) != 0) continue;
-    const long pid = std::strtol(name.c_str() + 5, nullptr, 10);
-    if (pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
-      std::filesystem::remove_all(entry.path(), ec);
-  }
-}
-
 std::string ServerStats::ToJson() const {
   nlohmann::json j = {{"pushes_applied", pushes_applied}, {"updates", updates},
                       {"duplicates", duplicates},         {"pulls_answered", pulls_answered},
