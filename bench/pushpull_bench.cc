@@ -1,7 +1,7 @@
 // Push/pull throughput of psforge's parameter servers against raw ZeroMQ for
 // the same message sizes over the same transport, measured in the same run.
 //
-//   pushpull_bench [--seconds S] [--runs N] [--curve]
+//   pushpull_bench [--seconds S] [--runs N] [--curve] [--only raw|frames|whole|shared] [--chunk-kb K]
 //
 // psforge: one worker (PsClient) and 1 or 2 ParamServers (BSP, SGD, each in
 // its own thread) over tcp loopback; one step = push the whole gradient, pull
@@ -13,6 +13,13 @@
 // --curve: psforge with ZeroMQ CURVE (encrypted, authenticated) against
 // psforge without, interleaved in the same run, payloads in frames (shared
 // memory never crosses the network, so CURVE has nothing to encrypt there).
+// Frames go in parts of cluster.chunk_kb (the default); "whole" is the
+// same with one message per server a step (chunk_kb 0), as before parts.
+// --chunk-kb sets the frames case's part size (to pick the default).
+// Servers apply the optimizer on cluster.server_threads threads (the
+// default, 1) and idle OpenMP threads spin as in ps-server
+// (common/openmp_env.h). --only runs one case alone (for a profiler).
+#include <omp.h>
 #include <zmq.h>
 
 #include <algorithm>
@@ -20,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -27,6 +35,7 @@
 
 #include "bench/min_med_max.h"
 #include "common/curve.h"
+#include "common/openmp_env.h"
 #include "common/process_setup.h"
 #include "paramserver/server.h"
 #include "worker/ps_client.h"
@@ -95,9 +104,11 @@ double RawZmq(int64_t bytes, double seconds) {
 }
 
 // GB/s of psforge push + pull steps.
-double Psforge(int64_t floats, int servers, double seconds, bool curve, bool shared_memory) {
+// chunk_kb: -1 for the default (cluster.chunk_kb).
+double Psforge(int64_t floats, int servers, double seconds, bool curve, bool shared_memory, int64_t chunk_kb = -1) {
   psforge::JobConfig config;
   config.cluster.shared_memory = shared_memory;
+  if (chunk_kb >= 0) config.cluster.chunk_kb = chunk_kb;
   config.model.kind = psforge::ModelKind::kLinearRegression;
   config.optimizer.kind = psforge::OptimizerKind::kSgd;
   config.optimizer.learning_rate = 1e-6;
@@ -119,7 +130,11 @@ double Psforge(int64_t floats, int servers, double seconds, bool curve, bool sha
     endpoints.push_back(ps.back()->endpoint());
   }
   std::vector<std::thread> threads;
-  for (auto& s : ps) threads.emplace_back([&, p = s.get()] { (void)p->Serve(stop); });
+  for (auto& s : ps)
+    threads.emplace_back([&, p = s.get()] {
+      omp_set_num_threads(static_cast<int>(config.cluster.server_threads));  // per thread, as in ps-server
+      (void)p->Serve(stop);
+    });
   const std::vector<std::string> server_keys(curve ? servers : 0, transport->public_key());
   auto client = std::move(psforge::PsClient::Connect(transport.get(), spec, config.cluster, 0, endpoints, 0, 0,
                                                      server_keys)).value();
@@ -151,14 +166,26 @@ double Psforge(int64_t floats, int servers, double seconds, bool curve, bool sha
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As ps-server and ps-worker run: idle OpenMP threads spin briefly, and a
+  // server applies its optimizer on cluster.server_threads (1) threads.
+  psforge::BoundOpenMpSpinning(argv);
   double seconds = 2;
   int runs = 3;
   bool curve = false;
+  std::string only;  // one case alone (for a profiler): raw, frames, whole or shared
+  int64_t chunk_kb = psforge::ClusterOptions{}.chunk_kb;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--curve")) curve = true;
     if (i + 1 < argc && !std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
     if (i + 1 < argc && !std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);
+    if (i + 1 < argc && !std::strcmp(argv[i], "--only")) only = argv[i + 1];
+    if (i + 1 < argc && !std::strcmp(argv[i], "--chunk-kb")) chunk_kb = std::atoll(argv[i + 1]);
   }
+  if (!only.empty() && only != "raw" && only != "frames" && only != "whole" && only != "shared") {
+    std::fprintf(stderr, "pushpull_bench: --only takes raw, frames, whole or shared, not %s\n", only.c_str());
+    return 2;
+  }
+  auto wanted = [&](const char* c) { return only.empty() || only == c; };
   if (curve) {
     std::printf("%d interleaved runs of %.1f s each; GB/s counts bytes pushed plus pulled\n\n", runs, seconds);
     std::printf("| size | servers | CURVE off GB/s min / median / max | CURVE on GB/s min / median / max "
@@ -179,24 +206,29 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  std::printf("allocator %s (both sides), %d interleaved runs of %.1f s each; GB/s counts bytes pushed plus pulled\n\n",
-              psforge::AllocatorName(), runs, seconds);
+  std::printf("allocator %s (both sides), %d interleaved runs of %.1f s each; GB/s counts bytes pushed plus pulled; "
+              "frames in parts of %lld KiB (cluster.chunk_kb), whole: one message per server a step\n\n",
+              psforge::AllocatorName(), runs, seconds, static_cast<long long>(chunk_kb));
   std::printf("| size | servers | raw ZeroMQ GB/s min / median / max | psforge, frames GB/s min / median / max "
-              "| frames / raw min / median / max | psforge, shared memory GB/s min / median / max "
-              "| shared / raw min / median / max |\n|---|---|---|---|---|---|---|\n");
+              "| frames / raw min / median / max | psforge, frames whole GB/s min / median / max "
+              "| whole / raw min / median / max | psforge, shared memory GB/s min / median / max "
+              "| shared / raw min / median / max |\n|---|---|---|---|---|---|---|---|---|\n");
   for (int64_t floats : {int64_t{397510}, int64_t{16} << 20}) {
     for (int servers : {1, 2}) {
-      std::vector<double> raw, frames, frames_ratio, shared, shared_ratio;
+      std::vector<double> raw, frames, frames_ratio, whole, whole_ratio, shared, shared_ratio;
       for (int r = 0; r < runs; ++r) {
-        raw.push_back(RawZmq(floats * 4, seconds));
-        frames.push_back(Psforge(floats, servers, seconds, false, false));
-        shared.push_back(Psforge(floats, servers, seconds, false, true));
+        raw.push_back(wanted("raw") ? RawZmq(floats * 4, seconds) : 1.0);
+        frames.push_back(wanted("frames") ? Psforge(floats, servers, seconds, false, false, chunk_kb) : 0.0);
+        whole.push_back(wanted("whole") ? Psforge(floats, servers, seconds, false, false, 0) : 0.0);
+        shared.push_back(wanted("shared") ? Psforge(floats, servers, seconds, false, true) : 0.0);
         frames_ratio.push_back(frames.back() / raw.back());
+        whole_ratio.push_back(whole.back() / raw.back());
         shared_ratio.push_back(shared.back() / raw.back());
       }
-      std::printf("| %s | %d | %s | %s | %s | %s | %s |\n", floats == 397510 ? "1.6 MB" : "64 MB", servers,
+      std::printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", floats == 397510 ? "1.6 MB" : "64 MB", servers,
                   psforge::MinMedMax(raw, "%.2f").c_str(), psforge::MinMedMax(frames, "%.2f").c_str(),
-                  psforge::MinMedMax(frames_ratio, "%.2f").c_str(), psforge::MinMedMax(shared, "%.2f").c_str(),
+                  psforge::MinMedMax(frames_ratio, "%.2f").c_str(), psforge::MinMedMax(whole, "%.2f").c_str(),
+                  psforge::MinMedMax(whole_ratio, "%.2f").c_str(), psforge::MinMedMax(shared, "%.2f").c_str(),
                   psforge::MinMedMax(shared_ratio, "%.2f").c_str());
       std::fflush(stdout);
     }

@@ -201,6 +201,11 @@ struct ClusterOptions {
   // keep float32 weights; a worker adds what rounding its gradient lost to
   // its next gradient (error feedback).
   DType wire_dtype = DType::kF32;
+  // Payloads in frames (between hosts, or cluster.shared_memory false) go in
+  // parts of this many KiB of float32 keys, each its own message: a server
+  // checks, sums and applies a part and sends its new weights back while the
+  // next part is on the wire. 0: one message per server a step.
+  int64_t chunk_kb = 256;
   double heartbeat_interval_s = 0.5;    // servers and workers report to the coordinator this often
   double peer_timeout_s = 10;           // a peer silent this long is declared dead
   // How long one member waits for another to come (back): the coordinator

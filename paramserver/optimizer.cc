@@ -152,22 +152,30 @@ double Optimizer::LearningRate() const { return ScheduledLearningRate(options_, 
 
 void Optimizer::Apply(std::span<float> weights, std::span<const float> grad, float grad_scale) {
   assert(static_cast<int64_t>(weights.size()) == size_ && weights.size() == grad.size());
+  ApplyRange(weights, grad.data(), 0, size_, grad_scale);
+  CountStep();
+}
+
+void Optimizer::ApplyRange(std::span<float> weights, const float* grad, int64_t begin, int64_t end, float grad_scale) {
+  assert(static_cast<int64_t>(weights.size()) == size_ && 0 <= begin && begin <= end && end <= size_);
+  assert(options_.clip_norm <= 0 || (begin == 0 && end == size_));
   GradientPrep prep{grad_scale, ClipBound(options_), 1.0f, static_cast<float>(options_.weight_decay)};
   if (options_.clip_norm > 0) {
-    double norm = std::sqrt(ClippedSquaredNorm(grad.data(), size_, grad_scale, ClipBound(options_)));
+    double norm = std::sqrt(ClippedSquaredNorm(grad, size_, grad_scale, ClipBound(options_)));
     // As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
     double coef = options_.clip_norm / (norm + 1e-6);
     if (coef < 1.0) prep.post = static_cast<float>(coef);
   }
   // Elementwise rules: any split into chunks gives the same bits, so the
-  // update is spread over the compute threads when the range is large.
+  // update is spread over the compute threads when the range is large (and
+  // a range updated in parts ends as the whole updated at once).
   constexpr int64_t kChunk = int64_t{1} << 15;
-  const int64_t chunks = (size_ + kChunk - 1) / kChunk;
+  const int64_t chunks = (end - begin + kChunk - 1) / kChunk;
   float* w = weights.data();
-  const float* g = grad.data();
+  const float* g = grad - begin;  // Update indexes both by key
   PSF_OMP_PARALLEL_FOR(schedule(static) if (chunks > 1))
-  for (int64_t c = 0; c < chunks; ++c) Update(w, g, c * kChunk, std::min(size_, (c + 1) * kChunk), prep);
-  ++steps_;
+  for (int64_t c = 0; c < chunks; ++c)
+    Update(w, g, begin + c * kChunk, std::min(end, begin + (c + 1) * kChunk), prep);
 }
 
 PSF_VECTOR_CLONES int64_t FirstNonFinite(const void* bytes, int64_t n) {

@@ -41,6 +41,14 @@ class Optimizer {
   // One update: weights -= f(grad * grad_scale). Both spans have size()
   // elements. (A server passes 1/W to average a sum of W gradients.)
   void Apply(std::span<float> weights, std::span<const float> grad, float grad_scale = 1.0f);
+  // Part of one update, in pieces: keys [begin, end) of `weights` (all
+  // size() of them) from grad[0, end - begin), at the current step count;
+  // CountStep() once the whole range is done. Pieces that cover the range
+  // give the bits one Apply gives. clip_norm needs the whole range at once.
+  void ApplyRange(std::span<float> weights, const float* grad, int64_t begin, int64_t end, float grad_scale = 1.0f);
+  void CountStep() { ++steps_; }
+  // Whether ApplyRange takes pieces smaller than the whole range.
+  bool takes_parts() const { return options_.clip_norm <= 0; }
 
   int64_t size() const { return size_; }
   int64_t steps() const { return steps_; }

@@ -40,11 +40,18 @@ ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,
       workers_(cluster.workers),
       optimizer_(std::move(optimizer)),
       weights_(range.size()),
-      pushed_(cluster.workers, false),
+      next_part_(cluster.workers, 0),
       active_(cluster.workers, true),
       active_count_(cluster.workers),
       clock_(cluster.workers, 0) {
   if (consistency_ == Consistency::kBsp && workers_ > 1) sum_.assign(range.size(), 0.0f);
+  part_keys_ = range.size();
+  if (cluster.chunk_kb > 0 && optimizer_->takes_parts())
+    part_keys_ = std::min(part_keys_, cluster.chunk_kb * 1024 / static_cast<int64_t>(sizeof(float)));
+  parts_ = (range.size() + part_keys_ - 1) / part_keys_;
+  part_pushes_.assign(parts_, 0);
+  part_samples_.assign(parts_, 0);
+  part_applied_.assign(parts_, 0);
 }
 
 Result<std::unique_ptr<ParamShard>> ParamShard::Create(const ModelSpec& spec, KeyRange range,
@@ -69,32 +76,41 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
     return InvalidArgument("push from worker " + std::to_string(worker) + " but the job has " +
                            std::to_string(workers_) + " workers");
   if (samples < 0) return InvalidArgument("push over " + std::to_string(samples) + " records");
-  if (begin != range_.begin || end != range_.end)
+  // A run of whole parts [first, last).
+  const int64_t b = begin - range_.begin, e = end - range_.begin;
+  const bool on_grid = b >= 0 && e > b && e <= range_.size() && b % part_keys_ == 0 &&
+                       (e % part_keys_ == 0 || e == range_.size());
+  if (!on_grid)
     return InvalidArgument("push for keys " + Range(begin, end) + " but this server owns " +
-                           Range(range_.begin, range_.end) + "; a push covers the whole range");
-  const std::size_t expected = static_cast<std::size_t>(range_.size()) * sizeof(float);
+                           Range(range_.begin, range_.end) +
+                           (parts_ == 1 ? std::string("; a push covers the whole range")
+                                        : "; a push covers whole parts of " + std::to_string(part_keys_) +
+                                              " keys (cluster.chunk_kb)"));
+  const int64_t first = b / part_keys_, last = (e + part_keys_ - 1) / part_keys_;
+  const std::size_t expected = static_cast<std::size_t>(e - b) * sizeof(float);
   if (payload.size() != expected)
     return InvalidArgument("push payload of " + std::to_string(payload.size()) + " bytes, expected " +
-                           std::to_string(expected) + " (" + std::to_string(range_.size()) +
-                           " float32 values)");
+                           std::to_string(expected) + " (" + std::to_string(e - b) + " float32 values)");
   if (step < 0) return InvalidArgument("push for negative step " + std::to_string(step));
   if (!active_[worker])
     return FailedPrecondition("push from worker " + std::to_string(worker) +
                               ", which has left the job");
 
   // Idempotence and ordering before touching any state.
-  if (consistency_ == Consistency::kBsp) {
-    if (step < version_ || (step == version_ && pushed_[worker])) return PushOutcome::kDuplicate;
-    if (step > version_)
-      return InvalidArgument("push for step " + std::to_string(step) + " but this server is at step " +
-                             std::to_string(version_) + " (bsp: one step at a time)");
-  } else {
-    if (step < clock_[worker]) return PushOutcome::kDuplicate;
-    if (step > clock_[worker])
-      return InvalidArgument("push for step " + std::to_string(step) + " from worker " +
-                             std::to_string(worker) + " whose next step is " +
-                             std::to_string(clock_[worker]));
-  }
+  const int64_t current = consistency_ == Consistency::kBsp ? version_ : clock_[worker];
+  const int64_t next = next_part_[worker];
+  if (step < current || (step == current && first < next)) return PushOutcome::kDuplicate;
+  if (step > current)
+    return InvalidArgument("push for step " + std::to_string(step) + " from worker " + std::to_string(worker) +
+                           (consistency_ == Consistency::kBsp
+                                ? " but this server is at step " + std::to_string(version_) + " (bsp: one step at a time)"
+                                : " whose next step is " + std::to_string(clock_[worker])));
+  if (first > next)
+    return InvalidArgument("push of part " + std::to_string(first) + " of step " + std::to_string(step) +
+                           " from worker " + std::to_string(worker) + ", whose next part is " + std::to_string(next));
+  if (!sparse.empty() && last != parts_)
+    return InvalidArgument("push of keys " + Range(begin, end) +
+                           " carries sparse rows; they travel with the step's last part");
 
   const float* grad = reinterpret_cast<const float*>(payload.data());
   if (reinterpret_cast<std::uintptr_t>(payload.data()) % alignof(float) != 0) {
@@ -102,9 +118,9 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
     std::memcpy(incoming_.data(), payload.data(), payload.size());
     grad = incoming_.data();
   }
-  if (int64_t bad = FirstNonFinite(grad, range_.size()); bad >= 0)
+  if (int64_t bad = FirstNonFinite(grad, e - b); bad >= 0)
     return InvalidArgument("push holds a non-finite gradient (" + std::to_string(grad[bad]) +
-                           ") at key " + std::to_string(range_.begin + bad) + "; nothing applied");
+                           ") at key " + std::to_string(begin + bad) + "; nothing applied");
 
   if (!sparse.empty()) {
     if (!tables_)
@@ -113,7 +129,7 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
     PSF_RETURN_IF_ERROR(tables_->Check(sparse));
   }
 
-  const std::span<const float> gradient(grad, range_.size());
+  const bool step_done = last == parts_;  // this worker's step is all in
   auto apply_rows_now = [&] {
     if (samples <= 0 || sparse.empty()) return;
     if (defer_tables) {
@@ -124,28 +140,50 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
     }
   };
   if (consistency_ != Consistency::kBsp) {
-    if (samples > 0) optimizer_->Apply(weights_, gradient);
+    if (samples > 0) optimizer_->ApplyRange(weights_, grad, b, e);
+    if (!step_done) {
+      next_part_[worker] = last;
+      return PushOutcome::kPart;
+    }
+    if (samples > 0) optimizer_->CountStep();
     apply_rows_now();
+    next_part_[worker] = 0;
     ++clock_[worker];
     UpdateSspVersion();
     return PushOutcome::kApplied;
   }
-  if (pushed_count_ == 0 && active_count_ == 1) {  // nothing to average: update from the payload
-    if (samples > 0) optimizer_->Apply(weights_, gradient);
-    apply_rows_now();
-    ++version_;
-    return PushOutcome::kApplied;
+  // BSP: per part, the record-weighted sum (the first push of a part
+  // overwrites the last step's, so the sums need no clearing); a part
+  // only one active worker pushes is applied from the payload.
+  for (int64_t p = first; p < last; ++p) {
+    const int64_t pb = PartBegin(p), pe = PartBegin(p + 1);
+    const float* g = grad + (pb - b);
+    if (active_count_ == 1 && part_pushes_[p] == 0) {
+      if (samples > 0) {
+        optimizer_->ApplyRange(weights_, g, pb, pe);
+        step_updates_ = true;
+      }
+      part_applied_[p] = 1;
+    } else {
+      AccumulateWeighted(sum_.data() + pb, g, pe - pb, static_cast<float>(samples), part_pushes_[p] == 0);
+    }
+    ++part_pushes_[p];
+    part_samples_[p] += samples;
   }
-  // The record-weighted sum; the first push of a step overwrites the last
-  // step's, so the sum needs no clearing.
-  AccumulateWeighted(sum_.data(), grad, range_.size(), static_cast<float>(samples), pushed_count_ == 0);
-  if (samples > 0 && !sparse.empty()) tables_->Accumulate(sparse, static_cast<float>(samples));
-  pushed_[worker] = true;
-  ++pushed_count_;
-  step_samples_ += samples;
-  if (!StepComplete()) return PushOutcome::kAccumulated;
-  ApplyAccumulated(defer_tables);
-  return PushOutcome::kApplied;
+  next_part_[worker] = last;
+  ++pushes_taken_;
+  // The only push of the step, applied from its payload: its rows too.
+  bool rows_applied = false;
+  if (step_done) {
+    step_samples_ += samples;
+    rows_applied = active_count_ == 1 && std::all_of(part_applied_.begin(), part_applied_.end(), [](char a) { return a; });
+    if (rows_applied) apply_rows_now();
+    else if (samples > 0 && !sparse.empty()) tables_->Accumulate(sparse, static_cast<float>(samples));
+  }
+  const int64_t version_before = version_;
+  ApplyCompleteParts(defer_tables, rows_applied);
+  if (version_ != version_before) return PushOutcome::kApplied;
+  return step_done ? PushOutcome::kAccumulated : PushOutcome::kPart;
 }
 
 void ParamShard::CatchUpTables() {
@@ -156,30 +194,54 @@ void ParamShard::CatchUpTables() {
   deferred_rows_ = {};
 }
 
-bool ParamShard::StepComplete() const {
+bool ParamShard::PartComplete(int64_t part) const {
+  if (part_pushes_[part] == 0) return false;
   for (int64_t w = 0; w < workers_; ++w)
-    if (active_[w] && !pushed_[w]) return false;
-  return pushed_count_ > 0;
+    if (active_[w] && next_part_[w] <= part) return false;
+  return true;
 }
 
-void ParamShard::ApplyAccumulated(bool defer_tables) {
-  if (tables_behind_) CatchUpTables();
-  // The mean over the step's records: the optimizer scales the sum as it reads it.
-  if (step_samples_ > 0)
-    optimizer_->Apply(weights_, sum_, 1.0f / static_cast<float>(step_samples_));
+void ParamShard::ApplyCompleteParts(bool defer_tables, bool rows_applied) {
+  while (parts_done_ < parts_ && PartComplete(parts_done_)) {
+    const int64_t p = parts_done_++;
+    if (part_applied_[p] || part_samples_[p] <= 0) continue;
+    // The mean over the part's records: the optimizer scales the sum as it reads it.
+    const int64_t pb = PartBegin(p);
+    optimizer_->ApplyRange(weights_, sum_.data() + pb, pb, PartBegin(p + 1),
+                           1.0f / static_cast<float>(part_samples_[p]));
+    step_updates_ = true;
+  }
+  if (parts_done_ == parts_) CompleteStep(defer_tables, rows_applied);
+}
+
+void ParamShard::CompleteStep(bool defer_tables, bool rows_applied) {
+  if (step_updates_) optimizer_->CountStep();
   // The rows' sums are cleared for the next step either way.
   const float scale = step_samples_ > 0 ? 1.0f / static_cast<float>(step_samples_) : 0.0f;
-  if (tables_ && defer_tables) {
+  if (rows_applied) {
+    // (the only push's rows: applied, or deferred, by Push)
+  } else if (tables_ && defer_tables) {
+    CatchUpTables();
     tables_behind_ = true;
     deferred_rows_ = {};
     deferred_scale_ = scale;
   } else if (tables_) {
+    CatchUpTables();
     tables_->ApplyAccumulated(scale);
   }
-  std::fill(pushed_.begin(), pushed_.end(), false);
-  pushed_count_ = 0;
-  step_samples_ = 0;
+  ClearStep();
   ++version_;
+}
+
+void ParamShard::ClearStep() {
+  std::fill(next_part_.begin(), next_part_.end(), 0);
+  std::fill(part_pushes_.begin(), part_pushes_.end(), 0);
+  std::fill(part_samples_.begin(), part_samples_.end(), 0);
+  std::fill(part_applied_.begin(), part_applied_.end(), 0);
+  parts_done_ = 0;
+  pushes_taken_ = 0;
+  step_samples_ = 0;
+  step_updates_ = false;
 }
 
 void ParamShard::UpdateSspVersion() {
@@ -190,29 +252,40 @@ void ParamShard::UpdateSspVersion() {
   version_ = std::max(version_, v);
 }
 
+int64_t ParamShard::PartVersion(int64_t key) const {
+  const int64_t part = std::clamp<int64_t>((key - range_.begin) / part_keys_, 0, parts_ - 1);
+  if (consistency_ == Consistency::kBsp) return version_ + (parts_done_ > part ? 1 : 0);
+  int64_t v = -1;
+  for (int64_t w = 0; w < workers_; ++w) {
+    if (!active_[w]) continue;
+    const int64_t here = clock_[w] + (next_part_[w] > part ? 1 : 0);
+    v = v < 0 ? here : std::min(v, here);
+  }
+  return std::max(version_, v);
+}
+
 bool ParamShard::RemoveWorker(uint32_t worker) {
   CatchUpTables();
   if (worker >= active_.size() || !active_[worker]) return false;
   active_[worker] = false;
   --active_count_;
-  const int64_t before = version_;
-  if (consistency_ != Consistency::kBsp) {
-    UpdateSspVersion();
-  } else if (StepComplete()) {
-    ApplyAccumulated();
-  }
-  return version_ != before;
+  const int64_t before = version_, parts_before = parts_done_;
+  if (consistency_ != Consistency::kBsp) UpdateSspVersion();
+  else ApplyCompleteParts();
+  return version_ != before || parts_done_ != parts_before;
 }
 
 int64_t ParamShard::AdmitWorker(uint32_t worker) {
   if (!active_[worker]) {
     active_[worker] = true;
     ++active_count_;
-    pushed_[worker] = false;
+    // BSP: it pushes the current step unless some of its parts are
+    // applied already; then it counts as having pushed it (nothing).
+    next_part_[worker] = consistency_ == Consistency::kBsp && parts_done_ > 0 ? parts_ : 0;
     clock_[worker] = std::max(clock_[worker], version_);
   }
   if (consistency_ != Consistency::kBsp) return clock_[worker];
-  return version_ + (pushed_[worker] ? 1 : 0);
+  return version_ + (next_part_[worker] == parts_ ? 1 : 0);
 }
 
 Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end, bool with_rows) const {
@@ -236,11 +309,13 @@ Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, 
   return Status::Ok();
 }
 
-bool ParamShard::Ready(int64_t wanted, bool with_rows) const {
+bool ParamShard::Ready(int64_t wanted, int64_t begin, int64_t end, bool with_rows) const {
   if (with_rows && tables_behind_) return false;  // until CatchUpTables
+  // Rows are updated with the step's last part: a pull with rows waits for the whole step.
+  const int64_t version = with_rows ? version_ : VersionOf(begin, end);
   switch (consistency_) {
-    case Consistency::kBsp: return version_ >= wanted;
-    case Consistency::kSsp: return version_ >= wanted - staleness_;
+    case Consistency::kBsp: return version >= wanted;
+    case Consistency::kSsp: return version >= wanted - staleness_;
     case Consistency::kAsp: return true;
   }
   return false;
@@ -254,7 +329,7 @@ std::span<const float> ParamShard::Weights(int64_t begin, int64_t end) const {
 std::vector<int64_t> ParamShard::WorkerSteps() const {
   if (consistency_ != Consistency::kBsp) return clock_;
   std::vector<int64_t> out(workers_);
-  for (int64_t w = 0; w < workers_; ++w) out[w] = version_ + (pushed_[w] ? 1 : 0);
+  for (int64_t w = 0; w < workers_; ++w) out[w] = version_ + (next_part_[w] == parts_ ? 1 : 0);
   return out;
 }
 
@@ -262,7 +337,7 @@ std::vector<uint32_t> ParamShard::Lagging() const {
   std::vector<uint32_t> out;
   for (int64_t w = 0; w < workers_; ++w) {
     if (!active_[w]) continue;
-    bool lagging = consistency_ == Consistency::kBsp ? !pushed_[w] : clock_[w] == version_;
+    bool lagging = consistency_ == Consistency::kBsp ? next_part_[w] < parts_ : clock_[w] == version_;
     if (lagging) out.push_back(static_cast<uint32_t>(w));
   }
   return out;
@@ -302,9 +377,7 @@ Status ParamShard::Restore(const ServerCheckpoint& c) {
   std::copy(c.optimizer_state.begin(), c.optimizer_state.end(), state.begin());
   optimizer_->set_steps(c.optimizer_steps);
   version_ = c.version;
-  std::fill(pushed_.begin(), pushed_.end(), false);
-  pushed_count_ = 0;
-  step_samples_ = 0;
+  ClearStep();
   std::fill(active_.begin(), active_.end(), true);
   active_count_ = workers_;
   std::fill(clock_.begin(), clock_.end(), c.version);

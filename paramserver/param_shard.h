@@ -12,6 +12,15 @@
 //    exactly that step is applied at once, on its own (an empty one only
 //    advances the clock). version() is the smallest clock of the active
 //    workers: every one of them has pushed every step below it.
+//  - Parts (cluster.chunk_kb): the range is cut into parts of
+//    PartKeys(); a worker may push a step as several pushes, each a run of
+//    whole parts, in order. Each part is checked and applied (SSP/ASP, or
+//    BSP once every active worker has pushed that part) when it comes, so
+//    its new weights can go out while the next part travels. A part's
+//    version (PartVersion) counts the steps applied to it; a pull of keys
+//    is ready when the version of the last part it touches is. The
+//    optimizer's step count, the rows of sparse tables (sent with the last
+//    part) and the step's records count once, with the last part.
 //  - A worker removed from the job (it left, or the coordinator declared it
 //    dead) is no longer waited for; what it pushed stays applied.
 //  - A push already applied (same worker, same step) is reported as a
@@ -20,6 +29,7 @@
 // Not thread-safe: one server loop owns it.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -34,7 +44,10 @@
 
 namespace psforge {
 
-enum class PushOutcome { kApplied, kAccumulated, kDuplicate };
+// kApplied: the shard's version advanced; kAccumulated: the worker's step
+// is taken in whole, the version waits for others; kPart: a part of the
+// worker's step (not its last) is taken in; kDuplicate: nothing changed.
+enum class PushOutcome { kApplied, kAccumulated, kPart, kDuplicate };
 
 class ParamShard {
  public:
@@ -58,9 +71,17 @@ class ParamShard {
   // (tables_behind()) until CatchUpTables(), which the caller runs before
   // anything else touches the shard (`sparse` must live until then): the
   // dense weights of the new version can go out while the rows update.
+  // [begin, end): the whole range, or a run of whole parts that starts
+  // where the worker's last push of the step ended.
   Result<PushOutcome> Push(uint32_t worker, int64_t step, int64_t samples, int64_t begin,
                            int64_t end, std::span<const std::byte> payload,
                            std::span<const SparseSection> sparse = {}, bool defer_tables = false);
+  // Keys per part (the last part may be shorter); the whole range when the
+  // optimizer needs it whole (clip_norm) or cluster.chunk_kb is 0.
+  int64_t part_keys() const { return part_keys_; }
+  int64_t parts() const { return parts_; }
+  // The steps applied to the part holding key `key`.
+  int64_t PartVersion(int64_t key) const;
   bool tables_behind() const { return tables_behind_; }
   void CatchUpTables();
 
@@ -79,16 +100,21 @@ class ParamShard {
   bool removed(uint32_t worker) const { return worker < active_.size() && !active_[worker]; }
   // BSP: some pushes of the current step have been taken in, not yet
   // applied (a snapshot now would not match the data positions).
-  bool step_in_progress() const { return consistency_ == Consistency::kBsp && pushed_count_ > 0; }
+  bool step_in_progress() const { return consistency_ == Consistency::kBsp && pushes_taken_ > 0; }
 
   // Checks a pull for version `wanted` of keys [begin, end); NotReady is not
   // an error: Ready() says when it can be answered.
   // `with_rows`: the pull also asks for sparse rows, and may ask for no
   // dense keys (begin == end).
   Status ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end, bool with_rows = false) const;
-  // Whether a pull of version `wanted` can be answered now (one with
-  // sparse rows not while the rows' update is pending).
-  bool Ready(int64_t wanted, bool with_rows = true) const;
+  // Whether a pull of version `wanted` of keys [begin, end) can be
+  // answered now (one with sparse rows not while the rows' update is
+  // pending, nor before the whole range has reached the version).
+  bool Ready(int64_t wanted, int64_t begin, int64_t end, bool with_rows) const;
+  // The same for a pull of the whole range.
+  bool Ready(int64_t wanted, bool with_rows = true) const { return Ready(wanted, range_.begin, range_.end, with_rows); }
+  // The version a reply to a pull of [begin, end) carries.
+  int64_t VersionOf(int64_t begin, int64_t end) const { return end > begin ? PartVersion(end - 1) : version_; }
 
   // The current weights of [begin, end) (inside range()).
   std::span<const float> Weights(int64_t begin, int64_t end) const;
@@ -112,8 +138,16 @@ class ParamShard {
 
  private:
   ParamShard(KeyRange range, const ClusterOptions& cluster, std::unique_ptr<Optimizer> optimizer);
-  void ApplyAccumulated(bool defer_tables = false);
-  bool StepComplete() const;
+  // BSP: applies the parts every active worker has pushed, in order, and
+  // when that was the last one, completes the step.
+  // `rows_applied`: the push that completes the step was its only one and
+  // has applied (or deferred) its rows itself.
+  void ApplyCompleteParts(bool defer_tables = false, bool rows_applied = false);
+  void CompleteStep(bool defer_tables, bool rows_applied);
+  // Forgets what the current step has taken in (every worker at its first part).
+  void ClearStep();
+  bool PartComplete(int64_t part) const;
+  int64_t PartBegin(int64_t part) const { return std::min(part * part_keys_, range_.size()); }
   void UpdateSspVersion();
 
   const KeyRange range_;
@@ -125,9 +159,20 @@ class ParamShard {
   std::vector<float> weights_;
   std::vector<float> sum_;           // BSP with W > 1: the current step's gradients, summed
   std::vector<float> incoming_;      // an unaligned payload, copied (empty until one arrives)
-  std::vector<bool> pushed_;         // BSP: who has pushed the current step
-  int64_t pushed_count_ = 0;
-  int64_t step_samples_ = 0;         // BSP: records in the current step's pushes
+  int64_t part_keys_ = 0;
+  int64_t parts_ = 1;
+  // Per worker: the parts of its current step taken in (BSP: of step
+  // version(); SSP/ASP: of step clock_[w]). BSP: parts_ once it has pushed.
+  std::vector<int64_t> next_part_;
+  int64_t pushes_taken_ = 0;          // BSP: pushes (whole or parts) taken in this step
+  int64_t step_samples_ = 0;          // BSP: records of the workers whose step is in
+  // BSP, per part of the current step: the workers that pushed it, their
+  // records, and whether it is applied; parts_done_ parts are (in order:
+  // every worker pushes its parts in order).
+  std::vector<int64_t> part_pushes_, part_samples_;
+  std::vector<char> part_applied_;
+  int64_t parts_done_ = 0;
+  bool step_updates_ = false;         // BSP: the optimizer ran on a part this step
   std::vector<bool> active_;         // not removed from the job
   int64_t active_count_;
   std::vector<int64_t> clock_;       // SSP/ASP: next step per worker

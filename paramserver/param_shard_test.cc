@@ -352,3 +352,140 @@ TEST(ParamShard, ABadSparsePartChangesNeitherTheRowsNorTheDenseRange) {
 
 }  // namespace
 }  // namespace psforge
+
+namespace psforge {
+namespace {
+
+// 2,600 keys in parts of 1,024 (cluster.chunk_kb: 4): [0, 1024), [1024, 2048), [2048, 2600).
+constexpr int64_t kKeys = 2600;
+
+std::unique_ptr<ParamShard> MakeShard(Consistency c, int64_t workers, int64_t chunk_kb, double clip_norm = 0) {
+  ModelOptions m;
+  m.kind = ModelKind::kLinearRegression;
+  auto spec = ModelSpec::FromConfig(m, kKeys - 1);
+  OptimizerOptions o;
+  o.kind = OptimizerKind::kAdam;  // its step count must move once a step, whatever the parts
+  o.learning_rate = 0.01;
+  o.clip_norm = clip_norm;
+  ClusterOptions cl;
+  cl.consistency = c;
+  cl.workers = workers;
+  cl.staleness = 1;
+  cl.chunk_kb = chunk_kb;
+  return std::move(ParamShard::Create(*spec, {0, kKeys}, o, cl)).value();
+}
+
+std::vector<float> Gradient(int64_t worker, int64_t step) {
+  std::vector<float> g(kKeys);
+  for (int64_t k = 0; k < kKeys; ++k) g[k] = std::sin(0.37f * k + 1.3f * worker + 0.71f * step);
+  return g;
+}
+
+Result<PushOutcome> PushKeys(ParamShard& s, uint32_t worker, int64_t step, int64_t samples,
+                             const std::vector<float>& g, int64_t begin, int64_t end) {
+  return s.Push(worker, step, samples, begin, end,
+                std::as_bytes(std::span<const float>(g).subspan(begin, end - begin)));
+}
+
+void ExpectSameWeights(const ParamShard& a, const ParamShard& b) {
+  ASSERT_EQ(a.version(), b.version());
+  auto wa = a.Weights(0, kKeys), wb = b.Weights(0, kKeys);
+  EXPECT_EQ(std::memcmp(wa.data(), wb.data(), wa.size_bytes()), 0) << "weights differ";
+}
+
+TEST(ParamShardParts, BspPushesInPartsEndBitForBitAsWholePushesAndEachPartIsReadyWhenApplied) {
+  auto whole = MakeShard(Consistency::kBsp, 2, 0);
+  auto cut = MakeShard(Consistency::kBsp, 2, 4);
+  ASSERT_EQ(whole->parts(), 1);
+  ASSERT_EQ(cut->parts(), 3);
+  ASSERT_EQ(cut->part_keys(), 1024);
+  for (int64_t step = 0; step < 3; ++step) {
+    auto g0 = Gradient(0, step), g1 = Gradient(1, step);
+    ASSERT_EQ(*PushKeys(*whole, 0, step, 64, g0, 0, kKeys), PushOutcome::kAccumulated);
+    ASSERT_EQ(*PushKeys(*whole, 1, step, 32, g1, 0, kKeys), PushOutcome::kApplied);
+    // Worker 0 one part at a time, worker 1 the first two parts in one push.
+    EXPECT_EQ(*PushKeys(*cut, 0, step, 64, g0, 0, 1024), PushOutcome::kPart);
+    EXPECT_FALSE(cut->Ready(step + 1, 0, 1024, false));
+    EXPECT_EQ(*PushKeys(*cut, 1, step, 32, g1, 0, 2048), PushOutcome::kPart);
+    // Part 0 has both workers' gradients: applied and ready; the rest not.
+    EXPECT_TRUE(cut->Ready(step + 1, 0, 1024, false));
+    EXPECT_EQ(cut->VersionOf(0, 1024), step + 1);
+    EXPECT_FALSE(cut->Ready(step + 1, 1024, 2048, false));
+    EXPECT_FALSE(cut->Ready(step + 1));
+    EXPECT_EQ(*PushKeys(*cut, 0, step, 64, g0, 1024, 2048), PushOutcome::kPart);
+    EXPECT_TRUE(cut->Ready(step + 1, 0, 2048, false));
+    EXPECT_EQ(*PushKeys(*cut, 0, step, 64, g0, 2048, kKeys), PushOutcome::kAccumulated);
+    EXPECT_TRUE(cut->step_in_progress());
+    EXPECT_EQ(cut->Lagging(), std::vector<uint32_t>{1});
+    EXPECT_EQ(*PushKeys(*cut, 1, step, 32, g1, 2048, kKeys), PushOutcome::kApplied);
+    EXPECT_TRUE(cut->Ready(step + 1));
+    EXPECT_FALSE(cut->step_in_progress());
+    ExpectSameWeights(*whole, *cut);
+  }
+}
+
+TEST(ParamShardParts, OneWorkerAndSspPartsEndAsWholePushes) {
+  for (Consistency c : {Consistency::kBsp, Consistency::kSsp}) {
+    const int64_t workers = c == Consistency::kBsp ? 1 : 2;
+    auto whole = MakeShard(c, workers, 0);
+    auto cut = MakeShard(c, workers, 4);
+    for (int64_t step = 0; step < 3; ++step) {
+      for (uint32_t w = 0; w < workers; ++w) {
+        auto g = Gradient(w, step);
+        ASSERT_TRUE(PushKeys(*whole, w, step, 16, g, 0, kKeys).ok());
+        EXPECT_EQ(*PushKeys(*cut, w, step, 16, g, 0, 1024), PushOutcome::kPart);
+        EXPECT_EQ(*PushKeys(*cut, w, step, 16, g, 1024, kKeys), PushOutcome::kApplied);
+      }
+      ExpectSameWeights(*whole, *cut);
+    }
+  }
+}
+
+TEST(ParamShardParts, PartsComeInOrderOnTheGridAndARepeatedOneIsADuplicate) {
+  auto s = MakeShard(Consistency::kBsp, 2, 4);
+  auto g = Gradient(0, 0);
+  auto skipped = PushKeys(*s, 0, 0, 8, g, 1024, 2048);
+  ASSERT_FALSE(skipped.ok());
+  EXPECT_NE(skipped.status().message().find("next part is 0"), std::string::npos) << skipped.status().message();
+  auto off_grid = PushKeys(*s, 0, 0, 8, g, 0, 1000);
+  ASSERT_FALSE(off_grid.ok());
+  EXPECT_NE(off_grid.status().message().find("cluster.chunk_kb"), std::string::npos) << off_grid.status().message();
+  std::vector<float> bad = g;
+  bad[1500] = std::numeric_limits<float>::quiet_NaN();
+  ASSERT_EQ(*PushKeys(*s, 0, 0, 8, g, 0, 1024), PushOutcome::kPart);
+  auto nan = PushKeys(*s, 0, 0, 8, bad, 1024, 2048);
+  ASSERT_FALSE(nan.ok());
+  EXPECT_NE(nan.status().message().find("key 1500"), std::string::npos) << nan.status().message();
+  EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 0, 1024), PushOutcome::kDuplicate);  // a resent part
+  EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 1024, kKeys), PushOutcome::kAccumulated);
+  EXPECT_EQ(s->WorkerSteps(), (std::vector<int64_t>{1, 0}));
+}
+
+TEST(ParamShardParts, ClipNormTakesWholeRangesOnly) {
+  auto s = MakeShard(Consistency::kBsp, 1, 4, /*clip_norm=*/1.0);
+  EXPECT_EQ(s->parts(), 1);
+  auto g = Gradient(0, 0);
+  auto part = PushKeys(*s, 0, 0, 8, g, 0, 1024);
+  ASSERT_FALSE(part.ok());
+  EXPECT_NE(part.status().message().find("covers the whole range"), std::string::npos) << part.status().message();
+  EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 0, kKeys), PushOutcome::kApplied);
+}
+
+TEST(ParamShardParts, AWorkerRemovedHalfwayThroughItsPartsIsNotWaitedForInTheRest) {
+  auto s = MakeShard(Consistency::kBsp, 2, 4);
+  auto g0 = Gradient(0, 0), g1 = Gradient(1, 0);
+  ASSERT_EQ(*PushKeys(*s, 1, 0, 8, g1, 0, 1024), PushOutcome::kPart);
+  ASSERT_EQ(*PushKeys(*s, 0, 0, 8, g0, 0, kKeys), PushOutcome::kAccumulated);
+  EXPECT_TRUE(s->Ready(1, 0, 1024, false));
+  EXPECT_FALSE(s->Ready(1));
+  EXPECT_TRUE(s->RemoveWorker(1));  // the parts worker 0 alone pushed are applied
+  EXPECT_EQ(s->version(), 1);
+  EXPECT_TRUE(s->Ready(1));
+  // Admitted again at the next step, it is waited for from its first part.
+  EXPECT_EQ(s->AdmitWorker(1), 1);
+  ASSERT_EQ(*PushKeys(*s, 0, 1, 8, g0, 0, kKeys), PushOutcome::kAccumulated);
+  EXPECT_EQ(s->Lagging(), std::vector<uint32_t>{1});
+}
+
+}  // namespace
+}  // namespace psforge

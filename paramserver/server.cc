@@ -499,7 +499,8 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
   if (!outcome.ok()) return ReplyError(peer, h, "bad_push", outcome.status());
   if (*outcome == PushOutcome::kDuplicate) {
     ++stats_.duplicates;
-  } else {
+  } else if (*outcome != PushOutcome::kPart) {
+    // The worker's step is all in (its last part): its records count once.
     ++stats_.pushes_applied;
     Account(h.sender, push);
   }
@@ -519,7 +520,11 @@ void ParamServer::HandlePush(const std::string& peer, const WireHeader& h, const
     request.body = pull;
     HandlePull(peer, request, pull, m, /*rows_in_frame=*/false);
   };
-  if (*outcome != PushOutcome::kApplied) return answer();
+  if (*outcome != PushOutcome::kApplied) {
+    // A part may complete parts of the step whose new weights are awaited.
+    if (*outcome != PushOutcome::kDuplicate && shard_->parts() > 1) AnswerReadyPulls();
+    return answer();
+  }
   ++stats_.updates;
   if (shard_->tables_behind()) {
     AnswerReadyPulls();  // the dense ones
@@ -586,7 +591,7 @@ void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const
   }
   Status valid = shard_->ValidatePull(h.sender, pull.version, pull.key_begin, pull.key_end, !rows.empty());
   if (!valid.ok()) return ReplyError(peer, h, "bad_pull", valid);
-  if (shard_->Ready(pull.version, !rows.empty())) return ReplyPull(peer, h, pull, rows);
+  if (shard_->Ready(pull.version, pull.key_begin, pull.key_end, !rows.empty())) return ReplyPull(peer, h, pull, rows);
   if (static_cast<int64_t>(parked_.size()) >= config_.cluster.max_parked_pulls)
     return ReplyError(peer, h, "too_many_parked_pulls",
                       ResourceExhausted("this server already holds " +
@@ -599,7 +604,9 @@ void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const
 }
 
 void ParamServer::AnswerReadyPulls() {
-  auto ready = [&](const ParkedPull& p) { return shard_->Ready(p.pull.version, !p.rows.empty()); };
+  auto ready = [&](const ParkedPull& p) {
+    return shard_->Ready(p.pull.version, p.pull.key_begin, p.pull.key_end, !p.rows.empty());
+  };
   for (const auto& p : parked_)
     if (ready(p)) ReplyPull(p.peer, p.request, p.pull, p.rows);
   parked_.erase(std::remove_if(parked_.begin(), parked_.end(), ready), parked_.end());
@@ -626,7 +633,7 @@ void ParamServer::ExpireParkedPulls() {
 void ParamServer::ReplyPull(const std::string& peer, const WireHeader& request, const msg::Pull& pull,
                             std::span<const SparseSection> rows) {
   msg::PullReply r;
-  r.version = shard_->version();
+  r.version = rows.empty() ? shard_->VersionOf(pull.key_begin, pull.key_end) : shard_->version();
   r.key_begin = pull.key_begin;
   r.key_end = pull.key_end;
   r.workers = shard_->workers_waited_for();

@@ -29,7 +29,14 @@ PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<S
       overlap_(cluster.consistency == Consistency::kAsp ||
                (cluster.consistency == Consistency::kSsp && cluster.staleness >= 1)),
       servers_(std::move(servers)),
+      part_keys_(cluster.chunk_kb * 1024 / static_cast<int64_t>(sizeof(float))),
       applied_steps_(first_step) {
+  if (part_keys_ > 0) {
+    // Two steps' parts may be outstanding at once (overlap), answered in any order across steps.
+    int64_t most = 1;
+    for (const Server& s : servers_) most = std::max(most, (s.range.size() + part_keys_ - 1) / part_keys_);
+    max_early_replies_ = static_cast<std::size_t>(2 * most + 2);
+  }
   if (overlap_ && cluster.wire_dtype == DType::kF32)
     for (auto& b : send_buffers_) b.resize(params);
   if (cluster.wire_dtype != DType::kF32) residual_.assign(static_cast<std::size_t>(params), 0.0f);
@@ -165,9 +172,8 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   PSF_RETURN_IF_ERROR(AssignRows(rows));
   int slot = 0;
   std::span<const float> source = gradient;
-  const DType wire = cluster_.wire_dtype;
   const bool frames = std::any_of(servers_.begin(), servers_.end(), [](const Server& s) { return !s.region; });
-  if (overlap_ && frames && wire == DType::kF32) {
+  if (overlap_ && frames && cluster_.wire_dtype == DType::kF32) {
     // Compute overwrites `gradient` while this push may still be on the wire:
     // send from a copy, in a buffer the transport released two steps ago.
     slot = next_send_buffer_;
@@ -178,85 +184,107 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   }
   // The weights this push asks for.
   const int64_t wanted = step + (overlap_ ? 2 : 1);
-  const bool with_pull = true;
   Outstanding asked{wanted, {}, step};
-  for (std::size_t i = 0; i < servers_.size(); ++i) {
-    Server& s = servers_[i];
-    msg::Push push;
-    push.step = step;
-    push.key_begin = s.range.begin;
-    push.key_end = s.range.end;
-    push.samples = samples;
-    push.dtype = wire;
-    push.mark = mark;
-    push.with_pull = with_pull;
-    push.pull_version = wanted;
-    push.reply_slot = ReplySlot(s, wanted);
-    // Into the region, straight from the caller's gradient; the header
-    // names the slot (the one of two steps ago has been taken by now).
-    if (s.region) push.payload_slot = overlap_ ? 1 + static_cast<int>(step & 1) : 1;
-    // The sparse rows this server holds follow the dense slice (which is
-    // copied into the frame unless it goes into the slot).
-    std::shared_ptr<std::vector<std::byte>> frame;
-    const std::span<const float> dense = gradient.subspan(s.range.begin, s.range.size());
-    const std::size_t dense_bytes = dense.size() * DTypeBytes(wire);
-    float* residual = residual_.empty() ? nullptr : residual_.data() + s.range.begin;
-    push_bytes_ += static_cast<int64_t>(dense_bytes);
-    if (!rows.empty() || (wire != DType::kF32 && !s.region)) {
-      frame = TakeFrame();
-      if (!s.region && wire == DType::kF32) {
-        auto slice = std::as_bytes(dense);
-        frame->assign(slice.begin(), slice.end());
-      } else if (!s.region) {
-        // Rounded, with the worker's error feedback; padded to whole floats
-        // where the rows' blocks follow.
-        frame->assign(rows.empty() ? dense_bytes : (dense_bytes + 3) / 4 * 4, std::byte{0});
-        EncodeWithFeedback(wire, dense.data(), residual, static_cast<int64_t>(dense.size()), frame->data());
-      }
-      const std::size_t before = frame->size();
-      AppendRowsOf(static_cast<uint32_t>(i), rows, SparseLayout::kPush, frame.get(), &push.sparse);
-      push_bytes_ += static_cast<int64_t>(frame->size() - before);
+  // A server reached through frames gets its range in parts
+  // (cluster.chunk_kb), every server's first part first: each server sums,
+  // applies and answers a part while the next one travels.
+  for (int64_t k = 0;; ++k) {
+    bool any = false;
+    for (uint32_t i = 0; i < servers_.size(); ++i) {
+      const KeyRange r = servers_[i].range;
+      const bool whole = servers_[i].region || part_keys_ <= 0;
+      const int64_t begin = whole ? (k == 0 ? r.begin : r.end) : r.begin + k * part_keys_;
+      if (begin >= r.end) continue;
+      const int64_t end = whole ? r.end : std::min(r.end, begin + part_keys_);
+      any = true;
+      PSF_RETURN_IF_ERROR(
+          PushPart(i, begin, end, step, gradient, source, slot, samples, mark, rows, wanted, &asked.requests));
     }
-    WireHeader h = NewRequest(push);
-    Status sent;
-    if (s.region) {
-      DetachPending(s, push.payload_slot);
-      EncodeWithFeedback(wire, dense.data(), residual, static_cast<int64_t>(dense.size()),
-                         s.region->slot(push.payload_slot).data());
-      if (push.sparse.empty()) sent = Send(s, h, {});
-      else sent = Send(s, h, {*frame, frame});
-    } else if (frame) {
-      sent = Send(s, h, {*frame, frame});
-    } else {
-      auto slice = source.subspan(s.range.begin, s.range.size());
-      {
-        MutexLock lock(in_flight_mu_);
-        ++in_flight_[slot];
-      }
-      // The owner's deleter runs when the transport is done with the slice.
-      std::shared_ptr<const void> owner(slice.data(), [this, slot](const void*) {
-        MutexLock lock(in_flight_mu_);
-        if (--in_flight_[slot] == 0) in_flight_cv_.NotifyAll();
-      });
-      sent = Send(s, h, {std::as_bytes(slice), std::move(owner)});
-    }
-    if (!sent.ok()) return sent.WithContext("push of step " + std::to_string(step) + " to " +
-                                            Describe(i, s.socket->endpoint()));
-    s.last_push = "push of step " + std::to_string(step);
-    if (with_pull) asked.requests.push_back(h.request_id);
-    else ++s.unacked_pushes;
-    if (die_mid_push_ > 0 && step == die_mid_push_ && i == 0 && servers_.size() > 1) {
-      // A request sent after the push is answered once the server has taken it.
-      WireHeader stats = NewRequest(msg::Control{ControlKind::kStats, 0, {}, {}});
-      PSF_RETURN_IF_ERROR(Send(s, stats, {}));
-      PSF_RETURN_IF_ERROR(AwaitReply(s, stats.request_id, 0, {}, NewDeadline()));
-      std::fprintf(stderr, "ps-worker: dying between its pushes of step %lld to the servers (die_mid_push)\n",
-                   static_cast<long long>(step));
-      std::fflush(stderr);
-      ::raise(SIGKILL);
-    }
+    if (!any) break;
   }
-  if (with_pull) outstanding_.push_back(std::move(asked));
+  outstanding_.push_back(std::move(asked));
+  return Status::Ok();
+}
+
+Status PsClient::PushPart(uint32_t i, int64_t begin, int64_t end, int64_t step, std::span<const float> gradient,
+                          std::span<const float> source, int source_slot, int64_t samples, const DataMark& mark,
+                          std::span<const SparseRows> rows, int64_t wanted, std::vector<PartRequest>* asked) {
+  Server& s = servers_[i];
+  const DType wire = cluster_.wire_dtype;
+  const bool last = end == s.range.end;
+  if (!last) rows = {};
+  msg::Push push;
+  push.step = step;
+  push.key_begin = begin;
+  push.key_end = end;
+  push.samples = samples;
+  push.dtype = wire;
+  push.mark = mark;
+  push.with_pull = true;
+  push.pull_version = wanted;
+  push.reply_slot = ReplySlot(s, wanted);
+  // Into the region, straight from the caller's gradient; the header
+  // names the slot (the one of two steps ago has been taken by now).
+  if (s.region) push.payload_slot = overlap_ ? 1 + static_cast<int>(step & 1) : 1;
+  // The sparse rows this server holds follow the dense slice (which is
+  // copied into the frame unless it goes into the slot).
+  std::shared_ptr<std::vector<std::byte>> frame;
+  const std::span<const float> dense = gradient.subspan(begin, end - begin);
+  const std::size_t dense_bytes = dense.size() * DTypeBytes(wire);
+  float* residual = residual_.empty() ? nullptr : residual_.data() + begin;
+  push_bytes_ += static_cast<int64_t>(dense_bytes);
+  if (!rows.empty() || (wire != DType::kF32 && !s.region)) {
+    frame = TakeFrame();
+    if (!s.region && wire == DType::kF32) {
+      auto slice = std::as_bytes(dense);
+      frame->assign(slice.begin(), slice.end());
+    } else if (!s.region) {
+      // Rounded, with the worker's error feedback; padded to whole floats
+      // where the rows' blocks follow.
+      frame->assign(rows.empty() ? dense_bytes : (dense_bytes + 3) / 4 * 4, std::byte{0});
+      EncodeWithFeedback(wire, dense.data(), residual, static_cast<int64_t>(dense.size()), frame->data());
+    }
+    const std::size_t before = frame->size();
+    AppendRowsOf(i, rows, SparseLayout::kPush, frame.get(), &push.sparse);
+    push_bytes_ += static_cast<int64_t>(frame->size() - before);
+  }
+  WireHeader h = NewRequest(push);
+  Status sent;
+  if (s.region) {
+    DetachPending(s, push.payload_slot);
+    EncodeWithFeedback(wire, dense.data(), residual, static_cast<int64_t>(dense.size()),
+                       s.region->slot(push.payload_slot).data());
+    if (push.sparse.empty()) sent = Send(s, h, {});
+    else sent = Send(s, h, {*frame, frame});
+  } else if (frame) {
+    sent = Send(s, h, {*frame, frame});
+  } else {
+    auto slice = source.subspan(begin, end - begin);
+    {
+      MutexLock lock(in_flight_mu_);
+      ++in_flight_[source_slot];
+    }
+    // The owner's deleter runs when the transport is done with the slice.
+    std::shared_ptr<const void> owner(slice.data(), [this, source_slot](const void*) {
+      MutexLock lock(in_flight_mu_);
+      if (--in_flight_[source_slot] == 0) in_flight_cv_.NotifyAll();
+    });
+    sent = Send(s, h, {std::as_bytes(slice), std::move(owner)});
+  }
+  if (!sent.ok()) return sent.WithContext("push of step " + std::to_string(step) + " to " +
+                                          Describe(i, s.socket->endpoint()));
+  s.last_push = "push of step " + std::to_string(step);
+  asked->push_back({i, h.request_id, begin, end});
+  if (die_mid_push_ > 0 && step == die_mid_push_ && i == 0 && last && servers_.size() > 1) {
+    // A request sent after the push is answered once the server has taken it.
+    WireHeader stats = NewRequest(msg::Control{ControlKind::kStats, 0, {}, {}});
+    PSF_RETURN_IF_ERROR(Send(s, stats, {}));
+    PSF_RETURN_IF_ERROR(AwaitReply(s, stats.request_id, 0, {}, NewDeadline()));
+    std::fprintf(stderr, "ps-worker: dying between its pushes of step %lld to the servers (die_mid_push)\n",
+                 static_cast<long long>(step));
+    std::fflush(stderr);
+    ::raise(SIGKILL);
+  }
   return Status::Ok();
 }
 
@@ -308,10 +336,10 @@ Status PsClient::ShareMemory() {
   return Status::Ok();
 }
 
-Status PsClient::SendPulls(int64_t version, std::vector<uint64_t>* requests) {
+Status PsClient::SendPulls(int64_t version, std::vector<PartRequest>* requests) {
   if (!shared_) PSF_RETURN_IF_ERROR(ShareMemory());
-  requests->resize(servers_.size());
-  for (std::size_t i = 0; i < servers_.size(); ++i) {
+  requests->clear();
+  for (uint32_t i = 0; i < servers_.size(); ++i) {
     Server& s = servers_[i];
     msg::Pull pull;
     pull.version = version;
@@ -320,7 +348,7 @@ Status PsClient::SendPulls(int64_t version, std::vector<uint64_t>* requests) {
     pull.dtype = cluster_.wire_dtype;
     pull.reply_slot = ReplySlot(s, version);
     WireHeader h = NewRequest(pull);
-    (*requests)[i] = h.request_id;
+    requests->push_back({i, h.request_id, s.range.begin, s.range.end});
     Status sent = Send(s, h, {});
     if (!sent.ok()) return sent.WithContext("pull of version " + std::to_string(version) + " from " +
                                             Describe(i, s.socket->endpoint()));
@@ -328,13 +356,13 @@ Status PsClient::SendPulls(int64_t version, std::vector<uint64_t>* requests) {
   return Status::Ok();
 }
 
-Status PsClient::ReceivePulls(const std::vector<uint64_t>& requests, int64_t version,
+Status PsClient::ReceivePulls(const std::vector<PartRequest>& requests, int64_t version,
                               std::span<float> weights, Deadline deadline) {
-  for (std::size_t i = 0; i < servers_.size(); ++i) {
-    Server& s = servers_[i];
-    Status got = AwaitReply(s, requests[i], version, weights.subspan(s.range.begin, s.range.size()), deadline);
+  for (const PartRequest& r : requests) {
+    Server& s = servers_[r.server];
+    Status got = AwaitReply(s, r.request, version, weights.subspan(r.begin, r.end - r.begin), deadline);
     if (!got.ok()) return got.WithContext("pull of version " + std::to_string(version) + " from " +
-                                          Describe(i, s.socket->endpoint()));
+                                          Describe(r.server, s.socket->endpoint()));
   }
   return Status::Ok();
 }
@@ -351,7 +379,7 @@ Status PsClient::Pull(int64_t step, std::span<float> weights) {
   if (!filled) {
     // The first weights, the final ones evaluated after training, or a pull
     // no push asked for: a fresh request.
-    std::vector<uint64_t> requests;
+    std::vector<PartRequest> requests;
     PSF_RETURN_IF_ERROR(SendPulls(step, &requests));
     PSF_RETURN_IF_ERROR(ReceivePulls(requests, step, weights, deadline));
   }
@@ -407,7 +435,7 @@ Status PsClient::AwaitReply(Server& s, uint64_t request_id, int64_t wanted, std:
       // while the rows of a batch are awaited) is kept for its turn; one
       // answered already is dropped.
       if (h.request_id != request_id) {
-        if (s.pending.count(h.request_id) > 0 && s.early.size() < kMaxEarlyReplies)
+        if (s.pending.count(h.request_id) > 0 && s.early.size() < max_early_replies_)
           s.early.emplace(h.request_id, std::move(*message));
         continue;
       }

@@ -20,6 +20,13 @@
 // The staleness bound holds either way: weights used at step t have version
 // >= t - staleness, checked by the server and again here.
 //
+// A server reached through ZeroMQ frames gets its slice in parts of
+// cluster.chunk_kb, each its own push asking for its own keys' weights
+// (every server's first part first): the server checks, sums, applies and
+// answers one part while the next travels, and the worker copies a part's
+// weights in while later ones are on their way. The rows of sparse tables
+// go with a server's last part.
+//
 // A server on this host (ipc://, loopback, an address of this host) is offered a shared-memory
 // region (common/shared_region.h) before the first request: gradients are
 // then copied into slot 1 (overlap: 1 or 2 by step parity) and pushes carry
@@ -96,8 +103,8 @@ class PsClient final : public ParameterClient {
 
  private:
   using Deadline = std::chrono::steady_clock::time_point;
-  // Replies kept for a later AwaitReply (at most two are ever outstanding).
-  static constexpr std::size_t kMaxEarlyReplies = 4;
+  // Replies kept for a later AwaitReply: at most two steps' parts are ever outstanding.
+  std::size_t max_early_replies_ = 4;
   // A request not yet answered: sent again (same id, same payload) when no
   // reply comes in time; a server applies a repeated push once.
   struct Pending {
@@ -154,9 +161,22 @@ class PsClient final : public ParameterClient {
   // holds, after AssignRows, and their SparseBlocks to `blocks`.
   void AppendRowsOf(uint32_t v, std::span<const SparseRows> rows, SparseLayout layout, std::vector<std::byte>* frame,
                     std::vector<SparseBlock>* blocks);
-  Status SendPulls(int64_t version, std::vector<uint64_t>* requests);
-  Status ReceivePulls(const std::vector<uint64_t>& requests, int64_t version, std::span<float> weights,
+  // A request for keys [begin, end) of server `server`'s range (its whole
+  // range, or a part of a push in frames), answered with their weights.
+  struct PartRequest {
+    uint32_t server;
+    uint64_t request;
+    int64_t begin, end;
+  };
+  Status SendPulls(int64_t version, std::vector<PartRequest>* requests);
+  Status ReceivePulls(const std::vector<PartRequest>& requests, int64_t version, std::span<float> weights,
                       Deadline deadline);
+  // Sends server `i` the push of keys [begin, end) of `gradient` (`source`
+  // when sent in place), asking for their weights at `wanted`; the rows
+  // it holds go with the last part of its range.
+  Status PushPart(uint32_t i, int64_t begin, int64_t end, int64_t step, std::span<const float> gradient,
+                  std::span<const float> source, int source_slot, int64_t samples, const DataMark& mark,
+                  std::span<const SparseRows> rows, int64_t wanted, std::vector<PartRequest>* asked);
   // Receives from `s` until the reply to `request_id` (copied into `dest`
   // when it is a pull reply) has arrived and all pushes are acknowledged.
   // A pull reply older than the consistency bound for `wanted` is refused.
@@ -179,9 +199,11 @@ class PsClient final : public ParameterClient {
   // oldest first (at most two: overlap asks two steps ahead).
   struct Outstanding {
     int64_t version;
-    std::vector<uint64_t> requests;  // per server
-    int64_t push_step = -1;          // the push they answer (-1: a plain pull)
+    std::vector<PartRequest> requests;  // in the order sent
+    int64_t push_step = -1;             // the push they answer (-1: a plain pull)
   };
+  // Keys per part of a push in frames (cluster.chunk_kb; 0: whole ranges).
+  const int64_t part_keys_;
   int64_t control_value_ = 0;  // the value of the last control reply awaited
   int64_t applied_steps_ = 0;
   int64_t die_mid_push_ = 0;

@@ -167,5 +167,57 @@ TEST(PsClient, AServerThatDeclinesGetsPayloadsInFrames) {
   server.join();
 }
 
+// Frames in parts (cluster.chunk_kb 4: 1,024 keys): a push of 2,600 keys
+// goes as three pushes of whole parts, in order, each asking for its own
+// keys' weights; replies that come in another order are each copied into
+// their own keys.
+TEST(PsClient, APushInFramesGoesInPartsAndEachReplyFillsItsOwnKeys) {
+  ModelOptions m;
+  m.kind = ModelKind::kLinearRegression;
+  const ModelSpec spec = std::move(ModelSpec::FromConfig(m, 2599)).value();
+  ClusterOptions cluster;
+  cluster.servers = 1;
+  cluster.workers = 1;
+  cluster.shared_memory = false;
+  cluster.chunk_kb = 4;
+  cluster.request_timeout_s = 20;
+  cluster.retry_interval_s = 10;
+  ScriptedServer server;
+  auto client = std::move(PsClient::Connect(server.transport.get(), spec, cluster, 0, {server.socket->endpoint()})).value();
+  const std::size_t keys = 2600;
+  std::vector<float> weights(keys), gradient(keys);
+  for (std::size_t i = 0; i < keys; ++i) gradient[i] = static_cast<float>(i);
+  std::thread scripted([&] {
+    auto [p0, pull, none] = server.Next();
+    ASSERT_TRUE(pull.As<msg::Pull>());
+    std::vector<float> zeros(keys, 0.0f);
+    server.Reply(p0, ReplyTo(pull, PullReplyTo(pull)), &zeros);
+    std::vector<std::tuple<std::string, WireHeader, std::vector<float>>> parts;
+    for (int i = 0; i < 3; ++i) parts.push_back(server.Next());
+    const int64_t bounds[4] = {0, 1024, 2048, 2600};
+    for (int i = 0; i < 3; ++i) {
+      const auto* push = std::get<1>(parts[i]).As<msg::Push>();
+      ASSERT_TRUE(push);
+      EXPECT_EQ(push->key_begin, bounds[i]);
+      EXPECT_EQ(push->key_end, bounds[i + 1]);
+      EXPECT_TRUE(push->with_pull);
+      EXPECT_EQ(std::get<2>(parts[i]),
+                std::vector<float>(gradient.begin() + bounds[i], gradient.begin() + bounds[i + 1]));
+    }
+    for (int i = 3; i-- > 0;) {  // the last part answered first
+      std::vector<float> w(std::get<2>(parts[i]).size());
+      for (std::size_t k = 0; k < w.size(); ++k) w[k] = -static_cast<float>(bounds[i] + static_cast<int64_t>(k));
+      server.Reply(std::get<0>(parts[i]), ReplyTo(std::get<1>(parts[i]), PullReplyTo(std::get<1>(parts[i]))), &w);
+    }
+  });
+  ASSERT_TRUE(client->Pull(0, weights).ok());
+  ASSERT_TRUE(client->Push(0, gradient, 1, DataMark{}).ok());
+  Status pulled = client->Pull(1, weights);
+  EXPECT_TRUE(pulled.ok()) << pulled.ToString();
+  for (std::size_t i = 0; i < keys; ++i) ASSERT_EQ(weights[i], -static_cast<float>(i)) << "key " << i;
+  EXPECT_EQ(client->wire_bytes().pushed, static_cast<int64_t>(keys * sizeof(float)));
+  scripted.join();
+}
+
 }  // namespace
 }  // namespace psforge

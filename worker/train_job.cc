@@ -81,8 +81,12 @@ Result<WorkerRun> RunClusterWorker(const WorkerOptions& options, std::FILE* prog
         PSF_ASSIGN_OR_RETURN(PreparedJob loaded, PrepareJob(*config, config->training.batch_size, job.id + 1));
         p.emplace(std::move(loaded));
       }
+      // Servers take a push in parts only when the optimizer can apply one
+      // part at a time (clip_norm scales by the whole range's norm).
+      ClusterOptions wire = config->cluster;
+      if (config->optimizer.clip_norm > 0) wire.chunk_kb = 0;
       PSF_ASSIGN_OR_RETURN(auto client, PsClient::Connect(faulty ? faulty.get() : transport.get(), p->spec,
-                                                          config->cluster, job.id,
+                                                          wire, job.id,
                                                           job.servers, job.generation, job.step,
                                                           job.server_keys));
       // A restart (Aborted) or the coordinator's stop (Cancelled: this
