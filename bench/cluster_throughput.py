@@ -5,7 +5,11 @@ PyTorch peers (DDP with gloo; a torch.distributed.rpc parameter server), all
 measured interleaved in one session, min/median/max of N runs. Writes
 bench/results/cluster_throughput.md and prints it.
 
-Usage: bench/cluster_throughput.py [--runs 3] [--baseline BIN_DIR]   (scripts/bench.sh builds first)
+Usage: bench/cluster_throughput.py [--runs 3] [--baseline BIN_DIR] [--frames]   (scripts/bench.sh builds first)
+
+--frames runs only ps-train, the cases whose payloads travel in ZeroMQ frames
+(as between hosts: in parts of cluster.chunk_kb, and again in one message
+per server a step, chunk_kb 0) and the peers: issue 23's targets.
 
 --baseline runs psforge's shared-memory cases a second time with the
 programs in BIN_DIR (another build, e.g. of the commit before a refactoring;
@@ -34,12 +38,14 @@ def ps_train(epochs, bin_dir=BIN):
         return json.load(open(f.name))["samples_per_s"]
 
 
-def cluster(servers, workers, epochs, consistency="bsp", staleness=1, shared_memory=True, bin_dir=BIN):
+def cluster(servers, workers, epochs, consistency="bsp", staleness=1, shared_memory=True, bin_dir=BIN, chunk_kb=None):
     """A local cluster through ps-launch; the rate is the sum of the workers'
     own rates (training steps only, evaluation excluded, as for ps-train).
     shared_memory=False passes payloads in ZeroMQ frames, as between hosts."""
     sets = [f"cluster.consistency={consistency}", f"cluster.staleness={staleness}",
             f"cluster.shared_memory={'true' if shared_memory else 'false'}"]
+    if chunk_kb is not None:
+        sets.append(f"cluster.chunk_kb={chunk_kb}")
     with tempfile.TemporaryDirectory() as run_dir:
         subprocess.run([f"{bin_dir}/ps-launch", "--config", CONFIG, "--servers", str(servers), "--workers",
                         str(workers), "--epochs", str(epochs), "--threads", "1", "--run-dir", run_dir] +
@@ -70,6 +76,10 @@ FRAMES_CASES = [
     ("psforge BSP, 1 worker + 1 server, frames", lambda: cluster(1, 1, 2, shared_memory=False)),
     ("psforge SSP bound 1, 1 worker + 1 server, frames", lambda: cluster(1, 1, 2, "ssp", 1, shared_memory=False)),
     ("psforge BSP, 2 workers + 1 server, frames", lambda: cluster(1, 2, 2, shared_memory=False)),
+    ("psforge BSP, 1 worker + 1 server, frames whole", lambda: cluster(1, 1, 2, shared_memory=False, chunk_kb=0)),
+    ("psforge SSP bound 1, 1 worker + 1 server, frames whole",
+     lambda: cluster(1, 1, 2, "ssp", 1, shared_memory=False, chunk_kb=0)),
+    ("psforge BSP, 2 workers + 1 server, frames whole", lambda: cluster(1, 2, 2, shared_memory=False, chunk_kb=0)),
 ]
 PEER_CASES = [
     ("PyTorch DDP (gloo), 2 processes x 1 thread", lambda: peer("torch_ddp.py", "--workers", "2", "--epochs", "2")),
@@ -85,8 +95,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--baseline", help="a bin directory of another build to compare psforge's cases with")
+    ap.add_argument("--frames", action="store_true", help="ps-train, the frames cases and the peers only")
     args = ap.parse_args()
-    cases = cases_with(BIN) + FRAMES_CASES + PEER_CASES
+    cases = (cases_with(BIN)[:1] if args.frames else cases_with(BIN)) + FRAMES_CASES + PEER_CASES
     if args.baseline:
         cases += cases_with(os.path.abspath(args.baseline), BASELINE)
     results = {name: [] for name, _ in cases}
@@ -95,27 +106,34 @@ def main():
             results[name].append(run())
     med = {k: statistics.median(v) for k, v in results.items()}
     lines = ["## Cluster training throughput: MLP 784-500-10, global batch 128, Adam", "",
-             f"Command: `bench/cluster_throughput.py --runs {args.runs}` (CPU: {bench_env.cpu()}; every process "
+             f"Command: `bench/cluster_throughput.py --runs {args.runs}{' --frames' if args.frames else ''}` (CPU: {bench_env.cpu()}; every process "
              "1 compute thread; psforge over tcp loopback, payloads through shared memory unless marked frames "
              "(cluster.shared_memory=false, as between hosts); runs of all cases interleaved).", "",
              "| case | samples/s min / median / max |", "|---|---|"]
     for name, v in results.items():
         lines.append(f"| {name} | {min(v):,.0f} / {med[name]:,.0f} / {max(v):,.0f} |")
     base = med["ps-train, 1 process, 1 thread"]
-    two = med["psforge BSP, 2 workers + 1 server"]
-    lines += ["", "| ratio (medians) | value | target |", "|---|---|---|",
-              f"| BSP 1w+1s / ps-train | {med['psforge BSP, 1 worker + 1 server'] / base:.2f} | >= 0.65 |",
-              f"| SSP(1) 1w+1s / ps-train | {med['psforge SSP bound 1, 1 worker + 1 server'] / base:.2f} | >= 0.85 |",
-              f"| BSP 2w+1s / DDP | {two / med['PyTorch DDP (gloo), 2 processes x 1 thread']:.2f} | >= 2 |",
-              f"| BSP 2w+1s / RPC PS, 1 trainer | {two / med['PyTorch RPC parameter server, 1 trainer']:.2f} | >= 4 |",
-              f"| BSP 2w+1s / RPC PS, 2 trainers | {two / med['PyTorch RPC parameter server, 2 trainers']:.2f} | >= 4 |"]
-    frames_two = med["psforge BSP, 2 workers + 1 server, frames"]
-    lines += [f"| frames: BSP 1w+1s / ps-train | {med['psforge BSP, 1 worker + 1 server, frames'] / base:.2f} | |",
-              f"| frames: SSP(1) 1w+1s / ps-train | "
-              f"{med['psforge SSP bound 1, 1 worker + 1 server, frames'] / base:.2f} | |",
-              f"| frames: BSP 2w+1s / DDP | {frames_two / med['PyTorch DDP (gloo), 2 processes x 1 thread']:.2f} | |",
-              f"| frames: BSP 2w+1s / RPC PS, 1 trainer | "
-              f"{frames_two / med['PyTorch RPC parameter server, 1 trainer']:.2f} | |"]
+    ddp = med["PyTorch DDP (gloo), 2 processes x 1 thread"]
+    rpc1 = med["PyTorch RPC parameter server, 1 trainer"]
+    lines += ["", "| ratio (medians) | value | target |", "|---|---|---|"]
+    if not args.frames:
+        two = med["psforge BSP, 2 workers + 1 server"]
+        lines += [f"| BSP 1w+1s / ps-train | {med['psforge BSP, 1 worker + 1 server'] / base:.2f} | >= 0.65 |",
+                  f"| SSP(1) 1w+1s / ps-train | {med['psforge SSP bound 1, 1 worker + 1 server'] / base:.2f} | >= 0.85 |",
+                  f"| BSP 2w+1s / DDP | {two / ddp:.2f} | >= 2 |",
+                  f"| BSP 2w+1s / RPC PS, 1 trainer | {two / rpc1:.2f} | >= 4 |",
+                  f"| BSP 2w+1s / RPC PS, 2 trainers | {two / med['PyTorch RPC parameter server, 2 trainers']:.2f} | >= 4 |"]
+    for suffix in [", frames", ", frames whole"]:
+        frames_two = med[f"psforge BSP, 2 workers + 1 server{suffix}"]
+        tag = suffix[2:]
+        lines += [f"| {tag}: BSP 1w+1s / ps-train | {med[f'psforge BSP, 1 worker + 1 server{suffix}'] / base:.2f} | "
+                  f"{'>= 0.80' if tag == 'frames' else ''} |",
+                  f"| {tag}: SSP(1) 1w+1s / ps-train | "
+                  f"{med[f'psforge SSP bound 1, 1 worker + 1 server{suffix}'] / base:.2f} | "
+                  f"{'>= 0.95' if tag == 'frames' else ''} |",
+                  f"| {tag}: BSP 2w+1s / DDP | {frames_two / ddp:.2f} | {'>= 2.5' if tag == 'frames' else ''} |",
+                  f"| {tag}: BSP 2w+1s / RPC PS, 1 trainer | {frames_two / rpc1:.2f} | "
+                  f"{'>= 3' if tag == 'frames' else ''} |"]
     if args.baseline:
         lines += ["", f"Against the baseline build in `{args.baseline}` (this build / baseline, medians; per-run "
                   "ratios min / max):", "", "| case | median ratio | run ratios min / max |", "|---|---|---|"]

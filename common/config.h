@@ -205,7 +205,7 @@ struct ClusterOptions {
   // parts of this many KiB of float32 keys, each its own message: a server
   // checks, sums and applies a part and sends its new weights back while the
   // next part is on the wire. 0: one message per server a step.
-  int64_t chunk_kb = 256;
+  int64_t chunk_kb = 512;
   double heartbeat_interval_s = 0.5;    // servers and workers report to the coordinator this often
   double peer_timeout_s = 10;           // a peer silent this long is declared dead
   // How long one member waits for another to come (back): the coordinator

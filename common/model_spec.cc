@@ -37,6 +37,18 @@ KeyRange PartitionKeys(int64_t total, int64_t parts, int64_t index) {
   return {begin, begin + base + (index < extra ? 1 : 0)};
 }
 
+int64_t PartOfKey(int64_t total, int64_t parts, int64_t key) {
+  const int64_t base = total / parts, extra = total % parts;
+  if (key < extra * (base + 1)) return key / (base + 1);
+  return extra + (key - extra * (base + 1)) / base;
+}
+
+int64_t PartCount(int64_t keys, int64_t chunk_kb) {
+  const int64_t chunk = chunk_kb * 1024 / static_cast<int64_t>(sizeof(float));
+  if (chunk <= 0 || keys <= chunk) return 1;
+  return (keys + chunk / 2) / chunk;
+}
+
 int64_t LayerSpec::in_size() const { return Product(in_shape); }
 int64_t LayerSpec::out_size() const { return Product(out_shape); }
 

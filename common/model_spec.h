@@ -38,6 +38,12 @@ struct KeyRange {
 
 // Splits [0, total) into `parts` contiguous ranges whose sizes differ by at most one.
 KeyRange PartitionKeys(int64_t total, int64_t parts, int64_t index);
+// The part of PartitionKeys(total, parts, *) that holds key `key`.
+int64_t PartOfKey(int64_t total, int64_t parts, int64_t key);
+// How many parts a server's range of `keys` travels in through ZeroMQ
+// frames (cluster.chunk_kb): the count that brings each of its equal parts
+// (PartitionKeys) nearest `chunk_kb` KiB of float32 keys; 1 when chunk_kb is 0.
+int64_t PartCount(int64_t keys, int64_t chunk_kb);
 
 // How a layer stack is derived from the config.
 // kSequenceSoftmaxCrossEntropy: one softmax cross-entropy per position of

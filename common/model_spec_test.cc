@@ -128,5 +128,28 @@ TEST(PartitionKeys, CoversTheSpaceInBalancedContiguousRanges) {
   }
 }
 
+TEST(PartitionKeys, PartOfKeyFindsTheRangeHoldingEachKey) {
+  for (int64_t total : {1, 10, 2600, 397510}) {
+    for (int64_t parts : {1, 2, 3, 7}) {
+      if (parts > total) continue;
+      for (int64_t p = 0; p < parts; ++p) {
+        KeyRange r = PartitionKeys(total, parts, p);
+        EXPECT_EQ(PartOfKey(total, parts, r.begin), p) << total << " keys, " << parts << " parts";
+        EXPECT_EQ(PartOfKey(total, parts, r.end - 1), p) << total << " keys, " << parts << " parts";
+      }
+    }
+  }
+}
+
+TEST(PartitionKeys, PartCountBringsEachPartNearestTheChunk) {
+  EXPECT_EQ(PartCount(397510, 0), 1);           // chunking off
+  EXPECT_EQ(PartCount(100000, 512), 1);         // under one chunk (131,072 keys)
+  EXPECT_EQ(PartCount(397510, 512), 3);         // the MLP on one server: 3 x 530 KB, not 3 x 512 KB + 9 KB
+  EXPECT_EQ(PartCount(198755, 512), 2);         // on each of two servers
+  EXPECT_EQ(PartCount(16 << 20, 512), 128);     // 64 MB
+  EXPECT_EQ(PartCount(131072 + 65535, 512), 1);
+  EXPECT_EQ(PartCount(131072 + 65536, 512), 2);
+}
+
 }  // namespace
 }  // namespace psforge

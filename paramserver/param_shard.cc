@@ -45,10 +45,7 @@ ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,
       active_count_(cluster.workers),
       clock_(cluster.workers, 0) {
   if (consistency_ == Consistency::kBsp && workers_ > 1) sum_.assign(range.size(), 0.0f);
-  part_keys_ = range.size();
-  if (cluster.chunk_kb > 0 && optimizer_->takes_parts())
-    part_keys_ = std::min(part_keys_, cluster.chunk_kb * 1024 / static_cast<int64_t>(sizeof(float)));
-  parts_ = (range.size() + part_keys_ - 1) / part_keys_;
+  parts_ = optimizer_->takes_parts() ? PartCount(range.size(), cluster.chunk_kb) : 1;
   part_pushes_.assign(parts_, 0);
   part_samples_.assign(parts_, 0);
   part_applied_.assign(parts_, 0);
@@ -78,15 +75,16 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
   if (samples < 0) return InvalidArgument("push over " + std::to_string(samples) + " records");
   // A run of whole parts [first, last).
   const int64_t b = begin - range_.begin, e = end - range_.begin;
-  const bool on_grid = b >= 0 && e > b && e <= range_.size() && b % part_keys_ == 0 &&
-                       (e % part_keys_ == 0 || e == range_.size());
+  const bool inside = b >= 0 && e > b && e <= range_.size();
+  const int64_t first = inside ? PartOfKey(range_.size(), parts_, b) : 0;
+  const int64_t last = inside ? PartOfKey(range_.size(), parts_, e - 1) + 1 : 0;
+  const bool on_grid = inside && PartBegin(first) == b && PartBegin(last) == e;
   if (!on_grid)
     return InvalidArgument("push for keys " + Range(begin, end) + " but this server owns " +
                            Range(range_.begin, range_.end) +
                            (parts_ == 1 ? std::string("; a push covers the whole range")
-                                        : "; a push covers whole parts of " + std::to_string(part_keys_) +
-                                              " keys (cluster.chunk_kb)"));
-  const int64_t first = b / part_keys_, last = (e + part_keys_ - 1) / part_keys_;
+                                        : "; a push covers whole parts of its " + std::to_string(parts_) +
+                                              " equal parts (cluster.chunk_kb)"));
   const std::size_t expected = static_cast<std::size_t>(e - b) * sizeof(float);
   if (payload.size() != expected)
     return InvalidArgument("push payload of " + std::to_string(payload.size()) + " bytes, expected " +
@@ -253,7 +251,7 @@ void ParamShard::UpdateSspVersion() {
 }
 
 int64_t ParamShard::PartVersion(int64_t key) const {
-  const int64_t part = std::clamp<int64_t>((key - range_.begin) / part_keys_, 0, parts_ - 1);
+  const int64_t part = PartOfKey(range_.size(), parts_, std::clamp<int64_t>(key - range_.begin, 0, range_.size() - 1));
   if (consistency_ == Consistency::kBsp) return version_ + (parts_done_ > part ? 1 : 0);
   int64_t v = -1;
   for (int64_t w = 0; w < workers_; ++w) {

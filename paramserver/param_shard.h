@@ -12,8 +12,8 @@
 //    exactly that step is applied at once, on its own (an empty one only
 //    advances the clock). version() is the smallest clock of the active
 //    workers: every one of them has pushed every step below it.
-//  - Parts (cluster.chunk_kb): the range is cut into parts of
-//    PartKeys(); a worker may push a step as several pushes, each a run of
+//  - Parts (cluster.chunk_kb): the range is cut into parts() equal parts;
+//    a worker may push a step as several pushes, each a run of
 //    whole parts, in order. Each part is checked and applied (SSP/ASP, or
 //    BSP once every active worker has pushed that part) when it comes, so
 //    its new weights can go out while the next part travels. A part's
@@ -76,9 +76,9 @@ class ParamShard {
   Result<PushOutcome> Push(uint32_t worker, int64_t step, int64_t samples, int64_t begin,
                            int64_t end, std::span<const std::byte> payload,
                            std::span<const SparseSection> sparse = {}, bool defer_tables = false);
-  // Keys per part (the last part may be shorter); the whole range when the
-  // optimizer needs it whole (clip_norm) or cluster.chunk_kb is 0.
-  int64_t part_keys() const { return part_keys_; }
+  // The parts a push may come in (PartCount: equal parts of about
+  // cluster.chunk_kb); one when the optimizer needs the range whole
+  // (clip_norm) or chunk_kb is 0.
   int64_t parts() const { return parts_; }
   // The steps applied to the part holding key `key`.
   int64_t PartVersion(int64_t key) const;
@@ -147,7 +147,10 @@ class ParamShard {
   // Forgets what the current step has taken in (every worker at its first part).
   void ClearStep();
   bool PartComplete(int64_t part) const;
-  int64_t PartBegin(int64_t part) const { return std::min(part * part_keys_, range_.size()); }
+  // Offset into the range of part `part`'s first key (parts_: the range's size).
+  int64_t PartBegin(int64_t part) const {
+    return part == parts_ ? range_.size() : PartitionKeys(range_.size(), parts_, part).begin;
+  }
   void UpdateSspVersion();
 
   const KeyRange range_;
@@ -159,7 +162,6 @@ class ParamShard {
   std::vector<float> weights_;
   std::vector<float> sum_;           // BSP with W > 1: the current step's gradients, summed
   std::vector<float> incoming_;      // an unaligned payload, copied (empty until one arrives)
-  int64_t part_keys_ = 0;
   int64_t parts_ = 1;
   // Per worker: the parts of its current step taken in (BSP: of step
   // version(); SSP/ASP: of step clock_[w]). BSP: parts_ once it has pushed.

@@ -356,7 +356,7 @@ TEST(ParamShard, ABadSparsePartChangesNeitherTheRowsNorTheDenseRange) {
 namespace psforge {
 namespace {
 
-// 2,600 keys in parts of 1,024 (cluster.chunk_kb: 4): [0, 1024), [1024, 2048), [2048, 2600).
+// 2,600 keys, cluster.chunk_kb 4 (1,024 keys): three equal parts [0, 867), [867, 1734), [1734, 2600).
 constexpr int64_t kKeys = 2600;
 
 std::unique_ptr<ParamShard> MakeShard(Consistency c, int64_t workers, int64_t chunk_kb, double clip_norm = 0) {
@@ -398,26 +398,25 @@ TEST(ParamShardParts, BspPushesInPartsEndBitForBitAsWholePushesAndEachPartIsRead
   auto cut = MakeShard(Consistency::kBsp, 2, 4);
   ASSERT_EQ(whole->parts(), 1);
   ASSERT_EQ(cut->parts(), 3);
-  ASSERT_EQ(cut->part_keys(), 1024);
   for (int64_t step = 0; step < 3; ++step) {
     auto g0 = Gradient(0, step), g1 = Gradient(1, step);
     ASSERT_EQ(*PushKeys(*whole, 0, step, 64, g0, 0, kKeys), PushOutcome::kAccumulated);
     ASSERT_EQ(*PushKeys(*whole, 1, step, 32, g1, 0, kKeys), PushOutcome::kApplied);
     // Worker 0 one part at a time, worker 1 the first two parts in one push.
-    EXPECT_EQ(*PushKeys(*cut, 0, step, 64, g0, 0, 1024), PushOutcome::kPart);
-    EXPECT_FALSE(cut->Ready(step + 1, 0, 1024, false));
-    EXPECT_EQ(*PushKeys(*cut, 1, step, 32, g1, 0, 2048), PushOutcome::kPart);
+    EXPECT_EQ(*PushKeys(*cut, 0, step, 64, g0, 0, 867), PushOutcome::kPart);
+    EXPECT_FALSE(cut->Ready(step + 1, 0, 867, false));
+    EXPECT_EQ(*PushKeys(*cut, 1, step, 32, g1, 0, 1734), PushOutcome::kPart);
     // Part 0 has both workers' gradients: applied and ready; the rest not.
-    EXPECT_TRUE(cut->Ready(step + 1, 0, 1024, false));
-    EXPECT_EQ(cut->VersionOf(0, 1024), step + 1);
-    EXPECT_FALSE(cut->Ready(step + 1, 1024, 2048, false));
+    EXPECT_TRUE(cut->Ready(step + 1, 0, 867, false));
+    EXPECT_EQ(cut->VersionOf(0, 867), step + 1);
+    EXPECT_FALSE(cut->Ready(step + 1, 867, 1734, false));
     EXPECT_FALSE(cut->Ready(step + 1));
-    EXPECT_EQ(*PushKeys(*cut, 0, step, 64, g0, 1024, 2048), PushOutcome::kPart);
-    EXPECT_TRUE(cut->Ready(step + 1, 0, 2048, false));
-    EXPECT_EQ(*PushKeys(*cut, 0, step, 64, g0, 2048, kKeys), PushOutcome::kAccumulated);
+    EXPECT_EQ(*PushKeys(*cut, 0, step, 64, g0, 867, 1734), PushOutcome::kPart);
+    EXPECT_TRUE(cut->Ready(step + 1, 0, 1734, false));
+    EXPECT_EQ(*PushKeys(*cut, 0, step, 64, g0, 1734, kKeys), PushOutcome::kAccumulated);
     EXPECT_TRUE(cut->step_in_progress());
     EXPECT_EQ(cut->Lagging(), std::vector<uint32_t>{1});
-    EXPECT_EQ(*PushKeys(*cut, 1, step, 32, g1, 2048, kKeys), PushOutcome::kApplied);
+    EXPECT_EQ(*PushKeys(*cut, 1, step, 32, g1, 1734, kKeys), PushOutcome::kApplied);
     EXPECT_TRUE(cut->Ready(step + 1));
     EXPECT_FALSE(cut->step_in_progress());
     ExpectSameWeights(*whole, *cut);
@@ -433,8 +432,8 @@ TEST(ParamShardParts, OneWorkerAndSspPartsEndAsWholePushes) {
       for (uint32_t w = 0; w < workers; ++w) {
         auto g = Gradient(w, step);
         ASSERT_TRUE(PushKeys(*whole, w, step, 16, g, 0, kKeys).ok());
-        EXPECT_EQ(*PushKeys(*cut, w, step, 16, g, 0, 1024), PushOutcome::kPart);
-        EXPECT_EQ(*PushKeys(*cut, w, step, 16, g, 1024, kKeys), PushOutcome::kApplied);
+        EXPECT_EQ(*PushKeys(*cut, w, step, 16, g, 0, 867), PushOutcome::kPart);
+        EXPECT_EQ(*PushKeys(*cut, w, step, 16, g, 867, kKeys), PushOutcome::kApplied);
       }
       ExpectSameWeights(*whole, *cut);
     }
@@ -444,7 +443,7 @@ TEST(ParamShardParts, OneWorkerAndSspPartsEndAsWholePushes) {
 TEST(ParamShardParts, PartsComeInOrderOnTheGridAndARepeatedOneIsADuplicate) {
   auto s = MakeShard(Consistency::kBsp, 2, 4);
   auto g = Gradient(0, 0);
-  auto skipped = PushKeys(*s, 0, 0, 8, g, 1024, 2048);
+  auto skipped = PushKeys(*s, 0, 0, 8, g, 867, 1734);
   ASSERT_FALSE(skipped.ok());
   EXPECT_NE(skipped.status().message().find("next part is 0"), std::string::npos) << skipped.status().message();
   auto off_grid = PushKeys(*s, 0, 0, 8, g, 0, 1000);
@@ -452,12 +451,12 @@ TEST(ParamShardParts, PartsComeInOrderOnTheGridAndARepeatedOneIsADuplicate) {
   EXPECT_NE(off_grid.status().message().find("cluster.chunk_kb"), std::string::npos) << off_grid.status().message();
   std::vector<float> bad = g;
   bad[1500] = std::numeric_limits<float>::quiet_NaN();
-  ASSERT_EQ(*PushKeys(*s, 0, 0, 8, g, 0, 1024), PushOutcome::kPart);
-  auto nan = PushKeys(*s, 0, 0, 8, bad, 1024, 2048);
+  ASSERT_EQ(*PushKeys(*s, 0, 0, 8, g, 0, 867), PushOutcome::kPart);
+  auto nan = PushKeys(*s, 0, 0, 8, bad, 867, 1734);
   ASSERT_FALSE(nan.ok());
   EXPECT_NE(nan.status().message().find("key 1500"), std::string::npos) << nan.status().message();
-  EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 0, 1024), PushOutcome::kDuplicate);  // a resent part
-  EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 1024, kKeys), PushOutcome::kAccumulated);
+  EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 0, 867), PushOutcome::kDuplicate);  // a resent part
+  EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 867, kKeys), PushOutcome::kAccumulated);
   EXPECT_EQ(s->WorkerSteps(), (std::vector<int64_t>{1, 0}));
 }
 
@@ -465,7 +464,7 @@ TEST(ParamShardParts, ClipNormTakesWholeRangesOnly) {
   auto s = MakeShard(Consistency::kBsp, 1, 4, /*clip_norm=*/1.0);
   EXPECT_EQ(s->parts(), 1);
   auto g = Gradient(0, 0);
-  auto part = PushKeys(*s, 0, 0, 8, g, 0, 1024);
+  auto part = PushKeys(*s, 0, 0, 8, g, 0, 867);
   ASSERT_FALSE(part.ok());
   EXPECT_NE(part.status().message().find("covers the whole range"), std::string::npos) << part.status().message();
   EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 0, kKeys), PushOutcome::kApplied);
@@ -474,9 +473,9 @@ TEST(ParamShardParts, ClipNormTakesWholeRangesOnly) {
 TEST(ParamShardParts, AWorkerRemovedHalfwayThroughItsPartsIsNotWaitedForInTheRest) {
   auto s = MakeShard(Consistency::kBsp, 2, 4);
   auto g0 = Gradient(0, 0), g1 = Gradient(1, 0);
-  ASSERT_EQ(*PushKeys(*s, 1, 0, 8, g1, 0, 1024), PushOutcome::kPart);
+  ASSERT_EQ(*PushKeys(*s, 1, 0, 8, g1, 0, 867), PushOutcome::kPart);
   ASSERT_EQ(*PushKeys(*s, 0, 0, 8, g0, 0, kKeys), PushOutcome::kAccumulated);
-  EXPECT_TRUE(s->Ready(1, 0, 1024, false));
+  EXPECT_TRUE(s->Ready(1, 0, 867, false));
   EXPECT_FALSE(s->Ready(1));
   EXPECT_TRUE(s->RemoveWorker(1));  // the parts worker 0 alone pushed are applied
   EXPECT_EQ(s->version(), 1);

@@ -29,14 +29,14 @@ PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<S
       overlap_(cluster.consistency == Consistency::kAsp ||
                (cluster.consistency == Consistency::kSsp && cluster.staleness >= 1)),
       servers_(std::move(servers)),
-      part_keys_(cluster.chunk_kb * 1024 / static_cast<int64_t>(sizeof(float))),
       applied_steps_(first_step) {
-  if (part_keys_ > 0) {
-    // Two steps' parts may be outstanding at once (overlap), answered in any order across steps.
-    int64_t most = 1;
-    for (const Server& s : servers_) most = std::max(most, (s.range.size() + part_keys_ - 1) / part_keys_);
-    max_early_replies_ = static_cast<std::size_t>(2 * most + 2);
+  // Two steps' parts may be outstanding at once (overlap), answered in any order across steps.
+  int64_t most = 1;
+  for (Server& s : servers_) {
+    s.parts = s.region ? 1 : PartCount(s.range.size(), cluster.chunk_kb);
+    most = std::max(most, s.parts);
   }
+  max_early_replies_ = static_cast<std::size_t>(std::max<int64_t>(4, 2 * most + 2));
   if (overlap_ && cluster.wire_dtype == DType::kF32)
     for (auto& b : send_buffers_) b.resize(params);
   if (cluster.wire_dtype != DType::kF32) residual_.assign(static_cast<std::size_t>(params), 0.0f);
@@ -191,11 +191,11 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   for (int64_t k = 0;; ++k) {
     bool any = false;
     for (uint32_t i = 0; i < servers_.size(); ++i) {
-      const KeyRange r = servers_[i].range;
-      const bool whole = servers_[i].region || part_keys_ <= 0;
-      const int64_t begin = whole ? (k == 0 ? r.begin : r.end) : r.begin + k * part_keys_;
-      if (begin >= r.end) continue;
-      const int64_t end = whole ? r.end : std::min(r.end, begin + part_keys_);
+      const Server& s = servers_[i];
+      const int64_t parts = s.region ? 1 : s.parts;
+      if (k >= parts) continue;
+      const KeyRange part = PartitionKeys(s.range.size(), parts, k);
+      const int64_t begin = s.range.begin + part.begin, end = s.range.begin + part.end;
       any = true;
       PSF_RETURN_IF_ERROR(
           PushPart(i, begin, end, step, gradient, source, slot, samples, mark, rows, wanted, &asked.requests));

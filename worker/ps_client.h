@@ -20,8 +20,8 @@
 // The staleness bound holds either way: weights used at step t have version
 // >= t - staleness, checked by the server and again here.
 //
-// A server reached through ZeroMQ frames gets its slice in parts of
-// cluster.chunk_kb, each its own push asking for its own keys' weights
+// A server reached through ZeroMQ frames gets its slice in equal parts of
+// about cluster.chunk_kb (PartCount), each its own push asking for its own keys' weights
 // (every server's first part first): the server checks, sums, applies and
 // answers one part while the next travels, and the worker copies a part's
 // weights in while later ones are on their way. The rows of sparse tables
@@ -118,6 +118,7 @@ class PsClient final : public ParameterClient {
     std::string endpoint;
     KeyRange range;
     std::unique_ptr<SharedRegion> region;  // null: payloads go in frames
+    int64_t parts = 1;  // what a push in frames is cut into (PartCount)
     int64_t unacked_pushes = 0;
     std::string last_push;  // what an error reply to a push refers to
     int64_t workers = 0;    // BSP: the workers it waited for, as of its last pull reply
@@ -202,8 +203,6 @@ class PsClient final : public ParameterClient {
     std::vector<PartRequest> requests;  // in the order sent
     int64_t push_step = -1;             // the push they answer (-1: a plain pull)
   };
-  // Keys per part of a push in frames (cluster.chunk_kb; 0: whole ranges).
-  const int64_t part_keys_;
   int64_t control_value_ = 0;  // the value of the last control reply awaited
   int64_t applied_steps_ = 0;
   int64_t die_mid_push_ = 0;

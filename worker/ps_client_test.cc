@@ -168,7 +168,7 @@ TEST(PsClient, AServerThatDeclinesGetsPayloadsInFrames) {
 }
 
 // Frames in parts (cluster.chunk_kb 4: 1,024 keys): a push of 2,600 keys
-// goes as three pushes of whole parts, in order, each asking for its own
+// goes as three pushes of equal parts, in order, each asking for its own
 // keys' weights; replies that come in another order are each copied into
 // their own keys.
 TEST(PsClient, APushInFramesGoesInPartsAndEachReplyFillsItsOwnKeys) {
@@ -194,7 +194,7 @@ TEST(PsClient, APushInFramesGoesInPartsAndEachReplyFillsItsOwnKeys) {
     server.Reply(p0, ReplyTo(pull, PullReplyTo(pull)), &zeros);
     std::vector<std::tuple<std::string, WireHeader, std::vector<float>>> parts;
     for (int i = 0; i < 3; ++i) parts.push_back(server.Next());
-    const int64_t bounds[4] = {0, 1024, 2048, 2600};
+    const int64_t bounds[4] = {0, 867, 1734, 2600};
     for (int i = 0; i < 3; ++i) {
       const auto* push = std::get<1>(parts[i]).As<msg::Push>();
       ASSERT_TRUE(push);
