@@ -297,7 +297,10 @@ Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, 
   if (wanted < 0) return InvalidArgument("pull for negative version " + std::to_string(wanted));
   // BSP: the next version. SSP/ASP: the weights for the step after the one
   // the worker is computing (a worker prefetches them while it computes).
-  int64_t reachable = consistency_ == Consistency::kBsp ? version_ + 1 : clock_[worker] + 1;
+  // A worker that has pushed part of its step (the rest on its way) may
+  // ask a step further.
+  int64_t reachable = consistency_ == Consistency::kBsp ? version_ + 1
+                                                        : clock_[worker] + 1 + (next_part_[worker] > 0 ? 1 : 0);
   // A worker that left pushes no more: it may ask for whatever the others reached.
   if (!active_[worker]) reachable = std::max(reachable, version_);
   if (wanted > reachable)

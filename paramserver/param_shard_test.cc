@@ -433,6 +433,10 @@ TEST(ParamShardParts, OneWorkerAndSspPartsEndAsWholePushes) {
         auto g = Gradient(w, step);
         ASSERT_TRUE(PushKeys(*whole, w, step, 16, g, 0, kKeys).ok());
         EXPECT_EQ(*PushKeys(*cut, w, step, 16, g, 0, 867), PushOutcome::kPart);
+        // SSP overlap: the push of step t asks for the weights of t + 2 with each part.
+        if (c == Consistency::kSsp) {
+          EXPECT_TRUE(cut->ValidatePull(w, step + 2, 0, 867).ok());
+        }
         EXPECT_EQ(*PushKeys(*cut, w, step, 16, g, 867, kKeys), PushOutcome::kApplied);
       }
       ExpectSameWeights(*whole, *cut);

@@ -312,6 +312,24 @@ TEST(Cluster, BspInPartsThroughFramesMatchesTheOneProcessBitForBit) {
   ExpectSameBits(cluster_weights, TrainOneProcess(halves, *data, *spec, true));
 }
 
+// SSP (bound 1: each push asks for the weights two steps ahead, with every
+// part) and ASP through frames in parts of 64 KiB: the jobs train and end.
+TEST(Cluster, SspAndAspInPartsThroughFramesTrain) {
+  for (const char* consistency : {"ssp", "asp"}) {
+    SCOPED_TRACE(consistency);
+    testing::TempDir dir;
+    const std::vector<std::string> sets{"training.max_steps=200", "cluster.workers=2",
+                                        std::string("cluster.consistency=") + consistency, "cluster.staleness=1",
+                                        "cluster.shared_memory=false", "cluster.chunk_kb=64"};
+    auto cluster = testing::StartCluster(kMlpConfig, 2, sets, {"--summary", dir.File("job.json")});
+    const std::vector<float> weights = RunTwoWorkers(dir, cluster);
+    EXPECT_FALSE(weights.empty());
+    auto job = nlohmann::json::parse(testing::ReadFile(dir.File("job.json")));
+    EXPECT_EQ(job["steps"], 200) << job.dump(2);
+    EXPECT_GE(job["test_accuracy"].get<double>(), 0.75) << job.dump(2);
+  }
+}
+
 // The anchor's counterpart on the bf16 wire (cluster.wire_dtype: bf16, f32
 // master weights on the servers, error feedback on the workers), the same
 // job: bit for bit the weights of one process that emulates the wire as
