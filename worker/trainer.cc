@@ -218,7 +218,9 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     if (n > 0) {
       PSF_RETURN_IF_ERROR(Gather(train, rows_.data(), n));
       if (sparse_) PSF_RETURN_IF_ERROR(PullEmbeddings(step, n));
+      const auto compute = Clock::now();
       loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step);
+      result.compute_s += Seconds(compute);
       if (!std::isfinite(loss))
         return FailedPrecondition("loss became " + std::to_string(loss) + " at step " +
                                   std::to_string(step) +
@@ -229,9 +231,12 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     } else {
       model_->ScaleGradients(0.0f);  // an empty step: nothing to contribute, but keep pace
     }
+    const auto exchange = Clock::now();
     PSF_RETURN_IF_ERROR(client_->Push(step, model_->gradients(), n, mark, row_gradients));
     ++step;
     PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
+    result.exchange_s += Seconds(exchange);
+    ++result.pushes;
     source->Pushed(step - 1, loss, n, client_->applied_steps(), client_->wire_bytes());
     result.samples += n;
     train_s += Seconds(compute_start);
@@ -276,6 +281,11 @@ nlohmann::json SummaryJson(const TrainResult& r, const JobConfig& config) {
                       {"samples", r.samples}, {"samples_per_s", r.samples_per_s},
                       {"wall_s", r.wall_s}, {"history", history}, {"config", ConfigToJson(config)}};
   if (r.evaluated) j[r.metric_name] = r.test_metric;
+  if (r.pushes > 0) {
+    // Where a step's time went, per step this process pushed.
+    j["step_compute_ms"] = 1e3 * r.compute_s / static_cast<double>(r.pushes);
+    j["step_exchange_ms"] = 1e3 * r.exchange_s / static_cast<double>(r.pushes);
+  }
   if (r.wire.pushed > 0 || r.wire.pulled > 0) {
     j["bytes_pushed"] = r.wire.pushed;
     j["bytes_pulled"] = r.wire.pulled;

@@ -50,6 +50,11 @@ struct TrainResult {
   int64_t samples = 0;       // records this process trained on
   double samples_per_s = 0;  // training steps only, evaluation excluded
   WireBytes wire;            // payload bytes this process pushed and pulled (a cluster worker)
+  // Where a training step's time went, summed over the steps: forward,
+  // loss and backward; the push and the pull of the next weights (the
+  // optimizer, in one process; the servers' round trip, in a cluster).
+  double compute_s = 0, exchange_s = 0;
+  int64_t pushes = 0;  // steps this process pushed (its empty ones too)
   double wall_s = 0;
   std::vector<EpochResult> history;
 };

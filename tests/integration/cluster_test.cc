@@ -163,6 +163,7 @@ void ExpectWholeModelPayloads(const testing::TempDir& dir, int64_t params, int64
   for (const char* name : {"w0", "w1"}) {
     auto summary = nlohmann::json::parse(testing::ReadFile(dir.File(std::string(name) + ".json")));
     EXPECT_EQ(summary["bytes_pushed"].get<int64_t>(), 50 * params * value_bytes) << summary.dump(2);
+    EXPECT_GT(summary["step_exchange_ms"].get<double>(), 0) << summary.dump(2);
     EXPECT_GE(summary["bytes_pulled"].get<int64_t>(), 50 * params * value_bytes) << summary.dump(2);
     EXPECT_EQ(summary["bytes_pulled"].get<int64_t>() % (params * value_bytes), 0) << summary.dump(2);
   }

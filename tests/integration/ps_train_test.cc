@@ -37,6 +37,11 @@ TEST(PsTrain, FashionMnistMlpLearnsInTwoEpochs) {
   EXPECT_EQ(summary["steps"], 2 * 469);
   EXPECT_GT(summary["samples_per_s"].get<double>(), 0);
   EXPECT_GT(summary["wall_s"].get<double>(), 0);
+  // Where a step's time went: the forward and backward pass, and the optimizer's update.
+  const double compute = summary["step_compute_ms"].get<double>(), exchange = summary["step_exchange_ms"].get<double>();
+  EXPECT_GT(compute, 0);
+  EXPECT_GT(exchange, 0);
+  EXPECT_LE((compute + exchange) * 2 * 469 / 1e3, summary["wall_s"].get<double>()) << summary.dump(2);
   EXPECT_EQ(summary["config"]["model"]["hidden"], nlohmann::json::array({500}));
   EXPECT_EQ(summary["history"].size(), 2u);
 }
