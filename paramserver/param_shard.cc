@@ -97,6 +97,10 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
   // Idempotence and ordering before touching any state.
   const int64_t current = consistency_ == Consistency::kBsp ? version_ : clock_[worker];
   const int64_t next = next_part_[worker];
+  if (step == current && first < next && last > next)
+    return InvalidArgument("push of parts [" + std::to_string(first) + ", " + std::to_string(last) + ") of step " +
+                           std::to_string(step) + " from worker " + std::to_string(worker) +
+                           " overlaps the parts already taken (up to " + std::to_string(next) + ")");
   if (step < current || (step == current && first < next)) return PushOutcome::kDuplicate;
   if (step > current)
     return InvalidArgument("push for step " + std::to_string(step) + " from worker " + std::to_string(worker) +

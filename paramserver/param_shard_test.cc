@@ -460,6 +460,9 @@ TEST(ParamShardParts, PartsComeInOrderOnTheGridAndARepeatedOneIsADuplicate) {
   ASSERT_FALSE(nan.ok());
   EXPECT_NE(nan.status().message().find("key 1500"), std::string::npos) << nan.status().message();
   EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 0, 867), PushOutcome::kDuplicate);  // a resent part
+  auto overlapping = PushKeys(*s, 0, 0, 8, g, 0, 1734);  // parts 0 (taken) and 1 (not)
+  ASSERT_FALSE(overlapping.ok());
+  EXPECT_NE(overlapping.status().message().find("overlaps"), std::string::npos) << overlapping.status().message();
   EXPECT_EQ(*PushKeys(*s, 0, 0, 8, g, 867, kKeys), PushOutcome::kAccumulated);
   EXPECT_EQ(s->WorkerSteps(), (std::vector<int64_t>{1, 0}));
 }

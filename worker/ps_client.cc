@@ -30,10 +30,12 @@ PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<S
                (cluster.consistency == Consistency::kSsp && cluster.staleness >= 1)),
       servers_(std::move(servers)),
       applied_steps_(first_step) {
-  // Two steps' parts may be outstanding at once (overlap), answered in any order across steps.
+  // (A server that takes shared memory later gets whole ranges.) Two
+  // steps' parts may be outstanding at once (overlap), answered in any
+  // order across steps.
   int64_t most = 1;
   for (Server& s : servers_) {
-    s.parts = s.region ? 1 : PartCount(s.range.size(), cluster.chunk_kb);
+    s.parts = PartCount(s.range.size(), cluster.chunk_kb);
     most = std::max(most, s.parts);
   }
   max_early_replies_ = static_cast<std::size_t>(std::max<int64_t>(4, 2 * most + 2));
