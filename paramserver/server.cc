@@ -592,11 +592,14 @@ void ParamServer::HandlePull(const std::string& peer, const WireHeader& h, const
   Status valid = shard_->ValidatePull(h.sender, pull.version, pull.key_begin, pull.key_end, !rows.empty());
   if (!valid.ok()) return ReplyError(peer, h, "bad_pull", valid);
   if (shard_->Ready(pull.version, pull.key_begin, pull.key_end, !rows.empty())) return ReplyPull(peer, h, pull, rows);
-  if (static_cast<int64_t>(parked_.size()) >= config_.cluster.max_parked_pulls)
+  // Counted per part of the range: a worker's step asks for each part.
+  const int64_t most = config_.cluster.max_parked_pulls * shard_->parts();
+  if (static_cast<int64_t>(parked_.size()) >= most)
     return ReplyError(peer, h, "too_many_parked_pulls",
-                      ResourceExhausted("this server already holds " +
-                                        std::to_string(parked_.size()) +
-                                        " waiting pulls (cluster.max_parked_pulls)"));
+                      ResourceExhausted("this server already holds " + std::to_string(parked_.size()) +
+                                        " waiting pulls (cluster.max_parked_pulls, " +
+                                        std::to_string(config_.cluster.max_parked_pulls) + " per part of " +
+                                        std::to_string(shard_->parts()) + ")"));
   ++stats_.pulls_parked;
   auto timeout = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config_.cluster.request_timeout_s));

@@ -243,3 +243,81 @@ TEST(ParamServer, TakesAndAnswersBf16DenseValues) {
 
 }  // namespace
 }  // namespace psforge
+
+namespace psforge {
+namespace {
+
+// BSP in parts through a real server: 2 workers, 2,600 keys in three parts
+// (cluster.chunk_kb 4), one parked pull allowed per part
+// (cluster.max_parked_pulls 1). Worker 0's three parts each ask for their
+// keys' next weights and wait; worker 1's parts complete them one at a time,
+// and every part's reply carries version 1 for its own keys.
+TEST(ParamServer, AnswersEachPartOfABspStepWhenEveryWorkerHasPushedIt) {
+  JobConfig config;
+  config.model.kind = ModelKind::kLinearRegression;
+  config.optimizer.kind = OptimizerKind::kSgd;
+  config.optimizer.learning_rate = 1.0;
+  config.cluster.servers = 1;
+  config.cluster.workers = 2;
+  config.cluster.shared_memory = false;
+  config.cluster.chunk_kb = 4;
+  config.cluster.max_parked_pulls = 1;
+  auto transport = Transport::CreateZmq();
+  const ModelSpec spec = std::move(ModelSpec::FromConfig(config.model, 2599)).value();
+  auto server = std::move(ParamServer::Create(config, spec, 0, transport.get(), "tcp://127.0.0.1:0")).value();
+  std::atomic<bool> stop{false};
+  std::thread loop([&] { (void)server->Serve(stop); });
+  std::unique_ptr<ClientSocket> workers[2] = {std::move(transport->Connect(server->endpoint())).value(),
+                                              std::move(transport->Connect(server->endpoint())).value()};
+  const int64_t bounds[4] = {0, 867, 1734, 2600};
+  std::vector<float> gradient(2600, 0.5f);
+  std::vector<std::byte> header;
+  uint64_t next_request = 1;
+  auto send_part = [&](uint32_t worker, int p) {
+    WireHeader h;
+    h.request_id = next_request++;
+    h.sender = worker;
+    h.body = msg::Push{.step = 0, .key_begin = bounds[p], .key_end = bounds[p + 1], .samples = 4, .with_pull = true,
+                       .pull_version = 1};
+    EncodeHeader(h, &header);
+    auto bytes = std::as_bytes(std::span<const float>(gradient).subspan(bounds[p], bounds[p + 1] - bounds[p]));
+    OutFrame frames[2] = {{header, nullptr}, {bytes, nullptr}};
+    ASSERT_TRUE(workers[worker]->Send(frames).ok());
+  };
+  std::vector<uint64_t> scratch;
+  // The next reply to `worker`, or an empty header after `wait`.
+  auto reply = [&](uint32_t worker, std::chrono::milliseconds wait) -> std::optional<msg::PullReply> {
+    auto m = workers[worker]->Receive(wait);
+    EXPECT_TRUE(m.ok());
+    if (!m.ok() || !m->has_value()) return std::nullopt;
+    auto h = DecodeHeader((*m)->frames[0]->bytes(), &scratch);
+    EXPECT_TRUE(h.ok());
+    if (!h.ok()) return std::nullopt;
+    const auto* r = h->As<msg::PullReply>();
+    EXPECT_TRUE(r) << MessageKindName(h->kind()) << (h->As<msg::Error>() ? ": " + h->As<msg::Error>()->message : "");
+    if (!r) return std::nullopt;
+    EXPECT_EQ((*m)->frames.size(), 2u);
+    std::vector<float> w((*m)->frames[1]->bytes().size() / sizeof(float));
+    std::memcpy(w.data(), (*m)->frames[1]->bytes().data(), w.size() * sizeof(float));
+    EXPECT_EQ(static_cast<int64_t>(w.size()), r->key_end - r->key_begin);
+    return *r;
+  };
+  for (int p = 0; p < 3; ++p) send_part(0, p);
+  EXPECT_FALSE(reply(0, 300ms)) << "worker 0's parts wait for worker 1's";
+  for (int p = 0; p < 3; ++p) {
+    send_part(1, p);
+    // Part p is complete: worker 0's parked pull of it, and worker 1's own, are answered.
+    for (uint32_t w : {0u, 1u}) {
+      auto r = reply(w, 10s);
+      ASSERT_TRUE(r) << "worker " << w << ", part " << p;
+      EXPECT_EQ(r->version, 1);
+      EXPECT_EQ(r->key_begin, bounds[p]);
+      EXPECT_EQ(r->key_end, bounds[p + 1]);
+    }
+  }
+  stop = true;
+  loop.join();
+}
+
+}  // namespace
+}  // namespace psforge
