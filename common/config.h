@@ -206,6 +206,10 @@ struct ClusterOptions {
   // checks, sums and applies a part and sends its new weights back while the
   // next part is on the wire. 0: one message per server a step.
   int64_t chunk_kb = 512;
+  // BSP through frames: a worker sends each part as soon as backward has
+  // made its gradient final (the last layers' parts first), so servers sum
+  // and apply them while the first layers' backward still runs.
+  bool push_during_backward = true;
   double heartbeat_interval_s = 0.5;    // servers and workers report to the coordinator this often
   double peer_timeout_s = 10;           // a peer silent this long is declared dead
   // How long one member waits for another to come (back): the coordinator

@@ -40,7 +40,7 @@ ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,
       workers_(cluster.workers),
       optimizer_(std::move(optimizer)),
       weights_(range.size()),
-      next_part_(cluster.workers, 0),
+      parts_in_(cluster.workers, 0),
       active_(cluster.workers, true),
       active_count_(cluster.workers),
       clock_(cluster.workers, 0) {
@@ -49,6 +49,8 @@ ParamShard::ParamShard(KeyRange range, const ClusterOptions& cluster,
   part_pushes_.assign(parts_, 0);
   part_samples_.assign(parts_, 0);
   part_applied_.assign(parts_, 0);
+  part_done_.assign(parts_, 0);
+  part_in_.assign(static_cast<std::size_t>(workers_ * parts_), 0);
 }
 
 Result<std::unique_ptr<ParamShard>> ParamShard::Create(const ModelSpec& spec, KeyRange range,
@@ -96,23 +98,24 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
 
   // Idempotence and ordering before touching any state.
   const int64_t current = consistency_ == Consistency::kBsp ? version_ : clock_[worker];
-  const int64_t next = next_part_[worker];
-  if (step == current && first < next && last > next)
+  int64_t taken = 0;  // of the run's parts, already in
+  if (step == current)
+    for (int64_t p = first; p < last; ++p) taken += PartIn(worker, p);
+  if (step < current || (step == current && taken == last - first)) return PushOutcome::kDuplicate;
+  if (taken > 0)
     return InvalidArgument("push of parts [" + std::to_string(first) + ", " + std::to_string(last) + ") of step " +
                            std::to_string(step) + " from worker " + std::to_string(worker) +
-                           " overlaps the parts already taken (up to " + std::to_string(next) + ")");
-  if (step < current || (step == current && first < next)) return PushOutcome::kDuplicate;
+                           " overlaps parts already taken");
   if (step > current)
     return InvalidArgument("push for step " + std::to_string(step) + " from worker " + std::to_string(worker) +
                            (consistency_ == Consistency::kBsp
                                 ? " but this server is at step " + std::to_string(version_) + " (bsp: one step at a time)"
                                 : " whose next step is " + std::to_string(clock_[worker])));
-  if (first > next)
-    return InvalidArgument("push of part " + std::to_string(first) + " of step " + std::to_string(step) +
-                           " from worker " + std::to_string(worker) + ", whose next part is " + std::to_string(next));
-  if (!sparse.empty() && last != parts_)
+  // This worker's step is all in with this push.
+  const bool step_done = parts_in_[worker] + (last - first) == parts_;
+  if (!sparse.empty() && !step_done)
     return InvalidArgument("push of keys " + Range(begin, end) +
-                           " carries sparse rows; they travel with the step's last part");
+                           " carries sparse rows; they travel with the push that completes the worker's step");
 
   const float* grad = reinterpret_cast<const float*>(payload.data());
   if (reinterpret_cast<std::uintptr_t>(payload.data()) % alignof(float) != 0) {
@@ -131,7 +134,6 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
     PSF_RETURN_IF_ERROR(tables_->Check(sparse));
   }
 
-  const bool step_done = last == parts_;  // this worker's step is all in
   auto apply_rows_now = [&] {
     if (samples <= 0 || sparse.empty()) return;
     if (defer_tables) {
@@ -144,12 +146,13 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
   if (consistency_ != Consistency::kBsp) {
     if (samples > 0) optimizer_->ApplyRange(weights_, grad, b, e);
     if (!step_done) {
-      next_part_[worker] = last;
+      TakeParts(worker, first, last);
       return PushOutcome::kPart;
     }
     if (samples > 0) optimizer_->CountStep();
     apply_rows_now();
-    next_part_[worker] = 0;
+    std::fill_n(part_in_.begin() + worker * parts_, parts_, 0);
+    parts_in_[worker] = 0;
     ++clock_[worker];
     UpdateSspVersion();
     return PushOutcome::kApplied;
@@ -172,7 +175,7 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
     ++part_pushes_[p];
     part_samples_[p] += samples;
   }
-  next_part_[worker] = last;
+  TakeParts(worker, first, last);
   ++pushes_taken_;
   // The only push of the step, applied from its payload: its rows too.
   bool rows_applied = false;
@@ -183,7 +186,7 @@ Result<PushOutcome> ParamShard::Push(uint32_t worker, int64_t step, int64_t samp
     else if (samples > 0 && !sparse.empty()) tables_->Accumulate(sparse, static_cast<float>(samples));
   }
   const int64_t version_before = version_;
-  ApplyCompleteParts(defer_tables, rows_applied);
+  ApplyCompleteParts(first, last, defer_tables, rows_applied);
   if (version_ != version_before) return PushOutcome::kApplied;
   return step_done ? PushOutcome::kAccumulated : PushOutcome::kPart;
 }
@@ -199,13 +202,20 @@ void ParamShard::CatchUpTables() {
 bool ParamShard::PartComplete(int64_t part) const {
   if (part_pushes_[part] == 0) return false;
   for (int64_t w = 0; w < workers_; ++w)
-    if (active_[w] && next_part_[w] <= part) return false;
+    if (active_[w] && !PartIn(w, part)) return false;
   return true;
 }
 
-void ParamShard::ApplyCompleteParts(bool defer_tables, bool rows_applied) {
-  while (parts_done_ < parts_ && PartComplete(parts_done_)) {
-    const int64_t p = parts_done_++;
+void ParamShard::TakeParts(uint32_t worker, int64_t first, int64_t last) {
+  std::fill(part_in_.begin() + worker * parts_ + first, part_in_.begin() + worker * parts_ + last, 1);
+  parts_in_[worker] += last - first;
+}
+
+void ParamShard::ApplyCompleteParts(int64_t first, int64_t last, bool defer_tables, bool rows_applied) {
+  for (int64_t p = first; p < last; ++p) {
+    if (part_done_[p] || !PartComplete(p)) continue;
+    part_done_[p] = 1;
+    ++parts_done_;
     if (part_applied_[p] || part_samples_[p] <= 0) continue;
     // The mean over the part's records: the optimizer scales the sum as it reads it.
     const int64_t pb = PartBegin(p);
@@ -236,7 +246,9 @@ void ParamShard::CompleteStep(bool defer_tables, bool rows_applied) {
 }
 
 void ParamShard::ClearStep() {
-  std::fill(next_part_.begin(), next_part_.end(), 0);
+  std::fill(parts_in_.begin(), parts_in_.end(), 0);
+  std::fill(part_in_.begin(), part_in_.end(), 0);
+  std::fill(part_done_.begin(), part_done_.end(), 0);
   std::fill(part_pushes_.begin(), part_pushes_.end(), 0);
   std::fill(part_samples_.begin(), part_samples_.end(), 0);
   std::fill(part_applied_.begin(), part_applied_.end(), 0);
@@ -256,14 +268,23 @@ void ParamShard::UpdateSspVersion() {
 
 int64_t ParamShard::PartVersion(int64_t key) const {
   const int64_t part = PartOfKey(range_.size(), parts_, std::clamp<int64_t>(key - range_.begin, 0, range_.size() - 1));
-  if (consistency_ == Consistency::kBsp) return version_ + (parts_done_ > part ? 1 : 0);
+  if (consistency_ == Consistency::kBsp) return version_ + part_done_[part];
   int64_t v = -1;
   for (int64_t w = 0; w < workers_; ++w) {
     if (!active_[w]) continue;
-    const int64_t here = clock_[w] + (next_part_[w] > part ? 1 : 0);
+    const int64_t here = clock_[w] + PartIn(w, part);
     v = v < 0 ? here : std::min(v, here);
   }
   return std::max(version_, v);
+}
+
+int64_t ParamShard::VersionOf(int64_t begin, int64_t end) const {
+  if (end <= begin) return version_;
+  const int64_t first = PartOfKey(range_.size(), parts_, std::clamp<int64_t>(begin - range_.begin, 0, range_.size() - 1));
+  const int64_t last = PartOfKey(range_.size(), parts_, std::clamp<int64_t>(end - 1 - range_.begin, 0, range_.size() - 1));
+  int64_t v = PartVersion(range_.begin + PartBegin(first));
+  for (int64_t p = first + 1; p <= last; ++p) v = std::min(v, PartVersion(range_.begin + PartBegin(p)));
+  return v;
 }
 
 bool ParamShard::RemoveWorker(uint32_t worker) {
@@ -273,7 +294,7 @@ bool ParamShard::RemoveWorker(uint32_t worker) {
   --active_count_;
   const int64_t before = version_, parts_before = parts_done_;
   if (consistency_ != Consistency::kBsp) UpdateSspVersion();
-  else ApplyCompleteParts();
+  else ApplyCompleteParts(0, parts_);
   return version_ != before || parts_done_ != parts_before;
 }
 
@@ -283,11 +304,13 @@ int64_t ParamShard::AdmitWorker(uint32_t worker) {
     ++active_count_;
     // BSP: it pushes the current step unless some of its parts are
     // applied already; then it counts as having pushed it (nothing).
-    next_part_[worker] = consistency_ == Consistency::kBsp && parts_done_ > 0 ? parts_ : 0;
+    const bool counted = consistency_ == Consistency::kBsp && parts_done_ > 0;
+    std::fill_n(part_in_.begin() + worker * parts_, parts_, counted ? 1 : 0);
+    parts_in_[worker] = counted ? parts_ : 0;
     clock_[worker] = std::max(clock_[worker], version_);
   }
   if (consistency_ != Consistency::kBsp) return clock_[worker];
-  return version_ + (next_part_[worker] == parts_ ? 1 : 0);
+  return version_ + (parts_in_[worker] == parts_ ? 1 : 0);
 }
 
 Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, int64_t end, bool with_rows) const {
@@ -304,7 +327,7 @@ Status ParamShard::ValidatePull(uint32_t worker, int64_t wanted, int64_t begin, 
   // A worker that has pushed part of its step (the rest on its way) may
   // ask a step further.
   int64_t reachable = consistency_ == Consistency::kBsp ? version_ + 1
-                                                        : clock_[worker] + 1 + (next_part_[worker] > 0 ? 1 : 0);
+                                                        : clock_[worker] + 1 + (parts_in_[worker] > 0 ? 1 : 0);
   // A worker that left pushes no more: it may ask for whatever the others reached.
   if (!active_[worker]) reachable = std::max(reachable, version_);
   if (wanted > reachable)
@@ -334,7 +357,7 @@ std::span<const float> ParamShard::Weights(int64_t begin, int64_t end) const {
 std::vector<int64_t> ParamShard::WorkerSteps() const {
   if (consistency_ != Consistency::kBsp) return clock_;
   std::vector<int64_t> out(workers_);
-  for (int64_t w = 0; w < workers_; ++w) out[w] = version_ + (next_part_[w] == parts_ ? 1 : 0);
+  for (int64_t w = 0; w < workers_; ++w) out[w] = version_ + (parts_in_[w] == parts_ ? 1 : 0);
   return out;
 }
 
@@ -342,7 +365,7 @@ std::vector<uint32_t> ParamShard::Lagging() const {
   std::vector<uint32_t> out;
   for (int64_t w = 0; w < workers_; ++w) {
     if (!active_[w]) continue;
-    bool lagging = consistency_ == Consistency::kBsp ? next_part_[w] < parts_ : clock_[w] == version_;
+    bool lagging = consistency_ == Consistency::kBsp ? parts_in_[w] < parts_ : clock_[w] == version_;
     if (lagging) out.push_back(static_cast<uint32_t>(w));
   }
   return out;

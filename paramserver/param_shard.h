@@ -13,14 +13,15 @@
 //    advances the clock). version() is the smallest clock of the active
 //    workers: every one of them has pushed every step below it.
 //  - Parts (cluster.chunk_kb): the range is cut into parts() equal parts;
-//    a worker may push a step as several pushes, each a run of
-//    whole parts, in order. Each part is checked and applied (SSP/ASP, or
-//    BSP once every active worker has pushed that part) when it comes, so
-//    its new weights can go out while the next part travels. A part's
-//    version (PartVersion) counts the steps applied to it; a pull of keys
-//    is ready when the version of the last part it touches is. The
-//    optimizer's step count, the rows of sparse tables (sent with the last
-//    part) and the step's records count once, with the last part.
+//    a worker may push a step as several pushes, each a run of whole
+//    parts, in any order (its last layers' parts while backward still
+//    computes the first layers'). Each part is checked and applied (SSP/ASP,
+//    or BSP once every active worker has pushed that part) when it comes,
+//    so its new weights can go out while other parts travel. A part's
+//    version (PartVersion) counts the steps applied to it; a pull of keys is
+//    ready when every part it touches has the version. The optimizer's step
+//    count, the rows of sparse tables (sent with the push that completes the
+//    worker's step) and the step's records count once, with that push.
 //  - A worker removed from the job (it left, or the coordinator declared it
 //    dead) is no longer waited for; what it pushed stays applied.
 //  - A push already applied (same worker, same step) is reported as a
@@ -113,8 +114,9 @@ class ParamShard {
   bool Ready(int64_t wanted, int64_t begin, int64_t end, bool with_rows) const;
   // The same for a pull of the whole range.
   bool Ready(int64_t wanted, bool with_rows = true) const { return Ready(wanted, range_.begin, range_.end, with_rows); }
-  // The version a reply to a pull of [begin, end) carries.
-  int64_t VersionOf(int64_t begin, int64_t end) const { return end > begin ? PartVersion(end - 1) : version_; }
+  // The version a reply to a pull of [begin, end) carries: the least of
+  // its parts'.
+  int64_t VersionOf(int64_t begin, int64_t end) const;
 
   // The current weights of [begin, end) (inside range()).
   std::span<const float> Weights(int64_t begin, int64_t end) const;
@@ -138,11 +140,14 @@ class ParamShard {
 
  private:
   ParamShard(KeyRange range, const ClusterOptions& cluster, std::unique_ptr<Optimizer> optimizer);
-  // BSP: applies the parts every active worker has pushed, in order, and
-  // when that was the last one, completes the step.
+  // BSP: applies those of parts [first, last) every active worker has
+  // pushed, and when that was the last one, completes the step.
   // `rows_applied`: the push that completes the step was its only one and
   // has applied (or deferred) its rows itself.
-  void ApplyCompleteParts(bool defer_tables = false, bool rows_applied = false);
+  void ApplyCompleteParts(int64_t first, int64_t last, bool defer_tables = false, bool rows_applied = false);
+  // Marks parts [first, last) of `worker`'s current step as taken in.
+  void TakeParts(uint32_t worker, int64_t first, int64_t last);
+  bool PartIn(int64_t worker, int64_t part) const { return part_in_[worker * parts_ + part] != 0; }
   void CompleteStep(bool defer_tables, bool rows_applied);
   // Forgets what the current step has taken in (every worker at its first part).
   void ClearStep();
@@ -163,16 +168,18 @@ class ParamShard {
   std::vector<float> sum_;           // BSP with W > 1: the current step's gradients, summed
   std::vector<float> incoming_;      // an unaligned payload, copied (empty until one arrives)
   int64_t parts_ = 1;
-  // Per worker: the parts of its current step taken in (BSP: of step
-  // version(); SSP/ASP: of step clock_[w]). BSP: parts_ once it has pushed.
-  std::vector<int64_t> next_part_;
+  // Per worker: which parts of its current step are in (part_in_, workers
+  // x parts), and how many (BSP: of step version(); SSP/ASP: of step
+  // clock_[w]). BSP: parts_ once it has pushed the step.
+  std::vector<int64_t> parts_in_;
+  std::vector<char> part_in_;
   int64_t pushes_taken_ = 0;          // BSP: pushes (whole or parts) taken in this step
   int64_t step_samples_ = 0;          // BSP: records of the workers whose step is in
   // BSP, per part of the current step: the workers that pushed it, their
-  // records, and whether it is applied; parts_done_ parts are (in order:
-  // every worker pushes its parts in order).
+  // records, whether it was applied from a lone payload, and whether it is
+  // done (every active worker's gradient in and applied); parts_done_ are.
   std::vector<int64_t> part_pushes_, part_samples_;
-  std::vector<char> part_applied_;
+  std::vector<char> part_applied_, part_done_;
   int64_t parts_done_ = 0;
   bool step_updates_ = false;         // BSP: the optimizer ran on a part this step
   std::vector<bool> active_;         // not removed from the job

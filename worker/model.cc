@@ -120,6 +120,26 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
     m->layers_.push_back(std::move(layer));
     m->rows_.push_back(l.kind() == LayerKind::kLinear && l.in_shape.size() == 2 ? l.in_shape[0] : 1);
   }
+  // Where each layer's keys begin, and whether every key from there up
+  // belongs to it or a later layer.
+  const int64_t none = spec.num_params();
+  std::vector<int64_t> first(spec.layers().size(), none), end(spec.layers().size(), 0);
+  for (std::size_t i = 0; i < spec.layers().size(); ++i) {
+    const LayerSpec& l = spec.layers()[i];
+    for (int t : {l.weight_tensor, l.bias_tensor, l.recurrent_tensor}) {
+      if (t < 0) continue;
+      first[i] = std::min(first[i], spec.tensors()[t].offset);
+      end[i] = std::max(end[i], spec.tensors()[t].offset + spec.tensors()[t].size());
+    }
+  }
+  m->final_from_.assign(spec.layers().size(), -1);
+  int64_t from = none, below_end = 0;
+  for (std::size_t i = spec.layers().size(); i-- > 0;) {
+    from = std::min(from, first[i]);
+    below_end = 0;
+    for (std::size_t j = 0; j < i; ++j) below_end = std::max(below_end, end[j]);
+    if (first[i] < none && below_end <= from) m->final_from_[i] = from;
+  }
   m->out_buffers_.resize(m->layers_.size());
   m->dout_buffers_.resize(m->layers_.size());
   m->out_.resize(m->layers_.size());
@@ -203,16 +223,23 @@ const float* Model::ForwardPass(const float* x, int64_t n, int pass) {
   return in;
 }
 
-float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t step) {
+float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t step,
+                       const std::function<void(int64_t)>& gradient_final) {
   for (nn::Dropout* d : dropouts_) d->set_step(static_cast<uint64_t>(step));
   const float* out = ForwardPass(x, n, static_cast<int>(nn::Pass::kTraining));
   float loss = loss_->Forward(out, targets, n);
   loss_->Backward(dout_.back());
+  int64_t reported = spec_.num_params();
   for (std::size_t i = layers_.size(); i-- > 0;) {
     if (layers_[i] == nullptr) continue;
     const float* input = i == 0 ? x : out_[i - 1];
     float* dinput = i == 0 ? input_grad_.get() : dout_[i - 1];
     layers_[i]->Backward(input, out_[i], dout_[i], dinput, n * rows_[i]);
+    // (Not for the whole gradient: Push follows at once.)
+    if (gradient_final && final_from_[i] > 0 && final_from_[i] < reported) {
+      reported = final_from_[i];
+      gradient_final(reported);
+    }
   }
   return loss;
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -44,7 +45,12 @@ class Model {
   // Forward, loss and backward on n <= max_batch rows of x ([n, inputs]);
   // fills gradients() with the gradient of the mean loss; returns that loss.
   // `step` selects the dropout masks.
-  float TrainStep(const float* x, const float* targets, int64_t n, int64_t step = 0);
+  // `gradient_final(k)`, when given, is called during backward each time
+  // the gradient of keys [k, num_params) has become final (after the
+  // backward of a layer with parameters, k going down, never 0), so that it
+  // can be sent while the first layers' backward runs.
+  float TrainStep(const float* x, const float* targets, int64_t n, int64_t step = 0,
+                  const std::function<void(int64_t)>& gradient_final = {});
 
   // The gradient of the last TrainStep's mean loss with respect to its
   // input, [n, inputs]: kept for models with sparse embeddings (their rows'
@@ -103,6 +109,10 @@ class Model {
   std::vector<Buffer> out_buffers_, dout_buffers_;
   std::vector<float*> out_, dout_;  // the buffers, or the previous layer's for a null layer
   std::vector<int64_t> capacity_;
+  // Per layer: once its backward has run, the gradient of keys
+  // [final_from_[i], num_params) is final (-1: not a boundary: a layer
+  // with no parameters, or one whose keys sit among later layers').
+  std::vector<int64_t> final_from_;
   std::vector<int64_t> rows_;  // rows per sample a layer sees (a linear layer on a sequence: its positions)
   std::vector<int64_t> prepared_;  // batch sizes PrepareFor has seen
   std::vector<nn::BatchNorm*> batch_norms_;

@@ -46,6 +46,16 @@ class ParameterClient {
     return Push(step, gradient, samples, mark, {});
   }
 
+  // During backward, before Push(step, gradient, samples, mark): the
+  // gradient of keys [from, end) has become final, and a client may send
+  // it now (Push then sends the rest). Not for steps with sparse rows. The
+  // default sends nothing ahead.
+  virtual Status PushReady(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark& mark,
+                           int64_t from) {
+    (void)step, (void)gradient, (void)samples, (void)mark, (void)from;
+    return Status::Ok();
+  }
+
   // Fills each entry's values with its rows' weights at `version` (the
   // consistency bound as for Pull). A model without sparse tables has none.
   virtual Status PullRows(int64_t version, std::span<const SparseRows> rows) = 0;
@@ -55,6 +65,8 @@ class ParameterClient {
   virtual int64_t applied_steps() const = 0;
   // What went over the wire so far (an in-process client moves nothing).
   virtual WireBytes wire_bytes() const { return {}; }
+  // How many parts PushReady sent ahead of their Push so far.
+  virtual int64_t parts_sent_ahead() const { return 0; }
 
   // Among how many workers the job's batch is split at the step just
   // pulled: under BSP, the workers the servers wait for (fewer while one

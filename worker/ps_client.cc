@@ -36,6 +36,7 @@ PsClient::PsClient(const ClusterOptions& cluster, uint32_t worker, std::vector<S
   int64_t most = 1;
   for (Server& s : servers_) {
     s.parts = PartCount(s.range.size(), cluster.chunk_kb);
+    s.sent_ahead.assign(static_cast<std::size_t>(s.parts), 0);
     most = std::max(most, s.parts);
   }
   max_early_replies_ = static_cast<std::size_t>(std::max<int64_t>(4, 2 * most + 2));
@@ -186,35 +187,79 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   }
   // The weights this push asks for.
   const int64_t wanted = step + (overlap_ ? 2 : 1);
-  Outstanding asked{wanted, {}, step};
+  const bool ahead = ahead_step_ == step;  // PushReady sent some parts already
+  Outstanding asked = ahead ? std::move(ahead_) : Outstanding{wanted, {}, step};
+  ahead_step_ = -1;
   // A server reached through frames gets its range in parts
   // (cluster.chunk_kb), every server's first part first: each server sums,
-  // applies and answers a part while the next one travels.
+  // applies and answers a part while the next one travels. The last part
+  // sent to a server carries its rows.
+  std::vector<int64_t> final_part(servers_.size(), -1);
+  for (uint32_t i = 0; i < servers_.size(); ++i) {
+    const Server& s = servers_[i];
+    const int64_t parts = s.region ? 1 : s.parts;
+    for (int64_t k = parts; k-- > 0;)
+      if (!(ahead && !s.region && s.sent_ahead[k])) {
+        final_part[i] = k;
+        break;
+      }
+    if (final_part[i] < 0 && !rows.empty())
+      return Internal("the rows of step " + std::to_string(step) + " came after all its parts were sent");
+  }
   for (int64_t k = 0;; ++k) {
     bool any = false;
     for (uint32_t i = 0; i < servers_.size(); ++i) {
       const Server& s = servers_[i];
       const int64_t parts = s.region ? 1 : s.parts;
       if (k >= parts) continue;
-      const KeyRange part = PartitionKeys(s.range.size(), parts, k);
-      const int64_t begin = s.range.begin + part.begin, end = s.range.begin + part.end;
       any = true;
-      PSF_RETURN_IF_ERROR(
-          PushPart(i, begin, end, step, gradient, source, slot, samples, mark, rows, wanted, &asked.requests));
+      if (ahead && !s.region && s.sent_ahead[k]) continue;
+      const KeyRange part = PartitionKeys(s.range.size(), parts, k);
+      PSF_RETURN_IF_ERROR(PushPart(i, s.range.begin + part.begin, s.range.begin + part.end, step, gradient, source,
+                                   slot, samples, mark, rows, wanted, k == final_part[i], &asked.requests));
     }
     if (!any) break;
   }
+  if (ahead)
+    for (Server& s : servers_) std::fill(s.sent_ahead.begin(), s.sent_ahead.end(), 0);
   outstanding_.push_back(std::move(asked));
+  return Status::Ok();
+}
+
+Status PsClient::PushReady(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark& mark,
+                           int64_t from) {
+  // Ahead of Push only where the gradient is sent in place and the
+  // reply awaited before the next step computes (no overlap copy).
+  if (overlap_ || !cluster_.push_during_backward) return Status::Ok();
+  if (!shared_) PSF_RETURN_IF_ERROR(ShareMemory());
+  if (ahead_step_ != step) {
+    ahead_step_ = step;
+    ahead_ = Outstanding{step + 1, {}, step};
+    for (Server& s : servers_) std::fill(s.sent_ahead.begin(), s.sent_ahead.end(), 0);
+  }
+  for (uint32_t i = 0; i < servers_.size(); ++i) {
+    Server& s = servers_[i];
+    if (s.region) continue;
+    for (int64_t k = s.parts; k-- > 0;) {
+      const KeyRange part = PartitionKeys(s.range.size(), s.parts, k);
+      if (s.range.begin + part.begin < from) break;
+      if (s.sent_ahead[k]) continue;
+      s.sent_ahead[k] = 1;
+      ++parts_sent_ahead_;
+      PSF_RETURN_IF_ERROR(PushPart(i, s.range.begin + part.begin, s.range.begin + part.end, step, gradient, gradient,
+                                   0, samples, mark, {}, step + 1, false, &ahead_.requests));
+    }
+  }
   return Status::Ok();
 }
 
 Status PsClient::PushPart(uint32_t i, int64_t begin, int64_t end, int64_t step, std::span<const float> gradient,
                           std::span<const float> source, int source_slot, int64_t samples, const DataMark& mark,
-                          std::span<const SparseRows> rows, int64_t wanted, std::vector<PartRequest>* asked) {
+                          std::span<const SparseRows> rows, int64_t wanted, bool final,
+                          std::vector<PartRequest>* asked) {
   Server& s = servers_[i];
   const DType wire = cluster_.wire_dtype;
-  const bool last = end == s.range.end;
-  if (!last) rows = {};
+  if (!final) rows = {};
   msg::Push push;
   push.step = step;
   push.key_begin = begin;
@@ -277,7 +322,7 @@ Status PsClient::PushPart(uint32_t i, int64_t begin, int64_t end, int64_t step, 
                                           Describe(i, s.socket->endpoint()));
   s.last_push = "push of step " + std::to_string(step);
   asked->push_back({i, h.request_id, begin, end});
-  if (die_mid_push_ > 0 && step == die_mid_push_ && i == 0 && last && servers_.size() > 1) {
+  if (die_mid_push_ > 0 && step == die_mid_push_ && i == 0 && final && servers_.size() > 1) {
     // A request sent after the push is answered once the server has taken it.
     WireHeader stats = NewRequest(msg::Control{ControlKind::kStats, 0, {}, {}});
     PSF_RETURN_IF_ERROR(Send(s, stats, {}));

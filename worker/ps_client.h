@@ -84,6 +84,7 @@ class PsClient final : public ParameterClient {
               const DataMark& mark, std::span<const SparseRows> rows) override;
   int64_t applied_steps() const override { return applied_steps_; }
   WireBytes wire_bytes() const override { return {push_bytes_, pull_bytes_}; }
+  int64_t parts_sent_ahead() const override { return parts_sent_ahead_; }
   int64_t workers_in_step() const override;
   // Chaos testing (cluster.faults or --faults die_mid_push): at `step` this process
   // SIGKILLs itself once its push has left for the first server only.
@@ -100,6 +101,11 @@ class PsClient final : public ParameterClient {
   // The weights of the batch's rows at `version` (the consistency bound as
   // for Pull), from whichever servers hold them, all asked at once.
   Status PullRows(int64_t version, std::span<const SparseRows> rows) override;
+  // BSP (and SSP with staleness 0) through frames, cluster.push_during_backward:
+  // sends each server's parts that lie wholly in [from, end) and are not
+  // sent yet, last part first; Push sends the rest.
+  Status PushReady(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark& mark,
+                   int64_t from) override;
 
  private:
   using Deadline = std::chrono::steady_clock::time_point;
@@ -119,6 +125,7 @@ class PsClient final : public ParameterClient {
     KeyRange range;
     std::unique_ptr<SharedRegion> region;  // null: payloads go in frames
     int64_t parts = 1;  // what a push in frames is cut into (PartCount)
+    std::vector<char> sent_ahead;  // per part: sent by PushReady for step ahead_step_
     int64_t unacked_pushes = 0;
     std::string last_push;  // what an error reply to a push refers to
     int64_t workers = 0;    // BSP: the workers it waited for, as of its last pull reply
@@ -175,9 +182,11 @@ class PsClient final : public ParameterClient {
   // Sends server `i` the push of keys [begin, end) of `gradient` (`source`
   // when sent in place), asking for their weights at `wanted`; the rows
   // it holds go with the last part of its range.
+  // `final`: the last part of the step this worker sends `i` (it carries
+  // the rows `i` holds).
   Status PushPart(uint32_t i, int64_t begin, int64_t end, int64_t step, std::span<const float> gradient,
                   std::span<const float> source, int source_slot, int64_t samples, const DataMark& mark,
-                  std::span<const SparseRows> rows, int64_t wanted, std::vector<PartRequest>* asked);
+                  std::span<const SparseRows> rows, int64_t wanted, bool final, std::vector<PartRequest>* asked);
   // Receives from `s` until the reply to `request_id` (copied into `dest`
   // when it is a pull reply) has arrived and all pushes are acknowledged.
   // A pull reply older than the consistency bound for `wanted` is refused.
@@ -209,6 +218,11 @@ class PsClient final : public ParameterClient {
   bool shared_ = false;   // ShareMemory has run
   bool leaving_ = false;  // Leave has begun
   std::deque<Outstanding> outstanding_;
+  // The step whose parts PushReady has begun to send (-1: none), and
+  // the requests they make; Push adds the rest.
+  int64_t ahead_step_ = -1;
+  int64_t parts_sent_ahead_ = 0;
+  Outstanding ahead_;
   // Overlap mode: the gradient send buffers.
   std::array<std::vector<float>, 2> send_buffers_;
   int next_send_buffer_ = 0;

@@ -219,8 +219,16 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
       PSF_RETURN_IF_ERROR(Gather(train, rows_.data(), n));
       if (sparse_) PSF_RETURN_IF_ERROR(PullEmbeddings(step, n));
       const auto compute = Clock::now();
-      loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step);
+      // Parts of the gradient go out as backward makes them final (the
+      // client decides what it can send ahead); not with sparse rows.
+      Status ahead;
+      auto ready = [&](int64_t from) {
+        if (ahead.ok()) ahead = client_->PushReady(step, model_->gradients(), n, mark, from);
+      };
+      loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step,
+                               sparse_ ? std::function<void(int64_t)>() : std::function<void(int64_t)>(ready));
       result.compute_s += Seconds(compute);
+      PSF_RETURN_IF_ERROR(ahead);
       if (!std::isfinite(loss))
         return FailedPrecondition("loss became " + std::to_string(loss) + " at step " +
                                   std::to_string(step) +
@@ -257,6 +265,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   result.epochs = epoch;
   result.steps = step;
   result.samples_per_s = result.samples / std::max(1e-9, train_s);
+  result.parts_sent_ahead = client_->parts_sent_ahead();
   if (final_version != BatchSource::kNoFinalEvaluation) {
     if (final_version >= 0 && final_version != step) PSF_RETURN_IF_ERROR(client_->Pull(final_version, weights));
     PSF_RETURN_IF_ERROR(EvaluateEpoch(test, source, epoch, final_version >= 0 ? final_version : step,
@@ -286,6 +295,7 @@ nlohmann::json SummaryJson(const TrainResult& r, const JobConfig& config) {
     j["step_compute_ms"] = 1e3 * r.compute_s / static_cast<double>(r.pushes);
     j["step_exchange_ms"] = 1e3 * r.exchange_s / static_cast<double>(r.pushes);
   }
+  if (r.parts_sent_ahead > 0) j["parts_pushed_during_backward"] = r.parts_sent_ahead;
   if (r.wire.pushed > 0 || r.wire.pulled > 0) {
     j["bytes_pushed"] = r.wire.pushed;
     j["bytes_pulled"] = r.wire.pulled;

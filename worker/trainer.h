@@ -55,6 +55,7 @@ struct TrainResult {
   // optimizer, in one process; the servers' round trip, in a cluster).
   double compute_s = 0, exchange_s = 0;
   int64_t pushes = 0;  // steps this process pushed (its empty ones too)
+  int64_t parts_sent_ahead = 0;  // parts pushed during backward (cluster.push_during_backward)
   double wall_s = 0;
   std::vector<EpochResult> history;
 };

@@ -192,6 +192,29 @@ JobConfig LoadMlp(const std::vector<std::string>& sets, const std::vector<std::s
   return config.ok() ? *config : JobConfig{};
 }
 
+// The job of `sets` through 2 servers and workers w0 and w1 (RunTwoWorkers)
+// with payloads in ZeroMQ frames in parts of `chunk_kb`.
+std::vector<float> RunTwoWorkersThroughFrames(const testing::TempDir& dir, const std::vector<std::string>& sets,
+                                              int64_t chunk_kb) {
+  std::vector<std::string> cluster_sets = sets;
+  cluster_sets.push_back("cluster.shared_memory=false");
+  cluster_sets.push_back("cluster.chunk_kb=" + std::to_string(chunk_kb));
+  auto cluster = testing::StartCluster(kMlpConfig, 2, cluster_sets, {"--summary", dir.File("job.json")});
+  return RunTwoWorkers(dir, cluster);
+}
+
+// `weights` are, bit for bit, those of one process that trains `steps`
+// half batches of 60 of the job `sets` and combines each pair as a server does.
+void ExpectPairedHalves(const std::vector<std::string>& sets, int64_t steps, const std::vector<float>& weights) {
+  const JobConfig halves = LoadMlp(sets, {"training.batch_size=60", "training.max_steps=" + std::to_string(steps)});
+  auto data = LoadTrainTest(halves);
+  ASSERT_TRUE(data.ok());
+  auto spec = ModelSpec::FromConfig(halves.model, data->train.features);
+  ASSERT_EQ(weights.size(), static_cast<std::size_t>(spec->num_params()));
+  omp_set_num_threads(1);  // as the workers (training.threads: 1)
+  ExpectSameBits(weights, TrainOneProcess(halves, *data, *spec, true));
+}
+
 // The correctness anchor, on every ISA (CTest runs it again with
 // DNNL_MAX_CPU_ISA=AVX2): 2 workers on batches of 60 against 2 servers give,
 // bit for bit, the weights of one process that computes the same two
@@ -296,21 +319,31 @@ TEST(Cluster, BspInPartsThroughFramesMatchesTheOneProcessBitForBit) {
   testing::TempDir dir;
   const std::vector<std::string> sets{"training.max_steps=50", "training.batch_size=120",
                                       "cluster.workers=2", "data.shard_size=60", "optimizer.lr_schedule=constant"};
-  std::vector<std::string> cluster_sets = sets;
-  cluster_sets.push_back("cluster.shared_memory=false");
-  cluster_sets.push_back("cluster.chunk_kb=64");
-  auto cluster = testing::StartCluster(kMlpConfig, 2, cluster_sets, {"--summary", dir.File("job.json")});
-  const std::vector<float> cluster_weights = RunTwoWorkers(dir, cluster);
+  const std::vector<float> cluster_weights = RunTwoWorkersThroughFrames(dir, sets, 64);
   ASSERT_FALSE(cluster_weights.empty()) << "no worker saved the final weights";
+  ExpectWholeModelPayloads(dir, static_cast<int64_t>(cluster_weights.size()), 4);
+  ExpectPairedHalves(sets, 100, cluster_weights);
+}
 
-  const JobConfig halves = LoadMlp(sets, {"training.batch_size=60", "training.max_steps=100"});
-  auto data = LoadTrainTest(halves);
-  ASSERT_TRUE(data.ok());
-  auto spec = ModelSpec::FromConfig(halves.model, data->train.features);
-  ASSERT_EQ(cluster_weights.size(), static_cast<std::size_t>(spec->num_params()));
-  ExpectWholeModelPayloads(dir, spec->num_params(), 4);
-  omp_set_num_threads(1);  // as the workers (training.threads: 1)
-  ExpectSameBits(cluster_weights, TrainOneProcess(halves, *data, *spec, true));
+// The same with two hidden layers (784-300-300-10) in 16 KiB parts: the
+// parts of the last two layers' keys go out while the first layer's
+// backward runs (cluster.push_during_backward), in reverse order, and the
+// servers apply each once both workers have pushed it. Bit for bit the one
+// process's weights still.
+TEST(Cluster, BspPushingDuringBackwardMatchesTheOneProcessBitForBit) {
+  testing::TempDir dir;
+  const std::vector<std::string> sets{"training.max_steps=30", "training.batch_size=120", "cluster.workers=2",
+                                      "data.shard_size=60", "optimizer.lr_schedule=constant", "model.hidden=[300, 300]"};
+  const std::vector<float> cluster_weights = RunTwoWorkersThroughFrames(dir, sets, 16);
+  ASSERT_FALSE(cluster_weights.empty()) << "no worker saved the final weights";
+  for (const char* name : {"w0", "w1"}) {
+    auto summary = nlohmann::json::parse(testing::ReadFile(dir.File(std::string(name) + ".json")));
+    // 328,810 keys: server 1 holds [164,405, 328,810) in 40 parts of 4,110
+    // or 4,111 keys; the second and third layers' keys (from 235,500) hold
+    // its parts 18 to 39 whole: 22 parts a step go out during backward.
+    EXPECT_EQ(summary.value("parts_pushed_during_backward", 0), 30 * 22) << summary.dump(2);
+  }
+  ExpectPairedHalves(sets, 60, cluster_weights);
 }
 
 // SSP (bound 1: each push asks for the weights two steps ahead, with every
