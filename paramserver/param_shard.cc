@@ -266,8 +266,7 @@ void ParamShard::UpdateSspVersion() {
   version_ = std::max(version_, v);
 }
 
-int64_t ParamShard::PartVersion(int64_t key) const {
-  const int64_t part = PartOfKey(range_.size(), parts_, std::clamp<int64_t>(key - range_.begin, 0, range_.size() - 1));
+int64_t ParamShard::PartVersion(int64_t part) const {
   if (consistency_ == Consistency::kBsp) return version_ + part_done_[part];
   int64_t v = -1;
   for (int64_t w = 0; w < workers_; ++w) {
@@ -282,8 +281,8 @@ int64_t ParamShard::VersionOf(int64_t begin, int64_t end) const {
   if (end <= begin) return version_;
   const int64_t first = PartOfKey(range_.size(), parts_, std::clamp<int64_t>(begin - range_.begin, 0, range_.size() - 1));
   const int64_t last = PartOfKey(range_.size(), parts_, std::clamp<int64_t>(end - 1 - range_.begin, 0, range_.size() - 1));
-  int64_t v = PartVersion(range_.begin + PartBegin(first));
-  for (int64_t p = first + 1; p <= last; ++p) v = std::min(v, PartVersion(range_.begin + PartBegin(p)));
+  int64_t v = PartVersion(first);
+  for (int64_t p = first + 1; p <= last; ++p) v = std::min(v, PartVersion(p));
   return v;
 }
 

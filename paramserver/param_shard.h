@@ -81,8 +81,6 @@ class ParamShard {
   // cluster.chunk_kb); one when the optimizer needs the range whole
   // (clip_norm) or chunk_kb is 0.
   int64_t parts() const { return parts_; }
-  // The steps applied to the part holding key `key`.
-  int64_t PartVersion(int64_t key) const;
   bool tables_behind() const { return tables_behind_; }
   void CatchUpTables();
 
@@ -148,6 +146,9 @@ class ParamShard {
   // Marks parts [first, last) of `worker`'s current step as taken in.
   void TakeParts(uint32_t worker, int64_t first, int64_t last);
   bool PartIn(int64_t worker, int64_t part) const { return part_in_[worker * parts_ + part] != 0; }
+  // The steps applied to part `part` (BSP), or taken in from every active
+  // worker (SSP/ASP).
+  int64_t PartVersion(int64_t part) const;
   void CompleteStep(bool defer_tables, bool rows_applied);
   // Forgets what the current step has taken in (every worker at its first part).
   void ClearStep();
