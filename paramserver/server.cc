@@ -74,7 +74,9 @@ Result<std::unique_ptr<ParamServer>> ParamServer::Create(const JobConfig& config
   PSF_ASSIGN_OR_RETURN(auto shard, NewShard(config, spec, index, range));
   std::unique_ptr<ParamServer> server(
       new ParamServer(config, spec, index, std::shared_ptr<ParamShard>(std::move(shard)), std::move(socket)));
-  if (config.checkpoint.enabled()) {
+  // No folder (checkpoint.dir ""): off, as the coordinator has it without a
+  // run directory; it names the run directory's otherwise.
+  if (config.checkpoint.enabled() && !config.checkpoint.dir.empty()) {
     const std::string path = config.checkpoint.dir + "/server-" + std::to_string(index);
     std::error_code ec;
     std::filesystem::create_directories(path, ec);

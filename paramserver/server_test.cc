@@ -187,6 +187,16 @@ TEST(ParamServer, RefusesSparsePartsThatDisagreeWithTheHeaderAndAppliesNothing) 
 // whole floats before its rows, which stay float32), are applied in float32,
 // and a pull asking for bf16 gets the weights rounded; a payload of the
 // wrong size for its type is refused by name and applies nothing.
+// Checkpoints on (the default interval) but no checkpoint.dir: off, as the
+// coordinator has it without a run directory, not a store at /server-<i>
+// (in-process servers of concurrent tests then shared it, and one could
+// not open it).
+TEST(ParamServer, WritesNoCheckpointsWithoutAFolder) {
+  Served s(Consistency::kBsp);
+  ASSERT_TRUE(s.server != nullptr);
+  EXPECT_EQ(s.server->StatsJson().find("checkpoints_written"), std::string::npos) << s.server->StatsJson();
+}
+
 TEST(ParamServer, TakesAndAnswersBf16DenseValues) {
   Served s(Consistency::kBsp);
   auto dense_weights = [&](DType dtype) {
