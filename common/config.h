@@ -15,6 +15,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/dtype.h"
+#include "common/layer_kinds.h"
 #include "common/status.h"
 
 namespace psforge {
@@ -25,9 +26,6 @@ enum class DataFormat { kIdx, kCsv, kText, kCriteo };
 enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad };
 enum class Consistency { kBsp, kSsp, kAsp };
 enum class LrSchedule { kConstant, kExponential, kCosine };
-enum class LayerKind {
-  kLinear, kConv, kMaxPool, kBatchNorm, kDropout, kFlatten, kRelu, kSigmoid, kTanh, kEmbedding, kLstm
-};
 
 const char* ModelKindName(ModelKind k);
 const char* ActivationName(Activation a);
@@ -35,23 +33,6 @@ const char* DataFormatName(DataFormat f);
 const char* OptimizerKindName(OptimizerKind k);
 const char* ConsistencyName(Consistency c);
 const char* LrScheduleName(LrSchedule s);
-const char* LayerKindName(LayerKind k);
-
-// One layer of a sequential model (model.layers), applied to each sample's
-// tensor: [channels, height, width] for images, [features] after a flatten,
-// [positions, features] for sequences (a linear layer then applies to each
-// position).
-struct LayerOptions {
-  LayerKind kind = LayerKind::kLinear;
-  int64_t size = 0;     // linear: outputs (YAML `out`; absent: the number of classes);
-                        // conv: output channels (`filters`);
-                        // embedding: vector size (`dim`); lstm: hidden units (`hidden`)
-  int64_t kernel = 0;   // conv (default 3), maxpool (default 2): the square window's side
-  int64_t stride = 0;   // conv (default 1), maxpool (default: the kernel)
-  int64_t padding = 0;  // conv, maxpool: zeros added on each side
-  double rate = 0.5;    // dropout: the probability of zeroing a unit, in [0, 1)
-  bool operator==(const LayerOptions&) const = default;
-};
 
 // One sparse embedding table (model.tables): rows hashed from feature ids,
 // spread over the servers by row, created on first touch with the
@@ -82,7 +63,7 @@ struct ModelOptions {
                                               // with text data: the vocabulary's size, from the data
   // sequential: the shape of one sample ([channels, height, width] or
   // [features]; empty: [features]) and the layers in order, the last one
-  // giving `classes` outputs to a softmax cross-entropy.
+  // giving `classes` outputs to a softmax cross-entropy (common/layer_kinds.h).
   std::vector<int64_t> input_shape;
   std::vector<LayerOptions> layers;
   uint64_t init_seed = 42;                    // seed of every tensor's initialiser

@@ -184,6 +184,10 @@ class MapReader {
     if (error_->ok()) *error_ = InvalidArgument("field '" + field + "': " + what);
   }
 
+  bool ok() const { return error_->ok(); }
+  // Where the first error goes, for readers of nested sections.
+  Status* error() const { return error_; }
+
  private:
   YAML::Node Get(const char* key) {
     read_.insert(key);
@@ -201,6 +205,9 @@ class MapReader {
 
 // The model section (model_config.cc).
 void ReadModel(const YAML::Node& n, ModelOptions* m, Status* err);
+// A list of layers (model.layers, a block's layers) at `section`: each a
+// type name or a mapping {type: ..., settings}.
+void ReadLayers(const YAML::Node& n, const std::string& section, std::vector<LayerOptions>* layers, Status* err);
 nlohmann::json LayerToJson(const LayerOptions& l);
 nlohmann::json TableToJson(const TableOptions& t);
 

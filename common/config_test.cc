@@ -326,11 +326,14 @@ TEST_F(SequentialConfigTest, LayersParseWithTheirDefaultsAndRoundTripThroughJson
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   const auto& l = r->model.layers;
   ASSERT_EQ(l.size(), 7u);
-  EXPECT_EQ(l[0], (LayerOptions{LayerKind::kConv, 8, 5, 1, 2}));
-  EXPECT_EQ(l[1].kind, LayerKind::kBatchNorm);
-  EXPECT_EQ(l[3], (LayerOptions{LayerKind::kMaxPool, 0, 2, 2, 0}));
-  EXPECT_DOUBLE_EQ(l[5].rate, 0.3);
-  EXPECT_EQ(l[6], (LayerOptions{LayerKind::kLinear, 10}));
+  EXPECT_EQ(l[0], MakeLayer(ConvLayer(8, 5, 1, 2)));
+  EXPECT_STREQ(l[1].type(), "batchnorm");
+  EXPECT_EQ(l[3], MakeLayer(MaxPoolLayer(2, 2, 0)));
+  ASSERT_NE(l[5].As<DropoutLayer>(), nullptr);
+  EXPECT_DOUBLE_EQ(l[5].As<DropoutLayer>()->rate, 0.3);
+  EXPECT_EQ(l[6], MakeLayer(LinearLayer(10)));
+  EXPECT_NE(l[6], MakeLayer(LinearLayer(11)));
+  EXPECT_NE(l[1], l[2]);
   EXPECT_EQ(r->model.input_shape, (std::vector<int64_t>{1, 28, 28}));
   // The job travels to servers and workers as JSON: the same model comes back.
   nlohmann::json j = ConfigToJson(*r);
@@ -339,6 +342,43 @@ TEST_F(SequentialConfigTest, LayersParseWithTheirDefaultsAndRoundTripThroughJson
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->model.layers, l);
   EXPECT_EQ(back->model.input_shape, r->model.input_shape);
+}
+
+// A residual block holds its own list of layers, which may hold blocks.
+TEST_F(SequentialConfigTest, ResidualBlocksNestAndRoundTripThroughJson) {
+  auto r = Parse(
+      "model:\n"
+      "  kind: sequential\n"
+      "  layers:\n"
+      "    - {type: linear, out: 16}\n"
+      "    - type: residual\n"
+      "      layers:\n"
+      "        - {type: linear, out: 32}\n"
+      "        - tanh\n"
+      "        - {type: residual, layers: [{type: linear, out: 32}, relu]}\n"
+      "        - {type: linear, out: 16}\n"
+      "    - linear\n");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const auto& l = r->model.layers;
+  ASSERT_EQ(l.size(), 3u);
+  const ResidualLayer* block = l[1].As<ResidualLayer>();
+  ASSERT_NE(block, nullptr);
+  ASSERT_EQ(block->layers.size(), 4u);
+  EXPECT_EQ(block->layers[0], MakeLayer(LinearLayer(32)));
+  const ResidualLayer* inner = block->layers[2].As<ResidualLayer>();
+  ASSERT_NE(inner, nullptr);
+  EXPECT_EQ(inner->layers[1], MakeLayer<ReluLayer>());
+  nlohmann::json j = ConfigToJson(*r);
+  j.erase("path");
+  auto back = ParseJobConfig(j.dump(), "json", dir_.string());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->model.layers, l);
+  // The comparison sees inside blocks.
+  auto other = Parse(
+      "model:\n  kind: sequential\n  layers:\n    - {type: linear, out: 16}\n"
+      "    - {type: residual, layers: [{type: linear, out: 16}]}\n    - linear\n");
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_NE(other->model.layers, l);
 }
 
 TEST_F(SequentialConfigTest, ABadLayerIsNamedWithWhatIsAllowed) {
@@ -351,6 +391,9 @@ TEST_F(SequentialConfigTest, ABadLayerIsNamedWithWhatIsAllowed) {
   ExpectError(base + "    - {type: dropout, rate: 1.5}\n", "model.layers[0].rate", "[0, 1)");
   ExpectError(base + "    - {type: relu, out: 3}\n", "model.layers[0].out", "unknown field");
   ExpectError(base + "    - {type: maxpool, kernel: 2, padding: 2}\n", "model.layers[0].padding", "smaller");
+  ExpectError(base + "    - {type: residual}\n", "model.layers[0].layers", "expected a list of layers");
+  ExpectError(base + "    - {type: residual, layers: [{type: linear, outs: 3}]}\n", "model.layers[0].layers[0].outs",
+              "unknown field");
   ExpectError("model:\n  kind: sequential\n", "model.layers", "required");
   ExpectError("model:\n  kind: mlp\n  layers: [relu]\n", "model.layers", "only allowed with model.kind sequential");
   ExpectError("model:\n  kind: sequential\n  hidden: [3]\n  layers: [relu]\n", "model.hidden", "only allowed");

@@ -8,13 +8,6 @@ namespace psforge {
 namespace config_internal {
 
 void ReadLayer(const YAML::Node& n, const std::string& section, LayerOptions* l, Status* err) {
-  static const std::initializer_list<std::pair<const char*, LayerKind>> kKinds = {
-      {"linear", LayerKind::kLinear},       {"conv", LayerKind::kConv},
-      {"maxpool", LayerKind::kMaxPool},     {"batchnorm", LayerKind::kBatchNorm},
-      {"dropout", LayerKind::kDropout},     {"flatten", LayerKind::kFlatten},
-      {"relu", LayerKind::kRelu},           {"sigmoid", LayerKind::kSigmoid},
-      {"tanh", LayerKind::kTanh},           {"embedding", LayerKind::kEmbedding},
-      {"lstm", LayerKind::kLstm}};
   if (n.IsScalar()) {  // "- relu": a layer without settings
     YAML::Node map;
     map["type"] = n.Scalar();
@@ -22,45 +15,27 @@ void ReadLayer(const YAML::Node& n, const std::string& section, LayerOptions* l,
   }
   MapReader r(n, section, err);
   if (!r.Has("type")) return r.Fail(r.Field("type"), "required: the layer's type");
-  r.Enum("type", &l->kind, kKinds);
+  std::string type;
+  r.String("type", &type);
   if (!err->ok()) return;
-  switch (l->kind) {
-    case LayerKind::kLinear:
-      r.Int("out", &l->size, 1, 1 << 24);  // absent: the number of classes
-      break;
-    case LayerKind::kConv:
-      l->kernel = 3;
-      l->stride = 1;
-      r.Int("filters", &l->size, 1, 1 << 16);
-      if (!r.Has("filters")) r.Fail(r.Field("filters"), "required for a conv layer: its output channels");
-      r.Int("kernel", &l->kernel, 1, 64);
-      r.Int("stride", &l->stride, 1, 64);
-      r.Int("padding", &l->padding, 0, 64);
-      break;
-    case LayerKind::kMaxPool:
-      l->kernel = 2;
-      r.Int("kernel", &l->kernel, 1, 64);
-      l->stride = l->kernel;
-      r.Int("stride", &l->stride, 1, 64);
-      r.Int("padding", &l->padding, 0, 64);
-      if (err->ok() && l->padding >= l->kernel)
-        r.Fail(r.Field("padding"), "must be smaller than the kernel (" + std::to_string(l->kernel) + ")");
-      break;
-    case LayerKind::kDropout:
-      r.Double("rate", &l->rate, 0.0, 1.0);
-      break;
-    case LayerKind::kEmbedding:
-      r.Int("dim", &l->size, 1, 1 << 16);
-      if (!r.Has("dim")) r.Fail(r.Field("dim"), "required for an embedding: the size of each character's vector");
-      break;
-    case LayerKind::kLstm:
-      r.Int("hidden", &l->size, 1, 1 << 16);
-      if (!r.Has("hidden")) r.Fail(r.Field("hidden"), "required for an lstm layer: its hidden units");
-      break;
-    default:
-      break;
+  const LayerKindInfo* kind = FindLayerKind(type);
+  if (kind == nullptr) {
+    std::string allowed;
+    for (const LayerKindInfo& k : LayerKinds()) allowed += (allowed.empty() ? "" : ", ") + std::string(k.type);
+    return r.Fail(r.Field("type"), "must be one of " + allowed + "; got '" + type + "'");
   }
+  l->settings = kind->read(r);
   r.RejectUnknownKeys();
+}
+
+void ReadLayers(const YAML::Node& n, const std::string& section, std::vector<LayerOptions>* layers, Status* err) {
+  if (!n || !n.IsSequence() || n.size() == 0)
+    return void(*err = InvalidArgument("field '" + section + "': expected a list of layers, each a type (relu, "
+                                       "flatten, ...) or {type: ..., settings}"));
+  if (n.size() > 256) return void(*err = InvalidArgument("field '" + section + "': at most 256 layers"));
+  layers->clear();
+  for (std::size_t i = 0; i < n.size() && err->ok(); ++i)
+    ReadLayer(n[i], section + "[" + std::to_string(i) + "]", &layers->emplace_back(), err);
 }
 
 void ReadTable(const YAML::Node& n, const std::string& section, TableOptions* t, Status* err) {
@@ -146,30 +121,13 @@ void ReadModel(const YAML::Node& n, ModelOptions* m, Status* err) {
   if (!layers || !layers.IsSequence() || layers.size() == 0)
     return r.Fail("model.layers", "required with model.kind sequential: a list of layers, "
                                   "each a type (relu, flatten, ...) or {type: ..., settings}");
-  if (layers.size() > 256) return r.Fail("model.layers", "at most 256 layers");
   if (m->input_shape.size() > 3) return r.Fail("model.input_shape", "expected [features] or [channels, height, width]");
-  m->layers.clear();
-  for (std::size_t i = 0; i < layers.size() && err->ok(); ++i)
-    ReadLayer(layers[i], "model.layers[" + std::to_string(i) + "]", &m->layers.emplace_back(), err);
+  ReadLayers(layers, "model.layers", &m->layers, err);
 }
 
 nlohmann::json LayerToJson(const LayerOptions& l) {
-  nlohmann::json j = {{"type", LayerKindName(l.kind)}};
-  switch (l.kind) {
-    case LayerKind::kLinear:
-      if (l.size > 0) j["out"] = l.size;
-      break;
-    case LayerKind::kConv:
-      j.update({{"filters", l.size}, {"kernel", l.kernel}, {"stride", l.stride}, {"padding", l.padding}});
-      break;
-    case LayerKind::kMaxPool:
-      j.update({{"kernel", l.kernel}, {"stride", l.stride}, {"padding", l.padding}});
-      break;
-    case LayerKind::kDropout: j["rate"] = l.rate; break;
-    case LayerKind::kEmbedding: j["dim"] = l.size; break;
-    case LayerKind::kLstm: j["hidden"] = l.size; break;
-    default: break;
-  }
+  nlohmann::json j = {{"type", l.type()}};
+  l.settings->ToJson(&j);
   return j;
 }
 
@@ -182,23 +140,6 @@ const char* ModelKindName(ModelKind k) {
     case ModelKind::kLogisticRegression: return "logistic_regression";
     case ModelKind::kSequential: return "sequential";
     case ModelKind::kCtr: return "ctr";
-  }
-  return "?";
-}
-
-const char* LayerKindName(LayerKind k) {
-  switch (k) {
-    case LayerKind::kLinear: return "linear";
-    case LayerKind::kConv: return "conv";
-    case LayerKind::kMaxPool: return "maxpool";
-    case LayerKind::kBatchNorm: return "batchnorm";
-    case LayerKind::kDropout: return "dropout";
-    case LayerKind::kFlatten: return "flatten";
-    case LayerKind::kRelu: return "relu";
-    case LayerKind::kSigmoid: return "sigmoid";
-    case LayerKind::kTanh: return "tanh";
-    case LayerKind::kEmbedding: return "embedding";
-    case LayerKind::kLstm: return "lstm";
   }
   return "?";
 }

@@ -52,9 +52,55 @@ int64_t PartCount(int64_t keys, int64_t chunk_kb) {
 int64_t LayerSpec::in_size() const { return Product(in_shape); }
 int64_t LayerSpec::out_size() const { return Product(out_shape); }
 
+std::vector<int> LayerSpec::AllTensors() const {
+  std::vector<int> all = tensors;
+  for (const LayerSpec& l : body)
+    for (int t : l.AllTensors()) all.push_back(t);
+  return all;
+}
+
+Status LayerShaper::Error(const std::string& what) const {
+  return InvalidArgument(where_ + " (" + layer_->type() + ", input " + ShapeText(layer_->in_shape) + "): " + what);
+}
+
+void LayerShaper::Name(const std::string& prefix) {
+  auto it = std::find_if(counts_->begin(), counts_->end(), [&](const auto& c) { return c.first == prefix; });
+  if (it == counts_->end()) it = counts_->insert(counts_->end(), {prefix, 0});
+  layer_->name = name_prefix_ + prefix + std::to_string(it->second++);
+}
+
+void LayerShaper::SetName(const std::string& name) { layer_->name = name_prefix_ + name; }
+
+void LayerShaper::AddTensor(const std::string& suffix, std::vector<int64_t> shape, InitKind init, float bound) {
+  layer_->tensors.push_back(static_cast<int>(spec_->tensors_.size()));
+  spec_->tensors_.push_back({layer_->name + "." + suffix, std::move(shape), init, bound, 0});
+}
+
+Result<std::vector<int64_t>> LayerShaper::AddBody(const std::vector<LayerOptions>& layers) {
+  return spec_->InferStack(layers, layer_->in_shape, where_ + ".layers", layer_->name + ".", classes_, regression_,
+                           &layer_->body);
+}
+
 bool ModelSpec::has_batch_statistics() const {
   return std::any_of(layers_.begin(), layers_.end(),
-                     [](const LayerSpec& l) { return l.kind() == LayerKind::kBatchNorm; });
+                     [](const LayerSpec& l) { return l.options.settings->batch_statistics(); });
+}
+
+Result<std::vector<int64_t>> ModelSpec::InferStack(const std::vector<LayerOptions>& layers, std::vector<int64_t> shape,
+                                                   const std::string& where, const std::string& name_prefix,
+                                                   int64_t classes, bool regression, std::vector<LayerSpec>* out) {
+  if (layers.empty()) return InvalidArgument(where + ": no layers");
+  std::vector<std::pair<std::string, int>> counts;
+  out->reserve(layers.size());  // shapers hold pointers into it
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    LayerSpec& l = out->emplace_back();
+    l.options = layers[i];
+    l.in_shape = l.out_shape = shape;
+    LayerShaper shaper(this, &l, &counts, name_prefix, where + "[" + std::to_string(i) + "]", classes, regression);
+    PSF_RETURN_IF_ERROR(l.options.settings->Infer(shaper));
+    shape = l.out_shape;
+  }
+  return shape;
 }
 
 Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t inputs, int64_t classes,
@@ -96,27 +142,28 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
   }
   std::vector<LayerOptions> layers;
   std::vector<int64_t> shape{spec.inputs_};
-  auto linear = [](int64_t out) { return LayerOptions{LayerKind::kLinear, out}; };
   switch (model.kind) {
     case ModelKind::kCtr:
-    case ModelKind::kMlp: {
-      static constexpr LayerKind kActivation[] = {LayerKind::kRelu, LayerKind::kSigmoid, LayerKind::kTanh};
+    case ModelKind::kMlp:
       for (int64_t h : model.hidden) {
-        layers.push_back(linear(h));
-        layers.push_back({kActivation[static_cast<int>(model.activation)]});
+        layers.push_back(MakeLayer(LinearLayer(h)));
+        switch (model.activation) {
+          case Activation::kRelu: layers.push_back(MakeLayer<ReluLayer>()); break;
+          case Activation::kSigmoid: layers.push_back(MakeLayer<SigmoidLayer>()); break;
+          case Activation::kTanh: layers.push_back(MakeLayer<TanhLayer>()); break;
+        }
       }
       if (model.kind == ModelKind::kCtr) {  // one logit
-        layers.push_back(linear(1));
+        layers.push_back(MakeLayer(LinearLayer(1)));
         spec.loss_ = LossKind::kSigmoidBinaryCrossEntropy;
       } else {
-        layers.push_back(linear(model.classes));
+        layers.push_back(MakeLayer(LinearLayer(model.classes)));
         spec.loss_ = LossKind::kSoftmaxCrossEntropy;
       }
       break;
-    }
     case ModelKind::kLinearRegression:
     case ModelKind::kLogisticRegression:
-      layers.push_back(linear(1));
+      layers.push_back(MakeLayer(LinearLayer(1)));
       spec.loss_ = model.kind == ModelKind::kLinearRegression ? LossKind::kMeanSquaredError
                                                               : LossKind::kSigmoidBinaryCrossEntropy;
       break;
@@ -133,112 +180,11 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
       }
       break;
   }
-  if (layers.empty()) return InvalidArgument("model.layers: the model has no layers");
-  const int64_t num_classes = classes > 0 ? classes : model.classes;
-  for (LayerOptions& o : layers)
-    if (o.kind == LayerKind::kLinear && o.size == 0) o.size = num_classes;
   const bool regression = model.kind == ModelKind::kLinearRegression || model.kind == ModelKind::kLogisticRegression;
-  int counts[5] = {0, 0, 0, 0, 0};  // linear, conv, batchnorm, embedding, lstm: for names
-  for (std::size_t i = 0; i < layers.size(); ++i) {
-    const LayerOptions& o = layers[i];
-    LayerSpec l{o, "", shape, shape};
-    auto where = [&] {
-      return "model.layers[" + std::to_string(i) + "] (" + LayerKindName(o.kind) + ", input " +
-             ShapeText(shape) + ")";
-    };
-    auto add_tensors = [&](std::string name, std::vector<int64_t> weight_shape, int64_t bias_size,
-                           InitKind weight_init, InitKind bias_init, float bound) {
-      l.name = std::move(name);
-      l.weight_tensor = static_cast<int>(spec.tensors_.size());
-      l.bias_tensor = l.weight_tensor + 1;
-      spec.tensors_.push_back({l.name + ".weight", std::move(weight_shape), weight_init, bound, 0});
-      spec.tensors_.push_back({l.name + ".bias", {bias_size}, bias_init, bound, 0});
-    };
-    switch (o.kind) {
-      case LayerKind::kLinear: {
-        if (shape.size() == 3)
-          return InvalidArgument(where() + ": needs one feature vector per sample; put a flatten layer before it");
-        int64_t in = shape.back();
-        l.out_shape = shape;  // [features] -> [out]; [positions, features] -> [positions, out]
-        l.out_shape.back() = o.size;
-        // PyTorch's default for Linear: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
-        // Regression models start at zero, the usual choice for a convex problem.
-        if (regression) {
-          add_tensors("linear", {o.size, in}, o.size, InitKind::kZeros, InitKind::kZeros, 0.0f);
-        } else {
-          add_tensors("fc" + std::to_string(counts[0]), {o.size, in}, o.size, InitKind::kUniform,
-                      InitKind::kUniform, 1.0f / std::sqrt(static_cast<float>(in)));
-        }
-        ++counts[0];
-        break;
-      }
-      case LayerKind::kConv:
-      case LayerKind::kMaxPool: {
-        if (shape.size() != 3)
-          return InvalidArgument(where() + ": needs [channels, height, width] per sample; set model.input_shape");
-        int64_t out_h = (shape[1] + 2 * o.padding - o.kernel) / o.stride + 1;
-        int64_t out_w = (shape[2] + 2 * o.padding - o.kernel) / o.stride + 1;
-        if (shape[1] + 2 * o.padding < o.kernel || shape[2] + 2 * o.padding < o.kernel)
-          return InvalidArgument(where() + ": the " + std::to_string(o.kernel) + "x" + std::to_string(o.kernel) +
-                                 " kernel is larger than the padded input");
-        if (o.kind == LayerKind::kMaxPool) {
-          l.out_shape = {shape[0], out_h, out_w};
-          break;
-        }
-        l.out_shape = {o.size, out_h, out_w};
-        int64_t fan_in = shape[0] * o.kernel * o.kernel;
-        // PyTorch's default for Conv2d, as for Linear: U(+-1/sqrt(fan_in)).
-        add_tensors("conv" + std::to_string(counts[1]++), {o.size, shape[0], o.kernel, o.kernel}, o.size,
-                    InitKind::kUniform, InitKind::kUniform, 1.0f / std::sqrt(static_cast<float>(fan_in)));
-        break;
-      }
-      case LayerKind::kBatchNorm:
-        if (shape.size() == 2)
-          return InvalidArgument(where() + ": batch normalisation of sequences is not supported");
-        // Per channel for images, per feature for vectors; scale 1, shift 0.
-        add_tensors("bn" + std::to_string(counts[2]++), {shape[0]}, shape[0], InitKind::kOnes,
-                    InitKind::kZeros, 0.0f);
-        break;
-      case LayerKind::kFlatten:
-        l.out_shape = {Product(shape)};
-        break;
-      case LayerKind::kEmbedding: {
-        if (shape.size() != 1)
-          return InvalidArgument(where() + ": needs one sequence of character ids per sample");
-        const int64_t vocabulary = num_classes;
-        l.out_shape = {shape[0], o.size};
-        // PyTorch's default for Embedding: N(0, 1).
-        l.name = "embedding" + std::to_string(counts[3]++);
-        l.weight_tensor = static_cast<int>(spec.tensors_.size());
-        spec.tensors_.push_back({l.name + ".weight", {vocabulary, o.size}, InitKind::kNormal, 1.0f, 0});
-        break;
-      }
-      case LayerKind::kLstm: {
-        if (shape.size() != 2)
-          return InvalidArgument(where() + ": needs a sequence of vectors per sample ([positions, features])");
-        const int64_t in = shape[1], h = o.size;
-        l.out_shape = {shape[0], h};
-        // PyTorch's default for LSTM: U(+-1/sqrt(hidden)) for every tensor.
-        const float bound = 1.0f / std::sqrt(static_cast<float>(h));
-        l.name = "lstm" + std::to_string(counts[4]++);
-        l.weight_tensor = static_cast<int>(spec.tensors_.size());
-        l.recurrent_tensor = l.weight_tensor + 1;
-        l.bias_tensor = l.weight_tensor + 2;
-        spec.tensors_.push_back({l.name + ".weight_ih", {4 * h, in}, InitKind::kUniform, bound, 0});
-        spec.tensors_.push_back({l.name + ".weight_hh", {4 * h, h}, InitKind::kUniform, bound, 0});
-        spec.tensors_.push_back({l.name + ".bias", {4 * h}, InitKind::kUniform, bound, 0});
-        break;
-      }
-      case LayerKind::kDropout:
-      case LayerKind::kRelu:
-      case LayerKind::kSigmoid:
-      case LayerKind::kTanh:
-        break;
-    }
-    shape = l.out_shape;
-    spec.layers_.push_back(std::move(l));
-  }
-  const int64_t want = regression || model.kind == ModelKind::kCtr ? 1 : classes > 0 ? classes : model.classes;
+  const int64_t num_classes = classes > 0 ? classes : model.classes;
+  PSF_ASSIGN_OR_RETURN(shape, spec.InferStack(layers, shape, "model.layers", "", num_classes, regression,
+                                              &spec.layers_));
+  const int64_t want = regression || model.kind == ModelKind::kCtr ? 1 : num_classes;
   if (shape.size() == 2) spec.loss_ = LossKind::kSequenceSoftmaxCrossEntropy;
   if (shape.size() > 2 || shape.back() != want)
     return InvalidArgument("model.layers: the last layer gives " + ShapeText(shape) + " per sample; the loss needs [" +

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/layer_kinds.h"
 
 namespace psforge {
 
@@ -52,22 +53,65 @@ enum class LossKind {
   kSoftmaxCrossEntropy, kSigmoidBinaryCrossEntropy, kMeanSquaredError, kSequenceSoftmaxCrossEntropy
 };
 
-// One layer with its per-sample input and output shapes ([channels, height,
-// width], [features] or [positions, features]) and the tensors it owns:
-// weight and bias for linear and conv, scale and shift for batchnorm, the
-// table (weight [vocabulary, dim]) for an embedding, and for an lstm
-// weight_ih [4 hidden, in], weight_hh [4 hidden, hidden] (PyTorch's layout,
-// gates in the order input, forget, cell, output) and one bias [4 hidden]
-// (PyTorch's bias_ih + bias_hh).
+// One layer with its per-sample input and output shapes and the tensors it
+// owns (indices into ModelSpec::tensors, in the order its kind declares
+// them: common/layer_kinds.h); a residual block has its layers as `body`.
 struct LayerSpec {
   LayerOptions options;
-  std::string name;  // "fc0", "conv1", "bn0", ...: its tensors are name.weight, name.bias
+  std::string name;  // "fc0", "conv1", "res0.bn0", ...: its tensors are name.weight, name.bias
   std::vector<int64_t> in_shape, out_shape;
-  int weight_tensor = -1, bias_tensor = -1;  // indices into ModelSpec::tensors
-  int recurrent_tensor = -1;                 // lstm: weight_hh
-  LayerKind kind() const { return options.kind; }
+  std::vector<int> tensors;
+  std::vector<LayerSpec> body;
+  const char* type() const { return options.type(); }
+  template <typename S>
+  const S* As() const {
+    return options.As<S>();
+  }
   int64_t in_size() const;
   int64_t out_size() const;
+  // Its tensors and those of its body's layers.
+  std::vector<int> AllTensors() const;
+};
+
+class ModelSpec;
+
+// What a layer kind's Infer works with (LayerSettings::Infer): its input,
+// the model around it, and the means to declare its name, output shape and
+// tensors, and a block's own stack of layers.
+class LayerShaper {
+ public:
+  const std::vector<int64_t>& in() const { return layer_->in_shape; }
+  // The classes of the loss: model.classes, or the vocabulary's size.
+  int64_t classes() const { return classes_; }
+  // Whether the model is a linear or logistic regression (zero initial weights).
+  bool regression() const { return regression_; }
+  // An InvalidArgument naming the layer, its kind and its input.
+  Status Error(const std::string& what) const;
+  // Names the layer `prefix` and how many layers of its stack took the
+  // prefix before it ("fc0", "fc1"); inside a block, under the block's name.
+  void Name(const std::string& prefix);
+  // Names the layer exactly `name` (under a block's name).
+  void SetName(const std::string& name);
+  void SetOut(std::vector<int64_t> shape) { layer_->out_shape = std::move(shape); }
+  // Declares the tensor <layer name>.<suffix> (after Name).
+  void AddTensor(const std::string& suffix, std::vector<int64_t> shape, InitKind init, float bound);
+  // Makes `layers` the layer's body, on its input (after Name); returns the
+  // body's output shape.
+  Result<std::vector<int64_t>> AddBody(const std::vector<LayerOptions>& layers);
+
+ private:
+  friend class ModelSpec;
+  LayerShaper(ModelSpec* spec, LayerSpec* layer, std::vector<std::pair<std::string, int>>* counts,
+              std::string name_prefix, std::string where, int64_t classes, bool regression)
+      : spec_(spec), layer_(layer), counts_(counts), name_prefix_(std::move(name_prefix)),
+        where_(std::move(where)), classes_(classes), regression_(regression) {}
+  ModelSpec* spec_;
+  LayerSpec* layer_;
+  std::vector<std::pair<std::string, int>>* counts_;  // per name prefix, in this stack
+  std::string name_prefix_;                          // "" or the enclosing block's name and "."
+  std::string where_;                                // "model.layers[3]"
+  int64_t classes_;
+  bool regression_;
 };
 
 class ModelSpec {
@@ -110,6 +154,14 @@ class ModelSpec {
   void Initialize(KeyRange range, std::span<float> out) const;
 
  private:
+  friend class LayerShaper;
+  // Infers the layers of a stack (the model's, or a block's body) from
+  // `shape` on; returns the last one's output shape. `where`: the stack's
+  // config field ("model.layers"), `name_prefix`: its block's name and "."
+  Result<std::vector<int64_t>> InferStack(const std::vector<LayerOptions>& layers, std::vector<int64_t> shape,
+                                          const std::string& where, const std::string& name_prefix,
+                                          int64_t classes, bool regression, std::vector<LayerSpec>* out);
+
   std::vector<TensorSpec> tensors_;
   std::vector<LayerSpec> layers_;
   std::vector<TableOptions> tables_;

@@ -28,6 +28,60 @@ TEST(ModelSpec, Mlp784x500x10Layout) {
   EXPECT_EQ(s.loss(), LossKind::kSoftmaxCrossEntropy);
 }
 
+ModelOptions Sequential(std::vector<LayerOptions> layers, std::vector<int64_t> input_shape = {}) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.layers = std::move(layers);
+  o.input_shape = std::move(input_shape);
+  return o;
+}
+
+// A residual block's layers are named under it, its tensors sit in the key
+// space where the block is, and its output keeps its input's shape.
+TEST(ModelSpec, ResidualBlocksNameTheirLayersUnderTheBlock) {
+  auto o = Sequential({MakeLayer(LinearLayer(8)),
+                       MakeLayer(ResidualLayer({MakeLayer(LinearLayer(16)), MakeLayer<ReluLayer>(),
+                                                MakeLayer(LinearLayer(8))})),
+                       MakeLayer(ResidualLayer({MakeLayer<BatchNormLayer>(), MakeLayer(LinearLayer(8))})),
+                       MakeLayer(LinearLayer())});
+  auto s = ModelSpec::FromConfig(o, 5);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  std::vector<std::string> names;
+  for (const TensorSpec& t : s->tensors()) names.push_back(t.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"fc0.weight", "fc0.bias", "res0.fc0.weight", "res0.fc0.bias",
+                                             "res0.fc1.weight", "res0.fc1.bias", "res1.bn0.weight", "res1.bn0.bias",
+                                             "res1.fc0.weight", "res1.fc0.bias", "fc1.weight", "fc1.bias"}));
+  ASSERT_EQ(s->layers().size(), 4u);
+  const LayerSpec& block = s->layers()[1];
+  EXPECT_EQ(block.name, "res0");
+  EXPECT_TRUE(block.tensors.empty());
+  ASSERT_EQ(block.body.size(), 3u);
+  EXPECT_EQ(block.body[0].out_shape, (std::vector<int64_t>{16}));
+  EXPECT_EQ(block.out_shape, (std::vector<int64_t>{8}));
+  EXPECT_EQ(block.AllTensors(), (std::vector<int>{2, 3, 4, 5}));
+  EXPECT_EQ(s->tensors()[2].shape, (std::vector<int64_t>{16, 8}));
+  EXPECT_EQ(s->tensors()[11].offset + 10, s->num_params());
+  EXPECT_TRUE(s->has_batch_statistics());  // a batchnorm inside a block counts
+}
+
+TEST(ModelSpec, ALayerThatDoesNotFitItsInputIsNamedWhereverItIs) {
+  auto expect = [](const ModelOptions& o, int64_t inputs, const std::string& what) {
+    auto s = ModelSpec::FromConfig(o, inputs);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.status().message().find(what), std::string::npos) << s.status().message();
+  };
+  // A block must give its input's shape back.
+  expect(Sequential({MakeLayer(ResidualLayer({MakeLayer(LinearLayer(4))})), MakeLayer(LinearLayer())}), 5,
+         "model.layers[0] (residual, input [5]): its layers give [4] per sample; a residual block must give its "
+         "input's shape [5]");
+  // Errors inside a block name the path to the layer.
+  expect(Sequential({MakeLayer(ResidualLayer({MakeLayer(ConvLayer(3, 3, 1, 1))})), MakeLayer(LinearLayer())}), 5,
+         "model.layers[0].layers[0] (conv, input [5]): needs [channels, height, width]");
+  expect(Sequential({MakeLayer<FlattenLayer>(), MakeLayer(LinearLayer())}, {1, 2, 3}), 5,
+         "model.input_shape [1, 2, 3] has 6 values per sample");
+  expect(Sequential({MakeLayer<FlattenLayer>(), MakeLayer(LinearLayer(3))}), 5, "the last layer gives [3]");
+}
+
 TEST(ModelSpec, RegressionModels) {
   ModelOptions o;
   o.kind = ModelKind::kLogisticRegression;

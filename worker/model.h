@@ -15,14 +15,13 @@
 #include <vector>
 
 #include "common/model_spec.h"
+#include "worker/nn/buffer.h"
 
 namespace psforge {
 namespace nn {
 struct DnnlContext;
-class Layer;
+class Stack;
 class Loss;
-class BatchNorm;
-class Dropout;
 }  // namespace nn
 
 class Model {
@@ -86,12 +85,8 @@ class Model {
   // as "layer: primitive: implementation" ("conv0: convolution forward:
   // jit:avx2"); a test fails on reference kernels.
   std::vector<std::string> Implementations() const;
-  struct FreeDeleter {
-    void operator()(float* p) const;
-  };
-  using Buffer = std::unique_ptr<float[], FreeDeleter>;
-  static Buffer Allocate(int64_t floats);
 
+ private:
   Model(const ModelSpec& spec, int64_t max_batch);
   // Prepares every layer for batches of n (once per n), growing the
   // activation buffers where a layout needs more room.
@@ -101,23 +96,13 @@ class Model {
   ModelSpec spec_;
   int64_t max_batch_;
   std::unique_ptr<nn::DnnlContext> ctx_;
-  Buffer weights_, grads_, input_grad_;
-  // Per layer: the layer (null for a ReLU fused into the batchnorm before
-  // it, whose output is that batchnorm's), its output and output-gradient
-  // buffers (in the layout it chose) and their size in floats.
-  std::vector<std::unique_ptr<nn::Layer>> layers_;
-  std::vector<Buffer> out_buffers_, dout_buffers_;
-  std::vector<float*> out_, dout_;  // the buffers, or the previous layer's for a null layer
-  std::vector<int64_t> capacity_;
+  nn::Buffer weights_, grads_, input_grad_;
+  std::unique_ptr<nn::Stack> stack_;
   // Per layer: once its backward has run, the gradient of keys
   // [final_from_[i], num_params) is final (-1: not a boundary: a layer
   // with no parameters, or one whose keys sit among later layers').
   std::vector<int64_t> final_from_;
-  std::vector<int64_t> rows_;  // rows per sample a layer sees (a linear layer on a sequence: its positions)
   std::vector<int64_t> prepared_;  // batch sizes PrepareFor has seen
-  std::vector<nn::BatchNorm*> batch_norms_;
-  std::vector<std::string> batch_norm_names_;
-  std::vector<nn::Dropout*> dropouts_;
   std::unique_ptr<nn::Loss> loss_;
 };
 

@@ -1,4 +1,5 @@
 #include "worker/model.h"
+#include "worker/nn/stack.h"
 
 #include <gtest/gtest.h>
 
@@ -71,11 +72,9 @@ ModelOptions SmallCnn() {
   o.kind = ModelKind::kSequential;
   o.classes = 3;
   o.input_shape = {2, 6, 6};
-  o.layers = {{LayerKind::kConv, 3, 3, 1, 1},  {LayerKind::kBatchNorm},
-              {LayerKind::kRelu},              {LayerKind::kMaxPool, 0, 2, 2, 0},
-              {LayerKind::kFlatten},           {LayerKind::kDropout, 0, 0, 0, 0, 0.3},
-              {LayerKind::kLinear, 5},         {LayerKind::kTanh},
-              {LayerKind::kLinear, 3}};
+  o.layers = {MakeLayer(ConvLayer(3, 3, 1, 1)), MakeLayer<BatchNormLayer>(), MakeLayer<ReluLayer>(),
+              MakeLayer(MaxPoolLayer(2, 2, 0)),  MakeLayer<FlattenLayer>(),    MakeLayer(DropoutLayer(0.3)),
+              MakeLayer(LinearLayer(5)),         MakeLayer<TanhLayer>(),       MakeLayer(LinearLayer(3))};
   return o;
 }
 
@@ -123,10 +122,10 @@ TEST(Model, SequentialShapesAreCheckedWithTheLayerNamed) {
   EXPECT_NE(r.status().message().find("model.layers[5] (linear, input [3, 3, 3])"), std::string::npos)
       << r.status().ToString();
   o = SmallCnn();
-  o.layers.back().size = 4;  // not model.classes
+  o.layers.back() = MakeLayer(LinearLayer(4));  // not model.classes
   EXPECT_FALSE(ModelSpec::FromConfig(o, 72).ok());
   o = SmallCnn();
-  o.layers[0].kernel = 9;  // larger than the padded 6x6 input
+  o.layers[0] = MakeLayer(ConvLayer(3, 9, 1, 1));  // larger than the padded 6x6 input
   EXPECT_FALSE(ModelSpec::FromConfig(o, 72).ok());
   o = SmallCnn();
   o.input_shape.clear();  // a conv needs [c, h, w]
@@ -147,9 +146,18 @@ TEST(Model, ChosenLayoutsComputeWhatPlainOnesDo) {
   o.kind = ModelKind::kSequential;
   o.classes = 4;
   o.input_shape = {1, 8, 8};
-  o.layers = {{LayerKind::kConv, 16, 3, 1, 1}, {LayerKind::kBatchNorm}, {LayerKind::kRelu},
-              {LayerKind::kMaxPool, 0, 2, 2, 0}, {LayerKind::kConv, 32, 3, 1, 1}, {LayerKind::kBatchNorm},
-              {LayerKind::kRelu}, {LayerKind::kFlatten}, {LayerKind::kLinear, 4}};
+  // A residual block on images too: its sum is taken in the layout its input has.
+  o.layers = {MakeLayer(ConvLayer(16, 3, 1, 1)),
+              MakeLayer<BatchNormLayer>(),
+              MakeLayer<ReluLayer>(),
+              MakeLayer(ResidualLayer({MakeLayer(ConvLayer(16, 3, 1, 1)), MakeLayer<BatchNormLayer>(),
+                                       MakeLayer<ReluLayer>(), MakeLayer(ConvLayer(16, 3, 1, 1))})),
+              MakeLayer(MaxPoolLayer(2, 2, 0)),
+              MakeLayer(ConvLayer(32, 3, 1, 1)),
+              MakeLayer<BatchNormLayer>(),
+              MakeLayer<ReluLayer>(),
+              MakeLayer<FlattenLayer>(),
+              MakeLayer(LinearLayer(4))};
   auto spec = ModelSpec::FromConfig(o, 64);
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   auto blocked = Model::Create(*spec, 6, 1, true);
@@ -170,7 +178,8 @@ TEST(Model, ChosenLayoutsComputeWhatPlainOnesDo) {
   }
   EXPECT_EQ((*blocked)->EvaluateBatch(x.data(), t.data(), 6), (*plain)->EvaluateBatch(x.data(), t.data(), 6));
   auto sb = (*blocked)->Statistics(), sp = (*plain)->Statistics();
-  ASSERT_EQ(sb.size(), 4u);
+  ASSERT_EQ(sb.size(), 6u);
+  EXPECT_EQ(sb[2].first, "res0.bn0.running_mean");
   for (std::size_t i = 0; i < sb.size(); ++i)
     for (std::size_t c = 0; c < sb[i].second.size(); ++c) EXPECT_NEAR(sb[i].second[c], sp[i].second[c], 1e-4);
 }
@@ -186,7 +195,7 @@ namespace {
 TEST(Model, SequenceModelGradientMatchesFiniteDifferences) {
   ModelOptions o;
   o.kind = ModelKind::kSequential;
-  o.layers = {{LayerKind::kEmbedding, 3}, {LayerKind::kLstm, 4}, {LayerKind::kTanh}, {LayerKind::kLinear}};
+  o.layers = {MakeLayer(EmbeddingLayer(3)), MakeLayer(LstmLayer(4)), MakeLayer<TanhLayer>(), MakeLayer(LinearLayer())};
   auto spec = ModelSpec::FromConfig(o, 5, 6);  // windows of 5, a vocabulary of 6
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   EXPECT_EQ(spec->loss(), LossKind::kSequenceSoftmaxCrossEntropy);
@@ -216,6 +225,76 @@ TEST(Model, SequenceModelGradientMatchesFiniteDifferences) {
   // The metric is bits per character: the mean loss over positions / ln 2, per sample.
   const double loss = m.TrainStep(x.data(), t.data(), 3);
   EXPECT_NEAR(m.EvaluateBatch(x.data(), t.data(), 3) / 3, loss / std::log(2.0), 1e-5);
+}
+
+}  // namespace
+}  // namespace psforge
+
+namespace psforge {
+namespace {
+
+// Residual blocks (nested, with a dropout of a fixed step's mask inside, and
+// one whose body starts with a batchnorm) chained into an MLP: the gradient
+// against finite differences of the loss, and pushing during backward
+// reports a block's keys once its whole body is done.
+TEST(Model, ResidualBlocksGradientMatchesFiniteDifferences) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.classes = 3;
+  o.layers = {MakeLayer(LinearLayer(6)),
+              MakeLayer(ResidualLayer({MakeLayer(LinearLayer(5)), MakeLayer<TanhLayer>(),
+                                       MakeLayer(ResidualLayer({MakeLayer(LinearLayer(5)), MakeLayer<SigmoidLayer>()})),
+                                       MakeLayer(DropoutLayer(0.2)), MakeLayer(LinearLayer(6))})),
+              MakeLayer(ResidualLayer({MakeLayer<BatchNormLayer>(), MakeLayer<ReluLayer>(), MakeLayer(LinearLayer(6))})),
+              MakeLayer(LinearLayer())};
+  auto spec = ModelSpec::FromConfig(o, 4);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  auto model = Model::Create(*spec, 7, 3);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  Model& m = **model;
+  spec->Initialize({0, spec->num_params()}, m.weights());
+  std::mt19937_64 rng(5);
+  std::vector<float> x(7 * 4), t(7);
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  for (auto& v : t) v = static_cast<float>(rng() % 3);
+  std::vector<int64_t> finals;
+  m.TrainStep(x.data(), t.data(), 7, 2, [&](int64_t k) { finals.push_back(k); });
+  std::vector<float> grad(m.gradients().begin(), m.gradients().end());
+  // fc1 (the last layer), then each block as a whole: res1, res0; fc0 is the rest.
+  const auto& tensors = spec->tensors();
+  auto offset = [&](const std::string& name) {
+    for (const TensorSpec& ts : tensors)
+      if (ts.name == name) return ts.offset;
+    ADD_FAILURE() << name;
+    return int64_t{-1};
+  };
+  EXPECT_EQ(finals, (std::vector<int64_t>{offset("fc1.weight"), offset("res1.bn0.weight"), offset("res0.fc0.weight")}));
+  EXPECT_EQ(offset("res0.res0.fc0.weight"), offset("res0.fc0.bias") + 5);
+  const float eps = 1e-3f;
+  int64_t off = 0;
+  for (int64_t k = 0; k < spec->num_params(); ++k) {
+    float saved = m.weights()[k];
+    m.weights()[k] = saved + eps;
+    double plus = m.TrainStep(x.data(), t.data(), 7, 2);
+    m.weights()[k] = saved - eps;
+    double minus = m.TrainStep(x.data(), t.data(), 7, 2);
+    m.weights()[k] = saved;
+    double fd = (plus - minus) / (2 * eps);
+    off += std::abs(grad[k] - fd) > 3e-3 * (1 + std::abs(fd));
+  }
+  // A ReLU may switch inside +-eps for a key or two.
+  EXPECT_LE(off, 2) << "of " << spec->num_params() << " keys";
+  // The block's dropout draws another mask at another step.
+  EXPECT_NE(m.TrainStep(x.data(), t.data(), 7, 2), m.TrainStep(x.data(), t.data(), 7, 3));
+  // A block's primitives are listed under its layers' names.
+  bool inner = false;
+  for (const std::string& e : m.Implementations()) inner |= e.rfind("res0.res0.fc0: ", 0) == 0;
+  EXPECT_TRUE(inner);
+}
+
+// Every kind the config reads has a builder on the worker.
+TEST(Model, EveryLayerKindHasABuilder) {
+  for (const LayerKindInfo& k : LayerKinds()) EXPECT_NE(nn::FindLayerBuilder(k.type), nullptr) << k.type;
 }
 
 }  // namespace

@@ -17,6 +17,10 @@ void Layer::Record(const std::string& what, const std::string& impl) {
   implementations_.push_back(std::move(entry));
 }
 
+void Layer::AppendImplementations(const std::string& name, std::vector<std::string>* out) const {
+  for (const std::string& impl : implementations_) out->push_back(name + ": " + impl);
+}
+
 // ---- Linear -----------------------------------------------------------------
 
 struct Linear::Plan {
@@ -127,13 +131,7 @@ struct Eltwise::Plan {
   Args fwd_args, bwd_args;
 };
 
-Eltwise::Eltwise(DnnlContext* ctx, LayerKind kind, int64_t width) : ctx_(ctx), width_(width) {
-  switch (kind) {
-    case LayerKind::kSigmoid: alg_ = dnnl::algorithm::eltwise_logistic_use_dst_for_bwd; break;
-    case LayerKind::kTanh: alg_ = dnnl::algorithm::eltwise_tanh_use_dst_for_bwd; break;
-    default: alg_ = dnnl::algorithm::eltwise_relu_use_dst_for_bwd; break;
-  }
-}
+Eltwise::Eltwise(DnnlContext* ctx, dnnl::algorithm alg, int64_t width) : ctx_(ctx), alg_(alg), width_(width) {}
 Eltwise::~Eltwise() = default;
 Eltwise::Eltwise(Eltwise&&) noexcept = default;
 

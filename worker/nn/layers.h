@@ -60,6 +60,17 @@ class Layer {
   // What oneDNN chose for each primitive this layer made, as "what: impl"
   // (e.g. "convolution forward: jit:avx2"), once each.
   const std::vector<std::string>& implementations() const { return implementations_; }
+  // Adds "name: what: impl" for each (a block: for each of its layers, by their names).
+  virtual void AppendImplementations(const std::string& name, std::vector<std::string>* out) const;
+
+  // The training step, which selects dropout masks.
+  virtual void set_step(uint64_t) {}
+  // Batch statistics for evaluation (batchnorm: nn/norm.h); no-ops for layers without.
+  virtual void BeginStatistics() {}
+  virtual void EndStatistics() {}
+  // Adds the estimated statistics under the layer's name ("bn0.running_mean").
+  using NamedValues = std::vector<std::pair<std::string, std::vector<float>>>;
+  virtual void AppendStatistics(const std::string& name, NamedValues* out) const { (void)name, (void)out; }
 
  protected:
   void Record(const std::string& what, const std::string& impl);
@@ -99,12 +110,13 @@ class Linear final : public Layer {
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
 };
 
-// y = f(x) elementwise for ReLU, sigmoid (logistic) or tanh (`kind` one of
-// those layer kinds); the backward pass uses the forward output y, not x.
+// y = f(x) elementwise, `alg` one of oneDNN's algorithms whose backward
+// pass uses the forward output y, not x (eltwise_relu_use_dst_for_bwd,
+// eltwise_logistic_use_dst_for_bwd, eltwise_tanh_use_dst_for_bwd).
 // `width` is the logical size of a sample.
 class Eltwise final : public Layer {
  public:
-  Eltwise(DnnlContext* ctx, LayerKind kind, int64_t width);
+  Eltwise(DnnlContext* ctx, dnnl::algorithm alg, int64_t width);
   ~Eltwise();
   Eltwise(Eltwise&&) noexcept;
 

@@ -147,6 +147,11 @@ void BatchNorm::Backward(const float* x, const float*, const float* dy, float* d
   ctx_->stream.wait();
 }
 
+void BatchNorm::AppendStatistics(const std::string& name, NamedValues* out) const {
+  out->emplace_back(name + ".running_mean", mean_);
+  out->emplace_back(name + ".running_var", variance_);
+}
+
 void BatchNorm::BeginStatistics() {
   std::fill(sum_mean_.begin(), sum_mean_.end(), 0.0);
   std::fill(sum_variance_.begin(), sum_variance_.end(), 0.0);

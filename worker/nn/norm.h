@@ -41,8 +41,10 @@ class BatchNorm final : public Layer {
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
-  void BeginStatistics();
-  void EndStatistics();
+  void BeginStatistics() override;
+  void EndStatistics() override;
+  // name.running_mean and name.running_var, PyTorch's names.
+  void AppendStatistics(const std::string& name, NamedValues* out) const override;
   std::span<const float> mean() const { return mean_; }
   std::span<const float> variance() const { return variance_; }
 
@@ -71,7 +73,7 @@ class Dropout final : public Layer {
   ~Dropout() override;
 
   // The training step the next masks belong to.
-  void set_step(uint64_t step) { step_ = step; }
+  void set_step(uint64_t step) override { step_ = step; }
   // Works in the layout it is handed.
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;

@@ -71,11 +71,11 @@ class LinearOp final : public OpUnderTest {
   Linear layer_;
 };
 
-LayerKind KindOf(Activation a) {
+dnnl::algorithm AlgorithmOf(Activation a) {
   switch (a) {
-    case Activation::kSigmoid: return LayerKind::kSigmoid;
-    case Activation::kTanh: return LayerKind::kTanh;
-    default: return LayerKind::kRelu;
+    case Activation::kSigmoid: return dnnl::algorithm::eltwise_logistic_use_dst_for_bwd;
+    case Activation::kTanh: return dnnl::algorithm::eltwise_tanh_use_dst_for_bwd;
+    default: return dnnl::algorithm::eltwise_relu_use_dst_for_bwd;
   }
 }
 
@@ -83,7 +83,7 @@ class EltwiseOp final : public OpUnderTest {
  public:
   // Samples of [c, h, w] (h = w = 1: vectors of c).
   EltwiseOp(uint64_t seed, Activation kind, int64_t n, int64_t c, int64_t h, int64_t w, InputLayout in)
-      : kind_(kind), layer_(&ctx_, KindOf(kind), c * h * w), io_(&ctx_, &layer_, n, c, h, w, in) {
+      : kind_(kind), layer_(&ctx_, AlgorithmOf(kind), c * h * w), io_(&ctx_, &layer_, n, c, h, w, in) {
     std::mt19937_64 rng(seed);
     const int64_t width = c * h * w;
     inputs_ = {Random(rng, n * width, -3, 3)};

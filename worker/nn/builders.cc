@@ -1,0 +1,126 @@
+// The worker's half of each layer kind (common/layer_kinds.h): how its
+// oneDNN layer is built from its LayerSpec, keyed by the kind's name.
+#include <string_view>
+#include <utility>
+
+#include "worker/nn/conv.h"
+#include "worker/nn/norm.h"
+#include "worker/nn/sequence.h"
+#include "worker/nn/stack.h"
+
+namespace psforge::nn {
+namespace {
+
+template <typename L>
+BuiltLayer Made(std::unique_ptr<L> layer, int64_t rows = 1) {
+  return {std::move(layer), rows};
+}
+
+BuiltLayer BuildLinear(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  // On [positions, features]: the same layer at every position (n * positions rows).
+  auto linear = std::make_unique<Linear>(b.context.ctx, l.in_shape.back(), l.out_shape.back());
+  linear->Bind(b.weight(0), b.weight(1), b.grad(0), b.grad(1));
+  return Made(std::move(linear), l.in_shape.size() == 2 ? l.in_shape[0] : 1);
+}
+
+BuiltLayer BuildConv(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  const ConvLayer& o = *l.As<ConvLayer>();
+  auto conv = std::make_unique<Conv2d>(
+      b.context.ctx, Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], o.filters, o.kernel, o.stride, o.padding},
+      b.context.choose_layouts);
+  conv->Bind(b.weight(0), b.weight(1), b.grad(0), b.grad(1));
+  return Made(std::move(conv));
+}
+
+BuiltLayer BuildMaxPool(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  const MaxPoolLayer& o = *l.As<MaxPoolLayer>();
+  return Made(std::make_unique<MaxPool2d>(
+      b.context.ctx, Window{l.in_shape[0], l.in_shape[1], l.in_shape[2], l.in_shape[0], o.kernel, o.stride, o.padding}));
+}
+
+BuiltLayer BuildBatchNorm(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  auto image = [&](int d) { return l.in_shape.size() == 3 ? l.in_shape[d] : 0; };
+  // A ReLU right after is fused into it (its builder makes no layer).
+  const bool relu_next = b.next() != nullptr && b.next()->As<ReluLayer>() != nullptr;
+  auto bn = std::make_unique<BatchNorm>(b.context.ctx, l.in_shape[0], image(1), image(2), relu_next);
+  bn->Bind(b.weight(0), b.weight(1), b.grad(0), b.grad(1));
+  return Made(std::move(bn));
+}
+
+BuiltLayer BuildDropout(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  return Made(std::make_unique<Dropout>(b.context.ctx, l.As<DropoutLayer>()->rate, l.in_size(),
+                                        b.context.seed + b.index));
+}
+
+template <dnnl::algorithm kAlg>
+BuiltLayer BuildEltwise(const LayerBuild& b) {
+  return Made(std::make_unique<Eltwise>(b.context.ctx, kAlg, b.spec().in_size()));
+}
+
+BuiltLayer BuildRelu(const LayerBuild& b) {
+  if (b.prev() != nullptr && b.prev()->As<BatchNormLayer>() != nullptr) return {};  // fused into the batchnorm
+  return BuildEltwise<dnnl::algorithm::eltwise_relu_use_dst_for_bwd>(b);
+}
+
+BuiltLayer BuildFlatten(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  return Made(l.in_shape.size() == 3 ? std::make_unique<Flatten>(b.context.ctx, l.in_shape[0], l.in_shape[1], l.in_shape[2])
+                                     : std::make_unique<Flatten>(b.context.ctx, l.in_size(), 1, 1));
+}
+
+BuiltLayer BuildEmbedding(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  const TensorSpec& table = (*b.context.tensors)[l.tensors[0]];
+  auto embedding = std::make_unique<Embedding>(table.shape[0], table.shape[1], l.in_shape[0]);
+  embedding->Bind(b.weight(0), b.grad(0));
+  return Made(std::move(embedding));
+}
+
+BuiltLayer BuildLstm(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  auto lstm = std::make_unique<Lstm>(b.context.ctx, l.in_shape[0], l.in_shape[1], l.out_shape[1]);
+  lstm->Bind(b.weight(0), b.weight(1), b.weight(2), b.grad(0), b.grad(1), b.grad(2));
+  return Made(std::move(lstm));
+}
+
+BuiltLayer BuildResidual(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  BuildContext inner = b.context;
+  inner.seed = (b.context.seed + b.index) * 1000003;  // its dropouts draw apart from the outer stack's
+  return Made(std::make_unique<Residual>(b.context.ctx, Stack::Build(l.body, inner, l.name + ".")));
+}
+
+struct Entry {
+  std::string_view type;
+  LayerBuilder build;
+};
+
+constexpr Entry kBuilders[] = {
+    {LinearLayer::kType, BuildLinear},
+    {ConvLayer::kType, BuildConv},
+    {MaxPoolLayer::kType, BuildMaxPool},
+    {BatchNormLayer::kType, BuildBatchNorm},
+    {DropoutLayer::kType, BuildDropout},
+    {FlattenLayer::kType, BuildFlatten},
+    {ReluLayer::kType, BuildRelu},
+    {SigmoidLayer::kType, BuildEltwise<dnnl::algorithm::eltwise_logistic_use_dst_for_bwd>},
+    {TanhLayer::kType, BuildEltwise<dnnl::algorithm::eltwise_tanh_use_dst_for_bwd>},
+    {EmbeddingLayer::kType, BuildEmbedding},
+    {LstmLayer::kType, BuildLstm},
+    {ResidualLayer::kType, BuildResidual},
+};
+
+}  // namespace
+
+LayerBuilder FindLayerBuilder(std::string_view type) {
+  for (const Entry& e : kBuilders)
+    if (e.type == type) return e.build;
+  return nullptr;
+}
+
+}  // namespace psforge::nn
