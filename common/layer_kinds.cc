@@ -65,6 +65,20 @@ void ReadLstm(MapReader& r, LstmLayer* l) {
   if (!r.Has("hidden")) r.Fail(r.Field("hidden"), "required for an lstm layer: its hidden units");
 }
 
+void ReadAttention(MapReader& r, AttentionLayer* l) {
+  r.Int("heads", &l->heads, 1, 1024);
+  if (!r.Has("heads")) r.Fail(r.Field("heads"), "required for an attention layer: its number of heads");
+  r.Bool("causal", &l->causal);
+}
+
+void ReadTransformer(MapReader& r, TransformerLayer* l) {
+  r.Int("heads", &l->heads, 1, 1024);
+  if (!r.Has("heads")) r.Fail(r.Field("heads"), "required for a transformer block: its attention's heads");
+  r.Bool("causal", &l->causal);
+  r.Int("mlp", &l->mlp, 0, 1 << 20);
+  r.Double("dropout", &l->dropout, 0.0, 1.0);
+}
+
 void ReadResidual(MapReader& r, ResidualLayer* l) {
   config_internal::ReadLayers(r.Node("layers"), r.Field("layers"), &l->layers, r.error());
 }
@@ -84,6 +98,11 @@ const std::vector<LayerKindInfo>& LayerKinds() {
       Kind<TanhLayer, NoSettings<TanhLayer>>(),
       Kind<EmbeddingLayer, ReadEmbedding>(),
       Kind<LstmLayer, ReadLstm>(),
+      Kind<PositionLayer, NoSettings<PositionLayer>>(),
+      Kind<LayerNormLayer, NoSettings<LayerNormLayer>>(),
+      Kind<GeluLayer, NoSettings<GeluLayer>>(),
+      Kind<AttentionLayer, ReadAttention>(),
+      Kind<TransformerLayer, ReadTransformer>(),
       Kind<ResidualLayer, ReadResidual>(),
   };
   return kinds;
@@ -198,6 +217,7 @@ Status ActivationKind<Self>::Infer(LayerShaper& s) const {
 template struct ActivationKind<ReluLayer>;
 template struct ActivationKind<SigmoidLayer>;
 template struct ActivationKind<TanhLayer>;
+template struct ActivationKind<GeluLayer>;
 
 // ---- embedding and lstm -----------------------------------------------------
 
@@ -224,6 +244,65 @@ Status LstmLayer::Infer(LayerShaper& s) const {
   s.AddTensor("weight_ih", {4 * hidden, in}, InitKind::kUniform, bound);
   s.AddTensor("weight_hh", {4 * hidden, hidden}, InitKind::kUniform, bound);
   s.AddTensor("bias", {4 * hidden}, InitKind::kUniform, bound);
+  return Status::Ok();
+}
+
+// ---- Transformer layers -----------------------------------------------------
+
+Status PositionLayer::Infer(LayerShaper& s) const {
+  if (s.in().size() != 2) return s.Error("needs a sequence of vectors per sample ([positions, features])");
+  s.SetOut(s.in());
+  s.Name("pos");
+  s.AddTensor("weight", s.in(), InitKind::kNormal, 0.02f);
+  return Status::Ok();
+}
+
+Status LayerNormLayer::Infer(LayerShaper& s) const {
+  if (s.in().size() == 3) return s.Error("needs vectors or sequences of vectors; use batchnorm on images");
+  s.SetOut(s.in());
+  s.Name("ln");
+  s.AddTensor("weight", {s.in().back()}, InitKind::kOnes, 0.0f);
+  s.AddTensor("bias", {s.in().back()}, InitKind::kZeros, 0.0f);
+  return Status::Ok();
+}
+
+void AttentionLayer::ToJson(nlohmann::json* j) const { j->update({{"heads", heads}, {"causal", causal}}); }
+
+Status AttentionLayer::Infer(LayerShaper& s) const {
+  if (s.in().size() != 2) return s.Error("needs a sequence of vectors per sample ([positions, features])");
+  const int64_t dim = s.in()[1];
+  if (dim % heads != 0)
+    return s.Error(std::to_string(heads) + " heads do not divide its " + std::to_string(dim) + " features");
+  s.SetOut(s.in());
+  s.Name("attn");
+  // PyTorch's nn.MultiheadAttention: Xavier uniform over the [3 dim, dim]
+  // projection, zero biases, the output projection as a Linear's weight.
+  s.AddTensor("in_proj_weight", {3 * dim, dim}, InitKind::kUniform,
+              std::sqrt(6.0f / static_cast<float>(4 * dim)));
+  s.AddTensor("in_proj_bias", {3 * dim}, InitKind::kZeros, 0.0f);
+  s.AddTensor("out_proj.weight", {dim, dim}, InitKind::kUniform, InverseSqrt(dim));
+  s.AddTensor("out_proj.bias", {dim}, InitKind::kZeros, 0.0f);
+  return Status::Ok();
+}
+
+void TransformerLayer::ToJson(nlohmann::json* j) const {
+  j->update({{"heads", heads}, {"causal", causal}, {"mlp", mlp}, {"dropout", dropout}});
+}
+
+Status TransformerLayer::Infer(LayerShaper& s) const {
+  if (s.in().size() != 2) return s.Error("needs a sequence of vectors per sample ([positions, features])");
+  const int64_t dim = s.in()[1];
+  std::vector<LayerOptions> attention = {MakeLayer<LayerNormLayer>(), MakeLayer(AttentionLayer(heads, causal))};
+  std::vector<LayerOptions> mlp_layers = {MakeLayer<LayerNormLayer>(), MakeLayer(LinearLayer(mlp > 0 ? mlp : 4 * dim)),
+                                          MakeLayer<GeluLayer>(), MakeLayer(LinearLayer(dim))};
+  if (dropout > 0) {
+    attention.push_back(MakeLayer(DropoutLayer(dropout)));
+    mlp_layers.push_back(MakeLayer(DropoutLayer(dropout)));
+  }
+  s.Name("block");
+  PSF_ASSIGN_OR_RETURN(auto out, s.AddBody({MakeLayer(ResidualLayer(std::move(attention))),
+                                            MakeLayer(ResidualLayer(std::move(mlp_layers)))}));
+  s.SetOut(std::move(out));
   return Status::Ok();
 }
 

@@ -203,6 +203,66 @@ struct LstmLayer final : LayerKind<LstmLayer> {
   Status Infer(LayerShaper& s) const override;
 };
 
+// position: adds a learned vector per position to [positions, dim] (a
+// Transformer's position embedding). Tensor: weight [positions, dim],
+// N(0, 0.02) as GPT-2's.
+struct PositionLayer final : LayerKind<PositionLayer> {
+  static constexpr const char* kType = "position";
+  bool operator==(const PositionLayer&) const = default;
+  void ToJson(nlohmann::json*) const override {}
+  Status Infer(LayerShaper& s) const override;
+};
+
+// layernorm: normalises each vector (each position of a sequence) over its
+// features. Tensors: weight (scale, ones) and bias (shift, zeros) [features].
+struct LayerNormLayer final : LayerKind<LayerNormLayer> {
+  static constexpr const char* kType = "layernorm";
+  bool operator==(const LayerNormLayer&) const = default;
+  void ToJson(nlohmann::json*) const override {}
+  Status Infer(LayerShaper& s) const override;
+};
+
+// gelu: x * Phi(x) elementwise (PyTorch's nn.GELU, the exact erf form).
+struct GeluLayer final : ActivationKind<GeluLayer> {
+  static constexpr const char* kType = "gelu";
+  bool operator==(const GeluLayer&) const = default;
+};
+
+// attention: multi-head self-attention over [positions, dim], as PyTorch's
+// nn.MultiheadAttention (batch_first) with the input as query, key and
+// value. Tensors: in_proj_weight [3 dim, dim] (Xavier uniform),
+// in_proj_bias [3 dim] (zeros), out_proj.weight [dim, dim]
+// (U(+-1/sqrt(dim))), out_proj.bias [dim] (zeros).
+struct AttentionLayer final : LayerKind<AttentionLayer> {
+  static constexpr const char* kType = "attention";
+  int64_t heads = 0;    // required; divides dim
+  bool causal = false;  // position i attends to positions <= i only
+  AttentionLayer() = default;
+  AttentionLayer(int64_t heads_, bool causal_) : heads(heads_), causal(causal_) {}
+  bool operator==(const AttentionLayer&) const = default;
+  void ToJson(nlohmann::json* j) const override;
+  Status Infer(LayerShaper& s) const override;
+};
+
+// transformer: a pre-norm Transformer block on [positions, dim]: x +
+// dropout(attention(layernorm(x))), then x + dropout(linear(gelu(linear(
+// layernorm(x))))), the first linear `mlp` wide. Its layers are named under
+// it as two residual blocks: block0.res0.attn0.in_proj_weight,
+// block0.res1.fc0.weight, ...
+struct TransformerLayer final : LayerKind<TransformerLayer> {
+  static constexpr const char* kType = "transformer";
+  int64_t heads = 0;     // required; divides dim
+  bool causal = false;   // as attention's
+  int64_t mlp = 0;       // the MLP's hidden width; 0: 4 dim
+  double dropout = 0.1;  // after the attention and after the MLP; 0: none
+  TransformerLayer() = default;
+  TransformerLayer(int64_t heads_, bool causal_, int64_t mlp_, double dropout_)
+      : heads(heads_), causal(causal_), mlp(mlp_), dropout(dropout_) {}
+  bool operator==(const TransformerLayer&) const = default;
+  void ToJson(nlohmann::json* j) const override;
+  Status Infer(LayerShaper& s) const override;
+};
+
 // residual: a stack of layers whose input is added to its output (which
 // must have the input's shape). Its layers' tensors are named under the
 // block's name: res0.fc0.weight.

@@ -64,6 +64,40 @@ TEST(ModelSpec, ResidualBlocksNameTheirLayersUnderTheBlock) {
   EXPECT_TRUE(s->has_batch_statistics());  // a batchnorm inside a block counts
 }
 
+// A Transformer block is two residual blocks of the layers it stands for,
+// with PyTorch's names for the attention's tensors.
+TEST(ModelSpec, TransformerBlocksExpandIntoNamedResidualBlocks) {
+  auto o = Sequential({MakeLayer(EmbeddingLayer(8)), MakeLayer<PositionLayer>(),
+                       MakeLayer(TransformerLayer(2, true, 0, 0.1)), MakeLayer<LayerNormLayer>(),
+                       MakeLayer(LinearLayer())});
+  auto s = ModelSpec::FromConfig(o, 5, 11);  // windows of 5, a vocabulary of 11
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  std::vector<std::string> names;
+  for (const TensorSpec& t : s->tensors()) names.push_back(t.name);
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "embedding0.weight", "pos0.weight", "block0.res0.ln0.weight", "block0.res0.ln0.bias",
+                       "block0.res0.attn0.in_proj_weight", "block0.res0.attn0.in_proj_bias",
+                       "block0.res0.attn0.out_proj.weight", "block0.res0.attn0.out_proj.bias",
+                       "block0.res1.ln0.weight", "block0.res1.ln0.bias", "block0.res1.fc0.weight",
+                       "block0.res1.fc0.bias", "block0.res1.fc1.weight", "block0.res1.fc1.bias", "ln0.weight",
+                       "ln0.bias", "fc0.weight", "fc0.bias"}));
+  EXPECT_EQ(s->tensors()[1].shape, (std::vector<int64_t>{5, 8}));
+  EXPECT_EQ(s->tensors()[4].shape, (std::vector<int64_t>{24, 8}));
+  EXPECT_EQ(s->tensors()[10].shape, (std::vector<int64_t>{32, 8}));  // mlp 0: 4 dim
+  const LayerSpec& block = s->layers()[2];
+  ASSERT_EQ(block.body.size(), 2u);
+  EXPECT_EQ(block.body[0].body.size(), 3u);  // layernorm, attention, dropout
+  EXPECT_EQ(s->loss(), LossKind::kSequenceSoftmaxCrossEntropy);
+  // Heads must divide the features.
+  o.layers[2] = MakeLayer(TransformerLayer(3, true, 0, 0.1));
+  auto bad = ModelSpec::FromConfig(o, 5, 11);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("model.layers[2].layers[0].layers[1] (attention, input [5, 8]): 3 heads do "
+                                        "not divide its 8 features"),
+            std::string::npos)
+      << bad.status().message();
+}
+
 TEST(ModelSpec, ALayerThatDoesNotFitItsInputIsNamedWhereverItIs) {
   auto expect = [](const ModelOptions& o, int64_t inputs, const std::string& what) {
     auto s = ModelSpec::FromConfig(o, inputs);

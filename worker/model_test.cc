@@ -292,6 +292,54 @@ TEST(Model, ResidualBlocksGradientMatchesFiniteDifferences) {
   EXPECT_TRUE(inner);
 }
 
+// A tiny causal Transformer language model (embedding, position, a
+// Transformer block without dropout, layer norm, linear at every position):
+// the gradient against finite differences, and causality: a change at the
+// last position leaves every other position's outputs as they were.
+TEST(Model, TransformerGradientMatchesFiniteDifferencesAndIsCausal) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.layers = {MakeLayer(EmbeddingLayer(8)), MakeLayer<PositionLayer>(), MakeLayer(TransformerLayer(2, true, 12, 0.0)),
+              MakeLayer<LayerNormLayer>(), MakeLayer(LinearLayer())};
+  auto spec = ModelSpec::FromConfig(o, 6, 7);  // windows of 6, a vocabulary of 7
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  auto model = Model::Create(*spec, 3);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  Model& m = **model;
+  spec->Initialize({0, spec->num_params()}, m.weights());
+  std::mt19937_64 rng(6);
+  // Larger position vectors than the initial N(0, 0.02), so that their gradient is not lost in rounding.
+  const TensorSpec& pos = spec->tensors()[1];
+  for (int64_t k = 0; k < pos.size(); ++k) m.weights()[pos.offset + k] = std::uniform_real_distribution<float>(-1, 1)(rng);
+  std::vector<float> x(3 * 6), t(3 * 6);
+  for (auto& v : x) v = static_cast<float>(rng() % 7);
+  for (auto& v : t) v = static_cast<float>(rng() % 7);
+  m.TrainStep(x.data(), t.data(), 3);
+  std::vector<float> grad(m.gradients().begin(), m.gradients().end());
+  const float eps = 1e-3f;
+  int64_t off = 0;
+  for (int64_t k = 0; k < spec->num_params(); ++k) {
+    float saved = m.weights()[k];
+    m.weights()[k] = saved + eps;
+    double plus = m.TrainStep(x.data(), t.data(), 3);
+    m.weights()[k] = saved - eps;
+    double minus = m.TrainStep(x.data(), t.data(), 3);
+    m.weights()[k] = saved;
+    double fd = (plus - minus) / (2 * eps);
+    off += std::abs(grad[k] - fd) > 3e-3 * (1 + std::abs(fd));
+  }
+  EXPECT_EQ(off, 0) << "of " << spec->num_params() << " keys";
+  std::vector<float> before(m.Predict(x.data(), 3).begin(), m.Predict(x.data(), 3).end());
+  x[5] = static_cast<float>((static_cast<int>(x[5]) + 1) % 7);  // sample 0's last position
+  auto after = m.Predict(x.data(), 3);
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    const bool changed_position = i >= 5 * 7 && i < 6 * 7;
+    if (!changed_position) {
+      EXPECT_EQ(after[i], before[i]) << i;
+    }
+  }
+}
+
 // Every kind the config reads has a builder on the worker.
 TEST(Model, EveryLayerKindHasABuilder) {
   for (const LayerKindInfo& k : LayerKinds()) EXPECT_NE(nn::FindLayerBuilder(k.type), nullptr) << k.type;

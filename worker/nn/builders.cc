@@ -7,6 +7,7 @@
 #include "worker/nn/norm.h"
 #include "worker/nn/sequence.h"
 #include "worker/nn/stack.h"
+#include "worker/nn/transformer.h"
 
 namespace psforge::nn {
 namespace {
@@ -88,11 +89,42 @@ BuiltLayer BuildLstm(const LayerBuild& b) {
   return Made(std::move(lstm));
 }
 
+BuiltLayer BuildPosition(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  auto position = std::make_unique<PositionEmbedding>(l.in_shape[0], l.in_shape[1]);
+  position->Bind(b.weight(0), b.grad(0));
+  return Made(std::move(position));
+}
+
+BuiltLayer BuildLayerNorm(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  auto norm = std::make_unique<LayerNorm>(b.context.ctx, l.in_shape.back());
+  norm->Bind(b.weight(0), b.weight(1), b.grad(0), b.grad(1));
+  // On [positions, features]: each position is a row.
+  return Made(std::move(norm), l.in_shape.size() == 2 ? l.in_shape[0] : 1);
+}
+
+BuiltLayer BuildAttention(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  const AttentionLayer& o = *l.As<AttentionLayer>();
+  auto attention = std::make_unique<Attention>(b.context.ctx, l.in_shape[0], l.in_shape[1], o.heads, o.causal);
+  attention->Bind(b.weight(0), b.weight(1), b.weight(2), b.weight(3), b.grad(0), b.grad(1), b.grad(2), b.grad(3));
+  return Made(std::move(attention));
+}
+
 BuiltLayer BuildResidual(const LayerBuild& b) {
   const LayerSpec& l = b.spec();
   BuildContext inner = b.context;
   inner.seed = (b.context.seed + b.index) * 1000003;  // its dropouts draw apart from the outer stack's
-  return Made(std::make_unique<Residual>(b.context.ctx, Stack::Build(l.body, inner, l.name + ".")));
+  return Made(std::make_unique<Block>(b.context.ctx, Stack::Build(l.body, inner, l.name + "."), true));
+}
+
+// Its layers (two residual blocks) in sequence.
+BuiltLayer BuildTransformer(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  BuildContext inner = b.context;
+  inner.seed = (b.context.seed + b.index) * 1000003;
+  return Made(std::make_unique<Block>(b.context.ctx, Stack::Build(l.body, inner, l.name + "."), false));
 }
 
 struct Entry {
@@ -112,6 +144,11 @@ constexpr Entry kBuilders[] = {
     {TanhLayer::kType, BuildEltwise<dnnl::algorithm::eltwise_tanh_use_dst_for_bwd>},
     {EmbeddingLayer::kType, BuildEmbedding},
     {LstmLayer::kType, BuildLstm},
+    {PositionLayer::kType, BuildPosition},
+    {LayerNormLayer::kType, BuildLayerNorm},
+    {GeluLayer::kType, BuildEltwise<dnnl::algorithm::eltwise_gelu_erf>},
+    {AttentionLayer::kType, BuildAttention},
+    {TransformerLayer::kType, BuildTransformer},
     {ResidualLayer::kType, BuildResidual},
 };
 

@@ -140,7 +140,7 @@ memory::desc Eltwise::Prepare(int64_t n, const memory::desc& in) {
     const auto& eng = ctx_->engine;
     // A plain input of any shape is one [n, width] matrix to an elementwise
     // op. oneDNN 2.6 has only a reference kernel for blocked layouts whose
-    // channels pad the blocks; where f(0) = 0 (ReLU, tanh) the padded
+    // channels pad the blocks; where f(0) = 0 (ReLU, tanh, GELU) the padded
     // buffer can be treated as one flat vector (its zero padding stays zero).
     memory::desc md = in.dims().size() == 4 && !IsPlain(in) ? in : Matrix(n, width_);
     const bool zero_at_zero = alg_ != dnnl::algorithm::eltwise_logistic_use_dst_for_bwd;
@@ -154,7 +154,9 @@ memory::desc Eltwise::Prepare(int64_t n, const memory::desc& in) {
                                          Unbound(md, eng), Unbound(md, eng), Unbound(md, eng), Unbound(md, eng),
                                          {}, {}});
     p->fwd_args = {{DNNL_ARG_SRC, p->x}, {DNNL_ARG_DST, p->y}};
-    p->bwd_args = {{DNNL_ARG_DST, p->y}, {DNNL_ARG_DIFF_DST, p->dy}, {DNNL_ARG_DIFF_SRC, p->dx}};
+    p->bwd_args = {{uses_dst() ? DNNL_ARG_DST : DNNL_ARG_SRC, uses_dst() ? p->y : p->x},
+                   {DNNL_ARG_DIFF_DST, p->dy},
+                   {DNNL_ARG_DIFF_SRC, p->dx}};
     return p;
   });
   Record("eltwise forward", ImplOf(plan.fwd));
@@ -170,10 +172,14 @@ void Eltwise::Forward(const float* x, float* y, int64_t n, Pass) {
   ctx_->stream.wait();
 }
 
-void Eltwise::Backward(const float*, const float* y, const float* dy, float* dx, int64_t n) {
+void Eltwise::Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) {
   if (dx == nullptr) return;
   Plan& p = Find(plans_, n);
-  Point(p.y, y);
+  if (uses_dst()) {
+    Point(p.y, y);
+  } else {
+    Point(p.x, x);
+  }
   Point(p.dy, dy);
   Point(p.dx, dx);
   p.bwd.execute(ctx_->stream, p.bwd_args);

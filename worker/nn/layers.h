@@ -110,9 +110,9 @@ class Linear final : public Layer {
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
 };
 
-// y = f(x) elementwise, `alg` one of oneDNN's algorithms whose backward
-// pass uses the forward output y, not x (eltwise_relu_use_dst_for_bwd,
-// eltwise_logistic_use_dst_for_bwd, eltwise_tanh_use_dst_for_bwd).
+// y = f(x) elementwise, `alg` one of oneDNN's eltwise algorithms: those
+// whose backward pass uses the forward output y (eltwise_*_use_dst_for_bwd:
+// ReLU, logistic, tanh), or x (eltwise_gelu_erf, PyTorch's nn.GELU).
 // `width` is the logical size of a sample.
 class Eltwise final : public Layer {
  public:
@@ -129,6 +129,12 @@ class Eltwise final : public Layer {
   struct Plan;
 
   DnnlContext* ctx_;
+  bool uses_dst() const {
+    return alg_ == dnnl::algorithm::eltwise_relu_use_dst_for_bwd ||
+           alg_ == dnnl::algorithm::eltwise_logistic_use_dst_for_bwd ||
+           alg_ == dnnl::algorithm::eltwise_tanh_use_dst_for_bwd;
+  }
+
   dnnl::algorithm alg_;
   int64_t width_;
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;

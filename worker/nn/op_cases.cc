@@ -270,6 +270,7 @@ std::vector<OpCase> AllOpCases() {
                    1e-5, 1e-6, 1e-3, 1e-2});
   for (OpCase& c : ConvOpCases()) cases.push_back(std::move(c));
   for (OpCase& c : SequenceOpCases()) cases.push_back(std::move(c));
+  for (OpCase& c : TransformerOpCases()) cases.push_back(std::move(c));
   return cases;
 }
 

@@ -59,6 +59,9 @@ std::vector<OpCase> AllOpCases();
 std::vector<OpCase> ConvOpCases();
 // The embedding and the LSTM (op_cases_sequence.cc).
 std::vector<OpCase> SequenceOpCases();
+// Layer normalisation, the position embedding, GELU and multi-head
+// self-attention, with and without the causal mask (op_cases_transformer.cc).
+std::vector<OpCase> TransformerOpCases();
 
 // n values uniform in [lo, hi).
 Vec Random(std::mt19937_64& rng, std::size_t n, float lo, float hi);

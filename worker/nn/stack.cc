@@ -124,68 +124,76 @@ void Stack::AppendImplementations(std::vector<std::string>* out) const {
     if (layers_[i] != nullptr) layers_[i]->AppendImplementations(NameOf(i), out);
 }
 
-// ---- Residual ---------------------------------------------------------------
+// ---- Block ------------------------------------------------------------------
 
-struct Residual::Plan {
-  int64_t floats;  // of x (padding included)
-  // Where the body's output layout differs from x's: the reorders between
-  // them and a buffer for the body's output gradient.
+struct Block::Plan {
+  int64_t floats;  // of y (padding included)
+  // A residual block whose body's output layout differs from x's: the
+  // reorders between them.
   bool reorder = false;
-  dnnl::memory x_md_mem, body_mem;  // unbound views in x's and the body's layouts
+  dnnl::memory x_view, body_view;  // unbound, in x's and the body's layouts
   dnnl::reorder to_x, to_body;
 };
 
-Residual::Residual(DnnlContext* ctx, std::unique_ptr<Stack> body) : ctx_(ctx), body_(std::move(body)) {}
-Residual::~Residual() = default;
+Block::Block(DnnlContext* ctx, std::unique_ptr<Stack> body, bool residual)
+    : ctx_(ctx), body_(std::move(body)), residual_(residual) {}
+Block::~Block() = default;
 
-dnnl::memory::desc Residual::Prepare(int64_t n, const dnnl::memory::desc& in) {
+dnnl::memory::desc Block::Prepare(int64_t n, const dnnl::memory::desc& in) {
   const dnnl::memory::desc out = body_->Prepare(n, in);
+  const dnnl::memory::desc& y = residual_ ? in : out;
   Plan& plan = FindOrMake(plans_, n, [&] {
     auto p = std::make_unique<Plan>();
-    p->floats = static_cast<int64_t>(in.get_size() / sizeof(float));
-    p->reorder = out != in;
+    p->floats = static_cast<int64_t>(y.get_size() / sizeof(float));
+    // Plain rows are the same bytes however a layer groups them ([n, positions
+    // * features] or [n * positions, features]); blocked images may differ.
+    p->reorder = residual_ && out != in && !(IsPlain(out) && IsPlain(in));
     if (p->reorder) {
-      p->x_md_mem = Unbound(in, ctx_->engine);
-      p->body_mem = Unbound(out, ctx_->engine);
-      p->to_x = dnnl::reorder(p->body_mem, p->x_md_mem);
-      p->to_body = dnnl::reorder(p->x_md_mem, p->body_mem);
+      p->x_view = Unbound(in, ctx_->engine);
+      p->body_view = Unbound(out, ctx_->engine);
+      p->to_x = dnnl::reorder(p->body_view, p->x_view);
+      p->to_body = dnnl::reorder(p->x_view, p->body_view);
     }
     return p;
   });
   if (plan.reorder) Record("reorder", ImplOf(plan.to_x));
-  return in;
+  return y;
 }
 
-void Residual::Forward(const float* x, float* y, int64_t n, Pass pass) {
+void Block::Forward(const float* x, float* y, int64_t n, Pass pass) {
   Plan& p = Find(plans_, n);
   const float* out = body_->Forward(x, n, pass);
+  if (!residual_) {
+    std::memcpy(y, out, static_cast<std::size_t>(p.floats) * sizeof(float));
+    return;
+  }
   if (p.reorder) {
-    Point(p.body_mem, out);
-    Point(p.x_md_mem, y);
-    p.to_x.execute(ctx_->stream, {{DNNL_ARG_FROM, p.body_mem}, {DNNL_ARG_TO, p.x_md_mem}});
+    Point(p.body_view, out);
+    Point(p.x_view, y);
+    p.to_x.execute(ctx_->stream, {{DNNL_ARG_FROM, p.body_view}, {DNNL_ARG_TO, p.x_view}});
     ctx_->stream.wait();
     out = y;
   }
   for (int64_t i = 0; i < p.floats; ++i) y[i] = x[i] + out[i];
 }
 
-void Residual::Backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
+void Block::Backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
   Plan& p = Find(plans_, n);
   if (p.reorder) {
-    Point(p.x_md_mem, dy);
-    Point(p.body_mem, body_->output_gradient());
-    p.to_body.execute(ctx_->stream, {{DNNL_ARG_FROM, p.x_md_mem}, {DNNL_ARG_TO, p.body_mem}});
+    Point(p.x_view, dy);
+    Point(p.body_view, body_->output_gradient());
+    p.to_body.execute(ctx_->stream, {{DNNL_ARG_FROM, p.x_view}, {DNNL_ARG_TO, p.body_view}});
     ctx_->stream.wait();
     body_->Backward(x, nullptr, dx, n);
   } else {
     body_->Backward(x, dy, dx, n);
   }
-  // The gradient reaches x through the body and around it.
-  if (dx != nullptr)
+  // A residual block's input gradient comes through the body and around it.
+  if (residual_ && dx != nullptr)
     for (int64_t i = 0; i < p.floats; ++i) dx[i] += dy[i];
 }
 
-void Residual::AppendImplementations(const std::string& name, std::vector<std::string>* out) const {
+void Block::AppendImplementations(const std::string& name, std::vector<std::string>* out) const {
   Layer::AppendImplementations(name, out);
   body_->AppendImplementations(out);
 }

@@ -100,12 +100,12 @@ class Stack {
   std::vector<int64_t> capacity_;   // floats per buffer
 };
 
-// A residual block: y = x + body(x), in x's layout (the body's output is
-// reordered into it where the two differ).
-class Residual final : public Layer {
+// A block of layers: y = x + body(x) when `residual` (in x's layout: the
+// body's output is reordered into it where the two differ), else y = body(x).
+class Block final : public Layer {
  public:
-  Residual(DnnlContext* ctx, std::unique_ptr<Stack> body);
-  ~Residual() override;
+  Block(DnnlContext* ctx, std::unique_ptr<Stack> body, bool residual);
+  ~Block() override;
 
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
@@ -122,6 +122,7 @@ class Residual final : public Layer {
 
   DnnlContext* ctx_;
   std::unique_ptr<Stack> body_;
+  bool residual_;
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
 };
 

@@ -1,0 +1,91 @@
+// The layers of a Transformer on sequences ([positions, features] per
+// sample, plain rows): a learned position embedding, layer normalisation
+// and multi-head self-attention. GELU is an Eltwise (nn/layers.h); a block
+// is residual stacks of these (nn/stack.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "worker/nn/buffer.h"
+#include "worker/nn/layers.h"
+
+namespace psforge::nn {
+
+// y[s, t] = x[s, t] + weight[t]: weight [positions, dim].
+class PositionEmbedding final : public Layer {
+ public:
+  PositionEmbedding(int64_t positions, int64_t dim) : positions_(positions), dim_(dim) {}
+
+  void Bind(const float* weight, float* dweight);
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
+
+ private:
+  int64_t positions_, dim_;
+  const float* weight_ = nullptr;
+  float* dweight_ = nullptr;
+};
+
+// Layer normalisation over the last dimension of each of n rows of
+// `features` (oneDNN's layer_normalization), with a scale and a shift per
+// feature; the same in training and inference (each row's own statistics).
+class LayerNorm final : public Layer {
+ public:
+  LayerNorm(DnnlContext* ctx, int64_t features);
+  ~LayerNorm() override;
+
+  void Bind(const float* scale, const float* shift, float* dscale, float* dshift);
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
+
+  static constexpr float kEpsilon = 1e-5f;  // PyTorch's default
+
+ private:
+  struct Plan;
+
+  DnnlContext* ctx_;
+  int64_t features_;
+  const float* scale_ = nullptr;
+  const float* shift_ = nullptr;
+  float* dscale_ = nullptr;
+  float* dshift_ = nullptr;
+  std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
+};
+
+// Multi-head self-attention over [positions, dim] per sample, as PyTorch's
+// nn.MultiheadAttention with batch_first and the query, key and value all
+// the input: qkv = x in_proj^T + in_bias (in_proj [3 dim, dim], the query's
+// rows first); per head h (dim / heads features each) softmax(q k^T /
+// sqrt(dim / heads)) v, with position i seeing only positions <= i when
+// `causal`; the heads side by side through out_proj [dim, dim] and its
+// bias. Products are oneDNN batched matmuls, the softmax oneDNN's; their
+// backward passes are matmuls on transposed views (and a loop for the
+// softmax's).
+class Attention final : public Layer {
+ public:
+  Attention(DnnlContext* ctx, int64_t positions, int64_t dim, int64_t heads, bool causal);
+  ~Attention() override;
+
+  void Bind(const float* in_proj, const float* in_bias, const float* out_proj, const float* out_bias,
+            float* din_proj, float* din_bias, float* dout_proj, float* dout_bias);
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
+  void AppendImplementations(const std::string& name, std::vector<std::string>* out) const override;
+
+ private:
+  struct Plan;
+
+  DnnlContext* ctx_;
+  int64_t positions_, dim_, heads_, head_dim_;
+  bool causal_;
+  Linear in_, out_;
+  std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
+};
+
+}  // namespace psforge::nn
