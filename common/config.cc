@@ -105,8 +105,12 @@ void ReadOptimizer(const YAML::Node& n, OptimizerOptions* o, Status* err) {
   MapReader r(n, "optimizer", err);
   r.Enum("kind", &o->kind,
          {{"sgd", OptimizerKind::kSgd}, {"momentum", OptimizerKind::kMomentum},
-          {"adam", OptimizerKind::kAdam}, {"adagrad", OptimizerKind::kAdaGrad}});
+          {"adam", OptimizerKind::kAdam}, {"adagrad", OptimizerKind::kAdaGrad},
+          {"adamw", OptimizerKind::kAdamW}, {"rmsprop", OptimizerKind::kRmsProp}});
+  // torch.optim's defaults where a kind's differ from the others'.
   if (o->kind == OptimizerKind::kAdaGrad) o->epsilon = 1e-10;
+  if (o->kind == OptimizerKind::kAdamW) o->weight_decay = 0.01;
+  if (o->kind == OptimizerKind::kRmsProp) o->momentum = 0.0;
   r.Double("learning_rate", &o->learning_rate, 0.0, 1e6, true);
   r.Double("lr_decay_rate", &o->lr_decay_rate, 0.0, 1.0 + 1e-12, true);
   r.Int("lr_decay_steps", &o->lr_decay_steps, 0, int64_t{1} << 40);
@@ -116,16 +120,27 @@ void ReadOptimizer(const YAML::Node& n, OptimizerOptions* o, Status* err) {
           {"cosine", LrSchedule::kCosine}});
   r.Double("lr_min", &o->lr_min, 0.0, 1e6);
   r.Int("lr_schedule_steps", &o->lr_schedule_steps, 0, int64_t{1} << 40);
+  r.Int("lr_warmup_steps", &o->lr_warmup_steps, 0, int64_t{1} << 40);
   if (err->ok() && o->lr_schedule == LrSchedule::kExponential && o->lr_decay_steps == 0)
     r.Fail(r.Field("lr_decay_steps"), "needs a number of updates (>= 1) with lr_schedule: exponential");
   if (err->ok() && o->lr_schedule == LrSchedule::kCosine && o->lr_min > o->learning_rate)
     r.Fail(r.Field("lr_min"), "must not exceed optimizer.learning_rate (" + std::to_string(o->learning_rate) + ")");
+  // With lr_schedule_steps 0 the cosine's length (the job's) is not known
+  // here; a job shorter than its warm-up just ends in it.
+  if (err->ok() && o->lr_schedule == LrSchedule::kCosine && o->lr_schedule_steps > 0 &&
+      o->lr_warmup_steps > o->lr_schedule_steps)
+    r.Fail(r.Field("lr_warmup_steps"), "must not exceed optimizer.lr_schedule_steps (" +
+                                           std::to_string(o->lr_schedule_steps) +
+                                           ") with lr_schedule: cosine, which falls over the updates after the warm-up");
   r.Double("momentum", &o->momentum, 0.0, 1.0);
   r.Bool("nesterov", &o->nesterov);
   r.Double("beta1", &o->beta1, 0.0, 1.0);
   r.Double("beta2", &o->beta2, 0.0, 1.0);
+  r.Double("alpha", &o->alpha, 0.0, 1.0);
+  r.Bool("centered", &o->centered);
   r.Double("epsilon", &o->epsilon, 0.0, 1.0, true);
   r.Double("weight_decay", &o->weight_decay, 0.0, 1e6);
+  r.Double("l1", &o->l1, 0.0, 1e6);
   r.Double("clip_value", &o->clip_value, 0.0, 1e30);
   r.Double("clip_norm", &o->clip_norm, 0.0, 1e30);
   r.RejectUnknownKeys();
@@ -294,6 +309,8 @@ const char* OptimizerKindName(OptimizerKind k) {
     case OptimizerKind::kMomentum: return "momentum";
     case OptimizerKind::kAdam: return "adam";
     case OptimizerKind::kAdaGrad: return "adagrad";
+    case OptimizerKind::kAdamW: return "adamw";
+    case OptimizerKind::kRmsProp: return "rmsprop";
   }
   return "?";
 }
@@ -429,9 +446,12 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                         {"lr_schedule", LrScheduleName(o.lr_schedule)},
                         {"lr_decay_rate", o.lr_decay_rate}, {"lr_decay_steps", o.lr_decay_steps},
                         {"lr_min", o.lr_min}, {"lr_schedule_steps", o.lr_schedule_steps},
+                        {"lr_warmup_steps", o.lr_warmup_steps},
                         {"momentum", o.momentum},  {"nesterov", o.nesterov},
                         {"beta1", o.beta1},        {"beta2", o.beta2},
+                        {"alpha", o.alpha},        {"centered", o.centered},
                         {"epsilon", o.epsilon},    {"weight_decay", o.weight_decay},
+                        {"l1", o.l1},
                         {"clip_value", o.clip_value}, {"clip_norm", o.clip_norm}};
   const auto& t = c.training;
   nlohmann::json training = {{"epochs", t.epochs}, {"max_steps", t.max_steps}, {"batch_size", t.batch_size},
@@ -466,19 +486,28 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
 }
 
 double ScheduledLearningRate(const OptimizerOptions& o, int64_t steps) {
+  double rate = o.learning_rate;
   switch (o.lr_schedule) {
-    case LrSchedule::kConstant: return o.learning_rate;
+    case LrSchedule::kConstant: break;
     case LrSchedule::kExponential:
-      if (o.lr_decay_steps <= 0) return o.learning_rate;
-      return o.learning_rate *
-             std::pow(o.lr_decay_rate, static_cast<double>(steps) / static_cast<double>(o.lr_decay_steps));
+      if (o.lr_decay_steps > 0)
+        rate *= std::pow(o.lr_decay_rate, static_cast<double>(steps) / static_cast<double>(o.lr_decay_steps));
+      break;
     case LrSchedule::kCosine: {
-      if (o.lr_schedule_steps <= 0) return o.learning_rate;  // not resolved: the job's length is unknown
-      const double t = std::min(1.0, static_cast<double>(steps) / static_cast<double>(o.lr_schedule_steps));
-      return o.lr_min + 0.5 * (o.learning_rate - o.lr_min) * (1.0 + std::cos(std::numbers::pi * t));
+      if (o.lr_schedule_steps <= 0) break;  // not resolved: the job's length is unknown
+      // The cosine starts when the warm-up ends: at its top during the
+      // warm-up, at lr_min from update lr_schedule_steps on (also when a
+      // job's length left no updates after the warm-up).
+      const int64_t after = steps - o.lr_warmup_steps, span = o.lr_schedule_steps - o.lr_warmup_steps;
+      const double t = after < 0       ? 0.0
+                       : after >= span ? 1.0
+                                       : static_cast<double>(after) / static_cast<double>(span);
+      rate = o.lr_min + 0.5 * (o.learning_rate - o.lr_min) * (1.0 + std::cos(std::numbers::pi * t));
+      break;
     }
   }
-  return o.learning_rate;
+  if (steps < o.lr_warmup_steps) rate *= static_cast<double>(steps + 1) / static_cast<double>(o.lr_warmup_steps);
+  return rate;
 }
 
 }  // namespace psforge

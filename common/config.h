@@ -23,7 +23,7 @@ namespace psforge {
 enum class ModelKind { kMlp, kLinearRegression, kLogisticRegression, kSequential, kCtr };
 enum class Activation { kRelu, kSigmoid, kTanh };
 enum class DataFormat { kIdx, kCsv, kText, kCriteo };
-enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad };
+enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad, kAdamW, kRmsProp };
 enum class Consistency { kBsp, kSsp, kAsp };
 enum class LrSchedule { kConstant, kExponential, kCosine };
 
@@ -118,7 +118,7 @@ struct DataOptions {
 
 // optimizer: how weights are updated from the (averaged) gradient.
 struct OptimizerOptions {
-  OptimizerKind kind = OptimizerKind::kAdam;  // sgd | momentum | adam | adagrad
+  OptimizerKind kind = OptimizerKind::kAdam;  // sgd | momentum | adam | adagrad | adamw | rmsprop
   double learning_rate = 1e-3;                // > 0
   // How the rate changes over the updates: constant; exponential (the rate
   // is multiplied by lr_decay_rate every lr_decay_steps updates, smoothly in
@@ -131,11 +131,20 @@ struct OptimizerOptions {
   int64_t lr_decay_steps = 0;                 // >= 0
   double lr_min = 0.0;                        // cosine: the final rate, in [0, learning_rate]
   int64_t lr_schedule_steps = 0;              // cosine: 0 = the job's length (ResolveJobLength)
-  double momentum = 0.9;                      // momentum: in [0, 1)
+  // Linear warm-up: update t < lr_warmup_steps runs at the schedule's rate
+  // times (t + 1) / lr_warmup_steps. A cosine starts when the warm-up ends
+  // and falls over the lr_schedule_steps - lr_warmup_steps updates after it.
+  int64_t lr_warmup_steps = 0;                // >= 0; cosine: at most lr_schedule_steps
+  double momentum = 0.9;                      // momentum, rmsprop: in [0, 1) (rmsprop default 0: off)
   bool nesterov = false;                      // momentum: Nesterov update
-  double beta1 = 0.9, beta2 = 0.999;          // adam: in [0, 1)
-  double epsilon = 1e-8;                      // adam, adagrad: > 0 (adagrad default 1e-10)
-  double weight_decay = 0.0;                  // L2 term added to the gradient, >= 0
+  double beta1 = 0.9, beta2 = 0.999;          // adam, adamw: in [0, 1)
+  double alpha = 0.99;                        // rmsprop: smoothing of the squared gradient, in [0, 1)
+  bool centered = false;                      // rmsprop: divide by the gradient's estimated variance
+  double epsilon = 1e-8;                      // adam, adamw, adagrad, rmsprop: > 0 (adagrad default 1e-10)
+  // L2: weight_decay * w is added to the gradient; adamw instead decouples
+  // it (w *= 1 - lr * weight_decay before the step, as torch's AdamW).
+  double weight_decay = 0.0;                  // >= 0 (adamw default 0.01)
+  double l1 = 0.0;                            // L1 term l1 * sign(w) added to the gradient, >= 0
   double clip_value = 0.0;                    // clamp each gradient element to +-v; 0 = off
   double clip_norm = 0.0;                     // rescale the gradient to this L2 norm at most; 0 = off
 };
@@ -286,7 +295,9 @@ Result<ConfigOverride> ParseOverride(const std::string& text);
 
 // The learning rate of update number `steps` (from 0) under the options'
 // schedule: constant; learning_rate * lr_decay_rate^(steps / lr_decay_steps);
-// or cosine from learning_rate to lr_min over lr_schedule_steps.
+// or cosine from learning_rate to lr_min over the lr_schedule_steps -
+// lr_warmup_steps updates after the warm-up; times (steps + 1) /
+// lr_warmup_steps during the warm-up.
 double ScheduledLearningRate(const OptimizerOptions& o, int64_t steps);
 
 nlohmann::json ConfigToJson(const JobConfig& config);

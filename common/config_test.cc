@@ -186,6 +186,60 @@ TEST_F(ConfigTest, LabelNamesMatchTheClasses) {
   EXPECT_NE(bad.status().message().find("model.classes=3"), std::string::npos) << bad.status().message();
 }
 
+// adamw and rmsprop take torch.optim's defaults where they differ from the
+// other kinds' (weight_decay 0.01; momentum 0), unless the config sets them.
+TEST_F(ConfigTest, AdamWRmsPropL1AndWarmUp) {
+  auto d = Parse("");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->optimizer.weight_decay, 0);
+  EXPECT_EQ(d->optimizer.momentum, 0.9);
+  EXPECT_EQ(d->optimizer.alpha, 0.99);
+  EXPECT_FALSE(d->optimizer.centered);
+  EXPECT_EQ(d->optimizer.l1, 0);
+  EXPECT_EQ(d->optimizer.lr_warmup_steps, 0);
+  auto w = Parse("optimizer:\n  kind: adamw\n");
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ(w->optimizer.kind, OptimizerKind::kAdamW);
+  EXPECT_EQ(w->optimizer.weight_decay, 0.01);
+  EXPECT_EQ(Parse("optimizer: {kind: adamw, weight_decay: 0}\n")->optimizer.weight_decay, 0);
+  EXPECT_EQ(Parse("", {{"optimizer.kind", "adamw"}})->optimizer.weight_decay, 0.01);
+  auto r = Parse("optimizer: {kind: rmsprop, alpha: 0.9, centered: true, l1: 0.001, lr_warmup_steps: 100}\n");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->optimizer.kind, OptimizerKind::kRmsProp);
+  EXPECT_EQ(r->optimizer.momentum, 0);
+  EXPECT_EQ(r->optimizer.alpha, 0.9);
+  EXPECT_TRUE(r->optimizer.centered);
+  EXPECT_EQ(r->optimizer.l1, 0.001);
+  EXPECT_EQ(r->optimizer.lr_warmup_steps, 100);
+  EXPECT_EQ(r->optimizer.epsilon, 1e-8);
+  EXPECT_EQ(Parse("optimizer: {kind: rmsprop, momentum: 0.5}\n")->optimizer.momentum, 0.5);
+  // What members receive round-trips.
+  for (const auto& config : {*w, *r}) {
+    nlohmann::json sent = ConfigToJson(config);
+    sent.erase("path");
+    auto again = ParseJobConfig(sent.dump(), "job", "");
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_EQ(ConfigToJson(*again)["optimizer"], sent["optimizer"]);
+  }
+  ExpectError("optimizer:\n  kind: rmsprop\n  alpha: 1\n", "optimizer.alpha", "[0, 1), got 1");
+  ExpectError("optimizer:\n  alpha: -0.5\n", "optimizer.alpha", "[0, 1)");
+  ExpectError("optimizer:\n  centered: sometimes\n", "optimizer.centered", "true or false");
+  ExpectError("optimizer:\n  kind: rmsprop\n  momentum: 1\n", "optimizer.momentum", "[0, 1)");
+  ExpectError("optimizer:\n  l1: -0.1\n", "optimizer.l1", "[0, ");
+  ExpectError("optimizer:\n  lr_warmup_steps: -1\n", "optimizer.lr_warmup_steps", "[0, ");
+  ExpectError("optimizer:\n  lr_warmup_steps: 2.5\n", "optimizer.lr_warmup_steps", "whole number");
+  // The cosine falls over the updates after the warm-up: there must be none
+  // or more of them. A cosine over the job's length is not known yet.
+  ExpectError("optimizer: {lr_schedule: cosine, lr_schedule_steps: 10, lr_warmup_steps: 11}\n",
+              "optimizer.lr_warmup_steps", "must not exceed optimizer.lr_schedule_steps (10)");
+  EXPECT_TRUE(Parse("optimizer: {lr_schedule: cosine, lr_schedule_steps: 10, lr_warmup_steps: 10}\n").ok());
+  EXPECT_TRUE(Parse("optimizer: {lr_schedule: cosine, lr_warmup_steps: 1000}\n").ok());
+  EXPECT_TRUE(Parse("optimizer: {lr_schedule: exponential, lr_decay_steps: 5, lr_warmup_steps: 1000}\n").ok());
+  // A field of another kind is accepted and unused, as momentum is with adam
+  // (every kind's fields are in the config members receive).
+  EXPECT_TRUE(Parse("optimizer: {kind: adam, alpha: 0.5, centered: true, momentum: 0.5}\n").ok());
+}
+
 TEST_F(ConfigTest, ADirectoryIsNamedAsOne) {
   auto r = LoadJobConfig(dir_.string());
   ASSERT_FALSE(r.ok());
@@ -199,7 +253,7 @@ TEST_F(ConfigTest, ADirectoryIsNamedAsOne) {
 }
 
 TEST_F(ConfigTest, WrongEnumListsTheChoices) {
-  ExpectError("optimizer:\n  kind: rmsprop\n", "optimizer.kind", "sgd, momentum, adam, adagrad");
+  ExpectError("optimizer:\n  kind: lion\n", "optimizer.kind", "sgd, momentum, adam, adagrad, adamw, rmsprop");
 }
 
 TEST_F(ConfigTest, WireDtypeIsF32UnlessSaidAndRoundTripsThroughJson) {

@@ -71,11 +71,14 @@ void Coordinator::UpdateProgress(bool force) {
 
 int64_t Coordinator::CheckpointBytes() const {
   // The weights, and the optimizer's state per weight.
+  const OptimizerOptions& o = config_.optimizer;
   int64_t per_weight = 1;
-  switch (config_.optimizer.kind) {
+  switch (o.kind) {
     case OptimizerKind::kSgd: break;
     case OptimizerKind::kMomentum: case OptimizerKind::kAdaGrad: per_weight = 2; break;
-    case OptimizerKind::kAdam: per_weight = 3; break;
+    case OptimizerKind::kAdam: case OptimizerKind::kAdamW: per_weight = 3; break;
+    // The squared gradients' average, the gradients' when centered, a momentum buffer.
+    case OptimizerKind::kRmsProp: per_weight = 2 + o.centered + (o.momentum > 0); break;
   }
   return params_ * per_weight * static_cast<int64_t>(sizeof(float));
 }

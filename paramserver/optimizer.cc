@@ -41,14 +41,16 @@ PSF_VECTOR_CLONES void MomentumRule(float* w, const float* g, float* b, int64_t 
   }
 }
 
+// `keep` scales the weights before the step: AdamW's 1 - lr * weight_decay,
+// Adam's 1 (exact: the same bits as no scaling).
 PSF_VECTOR_CLONES void AdamRule(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end,
                                 GradientPrep prep, float b1, float b2, float step_size, float inv_sqrt_bc2,
-                                float eps) {
+                                float eps, float keep) {
   for (int64_t i = begin; i < end; ++i) {
     float gi = prep(g[i], w[i]);
     m[i] = b1 * m[i] + (1.0f - b1) * gi;
     v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-    w[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+    w[i] = w[i] * keep - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
   }
 }
 
@@ -58,6 +60,50 @@ PSF_VECTOR_CLONES void AdaGradRule(float* w, const float* g, float* s, int64_t b
     float gi = prep(g[i], w[i]);
     s[i] += gi * gi;
     w[i] -= lr * gi / (std::sqrt(s[i]) + eps);
+  }
+}
+
+// torch.optim.RMSprop: v = alpha v + (1 - alpha) g^2, and the gradient is
+// divided by sqrt(v) + eps, or when centered (g_avg given) by
+// sqrt(v - g_avg^2) + eps with g_avg = alpha g_avg + (1 - alpha) g; with
+// momentum (buf given) the step is buf = mu buf + that quotient. One loop per
+// variant, so that none has a branch inside.
+PSF_VECTOR_CLONES void RmsPropRule(float* w, const float* g, float* v, float* g_avg, float* buf, int64_t begin,
+                                   int64_t end, GradientPrep prep, float lr, float alpha, float one_minus_alpha,
+                                   float eps, float mu) {
+  // v - g_avg^2 is >= 0 in exact arithmetic, not always once rounded: 0
+  // rather than torch's NaN.
+  auto centered_denominator = [&](int64_t i) {
+    return std::sqrt(std::max(v[i] - g_avg[i] * g_avg[i], 0.0f)) + eps;
+  };
+  if (g_avg == nullptr && buf == nullptr) {
+    for (int64_t i = begin; i < end; ++i) {
+      float gi = prep(g[i], w[i]);
+      v[i] = alpha * v[i] + one_minus_alpha * gi * gi;
+      w[i] -= lr * gi / (std::sqrt(v[i]) + eps);
+    }
+  } else if (g_avg == nullptr) {
+    for (int64_t i = begin; i < end; ++i) {
+      float gi = prep(g[i], w[i]);
+      v[i] = alpha * v[i] + one_minus_alpha * gi * gi;
+      buf[i] = mu * buf[i] + gi / (std::sqrt(v[i]) + eps);
+      w[i] -= lr * buf[i];
+    }
+  } else if (buf == nullptr) {
+    for (int64_t i = begin; i < end; ++i) {
+      float gi = prep(g[i], w[i]);
+      v[i] = alpha * v[i] + one_minus_alpha * gi * gi;
+      g_avg[i] = alpha * g_avg[i] + one_minus_alpha * gi;
+      w[i] -= lr * gi / centered_denominator(i);
+    }
+  } else {
+    for (int64_t i = begin; i < end; ++i) {
+      float gi = prep(g[i], w[i]);
+      v[i] = alpha * v[i] + one_minus_alpha * gi * gi;
+      g_avg[i] = alpha * g_avg[i] + one_minus_alpha * gi;
+      buf[i] = mu * buf[i] + gi / centered_denominator(i);
+      w[i] -= lr * buf[i];
+    }
   }
 }
 
@@ -97,6 +143,8 @@ class Momentum final : public Optimizer {
   std::vector<float> buf_;
 };
 
+// Adam, and AdamW (kind adamw): the same moments, AdamW's weight decay
+// applied to the weights before the step (the gradient has none of it).
 class Adam final : public Optimizer {
  public:
   // state: first moments, then second moments.
@@ -106,13 +154,15 @@ class Adam final : public Optimizer {
  protected:
   void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
     const double t = static_cast<double>(steps_ + 1);
+    const double lr = LearningRate();
     const float b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
-    const float step_size =
-        static_cast<float>(LearningRate() / (1.0 - std::pow(options_.beta1, t)));
+    const float step_size = static_cast<float>(lr / (1.0 - std::pow(options_.beta1, t)));
     const float inv_sqrt_bc2 =
         static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(options_.beta2, t)));
+    const float keep =
+        options_.kind == OptimizerKind::kAdamW ? static_cast<float>(1.0 - lr * options_.weight_decay) : 1.0f;
     AdamRule(w, g, moments_.data(), moments_.data() + size_, begin, end, prep, b1, b2, step_size, inv_sqrt_bc2,
-             static_cast<float>(options_.epsilon));
+             static_cast<float>(options_.epsilon), keep);
   }
 
  private:
@@ -134,6 +184,28 @@ class AdaGrad final : public Optimizer {
   std::vector<float> sums_;
 };
 
+class RmsProp final : public Optimizer {
+ public:
+  // state: the squared gradients' averages, then the gradients' (centered
+  // only), then the momentum buffer (momentum > 0 only).
+  RmsProp(const OptimizerOptions& o, int64_t size)
+      : Optimizer(o, size), state_((int64_t{1} + o.centered + (o.momentum > 0)) * size, 0.0f) {}
+  std::span<float> state() override { return state_; }
+
+ protected:
+  void Update(float* w, const float* g, int64_t begin, int64_t end, const GradientPrep& prep) override {
+    float* v = state_.data();
+    float* g_avg = options_.centered ? v + size_ : nullptr;
+    float* buf = options_.momentum > 0 ? v + (options_.centered ? 2 : 1) * size_ : nullptr;
+    RmsPropRule(w, g, v, g_avg, buf, begin, end, prep, static_cast<float>(LearningRate()),
+                static_cast<float>(options_.alpha), static_cast<float>(1.0 - options_.alpha),
+                static_cast<float>(options_.epsilon), static_cast<float>(options_.momentum));
+  }
+
+ private:
+  std::vector<float> state_;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerOptions& o, int64_t size) {
@@ -142,8 +214,9 @@ Result<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerOptions& o, 
   switch (o.kind) {
     case OptimizerKind::kSgd: return std::unique_ptr<Optimizer>(new Sgd(o, size));
     case OptimizerKind::kMomentum: return std::unique_ptr<Optimizer>(new Momentum(o, size));
-    case OptimizerKind::kAdam: return std::unique_ptr<Optimizer>(new Adam(o, size));
+    case OptimizerKind::kAdam: case OptimizerKind::kAdamW: return std::unique_ptr<Optimizer>(new Adam(o, size));
     case OptimizerKind::kAdaGrad: return std::unique_ptr<Optimizer>(new AdaGrad(o, size));
+    case OptimizerKind::kRmsProp: return std::unique_ptr<Optimizer>(new RmsProp(o, size));
   }
   return InvalidArgument("optimizer.kind: unknown");
 }
@@ -159,7 +232,9 @@ void Optimizer::Apply(std::span<float> weights, std::span<const float> grad, flo
 void Optimizer::ApplyRange(std::span<float> weights, const float* grad, int64_t begin, int64_t end, float grad_scale) {
   assert(static_cast<int64_t>(weights.size()) == size_ && 0 <= begin && begin <= end && end <= size_);
   assert(options_.clip_norm <= 0 || (begin == 0 && end == size_));
-  GradientPrep prep{grad_scale, ClipBound(options_), 1.0f, static_cast<float>(options_.weight_decay)};
+  // adamw decays the weights itself, decoupled from the gradient.
+  const double decay = options_.kind == OptimizerKind::kAdamW ? 0.0 : options_.weight_decay;
+  GradientPrep prep{grad_scale, ClipBound(options_), 1.0f, static_cast<float>(decay), static_cast<float>(options_.l1)};
   if (options_.clip_norm > 0) {
     double norm = std::sqrt(ClippedSquaredNorm(grad, size_, grad_scale, ClipBound(options_)));
     // As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.

@@ -58,7 +58,7 @@ void ExpectConfigError(const std::vector<std::string>& extra, const std::string&
 
 TEST(PsTrain, WrongConfigFieldsAreNamed) {
   ExpectConfigError({"--set", "training.epoch=3"}, "'training.epoch': unknown field");
-  ExpectConfigError({"--set", "optimizer.kind=rmsprop"}, "'optimizer.kind': must be one of");
+  ExpectConfigError({"--set", "optimizer.kind=lion"}, "'optimizer.kind': must be one of");
   ExpectConfigError({"--set", "training.batch_size=-5"}, "'training.batch_size'");
   ExpectConfigError({"--set", "data.train_images=/nonexistent.gz"},
                     "'data.train_images': no such file: /nonexistent.gz");
