@@ -16,6 +16,8 @@ its PyTorch peer, without importing torch (the drivers run under any python3).
   it got (openblas_get_corename), see torch_common.blas_report().
 """
 import os
+import statistics
+import sys
 
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 
@@ -82,3 +84,31 @@ def peer_env(isa="native", threads=1):
     elif has_avx512():
         env["OPENBLAS_CORETYPE"] = "SkylakeX"
     return env
+
+
+def mmm(xs):
+    """min, median, max."""
+    return min(xs), statistics.median(xs), max(xs)
+
+
+def fmt(t, digits=0):
+    return " / ".join(f"{v:,.{digits}f}" for v in t)
+
+
+def measure_pairs(isa, runs, steps, ours, peer):
+    """A language-model benchmark's runs on one ISA, both sides interleaved
+    (they see the same machine state); run k seeds both with k. `ours` gives
+    (samples/s, bits/char), `peer` its report with samples_per_s and
+    validation_bits_per_char. Returns both sides' rates and bits/char, and
+    the peer's last report."""
+    rate_a, rate_b, bpc_a, bpc_b, info = [], [], [], [], None
+    for run in range(runs):
+        r, b = ours(isa, steps, run + 1)
+        rate_a.append(r)
+        bpc_a.append(b)
+        info = peer(isa, steps, run + 1)
+        rate_b.append(info["samples_per_s"])
+        bpc_b.append(info["validation_bits_per_char"])
+        print(f"[{isa} run {run + 1}/{runs}] psforge {r:,.0f} samples/s, {b:.3f} bits/char; "
+              f"PyTorch {rate_b[-1]:,.0f} samples/s, {bpc_b[-1]:.3f} bits/char", file=sys.stderr)
+    return rate_a, rate_b, bpc_a, bpc_b, info

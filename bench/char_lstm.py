@@ -41,25 +41,12 @@ def peer(isa, steps, seed):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def mmm(xs):
-    return min(xs), statistics.median(xs), max(xs)
-
-
-def fmt(t, digits=0):
-    return " / ".join(f"{v:,.{digits}f}" for v in t)
+mmm, fmt = bench_env.mmm, bench_env.fmt
 
 
 def measure(isa, runs, steps):
     """Both sides on one ISA; returns their rates and bits/char, and the peer's last report."""
-    rate_a, rate_b, bpc_a, bpc_b, info = [], [], [], [], None
-    for run in range(runs):  # interleaved: both see the same machine state
-        r, b = ours(isa, steps, run + 1)  # run k: seed k for data order and initial weights, both sides
-        rate_a.append(r)
-        bpc_a.append(b)
-        info = peer(isa, steps, run + 1)
-        rate_b.append(info["samples_per_s"])
-        bpc_b.append(info["validation_bits_per_char"])
-    return rate_a, rate_b, bpc_a, bpc_b, info
+    return bench_env.measure_pairs(isa, runs, steps, ours, peer)
 
 
 def group(isa, steps, rate_a, rate_b, bpc_a, bpc_b, info):

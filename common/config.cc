@@ -19,17 +19,20 @@
 #include "common/config_reader.h"
 
 namespace psforge {
+
+std::string config_internal::ResolvePath(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || std::filesystem::path(p).is_absolute() || base_dir.empty()) return p;
+  return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
 namespace {
 
 using config_internal::Describe;
 using config_internal::LayerToJson;
 using config_internal::MapReader;
 using config_internal::ReadModel;
+using config_internal::ResolvePath;
 
-std::string ResolvePath(const std::string& base_dir, const std::string& p) {
-  if (p.empty() || std::filesystem::path(p).is_absolute() || base_dir.empty()) return p;
-  return (std::filesystem::path(base_dir) / p).lexically_normal().string();
-}
 
 void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, Status* err) {
   MapReader r(n, "data", err);
@@ -349,7 +352,7 @@ Result<JobConfig> ParseJobConfig(const std::string& yaml_text, const std::string
       top.Fail(s, "expected a mapping of fields, got " + Describe(root[s]));
   }
   const YAML::Node& croot = root;
-  ReadModel(croot["model"], &c.model, &err);
+  ReadModel(croot["model"], base_dir, &c.model, &err);
   ReadData(croot["data"], base_dir, &c.data, &err);
   ReadOptimizer(croot["optimizer"], &c.optimizer, &err);
   ReadTraining(croot["training"], &c.training, &err);
@@ -407,6 +410,7 @@ Result<JobConfig> LoadJobConfig(const std::string& path,
 
 nlohmann::json ConfigToJson(const JobConfig& c) {
   nlohmann::json model = {{"kind", ModelKindName(c.model.kind)}, {"init_seed", c.model.init_seed}};
+  if (!c.model.init_from.empty()) model.update({{"init_from", c.model.init_from}, {"init_fresh", c.model.init_fresh}});
   if (c.model.kind == ModelKind::kMlp || c.model.kind == ModelKind::kCtr) {
     model["hidden"] = c.model.hidden;
     model["activation"] = ActivationName(c.model.activation);

@@ -67,6 +67,16 @@ struct ModelOptions {
   std::vector<int64_t> input_shape;
   std::vector<LayerOptions> layers;
   uint64_t init_seed = 42;                    // seed of every tensor's initialiser
+  // A NumPy .npz file of tensors to start from (ps-export's format, or a
+  // PyTorch state_dict saved with numpy.savez under psforge's names): every
+  // tensor of the model is read from it, except those whose names start
+  // with one of `init_fresh` (a new head: they keep their initialiser, and
+  // the file's tensors of those names are ignored). A tensor missing from
+  // the file, one of another shape, or one the model does not have is an
+  // error naming each. "": every tensor from its initialiser. Relative: to
+  // the config's folder.
+  std::string init_from;
+  std::vector<std::string> init_fresh;
   // Sparse embedding tables (served by row). ctr: one table shared by every
   // categorical field (its ids salted by the field), or one per field in
   // field order; each field's embedding is the sum of its ids' rows

@@ -204,7 +204,9 @@ class MapReader {
 };
 
 // The model section (model_config.cc).
-void ReadModel(const YAML::Node& n, ModelOptions* m, Status* err);
+void ReadModel(const YAML::Node& n, const std::string& base_dir, ModelOptions* m, Status* err);
+// A relative path against the config's folder (absolute paths and "" unchanged).
+std::string ResolvePath(const std::string& base_dir, const std::string& p);
 // A list of layers (model.layers, a block's layers) at `section`: each a
 // type name or a mapping {type: ..., settings}.
 void ReadLayers(const YAML::Node& n, const std::string& section, std::vector<LayerOptions>* layers, Status* err);

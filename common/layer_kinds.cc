@@ -69,6 +69,7 @@ void ReadAttention(MapReader& r, AttentionLayer* l) {
   r.Int("heads", &l->heads, 1, 1024);
   if (!r.Has("heads")) r.Fail(r.Field("heads"), "required for an attention layer: its number of heads");
   r.Bool("causal", &l->causal);
+  r.Double("dropout", &l->dropout, 0.0, 1.0);
 }
 
 void ReadTransformer(MapReader& r, TransformerLayer* l) {
@@ -266,7 +267,9 @@ Status LayerNormLayer::Infer(LayerShaper& s) const {
   return Status::Ok();
 }
 
-void AttentionLayer::ToJson(nlohmann::json* j) const { j->update({{"heads", heads}, {"causal", causal}}); }
+void AttentionLayer::ToJson(nlohmann::json* j) const {
+  j->update({{"heads", heads}, {"causal", causal}, {"dropout", dropout}});
+}
 
 Status AttentionLayer::Infer(LayerShaper& s) const {
   if (s.in().size() != 2) return s.Error("needs a sequence of vectors per sample ([positions, features])");
@@ -292,7 +295,7 @@ void TransformerLayer::ToJson(nlohmann::json* j) const {
 Status TransformerLayer::Infer(LayerShaper& s) const {
   if (s.in().size() != 2) return s.Error("needs a sequence of vectors per sample ([positions, features])");
   const int64_t dim = s.in()[1];
-  std::vector<LayerOptions> attention = {MakeLayer<LayerNormLayer>(), MakeLayer(AttentionLayer(heads, causal))};
+  std::vector<LayerOptions> attention = {MakeLayer<LayerNormLayer>(), MakeLayer(AttentionLayer(heads, causal, dropout))};
   std::vector<LayerOptions> mlp_layers = {MakeLayer<LayerNormLayer>(), MakeLayer(LinearLayer(mlp > 0 ? mlp : 4 * dim)),
                                           MakeLayer<GeluLayer>(), MakeLayer(LinearLayer(dim))};
   if (dropout > 0) {

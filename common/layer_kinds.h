@@ -237,8 +237,10 @@ struct AttentionLayer final : LayerKind<AttentionLayer> {
   static constexpr const char* kType = "attention";
   int64_t heads = 0;    // required; divides dim
   bool causal = false;  // position i attends to positions <= i only
+  double dropout = 0;   // in training, on the attention probabilities, in [0, 1)
   AttentionLayer() = default;
-  AttentionLayer(int64_t heads_, bool causal_) : heads(heads_), causal(causal_) {}
+  AttentionLayer(int64_t heads_, bool causal_, double dropout_ = 0)
+      : heads(heads_), causal(causal_), dropout(dropout_) {}
   bool operator==(const AttentionLayer&) const = default;
   void ToJson(nlohmann::json* j) const override;
   Status Infer(LayerShaper& s) const override;
@@ -246,7 +248,8 @@ struct AttentionLayer final : LayerKind<AttentionLayer> {
 
 // transformer: a pre-norm Transformer block on [positions, dim]: x +
 // dropout(attention(layernorm(x))), then x + dropout(linear(gelu(linear(
-// layernorm(x))))), the first linear `mlp` wide. Its layers are named under
+// layernorm(x))))), the first linear `mlp` wide; the attention drops its
+// probabilities at the same rate. Its layers are named under
 // it as two residual blocks: block0.res0.attn0.in_proj_weight,
 // block0.res1.fc0.weight, ...
 struct TransformerLayer final : LayerKind<TransformerLayer> {
@@ -254,7 +257,7 @@ struct TransformerLayer final : LayerKind<TransformerLayer> {
   int64_t heads = 0;     // required; divides dim
   bool causal = false;   // as attention's
   int64_t mlp = 0;       // the MLP's hidden width; 0: 4 dim
-  double dropout = 0.1;  // after the attention and after the MLP; 0: none
+  double dropout = 0.1;  // in the attention, after it and after the MLP; 0: none
   TransformerLayer() = default;
   TransformerLayer(int64_t heads_, bool causal_, int64_t mlp_, double dropout_)
       : heads(heads_), causal(causal_), mlp(mlp_), dropout(dropout_) {}

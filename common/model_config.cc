@@ -1,5 +1,7 @@
 // The model section of the job config: the model kinds, sequential
 // models' layers, and their names.
+#include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 #include "common/config_reader.h"
@@ -75,7 +77,7 @@ nlohmann::json TableToJson(const TableOptions& t) {
           {"seed", t.seed}};
 }
 
-void ReadModel(const YAML::Node& n, ModelOptions* m, Status* err) {
+void ReadModel(const YAML::Node& n, const std::string& base_dir, ModelOptions* m, Status* err) {
   MapReader r(n, "model", err);
   r.Enum("kind", &m->kind,
          {{"mlp", ModelKind::kMlp},
@@ -88,6 +90,13 @@ void ReadModel(const YAML::Node& n, ModelOptions* m, Status* err) {
          {{"relu", Activation::kRelu}, {"sigmoid", Activation::kSigmoid}, {"tanh", Activation::kTanh}});
   r.Int("classes", &m->classes, 2, 1 << 20);
   r.Uint("init_seed", &m->init_seed);
+  r.String("init_from", &m->init_from);
+  r.StringList("init_fresh", &m->init_fresh);
+  if (err->ok() && !m->init_from.empty()) {
+    m->init_from = ResolvePath(base_dir, m->init_from);
+    if (!std::filesystem::is_regular_file(m->init_from))
+      return r.Fail("model.init_from", "no such file: " + m->init_from + " (a .npz of tensors, e.g. from ps-export)");
+  }
   r.IntList("input_shape", &m->input_shape, 1, 1 << 24);
   YAML::Node layers = r.Node("layers");
   YAML::Node tables = r.Node("tables");

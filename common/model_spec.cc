@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
+#include "common/npz_reader.h"
 #include "common/row_ids.h"
 #include "common/split_mix.h"
 
@@ -200,11 +202,69 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
   return spec;
 }
 
+Status ModelSpec::LoadInitialValues(const ModelOptions& model) {
+  if (model.init_from.empty()) return Status::Ok();
+  PSF_ASSIGN_OR_RETURN(std::vector<NpzArray> arrays, ReadNpz(model.init_from));
+  auto fresh = [&](const std::string& name) {
+    return std::any_of(model.init_fresh.begin(), model.init_fresh.end(),
+                       [&](const std::string& prefix) { return name.rfind(prefix, 0) == 0; });
+  };
+  // Batch normalisation's statistics (ps-export's, PyTorch's buffers) are
+  // re-estimated from the data; they are not weights to start from.
+  auto statistic = [](const std::string& name) {
+    for (const char* s : {".running_mean", ".running_var", ".num_batches_tracked"})
+      if (name.size() > std::strlen(s) && name.compare(name.size() - std::strlen(s), std::strlen(s), s) == 0) return true;
+    return false;
+  };
+  auto values = std::make_shared<std::vector<std::vector<float>>>(tensors_.size());
+  std::vector<std::string> missing, misshaped, extra;
+  std::vector<bool> used(arrays.size(), false);
+  for (std::size_t t = 0; t < tensors_.size(); ++t) {
+    const TensorSpec& spec = tensors_[t];
+    if (fresh(spec.name)) continue;
+    auto it = std::find_if(arrays.begin(), arrays.end(), [&](const NpzArray& a) { return a.name == spec.name; });
+    if (it == arrays.end()) {
+      missing.push_back(spec.name + " " + ShapeText(spec.shape));
+      continue;
+    }
+    used[static_cast<std::size_t>(it - arrays.begin())] = true;
+    if (it->shape != spec.shape) {
+      misshaped.push_back(spec.name + " (" + ShapeText(spec.shape) + " in the model, " + ShapeText(it->shape) +
+                          " in the file)");
+      continue;
+    }
+    (*values)[t] = std::move(it->values);
+  }
+  for (std::size_t a = 0; a < arrays.size(); ++a)
+    if (!used[a] && !fresh(arrays[a].name) && !statistic(arrays[a].name))
+      extra.push_back(arrays[a].name + " " + ShapeText(arrays[a].shape));
+  auto list = [](const std::vector<std::string>& names, const std::string& what) {
+    std::string s;
+    if (names.empty()) return s;
+    s = "; " + std::to_string(names.size()) + " " + what + ": ";
+    for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", " : "") + names[i];
+    return s;
+  };
+  if (!missing.empty() || !misshaped.empty() || !extra.empty())
+    return InvalidArgument("model.init_from " + model.init_from + " does not fit the model" +
+                           list(missing, "missing from the file") + list(misshaped, "of another shape") +
+                           list(extra, "in the file but not in the model") +
+                           " (model.init_fresh lists tensors that start from their initialiser instead)");
+  initial_values_ = std::move(values);
+  return Status::Ok();
+}
+
 void ModelSpec::Initialize(KeyRange range, std::span<float> out) const {
-  for (const TensorSpec& t : tensors_) {
+  for (std::size_t ti = 0; ti < tensors_.size(); ++ti) {
+    const TensorSpec& t = tensors_[ti];
     int64_t begin = std::max(range.begin, t.offset);
     int64_t end = std::min(range.end, t.offset + t.size());
     if (begin >= end) continue;
+    if (initial_values_ != nullptr && !(*initial_values_)[ti].empty()) {
+      const std::vector<float>& v = (*initial_values_)[ti];
+      std::copy(v.begin() + (begin - t.offset), v.begin() + (end - t.offset), out.begin() + (begin - range.begin));
+      continue;
+    }
     uint64_t seed = SplitMix64(init_seed_ ^ HashName(t.name));
     for (int64_t key = begin; key < end; ++key) {
       float v = t.init == InitKind::kOnes ? 1.0f : 0.0f;

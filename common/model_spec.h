@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -149,6 +150,12 @@ class ModelSpec {
   // Whether evaluation needs batch statistics estimated first (batchnorm).
   bool has_batch_statistics() const;
 
+  // Reads model.init_from (an .npz of named tensors, model.init_fresh
+  // excepted; see ModelOptions), whose values Initialize then gives those
+  // tensors. One error names every tensor missing from the file, of another
+  // shape there, or there but not in the model. A no-op without init_from.
+  Status LoadInitialValues(const ModelOptions& model);
+
   // Writes the initial values of keys [range.begin, range.end) into `out`
   // (out.size() == range.size()).
   void Initialize(KeyRange range, std::span<float> out) const;
@@ -172,6 +179,8 @@ class ModelSpec {
   std::vector<int64_t> field_offsets_;
   LossKind loss_ = LossKind::kSoftmaxCrossEntropy;
   uint64_t init_seed_ = 0;
+  // Per tensor, the values read by LoadInitialValues (empty: its initialiser).
+  std::shared_ptr<const std::vector<std::vector<float>>> initial_values_;
 };
 
 }  // namespace psforge

@@ -105,6 +105,9 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
           " GB is available: use fewer workers (--workers) or spread them over hosts (README: mpirun)");
   }
   PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, train.features, train.classes, train.categorical));
+  // The servers read model.init_from themselves; a file that does not fit
+  // stops the job here, before any of them starts.
+  PSF_RETURN_IF_ERROR(spec.LoadInitialValues(config.model));
   PSF_ASSIGN_OR_RETURN(auto socket, transport->Bind(options.bind));
   std::unique_ptr<Coordinator> c(
       new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));

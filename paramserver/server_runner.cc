@@ -88,6 +88,7 @@ Status RunServer(const ServerOptions& options, const std::atomic<bool>& stop, st
     omp_set_num_threads(static_cast<int>(config.cluster.server_threads));
     PSF_ASSIGN_OR_RETURN(auto shape, ReadDataShape(config));
     PSF_ASSIGN_OR_RETURN(auto spec, ModelSpec::FromConfig(config.model, shape.features, shape.classes, shape.categorical));
+    PSF_RETURN_IF_ERROR(spec.LoadInitialValues(config.model));
     PSF_ASSIGN_OR_RETURN(auto server, ParamServer::Create(config, spec, job->id, std::move(*socket)));
     // Joined: a coordinator gone silent is given the job's connect timeout.
     server->AttachCoordinator(std::move(channel), config.cluster.connect_timeout_s);

@@ -88,6 +88,7 @@ Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress
                                     "interval_s are 0)");
   PSF_ASSIGN_OR_RETURN(PreparedJob p, PrepareJob(config, config.training.batch_size, 0));
   ResolveJobLength(&config, p.data.train.rows);
+  PSF_RETURN_IF_ERROR(p.spec.LoadInitialValues(config.model));
   PSF_ASSIGN_OR_RETURN(auto client, LocalParameterClient::Create(p.spec, config.optimizer, p.model->weights()));
   ProgressPrinter progress(progress_out, config.training.progress_interval_s);
   AnnounceJob(progress, config, p, "");

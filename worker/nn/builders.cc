@@ -107,7 +107,8 @@ BuiltLayer BuildLayerNorm(const LayerBuild& b) {
 BuiltLayer BuildAttention(const LayerBuild& b) {
   const LayerSpec& l = b.spec();
   const AttentionLayer& o = *l.As<AttentionLayer>();
-  auto attention = std::make_unique<Attention>(b.context.ctx, l.in_shape[0], l.in_shape[1], o.heads, o.causal);
+  auto attention = std::make_unique<Attention>(b.context.ctx, l.in_shape[0], l.in_shape[1], o.heads, o.causal,
+                                               o.dropout, b.context.seed + b.index);
   attention->Bind(b.weight(0), b.weight(1), b.weight(2), b.weight(3), b.grad(0), b.grad(1), b.grad(2), b.grad(3));
   return Made(std::move(attention));
 }

@@ -172,8 +172,9 @@ class GeluOp final : public DoubleReferenceOp {
 // out_proj [dim, dim], out_bias [dim].
 class AttentionOp final : public DoubleReferenceOp {
  public:
-  AttentionOp(uint64_t seed, int64_t n, int64_t positions, int64_t dim, int64_t heads, bool causal)
-      : n_(n), t_(positions), d_(dim), h_(heads), causal_(causal), layer_(&ctx_, positions, dim, heads, causal) {
+  AttentionOp(uint64_t seed, int64_t n, int64_t positions, int64_t dim, int64_t heads, bool causal, double dropout = 0)
+      : n_(n), t_(positions), d_(dim), h_(heads), causal_(causal),
+        layer_(&ctx_, positions, dim, heads, causal, dropout, seed) {
     layer_.Prepare(n, Matrix(n * positions, dim));
     std::mt19937_64 rng(seed);
     const float bound = 1.0f / std::sqrt(static_cast<float>(dim));
@@ -183,6 +184,12 @@ class AttentionOp final : public DoubleReferenceOp {
     for (const Vec& v : inputs_) grads_.emplace_back(v.size());
     layer_.Bind(inputs_[1].data(), inputs_[2].data(), inputs_[3].data(), inputs_[4].data(), grads_[1].data(),
                 grads_[2].data(), grads_[3].data(), grads_[4].data());
+    if (dropout > 0) {  // one step's mask, the same at every pass
+      layer_.set_step(7);
+      Forward();
+      const float* mask = layer_.dropout_mask(n);
+      mask_.assign(mask, mask + n * heads * positions * positions);
+    }
   }
   const Vec& Forward() override {
     layer_.Forward(inputs_[0].data(), y_.data(), n_, Pass::kTraining);
@@ -224,7 +231,10 @@ class AttentionOp final : public DoubleReferenceOp {
           for (int64_t j = 0; j < t_; ++j) norm += std::exp(score[j] - top);
           for (int64_t c = 0; c < hd; ++c) {
             double v = 0;
-            for (int64_t j = 0; j < t_; ++j) v += std::exp(score[j] - top) / norm * rows[j][2 * d_ + h * hd + c];
+            for (int64_t j = 0; j < t_; ++j) {
+              const double kept = mask_.empty() ? 1.0 : mask_[((s * h_ + h) * t_ + i) * t_ + j];
+              v += std::exp(score[j] - top) / norm * kept * rows[j][2 * d_ + h * hd + c];
+            }
             heads[i * d_ + h * hd + c] = v;
           }
         }
@@ -241,6 +251,7 @@ class AttentionOp final : public DoubleReferenceOp {
  private:
   int64_t n_, t_, d_, h_;
   bool causal_;
+  Vec mask_;  // the dropout mask of the step, when there is dropout
   DnnlContext ctx_;
   Attention layer_;
 };
@@ -267,6 +278,10 @@ std::vector<OpCase> TransformerOpCases() {
                      [=](uint64_t seed) { return std::make_unique<AttentionOp>(seed, 2, 16, 32, 4, causal); },
                      1e-5, 1e-4, 5e-3, 1e-2});
   }
+  // Dropout on the probabilities, a fixed step's mask.
+  cases.push_back({"attention_n2_16x32_h4_causal_dropout",
+                   [](uint64_t seed) { return std::make_unique<AttentionOp>(seed, 2, 16, 32, 4, true, 0.3); },
+                   1e-5, 1e-4, 5e-3, 1e-2});
   return cases;
 }
 

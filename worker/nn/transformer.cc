@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "common/split_mix.h"
 #include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
@@ -117,16 +118,22 @@ struct Attention::Plan {
   // B = n * heads batches of [positions, head_dim] (q, k, v, o and their
   // gradients) or [positions, positions] (the probabilities p and the
   // gradients dp of p and ds of the scores).
-  Buffer qkv, q, k, v, p, o, heads;
+  // With dropout, pd = p * mask is what mixes the values.
+  Buffer qkv, q, k, v, p, pd, mask, o, heads;
   Buffer dheads, dout, dp, ds, dq, dk, dv, dqkv;
   dnnl::matmul scores, mix, dprobs, dvalues, dqueries, dkeys;
   dnnl::softmax_forward softmax;
   Args scores_args, mix_args, dprobs_args, dvalues_args, dqueries_args, dkeys_args, softmax_args;
 };
 
-Attention::Attention(DnnlContext* ctx, int64_t positions, int64_t dim, int64_t heads, bool causal)
+Attention::Attention(DnnlContext* ctx, int64_t positions, int64_t dim, int64_t heads, bool causal, double dropout,
+                     uint64_t seed)
     : ctx_(ctx), positions_(positions), dim_(dim), heads_(heads), head_dim_(dim / heads), causal_(causal),
+      rate_(dropout), seed_(SplitMix64(seed)),
+      threshold_(static_cast<uint16_t>(std::min(65535.0, std::round(dropout * 65536.0)))),
       in_(ctx, dim, 3 * dim), out_(ctx, dim, dim) {}
+
+const float* Attention::dropout_mask(int64_t n) { return Find(plans_, n).mask.get(); }
 Attention::~Attention() = default;
 
 void Attention::Bind(const float* in_proj, const float* in_bias, const float* out_proj, const float* out_bias,
@@ -147,6 +154,9 @@ memory::desc Attention::Prepare(int64_t n, const memory::desc&) {
     for (Buffer* buf : {&p->heads, &p->dheads}) *buf = AllocateFloats(rows * dim_);
     for (Buffer* buf : {&p->q, &p->k, &p->v, &p->o, &p->dout, &p->dq, &p->dk, &p->dv}) *buf = AllocateFloats(b * t * hd);
     for (Buffer* buf : {&p->p, &p->dp, &p->ds}) *buf = AllocateFloats(b * t * t);
+    if (rate_ > 0)
+      for (Buffer* buf : {&p->pd, &p->mask}) *buf = AllocateFloats(b * t * t);
+    const Buffer& mixed = rate_ > 0 ? p->pd : p->p;  // the probabilities the values are mixed with
     const auto f32 = memory::data_type::f32;
     // [b, rows, cols] plain, and its transpose as a strided view.
     auto plain = [&](int64_t r, int64_t c) { return memory::desc({b, r, c}, f32, memory::dims{r * c, c, 1}); };
@@ -158,9 +168,9 @@ memory::desc Attention::Prepare(int64_t n, const memory::desc&) {
       *args = {{DNNL_ARG_SRC, bound(a, abuf)}, {DNNL_ARG_WEIGHTS, bound(w, wbuf)}, {DNNL_ARG_DST, bound(c, cbuf)}};
     };
     make(&p->scores, &p->scores_args, plain(t, hd), p->q, transposed(t, hd), p->k, plain(t, t), p->p);  // q k^T
-    make(&p->mix, &p->mix_args, plain(t, t), p->p, plain(t, hd), p->v, plain(t, hd), p->o);            // p v
+    make(&p->mix, &p->mix_args, plain(t, t), mixed, plain(t, hd), p->v, plain(t, hd), p->o);           // p v
     make(&p->dprobs, &p->dprobs_args, plain(t, hd), p->dout, transposed(t, hd), p->v, plain(t, t), p->dp);  // do v^T
-    make(&p->dvalues, &p->dvalues_args, transposed(t, t), p->p, plain(t, hd), p->dout, plain(t, hd), p->dv);  // p^T do
+    make(&p->dvalues, &p->dvalues_args, transposed(t, t), mixed, plain(t, hd), p->dout, plain(t, hd), p->dv);  // p^T do
     make(&p->dqueries, &p->dqueries_args, plain(t, t), p->ds, plain(t, hd), p->k, plain(t, hd), p->dq);   // ds k
     make(&p->dkeys, &p->dkeys_args, transposed(t, t), p->ds, plain(t, hd), p->q, plain(t, hd), p->dk);    // ds^T q
     const memory::desc rows_md = Matrix(b * t, t);
@@ -203,6 +213,23 @@ void Attention::Forward(const float* x, float* y, int64_t n, Pass pass) {
       for (int64_t i = 0; i < t; ++i) std::fill(p.p.get() + (bi * t + i) * t + i + 1, p.p.get() + (bi * t + i + 1) * t, kMasked);
   }
   p.softmax.execute(ctx_->stream, p.softmax_args);
+  ctx_->stream.wait();
+  if (rate_ > 0) {
+    const int64_t size = n * heads_ * t * t;
+    if (pass == Pass::kTraining) {
+      const uint64_t base = SplitMix64(seed_ ^ SplitMix64(step_));
+      const float keep_scale = static_cast<float>(1.0 / (1.0 - rate_));
+      float* mask = p.mask.get();
+      for (int64_t i = 0; i < size; i += 4) {
+        uint64_t bits = SplitMix64(base + static_cast<uint64_t>(i));
+        for (int64_t j = i; j < std::min(size, i + 4); ++j, bits >>= 16)
+          mask[j] = static_cast<uint16_t>(bits) >= threshold_ ? keep_scale : 0.0f;
+      }
+      for (int64_t i = 0; i < size; ++i) p.pd[i] = p.p[i] * mask[i];
+    } else {
+      std::memcpy(p.pd.get(), p.p.get(), static_cast<std::size_t>(size) * sizeof(float));
+    }
+  }
   p.mix.execute(ctx_->stream, p.mix_args);
   ctx_->stream.wait();
   for (int64_t s = 0; s < n; ++s)
@@ -225,6 +252,8 @@ void Attention::Backward(const float* x, const float*, const float* dy, float* d
   p.dprobs.execute(ctx_->stream, p.dprobs_args);
   p.dvalues.execute(ctx_->stream, p.dvalues_args);
   ctx_->stream.wait();
+  if (rate_ > 0)  // the gradient of the probabilities before dropout
+    for (int64_t i = 0; i < n * heads_ * t * t; ++i) p.dp[i] *= p.mask[i];
   // The softmax's backward, ds = p (dp - sum(p dp)) per row, here: oneDNN
   // 2.6 has only a reference kernel for it below AVX-512. Masked scores
   // have p = 0, so their gradient comes out 0.

@@ -63,12 +63,15 @@ class LayerNorm final : public Layer {
 // rows first); per head h (dim / heads features each) softmax(q k^T /
 // sqrt(dim / heads)) v, with position i seeing only positions <= i when
 // `causal`; the heads side by side through out_proj [dim, dim] and its
-// bias. Products are oneDNN batched matmuls, the softmax oneDNN's; their
+// bias. In training, `dropout` zeroes each attention probability with that
+// rate (and scales the rest by 1 / (1 - rate)), a mask drawn from (seed,
+// step). Products are oneDNN batched matmuls, the softmax oneDNN's; their
 // backward passes are matmuls on transposed views (and a loop for the
 // softmax's).
 class Attention final : public Layer {
  public:
-  Attention(DnnlContext* ctx, int64_t positions, int64_t dim, int64_t heads, bool causal);
+  Attention(DnnlContext* ctx, int64_t positions, int64_t dim, int64_t heads, bool causal, double dropout = 0.0,
+            uint64_t seed = 0);
   ~Attention() override;
 
   void Bind(const float* in_proj, const float* in_bias, const float* out_proj, const float* out_bias,
@@ -77,6 +80,10 @@ class Attention final : public Layer {
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
   void AppendImplementations(const std::string& name, std::vector<std::string>* out) const override;
+  void set_step(uint64_t step) override { step_ = step; }
+  // The last training pass's dropout mask for batches of n, [n, heads,
+  // positions, positions] (0 or 1 / (1 - rate)); for tests.
+  const float* dropout_mask(int64_t n);
 
  private:
   struct Plan;
@@ -84,6 +91,9 @@ class Attention final : public Layer {
   DnnlContext* ctx_;
   int64_t positions_, dim_, heads_, head_dim_;
   bool causal_;
+  double rate_;
+  uint64_t seed_, step_ = 0;
+  uint16_t threshold_;  // a probability is kept when its 16 random bits are >= this
   Linear in_, out_;
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
 };
