@@ -23,6 +23,7 @@ build/bin/pushpull_bench --seconds 1.5 --runs 3 | tee bench/results/pushpull.md
 /usr/bin/python3 bench/control_plane.py --workers 1024 --runs 3 | tee bench/results/control_plane_1024.md
 /usr/bin/python3 bench/cnn_throughput.py --runs 3 --steps 200
 /usr/bin/python3 bench/char_lstm.py --runs 3 --steps 200
+/usr/bin/python3 bench/char_gpt.py --runs 3 --steps 200
 # The CNN through a local cluster (2 servers, 2 workers), its full 12 epochs.
 build/bin/ps-launch --config configs/fashion_mnist_cnn.yaml --run-dir "$(mktemp -d)" \
   --summary bench/results/cnn_cluster.json 2>&1 | grep -E '^(after|final)'
