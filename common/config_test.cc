@@ -448,6 +448,11 @@ TEST_F(SequentialConfigTest, ABadLayerIsNamedWithWhatIsAllowed) {
   ExpectError(base + "    - {type: residual}\n", "model.layers[0].layers", "expected a list of layers");
   ExpectError(base + "    - {type: residual, layers: [{type: linear, outs: 3}]}\n", "model.layers[0].layers[0].outs",
               "unknown field");
+  std::string nested = "[linear]";
+  for (int i = 0; i < 20; ++i) nested = "[{type: residual, layers: " + nested + "}]";
+  std::string deepest = "model.layers[0]";
+  for (int i = 0; i < 16; ++i) deepest += ".layers[0]";
+  ExpectError("model:\n  kind: sequential\n  layers: " + nested + "\n", deepest + ".layers", "nested more than 16 deep");
   ExpectError("model:\n  kind: sequential\n", "model.layers", "required");
   ExpectError("model:\n  kind: mlp\n  layers: [relu]\n", "model.layers", "only allowed with model.kind sequential");
   ExpectError("model:\n  kind: sequential\n  hidden: [3]\n  layers: [relu]\n", "model.hidden", "only allowed");

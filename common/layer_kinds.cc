@@ -81,7 +81,15 @@ void ReadTransformer(MapReader& r, TransformerLayer* l) {
 }
 
 void ReadResidual(MapReader& r, ResidualLayer* l) {
-  config_internal::ReadLayers(r.Node("layers"), r.Field("layers"), &l->layers, r.error());
+  // Blocks in blocks are read, shaped and built recursively: a bound on the
+  // depth keeps a hostile config from exhausting the stack.
+  constexpr int kMaxDepth = 16;
+  const std::string field = r.Field("layers");
+  int depth = -1;  // "model.layers[0].layers": one block deep
+  for (std::size_t at = field.find(".layers"); at != std::string::npos; at = field.find(".layers", at + 1)) ++depth;
+  if (depth > kMaxDepth)
+    return r.Fail(field, "residual blocks nested more than " + std::to_string(kMaxDepth) + " deep");
+  config_internal::ReadLayers(r.Node("layers"), field, &l->layers, r.error());
 }
 
 }  // namespace
@@ -104,6 +112,7 @@ const std::vector<LayerKindInfo>& LayerKinds() {
       Kind<GeluLayer, NoSettings<GeluLayer>>(),
       Kind<AttentionLayer, ReadAttention>(),
       Kind<TransformerLayer, ReadTransformer>(),
+      Kind<MeanPoolLayer, NoSettings<MeanPoolLayer>>(),
       Kind<ResidualLayer, ReadResidual>(),
   };
   return kinds;
@@ -306,6 +315,12 @@ Status TransformerLayer::Infer(LayerShaper& s) const {
   PSF_ASSIGN_OR_RETURN(auto out, s.AddBody({MakeLayer(ResidualLayer(std::move(attention))),
                                             MakeLayer(ResidualLayer(std::move(mlp_layers)))}));
   s.SetOut(std::move(out));
+  return Status::Ok();
+}
+
+Status MeanPoolLayer::Infer(LayerShaper& s) const {
+  if (s.in().size() != 2) return s.Error("needs a sequence of vectors per sample ([positions, features])");
+  s.SetOut({s.in()[1]});
   return Status::Ok();
 }
 

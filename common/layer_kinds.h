@@ -266,6 +266,15 @@ struct TransformerLayer final : LayerKind<TransformerLayer> {
   Status Infer(LayerShaper& s) const override;
 };
 
+// meanpool: the mean over a sequence's positions, [positions, features] ->
+// [features] (a sequence classifier's pooling).
+struct MeanPoolLayer final : LayerKind<MeanPoolLayer> {
+  static constexpr const char* kType = "meanpool";
+  bool operator==(const MeanPoolLayer&) const = default;
+  void ToJson(nlohmann::json*) const override {}
+  Status Infer(LayerShaper& s) const override;
+};
+
 // residual: a stack of layers whose input is added to its output (which
 // must have the input's shape). Its layers' tensors are named under the
 // block's name: res0.fc0.weight.

@@ -340,6 +340,42 @@ TEST(Model, TransformerGradientMatchesFiniteDifferencesAndIsCausal) {
   }
 }
 
+// A sequence classifier: a bidirectional Transformer block, the mean over
+// the positions, a linear layer to the classes (one label per sample).
+TEST(Model, SequenceClassifierGradientMatchesFiniteDifferences) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.layers = {MakeLayer(EmbeddingLayer(8)), MakeLayer<PositionLayer>(), MakeLayer(TransformerLayer(2, false, 12, 0.0)),
+              MakeLayer<MeanPoolLayer>(), MakeLayer(LinearLayer())};
+  auto spec = ModelSpec::FromConfig(o, 6, 5);  // windows of 6; 5 ids, 5 classes
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->loss(), LossKind::kSoftmaxCrossEntropy);
+  EXPECT_EQ(spec->layers()[3].out_shape, (std::vector<int64_t>{8}));
+  auto model = Model::Create(*spec, 4);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  Model& m = **model;
+  spec->Initialize({0, spec->num_params()}, m.weights());
+  std::mt19937_64 rng(7);
+  std::vector<float> x(4 * 6), t(4);
+  for (auto& v : x) v = static_cast<float>(rng() % 5);
+  for (auto& v : t) v = static_cast<float>(rng() % 5);
+  m.TrainStep(x.data(), t.data(), 4);
+  std::vector<float> grad(m.gradients().begin(), m.gradients().end());
+  const float eps = 1e-3f;
+  int64_t off = 0;
+  for (int64_t k = 0; k < spec->num_params(); ++k) {
+    float saved = m.weights()[k];
+    m.weights()[k] = saved + eps;
+    double plus = m.TrainStep(x.data(), t.data(), 4);
+    m.weights()[k] = saved - eps;
+    double minus = m.TrainStep(x.data(), t.data(), 4);
+    m.weights()[k] = saved;
+    double fd = (plus - minus) / (2 * eps);
+    off += std::abs(grad[k] - fd) > 3e-3 * (1 + std::abs(fd));
+  }
+  EXPECT_EQ(off, 0) << "of " << spec->num_params() << " keys";
+}
+
 // Every kind the config reads has a builder on the worker.
 TEST(Model, EveryLayerKindHasABuilder) {
   for (const LayerKindInfo& k : LayerKinds()) EXPECT_NE(nn::FindLayerBuilder(k.type), nullptr) << k.type;

@@ -113,6 +113,11 @@ BuiltLayer BuildAttention(const LayerBuild& b) {
   return Made(std::move(attention));
 }
 
+BuiltLayer BuildMeanPool(const LayerBuild& b) {
+  const LayerSpec& l = b.spec();
+  return Made(std::make_unique<MeanPool>(l.in_shape[0], l.in_shape[1]));
+}
+
 BuiltLayer BuildResidual(const LayerBuild& b) {
   const LayerSpec& l = b.spec();
   BuildContext inner = b.context;
@@ -150,6 +155,7 @@ constexpr Entry kBuilders[] = {
     {GeluLayer::kType, BuildEltwise<dnnl::algorithm::eltwise_gelu_erf>},
     {AttentionLayer::kType, BuildAttention},
     {TransformerLayer::kType, BuildTransformer},
+    {MeanPoolLayer::kType, BuildMeanPool},
     {ResidualLayer::kType, BuildResidual},
 };
 

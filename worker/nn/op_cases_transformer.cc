@@ -134,6 +134,40 @@ class PositionOp final : public DoubleReferenceOp {
   PositionEmbedding layer_;
 };
 
+// Inputs: x [n, positions, dim].
+class MeanPoolOp final : public DoubleReferenceOp {
+ public:
+  MeanPoolOp(uint64_t seed, int64_t n, int64_t positions, int64_t dim)
+      : n_(n), t_(positions), d_(dim), layer_(positions, dim) {
+    layer_.Prepare(n, Matrix(n * positions, dim));
+    std::mt19937_64 rng(seed);
+    inputs_ = {Random(rng, n * positions * dim, -1, 1)};
+    y_.resize(n * dim);
+    grads_ = {Vec(inputs_[0].size())};
+  }
+  const Vec& Forward() override {
+    layer_.Forward(inputs_[0].data(), y_.data(), n_, Pass::kTraining);
+    return y_;
+  }
+  const std::vector<Vec>& Backward(const Vec& dy) override {
+    layer_.Backward(inputs_[0].data(), y_.data(), dy.data(), grads_[0].data(), n_);
+    return grads_;
+  }
+
+ protected:
+  Doubles Reference(const std::vector<Doubles>& in) const override {
+    Doubles y(n_ * d_, 0.0);
+    for (int64_t s = 0; s < n_; ++s)
+      for (int64_t t = 0; t < t_; ++t)
+        for (int64_t c = 0; c < d_; ++c) y[s * d_ + c] += in[0][(s * t_ + t) * d_ + c] / static_cast<double>(t_);
+    return y;
+  }
+
+ private:
+  int64_t n_, t_, d_;
+  MeanPool layer_;
+};
+
 // Inputs: x [n, width].
 class GeluOp final : public DoubleReferenceOp {
  public:
@@ -266,6 +300,8 @@ std::vector<OpCase> TransformerOpCases() {
   cases.push_back({"layernorm_n32x64", [](uint64_t seed) { return std::make_unique<LayerNormOp>(seed, 32, 64); },
                    1e-5, 1e-4, 5e-3, 1e-2});
   cases.push_back({"position_n3_5x4", [](uint64_t seed) { return std::make_unique<PositionOp>(seed, 3, 5, 4); },
+                   1e-6, 1e-5, 2e-3, 1e-2});
+  cases.push_back({"meanpool_n3_7x5", [](uint64_t seed) { return std::make_unique<MeanPoolOp>(seed, 3, 7, 5); },
                    1e-6, 1e-5, 2e-3, 1e-2});
   cases.push_back({"gelu_n9x31", [](uint64_t seed) { return std::make_unique<GeluOp>(seed, 9, 31); },
                    1e-5, 1e-4, 2e-3, 1e-3});

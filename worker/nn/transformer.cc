@@ -35,6 +35,31 @@ void PositionEmbedding::Backward(const float*, const float*, const float* dy, fl
   if (dx != nullptr) std::memcpy(dx, dy, static_cast<std::size_t>(n * per_sample) * sizeof(float));
 }
 
+// ---- MeanPool ---------------------------------------------------------------
+
+memory::desc MeanPool::Prepare(int64_t n, const memory::desc&) { return Matrix(n, dim_); }
+
+void MeanPool::Forward(const float* x, float* y, int64_t n, Pass) {
+  const float inv = 1.0f / static_cast<float>(positions_);
+  for (int64_t s = 0; s < n; ++s) {
+    float* out = y + s * dim_;
+    std::fill(out, out + dim_, 0.0f);
+    for (int64_t t = 0; t < positions_; ++t) {
+      const float* row = x + (s * positions_ + t) * dim_;
+      for (int64_t c = 0; c < dim_; ++c) out[c] += row[c];
+    }
+    for (int64_t c = 0; c < dim_; ++c) out[c] *= inv;
+  }
+}
+
+void MeanPool::Backward(const float*, const float*, const float* dy, float* dx, int64_t n) {
+  if (dx == nullptr) return;
+  const float inv = 1.0f / static_cast<float>(positions_);
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t t = 0; t < positions_; ++t)
+      for (int64_t c = 0; c < dim_; ++c) dx[(s * positions_ + t) * dim_ + c] = dy[s * dim_ + c] * inv;
+}
+
 // ---- LayerNorm --------------------------------------------------------------
 
 struct LayerNorm::Plan {

@@ -1,6 +1,6 @@
 // The layers of a Transformer on sequences ([positions, features] per
-// sample, plain rows): a learned position embedding, layer normalisation
-// and multi-head self-attention. GELU is an Eltwise (nn/layers.h); a block
+// sample, plain rows): a learned position embedding, layer normalisation,
+// multi-head self-attention, and the mean over positions. GELU is an Eltwise (nn/layers.h); a block
 // is residual stacks of these (nn/stack.h).
 #pragma once
 
@@ -28,6 +28,19 @@ class PositionEmbedding final : public Layer {
   int64_t positions_, dim_;
   const float* weight_ = nullptr;
   float* dweight_ = nullptr;
+};
+
+// y[s] = the mean of x[s, t] over the positions t: [n, positions, dim] to [n, dim].
+class MeanPool final : public Layer {
+ public:
+  MeanPool(int64_t positions, int64_t dim) : positions_(positions), dim_(dim) {}
+
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override;
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
+
+ private:
+  int64_t positions_, dim_;
 };
 
 // Layer normalisation over the last dimension of each of n rows of
