@@ -9,6 +9,25 @@
 namespace psforge {
 namespace {
 
+// How many keys' gradients (from the TrainStep just run) differ from the
+// central finite difference of the loss by more than 3e-3 (relative).
+int64_t KeysOffFiniteDifferences(Model& m, const std::vector<float>& grad, const std::vector<float>& x,
+                                 const std::vector<float>& t, int64_t n, int64_t step = 0) {
+  const float eps = 1e-3f;
+  int64_t off = 0;
+  for (std::size_t k = 0; k < grad.size(); ++k) {
+    float saved = m.weights()[k];
+    m.weights()[k] = saved + eps;
+    double plus = m.TrainStep(x.data(), t.data(), n, step);
+    m.weights()[k] = saved - eps;
+    double minus = m.TrainStep(x.data(), t.data(), n, step);
+    m.weights()[k] = saved;
+    double fd = (plus - minus) / (2 * eps);
+    off += std::abs(grad[k] - fd) > 3e-3 * (1 + std::abs(fd));
+  }
+  return off;
+}
+
 // The whole model's gradient (every layer chained) against finite differences
 // of its loss, for every activation.
 TEST(Model, GradientMatchesFiniteDifferences) {
@@ -95,18 +114,7 @@ TEST(Model, SequentialCnnGradientMatchesFiniteDifferences) {
   for (auto& v : t) v = static_cast<float>(rng() % 3);
   m.TrainStep(x.data(), t.data(), 5, 11);
   std::vector<float> grad(m.gradients().begin(), m.gradients().end());
-  const float eps = 1e-3f;
-  int64_t off = 0;
-  for (int64_t k = 0; k < spec->num_params(); ++k) {
-    float saved = m.weights()[k];
-    m.weights()[k] = saved + eps;
-    double plus = m.TrainStep(x.data(), t.data(), 5, 11);
-    m.weights()[k] = saved - eps;
-    double minus = m.TrainStep(x.data(), t.data(), 5, 11);
-    m.weights()[k] = saved;
-    double fd = (plus - minus) / (2 * eps);
-    off += std::abs(grad[k] - fd) > 3e-3 * (1 + std::abs(fd));
-  }
+  const int64_t off = KeysOffFiniteDifferences(m, grad, x, t, 5, 11);
   // A ReLU or a pooling window may switch inside +-eps for a key or two.
   EXPECT_LE(off, 2) << "of " << spec->num_params() << " keys";
   // Another step draws another dropout mask, so another loss.
@@ -270,18 +278,7 @@ TEST(Model, ResidualBlocksGradientMatchesFiniteDifferences) {
   };
   EXPECT_EQ(finals, (std::vector<int64_t>{offset("fc1.weight"), offset("res1.bn0.weight"), offset("res0.fc0.weight")}));
   EXPECT_EQ(offset("res0.res0.fc0.weight"), offset("res0.fc0.bias") + 5);
-  const float eps = 1e-3f;
-  int64_t off = 0;
-  for (int64_t k = 0; k < spec->num_params(); ++k) {
-    float saved = m.weights()[k];
-    m.weights()[k] = saved + eps;
-    double plus = m.TrainStep(x.data(), t.data(), 7, 2);
-    m.weights()[k] = saved - eps;
-    double minus = m.TrainStep(x.data(), t.data(), 7, 2);
-    m.weights()[k] = saved;
-    double fd = (plus - minus) / (2 * eps);
-    off += std::abs(grad[k] - fd) > 3e-3 * (1 + std::abs(fd));
-  }
+  const int64_t off = KeysOffFiniteDifferences(m, grad, x, t, 7, 2);
   // A ReLU may switch inside +-eps for a key or two.
   EXPECT_LE(off, 2) << "of " << spec->num_params() << " keys";
   // The block's dropout draws another mask at another step.
@@ -316,18 +313,7 @@ TEST(Model, TransformerGradientMatchesFiniteDifferencesAndIsCausal) {
   for (auto& v : t) v = static_cast<float>(rng() % 7);
   m.TrainStep(x.data(), t.data(), 3);
   std::vector<float> grad(m.gradients().begin(), m.gradients().end());
-  const float eps = 1e-3f;
-  int64_t off = 0;
-  for (int64_t k = 0; k < spec->num_params(); ++k) {
-    float saved = m.weights()[k];
-    m.weights()[k] = saved + eps;
-    double plus = m.TrainStep(x.data(), t.data(), 3);
-    m.weights()[k] = saved - eps;
-    double minus = m.TrainStep(x.data(), t.data(), 3);
-    m.weights()[k] = saved;
-    double fd = (plus - minus) / (2 * eps);
-    off += std::abs(grad[k] - fd) > 3e-3 * (1 + std::abs(fd));
-  }
+  const int64_t off = KeysOffFiniteDifferences(m, grad, x, t, 3);
   EXPECT_EQ(off, 0) << "of " << spec->num_params() << " keys";
   std::vector<float> before(m.Predict(x.data(), 3).begin(), m.Predict(x.data(), 3).end());
   x[5] = static_cast<float>((static_cast<int>(x[5]) + 1) % 7);  // sample 0's last position
@@ -361,18 +347,7 @@ TEST(Model, SequenceClassifierGradientMatchesFiniteDifferences) {
   for (auto& v : t) v = static_cast<float>(rng() % 5);
   m.TrainStep(x.data(), t.data(), 4);
   std::vector<float> grad(m.gradients().begin(), m.gradients().end());
-  const float eps = 1e-3f;
-  int64_t off = 0;
-  for (int64_t k = 0; k < spec->num_params(); ++k) {
-    float saved = m.weights()[k];
-    m.weights()[k] = saved + eps;
-    double plus = m.TrainStep(x.data(), t.data(), 4);
-    m.weights()[k] = saved - eps;
-    double minus = m.TrainStep(x.data(), t.data(), 4);
-    m.weights()[k] = saved;
-    double fd = (plus - minus) / (2 * eps);
-    off += std::abs(grad[k] - fd) > 3e-3 * (1 + std::abs(fd));
-  }
+  const int64_t off = KeysOffFiniteDifferences(m, grad, x, t, 4);
   EXPECT_EQ(off, 0) << "of " << spec->num_params() << " keys";
 }
 

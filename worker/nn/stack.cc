@@ -31,6 +31,8 @@ std::unique_ptr<Stack> Stack::Build(const std::vector<LayerSpec>& specs, const B
     s->rows_.push_back(built.rows);
   }
   const std::size_t n = s->layers_.size();
+  s->last_ = n - 1;
+  while (s->last_ > 0 && s->layers_[s->last_] == nullptr) --s->last_;
   s->out_buffers_.resize(n);
   s->dout_buffers_.resize(n);
   s->out_.resize(n);
@@ -90,11 +92,9 @@ void Stack::Backward(const float* x, const float* dy, float* dx, int64_t n,
     if (layers_[i] == nullptr) continue;
     const float* input = i == 0 ? x : out_[i - 1];
     float* dinput = i == 0 ? dx : dout_[i - 1];
-    // The last layer reads the caller's gradient where it gives one; a
-    // fused layer before it shares its buffers, so only the last real one.
-    const bool last = std::all_of(layers_.begin() + static_cast<std::ptrdiff_t>(i) + 1, layers_.end(),
-                                  [](const auto& l) { return l == nullptr; });
-    layers_[i]->Backward(input, out_[i], last && dy != nullptr ? dy : dout_[i], dinput, n * rows_[i]);
+    // The last layer that computes reads the caller's gradient where it
+    // gives one (a fused layer after it shares its buffers).
+    layers_[i]->Backward(input, out_[i], i == last_ && dy != nullptr ? dy : dout_[i], dinput, n * rows_[i]);
     if (after_layer) after_layer(i);
   }
 }

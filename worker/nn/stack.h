@@ -98,6 +98,7 @@ class Stack {
   std::vector<Buffer> out_buffers_, dout_buffers_;
   std::vector<float*> out_, dout_;  // the buffers, or the previous layer's for a fused layer
   std::vector<int64_t> capacity_;   // floats per buffer
+  std::size_t last_ = 0;            // the last layer that computes (not fused into the one before)
 };
 
 // A block of layers: y = x + body(x) when `residual` (in x's layout: the
