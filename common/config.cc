@@ -58,11 +58,23 @@ void ReadData(const YAML::Node& n, const std::string& base_dir, DataOptions* d, 
   r.StringList("label_names", &d->label_names);
   r.Int("window", &d->window, 1, 1 << 20);
   r.Int("validation_every", &d->validation_every, 2, 1 << 20);
+  r.Enum("task", &d->task, {{"next", TextTask::kNext}, {"masked", TextTask::kMasked}, {"classify", TextTask::kClassify}});
+  r.StringList("classes", &d->classes);
   r.RejectUnknownKeys();
   if (!err->ok()) return;
+  if (d->format != DataFormat::kText && (r.Has("task") || r.Has("classes")))
+    return r.Fail(r.Field(r.Has("task") ? "task" : "classes"), "is for data.format text");
   if (d->format == DataFormat::kText) {
     if (d->text.empty())
       return r.Fail(r.Field("text"), "required when data.format is text: a list of files or folders");
+    if (d->task == TextTask::kClassify && d->classes.size() < 2)
+      return r.Fail(r.Field("classes"), "data.task classify needs at least two classes: the names of files under data.text");
+    if (d->task != TextTask::kClassify && !d->classes.empty())
+      return r.Fail(r.Field("classes"), "is for data.task classify");
+    for (std::size_t i = 0; i < d->classes.size(); ++i)
+      for (std::size_t j = 0; j < i; ++j)
+        if (d->classes[i] == d->classes[j])
+          return r.Fail(r.Field("classes") + "[" + std::to_string(i) + "]", "'" + d->classes[i] + "' is listed twice");
     for (std::size_t i = 0; i < d->text.size(); ++i) {
       d->text[i] = ResolvePath(base_dir, d->text[i]);
       std::error_code ec;
@@ -242,7 +254,8 @@ Status ApplyOverride(YAML::Node root, const ConfigOverride& o) {
   for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
   YAML::Node value;
   try {
-    value = YAML::Load(o.second);
+    // An empty value is the empty string (model.init_from= : no file).
+    value = o.second.empty() ? YAML::Node(std::string()) : YAML::Load(o.second);
   } catch (const YAML::Exception& e) {
     return InvalidArgument("override " + o.first + "=" + o.second + ": " + e.msg);
   }
@@ -269,10 +282,29 @@ const char* DataFormatName(DataFormat f) {
   return "?";
 }
 
+const char* TextTaskName(TextTask t) {
+  switch (t) {
+    case TextTask::kNext: return "next";
+    case TextTask::kMasked: return "masked";
+    case TextTask::kClassify: return "classify";
+  }
+  return "?";
+}
+
 const char* MetricName(const JobConfig& c) {
-  if (c.data.format == DataFormat::kText) return "validation_bits_per_char";
+  if (c.data.format == DataFormat::kText) {
+    if (c.data.task == TextTask::kMasked) return "masked_accuracy";
+    if (c.data.task == TextTask::kClassify) return "test_accuracy";
+    return "validation_bits_per_char";
+  }
   if (c.model.kind == ModelKind::kCtr) return "test_auc";
   return c.model.kind == ModelKind::kLinearRegression ? "test_mse" : "test_accuracy";
+}
+
+const char* SecondMetricName(const JobConfig& c) {
+  if (c.model.kind == ModelKind::kCtr) return "test_logloss";
+  if (c.data.format == DataFormat::kText && c.data.task == TextTask::kMasked) return "masked_bits_per_char";
+  return nullptr;
 }
 
 const char* ConsistencyName(Consistency c) {
@@ -320,8 +352,8 @@ const char* OptimizerKindName(OptimizerKind k) {
 
 Result<ConfigOverride> ParseOverride(const std::string& text) {
   auto eq = text.find('=');
-  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
-    return InvalidArgument("override '" + text + "': expected section.field=value");
+  if (eq == std::string::npos || eq == 0)
+    return InvalidArgument("override '" + text + "': expected section.field=value (an empty value: \"\")");
   std::string key = text.substr(0, eq);
   if (key.front() == '.' || key.back() == '.' || key.find("..") != std::string::npos)
     return InvalidArgument("override '" + text + "': malformed field name '" + key + "'");
@@ -411,6 +443,7 @@ Result<JobConfig> LoadJobConfig(const std::string& path,
 nlohmann::json ConfigToJson(const JobConfig& c) {
   nlohmann::json model = {{"kind", ModelKindName(c.model.kind)}, {"init_seed", c.model.init_seed}};
   if (!c.model.init_from.empty()) model.update({{"init_from", c.model.init_from}, {"init_fresh", c.model.init_fresh}});
+  if (!c.model.freeze.empty()) model["freeze"] = c.model.freeze;
   if (c.model.kind == ModelKind::kMlp || c.model.kind == ModelKind::kCtr) {
     model["hidden"] = c.model.hidden;
     model["activation"] = ActivationName(c.model.activation);
@@ -443,7 +476,9 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
     data.update({{"train_tsv", c.data.train_tsv}, {"test_tsv", c.data.test_tsv},
                  {"skip_malformed", c.data.skip_malformed}, {"preload_mb", c.data.preload_mb}});
   } else {
-    data.update({{"text", c.data.text}, {"window", c.data.window}, {"validation_every", c.data.validation_every}});
+    data.update({{"text", c.data.text}, {"window", c.data.window}, {"validation_every", c.data.validation_every},
+                 {"task", TextTaskName(c.data.task)}});
+    if (c.data.task == TextTask::kClassify) data["classes"] = c.data.classes;
   }
   const auto& o = c.optimizer;
   nlohmann::json opt = {{"kind", OptimizerKindName(o.kind)}, {"learning_rate", o.learning_rate},

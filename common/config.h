@@ -23,6 +23,10 @@ namespace psforge {
 enum class ModelKind { kMlp, kLinearRegression, kLogisticRegression, kSequential, kCtr };
 enum class Activation { kRelu, kSigmoid, kTanh };
 enum class DataFormat { kIdx, kCsv, kText, kCriteo };
+// What a text model learns (data.task): the next character at every
+// position; the characters hidden at masked positions (BERT's pre-training);
+// the class of a record (its file).
+enum class TextTask { kNext, kMasked, kClassify };
 enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdaGrad, kAdamW, kRmsProp };
 enum class Consistency { kBsp, kSsp, kAsp };
 enum class LrSchedule { kConstant, kExponential, kCosine };
@@ -73,10 +77,16 @@ struct ModelOptions {
   // with one of `init_fresh` (a new head: they keep their initialiser, and
   // the file's tensors of those names are ignored). A tensor missing from
   // the file, one of another shape, or one the model does not have is an
-  // error naming each. "": every tensor from its initialiser. Relative: to
-  // the config's folder.
+  // error naming each. init_from may also name a trained job: its config
+  // (.yaml), a run directory or its checkpoints/ folder, whose newest
+  // committed checkpoint is read (common/init_source.h). "": every tensor
+  // from its initialiser. Relative: to the config's folder.
   std::string init_from;
   std::vector<std::string> init_fresh;
+  // Tensors whose names start with one of these are not trained: they keep
+  // their initial values (init_from's) while the others learn (fine-tuning
+  // a head on a frozen encoder). Every entry must match a tensor.
+  std::vector<std::string> freeze;
   // Sparse embedding tables (served by row). ctr: one table shared by every
   // categorical field (its ids salted by the field), or one per field in
   // field order; each field's embedding is the sum of its ids' rows
@@ -114,9 +124,32 @@ struct DataOptions {
   // `window` characters after each). Every `validation_every`-th window is
   // the validation set (the "test set" of the other formats). The
   // vocabulary is the set of bytes that occur, in byte order.
+  //
+  // data.task masked and classify cut the same text into records another
+  // way. Each file is a list of records separated by lines holding only
+  // "%" (the fortunes format; a file without such lines is one record), and
+  // the split is by record: a record is validation data when a hash of its
+  // text falls in the validation_every-th part, so that a record lands on the
+  // same side in every job that reads it (a classifier's test records are
+  // never in its encoder's pre-training). Their models' input ids are the
+  // vocabulary's and one more, [MASK] (the vocabulary's size), so that a
+  // classifier's embedding has the shape of the pre-trained one.
+  //   masked: the training records, each followed by its "%" line, are
+  //   concatenated and cut into windows of `window` (the validation records
+  //   likewise); in every window 15% of the positions are chosen, per
+  //   epoch, and of those 80% become [MASK], 10% a random character, 10%
+  //   stay; the loss and the metrics (masked_accuracy, masked_bits_per_char)
+  //   are over the chosen positions only.
+  //   classify: a record of a file named in `classes` is one sample, its
+  //   class that file's index in `classes`; its input is its text and its
+  //   "%" line, repeated to fill `window` characters (cut at `window`).
+  //   The vocabulary still comes from every file of `text`, so that it is
+  //   the pre-trained model's.
   std::vector<std::string> text;
   int64_t window = 64;                   // text: characters per record, >= 1
   int64_t validation_every = 10;         // text: >= 2
+  TextTask task = TextTask::kNext;       // text: next | masked | classify
+  std::vector<std::string> classes;      // classify: file names (without folder) under `text`, one per class
   // Records per data shard: the unit a cluster worker leases. The training
   // set, in one seeded permutation, is cut into shards of this many records;
   // every epoch visits the shards in a new seeded order, each shuffled inside.
@@ -312,8 +345,13 @@ double ScheduledLearningRate(const OptimizerOptions& o, int64_t steps);
 
 nlohmann::json ConfigToJson(const JobConfig& config);
 
-// What evaluation reports: "test_accuracy", "test_mse" (linear regression)
-// or "validation_bits_per_char" (text; lower is better).
+// What evaluation reports: "test_accuracy", "test_mse" (linear regression),
+// "test_auc" (ctr), "validation_bits_per_char" (text; lower is better) or
+// "masked_accuracy" (text, task masked).
 const char* MetricName(const JobConfig& config);
+// The second metric a job reports besides MetricName ("test_logloss" for
+// ctr, "masked_bits_per_char" for data.task masked), or nullptr.
+const char* SecondMetricName(const JobConfig& config);
+const char* TextTaskName(TextTask task);
 
 }  // namespace psforge

@@ -318,6 +318,19 @@ TEST(ParseOverride, SplitsAtTheFirstEquals) {
   EXPECT_FALSE(ParseOverride("=1").ok());
 }
 
+TEST(ParseOverride, AnEmptyValueIsTheEmptyString) {
+  const std::string dir = testing::TempDir();
+  std::ofstream(dir + "/override_rows.csv") << "a,label\n1,0\n";
+  const std::string yaml = "model: {kind: mlp, hidden: [4], classes: 3, init_from: nowhere.npz}\n"
+                           "data: {format: csv, train_csv: override_rows.csv, test_csv: override_rows.csv}\n";
+  auto plain = ParseJobConfig(yaml, "t.yaml", dir, {});
+  ASSERT_FALSE(plain.ok());  // the file is not there
+  EXPECT_NE(plain.status().message().find("nowhere.npz"), std::string::npos);
+  auto cleared = ParseJobConfig(yaml, "t.yaml", dir, {*ParseOverride("model.init_from=")});
+  ASSERT_TRUE(cleared.ok()) << cleared.status().message();
+  EXPECT_EQ(cleared->model.init_from, "");
+}
+
 TEST(LoadJobConfig, MissingFileIsNotFound) {
   auto r = LoadJobConfig("/nonexistent/job.yaml");
   ASSERT_FALSE(r.ok());

@@ -331,16 +331,31 @@ void Standardize(const FeatureStats& stats, Dataset* data) {
 Result<DataShape> ReadDataShape(const JobConfig& config) {
   if (config.data.format == DataFormat::kText) {
     PSF_ASSIGN_OR_RETURN(TextCorpus corpus, ReadTextCorpus(config.data.text));
-    return DataShape{config.data.window, static_cast<int64_t>(corpus.vocabulary.size())};
+    const auto vocabulary = static_cast<int64_t>(corpus.vocabulary.size());
+    const TextTask task = config.data.task;
+    return DataShape{config.data.window,
+                     task == TextTask::kClassify ? static_cast<int64_t>(config.data.classes.size()) : vocabulary, 0,
+                     task == TextTask::kNext ? vocabulary : vocabulary + 1, task == TextTask::kMasked};
   }
   if (config.data.format == DataFormat::kCriteo) return DataShape{kCriteoDense, 0, kCriteoCategorical};
   PSF_ASSIGN_OR_RETURN(int64_t features, ReadFeatureCount(config));
   return DataShape{features, 0};
 }
 
+DataShape ShapeOf(const JobConfig& config, const Dataset& data) {
+  return DataShape{data.features, data.classes, data.categorical, data.tokens,
+                   config.data.format == DataFormat::kText && config.data.task == TextTask::kMasked};
+}
+
 Result<TrainTestData> LoadTrainTest(const JobConfig& config) {
   if (config.data.format == DataFormat::kText) {
     PSF_ASSIGN_OR_RETURN(TextCorpus corpus, ReadTextCorpus(config.data.text));
+    switch (config.data.task) {
+      case TextTask::kMasked: return MaskedText(corpus, config.data.window, config.data.validation_every);
+      case TextTask::kClassify:
+        return ClassifyText(corpus, config.data.classes, config.data.window, config.data.validation_every);
+      case TextTask::kNext: break;
+    }
     return WindowText(corpus, config.data.window, config.data.validation_every);
   }
   if (config.data.format == DataFormat::kCriteo) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/model_spec.h"
 
 namespace psforge {
 
@@ -36,7 +37,8 @@ struct Dataset {
   std::vector<float> x;        // rows * features, row-major
   std::vector<float> targets;  // rows * target_width: class index, 0/1, or a real value
   int64_t target_width = 1;    // targets per row (text: one per position)
-  int64_t classes = 0;         // text: the vocabulary's size; 0: model.classes
+  int64_t classes = 0;         // text: the vocabulary's size (classify: data.classes); 0: model.classes
+  int64_t tokens = 0;          // text: the input ids, the vocabulary's (and [MASK]); 0: not ids
   // Click logs: `categorical` feature keys a row (rows * categorical, row-
   // major), each FeatureKey(field, value) or kNoFeature where missing; the
   // dense features are in x.
@@ -73,14 +75,6 @@ void Standardize(const FeatureStats& stats, Dataset* data);
 // header or first row only (servers need the model shape, not the data).
 Result<int64_t> ReadFeatureCount(const JobConfig& config);
 
-// The shape of the data a model is built for: features per sample, and the
-// number of classes when the data decides it (text: the vocabulary; 0:
-// model.classes). Text reads the corpus; the other formats a header or row.
-struct DataShape {
-  int64_t features = 0;
-  int64_t classes = 0;
-  int64_t categorical = 0;  // click logs: categorical fields a row
-};
 
 // Reads a click log in the Criteo layout (common/criteo.h) into a Dataset:
 // the label as the target, the integers as sign(x) log(1 + |x|) features
@@ -95,7 +89,11 @@ Result<Dataset> IndexCriteo(const std::string& path, bool skip_malformed, int64_
 // the label into `*target`, kCriteoCategorical keys into `keys`.
 struct CtrRecord;
 void DecodeCtrRecord(const CtrRecord& r, float* x, float* target, uint64_t* keys);
+// The shape of the data a model is built for (model_spec.h). Text reads
+// the corpus; the other formats a header or row.
 Result<DataShape> ReadDataShape(const JobConfig& config);
+// The shape of a loaded data set.
+DataShape ShapeOf(const JobConfig& config, const Dataset& data);
 
 // Loads the training (train=true) or test set named by the config and checks
 // its targets against the model (class indices < classes, 0/1 for logistic).

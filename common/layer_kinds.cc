@@ -57,6 +57,7 @@ void ReadDropout(MapReader& r, DropoutLayer* l) { r.Double("rate", &l->rate, 0.0
 
 void ReadEmbedding(MapReader& r, EmbeddingLayer* l) {
   r.Int("dim", &l->dim, 1, 1 << 16);
+  r.Double("std", &l->std, 1e-6, 100.0);
   if (!r.Has("dim")) r.Fail(r.Field("dim"), "required for an embedding: the size of each character's vector");
 }
 
@@ -231,14 +232,19 @@ template struct ActivationKind<GeluLayer>;
 
 // ---- embedding and lstm -----------------------------------------------------
 
-void EmbeddingLayer::ToJson(nlohmann::json* j) const { (*j)["dim"] = dim; }
+void EmbeddingLayer::ToJson(nlohmann::json* j) const {
+  (*j)["dim"] = dim;
+  if (std != 1.0) (*j)["std"] = std;  // (absent before it existed: older runs keep their identity)
+}
 
 Status EmbeddingLayer::Infer(LayerShaper& s) const {
   if (s.in().size() != 1) return s.Error("needs one sequence of character ids per sample");
   s.SetOut({s.in()[0], dim});
-  // PyTorch's default for Embedding: N(0, 1). The vocabulary is the loss's classes.
+  // PyTorch's default for Embedding: N(0, 1). A row per id the input may
+  // hold: the vocabulary's (the loss's classes for a language model), and
+  // [MASK] for the tasks masked and classify.
   s.Name("embedding");
-  s.AddTensor("weight", {s.classes(), dim}, InitKind::kNormal, 1.0f);
+  s.AddTensor("weight", {s.tokens(), dim}, InitKind::kNormal, static_cast<float>(std));
   return Status::Ok();
 }
 

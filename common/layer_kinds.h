@@ -178,10 +178,14 @@ struct TanhLayer final : ActivationKind<TanhLayer> {
 };
 
 // embedding: a sequence of character ids [positions] to [positions, dim].
-// Tensor: weight [vocabulary, dim], N(0, 1) as PyTorch's Embedding.
+// Tensor: weight [ids, dim], N(0, std^2); std 1 is PyTorch's Embedding,
+// 0.02 BERT's and GPT-2's (the position embedding's scale: without a causal
+// mask, positions are all an encoder knows of order, and N(0, 1) characters
+// drown them).
 struct EmbeddingLayer final : LayerKind<EmbeddingLayer> {
   static constexpr const char* kType = "embedding";
   int64_t dim = 0;  // required
+  double std = 1.0;
   EmbeddingLayer() = default;
   explicit EmbeddingLayer(int64_t dim_) : dim(dim_) {}
   bool operator==(const EmbeddingLayer&) const = default;

@@ -92,10 +92,13 @@ void ReadModel(const YAML::Node& n, const std::string& base_dir, ModelOptions* m
   r.Uint("init_seed", &m->init_seed);
   r.String("init_from", &m->init_from);
   r.StringList("init_fresh", &m->init_fresh);
+  r.StringList("freeze", &m->freeze);
   if (err->ok() && !m->init_from.empty()) {
     m->init_from = ResolvePath(base_dir, m->init_from);
-    if (!std::filesystem::is_regular_file(m->init_from))
-      return r.Fail("model.init_from", "no such file: " + m->init_from + " (a .npz of tensors, e.g. from ps-export)");
+    std::error_code ec;
+    if (!std::filesystem::exists(m->init_from, ec))
+      return r.Fail("model.init_from", "no such file or folder: " + m->init_from +
+                                           " (an .npz of tensors, a job's config, or a run directory)");
   }
   r.IntList("input_shape", &m->input_shape, 1, 1 << 24);
   YAML::Node layers = r.Node("layers");

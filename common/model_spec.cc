@@ -105,8 +105,10 @@ Result<std::vector<int64_t>> ModelSpec::InferStack(const std::vector<LayerOption
   return shape;
 }
 
-Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t inputs, int64_t classes,
-                                        int64_t categorical) {
+int64_t LayerShaper::tokens() const { return spec_->tokens_; }
+
+Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, const DataShape& data) {
+  const int64_t inputs = data.features, classes = data.classes, categorical = data.categorical;
   if (inputs <= 0) return InvalidArgument("model: the data set has no features");
   ModelSpec spec;
   spec.inputs_ = spec.dense_inputs_ = inputs;
@@ -184,14 +186,20 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
   }
   const bool regression = model.kind == ModelKind::kLinearRegression || model.kind == ModelKind::kLogisticRegression;
   const int64_t num_classes = classes > 0 ? classes : model.classes;
+  spec.tokens_ = data.tokens > 0 ? data.tokens : num_classes;
   PSF_ASSIGN_OR_RETURN(shape, spec.InferStack(layers, shape, "model.layers", "", num_classes, regression,
                                               &spec.layers_));
   const int64_t want = regression || model.kind == ModelKind::kCtr ? 1 : num_classes;
-  if (shape.size() == 2) spec.loss_ = LossKind::kSequenceSoftmaxCrossEntropy;
+  if (shape.size() == 2)
+    spec.loss_ = data.masked ? LossKind::kMaskedSequenceSoftmaxCrossEntropy : LossKind::kSequenceSoftmaxCrossEntropy;
+  else if (data.masked)
+    return InvalidArgument("model.layers: the last layer gives " + ShapeText(shape) +
+                           " per sample; data.task masked needs one output per position ([positions, " +
+                           std::to_string(want) + "])");
   if (shape.size() > 2 || shape.back() != want)
     return InvalidArgument("model.layers: the last layer gives " + ShapeText(shape) + " per sample; the loss needs [" +
                            std::to_string(want) + "] or [positions, " + std::to_string(want) + "] (" +
-                           (classes > 0 ? "the vocabulary's size" : "model.classes") + ")");
+                           (classes > 0 ? "the data's classes" : "model.classes") + ")");
   for (auto& t : spec.tensors_) {
     t.offset = spec.num_params_;
     spec.num_params_ += t.size();
@@ -199,7 +207,40 @@ Result<ModelSpec> ModelSpec::FromConfig(const ModelOptions& model, int64_t input
       return InvalidArgument("model: more than 2^34 parameters (64 GiB) by " + t.name + " " + ShapeText(t.shape) +
                              "; that is not a model this system trains");
   }
+  for (std::size_t i = 0; i < model.freeze.size(); ++i) {
+    const std::string& prefix = model.freeze[i];
+    bool any = false;
+    for (const TensorSpec& t : spec.tensors_) {
+      if (prefix.empty() || t.name.rfind(prefix, 0) != 0) continue;
+      any = true;
+      spec.frozen_.push_back({t.offset, t.offset + t.size()});
+    }
+    if (!any) {
+      std::string names;
+      for (std::size_t t = 0; t < spec.tensors_.size() && t < 8; ++t) names += (t ? ", " : "") + spec.tensors_[t].name;
+      return InvalidArgument("model.freeze[" + std::to_string(i) + "]: '" + prefix + "' starts no tensor's name (" +
+                             names + (spec.tensors_.size() > 8 ? ", ..." : "") + ")");
+    }
+  }
+  std::sort(spec.frozen_.begin(), spec.frozen_.end(), [](const KeyRange& a, const KeyRange& b) { return a.begin < b.begin; });
+  std::vector<KeyRange> merged;
+  for (const KeyRange& r : spec.frozen_) {
+    if (!merged.empty() && merged.back().end >= r.begin) merged.back().end = std::max(merged.back().end, r.end);
+    else merged.push_back(r);
+  }
+  spec.frozen_ = std::move(merged);
+  if (!spec.frozen_.empty() && spec.frozen_.front().begin == 0 && spec.frozen_.front().end == spec.num_params_)
+    return InvalidArgument("model.freeze: every tensor of the model is frozen; nothing would train");
   return spec;
+}
+
+std::vector<KeyRange> ModelSpec::FrozenIn(KeyRange range) const {
+  std::vector<KeyRange> out;
+  for (const KeyRange& f : frozen_) {
+    const int64_t b = std::max(f.begin, range.begin), e = std::min(f.end, range.end);
+    if (b < e) out.push_back({b - range.begin, e - range.begin});
+  }
+  return out;
 }
 
 Status ModelSpec::LoadInitialValues(const ModelOptions& model) {

@@ -51,7 +51,8 @@ int64_t PartCount(int64_t keys, int64_t chunk_kb);
 // kSequenceSoftmaxCrossEntropy: one softmax cross-entropy per position of
 // a [positions, classes] output, averaged over positions and samples.
 enum class LossKind {
-  kSoftmaxCrossEntropy, kSigmoidBinaryCrossEntropy, kMeanSquaredError, kSequenceSoftmaxCrossEntropy
+  kSoftmaxCrossEntropy, kSigmoidBinaryCrossEntropy, kMeanSquaredError, kSequenceSoftmaxCrossEntropy,
+  kMaskedSequenceSoftmaxCrossEntropy  // the same at the masked positions only (data.task masked)
 };
 
 // One layer with its per-sample input and output shapes and the tensors it
@@ -82,8 +83,11 @@ class ModelSpec;
 class LayerShaper {
  public:
   const std::vector<int64_t>& in() const { return layer_->in_shape; }
-  // The classes of the loss: model.classes, or the vocabulary's size.
+  // The classes of the loss: model.classes, or the data's (text: the
+  // vocabulary's size, or data.classes).
   int64_t classes() const { return classes_; }
+  // The ids an input holds (DataShape::tokens).
+  int64_t tokens() const;
   // Whether the model is a linear or logistic regression (zero initial weights).
   bool regression() const { return regression_; }
   // An InvalidArgument naming the layer, its kind and its input.
@@ -115,14 +119,30 @@ class LayerShaper {
   bool regression_;
 };
 
+// The shape of the data a model is built for: features per sample; the
+// number of classes when the data decides it (text: the vocabulary, or
+// data.classes; 0: model.classes); the ids an input may hold (text: the
+// vocabulary's, and [MASK] for the tasks masked and classify; 0: classes);
+// whether the loss is over masked positions only (data.task masked).
+struct DataShape {
+  int64_t features = 0;
+  int64_t classes = 0;
+  int64_t categorical = 0;  // click logs: categorical fields a row
+  int64_t tokens = 0;
+  bool masked = false;
+};
+
 class ModelSpec {
  public:
   // `inputs` is the number of features per sample (from the data set);
   // `classes` > 0 replaces model.classes (text: the vocabulary's size);
   // `categorical`: the categorical fields of a click log (ctr). An error
   // names the layer or table whose shape does not work out.
+  static Result<ModelSpec> FromConfig(const ModelOptions& model, const DataShape& data);
   static Result<ModelSpec> FromConfig(const ModelOptions& model, int64_t inputs, int64_t classes = 0,
-                                      int64_t categorical = 0);
+                                      int64_t categorical = 0) {
+    return FromConfig(model, DataShape{inputs, classes, categorical});
+  }
 
   const std::vector<TensorSpec>& tensors() const { return tensors_; }
   const std::vector<LayerSpec>& layers() const { return layers_; }
@@ -144,9 +164,14 @@ class ModelSpec {
   int64_t classes() const { return layers_.back().out_shape.back(); }
   // Positions per sample with a target each: 1, or a sequence's length.
   int64_t target_width() const {
-    return loss_ == LossKind::kSequenceSoftmaxCrossEntropy ? layers_.back().out_shape[0] : 1;
+    return loss_ == LossKind::kSequenceSoftmaxCrossEntropy || loss_ == LossKind::kMaskedSequenceSoftmaxCrossEntropy
+               ? layers_.back().out_shape[0]
+               : 1;
   }
   LossKind loss() const { return loss_; }
+  // The keys of the tensors model.freeze names, as sorted disjoint ranges
+  // relative to `range`'s start and cut to it (an optimizer's keys).
+  std::vector<KeyRange> FrozenIn(KeyRange range) const;
   // Whether evaluation needs batch statistics estimated first (batchnorm).
   bool has_batch_statistics() const;
 
@@ -178,6 +203,8 @@ class ModelSpec {
   std::vector<uint16_t> field_tables_;
   std::vector<int64_t> field_offsets_;
   LossKind loss_ = LossKind::kSoftmaxCrossEntropy;
+  int64_t tokens_ = 0;  // DataShape::tokens, or the classes
+  std::vector<KeyRange> frozen_;  // model.freeze's tensors, merged, in key order
   uint64_t init_seed_ = 0;
   // Per tensor, the values read by LoadInitialValues (empty: its initialiser).
   std::shared_ptr<const std::vector<std::vector<float>>> initial_values_;

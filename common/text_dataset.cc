@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/split_mix.h"
+
 namespace psforge {
 namespace {
 
@@ -25,6 +27,59 @@ Status ReadFile(const std::string& path, std::string* out) {
   if (static_cast<std::size_t>(in.gcount()) != size) return DataLoss(path + ": read error");
   return Status::Ok();
 }
+
+// The records of bytes [begin, end): the text between lines holding only
+// "%", each with its "%" line ("" for the last when the file has none).
+struct Record {
+  std::string_view text, separator;
+};
+
+std::vector<Record> RecordsOf(std::string_view file) {
+  std::vector<Record> out;
+  std::size_t start = 0, line = 0;
+  while (line < file.size()) {
+    std::size_t next = file.find('\n', line);
+    next = next == std::string_view::npos ? file.size() : next + 1;
+    std::string_view l = file.substr(line, next - line);
+    if (l == "%\n" || l == "%") {
+      if (line > start) out.push_back({file.substr(start, line - start), l});
+      start = next;
+    }
+    line = next;
+  }
+  if (start < file.size()) out.push_back({file.substr(start), ""});
+  return out;
+}
+
+// FNV-1a of a record's text: the same record is on the same side of the
+// split in every job, whatever file or position it has.
+bool IsValidation(std::string_view text, int64_t validation_every) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char b : text) h = (h ^ b) * 1099511628211ull;
+  return SplitMix64(h) % static_cast<uint64_t>(validation_every) == 0;
+}
+
+std::string_view FileText(const TextCorpus& corpus, std::size_t f) {
+  const int64_t begin = f == 0 ? 0 : corpus.file_ends[f - 1];
+  return std::string_view(corpus.bytes).substr(static_cast<std::size_t>(begin),
+                                               static_cast<std::size_t>(corpus.file_ends[f] - begin));
+}
+
+void SetShape(TrainTestData* d, const TextCorpus& corpus, int64_t window, int64_t target_width, int64_t classes) {
+  d->vocabulary = corpus.vocabulary;
+  for (Dataset* s : {&d->train, &d->test}) {
+    s->features = window;
+    s->target_width = target_width;
+    s->classes = classes;
+    s->tokens = static_cast<int64_t>(corpus.vocabulary.size()) + 1;  // and [MASK]
+  }
+}
+
+std::string SkippedNote(const TextCorpus& corpus) {
+  if (corpus.skipped.empty()) return "";
+  return "; skipped " + std::to_string(corpus.skipped.size()) + " files (e.g. " + corpus.skipped.front() + ")";
+}
+
 
 }  // namespace
 
@@ -59,6 +114,7 @@ Result<TextCorpus> ReadTextCorpus(const std::vector<std::string>& paths) {
         return InvalidArgument(file + ": the corpus passes the 1 GiB a text corpus may have");
       c.bytes += text;
       c.files.push_back(file);
+      c.file_ends.push_back(static_cast<int64_t>(c.bytes.size()));
     }
   }
   if (c.bytes.empty()) return InvalidArgument("data.text: the files hold no text");
@@ -84,12 +140,8 @@ Result<TrainTestData> WindowText(const TextCorpus& corpus, int64_t window, int64
                            "; at least " + std::to_string(validation_every + 1) +
                            " are needed (data.window, data.validation_every)");
   TrainTestData d;
-  d.vocabulary = corpus.vocabulary;
-  for (Dataset* s : {&d.train, &d.test}) {
-    s->features = window;
-    s->target_width = window;
-    s->classes = static_cast<int64_t>(corpus.vocabulary.size());
-  }
+  SetShape(&d, corpus, window, window, static_cast<int64_t>(corpus.vocabulary.size()));
+  for (Dataset* s : {&d.train, &d.test}) s->tokens = s->classes;  // no [MASK]
   char report[256];
   std::snprintf(report, sizeof report,
                 "text: %zu files, %zu characters, vocabulary of %zu characters, unigram entropy %.3f bits/char; "
@@ -97,9 +149,7 @@ Result<TrainTestData> WindowText(const TextCorpus& corpus, int64_t window, int64
                 corpus.files.size(), corpus.bytes.size(), corpus.vocabulary.size(), corpus.unigram_bits,
                 static_cast<long long>(windows - windows / validation_every),
                 static_cast<long long>(windows / validation_every), static_cast<long long>(window));
-  d.report = report;
-  if (!corpus.skipped.empty())
-    d.report += "; skipped " + std::to_string(corpus.skipped.size()) + " files (e.g. " + corpus.skipped.front() + ")";
+  d.report = report + SkippedNote(corpus);
   const int64_t validation = windows / validation_every;
   d.test.rows = validation;
   d.train.rows = windows - validation;
@@ -114,6 +164,118 @@ Result<TrainTestData> WindowText(const TextCorpus& corpus, int64_t window, int64
     for (int64_t i = 1; i <= window; ++i) s.targets.push_back(static_cast<float>(corpus.id[p[i]]));
   }
   return d;
+}
+
+Result<TrainTestData> MaskedText(const TextCorpus& corpus, int64_t window, int64_t validation_every) {
+  std::string train, test;
+  int64_t records[2] = {0, 0};
+  for (std::size_t f = 0; f < corpus.files.size(); ++f) {
+    for (const Record& r : RecordsOf(FileText(corpus, f))) {
+      const bool validation = IsValidation(r.text, validation_every);
+      std::string& out = validation ? test : train;
+      out.append(r.text);
+      out.append(r.separator.empty() ? std::string_view("%\n") : r.separator);
+      ++records[validation];
+    }
+  }
+  const auto windows = [&](const std::string& t) { return static_cast<int64_t>(t.size()) / window; };
+  if (windows(train) < 1 || windows(test) < 1)
+    return InvalidArgument("data.text: " + std::to_string(records[0] + records[1]) + " records split into " +
+                           std::to_string(windows(train)) + " training and " + std::to_string(windows(test)) +
+                           " validation windows of " + std::to_string(window) +
+                           "; each side needs one (data.window, data.validation_every)");
+  TrainTestData d;
+  SetShape(&d, corpus, window, window, static_cast<int64_t>(corpus.vocabulary.size()));
+  for (auto [text, set] : {std::pair{&train, &d.train}, std::pair{&test, &d.test}}) {
+    set->rows = windows(*text);
+    set->x.resize(static_cast<std::size_t>(set->rows * window));
+    const auto* p = reinterpret_cast<const unsigned char*>(text->data());
+    for (std::size_t i = 0; i < set->x.size(); ++i) set->x[i] = static_cast<float>(corpus.id[p[i]]);
+    set->targets = set->x;  // the mask (MaskForPretraining) hides some of the inputs and keeps those targets
+  }
+  char report[320];
+  std::snprintf(report, sizeof report,
+                "text (masked): %zu files, %zu characters, vocabulary of %zu characters and [MASK]; %lld training "
+                "and %lld validation records (split by record), %lld and %lld windows of %lld",
+                corpus.files.size(), corpus.bytes.size(), corpus.vocabulary.size(), (long long)records[0],
+                (long long)records[1], (long long)d.train.rows, (long long)d.test.rows, (long long)window);
+  d.report = report + SkippedNote(corpus);
+  return d;
+}
+
+Result<TrainTestData> ClassifyText(const TextCorpus& corpus, const std::vector<std::string>& classes, int64_t window,
+                                   int64_t validation_every) {
+  std::vector<std::size_t> file_of(classes.size(), corpus.files.size());
+  for (std::size_t c = 0; c < classes.size(); ++c)
+    for (std::size_t f = 0; f < corpus.files.size(); ++f)
+      if (std::filesystem::path(corpus.files[f]).filename() == classes[c]) file_of[c] = f;
+  std::string missing;
+  for (std::size_t c = 0; c < classes.size(); ++c)
+    if (file_of[c] == corpus.files.size()) missing += (missing.empty() ? "" : ", ") + classes[c];
+  if (!missing.empty()) {
+    std::string some;
+    for (std::size_t f = 0; f < corpus.files.size() && f < 12; ++f)
+      some += (f ? ", " : "") + std::filesystem::path(corpus.files[f]).filename().string();
+    return NotFound("data.classes: no file of data.text is named " + missing + " (its files: " + some +
+                    (corpus.files.size() > 12 ? ", ..." : "") + ")");
+  }
+  TrainTestData d;
+  SetShape(&d, corpus, window, 1, static_cast<int64_t>(classes.size()));
+  for (std::size_t c = 0; c < classes.size(); ++c) {
+    for (const Record& r : RecordsOf(FileText(corpus, file_of[c]))) {
+      Dataset& set = IsValidation(r.text, validation_every) ? d.test : d.train;
+      std::string one(r.text);
+      one.append(r.separator.empty() ? std::string_view("%\n") : r.separator);
+      for (int64_t i = 0; i < window; ++i)
+        set.x.push_back(static_cast<float>(corpus.id[static_cast<unsigned char>(one[static_cast<std::size_t>(i) % one.size()])]));
+      set.targets.push_back(static_cast<float>(c));
+      ++set.rows;
+    }
+  }
+  if (d.train.rows == 0 || d.test.rows == 0)
+    return InvalidArgument("data.classes: the files hold " + std::to_string(d.train.rows) + " training and " +
+                           std::to_string(d.test.rows) + " test records; each side needs one (data.validation_every)");
+  char report[320];
+  std::snprintf(report, sizeof report,
+                "text (classify): %zu classes, vocabulary of %zu characters (of %zu files) and [MASK]; %lld training "
+                "and %lld test records (split by record) of %lld characters; majority class: %.4f of the test records",
+                classes.size(), corpus.vocabulary.size(), corpus.files.size(), (long long)d.train.rows,
+                (long long)d.test.rows, (long long)window, MajorityAccuracy(d.train, d.test));
+  d.report = report + SkippedNote(corpus);
+  return d;
+}
+
+void MaskForPretraining(uint64_t seed, int64_t epoch, int64_t row, int64_t vocabulary, float* ids, float* targets,
+                        int64_t positions) {
+  uint64_t state = SplitMix64(seed ^ SplitMix64(static_cast<uint64_t>(epoch) * 0x9e3779b97f4a7c15ull ^
+                                                SplitMix64(static_cast<uint64_t>(row))));
+  for (int64_t i = 0; i < positions; ++i) {
+    const uint64_t r = SplitMix64(state + static_cast<uint64_t>(i));
+    // Three draws from one 64-bit value: 24 bits choose the position, 16
+    // bits what it becomes, 24 bits the random character.
+    const double chosen = static_cast<double>(r >> 40) / 16777216.0;
+    if (chosen >= kMaskRate) {
+      targets[i] = -1;
+      continue;
+    }
+    targets[i] = ids[i];
+    const double what = static_cast<double>((r >> 24) & 0xffff) / 65536.0;
+    if (what < 0.8) {
+      ids[i] = static_cast<float>(vocabulary);  // [MASK]
+    } else if (what < 0.9) {
+      ids[i] = static_cast<float>(static_cast<int64_t>(r & 0xffffff) % vocabulary);
+    }
+  }
+}
+
+double MajorityAccuracy(const Dataset& train, const Dataset& test) {
+  std::vector<int64_t> count(static_cast<std::size_t>(std::max<int64_t>(train.classes, 1)), 0);
+  for (float t : train.targets)
+    if (t >= 0 && t < static_cast<float>(count.size())) ++count[static_cast<std::size_t>(t)];
+  const auto majority = static_cast<float>(std::max_element(count.begin(), count.end()) - count.begin());
+  if (test.rows == 0) return 0;
+  return static_cast<double>(std::count(test.targets.begin(), test.targets.end(), majority)) /
+         static_cast<double>(test.rows);
 }
 
 Result<std::vector<float>> EncodeText(const TextCorpus& corpus, const std::string& text) {

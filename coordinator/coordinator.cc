@@ -9,6 +9,8 @@
 #include <optional>
 
 #include "common/dataset.h"
+#include "common/init_source.h"
+#include "common/text_dataset.h"
 #include "common/model_spec.h"
 #include "common/run_dir.h"
 
@@ -73,9 +75,20 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
   // server's temporary folder).
   if (config.cluster.memory_budget_mb > 0 && config.cluster.spill_dir.empty() && !options.run_dir.empty())
     config.cluster.spill_dir = RunSpillDir(options.run_dir);
+  // A trained job to start from becomes an .npz in the run directory; the
+  // members get that file's path.
+  PSF_RETURN_IF_ERROR(ResolveInitFrom("ps-coordinator", &config, options.run_dir));
   // The coordinator reads the training set once: a bad file is reported here,
   // before any worker starts, and the leases need its size.
-  PSF_ASSIGN_OR_RETURN(Dataset train, LoadDataset(config, /*train=*/true));
+  Dataset train;
+  double majority_accuracy = std::numeric_limits<double>::quiet_NaN();
+  if (config.data.format == DataFormat::kText) {  // one reading of the corpus makes both sets
+    PSF_ASSIGN_OR_RETURN(TrainTestData both, LoadTrainTest(config));
+    if (config.data.task == TextTask::kClassify) majority_accuracy = MajorityAccuracy(both.train, both.test);
+    train = std::move(both.train);
+  } else {
+    PSF_ASSIGN_OR_RETURN(train, LoadDataset(config, /*train=*/true));
+  }
   ResolveJobLength(&config, train.rows);
   // Every worker needs a shard of each epoch, and (SSP, ASP) a batch.
   const int64_t workers = config.cluster.workers;
@@ -104,7 +117,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
           Fixed(data_bytes / 1e6, 0) + " MB here), and " + Fixed(available / 1e9, 1) +
           " GB is available: use fewer workers (--workers) or spread them over hosts (README: mpirun)");
   }
-  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, train.features, train.classes, train.categorical));
+  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, ShapeOf(config, train)));
   // The servers read model.init_from themselves; a file that does not fit
   // stops the job here, before any of them starts.
   PSF_RETURN_IF_ERROR(spec.LoadInitialValues(config.model));
@@ -113,6 +126,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const JobConfig& given,
       new Coordinator(config, train.rows, spec.num_params(), std::move(socket), options));
   c->transport_ = transport;
   if (!c->report_.error().empty()) return Unavailable(c->report_.error());
+  c->report_.set_majority_accuracy(majority_accuracy);
   c->report_.set_title(std::filesystem::path(config.path).filename().string() + ", " +
                             std::to_string(config.cluster.servers) + " servers, " +
                             std::to_string(config.cluster.workers) + " workers, " +
@@ -449,10 +463,11 @@ void Coordinator::HandleReport(const std::string& peer, const WireHeader& h, con
   report_.Evaluation(e);
   if (store_ && !r.final) (void)Record(store_->PutEvaluation(e));
   const char* metric = MetricName(config_);
+  const char* second = SecondMetricName(config_);
   Log(std::string(r.final ? "final" : "after") + " epoch " + std::to_string(epoch) + "/" +
       std::to_string(config_.training.epochs) + "  step " + std::to_string(r.step) + "  " + metric + " " +
-      Fixed(r.metric, 4) + (config_.model.kind == ModelKind::kCtr ? "  test_logloss " + Fixed(e.test_logloss, 4) : std::string()) + "  (" +
-      Fixed(e.time_s, 1) + " s)");
+      Fixed(r.metric, 4) + (second ? "  " + std::string(second) + " " + Fixed(e.test_logloss, 4) : std::string()) +
+      "  (" + Fixed(e.time_s, 1) + " s)");
   Reply(peer, ReplyTo(h, msg::Heartbeat{}));
   if (r.final) EndJob(Status::Ok());
 }

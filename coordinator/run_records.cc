@@ -14,8 +14,8 @@ extern char** environ;
 
 namespace psforge {
 
-RunRecords::RunRecords(std::string dir, std::string metric_name)
-    : dir_(std::move(dir)), metric_name_(std::move(metric_name)) {
+RunRecords::RunRecords(std::string dir, std::string metric_name, std::string second_name)
+    : dir_(std::move(dir)), metric_name_(std::move(metric_name)), second_name_(std::move(second_name)) {
   if (dir_.empty()) return;
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
@@ -52,7 +52,7 @@ void RunRecords::Evaluation(const EvaluationRecord& e) {
   metric_.emplace_back(e.step, e.metric);
   if (!e.final) epoch_ends_.emplace_back(e.step, e.epoch);
   nlohmann::json j{{"time_s", e.time_s}, {"step", e.step}, {"epoch", e.epoch}, {metric_name_, e.metric}, {"final", e.final}};
-  if (metric_name_ == "test_auc") j["test_logloss"] = e.test_logloss;
+  if (!second_name_.empty()) j[second_name_] = e.test_logloss;
   metrics_ << j.dump() << "\n";
   metrics_.flush();
 }

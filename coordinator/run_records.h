@@ -25,12 +25,13 @@ struct EvaluationRecord {
   // The evaluating worker's mean over its steps of the epoch; NaN (null in
   // JSON) when it trained none.
   double train_loss = 0;
-  double test_logloss = 0;  // ctr: besides the AUC (the metric)
+  double test_logloss = 0;  // the second metric (SecondMetricName): ctr's log loss, masked bits per character
 };
 
 class RunRecords {
  public:
-  RunRecords(std::string dir, std::string metric_name);
+  // `second_name`: the second metric's (SecondMetricName), "" when none.
+  RunRecords(std::string dir, std::string metric_name, std::string second_name = "");
 
   const std::string& dir() const { return dir_; }
   std::string metrics_path() const { return dir_ + "/metrics.jsonl"; }
@@ -55,7 +56,7 @@ class RunRecords {
   std::string Plot();
 
  private:
-  std::string dir_, metric_name_, error_, title_;
+  std::string dir_, metric_name_, second_name_, error_, title_;
   std::ofstream metrics_;
   std::vector<std::pair<int64_t, double>> loss_;    // step, loss
   std::vector<std::pair<int64_t, double>> metric_;  // step, metric

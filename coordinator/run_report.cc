@@ -66,7 +66,7 @@ RunReport::RunReport(const JobConfig& config, int64_t records, std::FILE* out, c
     : config_(config),
       records_(records),
       progress_(out, config.training.progress_interval_s),
-      records_out_(run_dir, MetricName(config)) {}
+      records_out_(run_dir, MetricName(config), SecondMetricName(config) ? SecondMetricName(config) : "") {}
 
 void RunReport::Log(double elapsed_s, const std::string& line) {
   progress_.Line(line);
@@ -174,7 +174,7 @@ nlohmann::json RunReport::HistoryJson(bool with_final) const {
   for (const auto& e : history_) {
     nlohmann::json j = {{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss}, {metric, e.metric},
                         {"wall_s", e.time_s}};
-    if (config_.model.kind == ModelKind::kCtr) j["test_logloss"] = e.test_logloss;
+    if (const char* second = SecondMetricName(config_)) j[second] = e.test_logloss;
     if (with_final) j["final"] = e.final;
     history.push_back(std::move(j));
   }
@@ -196,8 +196,9 @@ nlohmann::json RunReport::Finish(double wall_s, int64_t samples, int64_t steps, 
                             {"servers", config_.cluster.servers}, {"workers", config_.cluster.workers},
                             {"workers_lost", workers_lost}, {"history", HistoryJson(false)},
                             {"config", ConfigToJson(config_)}};
+  if (const char* second = SecondMetricName(config_)) summary[second] = last.test_logloss;
+  if (std::isfinite(majority_accuracy_)) summary["majority_accuracy"] = majority_accuracy_;
   if (config_.model.kind == ModelKind::kCtr) {
-    summary["test_logloss"] = last.test_logloss;
     if (auto planted = PlantedModelOf(config_.data.test_tsv)) summary.update(*planted);
   }
   if (!run_dir.empty()) {

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <optional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,8 @@ class RunReport {
   // Non-empty when the run directory cannot take the records.
   const std::string& error() const { return records_out_.error(); }
   void set_title(std::string title) { records_out_.set_title(std::move(title)); }
+  // data.task classify: the majority class's test accuracy, for the summary.
+  void set_majority_accuracy(double a) { majority_accuracy_ = a; }
 
   // A line in the log and an event on the dashboard at `elapsed_s` of training.
   void Log(double elapsed_s, const std::string& line);
@@ -106,6 +109,7 @@ class RunReport {
   const int64_t records_;
   ProgressPrinter progress_;
   RunRecords records_out_;
+  double majority_accuracy_ = std::numeric_limits<double>::quiet_NaN();
   Timeline timeline_;
   int64_t timeline_step_ = 0;
   double rate_ = 0, last_rate_time_ = 0, last_record_time_ = -1e9;

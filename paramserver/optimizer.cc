@@ -245,7 +245,10 @@ void Optimizer::ApplyRange(std::span<float> weights, const float* grad, int64_t 
   const double decay = options_.kind == OptimizerKind::kAdamW ? 0.0 : options_.weight_decay;
   GradientPrep prep{grad_scale, ClipBound(options_), 1.0f, static_cast<float>(decay), static_cast<float>(options_.l1)};
   if (options_.clip_norm > 0) {
-    double norm = std::sqrt(ClippedSquaredNorm(grad, size_, grad_scale, ClipBound(options_)));
+    double squares = 0;
+    for (const KeyRange& r : trainable_)
+      squares += ClippedSquaredNorm(grad + r.begin, r.size(), grad_scale, ClipBound(options_));
+    double norm = std::sqrt(squares);
     // As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
     double coef = options_.clip_norm / (norm + 1e-6);
     if (coef < 1.0) prep.post = static_cast<float>(coef);
@@ -254,12 +257,27 @@ void Optimizer::ApplyRange(std::span<float> weights, const float* grad, int64_t 
   // update is spread over the compute threads when the range is large (and
   // a range updated in parts ends as the whole updated at once).
   constexpr int64_t kChunk = int64_t{1} << 15;
-  const int64_t chunks = (end - begin + kChunk - 1) / kChunk;
   float* w = weights.data();
   const float* g = grad - begin;  // Update indexes both by key
-  PSF_OMP_PARALLEL_FOR(schedule(static) if (chunks > 1))
-  for (int64_t c = 0; c < chunks; ++c)
-    Update(w, g, begin + c * kChunk, std::min(end, begin + (c + 1) * kChunk), prep);
+  for (const KeyRange& r : trainable_) {
+    const int64_t b = std::max(begin, r.begin), e = std::min(end, r.end);
+    if (b >= e) continue;
+    const int64_t chunks = (e - b + kChunk - 1) / kChunk;
+    PSF_OMP_PARALLEL_FOR(schedule(static) if (chunks > 1))
+    for (int64_t c = 0; c < chunks; ++c)
+      Update(w, g, b + c * kChunk, std::min(e, b + (c + 1) * kChunk), prep);
+  }
+}
+
+void Optimizer::Freeze(const std::vector<KeyRange>& frozen) {
+  trainable_.clear();
+  int64_t from = 0;
+  for (const KeyRange& f : frozen) {
+    assert(from <= f.begin && f.begin <= f.end && f.end <= size_);
+    if (f.begin > from) trainable_.push_back({from, f.begin});
+    from = f.end;
+  }
+  if (from < size_) trainable_.push_back({from, size_});
 }
 
 PSF_VECTOR_CLONES int64_t FirstNonFinite(const void* bytes, int64_t n) {

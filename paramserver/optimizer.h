@@ -22,8 +22,10 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
+#include "common/model_spec.h"
 
 namespace psforge {
 
@@ -68,6 +70,9 @@ class Optimizer {
 
   int64_t size() const { return size_; }
   int64_t steps() const { return steps_; }
+  // Keys the updates leave alone (model.freeze): sorted, disjoint ranges of
+  // [0, size()). Their gradients count in no clip_norm either.
+  void Freeze(const std::vector<KeyRange>& frozen);
   // The rate of the next update: ScheduledLearningRate at steps() (the
   // exponential decay is torch's ExponentialLR stepped every update with
   // gamma = lr_decay_rate^(1/lr_decay_steps)).
@@ -79,7 +84,9 @@ class Optimizer {
   void set_steps(int64_t steps) { steps_ = steps; }
 
  protected:
-  Optimizer(const OptimizerOptions& options, int64_t size) : options_(options), size_(size) {}
+  Optimizer(const OptimizerOptions& options, int64_t size) : options_(options), size_(size) {
+    if (size > 0) trainable_.push_back({0, size});
+  }
 
   // Applies the kind-specific rule to w[i] for i in [begin, end). Called
   // concurrently on disjoint ranges.
@@ -88,6 +95,7 @@ class Optimizer {
   const OptimizerOptions options_;
   const int64_t size_;
   int64_t steps_ = 0;  // updates applied so far (Adam's t - 1)
+  std::vector<KeyRange> trainable_;  // [0, size) less the frozen keys
 };
 
 // The index of the first of `n` floats at `bytes` (any alignment) that is

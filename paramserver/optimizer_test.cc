@@ -430,3 +430,39 @@ TEST(Optimizer, RejectsNonPositiveLearningRate) {
 
 }  // namespace
 }  // namespace psforge
+
+namespace psforge {
+namespace {
+
+// model.freeze: frozen keys keep their values under every rule (AdamW's
+// decoupled decay too), the others take the step they take without it,
+// and a clip_norm counts only the trainable gradient.
+TEST(Optimizer, FrozenKeysKeepTheirValuesAndCountInNoClipNorm) {
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kMomentum, OptimizerKind::kAdam,
+                             OptimizerKind::kAdamW, OptimizerKind::kAdaGrad, OptimizerKind::kRmsProp}) {
+    auto o = Options(kind, 0.1);
+    o.weight_decay = 0.1;
+    o.clip_norm = 1.0;
+    auto frozen = Make(o, 6);
+    frozen->Freeze({{0, 2}, {4, 5}});
+    auto plain = Make(o, 3);  // the trainable keys 2, 3, 5 alone
+    std::vector<float> w{1, -2, 3, -4, 5, -6}, w3{3, -4, -6};
+    for (int step = 0; step < 3; ++step) {
+      // Large frozen gradients: a clip_norm that counted them would shrink the step.
+      std::vector<float> g{100, -100, 0.5f * (step + 1), -0.25f, 100, 0.75f};
+      std::vector<float> g3{g[2], g[3], g[5]};
+      frozen->Apply(w, g);
+      plain->Apply(w3, g3);
+    }
+    EXPECT_EQ(w[0], 1.0f) << OptimizerKindName(kind);
+    EXPECT_EQ(w[1], -2.0f);
+    EXPECT_EQ(w[4], 5.0f);
+    EXPECT_EQ(w[2], w3[0]) << OptimizerKindName(kind);
+    EXPECT_EQ(w[3], w3[1]);
+    EXPECT_EQ(w[5], w3[2]);
+    EXPECT_NE(w[2], 3.0f);
+  }
+}
+
+}  // namespace
+}  // namespace psforge

@@ -61,6 +61,7 @@ Result<std::unique_ptr<ParamShard>> ParamShard::Create(const ModelSpec& spec, Ke
                            " is not a non-empty part of the model's " +
                            std::to_string(spec.num_params()) + " keys");
   PSF_ASSIGN_OR_RETURN(auto opt, Optimizer::Create(optimizer, range.size()));
+  opt->Freeze(spec.FrozenIn(range));
   std::unique_ptr<ParamShard> shard(new ParamShard(range, cluster, std::move(opt)));
   spec.Initialize(range, shard->weights_);
   return shard;

@@ -87,7 +87,7 @@ Status RunServer(const ServerOptions& options, const std::atomic<bool>& stop, st
     PSF_RETURN_IF_ERROR(CheckPlaintextBind("ps-server", bind_to, !member.curve.key.empty(), config.security.plaintext));
     omp_set_num_threads(static_cast<int>(config.cluster.server_threads));
     PSF_ASSIGN_OR_RETURN(auto shape, ReadDataShape(config));
-    PSF_ASSIGN_OR_RETURN(auto spec, ModelSpec::FromConfig(config.model, shape.features, shape.classes, shape.categorical));
+    PSF_ASSIGN_OR_RETURN(auto spec, ModelSpec::FromConfig(config.model, shape));
     PSF_RETURN_IF_ERROR(spec.LoadInitialValues(config.model));
     PSF_ASSIGN_OR_RETURN(auto server, ParamServer::Create(config, spec, job->id, std::move(*socket)));
     // Joined: a coordinator gone silent is given the job's connect timeout.

@@ -13,7 +13,7 @@ namespace psforge {
 
 Status Export(const JobConfig& config, int64_t step, const std::string& out) {
   PSF_ASSIGN_OR_RETURN(const DataShape shape, ReadDataShape(config));
-  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, shape.features, shape.classes, shape.categorical));
+  PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, shape));
   PSF_ASSIGN_OR_RETURN(CommittedWeights committed, ReadCommittedWeights(config, spec, step));
   PSF_ASSIGN_OR_RETURN(auto model, Model::Create(spec, config.training.batch_size));
   std::copy(committed.weights.begin(), committed.weights.end(), model->weights().begin());

@@ -12,6 +12,9 @@ namespace psforge {
 Status Generate(const JobConfig& config, int64_t step, const GenerateOptions& options) {
   if (config.data.format != DataFormat::kText)
     return InvalidArgument("ps-generate needs a text job (data.format: text); " + config.path + " is not one");
+  if (config.data.task != TextTask::kNext)
+    return InvalidArgument(std::string("ps-generate needs a language model (data.task: next); ") + config.path +
+                           " trains data.task " + TextTaskName(config.data.task));
   PSF_ASSIGN_OR_RETURN(TextCorpus corpus, ReadTextCorpus(config.data.text));
   PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, config.data.window,
                                                              static_cast<int64_t>(corpus.vocabulary.size())));

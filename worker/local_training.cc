@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "common/init_source.h"
 #include "common/run_dir.h"
 #include "common/shard_plan.h"
 #include "worker/job_setup.h"
@@ -86,6 +87,7 @@ Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress
                                   ? "--resume: this run has no run directory (--no-run-dir) and no checkpoint.dir"
                                   : "--resume: this job writes no checkpoints (checkpoint.interval_steps and "
                                     "interval_s are 0)");
+  PSF_RETURN_IF_ERROR(ResolveInitFrom("ps-train", &config, options.run_dir));
   PSF_ASSIGN_OR_RETURN(PreparedJob p, PrepareJob(config, config.training.batch_size, 0));
   ResolveJobLength(&config, p.data.train.rows);
   PSF_RETURN_IF_ERROR(p.spec.LoadInitialValues(config.model));

@@ -77,7 +77,10 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
       m->loss_ = std::make_unique<nn::MeanSquaredError>();
       break;
     case LossKind::kSequenceSoftmaxCrossEntropy:
-      m->loss_ = std::make_unique<nn::SequenceCrossEntropy>(ctx, spec.target_width(), spec.classes(), max_batch);
+    case LossKind::kMaskedSequenceSoftmaxCrossEntropy:
+      m->loss_ = std::make_unique<nn::SequenceCrossEntropy>(
+          ctx, spec.target_width(), spec.classes(), max_batch,
+          spec.loss() == LossKind::kMaskedSequenceSoftmaxCrossEntropy);
       break;
   }
   return m;
@@ -135,7 +138,7 @@ void Model::ScaleGradients(float factor) {
   }
 }
 
-double Model::EvaluateBatch(const float* x, const float* targets, int64_t n) {
+nn::Scores Model::EvaluateBatch(const float* x, const float* targets, int64_t n) {
   return loss_->Score(ForwardPass(x, n, static_cast<int>(nn::Pass::kInference)), targets, n);
 }
 

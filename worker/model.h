@@ -16,6 +16,7 @@
 
 #include "common/model_spec.h"
 #include "worker/nn/buffer.h"
+#include "worker/nn/scores.h"
 
 namespace psforge {
 namespace nn {
@@ -63,8 +64,9 @@ class Model {
   void ScaleGradients(float factor);
 
   // Forward only; returns the batch's metric sum (correct predictions for
-  // classifiers, squared error for regression).
-  double EvaluateBatch(const float* x, const float* targets, int64_t n);
+  // classifiers, squared error for regression), over how many, and the
+  // second metric's sum (nn::Scores).
+  nn::Scores EvaluateBatch(const float* x, const float* targets, int64_t n);
 
   // Forward only (as in evaluation); the model's outputs for the n rows,
   // [n, outputs] (a sequence model: [n, positions, classes]), valid until

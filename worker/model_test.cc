@@ -76,8 +76,8 @@ TEST(Model, PartialBatchesUseTheirOwnShape) {
   float part = (*model)->TrainStep(x.data(), t.data(), 3);
   // Identical rows: the mean loss does not depend on how many there are.
   EXPECT_NEAR(full, part, 1e-6);
-  EXPECT_EQ((*model)->EvaluateBatch(x.data(), t.data(), 16) / 16,
-            (*model)->EvaluateBatch(x.data(), t.data(), 3) / 3);
+  EXPECT_EQ((*model)->EvaluateBatch(x.data(), t.data(), 16).sum / 16,
+            (*model)->EvaluateBatch(x.data(), t.data(), 3).sum / 3);
 }
 
 }  // namespace
@@ -184,7 +184,7 @@ TEST(Model, ChosenLayoutsComputeWhatPlainOnesDo) {
     m->AccumulateStatistics(x.data(), 6);
     m->EndStatistics();
   }
-  EXPECT_EQ((*blocked)->EvaluateBatch(x.data(), t.data(), 6), (*plain)->EvaluateBatch(x.data(), t.data(), 6));
+  EXPECT_EQ((*blocked)->EvaluateBatch(x.data(), t.data(), 6).sum, (*plain)->EvaluateBatch(x.data(), t.data(), 6).sum);
   auto sb = (*blocked)->Statistics(), sp = (*plain)->Statistics();
   ASSERT_EQ(sb.size(), 6u);
   EXPECT_EQ(sb[2].first, "res0.bn0.running_mean");
@@ -232,7 +232,7 @@ TEST(Model, SequenceModelGradientMatchesFiniteDifferences) {
   }
   // The metric is bits per character: the mean loss over positions / ln 2, per sample.
   const double loss = m.TrainStep(x.data(), t.data(), 3);
-  EXPECT_NEAR(m.EvaluateBatch(x.data(), t.data(), 3) / 3, loss / std::log(2.0), 1e-5);
+  EXPECT_NEAR(m.EvaluateBatch(x.data(), t.data(), 3).sum / 3, loss / std::log(2.0), 1e-5);
 }
 
 }  // namespace
@@ -354,6 +354,79 @@ TEST(Model, SequenceClassifierGradientMatchesFiniteDifferences) {
 // Every kind the config reads has a builder on the worker.
 TEST(Model, EveryLayerKindHasABuilder) {
   for (const LayerKindInfo& k : LayerKinds()) EXPECT_NE(nn::FindLayerBuilder(k.type), nullptr) << k.type;
+}
+
+// A masked language model (data.task masked): only the positions with a
+// target count. The gradient matches finite differences; the loss is the
+// sum over those positions divided by the expected count (kMaskRate of all),
+// so that two halves of a batch weighted by their samples give the whole
+// batch's gradient; the metric is the accuracy at those positions, the
+// second metric their bits.
+TEST(Model, MaskedLossCountsOnlyTheMaskedPositionsAndSplitsByRecords) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.layers = {MakeLayer(EmbeddingLayer(4)), MakeLayer<PositionLayer>(), MakeLayer(TransformerLayer(2, false, 8, 0.0)),
+              MakeLayer(LinearLayer())};
+  DataShape shape{5, 6, 0, 7, true};  // windows of 5, a vocabulary of 6 and [MASK]
+  auto spec = ModelSpec::FromConfig(o, shape);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->loss(), LossKind::kMaskedSequenceSoftmaxCrossEntropy);
+  EXPECT_EQ(spec->tensors()[0].shape, (std::vector<int64_t>{7, 4}));
+  auto model = Model::Create(*spec, 4);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  Model& m = **model;
+  spec->Initialize({0, spec->num_params()}, m.weights());
+  std::mt19937_64 rng(5);
+  std::vector<float> x(4 * 5), t(4 * 5);
+  for (auto& v : x) v = static_cast<float>(rng() % 7);
+  for (std::size_t i = 0; i < t.size(); ++i) t[i] = i % 3 == 0 ? static_cast<float>(rng() % 6) : -1.0f;
+  const float loss = m.TrainStep(x.data(), t.data(), 4);
+  std::vector<float> grad(m.gradients().begin(), m.gradients().end());
+  EXPECT_EQ(KeysOffFiniteDifferences(m, grad, x, t, 4), 0) << "of " << spec->num_params() << " keys";
+  // The output at an untargeted position gets no gradient: the last
+  // layer's bias sees the targeted positions' softmax only.
+  std::vector<float> one_target(t.size(), -1.0f);
+  one_target[3] = 2;
+  m.TrainStep(x.data(), one_target.data(), 4);
+  const TensorSpec& bias = spec->tensors().back();
+  double sum = 0;
+  for (int64_t k = 0; k < bias.size(); ++k) sum += m.gradients()[bias.offset + k];
+  EXPECT_NEAR(sum, 0, 1e-5);  // softmax minus one-hot, at one position only
+  EXPECT_LT(m.gradients()[bias.offset + 2], 0);
+  // Halves weighted by their samples (what BSP servers do) give the whole.
+  std::vector<double> halves(grad.size(), 0.0);
+  for (int h = 0; h < 2; ++h) {
+    m.TrainStep(x.data() + h * 10, t.data() + h * 10, 2);
+    for (std::size_t k = 0; k < grad.size(); ++k) halves[k] += 0.5 * m.gradients()[k];
+  }
+  for (std::size_t k = 0; k < grad.size(); ++k) EXPECT_NEAR(halves[k], grad[k], 1e-5 * (1 + std::abs(grad[k]))) << k;
+  // The metric: correct predictions among the 7 targeted positions.
+  const nn::Scores s = m.EvaluateBatch(x.data(), t.data(), 4);
+  EXPECT_EQ(s.count, 7);
+  EXPECT_GE(s.sum, 0);
+  EXPECT_LE(s.sum, 7);
+  // Their bits: the summed loss in bits (the loss divides by 20 * kMaskRate).
+  EXPECT_NEAR(s.second, loss * 20 * 0.15 / std::log(2.0), 1e-4 * s.second);
+}
+
+// model.freeze names tensors by prefix; a prefix that names none, or one
+// that freezes everything, is an error.
+TEST(ModelSpec, FreezeNamesTensorsByPrefix) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.layers = {MakeLayer(LinearLayer(4)), MakeLayer<ReluLayer>(), MakeLayer(LinearLayer())};
+  o.freeze = {"fc0"};
+  auto spec = ModelSpec::FromConfig(o, 3, 2);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->FrozenIn({0, spec->num_params()}), (std::vector<KeyRange>{{0, 16}}));
+  EXPECT_EQ(spec->FrozenIn({10, 20}), (std::vector<KeyRange>{{0, 6}}));
+  EXPECT_TRUE(spec->FrozenIn({16, 26}).empty());
+  o.freeze = {"fc0", "nope"};
+  auto bad = ModelSpec::FromConfig(o, 3, 2);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("model.freeze[1]: 'nope'"), std::string::npos) << bad.status().message();
+  o.freeze = {"fc"};
+  EXPECT_FALSE(ModelSpec::FromConfig(o, 3, 2).ok());
 }
 
 }  // namespace

@@ -11,6 +11,7 @@ Result<std::unique_ptr<LocalParameterClient>> LocalParameterClient::Create(
     return InvalidArgument("weight buffer has " + std::to_string(weights.size()) +
                            " floats, the model " + std::to_string(spec.num_params()));
   PSF_ASSIGN_OR_RETURN(auto optimizer, Optimizer::Create(options, spec.num_params()));
+  optimizer->Freeze(spec.FrozenIn({0, spec.num_params()}));
   spec.Initialize({0, spec.num_params()}, weights);
   std::vector<std::unique_ptr<EmbeddingTable>> tables;
   for (const TableOptions& t : spec.tables()) {

@@ -5,6 +5,7 @@
 #include "common/clock.h"
 #include "common/ctr_metrics.h"
 #include "common/parallel.h"
+#include "common/text_dataset.h"
 
 #include <unistd.h>
 
@@ -44,6 +45,7 @@ Trainer::Trainer(const JobConfig& config, Model* model, ParameterClient* client,
     batch_keys_.resize(model->max_batch() * spec.categorical());
     sparse_ = std::make_unique<SparseBatch>(spec, model->max_batch());
   }
+  masked_ = spec.loss() == LossKind::kMaskedSequenceSoftmaxCrossEntropy;
 }
 
 Trainer::~Trainer() = default;
@@ -96,9 +98,17 @@ Status Trainer::PullEmbeddings(int64_t version, int64_t n) {
   return Status::Ok();
 }
 
-Result<double> Trainer::Evaluate(const Dataset& data, int64_t version, double* logloss) {
+void Trainer::Mask(const int64_t* rows, int64_t n, int64_t epoch) {
+  if (!masked_) return;
+  const int64_t positions = model_->spec().target_width();
+  for (int64_t i = 0; i < n; ++i)
+    MaskForPretraining(config_.training.seed, epoch, rows[i], model_->spec().classes(),
+                       batch_x_.data() + i * positions, batch_t_.data() + i * positions, positions);
+}
+
+Result<double> Trainer::Evaluate(const Dataset& data, int64_t version, double* second) {
   const int64_t b = model_->max_batch();
-  double sum = 0;
+  nn::Scores sums;
   std::vector<int64_t> rows(b);
   scores_.clear();
   labels_.clear();
@@ -107,7 +117,11 @@ Result<double> Trainer::Evaluate(const Dataset& data, int64_t version, double* l
     std::iota(rows.begin(), rows.begin() + n, start);
     PSF_RETURN_IF_ERROR(Gather(data, rows.data(), n));
     if (!sparse_) {
-      sum += model_->EvaluateBatch(batch_x_.data(), batch_t_.data(), n);
+      Mask(rows.data(), n, /*epoch=*/0);  // the same positions at every evaluation
+      const nn::Scores s = model_->EvaluateBatch(batch_x_.data(), batch_t_.data(), n);
+      sums.sum += s.sum;
+      sums.count += s.count;
+      sums.second += s.second;
       continue;
     }
     PSF_RETURN_IF_ERROR(PullEmbeddings(version, n).WithContext("evaluating version " + std::to_string(version)));
@@ -118,10 +132,11 @@ Result<double> Trainer::Evaluate(const Dataset& data, int64_t version, double* l
     }
   }
   if (sparse_) {
-    if (logloss) *logloss = LogLoss(scores_, labels_);
+    if (second) *second = LogLoss(scores_, labels_);
     return Auc(scores_, labels_);
   }
-  return sum / static_cast<double>(data.rows);
+  if (second) *second = sums.count > 0 ? sums.second / sums.count : 0;
+  return sums.count > 0 ? sums.sum / sums.count : 0;
 }
 
 void Trainer::EstimateStatistics(const Dataset& train) {
@@ -145,16 +160,17 @@ void Trainer::EstimateStatistics(const Dataset& train) {
 Status Trainer::EvaluateEpoch(const Dataset& test, BatchSource* source, int64_t epoch, int64_t step,
                               bool final, double epoch_loss, TrainResult* result) {
   if (train_ != nullptr) EstimateStatistics(*train_);
-  double logloss = 0;
-  PSF_ASSIGN_OR_RETURN(const double metric, Evaluate(test, step, &logloss));
-  EpochResult e{epoch, step, epoch_loss, metric, logloss, Seconds(start_)};
+  double second = 0;
+  PSF_ASSIGN_OR_RETURN(const double metric, Evaluate(test, step, &second));
+  EpochResult e{epoch, step, epoch_loss, metric, second, Seconds(start_)};
   result->history.push_back(e);
   char line[320];
   std::snprintf(line, sizeof line, "%s epoch %lld/%lld  step %lld  train loss %s  %s %.4f%s  %.1fs",
                 final ? "final" : "after", (long long)epoch, (long long)source->epochs(), (long long)step,
                 std::isfinite(e.train_loss) ? Fixed(e.train_loss, 4).c_str() : "n/a (no step of it trained here)",
                 result->metric_name.c_str(), e.test_metric,
-                sparse_ ? ("  test_logloss " + Fixed(logloss, 4)).c_str() : "", e.wall_s);
+                result->second_name ? ("  " + std::string(result->second_name) + " " + Fixed(second, 4)).c_str() : "",
+                e.wall_s);
   progress_->Line(line);
   return source->Report(epoch, step, e.test_metric, final, e.train_loss, e.test_logloss);
 }
@@ -175,7 +191,9 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   train_ = &train;
   TrainResult result;
   result.metric_name = MetricName(config_);
-  result.ctr = sparse_ != nullptr;
+  result.second_name = SecondMetricName(config_);
+  if (config_.data.format == DataFormat::kText && config_.data.task == TextTask::kClassify)
+    result.majority_accuracy = MajorityAccuracy(train, test);
   std::span<float> weights = model_->weights();
   int64_t step = source->first_step();
   PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
@@ -217,6 +235,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     std::span<const SparseRows> row_gradients;
     if (n > 0) {
       PSF_RETURN_IF_ERROR(Gather(train, rows_.data(), n));
+      Mask(rows_.data(), n, plan.epoch);
       if (sparse_) PSF_RETURN_IF_ERROR(PullEmbeddings(step, n));
       const auto compute = Clock::now();
       // Parts of the gradient go out as backward makes them final (the
@@ -284,7 +303,7 @@ nlohmann::json SummaryJson(const TrainResult& r, const JobConfig& config) {
   for (const auto& e : r.history) {
     history.push_back({{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
                        {r.metric_name, e.test_metric}, {"wall_s", e.wall_s}});
-    if (r.ctr) history.back()["test_logloss"] = e.test_logloss;
+    if (r.second_name) history.back()[r.second_name] = e.test_logloss;
   }
   nlohmann::json j = {{"metric", r.metric_name}, {"epochs", r.epochs}, {"steps", r.steps},
                       {"samples", r.samples}, {"samples_per_s", r.samples_per_s},
@@ -300,8 +319,9 @@ nlohmann::json SummaryJson(const TrainResult& r, const JobConfig& config) {
     j["bytes_pushed"] = r.wire.pushed;
     j["bytes_pulled"] = r.wire.pulled;
   }
-  if (r.evaluated && r.ctr) {
-    j["test_logloss"] = r.test_logloss;
+  if (r.evaluated && r.second_name) j[r.second_name] = r.test_logloss;
+  if (std::isfinite(r.majority_accuracy)) j["majority_accuracy"] = r.majority_accuracy;
+  if (r.evaluated && r.second_name && config.model.kind == ModelKind::kCtr) {
     // Synthetic click logs (ps-ctr-data) come with their planted model's
     // AUC on the same test file: the best a learner can expect.
     if (auto planted = PlantedModelOf(config.data.test_tsv)) j.update(*planted);

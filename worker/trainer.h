@@ -35,16 +35,22 @@ struct EpochResult {
   int64_t step = 0;        // steps taken when it was evaluated
   double train_loss = 0;   // mean over this process's batches of the epoch
   double test_metric = 0;  // accuracy, mean squared error for regression, AUC for ctr
-  double test_logloss = 0; // ctr: the log loss of the predicted click probabilities
+  // The second metric (SecondMetricName): ctr, the log loss of the
+  // predicted click probabilities; data.task masked, the bits per masked
+  // character.
+  double test_logloss = 0;
   double wall_s = 0;       // since training started
 };
 
 struct TrainResult {
   std::string metric_name;  // "test_accuracy", "test_mse", "test_auc", ...
   bool evaluated = false;   // false: a cluster worker whose job another worker evaluated
-  bool ctr = false;         // a ctr model: test_logloss is reported too
+  const char* second_name = nullptr;  // the second metric's name (test_logloss holds it), or none
   double test_metric = 0;
   double test_logloss = 0;
+  // data.task classify: what answering the training set's most frequent
+  // class scores on the test set; NaN otherwise.
+  double majority_accuracy = std::numeric_limits<double>::quiet_NaN();
   int64_t epochs = 0;
   int64_t steps = 0;
   int64_t samples = 0;       // records this process trained on
@@ -70,9 +76,11 @@ class Trainer {
   Result<TrainResult> Run(const Dataset& train, const Dataset& test, BatchSource* source);
 
   // The metric over a whole data set (accuracy, mean squared error; ctr:
-  // AUC, with the log loss in *logloss) for the weights of `version` at
-  // hand (a ctr model pulls the rows each batch uses at that version).
-  Result<double> Evaluate(const Dataset& data, int64_t version, double* logloss = nullptr);
+  // AUC) and the second metric where there is one (ctr: the log loss;
+  // masked: bits per masked character) in *second, for the weights of
+  // `version` at hand (a ctr model pulls the rows each batch uses at that
+  // version).
+  Result<double> Evaluate(const Dataset& data, int64_t version, double* second = nullptr);
 
   // Estimates the batch statistics evaluation needs (batchnorm) from the
   // first kStatisticsBatches batches of `train`; nothing without batchnorm.
@@ -84,6 +92,9 @@ class Trainer {
   // streamed file cannot be read as it was indexed.
   Status Gather(const Dataset& data, const int64_t* rows, int64_t n);
   Status GatherStreamed(const Dataset& data, const int64_t* rows, int64_t n);
+  // data.task masked: BERT's masks on the gathered batch, chosen by
+  // (training.seed, epoch, row): the same in every process.
+  void Mask(const int64_t* rows, int64_t n, int64_t epoch);
   // ctr: plans the gathered batch's rows, pulls them at `version` and pools
   // them into its input.
   Status PullEmbeddings(int64_t version, int64_t n);
@@ -101,6 +112,7 @@ class Trainer {
   std::vector<std::unique_ptr<RecordBlocks>> streams_;  // streamed data sets' blocks, by index
   std::vector<float> scores_, labels_;  // ctr: a test set's predictions, for its AUC
   std::vector<int64_t> rows_;
+  bool masked_ = false;
   const Dataset* train_ = nullptr;  // during Run
 };
 

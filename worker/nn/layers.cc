@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/text_dataset.h"
 #include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
@@ -194,8 +195,8 @@ struct SoftmaxCrossEntropy::Plan {
   Args args;
 };
 
-SoftmaxCrossEntropy::SoftmaxCrossEntropy(DnnlContext* ctx, int64_t classes, int64_t max_batch)
-    : ctx_(ctx), classes_(classes), log_probs_(max_batch * classes) {}
+SoftmaxCrossEntropy::SoftmaxCrossEntropy(DnnlContext* ctx, int64_t classes, int64_t max_batch, bool masked)
+    : ctx_(ctx), classes_(classes), masked_(masked), log_probs_(max_batch * classes) {}
 SoftmaxCrossEntropy::~SoftmaxCrossEntropy() = default;
 
 SoftmaxCrossEntropy::Plan& SoftmaxCrossEntropy::PlanFor(int64_t n) {
@@ -230,31 +231,52 @@ float SoftmaxCrossEntropy::Forward(const float* outputs, const float* targets, i
   targets_ = targets;
   n_ = n;
   double sum = 0;
+  if (!masked_) {
+    for (int64_t i = 0; i < n; ++i) sum -= log_probs_[i * classes_ + static_cast<int64_t>(targets[i])];
+    return static_cast<float>(sum / n);
+  }
   for (int64_t i = 0; i < n; ++i)
-    sum -= log_probs_[i * classes_ + static_cast<int64_t>(targets[i])];
-  return static_cast<float>(sum / n);
+    if (targets[i] >= 0) sum -= log_probs_[i * classes_ + static_cast<int64_t>(targets[i])];
+  return static_cast<float>(sum / (static_cast<double>(n) * kMaskRate));
 }
 
 void SoftmaxCrossEntropy::Backward(float* doutputs) {
-  const float inv_n = 1.0f / static_cast<float>(n_);
-  for (int64_t i = 0; i < n_ * classes_; ++i) doutputs[i] = std::exp(log_probs_[i]) * inv_n;
-  for (int64_t i = 0; i < n_; ++i) doutputs[i * classes_ + static_cast<int64_t>(targets_[i])] -= inv_n;
+  const float inv_n = masked_ ? static_cast<float>(1.0 / (static_cast<double>(n_) * kMaskRate))
+                              : 1.0f / static_cast<float>(n_);
+  if (!masked_) {
+    for (int64_t i = 0; i < n_ * classes_; ++i) doutputs[i] = std::exp(log_probs_[i]) * inv_n;
+    for (int64_t i = 0; i < n_; ++i) doutputs[i * classes_ + static_cast<int64_t>(targets_[i])] -= inv_n;
+    return;
+  }
+  for (int64_t i = 0; i < n_; ++i) {
+    float* d = doutputs + i * classes_;
+    if (targets_[i] < 0) {
+      std::fill(d, d + classes_, 0.0f);
+      continue;
+    }
+    const float* lp = log_probs_.data() + i * classes_;
+    for (int64_t c = 0; c < classes_; ++c) d[c] = std::exp(lp[c]) * inv_n;
+    d[static_cast<int64_t>(targets_[i])] -= inv_n;
+  }
 }
 
-double SoftmaxCrossEntropy::Score(const float* outputs, const float* targets, int64_t n) const {
-  int64_t correct = 0;
+Scores SoftmaxCrossEntropy::Score(const float* outputs, const float* targets, int64_t n) const {
+  Scores s;
   for (int64_t i = 0; i < n; ++i) {
+    if (targets[i] < 0) continue;  // masked: no target here
     const float* row = outputs + i * classes_;
     int64_t best = std::max_element(row, row + classes_) - row;
-    correct += best == static_cast<int64_t>(targets[i]);
+    s.sum += best == static_cast<int64_t>(targets[i]);
+    s.count += 1;
   }
-  return static_cast<double>(correct);
+  return s;
 }
 
 // ---- SequenceCrossEntropy ---------------------------------------------------
 
-SequenceCrossEntropy::SequenceCrossEntropy(DnnlContext* ctx, int64_t positions, int64_t classes, int64_t max_batch)
-    : positions_(positions), inner_(ctx, classes, max_batch * positions) {}
+SequenceCrossEntropy::SequenceCrossEntropy(DnnlContext* ctx, int64_t positions, int64_t classes, int64_t max_batch,
+                                           bool masked)
+    : positions_(positions), inner_(ctx, classes, max_batch * positions, masked) {}
 
 float SequenceCrossEntropy::Forward(const float* outputs, const float* targets, int64_t n) {
   return inner_.Forward(outputs, targets, n * positions_);
@@ -262,10 +284,18 @@ float SequenceCrossEntropy::Forward(const float* outputs, const float* targets, 
 
 void SequenceCrossEntropy::Backward(float* doutputs) { inner_.Backward(doutputs); }
 
-double SequenceCrossEntropy::Score(const float* outputs, const float* targets, int64_t n) const {
-  // The mean loss in nats over n * positions, as a sum over samples of bits.
-  const double mean_nats = inner_.Forward(outputs, targets, n * positions_);
-  return mean_nats / std::log(2.0) * static_cast<double>(n);
+Scores SequenceCrossEntropy::Score(const float* outputs, const float* targets, int64_t n) const {
+  if (!inner_.masked_) {
+    // The mean loss in nats over n * positions, as a sum over samples of bits.
+    const double mean_nats = inner_.Forward(outputs, targets, n * positions_);
+    return Scores{mean_nats / std::log(2.0) * static_cast<double>(n), static_cast<double>(n), 0};
+  }
+  inner_.Forward(outputs, targets, n * positions_);
+  Scores s = inner_.Score(outputs, targets, n * positions_);
+  const int64_t classes = inner_.classes_;
+  for (int64_t i = 0; i < n * positions_; ++i)
+    if (targets[i] >= 0) s.second -= inner_.log_probs_[i * classes + static_cast<int64_t>(targets[i])] / std::log(2.0);
+  return s;
 }
 
 // ---- SigmoidBinaryCrossEntropy ----------------------------------------------
@@ -289,11 +319,11 @@ void SigmoidBinaryCrossEntropy::Backward(float* doutputs) {
     doutputs[i] = (1.0f / (1.0f + std::exp(-outputs_[i])) - targets_[i]) * inv_n;
 }
 
-double SigmoidBinaryCrossEntropy::Score(const float* outputs, const float* targets,
+Scores SigmoidBinaryCrossEntropy::Score(const float* outputs, const float* targets,
                                         int64_t n) const {
   int64_t correct = 0;
   for (int64_t i = 0; i < n; ++i) correct += (outputs[i] > 0.0f) == (targets[i] > 0.5f);
-  return static_cast<double>(correct);
+  return Scores{static_cast<double>(correct), static_cast<double>(n), 0};
 }
 
 // ---- MeanSquaredError -------------------------------------------------------
@@ -302,7 +332,7 @@ float MeanSquaredError::Forward(const float* outputs, const float* targets, int6
   outputs_ = outputs;
   targets_ = targets;
   n_ = n;
-  return static_cast<float>(Score(outputs, targets, n) / n);
+  return static_cast<float>(Score(outputs, targets, n).sum / n);
 }
 
 void MeanSquaredError::Backward(float* doutputs) {
@@ -310,13 +340,13 @@ void MeanSquaredError::Backward(float* doutputs) {
   for (int64_t i = 0; i < n_; ++i) doutputs[i] = scale * (outputs_[i] - targets_[i]);
 }
 
-double MeanSquaredError::Score(const float* outputs, const float* targets, int64_t n) const {
+Scores MeanSquaredError::Score(const float* outputs, const float* targets, int64_t n) const {
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     double d = static_cast<double>(outputs[i]) - targets[i];
     sum += d * d;
   }
-  return sum;
+  return Scores{sum, static_cast<double>(n), 0};
 }
 
 }  // namespace psforge::nn

@@ -18,6 +18,7 @@
 #include <dnnl.hpp>
 
 #include "common/config.h"
+#include "worker/nn/scores.h"
 
 namespace psforge::nn {
 
@@ -142,35 +143,42 @@ class Eltwise final : public Layer {
 
 // A loss over a batch of model outputs and targets. Forward returns the mean
 // loss and remembers what Backward needs; Backward writes dL/doutput of the
-// mean loss. `Score` is the evaluation metric's sum over the batch: correct
-// predictions for classifiers, squared error for regression.
+// mean loss. `Score` evaluates a batch (nn::Scores).
+
 class Loss {
  public:
   virtual ~Loss() = default;
   virtual float Forward(const float* outputs, const float* targets, int64_t n) = 0;
   virtual void Backward(float* doutputs) = 0;
-  virtual double Score(const float* outputs, const float* targets, int64_t n) const = 0;
+  virtual Scores Score(const float* outputs, const float* targets, int64_t n) const = 0;
   // As Layer::implementations().
   virtual std::vector<std::string> implementations() const { return {}; }
 };
 
 // Softmax over `classes` outputs, cross-entropy against a class index.
-// Log-softmax runs as a oneDNN primitive.
+// Log-softmax runs as a oneDNN primitive. `masked`: a negative target means
+// no loss at that row, and the loss is the sum over the other rows divided
+// by the number of rows masking is expected to leave (n * kMaskRate,
+// common/text_dataset.h): a fixed divisor, so that the gradient of a batch
+// split among workers and summed by the servers in proportion to their
+// rows is the gradient of the whole batch.
 class SoftmaxCrossEntropy final : public Loss {
  public:
-  SoftmaxCrossEntropy(DnnlContext* ctx, int64_t classes, int64_t max_batch);
+  SoftmaxCrossEntropy(DnnlContext* ctx, int64_t classes, int64_t max_batch, bool masked = false);
   ~SoftmaxCrossEntropy() override;
   float Forward(const float* outputs, const float* targets, int64_t n) override;
   void Backward(float* doutputs) override;
-  double Score(const float* outputs, const float* targets, int64_t n) const override;
+  Scores Score(const float* outputs, const float* targets, int64_t n) const override;
   std::vector<std::string> implementations() const override;
 
  private:
   struct Plan;
   Plan& PlanFor(int64_t n);
 
+  friend class SequenceCrossEntropy;
   DnnlContext* ctx_;
   int64_t classes_;
+  bool masked_;
   std::vector<float> log_probs_;  // [max_batch, classes]
   const float* targets_ = nullptr;
   int64_t n_ = 0;
@@ -180,13 +188,16 @@ class SoftmaxCrossEntropy final : public Loss {
 // A softmax cross-entropy at every one of `positions` positions of each
 // sample ([positions, classes] outputs, [positions] targets), the mean over
 // positions and samples. Score: each sample's mean over its positions, in
-// bits (so the metric is bits per character).
+// bits (so the metric is bits per character). `masked` (as
+// SoftmaxCrossEntropy's): only the positions with a target count; Score is
+// the correct predictions among them (masked accuracy) and the second
+// metric their bits.
 class SequenceCrossEntropy final : public Loss {
  public:
-  SequenceCrossEntropy(DnnlContext* ctx, int64_t positions, int64_t classes, int64_t max_batch);
+  SequenceCrossEntropy(DnnlContext* ctx, int64_t positions, int64_t classes, int64_t max_batch, bool masked = false);
   float Forward(const float* outputs, const float* targets, int64_t n) override;
   void Backward(float* doutputs) override;
-  double Score(const float* outputs, const float* targets, int64_t n) const override;
+  Scores Score(const float* outputs, const float* targets, int64_t n) const override;
   std::vector<std::string> implementations() const override { return inner_.implementations(); }
 
  private:
@@ -199,7 +210,7 @@ class SigmoidBinaryCrossEntropy final : public Loss {
  public:
   float Forward(const float* outputs, const float* targets, int64_t n) override;
   void Backward(float* doutputs) override;
-  double Score(const float* outputs, const float* targets, int64_t n) const override;
+  Scores Score(const float* outputs, const float* targets, int64_t n) const override;
 
  private:
   const float* outputs_ = nullptr;
@@ -212,7 +223,7 @@ class MeanSquaredError final : public Loss {
  public:
   float Forward(const float* outputs, const float* targets, int64_t n) override;
   void Backward(float* doutputs) override;
-  double Score(const float* outputs, const float* targets, int64_t n) const override;
+  Scores Score(const float* outputs, const float* targets, int64_t n) const override;
 
  private:
   const float* outputs_ = nullptr;
