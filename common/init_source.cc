@@ -51,24 +51,29 @@ bool InitFromNamesARun(const std::string& init_from) {
 Status ResolveInitFrom(const char* program, JobConfig* config, const std::string& out_dir) {
   const std::string source = config->model.init_from;
   if (!InitFromNamesARun(source)) return Status::Ok();
-  std::vector<std::string> args;
   std::error_code ec;
+  std::filesystem::path run;
   if (IsConfigFile(source)) {
-    args = {"--config", source};
+    // The job's newest run, a finished one first (as ps-export finds it).
+    run = NewestRun(kRunsFolder, source, /*finished=*/true);
+    if (run.empty()) run = NewestRun(kRunsFolder, source, /*finished=*/false);
+    if (run.empty())
+      return NotFound("model.init_from " + source + ": no run of it under " +
+                      (std::filesystem::current_path(ec) / kRunsFolder).string() +
+                      "/ (train it first, or name a run directory or an .npz)");
   } else {
     // A run directory, or its checkpoints/ folder.
-    std::filesystem::path run = source;
+    run = std::filesystem::path(source).lexically_normal();
+    if (run.filename().empty()) run = run.parent_path();
     if (RunRecordConfig(run.string()).empty() && run.filename() == "checkpoints") run = run.parent_path();
-    if (RunRecordConfig(run.string()).empty() && run.filename().empty() &&
-        run.parent_path().filename() == "checkpoints")
-      run = run.parent_path().parent_path();
-    const std::string job = RunRecordConfig(run.string());
-    if (job.empty())
+    if (RunRecordConfig(run.string()).empty())
       return InvalidArgument("model.init_from " + source +
                              ": a folder, but neither a run directory (with launch.json) nor its checkpoints/ "
                              "folder; name the job's config instead");
-    args = {"--config", job, "--run-dir", run.string()};
   }
+  // The run's model is its config with the overrides it was started with.
+  std::vector<std::string> args{"--config", RunRecordConfig(run.string()), "--run-dir", run.string()};
+  for (const std::string& set : RunRecordSets(run.string())) args.insert(args.end(), {"--set", set});
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) return Internal(std::string("cannot find this program's path: ") + std::strerror(errno));
@@ -79,7 +84,7 @@ Status ResolveInitFrom(const char* program, JobConfig* config, const std::string
                     ", which is not there (build it, or give an .npz from ps-export)");
   std::string out = out_dir.empty() ? (std::filesystem::temp_directory_path() /
                                        ("psforge-init-" + std::to_string(getpid()) + ".npz")).string()
-                                    : (std::filesystem::path(out_dir) / "init_from.npz").string();
+                                    : std::filesystem::absolute(std::filesystem::path(out_dir) / "init_from.npz").string();
   const std::string log = out + ".log";
   args.insert(args.begin(), exporter);
   args.insert(args.end(), {"--out", out});

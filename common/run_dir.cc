@@ -36,10 +36,13 @@ std::string ConfigIdentity(const std::string& config_path) {
   return ec ? config_path : c.string();
 }
 
-Status WriteRunRecord(const std::string& run_dir, const std::string& config_path) {
+Status WriteRunRecord(const std::string& run_dir, const std::string& config_path,
+                      const std::vector<std::string>& sets) {
   const std::string path = run_dir + "/" + kRunRecord;
   std::ofstream out(path);
-  out << nlohmann::json{{"config", ConfigIdentity(config_path)}}.dump() << "\n";
+  nlohmann::json record{{"config", ConfigIdentity(config_path)}};
+  if (!sets.empty()) record["sets"] = sets;
+  out << record.dump() << "\n";
   if (!out) return Unavailable("cannot write " + path);
   return Status::Ok();
 }
@@ -49,6 +52,17 @@ std::string RunRecordConfig(const std::string& run_dir) {
   if (!in) return "";
   auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   return j.is_object() && j.contains("config") && j["config"].is_string() ? j["config"].get<std::string>() : "";
+}
+
+std::vector<std::string> RunRecordSets(const std::string& run_dir) {
+  std::ifstream in(fs::path(run_dir) / kRunRecord);
+  if (!in) return {};
+  auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  std::vector<std::string> sets;
+  if (j.is_object() && j.contains("sets") && j["sets"].is_array())
+    for (const auto& s : j["sets"])
+      if (s.is_string()) sets.push_back(s.get<std::string>());
+  return sets;
 }
 
 std::string NewestRun(const std::string& base, const std::string& config_path, bool finished) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -20,10 +21,14 @@ std::string DefaultRunDir(const std::string& config_path);
 // The config's path as recorded and compared: canonical where it exists.
 std::string ConfigIdentity(const std::string& config_path);
 
-// Writes RUN_DIR/launch.json for `config_path`.
-Status WriteRunRecord(const std::string& run_dir, const std::string& config_path);
+// Writes RUN_DIR/launch.json for `config_path` and the --set overrides
+// the run was started with (section.field=value each).
+Status WriteRunRecord(const std::string& run_dir, const std::string& config_path,
+                      const std::vector<std::string>& sets = {});
 // The config recorded in RUN_DIR/launch.json ("" without one).
 std::string RunRecordConfig(const std::string& run_dir);
+// The overrides recorded there (none without them).
+std::vector<std::string> RunRecordSets(const std::string& run_dir);
 
 // The newest run directory under `base` recorded for `config_path`: a
 // finished one (it has a summary.json) or one that is not ("" when none).

@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     return std::fprintf(stderr, "ps-coordinator: %s\n", s.message().c_str()), 2;
   if (!options.run_dir.empty())
     if (auto s = psforge::PrepareOutputDir(options.run_dir, "the run directory");
-        !s.ok() || !(s = psforge::WriteRunRecord(options.run_dir, flags.config_path)).ok())
+        !s.ok() || !(s = psforge::WriteRunRecord(options.run_dir, flags.config_path, flags.sets)).ok())
       return std::fprintf(stderr, "ps-coordinator: %s\n", s.message().c_str()), 2;
 
   if (auto s = psforge::CheckPlaintextBind("ps-coordinator", options.bind, config->security.curve(),

@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   if (auto s = psforge::PrepareOutputDir(run_dir + "/logs", "the run directory's logs,"); !s.ok())
     return std::fprintf(stderr, "ps-launch: %s\n", s.message().c_str()), 2;
   std::error_code ec;
-  if (auto s = psforge::WriteRunRecord(run_dir, flags.config_path); !s.ok())
+  if (auto s = psforge::WriteRunRecord(run_dir, flags.config_path, flags.sets); !s.ok())
     return std::fprintf(stderr, "ps-launch: %s\n", s.message().c_str()), 1;
   const std::string endpoint_file = run_dir + "/coordinator.endpoint";
   std::filesystem::remove(endpoint_file, ec);

@@ -28,8 +28,11 @@ nlohmann::json InputDescription(const JobConfig& config, const TrainTestData& da
       std::vector<int> bytes(data.vocabulary.begin(), data.vocabulary.end());
       // Bytes that are not valid UTF-8 on their own are listed by value only.
       bool ascii = std::all_of(data.vocabulary.begin(), data.vocabulary.end(), [](uint8_t b) { return b < 0x80; });
-      nlohmann::json j = {{"format", "text"}, {"window", d.window}, {"vocabulary_bytes", bytes}};
+      nlohmann::json j = {{"format", "text"}, {"window", d.window}, {"vocabulary_bytes", bytes},
+                          {"task", TextTaskName(d.task)}};
       if (ascii) j["vocabulary"] = chars;
+      if (d.task != TextTask::kNext) j["mask_id"] = static_cast<int64_t>(data.vocabulary.size());  // [MASK]
+      if (d.task == TextTask::kClassify) j["labels"] = d.classes;
       return j;
     }
   }

@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   if (!options.run_dir.empty()) {
     if (auto s = psforge::PrepareOutputDir(options.run_dir, "--run-dir"); !s.ok())
       return std::fprintf(stderr, "ps-train: %s\n", s.message().c_str()), 2;
-    if (auto s = psforge::WriteRunRecord(options.run_dir, flags.config_path); !s.ok())
+    if (auto s = psforge::WriteRunRecord(options.run_dir, flags.config_path, flags.sets); !s.ok())
       return std::fprintf(stderr, "ps-train: %s\n", s.message().c_str()), 1;
   }
   omp_set_num_threads(static_cast<int>(config->training.threads));

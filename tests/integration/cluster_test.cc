@@ -182,14 +182,19 @@ std::vector<float> RunTwoWorkers(const testing::TempDir& dir, testing::TestClust
   return std::filesystem::exists(saved) ? ReadWeights(saved) : std::vector<float>{};
 }
 
-// The MLP's config with `sets` and then `more` as --set overrides.
-JobConfig LoadMlp(const std::vector<std::string>& sets, const std::vector<std::string>& more) {
+// The config at `path` with `sets` and then `more` as --set overrides.
+JobConfig LoadConfig(const std::string& path, const std::vector<std::string>& sets,
+                     const std::vector<std::string>& more) {
   std::vector<ConfigOverride> overrides;
   for (const auto& s : sets) overrides.push_back(*ParseOverride(s));
   for (const auto& s : more) overrides.push_back(*ParseOverride(s));
-  auto config = LoadJobConfig(kMlpConfig, overrides);
+  auto config = LoadJobConfig(path, overrides);
   EXPECT_TRUE(config.ok()) << config.status().ToString();
   return config.ok() ? *config : JobConfig{};
+}
+
+JobConfig LoadMlp(const std::vector<std::string>& sets, const std::vector<std::string>& more) {
+  return LoadConfig(kMlpConfig, sets, more);
 }
 
 // The job of `sets` through 2 servers and workers w0 and w1 (RunTwoWorkers)
@@ -315,6 +320,67 @@ TEST(Cluster, BspTwoWorkersTwoServersMatchOneProcessOnTheWholeBatch) {
 // as 13 pushes a step, each summed, applied and answered on its own. The
 // parts must end bit for bit where whole pushes do (the optimizer's rules
 // are elementwise and its step count moves once a step).
+
+// The same anchor for the Transformers: a causal GPT (a loss at every
+// position) and a masked encoder (a loss at the masked positions, divided
+// by a fixed count; masks chosen by record, not by worker), small, without
+// dropout (its masks are drawn per worker). 2 workers on batches of 8 give
+// the bits of one process pairing half-batch gradients as a server does,
+// and one process on the whole batch of 16 to rounding: measured below
+// (printed), bound as the MLP's.
+TEST(Cluster, BspTransformersMatchOneProcessOnTheWholeBatch) {
+  const std::string model =
+      "model.layers=[{type: embedding, dim: 16, std: 0.02}, position, "
+      "{type: transformer, heads: 2, mlp: 32, dropout: 0, causal: CAUSAL}, layernorm, {type: linear}]";
+  for (const char* task : {"next", "masked"}) {
+    SCOPED_TRACE(task);
+    const bool masked = std::string(task) == "masked";
+    const std::string config = std::string(PSFORGE_SOURCE_DIR) + (masked ? "/configs/fortunes_bert.yaml"
+                                                                          : "/configs/fortunes_gpt.yaml");
+    std::string layers = model;
+    layers.replace(layers.find("CAUSAL"), 6, masked ? "false" : "true");
+    std::vector<std::string> sets{layers, "training.max_steps=20", "training.batch_size=16", "cluster.workers=2",
+                                  "data.shard_size=8", "optimizer.lr_schedule=constant",
+                                  "optimizer.lr_warmup_steps=0", "optimizer.learning_rate=0.003",
+                                  // each server clips its own range: not what one process does
+                                  "optimizer.clip_norm=0"};
+    // A window whose training set is an even number of worker batches:
+    // the shards are then exactly a worker's batch each (the plan rounds
+    // their number up to a multiple of the workers).
+    TrainTestData data;
+    for (int window = 16; window <= 48; ++window) {
+      auto d = LoadTrainTest(LoadConfig(config, sets, {"data.window=" + std::to_string(window)}));
+      ASSERT_TRUE(d.ok()) << d.status().ToString();
+      if (d->train.rows % 16 != 0) continue;
+      sets.push_back("data.window=" + std::to_string(window));
+      data = std::move(*d);
+      break;
+    }
+    ASSERT_GT(data.train.rows, 0) << "no window in [16, 48] makes an even number of batches";
+    testing::TempDir dir;
+    auto cluster = testing::StartCluster(config, 2, sets, {"--summary", dir.File("job.json")});
+    const std::vector<float> cluster_weights = RunTwoWorkers(dir, cluster);
+    ASSERT_FALSE(cluster_weights.empty()) << "no worker saved the final weights";
+
+    const JobConfig whole = LoadConfig(config, sets, {});
+    const JobConfig halves = LoadConfig(config, sets, {"training.batch_size=8", "training.max_steps=40"});
+    auto spec = ModelSpec::FromConfig(whole.model, ShapeOf(whole, data.train));
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    ASSERT_EQ(cluster_weights.size(), static_cast<std::size_t>(spec->num_params()));
+    omp_set_num_threads(1);
+    const std::vector<float> paired = TrainOneProcess(halves, data, *spec, true);
+    ExpectSameBits(cluster_weights, paired);
+    double worst = 0;
+    const double adam = RelativeError(paired, TrainOneProcess(whole, data, *spec, false), &worst);
+    EXPECT_LE(adam, 2e-3) << "Adam, whole batch vs two halves; largest elementwise difference " << worst;
+    const double half_lost = RelativeError(
+        paired, TrainOneProcess(LoadConfig(config, sets, {"training.batch_size=8"}), data, *spec, false), &worst);
+    EXPECT_GT(half_lost, 10 * adam);
+    std::printf("%s: whole batch vs two halves after 20 steps: relative error %.3g (Adam); half of each batch: %.3g\n",
+                task, adam, half_lost);
+  }
+}
+
 TEST(Cluster, BspInPartsThroughFramesMatchesTheOneProcessBitForBit) {
   testing::TempDir dir;
   const std::vector<std::string> sets{"training.max_steps=50", "training.batch_size=120",
