@@ -34,7 +34,10 @@ LayerKindInfo Kind() {
 template <typename S>
 void NoSettings(MapReader&, S*) {}
 
-void ReadLinear(MapReader& r, LinearLayer* l) { r.Int("out", &l->out, 1, 1 << 24); }
+void ReadLinear(MapReader& r, LinearLayer* l) {
+  r.Int("out", &l->out, 1, 1 << 24);
+  r.Bool("tied", &l->tied);
+}
 
 void ReadConv(MapReader& r, ConvLayer* l) {
   r.Int("filters", &l->filters, 1, 1 << 16);
@@ -129,6 +132,7 @@ const LayerKindInfo* FindLayerKind(std::string_view type) {
 
 void LinearLayer::ToJson(nlohmann::json* j) const {
   if (out > 0) (*j)["out"] = out;
+  if (tied) (*j)["tied"] = true;
 }
 
 Status LinearLayer::Infer(LayerShaper& s) const {
@@ -139,7 +143,11 @@ Status LinearLayer::Infer(LayerShaper& s) const {
   s.SetOut(std::move(shape));
   // PyTorch's default for Linear: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
   // Regression models start at zero, the usual choice for a convex problem.
-  if (s.regression()) {
+  if (tied) {
+    s.Name("fc");
+    PSF_RETURN_IF_ERROR(s.TieToEmbedding(in, n));
+    s.AddTensor("bias", {n}, InitKind::kUniform, InverseSqrt(in));
+  } else if (s.regression()) {
     s.SetName("linear");
     s.AddTensor("weight", {n, in}, InitKind::kZeros, 0.0f);
     s.AddTensor("bias", {n}, InitKind::kZeros, 0.0f);

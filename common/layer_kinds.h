@@ -91,6 +91,10 @@ const LayerKindInfo* FindLayerKind(std::string_view type);
 struct LinearLayer final : LayerKind<LinearLayer> {
   static constexpr const char* kType = "linear";
   int64_t out = 0;  // YAML `out`; 0 (absent): the number of classes
+  // Tied to the model's embedding (GPT-2's and BERT's output projection):
+  // its weight is the embedding table's first `out` rows (as PyTorch's
+  // `head.weight = embedding.weight`), so only the bias is its own tensor.
+  bool tied = false;
   LinearLayer() = default;
   explicit LinearLayer(int64_t out_) : out(out_) {}
   bool operator==(const LinearLayer&) const = default;

@@ -78,6 +78,27 @@ void LayerShaper::AddTensor(const std::string& suffix, std::vector<int64_t> shap
   spec_->tensors_.push_back({layer_->name + "." + suffix, std::move(shape), init, bound, 0});
 }
 
+Status LayerShaper::TieToEmbedding(int64_t in, int64_t out) {
+  LayerSpec* embedding = nullptr;
+  for (LayerSpec& l : spec_->layers_) {
+    if (&l == layer_) break;
+    if (std::string_view(l.type()) == EmbeddingLayer::kType) embedding = &l;
+  }
+  if (embedding == nullptr)
+    return Error("tied: needs an embedding earlier in model.layers (the model's own list) to share its table");
+  const int t = embedding->tensors[0];
+  const std::vector<int64_t>& table = spec_->tensors_[static_cast<std::size_t>(t)].shape;
+  if (table[1] != in)
+    return Error("tied: the embedding's vectors have " + std::to_string(table[1]) + " features, this layer's input " +
+                 std::to_string(in));
+  if (table[0] < out)
+    return Error("tied: the embedding has " + std::to_string(table[0]) + " rows, fewer than the " +
+                 std::to_string(out) + " outputs");
+  embedding->gradient_shared = true;
+  layer_->tensors.push_back(t);
+  return Status::Ok();
+}
+
 Result<std::vector<int64_t>> LayerShaper::AddBody(const std::vector<LayerOptions>& layers) {
   return spec_->InferStack(layers, layer_->in_shape, where_ + ".layers", layer_->name + ".", classes_, regression_,
                            &layer_->body);

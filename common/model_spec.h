@@ -64,6 +64,10 @@ struct LayerSpec {
   std::vector<int64_t> in_shape, out_shape;
   std::vector<int> tensors;
   std::vector<LayerSpec> body;
+  // A tied head later in the stack writes part of this layer's (the
+  // embedding's) weight gradient before this layer's backward runs, which
+  // then adds to it instead of overwriting it.
+  bool gradient_shared = false;
   const char* type() const { return options.type(); }
   template <typename S>
   const S* As() const {
@@ -100,6 +104,10 @@ class LayerShaper {
   void SetOut(std::vector<int64_t> shape) { layer_->out_shape = std::move(shape); }
   // Declares the tensor <layer name>.<suffix> (after Name).
   void AddTensor(const std::string& suffix, std::vector<int64_t> shape, InitKind init, float bound);
+  // Makes the model's embedding table (an embedding layer earlier in the
+  // model's own list, [ids, in] with ids >= out) the layer's first tensor,
+  // shared (after Name); an error names what does not fit.
+  Status TieToEmbedding(int64_t in, int64_t out);
   // Makes `layers` the layer's body, on its input (after Name); returns the
   // body's output shape.
   Result<std::vector<int64_t>> AddBody(const std::vector<LayerOptions>& layers);

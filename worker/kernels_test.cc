@@ -77,7 +77,7 @@ TEST_P(ShippedModel, RunsOnVectorisedKernels) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   auto shape = ReadDataShape(*config);
   ASSERT_TRUE(shape.ok()) << shape.status().ToString();
-  auto spec = ModelSpec::FromConfig(config->model, shape->features, shape->classes, shape->categorical);
+  auto spec = ModelSpec::FromConfig(config->model, *shape);
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   const int64_t batch = config->training.batch_size;
   auto model = Model::Create(*spec, batch, 1);
@@ -89,8 +89,9 @@ TEST_P(ShippedModel, RunsOnVectorisedKernels) {
   const int64_t classes = std::max<int64_t>(2, spec->classes());
   std::mt19937_64 rng(1);
   std::vector<float> x(batch * spec->inputs()), t(batch * spec->target_width());
+  const int64_t ids = shape->tokens > 0 ? shape->tokens : classes;  // [MASK] too, where the task has it
   for (float& v : x)
-    v = text ? static_cast<float>(rng() % classes) : std::uniform_real_distribution<float>(-1, 1)(rng);
+    v = text ? static_cast<float>(rng() % ids) : std::uniform_real_distribution<float>(-1, 1)(rng);
   for (float& v : t) v = static_cast<float>(rng() % (spec->outputs() == 1 ? 2 : classes));
   for (int64_t n : {batch, batch / 2 + 1}) {  // the batch and a last partial one
     const float loss = m.TrainStep(x.data(), t.data(), n, 1);

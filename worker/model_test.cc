@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -427,6 +428,51 @@ TEST(ModelSpec, FreezeNamesTensorsByPrefix) {
   EXPECT_NE(bad.status().message().find("model.freeze[1]: 'nope'"), std::string::npos) << bad.status().message();
   o.freeze = {"fc"};
   EXPECT_FALSE(ModelSpec::FromConfig(o, 3, 2).ok());
+}
+
+// A tied output projection (linear `tied`): the head's weight is the
+// embedding table's first rows, one tensor with both layers' gradient
+// summed (finite differences of the whole model); the [MASK] row beyond the
+// head's outputs gets the embedding's part only. A tied head needs an
+// embedding of its input's width.
+TEST(Model, TiedHeadSharesTheEmbeddingTable) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  LinearLayer head;
+  head.tied = true;
+  o.layers = {MakeLayer(EmbeddingLayer(4)), MakeLayer<PositionLayer>(), MakeLayer(TransformerLayer(2, true, 8, 0.0)),
+              MakeLayer<LayerNormLayer>(), MakeLayer(head)};
+  DataShape shape{5, 6, 0, 7, true};  // windows of 5, a vocabulary of 6 and [MASK]
+  auto spec = ModelSpec::FromConfig(o, shape);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->tensors().back().name, "fc0.bias");
+  EXPECT_TRUE(std::none_of(spec->tensors().begin(), spec->tensors().end(),
+                           [](const TensorSpec& t) { return t.name == "fc0.weight"; }));
+  auto model = Model::Create(*spec, 3);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  Model& m = **model;
+  spec->Initialize({0, spec->num_params()}, m.weights());
+  std::mt19937_64 rng(6);
+  std::vector<float> x(3 * 5), t(3 * 5);
+  for (auto& v : x) v = static_cast<float>(rng() % 7);
+  for (std::size_t i = 0; i < t.size(); ++i) t[i] = i % 2 == 0 ? static_cast<float>(rng() % 6) : -1.0f;
+  m.TrainStep(x.data(), t.data(), 3);
+  std::vector<float> grad(m.gradients().begin(), m.gradients().end());
+  EXPECT_EQ(KeysOffFiniteDifferences(m, grad, x, t, 3), 0) << "of " << spec->num_params() << " keys";
+  // Without [MASK] in the input, its row has no gradient at all.
+  for (auto& v : x) v = static_cast<float>(static_cast<int>(v) % 6);
+  m.TrainStep(x.data(), t.data(), 3);
+  for (int64_t k = 6 * 4; k < 7 * 4; ++k) EXPECT_EQ(m.gradients()[k], 0.0f) << k;
+
+  LinearLayer narrow_head = head;
+  o.layers = {MakeLayer(EmbeddingLayer(4)), MakeLayer(LinearLayer(3)), MakeLayer(narrow_head)};
+  auto bad = ModelSpec::FromConfig(o, shape);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("tied: the embedding's vectors have 4 features, this layer's input 3"),
+            std::string::npos)
+      << bad.status().message();
+  o.layers = {MakeLayer(LinearLayer(3)), MakeLayer(narrow_head)};
+  EXPECT_FALSE(ModelSpec::FromConfig(o, 5, 6).ok());
 }
 
 }  // namespace

@@ -17,12 +17,39 @@ BuiltLayer Made(std::unique_ptr<L> layer, int64_t rows = 1) {
   return {std::move(layer), rows};
 }
 
+// A linear layer whose weight is the first rows of the embedding table
+// (linear `tied`): its backward writes those rows' gradient and clears the
+// table's other rows ([MASK]'s), before the embedding adds its own.
+class TiedLinear final : public Layer {
+ public:
+  TiedLinear(std::unique_ptr<Linear> linear, float* other_rows, int64_t other_floats)
+      : linear_(std::move(linear)), other_rows_(other_rows), other_floats_(other_floats) {}
+  dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override { return linear_->Prepare(n, in); }
+  void Forward(const float* x, float* y, int64_t n, Pass pass) override { linear_->Forward(x, y, n, pass); }
+  void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override {
+    linear_->Backward(x, y, dy, dx, n);
+    std::fill(other_rows_, other_rows_ + other_floats_, 0.0f);
+  }
+  void AppendImplementations(const std::string& name, std::vector<std::string>* out) const override {
+    linear_->AppendImplementations(name, out);
+  }
+
+ private:
+  std::unique_ptr<Linear> linear_;
+  float* other_rows_;
+  int64_t other_floats_;
+};
+
 BuiltLayer BuildLinear(const LayerBuild& b) {
   const LayerSpec& l = b.spec();
   // On [positions, features]: the same layer at every position (n * positions rows).
+  const int64_t rows = l.in_shape.size() == 2 ? l.in_shape[0] : 1;
   auto linear = std::make_unique<Linear>(b.context.ctx, l.in_shape.back(), l.out_shape.back());
   linear->Bind(b.weight(0), b.weight(1), b.grad(0), b.grad(1));
-  return Made(std::move(linear), l.in_shape.size() == 2 ? l.in_shape[0] : 1);
+  if (!l.As<LinearLayer>()->tied) return Made(std::move(linear), rows);
+  const TensorSpec& table = (*b.context.tensors)[l.tensors[0]];
+  const int64_t used = l.out_shape.back() * l.in_shape.back();
+  return Made(std::make_unique<TiedLinear>(std::move(linear), b.grad(0) + used, table.size() - used), rows);
 }
 
 BuiltLayer BuildConv(const LayerBuild& b) {
@@ -79,6 +106,7 @@ BuiltLayer BuildEmbedding(const LayerBuild& b) {
   const TensorSpec& table = (*b.context.tensors)[l.tensors[0]];
   auto embedding = std::make_unique<Embedding>(table.shape[0], table.shape[1], l.in_shape[0]);
   embedding->Bind(b.weight(0), b.grad(0));
+  embedding->set_accumulate(l.gradient_shared);
   return Made(std::move(embedding));
 }
 

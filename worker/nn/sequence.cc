@@ -37,7 +37,7 @@ void Embedding::Forward(const float* x, float* y, int64_t n, Pass) {
 }
 
 void Embedding::Backward(const float* x, const float*, const float* dy, float*, int64_t n) {
-  std::fill(dweight_, dweight_ + vocabulary_ * dim_, 0.0f);
+  if (!accumulate_) std::fill(dweight_, dweight_ + vocabulary_ * dim_, 0.0f);
   for (int64_t i = 0; i < n * positions_; ++i) {
     const auto id = static_cast<int64_t>(x[i]);
     if (id < 0 || id >= vocabulary_) continue;

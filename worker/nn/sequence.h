@@ -27,12 +27,16 @@ class Embedding final : public Layer {
   Embedding(int64_t vocabulary, int64_t dim, int64_t positions);
 
   void Bind(const float* weight, float* dweight);
+  // Adds its gradient to the table's instead of overwriting it: a tied head
+  // (a linear layer sharing the table) has written its part first.
+  void set_accumulate(bool accumulate) { accumulate_ = accumulate; }
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
  private:
   int64_t vocabulary_, dim_, positions_;
+  bool accumulate_ = false;
   const float* weight_ = nullptr;
   float* dweight_ = nullptr;
 };
