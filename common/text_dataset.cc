@@ -28,8 +28,8 @@ Status ReadFile(const std::string& path, std::string* out) {
   return Status::Ok();
 }
 
-// The records of bytes [begin, end): the text between lines holding only
-// "%", each with its "%" line ("" for the last when the file has none).
+// The records of a file's text: the text between lines holding only "%",
+// each with its "%" line ("" for the last when the file ends without one).
 struct Record {
   std::string_view text, separator;
 };
@@ -79,7 +79,6 @@ std::string SkippedNote(const TextCorpus& corpus) {
   if (corpus.skipped.empty()) return "";
   return "; skipped " + std::to_string(corpus.skipped.size()) + " files (e.g. " + corpus.skipped.front() + ")";
 }
-
 
 }  // namespace
 
@@ -174,7 +173,7 @@ Result<TrainTestData> MaskedText(const TextCorpus& corpus, int64_t window, int64
       const bool validation = IsValidation(r.text, validation_every);
       std::string& out = validation ? test : train;
       out.append(r.text);
-      out.append(r.separator.empty() ? std::string_view("%\n") : r.separator);
+      out.append(r.separator);  // (none after a file's last record without one: "%" may not be in the vocabulary)
       ++records[validation];
     }
   }
@@ -225,7 +224,7 @@ Result<TrainTestData> ClassifyText(const TextCorpus& corpus, const std::vector<s
     for (const Record& r : RecordsOf(FileText(corpus, file_of[c]))) {
       Dataset& set = IsValidation(r.text, validation_every) ? d.test : d.train;
       std::string one(r.text);
-      one.append(r.separator.empty() ? std::string_view("%\n") : r.separator);
+      one.append(r.separator);
       for (int64_t i = 0; i < window; ++i)
         set.x.push_back(static_cast<float>(corpus.id[static_cast<unsigned char>(one[static_cast<std::size_t>(i) % one.size()])]));
       set.targets.push_back(static_cast<float>(c));
