@@ -330,12 +330,10 @@ void Standardize(const FeatureStats& stats, Dataset* data) {
 
 Result<DataShape> ReadDataShape(const JobConfig& config) {
   if (config.data.format == DataFormat::kText) {
-    PSF_ASSIGN_OR_RETURN(TextCorpus corpus, ReadTextCorpus(config.data.text));
-    const auto vocabulary = static_cast<int64_t>(corpus.vocabulary.size());
-    const TextTask task = config.data.task;
-    return DataShape{config.data.window,
-                     task == TextTask::kClassify ? static_cast<int64_t>(config.data.classes.size()) : vocabulary, 0,
-                     task == TextTask::kNext ? vocabulary : vocabulary + 1, task == TextTask::kMasked};
+    // The readers the workers use decide the classes and ids (milliseconds
+    // for a corpus that is read whole anyway), so the servers' spec is theirs.
+    PSF_ASSIGN_OR_RETURN(TrainTestData data, LoadTrainTest(config));
+    return ShapeOf(config, data.train);
   }
   if (config.data.format == DataFormat::kCriteo) return DataShape{kCriteoDense, 0, kCriteoCategorical};
   PSF_ASSIGN_OR_RETURN(int64_t features, ReadFeatureCount(config));

@@ -40,13 +40,14 @@ int Run(const std::vector<std::string>& argv, const std::string& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-}  // namespace
-
+// Whether init_from names a job, a run or its checkpoints (not an .npz).
 bool InitFromNamesARun(const std::string& init_from) {
   if (init_from.empty()) return false;
   std::error_code ec;
   return std::filesystem::is_directory(init_from, ec) || IsConfigFile(init_from);
 }
+
+}  // namespace
 
 Status ResolveInitFrom(const char* program, JobConfig* config, const std::string& out_dir) {
   const std::string source = config->model.init_from;

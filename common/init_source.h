@@ -17,10 +17,8 @@
 
 namespace psforge {
 
-// Whether model.init_from names a job, a run or its checkpoints (not an .npz).
-bool InitFromNamesARun(const std::string& init_from);
-
-// When config->model.init_from names a run (InitFromNamesARun), writes its
+// When config->model.init_from names a run (a job's .yaml config, a run
+// directory or its checkpoints/ folder; not an .npz), writes its
 // newest committed checkpoint to <out_dir>/init_from.npz (a temporary file
 // when out_dir is "") and points model.init_from there; otherwise does
 // nothing. `program` names the caller in messages. Errors name the source

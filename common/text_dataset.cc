@@ -65,13 +65,16 @@ std::string_view FileText(const TextCorpus& corpus, std::size_t f) {
                                                static_cast<std::size_t>(corpus.file_ends[f] - begin));
 }
 
-void SetShape(TrainTestData* d, const TextCorpus& corpus, int64_t window, int64_t target_width, int64_t classes) {
+// `with_mask`: the input ids are the vocabulary's and [MASK] (the tasks
+// masked and classify), else the vocabulary's.
+void SetShape(TrainTestData* d, const TextCorpus& corpus, int64_t window, int64_t target_width, int64_t classes,
+              bool with_mask) {
   d->vocabulary = corpus.vocabulary;
   for (Dataset* s : {&d->train, &d->test}) {
     s->features = window;
     s->target_width = target_width;
     s->classes = classes;
-    s->tokens = static_cast<int64_t>(corpus.vocabulary.size()) + 1;  // and [MASK]
+    s->tokens = static_cast<int64_t>(corpus.vocabulary.size()) + (with_mask ? 1 : 0);
   }
 }
 
@@ -139,8 +142,7 @@ Result<TrainTestData> WindowText(const TextCorpus& corpus, int64_t window, int64
                            "; at least " + std::to_string(validation_every + 1) +
                            " are needed (data.window, data.validation_every)");
   TrainTestData d;
-  SetShape(&d, corpus, window, window, static_cast<int64_t>(corpus.vocabulary.size()));
-  for (Dataset* s : {&d.train, &d.test}) s->tokens = s->classes;  // no [MASK]
+  SetShape(&d, corpus, window, window, static_cast<int64_t>(corpus.vocabulary.size()), /*with_mask=*/false);
   char report[256];
   std::snprintf(report, sizeof report,
                 "text: %zu files, %zu characters, vocabulary of %zu characters, unigram entropy %.3f bits/char; "
@@ -184,7 +186,7 @@ Result<TrainTestData> MaskedText(const TextCorpus& corpus, int64_t window, int64
                            " validation windows of " + std::to_string(window) +
                            "; each side needs one (data.window, data.validation_every)");
   TrainTestData d;
-  SetShape(&d, corpus, window, window, static_cast<int64_t>(corpus.vocabulary.size()));
+  SetShape(&d, corpus, window, window, static_cast<int64_t>(corpus.vocabulary.size()), /*with_mask=*/true);
   for (auto [text, set] : {std::pair{&train, &d.train}, std::pair{&test, &d.test}}) {
     set->rows = windows(*text);
     set->x.resize(static_cast<std::size_t>(set->rows * window));
@@ -219,7 +221,7 @@ Result<TrainTestData> ClassifyText(const TextCorpus& corpus, const std::vector<s
                     (corpus.files.size() > 12 ? ", ..." : "") + ")");
   }
   TrainTestData d;
-  SetShape(&d, corpus, window, 1, static_cast<int64_t>(classes.size()));
+  SetShape(&d, corpus, window, 1, static_cast<int64_t>(classes.size()), /*with_mask=*/true);
   for (std::size_t c = 0; c < classes.size(); ++c) {
     for (const Record& r : RecordsOf(FileText(corpus, file_of[c]))) {
       Dataset& set = IsValidation(r.text, validation_every) ? d.test : d.train;
