@@ -2,10 +2,10 @@
 
 namespace psforge {
 
-Result<PreparedJob> PrepareJob(const JobConfig& config, int64_t max_batch, uint64_t member) {
+Result<PreparedJob> PrepareJob(const JobConfig& config, int64_t max_batch) {
   PSF_ASSIGN_OR_RETURN(TrainTestData data, LoadTrainTest(config));
   PSF_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::FromConfig(config.model, ShapeOf(config, data.train)));
-  PSF_ASSIGN_OR_RETURN(auto model, Model::Create(spec, max_batch, config.training.seed * 1000003 + member));
+  PSF_ASSIGN_OR_RETURN(auto model, Model::Create(spec, max_batch, DropoutSeed(config)));
   return PreparedJob{std::move(data), std::move(spec), std::move(model)};
 }
 

@@ -19,9 +19,13 @@ struct PreparedJob {
   std::unique_ptr<Model> model;
 };
 
-// Loads config's data and builds its model with room for `max_batch` rows.
-// `member` makes this process's dropout masks its own (0 for ps-train).
-Result<PreparedJob> PrepareJob(const JobConfig& config, int64_t max_batch, uint64_t member);
+// The seed of a job's dropout masks: the same in every process of the job,
+// so that each draws the same masks for a record at a step (nn::PassSamples).
+inline uint64_t DropoutSeed(const JobConfig& config) { return config.training.seed * 1000003; }
+
+// Loads config's data and builds its model with room for `max_batch` rows
+// (dropout seeded by DropoutSeed).
+Result<PreparedJob> PrepareJob(const JobConfig& config, int64_t max_batch);
 
 // The "training <model> (<n> parameters) on ..." line (and the data's
 // report), `where` saying how this process takes part.

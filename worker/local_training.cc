@@ -88,7 +88,7 @@ Result<TrainResult> RunLocalTraining(const JobConfig& given, std::FILE* progress
                                   : "--resume: this job writes no checkpoints (checkpoint.interval_steps and "
                                     "interval_s are 0)");
   PSF_RETURN_IF_ERROR(ResolveInitFrom("ps-train", &config, options.run_dir));
-  PSF_ASSIGN_OR_RETURN(PreparedJob p, PrepareJob(config, config.training.batch_size, 0));
+  PSF_ASSIGN_OR_RETURN(PreparedJob p, PrepareJob(config, config.training.batch_size));
   ResolveJobLength(&config, p.data.train.rows);
   PSF_RETURN_IF_ERROR(p.spec.LoadInitialValues(config.model));
   PSF_ASSIGN_OR_RETURN(auto client, LocalParameterClient::Create(p.spec, config.optimizer, p.model->weights()));

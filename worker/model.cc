@@ -107,9 +107,9 @@ const float* Model::ForwardPass(const float* x, int64_t n, int pass) {
   return stack_->Forward(x, n, static_cast<nn::Pass>(pass));
 }
 
-float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t step,
+float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t step, const int64_t* rows,
                        const std::function<void(int64_t)>& gradient_final) {
-  stack_->set_step(static_cast<uint64_t>(step));
+  stack_->set_samples({static_cast<uint64_t>(step), rows, n});
   const float* out = ForwardPass(x, n, static_cast<int>(nn::Pass::kTraining));
   float loss = loss_->Forward(out, targets, n);
   loss_->Backward(stack_->output_gradient());

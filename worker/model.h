@@ -44,12 +44,13 @@ class Model {
 
   // Forward, loss and backward on n <= max_batch rows of x ([n, inputs]);
   // fills gradients() with the gradient of the mean loss; returns that loss.
-  // `step` selects the dropout masks.
+  // `step` and `rows` (each sample's record; null: its index) select the
+  // dropout masks (nn::PassSamples).
   // `gradient_final(k)`, when given, is called during backward each time
   // the gradient of keys [k, num_params) has become final (after the
   // backward of a layer with parameters, k going down, never 0), so that it
   // can be sent while the first layers' backward runs.
-  float TrainStep(const float* x, const float* targets, int64_t n, int64_t step = 0,
+  float TrainStep(const float* x, const float* targets, int64_t n, int64_t step = 0, const int64_t* rows = nullptr,
                   const std::function<void(int64_t)>& gradient_final = {});
 
   // The gradient of the last TrainStep's mean loss with respect to its

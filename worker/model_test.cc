@@ -267,7 +267,7 @@ TEST(Model, ResidualBlocksGradientMatchesFiniteDifferences) {
   for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
   for (auto& v : t) v = static_cast<float>(rng() % 3);
   std::vector<int64_t> finals;
-  m.TrainStep(x.data(), t.data(), 7, 2, [&](int64_t k) { finals.push_back(k); });
+  m.TrainStep(x.data(), t.data(), 7, 2, nullptr, [&](int64_t k) { finals.push_back(k); });
   std::vector<float> grad(m.gradients().begin(), m.gradients().end());
   // fc1 (the last layer), then each block as a whole: res1, res0; fc0 is the rest.
   const auto& tensors = spec->tensors();
@@ -288,6 +288,52 @@ TEST(Model, ResidualBlocksGradientMatchesFiniteDifferences) {
   bool inner = false;
   for (const std::string& e : m.Implementations()) inner |= e.rfind("res0.res0.fc0: ", 0) == 0;
   EXPECT_TRUE(inner);
+}
+
+// Dropout masks follow the record, not the process or the batch: the
+// gradient of a batch with dropout (a dropout layer and a Transformer's
+// attention and residual dropouts) is the record-weighted sum of its two
+// halves' gradients, each half trained alone, as two BSP workers do, and
+// with its records in another order; other records change the masks.
+TEST(Model, DropoutMasksFollowTheRecordSoHalvesAddUpToTheWholeBatch) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.layers = {MakeLayer(EmbeddingLayer(8)), MakeLayer<PositionLayer>(), MakeLayer(TransformerLayer(2, true, 12, 0.3)),
+              MakeLayer(DropoutLayer(0.3)), MakeLayer(LinearLayer())};
+  auto spec = ModelSpec::FromConfig(o, 5, 6);  // windows of 5, a vocabulary of 6
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  auto model = Model::Create(*spec, 4, 3);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  Model& m = **model;
+  spec->Initialize({0, spec->num_params()}, m.weights());
+  std::mt19937_64 rng(8);
+  std::vector<float> x(4 * 5), t(4 * 5);
+  for (auto& v : x) v = static_cast<float>(rng() % 6);
+  for (auto& v : t) v = static_cast<float>(rng() % 6);
+  const std::vector<int64_t> rows{40, 41, 42, 43};
+  auto gradient = [&](const std::vector<int64_t>& order, const std::vector<int64_t>& keys) {
+    std::vector<float> bx, bt;
+    for (int64_t i : order) {
+      bx.insert(bx.end(), x.begin() + i * 5, x.begin() + (i + 1) * 5);
+      bt.insert(bt.end(), t.begin() + i * 5, t.begin() + (i + 1) * 5);
+    }
+    m.TrainStep(bx.data(), bt.data(), static_cast<int64_t>(order.size()), 9, keys.data());
+    return std::vector<float>(m.gradients().begin(), m.gradients().end());
+  };
+  const auto whole = gradient({0, 1, 2, 3}, rows);
+  const auto first = gradient({0, 1}, {40, 41});
+  const auto second = gradient({2, 3}, {42, 43});
+  const auto reordered = gradient({2, 0, 3, 1}, {42, 40, 43, 41});
+  const auto other_records = gradient({0, 1, 2, 3}, {50, 51, 52, 53});
+  double diff = 0, moved = 0, norm = 0;
+  for (std::size_t k = 0; k < whole.size(); ++k) {
+    diff = std::max<double>(diff, std::abs(whole[k] - (first[k] + second[k]) / 2));
+    diff = std::max<double>(diff, std::abs(whole[k] - reordered[k]));
+    moved = std::max<double>(moved, std::abs(whole[k] - other_records[k]));
+    norm = std::max<double>(norm, std::abs(whole[k]));
+  }
+  EXPECT_LT(diff, 1e-5 * std::max(1.0, norm));
+  EXPECT_GT(moved, 1e-3 * norm) << "the masks do not depend on the records";
 }
 
 // A tiny causal Transformer language model (embedding, position, a

@@ -78,7 +78,7 @@ Result<WorkerRun> RunClusterWorker(const WorkerOptions& options, std::FILE* prog
       if (!p) {
         // Room for the whole batch: under BSP a worker takes the share of
         // any that is missing (ParameterClient::workers_in_step).
-        PSF_ASSIGN_OR_RETURN(PreparedJob loaded, PrepareJob(*config, config->training.batch_size, job.id + 1));
+        PSF_ASSIGN_OR_RETURN(PreparedJob loaded, PrepareJob(*config, config->training.batch_size));
         p.emplace(std::move(loaded));
       }
       // Servers take a push in parts only when the optimizer can apply one

@@ -244,7 +244,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
       auto ready = [&](int64_t from) {
         if (ahead.ok()) ahead = client_->PushReady(step, model_->gradients(), n, mark, from);
       };
-      loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step,
+      loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step, rows_.data(),
                                sparse_ ? std::function<void(int64_t)>() : std::function<void(int64_t)>(ready));
       result.compute_s += Seconds(compute);
       PSF_RETURN_IF_ERROR(ahead);

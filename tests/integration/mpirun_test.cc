@@ -2,10 +2,13 @@
 // under ps-supervise; every rank exits 0 and mpirun with them.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <regex>
+
+#include <nlohmann/json.hpp>
 
 #include "tests/integration/cluster_fixture.h"
 
@@ -78,12 +81,13 @@ TEST(Mpirun, AKilledCoordinatorRankIsRestartedAndTheJobCompletes) {
 // run directory and no checkpoint settings given, `coordinator` arguments
 // added to the coordinator's.
 std::unique_ptr<testing::ChildProcess> StartReadmeMpirun(const std::string& endpoint, const std::string& cwd,
-                                                         const std::vector<std::string>& coordinator) {
+                                                         const std::vector<std::string>& coordinator,
+                                                         const std::string& config = testing::kMlpConfig) {
   const std::string sup = testing::BinPath("ps-supervise");
   std::vector<std::string> argv{"/usr/bin/env", "-C", cwd, "OMPI_ALLOW_RUN_AS_ROOT=1",
                                 "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "mpirun", "--oversubscribe", "-np", "1", sup,
                                 "--signals-only", "--restart-with=--resume", "--",
-                                testing::BinPath("ps-coordinator"), "--config", testing::kMlpConfig, "--bind", endpoint};
+                                testing::BinPath("ps-coordinator"), "--config", config, "--bind", endpoint};
   argv.insert(argv.end(), coordinator.begin(), coordinator.end());
   argv.insert(argv.end(), {":", "-np", "2", sup, "--", testing::BinPath("ps-server"), "--coordinator", endpoint,
                            ":", "-np", "2", sup, "--", testing::BinPath("ps-worker"), "--coordinator", endpoint});
@@ -136,6 +140,51 @@ TEST(Mpirun, AKilledJobResumesWithoutPaths) {
   for (const auto& e : std::filesystem::directory_iterator(dir.File("runs"))) runs.push_back(e.path().string());
   EXPECT_EQ(runs, std::vector<std::string>{run});
   EXPECT_TRUE(std::filesystem::exists(run + "/summary.json"));
+}
+
+// The Transformers under mpirun as under ps-launch, each with its README
+// command made small (one block of 32 features, 150 or 300 steps): the GPT; then
+// the BERT-style encoder pre-trained, and the classifier fine-tuned from
+// it by the shipped init_from (the encoder's job: its newest run in runs/
+// of the working directory).
+TEST(Mpirun, TheTransformersPretrainAndFineTune) {
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun is not installed";
+  testing::TempDir dir;
+  const std::string configs = PSFORGE_SOURCE_DIR "/configs/";
+  const std::string encoder =
+      "[{type: embedding, dim: 32, std: 0.02}, position, {type: transformer, heads: 2, mlp: 64, dropout: 0.1}, "
+      "layernorm, ";
+  // The job's final metric, once mpirun has exited 0 (NaN otherwise).
+  auto run = [&](const std::string& config, const std::string& metric, const std::string& layers, int steps) {
+    const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+    auto mpirun = StartReadmeMpirun(endpoint, dir.path(),
+                                    {"--set", "model.layers=" + layers, "--set", "data.window=64", "--set",
+                                     "training.max_steps=" + std::to_string(steps), "--set", "training.epochs=1"},
+                                    configs + config);
+    auto final_line = mpirun->WaitForLine(std::regex("final " + metric + ": ([0-9.]+)"), 300s);
+    EXPECT_TRUE(final_line.has_value()) << config << "\n" << mpirun->Stdout() << mpirun->Stderr();
+    EXPECT_EQ(mpirun->Wait(120s), std::optional<int>(0)) << mpirun->Stderr();
+    std::printf("%s: final %s %s\n", config.c_str(), metric.c_str(), final_line.value_or("none").c_str());
+    return final_line ? std::stod(*final_line) : std::nan("");
+  };
+  // The unigram entropy of the fortunes is 4.87 bits per character.
+  EXPECT_LT(run("fortunes_gpt.yaml", "validation_bits_per_char",
+                "[{type: embedding, dim: 32}, position, "
+                "{type: transformer, heads: 2, causal: true, mlp: 64, dropout: 0.1}, layernorm, {type: linear}]",
+                150),
+            4.2);
+  // Always answering a space scores 0.16.
+  EXPECT_GT(run("fortunes_bert.yaml", "masked_accuracy", encoder + "{type: linear}]", 300), 0.18);
+  const double tuned =
+      run("fortunes_classify.yaml", "test_accuracy", encoder + "meanpool, {type: dropout, rate: 0.1}, {type: linear}]", 150);
+  std::string classify_run;
+  for (const auto& e : std::filesystem::directory_iterator(dir.File("runs")))
+    if (e.path().filename().string().rfind("fortunes_classify-", 0) == 0) classify_run = e.path().string();
+  ASSERT_FALSE(classify_run.empty());
+  EXPECT_TRUE(std::filesystem::exists(classify_run + "/init_from.npz")) << "not started from the encoder's run";
+  auto summary = nlohmann::json::parse(testing::ReadFile(classify_run + "/summary.json"));
+  EXPECT_NEAR(summary["test_accuracy"].get<double>(), tuned, 1e-4);
+  EXPECT_GT(tuned, summary["majority_accuracy"].get<double>()) << summary.dump(1);
 }
 
 }  // namespace

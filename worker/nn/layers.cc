@@ -3,10 +3,30 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/split_mix.h"
 #include "common/text_dataset.h"
 #include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
+
+void DrawDropoutMask(uint64_t seed, const PassSamples& samples, uint16_t threshold, float keep, float* mask,
+                     int64_t size) {
+  const bool split = samples.n > 0 && size % samples.n == 0;
+  const int64_t parts = split ? samples.n : 1;
+  const int64_t per = size / parts;
+  const uint64_t step_key = SplitMix64(seed ^ SplitMix64(samples.step));
+  for (int64_t k = 0; k < parts; ++k) {
+    const uint64_t record =
+        split && samples.rows != nullptr ? static_cast<uint64_t>(samples.rows[k]) : static_cast<uint64_t>(k);
+    const uint64_t base = SplitMix64(step_key ^ SplitMix64(record + 0x632BE59BD9B4E019ull));
+    float* m = mask + k * per;
+    for (int64_t i = 0; i < per; i += 4) {
+      uint64_t bits = SplitMix64(base + static_cast<uint64_t>(i));
+      for (int64_t j = i; j < std::min(per, i + 4); ++j, bits >>= 16)
+        m[j] = static_cast<uint16_t>(bits) >= threshold ? keep : 0.0f;
+    }
+  }
+}
 
 using dnnl::memory;
 

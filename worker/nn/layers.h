@@ -35,6 +35,26 @@ struct DnnlContext {
 // through, batchnorm uses its estimated statistics.
 enum class Pass { kTraining, kStatistics, kInference };
 
+// The samples of the next training pass, which dropout masks are drawn
+// from: the step, and each sample's record (its row in the data set;
+// rows == nullptr: its index in the batch). A mask is a hash of (seed,
+// step, record, position in the sample), so a record is masked alike
+// whichever process trains it and wherever it sits in its batch: two BSP
+// workers on b/2 each draw what one process draws on b, and a step a
+// rolled-back job replays draws what it drew the first time.
+struct PassSamples {
+  uint64_t step = 0;
+  const int64_t* rows = nullptr;
+  int64_t n = 0;
+};
+
+// Fills `mask` (`size` floats, the pass's samples one after another, each
+// in logical order) with 0 where a unit drops (its 16 random bits below
+// `threshold`) and `keep` elsewhere. A size that does not divide into
+// samples.n equal parts is drawn as one sample.
+void DrawDropoutMask(uint64_t seed, const PassSamples& samples, uint16_t threshold, float keep, float* mask,
+                     int64_t size);
+
 // A layer of a sequential model: n samples in, n samples out. Image
 // activations ([n, channels, height, width]) are in whatever layout the
 // layers choose on this CPU (oneDNN's format_tag::any: nChw16c where
@@ -64,8 +84,8 @@ class Layer {
   // Adds "name: what: impl" for each (a block: for each of its layers, by their names).
   virtual void AppendImplementations(const std::string& name, std::vector<std::string>* out) const;
 
-  // The training step, which selects dropout masks.
-  virtual void set_step(uint64_t) {}
+  // The samples of the next training pass (dropout masks: PassSamples).
+  virtual void set_samples(const PassSamples&) {}
   // Batch statistics for evaluation (batchnorm: nn/norm.h); no-ops for layers without.
   virtual void BeginStatistics() {}
   virtual void EndStatistics() {}

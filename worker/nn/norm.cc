@@ -210,14 +210,7 @@ void Dropout::Forward(const float* x, float* y, int64_t n, Pass pass) {
     if (x != y) std::memcpy(y, x, p.physical * sizeof(float));
     return;
   }
-  const uint64_t base = SplitMix64(seed_ ^ SplitMix64(step_));
-  float* mask = p.plain_mask.data();
-  const auto size = static_cast<int64_t>(p.logical);
-  for (int64_t i = 0; i < size; i += 4) {
-    uint64_t bits = SplitMix64(base + static_cast<uint64_t>(i));
-    for (int64_t j = i; j < std::min(size, i + 4); ++j, bits >>= 16)
-      mask[j] = static_cast<uint16_t>(bits) >= threshold_ ? scale_ : 0.0f;
-  }
+  DrawDropoutMask(seed_, samples_, threshold_, scale_, p.plain_mask.data(), static_cast<int64_t>(p.logical));
   if (p.to_layout) {
     p.to_layout.execute(ctx_->stream, {{DNNL_ARG_FROM, p.plain_m}, {DNNL_ARG_TO, p.layout_m}});
     ctx_->stream.wait();

@@ -12,8 +12,9 @@
 //
 // Dropout zeroes each unit with probability `rate` in training passes and
 // scales the rest by 1 / (1 - rate); its mask is a hash of (seed, step,
-// logical position: nchw order for images, whatever their layout), so a
-// repeated forward pass of the same step gives the same mask, on any CPU.
+// record, logical position in the sample: nchw order for images, whatever
+// their layout; PassSamples), so a repeated forward pass of the same step
+// gives the same mask, on any CPU and in any process.
 //
 // Buffers are made once per batch size; not thread-safe.
 #pragma once
@@ -72,8 +73,7 @@ class Dropout final : public Layer {
   Dropout(DnnlContext* ctx, double rate, int64_t width, uint64_t seed);
   ~Dropout() override;
 
-  // The training step the next masks belong to.
-  void set_step(uint64_t step) override { step_ = step; }
+  void set_samples(const PassSamples& samples) override { samples_ = samples; }
   // Works in the layout it is handed.
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
@@ -86,7 +86,7 @@ class Dropout final : public Layer {
   double rate_;
   int64_t width_;
   uint64_t seed_;
-  uint64_t step_ = 0;
+  PassSamples samples_;
   uint16_t threshold_;  // a unit is kept when its 16 random bits are >= this
   float scale_;         // 1 / (1 - rate)
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;

@@ -248,7 +248,7 @@ class DropoutOp final : public OpUnderTest {
     inputs_ = {Random(rng, n * c * h * w, 0.1f, 2)};  // never zero: a zero output means dropped
     y_.resize(inputs_[0].size());
     grads_ = {Vec(inputs_[0].size())};
-    layer_.set_step(7);
+    layer_.set_samples({7, nullptr, n});
   }
   const Vec& Forward() override {
     io_.Forward(inputs_[0], y_, Pass::kTraining);

@@ -219,7 +219,7 @@ class AttentionOp final : public DoubleReferenceOp {
     layer_.Bind(inputs_[1].data(), inputs_[2].data(), inputs_[3].data(), inputs_[4].data(), grads_[1].data(),
                 grads_[2].data(), grads_[3].data(), grads_[4].data());
     if (dropout > 0) {  // one step's mask, the same at every pass
-      layer_.set_step(7);
+      layer_.set_samples({7, nullptr, n});
       Forward();
       const float* mask = layer_.dropout_mask(n);
       mask_.assign(mask, mask + n * heads * positions * positions);

@@ -99,9 +99,9 @@ void Stack::Backward(const float* x, const float* dy, float* dx, int64_t n,
   }
 }
 
-void Stack::set_step(uint64_t step) {
+void Stack::set_samples(const PassSamples& samples) {
   for (auto& l : layers_)
-    if (l != nullptr) l->set_step(step);
+    if (l != nullptr) l->set_samples(samples);
 }
 
 void Stack::BeginStatistics() {

@@ -80,7 +80,7 @@ class Stack {
   void Backward(const float* x, const float* dy, float* dx, int64_t n,
                 const std::function<void(std::size_t)>& after_layer = {});
 
-  void set_step(uint64_t step);
+  void set_samples(const PassSamples& samples);
   void BeginStatistics();
   void EndStatistics();
   void AppendStatistics(Layer::NamedValues* out) const;
@@ -113,7 +113,7 @@ class Block final : public Layer {
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
   void AppendImplementations(const std::string& name, std::vector<std::string>* out) const override;
-  void set_step(uint64_t step) override { body_->set_step(step); }
+  void set_samples(const PassSamples& samples) override { body_->set_samples(samples); }
   void BeginStatistics() override { body_->BeginStatistics(); }
   void EndStatistics() override { body_->EndStatistics(); }
   void AppendStatistics(const std::string&, NamedValues* out) const override { body_->AppendStatistics(out); }

@@ -242,14 +242,9 @@ void Attention::Forward(const float* x, float* y, int64_t n, Pass pass) {
   if (rate_ > 0) {
     const int64_t size = n * heads_ * t * t;
     if (pass == Pass::kTraining) {
-      const uint64_t base = SplitMix64(seed_ ^ SplitMix64(step_));
       const float keep_scale = static_cast<float>(1.0 / (1.0 - rate_));
       float* mask = p.mask.get();
-      for (int64_t i = 0; i < size; i += 4) {
-        uint64_t bits = SplitMix64(base + static_cast<uint64_t>(i));
-        for (int64_t j = i; j < std::min(size, i + 4); ++j, bits >>= 16)
-          mask[j] = static_cast<uint16_t>(bits) >= threshold_ ? keep_scale : 0.0f;
-      }
+      DrawDropoutMask(seed_, samples_, threshold_, keep_scale, mask, size);
       for (int64_t i = 0; i < size; ++i) p.pd[i] = p.p[i] * mask[i];
     } else {
       std::memcpy(p.pd.get(), p.p.get(), static_cast<std::size_t>(size) * sizeof(float));

@@ -93,7 +93,7 @@ class Attention final : public Layer {
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
   void AppendImplementations(const std::string& name, std::vector<std::string>* out) const override;
-  void set_step(uint64_t step) override { step_ = step; }
+  void set_samples(const PassSamples& samples) override { samples_ = samples; }
   // The last training pass's dropout mask for batches of n, [n, heads,
   // positions, positions] (0 or 1 / (1 - rate)); for tests.
   const float* dropout_mask(int64_t n);
@@ -105,7 +105,8 @@ class Attention final : public Layer {
   int64_t positions_, dim_, heads_, head_dim_;
   bool causal_;
   double rate_;
-  uint64_t seed_, step_ = 0;
+  uint64_t seed_;
+  PassSamples samples_;
   uint16_t threshold_;  // a probability is kept when its 16 random bits are >= this
   Linear in_, out_;
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
