@@ -17,7 +17,8 @@ void DrawDropoutMask(uint64_t seed, const PassSamples& samples, uint16_t thresho
   const uint64_t step_key = SplitMix64(seed ^ SplitMix64(samples.step));
   for (int64_t k = 0; k < parts; ++k) {
     const uint64_t record =
-        split && samples.rows != nullptr ? static_cast<uint64_t>(samples.rows[k]) : static_cast<uint64_t>(k);
+        split && samples.rows != nullptr ? static_cast<uint64_t>(samples.rows[k])
+                                         : static_cast<uint64_t>(samples.first + k);
     const uint64_t base = SplitMix64(step_key ^ SplitMix64(record + 0x632BE59BD9B4E019ull));
     float* m = mask + k * per;
     for (int64_t i = 0; i < per; i += 4) {

@@ -37,7 +37,7 @@ enum class Pass { kTraining, kStatistics, kInference };
 
 // The samples of the next training pass, which dropout masks are drawn
 // from: the step, and each sample's record (its row in the data set;
-// rows == nullptr: its index in the batch). A mask is a hash of (seed,
+// rows == nullptr: `first` + its index in the pass). A mask is a hash of (seed,
 // step, record, position in the sample), so a record is masked alike
 // whichever process trains it and wherever it sits in its batch: two BSP
 // workers on b/2 each draw what one process draws on b, and a step a
@@ -46,6 +46,7 @@ struct PassSamples {
   uint64_t step = 0;
   const int64_t* rows = nullptr;
   int64_t n = 0;
+  int64_t first = 0;
 };
 
 // Fills `mask` (`size` floats, the pass's samples one after another, each

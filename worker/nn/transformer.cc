@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "common/split_mix.h"
+#include "common/vector_clones.h"
 #include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
@@ -139,15 +140,67 @@ void LayerNorm::Backward(const float* x, const float*, const float* dy, float* d
 
 // ---- Attention --------------------------------------------------------------
 
+namespace {
+
+// The softmax's backward over rows of t probabilities p and their
+// gradients dp: ds = p (dp - sum(p dp)) per row (oneDNN 2.6 has only a
+// reference kernel for it below AVX-512). The dot product runs in 16 lanes
+// (vectorised without reassociating anything); a masked score has p = 0,
+// so its gradient comes out 0.
+PSF_VECTOR_CLONES void SoftmaxBackwardRows(const float* __restrict p, const float* __restrict dp,
+                                           float* __restrict ds, int64_t rows, int64_t t) {
+  constexpr int64_t kLanes = 16;
+  for (int64_t r = 0; r < rows; ++r, p += t, dp += t, ds += t) {
+    float lanes[kLanes] = {};
+    int64_t j = 0;
+    for (; j + kLanes <= t; j += kLanes)
+      for (int64_t l = 0; l < kLanes; ++l) lanes[l] += p[j + l] * dp[j + l];
+    float dot = 0;
+    for (int64_t l = 0; l < kLanes; ++l) dot += lanes[l];
+    for (; j < t; ++j) dot += p[j] * dp[j];
+    for (j = 0; j < t; ++j) ds[j] = p[j] * (dp[j] - dot);
+  }
+}
+
+PSF_VECTOR_CLONES void MultiplyInto(float* __restrict y, const float* __restrict a, const float* __restrict b,
+                                    int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+
+PSF_VECTOR_CLONES void MultiplyBy(float* __restrict y, const float* __restrict b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] *= b[i];
+}
+
+// The number of samples whose heads go through the attention's products
+// together: a divisor of n whose probabilities ([chunk x heads, t, t])
+// stay within about 256 KiB, so that each product reads what the one
+// before it wrote from the cache rather than from memory.
+int64_t ChunkOf(int64_t n, int64_t heads, int64_t t) {
+  const int64_t fits = std::max<int64_t>(1, (int64_t{64} << 10) / std::max<int64_t>(1, heads * t * t));
+  int64_t chunk = 1;
+  for (int64_t d = 1; d <= std::min(n, fits); ++d)
+    if (n % d == 0) chunk = d;
+  return chunk;
+}
+
+}  // namespace
+
 struct Attention::Plan {
-  // B = n * heads batches of [positions, head_dim] (q, k, v, o and their
-  // gradients) or [positions, positions] (the probabilities p and the
-  // gradients dp of p and ds of the scores).
-  // With dropout, pd = p * mask is what mixes the values.
-  Buffer qkv, q, k, v, p, pd, mask, o, heads;
-  Buffer dheads, dout, dp, ds, dq, dk, dv, dqkv;
+  // The samples go through the products `chunk` at a time: c = chunk *
+  // heads batches of [positions, head_dim] (q, k, v gathered from the rows
+  // of qkv, kept for the backward; the chunk's o and the gradients,
+  // scattered to the rows of heads and of dqkv) or [positions, positions]
+  // (the chunk's gradients dp of the probabilities and ds of the scores).
+  // The probabilities p of every sample are kept for the backward; with
+  // dropout, pd = p * mask is what mixes the values.
+  int64_t chunk = 0;
+  Buffer qkv, q, k, v, p, pd, mask, heads;
+  Buffer dheads, dqkv;
+  Buffer o, dout, dp, ds, dq, dk, dv;
   dnnl::matmul scores, mix, dprobs, dvalues, dqueries, dkeys;
   dnnl::softmax_forward softmax;
+  // Bound to the chunk's part of q, k, v and the probabilities at each chunk.
+  dnnl::memory q_m, k_m, k_t, v_m, v_t, scores_p, mix_p, dvalues_p, softmax_p;
   Args scores_args, mix_args, dprobs_args, dvalues_args, dqueries_args, dkeys_args, softmax_args;
 };
 
@@ -173,35 +226,59 @@ memory::desc Attention::Prepare(int64_t n, const memory::desc&) {
   out_.Prepare(rows, Matrix(rows, dim_));
   Plan& plan = FindOrMake(plans_, n, [&] {
     const auto& eng = ctx_->engine;
-    const int64_t b = n * heads_, t = positions_, hd = head_dim_;
+    const int64_t t = positions_, hd = head_dim_;
     auto p = std::make_unique<Plan>();
+    p->chunk = ChunkOf(n, heads_, t);
+    const int64_t c = p->chunk * heads_;
     for (Buffer* buf : {&p->qkv, &p->dqkv}) *buf = AllocateFloats(rows * 3 * dim_);
     for (Buffer* buf : {&p->heads, &p->dheads}) *buf = AllocateFloats(rows * dim_);
-    for (Buffer* buf : {&p->q, &p->k, &p->v, &p->o, &p->dout, &p->dq, &p->dk, &p->dv}) *buf = AllocateFloats(b * t * hd);
-    for (Buffer* buf : {&p->p, &p->dp, &p->ds}) *buf = AllocateFloats(b * t * t);
+    p->p = AllocateFloats(n * heads_ * t * t);
     if (rate_ > 0)
-      for (Buffer* buf : {&p->pd, &p->mask}) *buf = AllocateFloats(b * t * t);
-    const Buffer& mixed = rate_ > 0 ? p->pd : p->p;  // the probabilities the values are mixed with
+      for (Buffer* buf : {&p->pd, &p->mask}) *buf = AllocateFloats(n * heads_ * t * t);
+    for (Buffer* buf : {&p->q, &p->k, &p->v}) *buf = AllocateFloats(n * heads_ * t * hd);
+    for (Buffer* buf : {&p->o, &p->dout, &p->dq, &p->dk, &p->dv}) *buf = AllocateFloats(c * t * hd);
+    for (Buffer* buf : {&p->dp, &p->ds}) *buf = AllocateFloats(c * t * t);
     const auto f32 = memory::data_type::f32;
-    // [b, rows, cols] plain, and its transpose as a strided view.
-    auto plain = [&](int64_t r, int64_t c) { return memory::desc({b, r, c}, f32, memory::dims{r * c, c, 1}); };
-    auto transposed = [&](int64_t r, int64_t c) { return memory::desc({b, c, r}, f32, memory::dims{r * c, 1, c}); };
-    auto bound = [&](const memory::desc& md, const Buffer& buf) { return memory(md, eng, buf.get()); };
-    auto make = [&](dnnl::matmul* mm, Args* args, const memory::desc& a, const Buffer& abuf, const memory::desc& w,
-                    const Buffer& wbuf, const memory::desc& c, const Buffer& cbuf) {
-      *mm = dnnl::matmul(dnnl::matmul::primitive_desc({a, w, c}, eng));
-      *args = {{DNNL_ARG_SRC, bound(a, abuf)}, {DNNL_ARG_WEIGHTS, bound(w, wbuf)}, {DNNL_ARG_DST, bound(c, cbuf)}};
+    // [c, rows, cols] plain, and its transpose as a strided view.
+    auto plain = [&](int64_t r, int64_t cols) { return memory::desc({c, r, cols}, f32, memory::dims{r * cols, cols, 1}); };
+    auto transposed = [&](int64_t r, int64_t cols) {
+      return memory::desc({c, cols, r}, f32, memory::dims{r * cols, 1, cols});
     };
-    make(&p->scores, &p->scores_args, plain(t, hd), p->q, transposed(t, hd), p->k, plain(t, t), p->p);  // q k^T
-    make(&p->mix, &p->mix_args, plain(t, t), mixed, plain(t, hd), p->v, plain(t, hd), p->o);           // p v
-    make(&p->dprobs, &p->dprobs_args, plain(t, hd), p->dout, transposed(t, hd), p->v, plain(t, t), p->dp);  // do v^T
-    make(&p->dvalues, &p->dvalues_args, transposed(t, t), mixed, plain(t, hd), p->dout, plain(t, hd), p->dv);  // p^T do
-    make(&p->dqueries, &p->dqueries_args, plain(t, t), p->ds, plain(t, hd), p->k, plain(t, hd), p->dq);   // ds k
-    make(&p->dkeys, &p->dkeys_args, transposed(t, t), p->ds, plain(t, hd), p->q, plain(t, hd), p->dk);    // ds^T q
-    const memory::desc rows_md = Matrix(b * t, t);
+    auto bound = [&](const memory::desc& md, const Buffer& buf) { return memory(md, eng, buf.get()); };
+    // The queries' 1 / sqrt(head_dim) is the products' output scale.
+    dnnl::primitive_attr scaled;
+    scaled.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(hd))});
+    auto make = [&](dnnl::matmul* mm, Args* args, const memory::desc& a, const memory& am, const memory::desc& w,
+                    const memory& wm, const memory::desc& out, const memory& outm, const dnnl::primitive_attr& attr) {
+      *mm = dnnl::matmul(dnnl::matmul::primitive_desc({a, w, out}, attr, eng));
+      *args = {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, outm}};
+    };
+    const dnnl::primitive_attr none;
+    p->q_m = Unbound(plain(t, hd), eng);
+    p->k_m = Unbound(plain(t, hd), eng);
+    p->k_t = Unbound(transposed(t, hd), eng);
+    p->v_m = Unbound(plain(t, hd), eng);
+    p->v_t = Unbound(transposed(t, hd), eng);
+    p->scores_p = Unbound(plain(t, t), eng);
+    p->mix_p = Unbound(plain(t, t), eng);
+    p->dvalues_p = Unbound(transposed(t, t), eng);
+    make(&p->scores, &p->scores_args, plain(t, hd), p->q_m, transposed(t, hd), p->k_t, plain(t, t), p->scores_p,
+         scaled);  // q k^T / sqrt(hd)
+    make(&p->mix, &p->mix_args, plain(t, t), p->mix_p, plain(t, hd), p->v_m, plain(t, hd),
+         bound(plain(t, hd), p->o), none);  // p v
+    make(&p->dprobs, &p->dprobs_args, plain(t, hd), bound(plain(t, hd), p->dout), transposed(t, hd), p->v_t,
+         plain(t, t), bound(plain(t, t), p->dp), none);  // do v^T
+    make(&p->dvalues, &p->dvalues_args, transposed(t, t), p->dvalues_p, plain(t, hd), bound(plain(t, hd), p->dout),
+         plain(t, hd), bound(plain(t, hd), p->dv), none);  // p^T do
+    make(&p->dqueries, &p->dqueries_args, plain(t, t), bound(plain(t, t), p->ds), plain(t, hd), p->k_m,
+         plain(t, hd), bound(plain(t, hd), p->dq), scaled);  // ds k / sqrt(hd)
+    make(&p->dkeys, &p->dkeys_args, transposed(t, t), bound(transposed(t, t), p->ds), plain(t, hd), p->q_m,
+         plain(t, hd), bound(plain(t, hd), p->dk), scaled);  // ds^T q / sqrt(hd)
+    const memory::desc rows_md = Matrix(c * t, t);
     dnnl::softmax_forward::primitive_desc softmax_pd({dnnl::prop_kind::forward_training, rows_md, 1}, eng);
     p->softmax = dnnl::softmax_forward(softmax_pd);
-    p->softmax_args = {{DNNL_ARG_SRC, bound(rows_md, p->p)}, {DNNL_ARG_DST, bound(rows_md, p->p)}};
+    p->softmax_p = Unbound(rows_md, eng);
+    p->softmax_args = {{DNNL_ARG_SRC, p->softmax_p}, {DNNL_ARG_DST, p->softmax_p}};
     return p;
   });
   Record("matmul q k^T", ImplOf(plan.scores));
@@ -214,90 +291,118 @@ memory::desc Attention::Prepare(int64_t n, const memory::desc&) {
   return Matrix(rows, dim_);
 }
 
+// Copies the heads of samples [s0, s0 + count) between rows of `width`
+// floats (the part at `offset` of each row; head h at offset + h * hd) and
+// [sample, head, position, head_dim] batches.
+// [sample, head, position, head_dim] batches. Loops, not a memcpy a
+// head's row (which GCC makes of such a loop unless told not to): a
+// library call for 24 floats cost 5% of a step.
+#define PSF_INLINE_COPIES __attribute__((optimize("no-tree-loop-distribute-patterns")))
+namespace {
+PSF_INLINE_COPIES PSF_VECTOR_CLONES void GatherHeads(const float* __restrict rows, int64_t width, int64_t offset,
+                                   float* __restrict batches, int64_t s0, int64_t count, int64_t heads, int64_t t,
+                                   int64_t hd) {
+  for (int64_t s = 0; s < count; ++s)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < t; ++i) {
+        float* to = batches + ((s * heads + h) * t + i) * hd;
+        const float* from = rows + ((s0 + s) * t + i) * width + offset + h * hd;
+        for (int64_t c = 0; c < hd; ++c) to[c] = from[c];
+      }
+}
+PSF_INLINE_COPIES PSF_VECTOR_CLONES void ScatterHeads(const float* __restrict batches, float* __restrict rows, int64_t width,
+                                    int64_t offset, int64_t s0, int64_t count, int64_t heads, int64_t t, int64_t hd) {
+  for (int64_t s = 0; s < count; ++s)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < t; ++i) {
+        float* to = rows + ((s0 + s) * t + i) * width + offset + h * hd;
+        const float* from = batches + ((s * heads + h) * t + i) * hd;
+        for (int64_t c = 0; c < hd; ++c) to[c] = from[c];
+      }
+}
+}  // namespace
+
+void Attention::PointHeads(Plan& p, int64_t s0) {
+  const int64_t at = s0 * heads_ * positions_ * head_dim_;
+  Point(p.q_m, p.q.get() + at);
+  Point(p.k_m, p.k.get() + at);
+  Point(p.k_t, p.k.get() + at);
+  Point(p.v_m, p.v.get() + at);
+  Point(p.v_t, p.v.get() + at);
+}
+
 void Attention::Forward(const float* x, float* y, int64_t n, Pass pass) {
   Plan& p = Find(plans_, n);
   const int64_t t = positions_, hd = head_dim_, rows = n * positions_;
+  const int64_t per_sample = heads_ * t * t;  // probabilities
+  const bool dropping = rate_ > 0 && pass == Pass::kTraining;
   in_.Forward(x, p.qkv.get(), rows, pass);
-  // Each head's queries (scaled by 1/sqrt(head_dim) here, once), keys and
-  // values side by side: [sample, head, position, head_dim].
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t h = 0; h < heads_; ++h)
-      for (int64_t i = 0; i < t; ++i) {
-        const float* row = p.qkv.get() + (s * t + i) * 3 * dim_ + h * hd;
-        const int64_t at = ((s * heads_ + h) * t + i) * hd;
-        for (int64_t c = 0; c < hd; ++c) p.q[at + c] = row[c] * scale;
-        std::memcpy(p.k.get() + at, row + dim_, static_cast<std::size_t>(hd) * sizeof(float));
-        std::memcpy(p.v.get() + at, row + 2 * dim_, static_cast<std::size_t>(hd) * sizeof(float));
-      }
-  p.scores.execute(ctx_->stream, p.scores_args);
-  ctx_->stream.wait();
-  if (causal_) {
-    constexpr float kMasked = -std::numeric_limits<float>::infinity();  // exp gives exactly 0
-    for (int64_t bi = 0; bi < n * heads_; ++bi)
-      for (int64_t i = 0; i < t; ++i) std::fill(p.p.get() + (bi * t + i) * t + i + 1, p.p.get() + (bi * t + i + 1) * t, kMasked);
-  }
-  p.softmax.execute(ctx_->stream, p.softmax_args);
-  ctx_->stream.wait();
-  if (rate_ > 0) {
-    const int64_t size = n * heads_ * t * t;
-    if (pass == Pass::kTraining) {
-      const float keep_scale = static_cast<float>(1.0 / (1.0 - rate_));
-      float* mask = p.mask.get();
-      DrawDropoutMask(seed_, samples_, threshold_, keep_scale, mask, size);
-      for (int64_t i = 0; i < size; ++i) p.pd[i] = p.p[i] * mask[i];
-    } else {
-      std::memcpy(p.pd.get(), p.p.get(), static_cast<std::size_t>(size) * sizeof(float));
+  for (int64_t s0 = 0; s0 < n; s0 += p.chunk) {
+    PointHeads(p, s0);
+    const int64_t at = s0 * heads_ * t * hd;
+    GatherHeads(p.qkv.get(), 3 * dim_, 0, p.q.get() + at, s0, p.chunk, heads_, t, hd);
+    GatherHeads(p.qkv.get(), 3 * dim_, dim_, p.k.get() + at, s0, p.chunk, heads_, t, hd);
+    GatherHeads(p.qkv.get(), 3 * dim_, 2 * dim_, p.v.get() + at, s0, p.chunk, heads_, t, hd);
+    float* probs = p.p.get() + s0 * per_sample;
+    Point(p.scores_p, probs);
+    p.scores.execute(ctx_->stream, p.scores_args);
+    ctx_->stream.wait();
+    if (causal_) {
+      constexpr float kMasked = -std::numeric_limits<float>::infinity();  // exp gives exactly 0
+      for (int64_t bi = 0; bi < p.chunk * heads_; ++bi)
+        for (int64_t i = 0; i < t; ++i) std::fill(probs + (bi * t + i) * t + i + 1, probs + (bi * t + i + 1) * t, kMasked);
     }
+    Point(p.softmax_p, probs);
+    p.softmax.execute(ctx_->stream, p.softmax_args);
+    ctx_->stream.wait();
+    const float* mixed = probs;
+    if (rate_ > 0) {
+      float* kept = p.pd.get() + s0 * per_sample;
+      const int64_t size = p.chunk * per_sample;
+      if (dropping) {
+        float* mask = p.mask.get() + s0 * per_sample;
+        // The chunk's samples, drawn as in a draw over the whole batch.
+        PassSamples chunk{samples_.step, nullptr, p.chunk, s0};
+        if (samples_.rows != nullptr && samples_.n == n) chunk.rows = samples_.rows + s0;
+        DrawDropoutMask(seed_, chunk, threshold_, static_cast<float>(1.0 / (1.0 - rate_)), mask, size);
+        MultiplyInto(kept, probs, mask, size);
+      } else {
+        std::memcpy(kept, probs, static_cast<std::size_t>(size) * sizeof(float));
+      }
+      mixed = kept;
+    }
+    Point(p.mix_p, mixed);
+    p.mix.execute(ctx_->stream, p.mix_args);
+    ctx_->stream.wait();
+    ScatterHeads(p.o.get(), p.heads.get(), dim_, 0, s0, p.chunk, heads_, t, hd);
   }
-  p.mix.execute(ctx_->stream, p.mix_args);
-  ctx_->stream.wait();
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t h = 0; h < heads_; ++h)
-      for (int64_t i = 0; i < t; ++i)
-        std::memcpy(p.heads.get() + (s * t + i) * dim_ + h * hd, p.o.get() + ((s * heads_ + h) * t + i) * hd,
-                    static_cast<std::size_t>(hd) * sizeof(float));
   out_.Forward(p.heads.get(), y, rows, pass);
 }
 
 void Attention::Backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
   Plan& p = Find(plans_, n);
   const int64_t t = positions_, hd = head_dim_, rows = n * positions_;
+  const int64_t per_sample = heads_ * t * t;
   out_.Backward(p.heads.get(), nullptr, dy, p.dheads.get(), rows);
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t h = 0; h < heads_; ++h)
-      for (int64_t i = 0; i < t; ++i)
-        std::memcpy(p.dout.get() + ((s * heads_ + h) * t + i) * hd, p.dheads.get() + (s * t + i) * dim_ + h * hd,
-                    static_cast<std::size_t>(hd) * sizeof(float));
-  p.dprobs.execute(ctx_->stream, p.dprobs_args);
-  p.dvalues.execute(ctx_->stream, p.dvalues_args);
-  ctx_->stream.wait();
-  if (rate_ > 0)  // the gradient of the probabilities before dropout
-    for (int64_t i = 0; i < n * heads_ * t * t; ++i) p.dp[i] *= p.mask[i];
-  // The softmax's backward, ds = p (dp - sum(p dp)) per row, here: oneDNN
-  // 2.6 has only a reference kernel for it below AVX-512. Masked scores
-  // have p = 0, so their gradient comes out 0.
-  for (int64_t row = 0; row < n * heads_ * t; ++row) {
-    const float* pr = p.p.get() + row * t;
-    const float* dpr = p.dp.get() + row * t;
-    float* dsr = p.ds.get() + row * t;
-    float dot = 0;
-    for (int64_t j = 0; j < t; ++j) dot += pr[j] * dpr[j];
-    for (int64_t j = 0; j < t; ++j) dsr[j] = pr[j] * (dpr[j] - dot);
+  for (int64_t s0 = 0; s0 < n; s0 += p.chunk) {
+    PointHeads(p, s0);
+    GatherHeads(p.dheads.get(), dim_, 0, p.dout.get(), s0, p.chunk, heads_, t, hd);
+    const float* probs = p.p.get() + s0 * per_sample;
+    const int64_t size = p.chunk * per_sample;
+    p.dprobs.execute(ctx_->stream, p.dprobs_args);
+    Point(p.dvalues_p, rate_ > 0 ? p.pd.get() + s0 * per_sample : probs);
+    p.dvalues.execute(ctx_->stream, p.dvalues_args);
+    ctx_->stream.wait();
+    if (rate_ > 0)  // the gradient of the probabilities before dropout
+      MultiplyBy(p.dp.get(), p.mask.get() + s0 * per_sample, size);
+    SoftmaxBackwardRows(probs, p.dp.get(), p.ds.get(), p.chunk * heads_ * t, t);
+    p.dqueries.execute(ctx_->stream, p.dqueries_args);
+    p.dkeys.execute(ctx_->stream, p.dkeys_args);
+    ctx_->stream.wait();
+    ScatterHeads(p.dq.get(), p.dqkv.get(), 3 * dim_, 0, s0, p.chunk, heads_, t, hd);
+    ScatterHeads(p.dk.get(), p.dqkv.get(), 3 * dim_, dim_, s0, p.chunk, heads_, t, hd);
+    ScatterHeads(p.dv.get(), p.dqkv.get(), 3 * dim_, 2 * dim_, s0, p.chunk, heads_, t, hd);
   }
-  p.dqueries.execute(ctx_->stream, p.dqueries_args);
-  p.dkeys.execute(ctx_->stream, p.dkeys_args);
-  ctx_->stream.wait();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t h = 0; h < heads_; ++h)
-      for (int64_t i = 0; i < t; ++i) {
-        float* row = p.dqkv.get() + (s * t + i) * 3 * dim_ + h * hd;
-        const int64_t at = ((s * heads_ + h) * t + i) * hd;
-        for (int64_t c = 0; c < hd; ++c) row[c] = p.dq[at + c] * scale;
-        std::memcpy(row + dim_, p.dk.get() + at, static_cast<std::size_t>(hd) * sizeof(float));
-        std::memcpy(row + 2 * dim_, p.dv.get() + at, static_cast<std::size_t>(hd) * sizeof(float));
-      }
   in_.Backward(x, nullptr, p.dqkv.get(), dx, rows);
 }
 

@@ -100,6 +100,8 @@ class Attention final : public Layer {
 
  private:
   struct Plan;
+  // Points the products at the queries, keys and values of the chunk from sample s0.
+  void PointHeads(Plan& p, int64_t s0);
 
   DnnlContext* ctx_;
   int64_t positions_, dim_, heads_, head_dim_;
