@@ -293,15 +293,14 @@ memory::desc Attention::Prepare(int64_t n, const memory::desc&) {
 
 // Copies the heads of samples [s0, s0 + count) between rows of `width`
 // floats (the part at `offset` of each row; head h at offset + h * hd) and
-// [sample, head, position, head_dim] batches.
-// [sample, head, position, head_dim] batches. Loops, not a memcpy a
+// [sample, head, position, head_dim] batches. Loops, not a memcpy of a
 // head's row (which GCC makes of such a loop unless told not to): a
 // library call for 24 floats cost 5% of a step.
 #define PSF_INLINE_COPIES __attribute__((optimize("no-tree-loop-distribute-patterns")))
 namespace {
 PSF_INLINE_COPIES PSF_VECTOR_CLONES void GatherHeads(const float* __restrict rows, int64_t width, int64_t offset,
-                                   float* __restrict batches, int64_t s0, int64_t count, int64_t heads, int64_t t,
-                                   int64_t hd) {
+                                                     float* __restrict batches, int64_t s0, int64_t count,
+                                                     int64_t heads, int64_t t, int64_t hd) {
   for (int64_t s = 0; s < count; ++s)
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t i = 0; i < t; ++i) {
@@ -310,8 +309,9 @@ PSF_INLINE_COPIES PSF_VECTOR_CLONES void GatherHeads(const float* __restrict row
         for (int64_t c = 0; c < hd; ++c) to[c] = from[c];
       }
 }
-PSF_INLINE_COPIES PSF_VECTOR_CLONES void ScatterHeads(const float* __restrict batches, float* __restrict rows, int64_t width,
-                                    int64_t offset, int64_t s0, int64_t count, int64_t heads, int64_t t, int64_t hd) {
+PSF_INLINE_COPIES PSF_VECTOR_CLONES void ScatterHeads(const float* __restrict batches, float* __restrict rows,
+                                                      int64_t width, int64_t offset, int64_t s0, int64_t count,
+                                                      int64_t heads, int64_t t, int64_t hd) {
   for (int64_t s = 0; s < count; ++s)
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t i = 0; i < t; ++i) {
@@ -321,6 +321,7 @@ PSF_INLINE_COPIES PSF_VECTOR_CLONES void ScatterHeads(const float* __restrict ba
       }
 }
 }  // namespace
+#undef PSF_INLINE_COPIES
 
 void Attention::PointHeads(Plan& p, int64_t s0) {
   const int64_t at = s0 * heads_ * positions_ * head_dim_;

@@ -78,9 +78,10 @@ class LayerNorm final : public Layer {
 // `causal`; the heads side by side through out_proj [dim, dim] and its
 // bias. In training, `dropout` zeroes each attention probability with that
 // rate (and scales the rest by 1 / (1 - rate)), a mask drawn from (seed,
-// step). Products are oneDNN batched matmuls, the softmax oneDNN's; their
-// backward passes are matmuls on transposed views (and a loop for the
-// softmax's).
+// step, record; PassSamples). Products are oneDNN batched matmuls, the
+// softmax oneDNN's; their backward passes are matmuls on transposed views
+// (and a loop for the softmax's). They run a few samples at a time, so
+// that each reads what the last wrote from the cache.
 class Attention final : public Layer {
  public:
   Attention(DnnlContext* ctx, int64_t positions, int64_t dim, int64_t heads, bool causal, double dropout = 0.0,
