@@ -6,7 +6,10 @@ cross a network device as between hosts (ZeroMQ frames: shared memory is
 for a worker and a server on one host). Each case runs once with payloads
 in parts (cluster.chunk_kb, the default) and once whole (chunk_kb 0), and
 again on loopback in the same run; ps-train (one process, no network) is the
-base of the ratios. All cases interleaved, min/median/max of N runs.
+base of the ratios. The PyTorch peers of issue 23's targets (DDP with gloo,
+2 processes; the torch.distributed.rpc parameter server, 1 trainer) run the
+same way: one rank in each namespace, and again on loopback. All cases
+interleaved, min/median/max of N runs.
 Writes bench/results/netns_throughput.md and prints it.
 
 Usage (root): bench/netns_throughput.py [--runs 3]
@@ -130,6 +133,38 @@ def job(net, workers, consistency, chunk_kb):
                     p.wait()
 
 
+def peer(net, script, world, *args):
+    """A PyTorch peer (bench/torch_ddp.py, bench/torch_rpc_ps.py): with
+    `net`, rank 0 in namespace a and the others in b, meeting at a's
+    address; else all ranks spawned on loopback. Its samples/s (rank 0's
+    for DDP, the trainer's for the RPC parameter server)."""
+    script = os.path.join(ROOT, "bench", script)
+    if net is None:
+        out = subprocess.run(["/usr/bin/python3", script] + list(args), check=True, capture_output=True, text=True,
+                             env=bench_env.peer_env("native", 1), timeout=900).stdout
+        return json.loads(out.strip().splitlines()[-1])["samples_per_s"]
+    port = str(random.randrange(20000, 60000))
+    procs = []
+    try:
+        for rank in range(world):
+            ns, link = (net.a, net.links[0]) if rank == 0 else (net.b, net.links[1])
+            env = dict(bench_env.peer_env("native", 1), GLOO_SOCKET_IFNAME=link, TP_SOCKET_IFNAME=link)
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns, "/usr/bin/python3", script, "--rank", str(rank), "--addr", net.addr_a,
+                 "--port", port] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        outs = [p.communicate(timeout=900) for p in procs]
+        for p, (_, err) in zip(procs, outs):
+            if p.returncode != 0:
+                raise RuntimeError(f"{script} failed: {err[-2000:]}")
+        lines = [line for out, _ in outs for line in out.strip().splitlines() if line.startswith("{")]
+        return json.loads(lines[-1])["samples_per_s"]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -146,6 +181,12 @@ def main():
                     (f"SSP(1) 1w+1s, {where}, {parts}", lambda n=n, kb=kb: job(n, 1, "ssp", kb)),
                     (f"BSP 2w+1s, {where}, {parts}", lambda n=n, kb=kb: job(n, 2, "bsp", kb)),
                 ]
+            cases += [
+                (f"PyTorch DDP (gloo), 2 processes, {where}",
+                 lambda n=n: (peer(n, "torch_ddp.py", 2, "--workers", "2", "--epochs", str(EPOCHS)), (0.0, 0.0))),
+                (f"PyTorch RPC parameter server, 1 trainer, {where}",
+                 lambda n=n: (peer(n, "torch_rpc_ps.py", 2, "--trainers", "1"), (0.0, 0.0))),
+            ]
         results = {name: [] for name, _ in cases}
         split = {name: [] for name, _ in cases}
         for _ in range(args.runs):
@@ -166,8 +207,16 @@ def main():
     for name, v in results.items():
         compute = statistics.median(c for c, _ in split[name])
         exchange = statistics.median(e for _, e in split[name])
+        split_ms = "-" if name.startswith("PyTorch") else f"{compute:.2f} / {exchange:.2f}"
         lines.append(f"| {name} | {min(v):,.0f} / {med[name]:,.0f} / {max(v):,.0f} | {med[name] / base:.2f} | "
-                     f"{compute:.2f} / {exchange:.2f} |")
+                     f"{split_ms} |")
+    lines += ["", "| 2w+1s BSP against the peers (medians) | namespaces | loopback | target |", "|---|---|---|---|"]
+    for parts in ("parts", "whole"):
+        for peer_name, target in (("PyTorch DDP (gloo), 2 processes", "2.5x"),
+                                  ("PyTorch RPC parameter server, 1 trainer", "3x")):
+            ns = med[f"BSP 2w+1s, namespaces, {parts}"] / med[f"{peer_name}, namespaces"]
+            lo = med[f"BSP 2w+1s, loopback, {parts}"] / med[f"{peer_name}, loopback"]
+            lines.append(f"| psforge ({parts}) / {peer_name} | {ns:.2f}x | {lo:.2f}x | {target} |")
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench/results/netns_throughput.md"), "w") as f:

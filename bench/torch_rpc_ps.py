@@ -3,7 +3,12 @@
 and applies Adam to every pushed gradient (as it arrives, under a lock);
 T trainer processes (1 thread each) loop: fetch the weights by RPC, forward
 and backward on their batch (128 / T), push the gradients by RPC. Prints one
-JSON line: samples/s over all trainers, test accuracy."""
+JSON line: samples/s over all trainers, test accuracy.
+
+--rank R --addr A --port P runs only rank R (0: the server), meeting the
+others at A:P (a rank per network namespace, bench/netns_throughput.py); a
+trainer run so prints its own samples/s. Without them every rank is
+spawned here, on loopback."""
 import argparse
 import json
 import os
@@ -47,11 +52,18 @@ def push(grads):
     _ps.push(grads)
 
 
-def run(rank, world, port, epochs, batch, out):
+class Results(list):
+    """The result queue of a rank run on its own."""
+
+    def put(self, result):
+        self.append(result)
+
+
+def run(rank, world, port, epochs, batch, out, addr="127.0.0.1"):
     global _ps
     torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    opts = rpc.TensorPipeRpcBackendOptions(num_worker_threads=8, rpc_timeout=600, init_method=f"tcp://127.0.0.1:{port}")
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
+    opts = rpc.TensorPipeRpcBackendOptions(num_worker_threads=8, rpc_timeout=600, init_method=f"tcp://{addr}:{port}")
     if rank == 0:
         _ps = ParameterServer()
         rpc.init_rpc("ps", rank=0, world_size=world, rpc_backend_options=opts)
@@ -87,7 +99,17 @@ def main():
     ap.add_argument("--trainers", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--rank", type=int, help="run this rank only (with --addr and --port)")
+    ap.add_argument("--addr", default="127.0.0.1")
+    ap.add_argument("--port", type=int)
     args = ap.parse_args()
+    if args.rank is not None:
+        results = Results()
+        run(args.rank, args.trainers + 1, args.port, args.epochs, args.batch, results, args.addr)
+        for r in results:
+            print(json.dumps({"samples_per_s": r["samples"] / r["elapsed"], "trainers": args.trainers,
+                              "test_accuracy": r["test_accuracy"]}), flush=True)
+        return
     results = torch_common.spawn(run, args.trainers + 1, args.epochs, args.batch)
     samples = sum(r["samples"] for r in results)
     elapsed = max(r["elapsed"] for r in results)
