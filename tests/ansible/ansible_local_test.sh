@@ -20,7 +20,26 @@ cleanup() {
 }
 trap cleanup EXIT
 export TMPDIR="$work" ANSIBLE_NOCOLOR=1 ANSIBLE_LOCAL_TEMP="$work/.ansible-tmp" ANSIBLE_REMOTE_TEMP="$work/.ansible-tmp"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The coordinator's port is fixed when site.yml writes launch.sh, minutes
+# before launch.yml binds it: one the OS picked then (an ephemeral port) can
+# meanwhile be some connection's local port ("Address already in use", seen
+# once). So a free port below the ephemeral range, which connections never get.
+port=$(python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    p = random.randrange(10000, low)
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", p))
+        except OSError:
+            continue
+    print(p)
+    break
+else:
+    raise SystemExit("no free port below the ephemeral range")
+PY
+)
 vars="psforge_source=$source_dir psforge_prefix=$work/opt psforge_etc=$work/etc psforge_data_dir=$work/data
       psforge_servers_per_host=2 psforge_workers_per_host=2 psforge_epochs=1 psforge_coordinator_port=$port"
 cd "$source_dir/ansible"

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "common/vector_clones.h"
 #include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
@@ -126,6 +127,19 @@ void Stack::AppendImplementations(std::vector<std::string>* out) const {
 
 // ---- Block ------------------------------------------------------------------
 
+namespace {
+
+// y = a + b and y += b, elementwise, in the CPU's widest vectors (a
+// residual block's sum and its input gradient; y may be a or b).
+PSF_VECTOR_CLONES void AddInto(float* y, const float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+PSF_VECTOR_CLONES void AddTo(float* y, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += b[i];
+}
+
+}  // namespace
+
 struct Block::Plan {
   int64_t floats;  // of y (padding included)
   // A residual block whose body's output layout differs from x's: the
@@ -174,7 +188,7 @@ void Block::Forward(const float* x, float* y, int64_t n, Pass pass) {
     ctx_->stream.wait();
     out = y;
   }
-  for (int64_t i = 0; i < p.floats; ++i) y[i] = x[i] + out[i];
+  AddInto(y, x, out, p.floats);
 }
 
 void Block::Backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
@@ -189,8 +203,7 @@ void Block::Backward(const float* x, const float*, const float* dy, float* dx, i
     body_->Backward(x, dy, dx, n);
   }
   // A residual block's input gradient comes through the body and around it.
-  if (residual_ && dx != nullptr)
-    for (int64_t i = 0; i < p.floats; ++i) dx[i] += dy[i];
+  if (residual_ && dx != nullptr) AddTo(dx, dy, p.floats);
 }
 
 void Block::AppendImplementations(const std::string& name, std::vector<std::string>* out) const {
