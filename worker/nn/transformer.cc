@@ -377,7 +377,7 @@ void Attention::Forward(const float* x, float* y, int64_t n, Pass pass) {
       if (dropping) {
         float* mask = p.mask.get() + s0 * per_sample;
         // The chunk's samples, drawn as in a draw over the whole batch.
-        PassSamples chunk{samples_.step, nullptr, p.chunk, s0};
+        PassSamples chunk{samples_.step, nullptr, p.chunk, samples_.first + s0};
         if (samples_.rows != nullptr && samples_.n == n) chunk.rows = samples_.rows + s0;
         DrawDropoutMask(seed_, chunk, threshold_, static_cast<float>(1.0 / (1.0 - rate_)), mask, size);
         MultiplyInto(kept, probs, mask, size);
