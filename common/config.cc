@@ -191,6 +191,7 @@ void ReadCluster(const YAML::Node& n, const std::string& base_dir, ClusterOption
   r.Enum("wire_dtype", &c->wire_dtype, {{"f32", DType::kF32}, {"bf16", DType::kBf16}, {"fp16", DType::kF16}});
   r.Int("chunk_kb", &c->chunk_kb, 0, int64_t{1} << 30);
   r.Bool("push_during_backward", &c->push_during_backward);
+  r.Bool("priority_pulls", &c->priority_pulls);
   if (c->chunk_kb > 0 && c->chunk_kb < 4) r.Fail("cluster.chunk_kb", "0 (whole ranges) or at least 4 KiB, got " + std::to_string(c->chunk_kb));
   r.Double("heartbeat_interval_s", &c->heartbeat_interval_s, 0.0, 3600, true);
   r.Double("peer_timeout_s", &c->peer_timeout_s, 0.0, 1e6, true);
@@ -506,6 +507,7 @@ nlohmann::json ConfigToJson(const JobConfig& c) {
                             {"memory_budget_mb", cl.memory_budget_mb}, {"spill_dir", cl.spill_dir},
                             {"shared_memory", cl.shared_memory}, {"wire_dtype", DTypeName(cl.wire_dtype)},
                             {"chunk_kb", cl.chunk_kb}, {"push_during_backward", cl.push_during_backward},
+                            {"priority_pulls", cl.priority_pulls},
                             {"heartbeat_interval_s", cl.heartbeat_interval_s},
                             {"peer_timeout_s", cl.peer_timeout_s},
                             {"connect_timeout_s", cl.connect_timeout_s},

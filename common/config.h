@@ -243,6 +243,11 @@ struct ClusterOptions {
   // made its gradient final (the last layers' parts first), so servers sum
   // and apply them while the first layers' backward still runs.
   bool push_during_backward = true;
+  // BSP through frames: a worker starts its next forward pass once the
+  // first part of each server's weights is back, and waits for a later
+  // part only when the forward pass reaches its keys (an MLP's first layer
+  // is computed part by part).
+  bool priority_pulls = true;
   double heartbeat_interval_s = 0.5;    // servers and workers report to the coordinator this often
   double peer_timeout_s = 10;           // a peer silent this long is declared dead
   // How long one member waits for another to come (back): the coordinator

@@ -52,6 +52,9 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
       end[i] = std::max(end[i], spec.tensors()[t].offset + spec.tensors()[t].size());
     }
   }
+  m->needed_to_.assign(layers.size(), 0);
+  for (std::size_t i = 0; i < layers.size(); ++i)
+    m->needed_to_[i] = std::max(i > 0 ? m->needed_to_[i - 1] : 0, end[i]);
   m->final_from_.assign(layers.size(), -1);
   int64_t from = none, below_end = 0;
   for (std::size_t i = layers.size(); i-- > 0;) {
@@ -107,24 +110,84 @@ const float* Model::ForwardPass(const float* x, int64_t n, int pass) {
   return stack_->Forward(x, n, static_cast<nn::Pass>(pass));
 }
 
+void Model::SetPartStarts(std::span<const int64_t> starts) {
+  first_in_blocks_ = false;
+  auto* linear = stack_->rows(0) == 1 ? dynamic_cast<nn::Linear*>(stack_->layer(0)) : nullptr;
+  if (linear == nullptr) return;
+  if (input_grad_) {  // its backward computes dx: whole
+    linear->SetRowBlocks({}, {}, nullptr);
+    return;
+  }
+  const LayerSpec& l = spec_.layers()[0];
+  const int64_t in = linear->in(), out = linear->out();
+  const int64_t w = spec_.tensors()[l.tensors[0]].offset, b = spec_.tensors()[l.tensors[1]].offset;
+  // Forward block j needs no key of the part after its end (rows cut
+  // below a part's start); backward block j completes the part it ends in
+  // (rows cut above).
+  std::vector<int64_t> forward{0}, backward{0};
+  for (int64_t start : starts) {
+    if (start <= w || start >= w + out * in) continue;
+    const int64_t below = (start - w) / in, above = (start - w + in - 1) / in;
+    if (below > forward.back() && below < out) forward.push_back(below);
+    if (above > backward.back() && above < out) backward.push_back(above);
+  }
+  if (forward.size() < 2) forward.clear();
+  if (backward.size() < 2) backward.clear();
+  if (!row_hooks_) row_hooks_ = std::make_unique<nn::Linear::RowBlockHooks>();
+  row_hooks_->need_rows = [this, w, in](int64_t end) {
+    if (step_hooks_ && step_hooks_->weights_needed) step_hooks_->weights_needed(w + end * in);
+  };
+  row_hooks_->need_bias = [this, b, out] {
+    if (step_hooks_ && step_hooks_->weights_needed) step_hooks_->weights_needed(b + out);
+  };
+  row_hooks_->final_rows = [this, w, in](int64_t r0, int64_t r1) {
+    if (step_hooks_ && step_hooks_->gradient_final) step_hooks_->gradient_final(w + r0 * in, w + r1 * in);
+  };
+  row_hooks_->final_bias = [this, b, out] {
+    if (step_hooks_ && step_hooks_->gradient_final) step_hooks_->gradient_final(b, b + out);
+  };
+  linear->SetRowBlocks(std::move(forward), std::move(backward), row_hooks_.get());
+  first_in_blocks_ = linear->in_row_blocks();
+}
+
 float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t step, const int64_t* rows,
-                       const std::function<void(int64_t)>& gradient_final) {
+                       const StepHooks& hooks) {
   stack_->set_samples({static_cast<uint64_t>(step), rows, n});
-  const float* out = ForwardPass(x, n, static_cast<int>(nn::Pass::kTraining));
+  step_hooks_ = &hooks;
+  PrepareFor(n);
+  const int64_t params = spec_.num_params();
+  const float* out;
+  if (hooks.weights_needed) {
+    int64_t asked = 0;
+    out = stack_->Forward(x, n, nn::Pass::kTraining, [&](std::size_t i) {
+      // (A first layer in blocks asks block by block.)
+      if (i == 0 && first_in_blocks_) {
+        asked = needed_to_[0];
+        return;
+      }
+      if (needed_to_[i] > asked) hooks.weights_needed(asked = needed_to_[i]);
+    });
+    if (asked < params) hooks.weights_needed(params);
+  } else {
+    out = stack_->Forward(x, n, nn::Pass::kTraining);
+  }
   float loss = loss_->Forward(out, targets, n);
   loss_->Backward(stack_->output_gradient());
-  if (!gradient_final) {
+  if (!hooks.gradient_final) {
     stack_->Backward(x, nullptr, input_grad_.get(), n);
+    step_hooks_ = nullptr;
     return loss;
   }
-  int64_t reported = spec_.num_params();
+  int64_t reported = params;
   stack_->Backward(x, nullptr, input_grad_.get(), n, [&](std::size_t i) {
-    // (Not for the whole gradient: Push follows at once.)
+    // (Not for the whole gradient: Push follows at once. A first layer in
+    // blocks reported its own.)
     if (final_from_[i] > 0 && final_from_[i] < reported) {
+      hooks.gradient_final(final_from_[i], reported);
       reported = final_from_[i];
-      gradient_final(reported);
     }
   });
+  step_hooks_ = nullptr;
   return loss;
 }
 

@@ -16,13 +16,12 @@
 
 #include "common/model_spec.h"
 #include "worker/nn/buffer.h"
+#include "worker/nn/layers.h"
 #include "worker/nn/scores.h"
 
 namespace psforge {
 namespace nn {
-struct DnnlContext;
 class Stack;
-class Loss;
 }  // namespace nn
 
 class Model {
@@ -42,16 +41,35 @@ class Model {
     return {grads_.get(), static_cast<std::size_t>(spec_.num_params())};
   }
 
+  // What a training step tells its caller while it runs, so that weights
+  // and gradients can travel while it computes.
+  struct StepHooks {
+    // Before the forward pass reads any key below `end`: those keys must
+    // hold the step's weights when it returns. Called with ascending ends,
+    // the last time with num_params (before backward writes gradients()).
+    std::function<void(int64_t end)> weights_needed;
+    // During backward: the gradient of keys [begin, end) has become final
+    // (each key once, never the whole key space in one call), so that it
+    // can be sent while the rest of backward runs.
+    std::function<void(int64_t begin, int64_t end)> gradient_final;
+  };
+
   // Forward, loss and backward on n <= max_batch rows of x ([n, inputs]);
   // fills gradients() with the gradient of the mean loss; returns that loss.
   // `step` and `rows` (each sample's record; null: its index) select the
   // dropout masks (nn::PassSamples).
-  // `gradient_final(k)`, when given, is called during backward each time
-  // the gradient of keys [k, num_params) has become final (after the
-  // backward of a layer with parameters, k going down, never 0), so that it
-  // can be sent while the first layers' backward runs.
   float TrainStep(const float* x, const float* targets, int64_t n, int64_t step = 0, const int64_t* rows = nullptr,
-                  const std::function<void(int64_t)>& gradient_final = {});
+                  const StepHooks& hooks = {});
+
+  // Keys where a parameter client's parts begin (ascending; see
+  // ParameterClient::part_starts). A first layer that is linear (on plain
+  // rows, without an input gradient) and spans several parts then trains
+  // in blocks of its output rows cut there (nn::Linear::SetRowBlocks):
+  // forward waits for each block's weights only (the first parts' come
+  // back first), backward makes each block's gradient final on its own,
+  // first block first. Same results to rounding; a reference that must
+  // match a cluster's bits sets the same starts. Empty: whole again.
+  void SetPartStarts(std::span<const int64_t> starts);
 
   // The gradient of the last TrainStep's mean loss with respect to its
   // input, [n, inputs]: kept for models with sparse embeddings (their rows'
@@ -105,7 +123,15 @@ class Model {
   // [final_from_[i], num_params) is final (-1: not a boundary: a layer
   // with no parameters, or one whose keys sit among later layers').
   std::vector<int64_t> final_from_;
+  // Per layer: the keys of it and every layer before it lie below this
+  // (0: no parameters up to it).
+  std::vector<int64_t> needed_to_;
   std::vector<int64_t> prepared_;  // batch sizes PrepareFor has seen
+  // The first layer in row blocks (SetPartStarts), and what its hooks call
+  // into: the running TrainStep's hooks (null between steps).
+  bool first_in_blocks_ = false;
+  std::unique_ptr<nn::Linear::RowBlockHooks> row_hooks_;
+  const StepHooks* step_hooks_ = nullptr;
   std::unique_ptr<nn::Loss> loss_;
 };
 

@@ -64,6 +64,66 @@ TEST(Model, GradientMatchesFiniteDifferences) {
   }
 }
 
+// An MLP's first layer cut into row blocks where a client's parts begin
+// (Model::SetPartStarts): the forward pass asks for each block's weights
+// just before it reads them, and reads nothing it has not asked for (the
+// weights arrive only when asked here: a key read early would still be
+// zero); backward reports each block's gradient, first block first, and
+// the loss and gradient are the whole layer's to rounding.
+TEST(Model, FirstLayerInRowBlocksWaitsForEachBlockAndReportsEach) {
+  ModelOptions o;
+  o.hidden = {12};
+  o.classes = 3;
+  auto spec = ModelSpec::FromConfig(o, 20);
+  ASSERT_TRUE(spec.ok());
+  // fc0.weight [0, 240), fc0.bias [240, 252), fc1.weight [252, 288), fc1.bias [288, 291).
+  ASSERT_EQ(spec->num_params(), 291);
+  auto whole = Model::Create(*spec, 9), blocked = Model::Create(*spec, 9);
+  ASSERT_TRUE(whole.ok() && blocked.ok());
+  spec->Initialize({0, spec->num_params()}, (*whole)->weights());
+  const std::vector<float> arrived((*whole)->weights().begin(), (*whole)->weights().end());
+  std::mt19937_64 rng(4);
+  std::vector<float> x(9 * 20), t(9);
+  for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  for (auto& v : t) v = static_cast<float>(rng() % 3);
+  const float expected_loss = (*whole)->TrainStep(x.data(), t.data(), 9);
+
+  // Parts begin at 50 and 130 (inside the first weight) and at 245 (after
+  // it): forward blocks of rows [0, 2), [2, 6), [6, 12) (cut below a part's
+  // start), backward ones [0, 3), [3, 7), [7, 12) (cut above).
+  Model& m = **blocked;
+  const std::vector<int64_t> starts{0, 50, 130, 245, 270};
+  m.SetPartStarts(starts);
+  std::vector<int64_t> needed;
+  std::vector<std::pair<int64_t, int64_t>> finals;
+  Model::StepHooks hooks;
+  std::fill(m.weights().begin(), m.weights().end(), 0.0f);
+  hooks.weights_needed = [&](int64_t end) {
+    const int64_t from = needed.empty() ? 0 : needed.back();
+    EXPECT_GE(end, from) << "asked for weights out of order";
+    std::copy(arrived.begin() + from, arrived.begin() + std::max(from, end), m.weights().begin() + from);
+    needed.push_back(std::max(from, end));
+  };
+  hooks.gradient_final = [&](int64_t begin, int64_t end) { finals.emplace_back(begin, end); };
+  const float loss = m.TrainStep(x.data(), t.data(), 9, 0, nullptr, hooks);
+  EXPECT_NEAR(loss, expected_loss, 1e-6 * (1 + std::abs(expected_loss)));
+  EXPECT_EQ(needed, (std::vector<int64_t>{40, 120, 240, 252, 291}));
+  EXPECT_EQ(finals, (std::vector<std::pair<int64_t, int64_t>>{{252, 291}, {240, 252}, {0, 60}, {60, 140}, {140, 240}}));
+  for (int64_t k = 0; k < spec->num_params(); ++k)
+    EXPECT_NEAR(m.gradients()[k], (*whole)->gradients()[k], 1e-6 * (1 + std::abs((*whole)->gradients()[k])))
+        << "key " << k;
+  bool blocks = false;
+  for (const std::string& e : m.Implementations()) blocks |= e.find("matmul forward rows") != std::string::npos;
+  EXPECT_TRUE(blocks);
+
+  // Evaluation reads the layer whole; no part inside the first weight: whole again.
+  EXPECT_EQ(m.EvaluateBatch(x.data(), t.data(), 9).sum, (*whole)->EvaluateBatch(x.data(), t.data(), 9).sum);
+  m.SetPartStarts(std::vector<int64_t>{0, 245});
+  needed.clear();
+  m.TrainStep(x.data(), t.data(), 9, 0, nullptr, hooks);
+  EXPECT_EQ(needed, (std::vector<int64_t>{252, 291}));
+}
+
 TEST(Model, PartialBatchesUseTheirOwnShape) {
   ModelOptions o;
   o.hidden = {8};
@@ -267,7 +327,14 @@ TEST(Model, ResidualBlocksGradientMatchesFiniteDifferences) {
   for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
   for (auto& v : t) v = static_cast<float>(rng() % 3);
   std::vector<int64_t> finals;
-  m.TrainStep(x.data(), t.data(), 7, 2, nullptr, [&](int64_t k) { finals.push_back(k); });
+  Model::StepHooks hooks;
+  int64_t reported = spec->num_params();
+  hooks.gradient_final = [&](int64_t begin, int64_t end) {
+    EXPECT_EQ(end, reported) << "ranges reported out of order";
+    reported = begin;
+    finals.push_back(begin);
+  };
+  m.TrainStep(x.data(), t.data(), 7, 2, nullptr, hooks);
   std::vector<float> grad(m.gradients().begin(), m.gradients().end());
   // fc1 (the last layer), then each block as a whole: res1, res0; fc0 is the rest.
   const auto& tensors = spec->tensors();

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "common/coordinator_link.h"
 #include "common/model_spec.h"
@@ -47,12 +48,29 @@ class ParameterClient {
   }
 
   // During backward, before Push(step, gradient, samples, mark): the
-  // gradient of keys [from, end) has become final, and a client may send
-  // it now (Push then sends the rest). Not for steps with sparse rows. The
+  // gradient of keys [begin, end) has become final (as have the ranges
+  // reported before for this step), and a client may send what is final
+  // now (Push then sends the rest). Not for steps with sparse rows. The
   // default sends nothing ahead.
   virtual Status PushReady(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark& mark,
-                           int64_t from) {
-    (void)step, (void)gradient, (void)samples, (void)mark, (void)from;
+                           int64_t begin, int64_t end) {
+    (void)step, (void)gradient, (void)samples, (void)mark, (void)begin, (void)end;
+    return Status::Ok();
+  }
+
+  // Where this client's parts begin (ascending keys), when it moves a
+  // step's weights and gradient in parts that PushReady and AwaitWeights
+  // can take one at a time (Model::SetPartStarts cuts the first layer
+  // there); empty otherwise. Known after the first Pull.
+  virtual std::vector<int64_t> part_starts() const { return {}; }
+  // Pull, but the client may return before every part has come: keys
+  // [0, end) are in `weights` once AwaitWeights(end) has returned, all of
+  // them after AwaitWeights(num_params) (which also lets the caller
+  // overwrite the gradient it pushed, as Pull's return does). Any other
+  // call of the client completes the pull first. The default is Pull.
+  virtual Status PullFirst(int64_t step, std::span<float> weights) { return Pull(step, weights); }
+  virtual Status AwaitWeights(int64_t end) {
+    (void)end;
     return Status::Ok();
   }
 
@@ -67,6 +85,9 @@ class ParameterClient {
   virtual WireBytes wire_bytes() const { return {}; }
   // How many parts PushReady sent ahead of their Push so far.
   virtual int64_t parts_sent_ahead() const { return 0; }
+  // How many parts of pulled weights came in after PullFirst had returned
+  // (while the next forward pass ran) so far.
+  virtual int64_t parts_pulled_during_forward() const { return 0; }
 
   // Among how many workers the job's batch is split at the step just
   // pulled: under BSP, the workers the servers wait for (fewer while one

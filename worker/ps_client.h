@@ -85,6 +85,7 @@ class PsClient final : public ParameterClient {
   int64_t applied_steps() const override { return applied_steps_; }
   WireBytes wire_bytes() const override { return {push_bytes_, pull_bytes_}; }
   int64_t parts_sent_ahead() const override { return parts_sent_ahead_; }
+  int64_t parts_pulled_during_forward() const override { return parts_pulled_late_; }
   int64_t workers_in_step() const override;
   // Chaos testing (cluster.faults or --faults die_mid_push): at `step` this process
   // SIGKILLs itself once its push has left for the first server only.
@@ -102,10 +103,23 @@ class PsClient final : public ParameterClient {
   // for Pull), from whichever servers hold them, all asked at once.
   Status PullRows(int64_t version, std::span<const SparseRows> rows) override;
   // BSP (and SSP with staleness 0) through frames, cluster.push_during_backward:
-  // sends each server's parts that lie wholly in [from, end) and are not
-  // sent yet, last part first; Push sends the rest.
+  // sends each server's parts that lie wholly within the keys reported
+  // final so far and are not sent yet, lowest keys first; Push sends the rest.
   Status PushReady(int64_t step, std::span<const float> gradient, int64_t samples, const DataMark& mark,
-                   int64_t from) override;
+                   int64_t begin, int64_t end) override;
+
+  // Where the parts of every server begin, as a client with `cluster`
+  // cuts a key space of `params` (the same for every worker of a job).
+  static std::vector<int64_t> PartStarts(int64_t params, const ClusterOptions& cluster);
+  // PartStarts where a step's parts can move one at a time: BSP (or SSP
+  // with staleness 0), every server through frames, and
+  // cluster.push_during_backward or cluster.priority_pulls on.
+  std::vector<int64_t> part_starts() const override;
+  // cluster.priority_pulls (BSP through frames): waits for each server's
+  // first part only; AwaitWeights takes the others as the next forward
+  // pass reaches their keys.
+  Status PullFirst(int64_t step, std::span<float> weights) override;
+  Status AwaitWeights(int64_t end) override;
 
  private:
   using Deadline = std::chrono::steady_clock::time_point;
@@ -212,6 +226,20 @@ class PsClient final : public ParameterClient {
     std::vector<PartRequest> requests;  // in the order sent
     int64_t push_step = -1;             // the push they answer (-1: a plain pull)
   };
+  // A pull PullFirst began: its requests, which have been received, and
+  // where the weights go.
+  struct Receiving {
+    int64_t version;
+    Outstanding asked;
+    std::vector<char> got;  // per request of `asked`
+    std::span<float> weights;
+  };
+  std::optional<Receiving> receiving_;
+  // Receives what PullFirst left for later, if anything (every other call
+  // that talks to the servers does this first).
+  Status FinishReceiving();
+  // Receives request r of receiving_.
+  Status ReceivePart(std::size_t r, Deadline deadline);
   int64_t control_value_ = 0;  // the value of the last control reply awaited
   int64_t applied_steps_ = 0;
   int64_t die_mid_push_ = 0;
@@ -222,7 +250,9 @@ class PsClient final : public ParameterClient {
   // the requests they make; Push adds the rest.
   int64_t ahead_step_ = -1;
   int64_t parts_sent_ahead_ = 0;
+  int64_t parts_pulled_late_ = 0;  // received by AwaitWeights
   Outstanding ahead_;
+  std::vector<KeyRange> final_;  // the keys reported final for ahead_step_, merged, ascending
   // Overlap mode: the gradient send buffers.
   std::array<std::vector<float>, 2> send_buffers_;
   int next_send_buffer_ = 0;

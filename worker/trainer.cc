@@ -197,6 +197,21 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   std::span<float> weights = model_->weights();
   int64_t step = source->first_step();
   PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
+  // Parts that can move one at a time: the first layer is cut where they
+  // begin (not with sparse rows, whose push goes whole).
+  if (!sparse_) model_->SetPartStarts(client_->part_starts());
+  // After a push: whether the next weights may still be coming in
+  // (PullFirst), and the time this step's forward pass waited for them.
+  bool pulling = false;
+  double waited_s = 0;
+  auto finish_pull = [&]() -> Status {
+    if (!pulling) return Status::Ok();
+    pulling = false;
+    const auto wait = Clock::now();
+    Status s = client_->AwaitWeights(spec.num_params());
+    waited_s += Seconds(wait);
+    return s;
+  };
 
   start_ = Clock::now();
   double train_s = 0;
@@ -215,6 +230,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     const int64_t split = std::max<int64_t>(1, client_->workers_in_step());
     const int64_t share = std::min(model_->max_batch(), (config_.training.batch_size + split - 1) / split);
     PSF_ASSIGN_OR_RETURN(BatchPlan plan, source->Next(step, share, &rows_));
+    if (plan.evaluate_epoch > 0 || plan.stop) PSF_RETURN_IF_ERROR(finish_pull());
     if (plan.evaluate_epoch > 0) {
       train_s += Seconds(step_start);
       PSF_RETURN_IF_ERROR(EvaluateEpoch(test, source, plan.evaluate_epoch, step, false, epoch_loss(), &result));
@@ -238,16 +254,29 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
       Mask(rows_.data(), n, plan.epoch);
       if (sparse_) PSF_RETURN_IF_ERROR(PullEmbeddings(step, n));
       const auto compute = Clock::now();
-      // Parts of the gradient go out as backward makes them final (the
+      // The forward pass takes the weights' parts as it reaches them, and
+      // parts of the gradient go out as backward makes them final (the
       // client decides what it can send ahead); not with sparse rows.
       Status ahead;
-      auto ready = [&](int64_t from) {
-        if (ahead.ok()) ahead = client_->PushReady(step, model_->gradients(), n, mark, from);
-      };
-      loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step, rows_.data(),
-                               sparse_ ? std::function<void(int64_t)>() : std::function<void(int64_t)>(ready));
-      result.compute_s += Seconds(compute);
+      double in_step = 0;  // of waited_s
+      Model::StepHooks hooks;
+      if (!sparse_) {
+        hooks.gradient_final = [&](int64_t begin, int64_t end) {
+          if (ahead.ok()) ahead = client_->PushReady(step, model_->gradients(), n, mark, begin, end);
+        };
+        if (pulling)
+          hooks.weights_needed = [&](int64_t end) {
+            if (!ahead.ok()) return;
+            const auto wait = Clock::now();
+            ahead = client_->AwaitWeights(end);
+            in_step += Seconds(wait);
+          };
+      }
+      loss = model_->TrainStep(batch_x_.data(), batch_t_.data(), n, step, rows_.data(), hooks);
+      pulling = false;  // (the forward pass asked for every key)
       PSF_RETURN_IF_ERROR(ahead);
+      result.compute_s += Seconds(compute) - in_step;
+      waited_s += in_step;
       if (!std::isfinite(loss))
         return FailedPrecondition("loss became " + std::to_string(loss) + " at step " +
                                   std::to_string(step) +
@@ -256,13 +285,20 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
       ++loss_steps;
       if (sparse_) row_gradients = sparse_->Gradients(model_->input_gradient(n));
     } else {
+      PSF_RETURN_IF_ERROR(finish_pull());
       model_->ScaleGradients(0.0f);  // an empty step: nothing to contribute, but keep pace
     }
     const auto exchange = Clock::now();
     PSF_RETURN_IF_ERROR(client_->Push(step, model_->gradients(), n, mark, row_gradients));
     ++step;
-    PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
-    result.exchange_s += Seconds(exchange);
+    if (sparse_) {
+      PSF_RETURN_IF_ERROR(client_->Pull(step, weights));
+    } else {
+      PSF_RETURN_IF_ERROR(client_->PullFirst(step, weights));
+      pulling = true;
+    }
+    result.exchange_s += Seconds(exchange) + waited_s;
+    waited_s = 0;
     ++result.pushes;
     source->Pushed(step - 1, loss, n, client_->applied_steps(), client_->wire_bytes());
     result.samples += n;
@@ -285,6 +321,7 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
   result.steps = step;
   result.samples_per_s = result.samples / std::max(1e-9, train_s);
   result.parts_sent_ahead = client_->parts_sent_ahead();
+  result.parts_pulled_late = client_->parts_pulled_during_forward();
   if (final_version != BatchSource::kNoFinalEvaluation) {
     if (final_version >= 0 && final_version != step) PSF_RETURN_IF_ERROR(client_->Pull(final_version, weights));
     PSF_RETURN_IF_ERROR(EvaluateEpoch(test, source, epoch, final_version >= 0 ? final_version : step,
@@ -315,6 +352,7 @@ nlohmann::json SummaryJson(const TrainResult& r, const JobConfig& config) {
     j["step_exchange_ms"] = 1e3 * r.exchange_s / static_cast<double>(r.pushes);
   }
   if (r.parts_sent_ahead > 0) j["parts_pushed_during_backward"] = r.parts_sent_ahead;
+  if (r.parts_pulled_late > 0) j["parts_pulled_during_forward"] = r.parts_pulled_late;
   if (r.wire.pushed > 0 || r.wire.pulled > 0) {
     j["bytes_pushed"] = r.wire.pushed;
     j["bytes_pulled"] = r.wire.pulled;

@@ -62,6 +62,7 @@ struct TrainResult {
   double compute_s = 0, exchange_s = 0;
   int64_t pushes = 0;  // steps this process pushed (its empty ones too)
   int64_t parts_sent_ahead = 0;  // parts pushed during backward (cluster.push_during_backward)
+  int64_t parts_pulled_late = 0;  // parts that came in during the next forward pass (cluster.priority_pulls)
   double wall_s = 0;
   std::vector<EpochResult> history;
 };

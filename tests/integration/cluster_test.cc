@@ -18,6 +18,7 @@
 #include "tests/integration/cluster_fixture.h"
 #include "worker/batch_source.h"
 #include "worker/job_setup.h"
+#include "worker/ps_client.h"
 #include "worker/train_job.h"
 
 namespace psforge {
@@ -87,6 +88,9 @@ class PairedStepClient final : public ParameterClient {
   }
   Status PullRows(int64_t, std::span<const SparseRows>) override { return FailedPrecondition("this test client has no sparse tables"); }
   int64_t applied_steps() const override { return version_; }
+  // The parts of the cluster emulated (the model cuts its first layer there, as the workers' does).
+  std::vector<int64_t> part_starts() const override { return part_starts_; }
+  void set_part_starts(std::vector<int64_t> starts) { part_starts_ = std::move(starts); }
 
  private:
   // The model's weights: the master weights as they come over the wire.
@@ -103,20 +107,23 @@ class PairedStepClient final : public ParameterClient {
   std::vector<float> master_, rounded_;
   std::vector<float> residual_[2];  // per worker
   std::vector<std::byte> bytes_;
+  std::vector<int64_t> part_starts_;
 };
 
 // One process trains `config` (max_steps, batch_size as set) from the
 // initial weights; returns the final weights. `paired`: through
 // PairedStepClient, two half-batch steps per update.
 std::vector<float> TrainOneProcess(const JobConfig& config, const TrainTestData& data, const ModelSpec& spec,
-                                   bool paired, DType wire = DType::kF32) {
+                                   bool paired, DType wire = DType::kF32, std::vector<int64_t> part_starts = {}) {
   auto model = Model::Create(spec, config.training.batch_size, DropoutSeed(config));
   EXPECT_TRUE(model.ok());
   std::unique_ptr<ParameterClient> client;
   if (paired) {
     spec.Initialize({0, spec.num_params()}, (*model)->weights());
-    client = std::make_unique<PairedStepClient>(
+    auto paired_client = std::make_unique<PairedStepClient>(
         (*model)->weights(), std::move(Optimizer::Create(config.optimizer, spec.num_params())).value(), wire);
+    paired_client->set_part_starts(std::move(part_starts));
+    client = std::move(paired_client);
   } else {
     client = std::move(LocalParameterClient::Create(spec, config.optimizer, (*model)->weights())).value();
   }
@@ -210,15 +217,22 @@ std::vector<float> RunTwoWorkersThroughFrames(const testing::TempDir& dir, const
 }
 
 // `weights` are, bit for bit, those of one process that trains `steps`
-// half batches of 60 of the job `sets` and combines each pair as a server does.
-void ExpectPairedHalves(const std::vector<std::string>& sets, int64_t steps, const std::vector<float>& weights) {
-  const JobConfig halves = LoadMlp(sets, {"training.batch_size=60", "training.max_steps=" + std::to_string(steps)});
+// half batches of 60 of the job `sets` and combines each pair as a server
+// does, its first layer cut where the cluster's parts of `chunk_kb` begin
+// (cluster.priority_pulls: the workers' first layer computes block by block).
+void ExpectPairedHalves(const std::vector<std::string>& sets, int64_t steps, const std::vector<float>& weights,
+                        int64_t chunk_kb) {
+  JobConfig halves = LoadMlp(sets, {"training.batch_size=60", "training.max_steps=" + std::to_string(steps)});
   auto data = LoadTrainTest(halves);
   ASSERT_TRUE(data.ok());
   auto spec = ModelSpec::FromConfig(halves.model, data->train.features);
   ASSERT_EQ(weights.size(), static_cast<std::size_t>(spec->num_params()));
   omp_set_num_threads(1);  // as the workers (training.threads: 1)
-  ExpectSameBits(weights, TrainOneProcess(halves, *data, *spec, true));
+  ClusterOptions cluster = halves.cluster;
+  cluster.servers = 2;
+  cluster.chunk_kb = chunk_kb;
+  const std::vector<int64_t> starts = PsClient::PartStarts(spec->num_params(), cluster);
+  ExpectSameBits(weights, TrainOneProcess(halves, *data, *spec, true, DType::kF32, starts));
 }
 
 // The correctness anchor, on every ISA (CTest runs it again with
@@ -396,14 +410,18 @@ TEST(Cluster, BspInPartsThroughFramesMatchesTheOneProcessBitForBit) {
   const std::vector<float> cluster_weights = RunTwoWorkersThroughFrames(dir, sets, 64);
   ASSERT_FALSE(cluster_weights.empty()) << "no worker saved the final weights";
   ExpectWholeModelPayloads(dir, static_cast<int64_t>(cluster_weights.size()), 4);
-  ExpectPairedHalves(sets, 100, cluster_weights);
+  ExpectPairedHalves(sets, 100, cluster_weights, 64);
 }
 
 // The same with two hidden layers (784-300-300-10) in 16 KiB parts: the
 // parts of the last two layers' keys go out while the first layer's
-// backward runs (cluster.push_during_backward), in reverse order, and the
-// servers apply each once both workers have pushed it. Bit for bit the one
-// process's weights still.
+// backward runs (cluster.push_during_backward), and the first layer's
+// weight gradient is computed in blocks of rows cut at the parts, each
+// part pushed once its block is done; the servers apply each part once
+// both workers have pushed it. On the way back the next forward pass
+// starts once each server's first part is in and takes the others as it
+// reaches their keys (cluster.priority_pulls). Bit for bit the one
+// process's weights still (that process cuts its first layer alike).
 TEST(Cluster, BspPushingDuringBackwardMatchesTheOneProcessBitForBit) {
   testing::TempDir dir;
   const std::vector<std::string> sets{"training.max_steps=30", "training.batch_size=120", "cluster.workers=2",
@@ -412,12 +430,15 @@ TEST(Cluster, BspPushingDuringBackwardMatchesTheOneProcessBitForBit) {
   ASSERT_FALSE(cluster_weights.empty()) << "no worker saved the final weights";
   for (const char* name : {"w0", "w1"}) {
     auto summary = nlohmann::json::parse(testing::ReadFile(dir.File(std::string(name) + ".json")));
-    // 328,810 keys: server 1 holds [164,405, 328,810) in 40 parts of 4,110
-    // or 4,111 keys; the second and third layers' keys (from 235,500) hold
-    // its parts 18 to 39 whole: 22 parts a step go out during backward.
-    EXPECT_EQ(summary.value("parts_pushed_during_backward", 0), 30 * 22) << summary.dump(2);
+    // 328,810 keys: each server holds 40 parts of 4,110 or 4,111 keys.
+    // Every part goes out during backward: the last layers' as their
+    // backward ends, the first layer's block by block, the last one with
+    // its last block. All but each server's first come in during the
+    // next step's forward pass (30 steps; the first pull is whole).
+    EXPECT_EQ(summary.value("parts_pushed_during_backward", 0), 30 * 80) << summary.dump(2);
+    EXPECT_EQ(summary.value("parts_pulled_during_forward", 0), 30 * 78) << summary.dump(2);
   }
-  ExpectPairedHalves(sets, 60, cluster_weights);
+  ExpectPairedHalves(sets, 60, cluster_weights, 16);
 }
 
 // SSP (bound 1: each push asks for the weights two steps ahead, with every

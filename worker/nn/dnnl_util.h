@@ -44,6 +44,11 @@ inline dnnl::memory::desc PlainLike(const dnnl::memory::desc& md) {
 
 inline bool IsPlain(const dnnl::memory::desc& md) { return md == PlainLike(md); }
 
+// y[s] = x[s] + w for each of n samples of `width` floats (y may be x): a bias.
+void AddToEachSample(float* y, const float* x, const float* w, int64_t n, int64_t width);
+// w = the sum of the n samples of `width` floats of dy (samples in order): a bias's gradient.
+void SumSamples(float* w, const float* dy, int64_t n, int64_t width);
+
 // Whether oneDNN fell back to a reference (naive loop) implementation of a
 // computing primitive: "ref:any", "bnorm_ref:any", "simple_nchw:any" (a
 // pooling loop 20x slower than its jit kernels on AVX2), ...

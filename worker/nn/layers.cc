@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "common/split_mix.h"
 #include "common/text_dataset.h"
+#include "common/vector_clones.h"
 #include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
@@ -41,6 +43,18 @@ void Layer::Record(const std::string& what, const std::string& impl) {
 
 void Layer::AppendImplementations(const std::string& name, std::vector<std::string>* out) const {
   for (const std::string& impl : implementations_) out->push_back(name + ": " + impl);
+}
+
+PSF_VECTOR_CLONES void AddToEachSample(float* y, const float* x, const float* __restrict w, int64_t n,
+                                       int64_t width) {
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t i = 0; i < width; ++i) y[s * width + i] = x[s * width + i] + w[i];
+}
+
+PSF_VECTOR_CLONES void SumSamples(float* __restrict w, const float* __restrict dy, int64_t n, int64_t width) {
+  for (int64_t i = 0; i < width; ++i) w[i] = 0.0f;
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t i = 0; i < width; ++i) w[i] += dy[s * width + i];
 }
 
 // ---- Linear -----------------------------------------------------------------
@@ -115,10 +129,92 @@ memory::desc Linear::Prepare(int64_t n, const memory::desc&) {
   Record("reorder weights", plan.w_fwd.Impl());
   Record("reorder weights", plan.w_bwd.Impl());
   Record("reorder weight gradient", plan.dw.Impl());
+  MakeBlocks(n);
   return Matrix(n, out_);
 }
 
-void Linear::Forward(const float* x, float* y, int64_t n, Pass) {
+struct Linear::BlockPlan {
+  int64_t n, rows;
+  bool backward;
+  dnnl::matmul mm;
+  memory a, b, c;
+  Args args;
+};
+
+Linear::BlockPlan& Linear::BlockOf(int64_t n, int64_t rows, bool backward) {
+  for (auto& b : blocks_)
+    if (b->n == n && b->rows == rows && b->backward == backward) return *b;
+  const auto& eng = ctx_->engine;
+  const auto f32 = memory::data_type::f32;
+  memory::desc a, b, c;
+  if (!backward) {
+    // y[:, r0:r1] = x W[r0:r1]^T: W's rows read as a transposed view, y's
+    // columns written in place (row stride out).
+    a = Matrix(n, in_);
+    b = memory::desc({in_, rows}, f32, memory::dims{1, in_});
+    c = memory::desc({n, rows}, f32, memory::dims{out_, 1});
+  } else {
+    // dW[r0:r1] = dy[:, r0:r1]^T x.
+    a = memory::desc({rows, n}, f32, memory::dims{1, out_});
+    b = Matrix(n, in_);
+    c = Matrix(rows, in_);
+  }
+  auto plan = std::make_unique<BlockPlan>();
+  plan->n = n;
+  plan->rows = rows;
+  plan->backward = backward;
+  plan->mm = dnnl::matmul(dnnl::matmul::primitive_desc({a, b, c}, eng));
+  plan->a = Unbound(a, eng);
+  plan->b = Unbound(b, eng);
+  plan->c = Unbound(c, eng);
+  plan->args = {{DNNL_ARG_SRC, plan->a}, {DNNL_ARG_WEIGHTS, plan->b}, {DNNL_ARG_DST, plan->c}};
+  Record(backward ? "matmul weight gradient rows" : "matmul forward rows", ImplOf(plan->mm));
+  blocks_.push_back(std::move(plan));
+  return *blocks_.back();
+}
+
+void Linear::MakeBlocks(int64_t n) {
+  auto make = [&](const std::vector<int64_t>& starts, bool backward) {
+    if (starts.size() < 2) return;
+    for (std::size_t j = 0; j < starts.size(); ++j)
+      BlockOf(n, (j + 1 < starts.size() ? starts[j + 1] : out_) - starts[j], backward);
+  };
+  make(forward_starts_, false);
+  make(backward_starts_, true);
+}
+
+void Linear::SetRowBlocks(std::vector<int64_t> forward_starts, std::vector<int64_t> backward_starts,
+                          const RowBlockHooks* hooks) {
+  auto check = [&](const std::vector<int64_t>& starts) {
+    for (std::size_t j = 0; j < starts.size(); ++j)
+      if ((j == 0 && starts[j] != 0) || (j > 0 && starts[j] <= starts[j - 1]) || starts[j] >= out_)
+        throw std::invalid_argument("nn: linear layer's row blocks must begin at 0 and ascend below " +
+                                    std::to_string(out_));
+  };
+  check(forward_starts);
+  check(backward_starts);
+  forward_starts_ = std::move(forward_starts);
+  backward_starts_ = std::move(backward_starts);
+  hooks_ = hooks;
+  for (auto& [n, plan] : plans_) MakeBlocks(n);
+}
+
+void Linear::Forward(const float* x, float* y, int64_t n, Pass pass) {
+  if (pass == Pass::kTraining && forward_starts_.size() > 1) {
+    for (std::size_t j = 0; j < forward_starts_.size(); ++j) {
+      const int64_t r0 = forward_starts_[j], r1 = j + 1 < forward_starts_.size() ? forward_starts_[j + 1] : out_;
+      if (hooks_ && hooks_->need_rows) hooks_->need_rows(r1);
+      BlockPlan& b = BlockOf(n, r1 - r0, false);
+      Point(b.a, x);
+      Point(b.b, weight_ + r0 * in_);
+      Point(b.c, y + r0);
+      b.mm.execute(ctx_->stream, b.args);
+    }
+    ctx_->stream.wait();
+    if (hooks_ && hooks_->need_bias) hooks_->need_bias();
+    AddToEachSample(y, y, bias_, n, out_);
+    return;
+  }
   Plan& p = Find(plans_, n);
   Point(p.x, x);
   p.w_fwd.In(ctx_->stream, weight_);
@@ -129,6 +225,21 @@ void Linear::Forward(const float* x, float* y, int64_t n, Pass) {
 }
 
 void Linear::Backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
+  if (dx == nullptr && backward_starts_.size() > 1) {
+    SumSamples(dbias_, dy, n, out_);
+    if (hooks_ && hooks_->final_bias) hooks_->final_bias();
+    for (std::size_t j = 0; j < backward_starts_.size(); ++j) {
+      const int64_t r0 = backward_starts_[j], r1 = j + 1 < backward_starts_.size() ? backward_starts_[j + 1] : out_;
+      BlockPlan& b = BlockOf(n, r1 - r0, true);
+      Point(b.a, dy + r0);
+      Point(b.b, x);
+      Point(b.c, dweight_ + r0 * in_);
+      b.mm.execute(ctx_->stream, b.args);
+      ctx_->stream.wait();
+      if (hooks_ && hooks_->final_rows) hooks_->final_rows(r0, r1);
+    }
+    return;
+  }
   Plan& p = Find(plans_, n);
   Point(p.x, x);
   Point(p.dy, dy);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -120,8 +121,35 @@ class Linear final : public Layer {
   // the largest backward matmul of an MLP). y is not used.
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
 
+  // Training in blocks of output rows, so that a parameter client can move
+  // each block's weights and gradient on its own (a model's first layer
+  // cut where the client's parts begin: Model::SetPartStarts). A kTraining
+  // Forward computes y's columns [f[j], f[j+1]) one block at a time, block
+  // j once need_rows(f[j+1]) has returned (the weight's rows below that
+  // are this step's), then adds the bias once need_bias() has returned. A
+  // Backward without dx writes db (then final_bias()) and dW's rows
+  // [b[j], b[j+1]) one block at a time, lowest first, calling
+  // final_rows(b[j], b[j+1]) after each. Every block is one oneDNN matmul
+  // on views of the layer's plain buffers; inference and a Backward with
+  // dx stay whole. Both lists begin with 0 and ascend; fewer than two
+  // blocks: whole again. Hooks may be empty.
+  struct RowBlockHooks {
+    std::function<void(int64_t end)> need_rows;
+    std::function<void()> need_bias;
+    std::function<void(int64_t begin, int64_t end)> final_rows;
+    std::function<void()> final_bias;
+  };
+  void SetRowBlocks(std::vector<int64_t> forward_starts, std::vector<int64_t> backward_starts,
+                    const RowBlockHooks* hooks);
+  bool in_row_blocks() const { return forward_starts_.size() > 1 || backward_starts_.size() > 1; }
+
  private:
   struct Plan;
+  struct BlockPlan;
+  // The matmul of a block of `rows` output rows for batches of n (forward
+  // or backward), made once.
+  BlockPlan& BlockOf(int64_t n, int64_t rows, bool backward);
+  void MakeBlocks(int64_t n);
 
   DnnlContext* ctx_;
   int64_t in_, out_;
@@ -130,6 +158,9 @@ class Linear final : public Layer {
   float* dweight_ = nullptr;
   float* dbias_ = nullptr;
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
+  std::vector<int64_t> forward_starts_, backward_starts_;
+  const RowBlockHooks* hooks_ = nullptr;
+  std::vector<std::unique_ptr<BlockPlan>> blocks_;
 };
 
 // y = f(x) elementwise, `alg` one of oneDNN's eltwise algorithms: those

@@ -78,9 +78,10 @@ dnnl::memory::desc Stack::Prepare(int64_t n, const dnnl::memory::desc& in) {
   return md;
 }
 
-const float* Stack::Forward(const float* x, int64_t n, Pass pass) {
+const float* Stack::Forward(const float* x, int64_t n, Pass pass, const std::function<void(std::size_t)>& before_layer) {
   const float* in = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
+    if (before_layer) before_layer(i);
     if (layers_[i] != nullptr) layers_[i]->Forward(in, out_[i], n * rows_[i], pass);
     in = out_[i];
   }

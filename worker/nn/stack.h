@@ -70,7 +70,12 @@ class Stack {
   // last layer's output layout. Once per n, before Forward of that n.
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in);
   // Forward through every layer; returns the last layer's output.
-  const float* Forward(const float* x, int64_t n, Pass pass);
+  // `before_layer(i)`, when given, is called before layer i's forward.
+  const float* Forward(const float* x, int64_t n, Pass pass,
+                       const std::function<void(std::size_t)>& before_layer = {});
+  // Layer i (null: fused into the one before) and the rows per sample it sees.
+  Layer* layer(std::size_t i) { return layers_[i].get(); }
+  int64_t rows(std::size_t i) const { return rows_[i]; }
   // The last layer's output-gradient buffer, for the loss to write.
   float* output_gradient() { return dout_.back(); }
   // Backward through every layer after a kTraining Forward of the same x,

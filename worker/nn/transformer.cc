@@ -22,24 +22,6 @@ void PositionEmbedding::Bind(const float* weight, float* dweight) {
 
 memory::desc PositionEmbedding::Prepare(int64_t n, const memory::desc&) { return Matrix(n * positions_, dim_); }
 
-namespace {
-
-// y[s] = x[s] + w for each of n samples of `width` floats (y may be x).
-PSF_VECTOR_CLONES void AddToEachSample(float* y, const float* x, const float* __restrict w, int64_t n,
-                                       int64_t width) {
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t i = 0; i < width; ++i) y[s * width + i] = x[s * width + i] + w[i];
-}
-
-// w = the sum of the n samples of `width` floats of dy (samples in order).
-PSF_VECTOR_CLONES void SumSamples(float* __restrict w, const float* __restrict dy, int64_t n, int64_t width) {
-  for (int64_t i = 0; i < width; ++i) w[i] = 0.0f;
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t i = 0; i < width; ++i) w[i] += dy[s * width + i];
-}
-
-}  // namespace
-
 void PositionEmbedding::Forward(const float* x, float* y, int64_t n, Pass) {
   AddToEachSample(y, x, weight_, n, positions_ * dim_);
 }
