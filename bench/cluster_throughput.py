@@ -38,7 +38,8 @@ def ps_train(epochs, bin_dir=BIN):
         return json.load(open(f.name))["samples_per_s"]
 
 
-def cluster(servers, workers, epochs, consistency="bsp", staleness=1, shared_memory=True, bin_dir=BIN, chunk_kb=None):
+def cluster(servers, workers, epochs, consistency="bsp", staleness=1, shared_memory=True, bin_dir=BIN, chunk_kb=None,
+            more=()):
     """A local cluster through ps-launch; the rate is the sum of the workers'
     own rates (training steps only, evaluation excluded, as for ps-train).
     shared_memory=False passes payloads in ZeroMQ frames, as between hosts."""
@@ -46,6 +47,7 @@ def cluster(servers, workers, epochs, consistency="bsp", staleness=1, shared_mem
             f"cluster.shared_memory={'true' if shared_memory else 'false'}"]
     if chunk_kb is not None:
         sets.append(f"cluster.chunk_kb={chunk_kb}")
+    sets += list(more)
     with tempfile.TemporaryDirectory() as run_dir:
         subprocess.run([f"{bin_dir}/ps-launch", "--config", CONFIG, "--servers", str(servers), "--workers",
                         str(workers), "--epochs", str(epochs), "--threads", "1", "--run-dir", run_dir] +
@@ -72,6 +74,7 @@ PSFORGE_CASES = [
     ("psforge BSP, 2 workers + 1 server", lambda b: cluster(1, 2, 2, bin_dir=b)),
     ("psforge BSP, 2 workers + 2 servers", lambda b: cluster(2, 2, 2, bin_dir=b)),
 ]
+NO_OVERLAP = ("cluster.priority_pulls=false", "cluster.push_during_backward=false")
 FRAMES_CASES = [
     ("psforge BSP, 1 worker + 1 server, frames", lambda: cluster(1, 1, 2, shared_memory=False)),
     ("psforge SSP bound 1, 1 worker + 1 server, frames", lambda: cluster(1, 1, 2, "ssp", 1, shared_memory=False)),
@@ -80,6 +83,12 @@ FRAMES_CASES = [
     ("psforge SSP bound 1, 1 worker + 1 server, frames whole",
      lambda: cluster(1, 1, 2, "ssp", 1, shared_memory=False, chunk_kb=0)),
     ("psforge BSP, 2 workers + 1 server, frames whole", lambda: cluster(1, 2, 2, shared_memory=False, chunk_kb=0)),
+    # Parts, but each step's in key order after backward and the next forward after the whole pull
+    # (what psforge did before cluster.priority_pulls and the first layer in blocks).
+    ("psforge BSP, 1 worker + 1 server, frames, no overlap",
+     lambda: cluster(1, 1, 2, shared_memory=False, more=NO_OVERLAP)),
+    ("psforge BSP, 2 workers + 1 server, frames, no overlap",
+     lambda: cluster(1, 2, 2, shared_memory=False, more=NO_OVERLAP)),
 ]
 PEER_CASES = [
     ("PyTorch DDP (gloo), 2 processes x 1 thread", lambda: peer("torch_ddp.py", "--workers", "2", "--epochs", "2")),
@@ -134,6 +143,13 @@ def main():
                   f"| {tag}: BSP 2w+1s / DDP | {frames_two / ddp:.2f} | {'>= 2.5' if tag == 'frames' else ''} |",
                   f"| {tag}: BSP 2w+1s / RPC PS, 1 trainer | {frames_two / rpc1:.2f} | "
                   f"{'>= 3' if tag == 'frames' else ''} |"]
+    no = ", frames, no overlap"
+    lines += [f"| frames, no overlap: BSP 1w+1s / ps-train | {med[f'psforge BSP, 1 worker + 1 server{no}'] / base:.2f} |  |",
+              f"| frames, no overlap: BSP 2w+1s / DDP | {med[f'psforge BSP, 2 workers + 1 server{no}'] / ddp:.2f} |  |",
+              f"| frames / frames, no overlap: BSP 1w+1s | "
+              f"{med['psforge BSP, 1 worker + 1 server, frames'] / med[f'psforge BSP, 1 worker + 1 server{no}']:.2f} |  |",
+              f"| frames / frames, no overlap: BSP 2w+1s | "
+              f"{med['psforge BSP, 2 workers + 1 server, frames'] / med[f'psforge BSP, 2 workers + 1 server{no}']:.2f} |  |"]
     if args.baseline:
         lines += ["", f"Against the baseline build in `{args.baseline}` (this build / baseline, medians; per-run "
                   "ratios min / max):", "", "| case | median ratio | run ratios min / max |", "|---|---|---|"]
