@@ -1,8 +1,11 @@
 #include "worker/nn/sequence.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cstring>
 
+#include "common/vector_clones.h"
 #include "worker/nn/dnnl_util.h"
 
 namespace psforge::nn {
@@ -48,16 +51,137 @@ void Embedding::Backward(const float* x, const float*, const float* dy, float*, 
 }
 
 // ---- Lstm -------------------------------------------------------------------
+//
+// Our own recurrence around oneDNN matmuls (oneDNN 2.6's f32 LSTM is its
+// gemm-based reference code, a third slower than OpenBLAS-backed PyTorch
+// under AVX2 dispatch; bench/RESULTS.md). Time-major work buffers
+// ([positions, n, features]) keep each step's rows contiguous:
+//   forward:  gates = x W_ih^T + b for every step in one matmul, then per
+//             step gates_t += h_{t-1} W_hh^T (a matmul accumulating into
+//             them) and the gate arithmetic, which keeps the activated
+//             gates, c_t and tanh(c_t) for backward;
+//   backward: per step (last first) the gate arithmetic gives dgates_t and
+//             dh_{t-1} = dgates_t W_hh (a matmul); then the weights'
+//             gradients over all steps at once: dW_hh^T = h[:-1]^T dgates[1:],
+//             dW_ih^T = x^T dgates, db = the column sums of dgates, and
+//             dx = dgates W_ih, each one matmul.
+// Every matmul reads the weights in PyTorch's layouts through strided views
+// (oneDNN picks the kernel for this CPU), so nothing is reordered.
+
+namespace {
+
+// e^x for x in [-87, 88] (clamped), Cephes' single-precision polynomial:
+// within 2 ulp, plain arithmetic that GCC vectorises (every clone gives
+// the same bits).
+inline float ExpApprox(float x) {
+  x = x > 88.0f ? 88.0f : x;
+  x = x < -87.0f ? -87.0f : x;
+  // n = round(x log2 e), by adding and taking away 1.5 * 2^23.
+  const float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const int n = static_cast<int>(fn);
+  const float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  return y * std::bit_cast<float>(static_cast<uint32_t>(n + 127) << 23);
+}
+
+inline float SigmoidApprox(float x) { return 1.0f / (1.0f + ExpApprox(-x)); }
+inline float TanhApprox(float x) { return 2.0f / (1.0f + ExpApprox(-2.0f * x)) - 1.0f; }
+
+// One step's gate arithmetic on n rows: `gates` [n, 4h] (i, f, g, o) in,
+// activated in place; c = f c_prev + i g, tc = tanh(c), h = o tc.
+PSF_VECTOR_CLONES void LstmCellForward(float* __restrict gates, const float* __restrict c_prev, float* __restrict c,
+                                       float* __restrict tc, float* __restrict h, int64_t n, int64_t hidden) {
+  for (int64_t s = 0; s < n; ++s) {
+    float* g = gates + s * 4 * hidden;
+    for (int64_t j = 0; j < 2 * hidden; ++j) g[j] = SigmoidApprox(g[j]);
+    for (int64_t j = 2 * hidden; j < 3 * hidden; ++j) g[j] = TanhApprox(g[j]);
+    for (int64_t j = 3 * hidden; j < 4 * hidden; ++j) g[j] = SigmoidApprox(g[j]);
+    const float* in = g;
+    const float* forget = g + hidden;
+    const float* cell = g + 2 * hidden;
+    const float* out = g + 3 * hidden;
+    float* cs = c + s * hidden;
+    float* ts = tc + s * hidden;
+    float* hs = h + s * hidden;
+    const float* cp = c_prev + s * hidden;
+    for (int64_t j = 0; j < hidden; ++j) {
+      const float v = forget[j] * cp[j] + in[j] * cell[j];
+      cs[j] = v;
+      ts[j] = TanhApprox(v);
+      hs[j] = out[j] * ts[j];
+    }
+  }
+}
+
+// One step's gate arithmetic backward on n rows: dh = dy_t (row stride
+// dy_stride) + dh_rec, dc = dc_next + dh o (1 - tc^2) (dc holds
+// dc_next, zeros at the last step, and leaves with dc_next for the step
+// before: dc f); writes dgates (i, f, g, o).
+PSF_VECTOR_CLONES void LstmCellBackward(const float* __restrict gates, const float* __restrict c_prev,
+                                        const float* __restrict tc, const float* __restrict dy, int64_t dy_stride,
+                                        const float* __restrict dh_rec, float* __restrict dc,
+                                        float* __restrict dgates, int64_t n, int64_t hidden) {
+  for (int64_t s = 0; s < n; ++s) {
+    const float* g = gates + s * 4 * hidden;
+    const float* in = g;
+    const float* forget = g + hidden;
+    const float* cell = g + 2 * hidden;
+    const float* out = g + 3 * hidden;
+    const float* ts = tc + s * hidden;
+    const float* ys = dy + s * dy_stride;
+    const float* rs = dh_rec + s * hidden;
+    const float* cp = c_prev + s * hidden;
+    float* dcs = dc + s * hidden;
+    float* d = dgates + s * 4 * hidden;
+    for (int64_t j = 0; j < hidden; ++j) {
+      const float dh = ys[j] + rs[j];
+      const float t = ts[j];
+      const float o = out[j];
+      const float dcv = dcs[j] + dh * o * (1.0f - t * t);
+      const float i = in[j], f = forget[j], cg = cell[j];
+      d[j] = dcv * cg * i * (1.0f - i);
+      d[hidden + j] = dcv * cp[j] * f * (1.0f - f);
+      d[2 * hidden + j] = dcv * i * (1.0f - cg * cg);
+      d[3 * hidden + j] = dh * t * o * (1.0f - o);
+      dcs[j] = dcv * f;
+    }
+  }
+}
+
+// b [cols, rows] = a [rows, cols]^T, in tiles that stay in cache.
+void Transpose(const float* a, int64_t rows, int64_t cols, float* b) {
+  constexpr int64_t kTile = 32;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile)
+      for (int64_t c = c0; c < std::min(cols, c0 + kTile); ++c)
+        for (int64_t r = r0; r < std::min(rows, r0 + kTile); ++r) b[c * rows + r] = a[r * cols + c];
+}
+
+}  // namespace
 
 struct Lstm::Plan {
-  dnnl::lstm_forward fwd;
-  dnnl::lstm_backward bwd;
-  memory x, y, dy, dx, workspace;
-  Converted w_ih_fwd, w_hh_fwd, b_fwd;  // weights as the forward pass wants them
-  Converted w_ih_bwd, w_hh_bwd, b_bwd;  // and as the backward pass does
-  Converted dw_ih, dw_hh, db;           // gradients, out to the caller's layout
-  std::vector<float> scratch_dx;        // when the caller needs no input gradient
-  Args fwd_args, bwd_args;
+  // Matmuls: the input projection (with the bias), a step's recurrence
+  // (accumulating), dh from a step's dgates, and the gradients.
+  dnnl::matmul project, recur, back_h, grad_hh, grad_ih, back_x;
+  memory project_src, project_w, project_b, project_dst;
+  memory recur_src, recur_w, recur_dst;
+  memory back_h_src, back_h_w, back_h_dst;
+  memory grad_hh_src, grad_hh_w, grad_hh_dst;
+  memory grad_ih_src, grad_ih_w, grad_ih_dst;
+  memory back_x_src, back_x_w, back_x_dst;
+  Args project_args, recur_args, back_h_args, grad_hh_args, grad_ih_args, back_x_args;
+  // Time-major buffers: x, gates (activated), c, tanh(c), h; dgates, dx;
+  // one step's dh from the recurrence and the running dc.
+  std::vector<float> xt, gates, c, tc, h, dgates, dxt, dh_rec, dc;
+  std::vector<float> zeros;  // [n, hidden]: c before the first step, dh after the last
+  std::vector<float> dw_hh_t, dw_ih_t;  // the weights' gradients transposed ([hidden, 4 hidden], [in, 4 hidden])
+  std::vector<float> ht, xtt;           // h [hidden, (t - 1) n] and x [in, t n], transposed
 };
 
 Lstm::Lstm(DnnlContext* ctx, int64_t positions, int64_t in, int64_t hidden)
@@ -77,115 +201,153 @@ void Lstm::Bind(const float* weight_ih, const float* weight_hh, const float* bia
 memory::desc Lstm::Prepare(int64_t n, const memory::desc&) {
   Plan& plan = FindOrMake(plans_, n, [&] {
     const auto& eng = ctx_->engine;
-    using tag = memory::format_tag;
     const auto f32 = memory::data_type::f32;
-    auto x_md = memory::desc({positions_, n, in_}, f32, tag::ntc);
-    auto y_md = memory::desc({positions_, n, hidden_}, f32, tag::ntc);
-    // PyTorch's [4 hidden, in] is oneDNN's ldgoi; its [4 hidden] bias, ldgo.
-    auto w_ih_user = memory::desc({1, 1, in_, 4, hidden_}, f32, tag::ldgoi);
-    auto w_hh_user = memory::desc({1, 1, hidden_, 4, hidden_}, f32, tag::ldgoi);
-    auto b_user = memory::desc({1, 1, 4, hidden_}, f32, tag::ldgo);
-    auto w_ih_any = memory::desc({1, 1, in_, 4, hidden_}, f32, tag::any);
-    auto w_hh_any = memory::desc({1, 1, hidden_, 4, hidden_}, f32, tag::any);
-    const memory::desc none;  // zero initial states; final states not kept
-    const auto dir = dnnl::rnn_direction::unidirectional_left2right;
-    dnnl::lstm_forward::primitive_desc fwd_pd(
-        {dnnl::prop_kind::forward_training, dir, x_md, none, none, w_ih_any, w_hh_any, b_user, y_md, none, none},
-        eng);
-    dnnl::lstm_backward::primitive_desc bwd_pd({dnnl::prop_kind::backward, dir, x_md, none, none, w_ih_any, w_hh_any,
-                                                b_user, y_md, none, none, x_md, none, none, w_ih_any, w_hh_any,
-                                                b_user, y_md, none, none},
-                                               eng, fwd_pd);
+    const int64_t t = positions_, i = in_, h = hidden_, g = 4 * hidden_;
     auto p = std::make_unique<Plan>();
-    p->fwd = dnnl::lstm_forward(fwd_pd);
-    p->bwd = dnnl::lstm_backward(bwd_pd);
-    p->x = Unbound(x_md, eng);
-    p->y = Unbound(y_md, eng);
-    p->dy = Unbound(y_md, eng);
-    p->dx = Unbound(x_md, eng);
-    p->workspace = memory(fwd_pd.workspace_desc(), eng);
-    p->w_ih_fwd = Converted(w_ih_user, fwd_pd.weights_layer_desc(), eng);
-    p->w_hh_fwd = Converted(w_hh_user, fwd_pd.weights_iter_desc(), eng);
-    p->b_fwd = Converted(b_user, fwd_pd.bias_desc(), eng);
-    p->w_ih_bwd = Converted(w_ih_user, bwd_pd.weights_layer_desc(), eng);
-    p->w_hh_bwd = Converted(w_hh_user, bwd_pd.weights_iter_desc(), eng);
-    p->b_bwd = Converted(b_user, bwd_pd.bias_desc(), eng);
-    p->dw_ih = Converted(w_ih_user, bwd_pd.diff_weights_layer_desc(), eng);
-    p->dw_hh = Converted(w_hh_user, bwd_pd.diff_weights_iter_desc(), eng);
-    p->db = Converted(b_user, bwd_pd.diff_bias_desc(), eng);
-    p->fwd_args = {{DNNL_ARG_SRC_LAYER, p->x},
-                   {DNNL_ARG_WEIGHTS_LAYER, p->w_ih_fwd.internal},
-                   {DNNL_ARG_WEIGHTS_ITER, p->w_hh_fwd.internal},
-                   {DNNL_ARG_BIAS, p->b_fwd.internal},
-                   {DNNL_ARG_DST_LAYER, p->y},
-                   {DNNL_ARG_WORKSPACE, p->workspace}};
-    p->bwd_args = {{DNNL_ARG_SRC_LAYER, p->x},
-                   {DNNL_ARG_WEIGHTS_LAYER, p->w_ih_bwd.internal},
-                   {DNNL_ARG_WEIGHTS_ITER, p->w_hh_bwd.internal},
-                   {DNNL_ARG_BIAS, p->b_bwd.internal},
-                   {DNNL_ARG_DST_LAYER, p->y},
-                   {DNNL_ARG_DIFF_DST_LAYER, p->dy},
-                   {DNNL_ARG_WORKSPACE, p->workspace},
-                   {DNNL_ARG_DIFF_SRC_LAYER, p->dx},
-                   {DNNL_ARG_DIFF_WEIGHTS_LAYER, p->dw_ih.internal},
-                   {DNNL_ARG_DIFF_WEIGHTS_ITER, p->dw_hh.internal},
-                   {DNNL_ARG_DIFF_BIAS, p->db.internal}};
+    auto make = [&](dnnl::matmul* mm, Args* args, memory* a, memory* w, memory* d, const memory::desc& a_md,
+                    const memory::desc& w_md, const memory::desc& d_md, bool accumulate = false,
+                    memory* b = nullptr, const memory::desc& b_md = {}) {
+      dnnl::primitive_attr attr;
+      if (accumulate) {
+        dnnl::post_ops ops;
+        ops.append_sum(1.0f);
+        attr.set_post_ops(ops);
+      }
+      *mm = b ? dnnl::matmul(dnnl::matmul::primitive_desc({a_md, w_md, b_md, d_md}, attr, eng))
+              : dnnl::matmul(dnnl::matmul::primitive_desc({a_md, w_md, d_md}, attr, eng));
+      *a = Unbound(a_md, eng);
+      *w = Unbound(w_md, eng);
+      *d = Unbound(d_md, eng);
+      *args = {{DNNL_ARG_SRC, *a}, {DNNL_ARG_WEIGHTS, *w}, {DNNL_ARG_DST, *d}};
+      if (b) {
+        *b = Unbound(b_md, eng);
+        (*args)[DNNL_ARG_BIAS] = *b;
+      }
+    };
+    // W^T as a view of W [rows, cols]: [cols, rows] with strides {1, cols}.
+    auto transposed = [&](int64_t rows, int64_t cols) { return memory::desc({cols, rows}, f32, memory::dims{1, cols}); };
+    make(&p->project, &p->project_args, &p->project_src, &p->project_w, &p->project_dst, Matrix(t * n, i),
+         transposed(g, i), Matrix(t * n, g), false, &p->project_b, Matrix(1, g));
+    make(&p->recur, &p->recur_args, &p->recur_src, &p->recur_w, &p->recur_dst, Matrix(n, h), transposed(g, h),
+         Matrix(n, g), true);
+    make(&p->back_h, &p->back_h_args, &p->back_h_src, &p->back_h_w, &p->back_h_dst, Matrix(n, g), Matrix(g, h),
+         Matrix(n, h));
+    // The weights' gradients as their transposes, dW^T = x^T dgates, on
+    // plain copies: the smaller operand (h or x) is copied transposed, and
+    // dW^T transposed into place (dgates^T h on a transposed view ran at
+    // 45 GFLOP/s under AVX2, half the recurrence's rate, h^T dgates at 53
+    // either way, and one step at a time too: AVX2's gemm on this shape;
+    // a transposed destination gets oneDNN's reference kernel).
+    if (t > 1)
+      make(&p->grad_hh, &p->grad_hh_args, &p->grad_hh_src, &p->grad_hh_w, &p->grad_hh_dst, Matrix(h, (t - 1) * n),
+           Matrix((t - 1) * n, g), Matrix(h, g));
+    make(&p->grad_ih, &p->grad_ih_args, &p->grad_ih_src, &p->grad_ih_w, &p->grad_ih_dst, Matrix(i, t * n),
+         Matrix(t * n, g), Matrix(i, g));
+    make(&p->back_x, &p->back_x_args, &p->back_x_src, &p->back_x_w, &p->back_x_dst, Matrix(t * n, g), Matrix(g, i),
+         Matrix(t * n, i));
+    auto floats = [](int64_t k) { return std::vector<float>(static_cast<std::size_t>(k)); };
+    p->xt = floats(t * n * i);
+    p->gates = floats(t * n * g);
+    p->c = floats(t * n * h);
+    p->tc = floats(t * n * h);
+    p->h = floats(t * n * h);
+    p->dgates = floats(t * n * g);
+    p->dxt = floats(t * n * i);
+    p->dh_rec = floats(n * h);
+    p->dc = floats(n * h);
+    p->zeros = floats(n * h);
+    p->dw_hh_t = floats(h * g);
+    p->dw_ih_t = floats(i * g);
+    p->ht = floats(h * (t - 1) * n);
+    p->xtt = floats(i * t * n);
     return p;
   });
-  // oneDNN 2.6's f32 LSTM on CPUs is its gemm-based implementation, named
-  // "ref" (the recurrence is reference code around jit gemm calls);
-  // there is no other, and the no-reference-kernel test allows it by name.
-  Record("lstm forward", ImplOf(plan.fwd));
-  Record("lstm backward", ImplOf(plan.bwd));
-  for (const Converted* c : {&plan.w_ih_fwd, &plan.w_hh_fwd, &plan.b_fwd, &plan.w_ih_bwd, &plan.w_hh_bwd,
-                             &plan.b_bwd})
-    Record("reorder weights", c->Impl());
-  for (const Converted* c : {&plan.dw_ih, &plan.dw_hh, &plan.db}) Record("reorder weight gradient", c->Impl());
+  Record("matmul x W_ih^T", ImplOf(plan.project));
+  Record("matmul h W_hh^T", ImplOf(plan.recur));
+  Record("matmul dgates W_hh", ImplOf(plan.back_h));
+  if (positions_ > 1) Record("matmul h^T dgates", ImplOf(plan.grad_hh));
+  Record("matmul x^T dgates", ImplOf(plan.grad_ih));
+  Record("matmul dgates W_ih", ImplOf(plan.back_x));
   return Matrix(n * positions_, hidden_);
 }
 
 void Lstm::Forward(const float* x, float* y, int64_t n, Pass) {
   Plan& p = Find(plans_, n);
-  Point(p.x, x);
-  Point(p.y, y);
-  p.w_ih_fwd.In(ctx_->stream, w_ih_);
-  p.w_hh_fwd.In(ctx_->stream, w_hh_);
-  p.b_fwd.In(ctx_->stream, bias_);
-  p.fwd.execute(ctx_->stream, p.fwd_args);
-  ctx_->stream.wait();
+  const int64_t t_end = positions_, h = hidden_, g = 4 * hidden_;
+  // x [n, t, in] -> time-major.
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t t = 0; t < t_end; ++t)
+      std::memcpy(p.xt.data() + (t * n + s) * in_, x + (s * t_end + t) * in_, static_cast<std::size_t>(in_) * sizeof(float));
+  Point(p.project_src, p.xt.data());
+  Point(p.project_w, w_ih_);
+  Point(p.project_b, bias_);
+  Point(p.project_dst, p.gates.data());
+  p.project.execute(ctx_->stream, p.project_args);
+  Point(p.recur_w, w_hh_);
+  for (int64_t t = 0; t < t_end; ++t) {
+    float* gates = p.gates.data() + t * n * g;
+    if (t > 0) {
+      Point(p.recur_src, p.h.data() + (t - 1) * n * h);
+      Point(p.recur_dst, gates);
+      p.recur.execute(ctx_->stream, p.recur_args);
+    }
+    ctx_->stream.wait();
+    LstmCellForward(gates, t > 0 ? p.c.data() + (t - 1) * n * h : p.zeros.data(), p.c.data() + t * n * h,
+                    p.tc.data() + t * n * h, p.h.data() + t * n * h, n, h);
+  }
+  // h -> y [n, t, hidden].
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t t = 0; t < t_end; ++t)
+      std::memcpy(y + (s * t_end + t) * h, p.h.data() + (t * n + s) * h, static_cast<std::size_t>(h) * sizeof(float));
 }
 
-void Lstm::Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) {
+void Lstm::Backward(const float*, const float*, const float* dy, float* dx, int64_t n) {
   Plan& p = Find(plans_, n);
-  if (dx == nullptr) {
-    p.scratch_dx.resize(static_cast<std::size_t>(n * positions_ * in_));
-    dx = p.scratch_dx.data();
+  const int64_t t_end = positions_, h = hidden_, g = 4 * hidden_;
+  std::fill(p.dc.begin(), p.dc.end(), 0.0f);
+  Point(p.back_h_w, w_hh_);
+  for (int64_t t = t_end; t-- > 0;) {
+    float* dgates = p.dgates.data() + t * n * g;
+    LstmCellBackward(p.gates.data() + t * n * g, t > 0 ? p.c.data() + (t - 1) * n * h : p.zeros.data(),
+                     p.tc.data() + t * n * h, dy + t * h, t_end * h, t + 1 < t_end ? p.dh_rec.data() : p.zeros.data(),
+                     p.dc.data(), dgates, n, h);
+    if (t > 0) {
+      Point(p.back_h_src, dgates);
+      Point(p.back_h_dst, p.dh_rec.data());
+      p.back_h.execute(ctx_->stream, p.back_h_args);
+      ctx_->stream.wait();
+    }
   }
-  Point(p.x, x);
-  Point(p.y, y);
-  Point(p.dy, dy);
-  Point(p.dx, dx);
-  p.w_ih_bwd.In(ctx_->stream, w_ih_);
-  p.w_hh_bwd.In(ctx_->stream, w_hh_);
-  p.b_bwd.In(ctx_->stream, bias_);
-  ctx_->stream.wait();
-  // oneDNN adds the weights' gradients to what the buffers hold: start at zero.
-  struct Target {
-    Converted* c;
-    float* user;
-  };
-  for (Target t : {Target{&p.dw_ih, dw_ih_}, Target{&p.dw_hh, dw_hh_}, Target{&p.db, dbias_}}) {
-    if (!t.c->needed) Point(t.c->user, t.user);
-    std::memset(t.c->internal.get_data_handle(), 0, t.c->internal.get_desc().get_size());
+  if (t_end > 1) {
+    Transpose(p.h.data(), (t_end - 1) * n, h, p.ht.data());
+    Point(p.grad_hh_src, p.ht.data());
+    Point(p.grad_hh_w, p.dgates.data() + n * g);
+    Point(p.grad_hh_dst, p.dw_hh_t.data());
+    p.grad_hh.execute(ctx_->stream, p.grad_hh_args);
+  } else {
+    // One position: h before it is zero, so weight_hh has no gradient.
+    std::fill(dw_hh_, dw_hh_ + g * h, 0.0f);
   }
-  p.bwd.execute(ctx_->stream, p.bwd_args);
-  p.dw_ih.Out(ctx_->stream, dw_ih_);
-  p.dw_hh.Out(ctx_->stream, dw_hh_);
-  p.db.Out(ctx_->stream, dbias_);
+  Transpose(p.xt.data(), t_end * n, in_, p.xtt.data());
+  Point(p.grad_ih_src, p.xtt.data());
+  Point(p.grad_ih_w, p.dgates.data());
+  Point(p.grad_ih_dst, p.dw_ih_t.data());
+  p.grad_ih.execute(ctx_->stream, p.grad_ih_args);
+  if (dx != nullptr) {
+    Point(p.back_x_src, p.dgates.data());
+    Point(p.back_x_w, w_ih_);
+    Point(p.back_x_dst, p.dxt.data());
+    p.back_x.execute(ctx_->stream, p.back_x_args);
+  }
   ctx_->stream.wait();
-  // One position: h before it is zero, so weight_hh has no gradient; oneDNN
-  // 2.6 leaves non-zero values there (the op test's t1 case pins this).
-  if (positions_ == 1) std::fill(dw_hh_, dw_hh_ + 4 * hidden_ * hidden_, 0.0f);
+  if (t_end > 1) Transpose(p.dw_hh_t.data(), h, g, dw_hh_);
+  Transpose(p.dw_ih_t.data(), in_, g, dw_ih_);
+  SumSamples(dbias_, p.dgates.data(), t_end * n, g);
+  if (dx != nullptr)
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t t = 0; t < t_end; ++t)
+        std::memcpy(dx + (s * t_end + t) * in_, p.dxt.data() + (t * n + s) * in_,
+                    static_cast<std::size_t>(in_) * sizeof(float));
 }
 
 }  // namespace psforge::nn

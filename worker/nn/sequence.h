@@ -1,13 +1,14 @@
-// Layers for sequences: a character embedding and an LSTM (oneDNN).
+// Layers for sequences: a character embedding and an LSTM (our recurrence
+// around oneDNN matmuls).
 //
 // Activations are [n, positions, features] row-major (oneDNN's ntc). As
 // for Linear, parameters are views into the model's flattened weight and
 // gradient buffers in PyTorch's layouts: the embedding table [vocabulary,
 // dim]; the LSTM's weight_ih [4 hidden, in], weight_hh [4 hidden, hidden]
 // (gates input, forget, cell, output) and one bias [4 hidden]. The LSTM
-// reorders its weights into (and gradients out of) the layouts its
-// primitives prefer, in buffers its plan owns, and keeps the forward pass's
-// workspace for the backward pass. Every window starts from zero hidden and
+// reads its weights and writes their gradients in place, and keeps the
+// forward pass's gates and states (time-major, in buffers its plan owns)
+// for the backward pass. Every window starts from zero hidden and
 // cell states (truncated back-propagation through time over fixed windows).
 // Buffers are made once per batch size; not thread-safe.
 #pragma once
