@@ -62,8 +62,9 @@ void Embedding::Backward(const float* x, const float*, const float* dy, float*, 
 //             gates, c_t and tanh(c_t) for backward;
 //   backward: per step (last first) the gate arithmetic gives dgates_t and
 //             dh_{t-1} = dgates_t W_hh (a matmul); then the weights'
-//             gradients over all steps at once: dW_hh^T = h[:-1]^T dgates[1:],
-//             dW_ih^T = x^T dgates, db = the column sums of dgates, and
+//             gradients over all steps at once: dW_hh = dgates[1:]^T h[:-1]
+//             (or its transpose), dW_ih^T = x^T dgates, db = the column
+//             sums of dgates, and
 //             dx = dgates W_ih, each one matmul.
 // Every matmul reads the weights in PyTorch's layouts through strided views
 // (oneDNN picks the kernel for this CPU), so nothing is reordered.
@@ -181,7 +182,9 @@ struct Lstm::Plan {
   std::vector<float> xt, gates, c, tc, h, dgates, dxt, dh_rec, dc;
   std::vector<float> zeros;  // [n, hidden]: c before the first step, dh after the last
   std::vector<float> dw_hh_t, dw_ih_t;  // the weights' gradients transposed ([hidden, 4 hidden], [in, 4 hidden])
-  std::vector<float> ht, xtt;           // h [hidden, (t - 1) n] and x [in, t n], transposed
+  // Transposed copies: h [hidden, (t - 1) n] or dgates [4 hidden, (t - 1) n] (dgates_copied), x [in, t n].
+  std::vector<float> ht, dgt, xtt;
+  bool dgates_copied = false;
 };
 
 Lstm::Lstm(DnnlContext* ctx, int64_t positions, int64_t in, int64_t hidden)
@@ -232,13 +235,19 @@ memory::desc Lstm::Prepare(int64_t n, const memory::desc&) {
          Matrix(n, g), true);
     make(&p->back_h, &p->back_h_args, &p->back_h_src, &p->back_h_w, &p->back_h_dst, Matrix(n, g), Matrix(g, h),
          Matrix(n, h));
-    // The weights' gradients as their transposes, dW^T = x^T dgates, on
-    // plain copies: the smaller operand (h or x) is copied transposed, and
-    // dW^T transposed into place (dgates^T h on a transposed view ran at
-    // 45 GFLOP/s under AVX2, half the recurrence's rate, h^T dgates at 53
-    // either way, and one step at a time too: AVX2's gemm on this shape;
-    // a transposed destination gets oneDNN's reference kernel).
-    if (t > 1)
+    // The weights' gradients from plain copies (a transposed operand, or
+    // a transposed destination, costs): dW_ih^T = x^T dgates with x copied
+    // transposed, then transposed into place; dW_hh with whichever copy
+    // oneDNN's kernels for this CPU take fastest (measured per step on the
+    // char-LSTM, Zen 4): with AVX-512 kernels dW_hh^T = h^T dgates on h
+    // copied transposed (20 ms; dgates copied transposed costs 5 ms more),
+    // with AVX2's dW_hh = dgates^T h on dgates copied transposed (21 ms; the
+    // other took 40: AVX2's gemm on [256, 4032] x [4032, 1024]).
+    p->dgates_copied = dnnl::get_effective_cpu_isa() < dnnl::cpu_isa::avx512_core;
+    if (t > 1 && p->dgates_copied)
+      make(&p->grad_hh, &p->grad_hh_args, &p->grad_hh_src, &p->grad_hh_w, &p->grad_hh_dst, Matrix(g, (t - 1) * n),
+           Matrix((t - 1) * n, h), Matrix(g, h));
+    else if (t > 1)
       make(&p->grad_hh, &p->grad_hh_args, &p->grad_hh_src, &p->grad_hh_w, &p->grad_hh_dst, Matrix(h, (t - 1) * n),
            Matrix((t - 1) * n, g), Matrix(h, g));
     make(&p->grad_ih, &p->grad_ih_args, &p->grad_ih_src, &p->grad_ih_w, &p->grad_ih_dst, Matrix(i, t * n),
@@ -258,14 +267,14 @@ memory::desc Lstm::Prepare(int64_t n, const memory::desc&) {
     p->zeros = floats(n * h);
     p->dw_hh_t = floats(h * g);
     p->dw_ih_t = floats(i * g);
-    p->ht = floats(h * (t - 1) * n);
+    (p->dgates_copied ? p->dgt : p->ht) = floats((p->dgates_copied ? g : h) * (t - 1) * n);
     p->xtt = floats(i * t * n);
     return p;
   });
   Record("matmul x W_ih^T", ImplOf(plan.project));
   Record("matmul h W_hh^T", ImplOf(plan.recur));
   Record("matmul dgates W_hh", ImplOf(plan.back_h));
-  if (positions_ > 1) Record("matmul h^T dgates", ImplOf(plan.grad_hh));
+  if (positions_ > 1) Record(plan.dgates_copied ? "matmul dgates^T h" : "matmul h^T dgates", ImplOf(plan.grad_hh));
   Record("matmul x^T dgates", ImplOf(plan.grad_ih));
   Record("matmul dgates W_ih", ImplOf(plan.back_x));
   return Matrix(n * positions_, hidden_);
@@ -319,10 +328,17 @@ void Lstm::Backward(const float*, const float*, const float* dy, float* dx, int6
     }
   }
   if (t_end > 1) {
-    Transpose(p.h.data(), (t_end - 1) * n, h, p.ht.data());
-    Point(p.grad_hh_src, p.ht.data());
-    Point(p.grad_hh_w, p.dgates.data() + n * g);
-    Point(p.grad_hh_dst, p.dw_hh_t.data());
+    if (p.dgates_copied) {
+      Transpose(p.dgates.data() + n * g, (t_end - 1) * n, g, p.dgt.data());
+      Point(p.grad_hh_src, p.dgt.data());
+      Point(p.grad_hh_w, p.h.data());
+      Point(p.grad_hh_dst, dw_hh_);
+    } else {
+      Transpose(p.h.data(), (t_end - 1) * n, h, p.ht.data());
+      Point(p.grad_hh_src, p.ht.data());
+      Point(p.grad_hh_w, p.dgates.data() + n * g);
+      Point(p.grad_hh_dst, p.dw_hh_t.data());
+    }
     p.grad_hh.execute(ctx_->stream, p.grad_hh_args);
   } else {
     // One position: h before it is zero, so weight_hh has no gradient.
@@ -340,7 +356,7 @@ void Lstm::Backward(const float*, const float*, const float* dy, float* dx, int6
     p.back_x.execute(ctx_->stream, p.back_x_args);
   }
   ctx_->stream.wait();
-  if (t_end > 1) Transpose(p.dw_hh_t.data(), h, g, dw_hh_);
+  if (t_end > 1 && !p.dgates_copied) Transpose(p.dw_hh_t.data(), h, g, dw_hh_);
   Transpose(p.dw_ih_t.data(), in_, g, dw_ih_);
   SumSamples(dbias_, p.dgates.data(), t_end * n, g);
   if (dx != nullptr)
