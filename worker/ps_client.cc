@@ -293,8 +293,12 @@ std::vector<int64_t> PsClient::part_starts() const {
 
 Status PsClient::PullFirst(int64_t step, std::span<float> weights) {
   const bool frames = shared_ && std::none_of(servers_.begin(), servers_.end(), [](const Server& s) { return s.region != nullptr; });
-  if (overlap_ || !cluster_.priority_pulls || !frames || receiving_ || outstanding_.empty() ||
-      outstanding_.front().version != step)
+  // BSP only: the step counts as applied (applied_steps) once every part
+  // is in, a step later than Pull would say, which the coordinator's
+  // lockstep accounting does not depend on (lease_table.h) but an SSP
+  // worker's list of finished shards does.
+  if (overlap_ || cluster_.consistency != Consistency::kBsp || !cluster_.priority_pulls || !frames || receiving_ ||
+      outstanding_.empty() || outstanding_.front().version != step)
     return Pull(step, weights);
   receiving_ = Receiving{step, std::move(outstanding_.front()), {}, weights};
   outstanding_.pop_front();

@@ -117,7 +117,7 @@ class PsClient final : public ParameterClient {
   std::vector<int64_t> part_starts() const override;
   // cluster.priority_pulls (BSP through frames): waits for each server's
   // first part only; AwaitWeights takes the others as the next forward
-  // pass reaches their keys.
+  // pass reaches their keys. Otherwise Pull.
   Status PullFirst(int64_t step, std::span<float> weights) override;
   Status AwaitWeights(int64_t end) override;
 
