@@ -159,6 +159,10 @@ class PsClient final : public ParameterClient {
   Status ControlAll(ControlKind kind, int64_t value, const std::string& what, std::vector<int64_t>* answers);
   // Sends again what `s` has not answered in time.
   Status Resend(Server& s);
+  // "server i at endpoint", for errors.
+  static std::string Describe(int64_t index, const std::string& endpoint);
+  // ShareMemory has run and every server takes its payloads in frames.
+  bool AllThroughFrames() const;
   // True once for each request: a second reply (to a resent one) is ignored.
   static bool Answered(Server& s, uint64_t request_id) { return s.pending.erase(request_id) > 0; }
   // Once, before the first request: offers every server on this host a
