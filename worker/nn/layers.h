@@ -19,6 +19,7 @@
 #include <dnnl.hpp>
 
 #include "common/config.h"
+#include "worker/nn/buffer.h"
 #include "worker/nn/scores.h"
 
 namespace psforge::nn {
@@ -130,7 +131,8 @@ class Linear final : public Layer {
   // Backward without dx writes db (then final_bias()) and dW's rows
   // [b[j], b[j+1]) one block at a time, lowest first, calling
   // final_rows(b[j], b[j+1]) after each. Every block is one oneDNN matmul
-  // on views of the layer's plain buffers; inference and a Backward with
+  // on views of the layer's plain buffers (forward into a buffer of the
+  // layer's, gathered into y with the bias); inference and a Backward with
   // dx stay whole. Both lists begin with 0 and ascend; fewer than two
   // blocks: whole again. Hooks may be empty.
   struct RowBlockHooks {
@@ -161,6 +163,10 @@ class Linear final : public Layer {
   std::vector<int64_t> forward_starts_, backward_starts_;
   const RowBlockHooks* hooks_ = nullptr;
   std::vector<std::unique_ptr<BlockPlan>> blocks_;
+  // The forward blocks' outputs, each [n, rows] at n * its first row,
+  // before Forward gathers them into y (sized for the largest n prepared).
+  Buffer block_out_;
+  int64_t block_out_size_ = 0;
 };
 
 // y = f(x) elementwise, `alg` one of oneDNN's eltwise algorithms: those
