@@ -1,6 +1,7 @@
 #include "worker/model.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "worker/nn/dnnl_util.h"
 #include "worker/nn/layers.h"
@@ -34,6 +35,7 @@ Result<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int64_t max_
   std::unique_ptr<Model> m(new Model(spec, max_batch));
   m->weights_ = nn::AllocateFloats(spec.num_params());
   m->grads_ = nn::AllocateFloats(spec.num_params());
+  m->grads_in_use_ = m->grads_.get();
   // The embeddings of a ctr model are its input: their gradient is the input's.
   if (spec.categorical() > 0) m->input_grad_ = nn::AllocateFloats(max_batch * spec.inputs());
   nn::DnnlContext* ctx = m->ctx_.get();
@@ -191,8 +193,18 @@ float Model::TrainStep(const float* x, const float* targets, int64_t n, int64_t 
   return loss;
 }
 
+void Model::UseGradientBuffer(std::span<float> buffer) {
+  if (!buffer.empty() && static_cast<int64_t>(buffer.size()) != spec_.num_params())
+    throw std::invalid_argument("model: a gradient buffer of " + std::to_string(buffer.size()) + " floats for " +
+                                std::to_string(spec_.num_params()) + " parameters");
+  float* to = buffer.empty() ? grads_.get() : buffer.data();
+  if (to == grads_in_use_) return;
+  stack_->MoveGradients(grads_in_use_, to);
+  grads_in_use_ = to;
+}
+
 void Model::ScaleGradients(float factor) {
-  float* g = grads_.get();
+  float* g = grads_in_use_;
   const int64_t n = spec_.num_params();
   if (factor == 0.0f) {
     std::fill(g, g + n, 0.0f);

@@ -38,8 +38,15 @@ class Model {
   int64_t max_batch() const { return max_batch_; }
   std::span<float> weights() { return {weights_.get(), static_cast<std::size_t>(spec_.num_params())}; }
   std::span<const float> gradients() const {
-    return {grads_.get(), static_cast<std::size_t>(spec_.num_params())};
+    return {grads_in_use_, static_cast<std::size_t>(spec_.num_params())};
   }
+  // Where the next TrainSteps write the gradient: `buffer` (num_params
+  // floats, which must outlive its use), or the model's own buffer when
+  // empty. A parameter client that sends a gradient in place while the
+  // next step computes hands out alternate buffers (ParameterClient::
+  // GradientBuffer). Every step writes the whole gradient, so nothing
+  // carries over from one buffer to the other.
+  void UseGradientBuffer(std::span<float> buffer);
 
   // What a training step tells its caller while it runs, so that weights
   // and gradients can travel while it computes.
@@ -118,6 +125,7 @@ class Model {
   int64_t max_batch_;
   std::unique_ptr<nn::DnnlContext> ctx_;
   nn::Buffer weights_, grads_, input_grad_;
+  float* grads_in_use_ = nullptr;  // grads_, or UseGradientBuffer's
   std::unique_ptr<nn::Stack> stack_;
   // Per layer: once its backward has run, the gradient of keys
   // [final_from_[i], num_params) is final (-1: not a boundary: a layer

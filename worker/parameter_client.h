@@ -47,6 +47,12 @@ class ParameterClient {
     return Push(step, gradient, samples, mark, {});
   }
 
+  // Where the next step's gradient should be written, when this client
+  // sends a gradient in place from buffers of its own while the next step
+  // computes (Model::UseGradientBuffer; Push then copies nothing); empty:
+  // anywhere (Push copies what it must). Called once before each step.
+  virtual Result<std::span<float>> GradientBuffer() { return std::span<float>(); }
+
   // During backward, before Push(step, gradient, samples, mark): the
   // gradient of keys [begin, end) has become final (as have the ranges
   // reported before for this step), and a client may send what is final

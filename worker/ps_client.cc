@@ -172,14 +172,15 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
   PSF_RETURN_IF_ERROR(AssignRows(rows));
   int slot = 0;
   std::span<const float> source = gradient;
-  const bool frames = std::any_of(servers_.begin(), servers_.end(), [](const Server& s) { return !s.region; });
-  if (overlap_ && frames && cluster_.wire_dtype == DType::kF32) {
-    // Compute overwrites `gradient` while this push may still be on the wire:
-    // send from a copy, in a buffer the transport released two steps ago.
+  if (SendsFromBuffers()) {
+    // Compute overwrites `gradient` while this push may still be on the wire
+    // (or be sent again): send from a buffer the transport released two
+    // steps ago, where the model wrote it (GradientBuffer) or a copy.
     slot = next_send_buffer_;
     next_send_buffer_ ^= 1;
     PSF_RETURN_IF_ERROR(AwaitReleased(slot, NewDeadline()));
-    std::copy(gradient.begin(), gradient.end(), send_buffers_[slot].begin());
+    if (gradient.data() != send_buffers_[slot].data())
+      std::copy(gradient.begin(), gradient.end(), send_buffers_[slot].begin());
     source = send_buffers_[slot];
   }
   // The weights this push asks for.
@@ -221,6 +222,18 @@ Status PsClient::Push(int64_t step, std::span<const float> gradient, int64_t sam
     for (Server& s : servers_) std::fill(s.sent_ahead.begin(), s.sent_ahead.end(), 0);
   outstanding_.push_back(std::move(asked));
   return Status::Ok();
+}
+
+bool PsClient::SendsFromBuffers() const {
+  return overlap_ && cluster_.wire_dtype == DType::kF32 &&
+         std::any_of(servers_.begin(), servers_.end(), [](const Server& s) { return !s.region; });
+}
+
+Result<std::span<float>> PsClient::GradientBuffer() {
+  if (!shared_) PSF_RETURN_IF_ERROR(ShareMemory());
+  if (!SendsFromBuffers()) return std::span<float>();
+  PSF_RETURN_IF_ERROR(AwaitReleased(next_send_buffer_, NewDeadline()));
+  return std::span<float>(send_buffers_[next_send_buffer_]);
 }
 
 Status PsClient::PushPart(uint32_t i, int64_t begin, int64_t end, int64_t step, std::span<const float> gradient,

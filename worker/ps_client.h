@@ -82,6 +82,11 @@ class PsClient final : public ParameterClient {
   // frame, the gradient of the sparse rows it holds.
   Status Push(int64_t step, std::span<const float> gradient, int64_t samples,
               const DataMark& mark, std::span<const SparseRows> rows) override;
+  // Overlapping steps (SSP, ASP) through frames in float32: the send buffer
+  // the next Push sends from, once the transport and every unanswered push
+  // have let go of it (the push of two steps ago, which a restarted server
+  // may need again).
+  Result<std::span<float>> GradientBuffer() override;
   int64_t applied_steps() const override { return applied_steps_; }
   WireBytes wire_bytes() const override { return {push_bytes_, pull_bytes_}; }
   int64_t parts_sent_ahead() const override { return parts_sent_ahead_; }
@@ -163,6 +168,9 @@ class PsClient final : public ParameterClient {
   static std::string Describe(int64_t index, const std::string& endpoint);
   // ShareMemory has run and every server takes its payloads in frames.
   bool AllThroughFrames() const;
+  // Push sends the dense gradient from send_buffers_ (overlapping steps,
+  // float32, some server through frames).
+  bool SendsFromBuffers() const;
   // True once for each request: a second reply (to a resent one) is ignored.
   static bool Answered(Server& s, uint64_t request_id) { return s.pending.erase(request_id) > 0; }
   // Once, before the first request: offers every server on this host a

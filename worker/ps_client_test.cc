@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 namespace psforge {
@@ -216,6 +218,80 @@ TEST(PsClient, APushInFramesGoesInPartsAndEachReplyFillsItsOwnKeys) {
   EXPECT_TRUE(pulled.ok()) << pulled.ToString();
   for (std::size_t i = 0; i < keys; ++i) ASSERT_EQ(weights[i], -static_cast<float>(i)) << "key " << i;
   EXPECT_EQ(client->wire_bytes().pushed, static_cast<int64_t>(keys * sizeof(float)));
+  scripted.join();
+}
+
+
+// Overlapping steps (SSP) through frames: the client hands out its two
+// send buffers in turn (GradientBuffer), pushes what was written there as
+// it is, and hands a buffer out again only once the push sent from it has
+// been answered (a restarted server may need it again): until then, no
+// buffer, with the reason.
+TEST(PsClient, OverlappingStepsWriteTheGradientIntoSendBuffersHeldUntilAnswered) {
+  ModelOptions m;
+  m.kind = ModelKind::kLinearRegression;
+  const ModelSpec spec = std::move(ModelSpec::FromConfig(m, 7)).value();  // 8 keys
+  ClusterOptions cluster;
+  cluster.servers = 1;
+  cluster.workers = 1;
+  cluster.shared_memory = false;
+  cluster.consistency = Consistency::kSsp;
+  cluster.staleness = 1;
+  cluster.request_timeout_s = 1;
+  cluster.retry_interval_s = 10;
+  ScriptedServer server;
+  auto client = std::move(PsClient::Connect(server.transport.get(), spec, cluster, 0, {server.socket->endpoint()})).value();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool refused = false;
+  const std::vector<float> zeros(8, 0.0f);
+  std::thread scripted([&] {
+    for (int v = 0; v < 2; ++v) {  // step 0's weights, and step 1's (no push asks for them)
+      auto [peer, pull, none] = server.Next();
+      ASSERT_TRUE(pull.As<msg::Pull>());
+      server.Reply(peer, ReplyTo(pull, PullReplyTo(pull)), &zeros);
+    }
+    auto push0 = server.Next();
+    auto push1 = server.Next();
+    for (int step = 0; step < 2; ++step) {
+      const auto& [peer, h, payload] = step == 0 ? push0 : push1;
+      ASSERT_TRUE(h.As<msg::Push>());
+      EXPECT_EQ(h.As<msg::Push>()->step, step);
+      EXPECT_EQ(payload, std::vector<float>(8, static_cast<float>(step + 1)));
+    }
+    {
+      std::unique_lock lock(mu);
+      ASSERT_TRUE(cv.wait_for(lock, 20s, [&] { return refused; }));
+    }
+    for (const auto* p : {&push0, &push1})
+      server.Reply(std::get<0>(*p), ReplyTo(std::get<1>(*p), PullReplyTo(std::get<1>(*p))), &zeros);
+  });
+  std::vector<float> weights(8);
+  ASSERT_TRUE(client->Pull(0, weights).ok());
+  auto first = client->GradientBuffer();
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 8u);
+  std::fill(first->begin(), first->end(), 1.0f);
+  ASSERT_TRUE(client->Push(0, *first, 1, DataMark{}).ok());
+  ASSERT_TRUE(client->Pull(1, weights).ok());
+  auto second = client->GradientBuffer();
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(second->data(), first->data());
+  std::fill(second->begin(), second->end(), 2.0f);
+  ASSERT_TRUE(client->Push(1, *second, 1, DataMark{}).ok());
+  // Push 0 is unanswered: its buffer is not handed out.
+  auto held = client->GradientBuffer();
+  EXPECT_EQ(held.status().code(), StatusCode::kDeadlineExceeded) << held.status().ToString();
+  {
+    std::lock_guard lock(mu);
+    refused = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(client->Pull(2, weights).ok());  // takes push 0's answer
+  auto again = client->GradientBuffer();
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->data(), first->data());
+  EXPECT_EQ(client->wire_bytes().pushed, static_cast<int64_t>(2 * 8 * sizeof(float)));
   scripted.join();
 }
 

@@ -249,6 +249,14 @@ Result<TrainResult> Trainer::Run(const Dataset& train, const Dataset& test, Batc
     }
     float loss = 0;
     std::span<const SparseRows> row_gradients;
+    if (!sparse_) {
+      // Where the client will send this step's gradient from (while the
+      // next step computes): written there, it needs no copy.
+      const auto wait = Clock::now();
+      PSF_ASSIGN_OR_RETURN(std::span<float> gradient_buffer, client_->GradientBuffer());
+      model_->UseGradientBuffer(gradient_buffer);
+      waited_s += Seconds(wait);
+    }
     if (n > 0) {
       PSF_RETURN_IF_ERROR(Gather(train, rows_.data(), n));
       Mask(rows_.data(), n, plan.epoch);

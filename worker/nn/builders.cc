@@ -26,6 +26,10 @@ class TiedLinear final : public Layer {
       : linear_(std::move(linear)), other_rows_(other_rows), other_floats_(other_floats) {}
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override { return linear_->Prepare(n, in); }
   void Forward(const float* x, float* y, int64_t n, Pass pass) override { linear_->Forward(x, y, n, pass); }
+  void MoveGradients(const float* from, float* to) override {
+    linear_->MoveGradients(from, to);
+    other_rows_ = MovedTo(other_rows_, from, to);
+  }
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override {
     linear_->Backward(x, y, dy, dx, n);
     std::fill(other_rows_, other_rows_ + other_floats_, 0.0f);

@@ -53,6 +53,10 @@ class Conv2d final : public Layer {
   ~Conv2d() override;
 
   void Bind(const float* weight, const float* bias, float* dweight, float* dbias);
+  void MoveGradients(const float* from, float* to) override {
+    dweight_ = MovedTo(dweight_, from, to);
+    dbias_ = MovedTo(dbias_, from, to);
+  }
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;

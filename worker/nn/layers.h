@@ -66,6 +66,9 @@ void DrawDropoutMask(uint64_t seed, const PassSamples& samples, uint16_t thresho
 // and reorders only where it cannot work on what it is handed. Everything
 // else is plain row-major ([features], or [positions, features] for a
 // sequence); the model's input and output always are.
+// p's place in the buffer at `from`, in the buffer at `to` (null stays null).
+inline float* MovedTo(float* p, const float* from, float* to) { return p ? to + (p - from) : p; }
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -96,6 +99,11 @@ class Layer {
   using NamedValues = std::vector<std::pair<std::string, std::vector<float>>>;
   virtual void AppendStatistics(const std::string& name, NamedValues* out) const { (void)name, (void)out; }
 
+  // Points the layer's gradients, which lie in the buffer that begins at
+  // `from`, at the same offsets of the buffer that begins at `to` (a model
+  // writing each step's gradient into one of two buffers: Model::UseGradientBuffer).
+  virtual void MoveGradients(const float* from, float* to) { (void)from, (void)to; }
+
  protected:
   void Record(const std::string& what, const std::string& impl);
 
@@ -115,6 +123,10 @@ class Linear final : public Layer {
 
   // Points the layer at its parameters and their gradients.
   void Bind(const float* weight, const float* bias, float* dweight, float* dbias);
+  void MoveGradients(const float* from, float* to) override {
+    dweight_ = MovedTo(dweight_, from, to);
+    dbias_ = MovedTo(dbias_, from, to);
+  }
 
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;

@@ -38,6 +38,10 @@ class BatchNorm final : public Layer {
   ~BatchNorm() override;
 
   void Bind(const float* scale, const float* shift, float* dscale, float* dshift);
+  void MoveGradients(const float* from, float* to) override {
+    dscale_ = MovedTo(dscale_, from, to);
+    dshift_ = MovedTo(dshift_, from, to);
+  }
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;

@@ -28,6 +28,7 @@ class Embedding final : public Layer {
   Embedding(int64_t vocabulary, int64_t dim, int64_t positions);
 
   void Bind(const float* weight, float* dweight);
+  void MoveGradients(const float* from, float* to) override { dweight_ = MovedTo(dweight_, from, to); }
   // Adds its gradient to the table's instead of overwriting it: a tied head
   // (a linear layer sharing the table) has written its part first.
   void set_accumulate(bool accumulate) { accumulate_ = accumulate; }
@@ -49,6 +50,11 @@ class Lstm final : public Layer {
 
   void Bind(const float* weight_ih, const float* weight_hh, const float* bias, float* dweight_ih,
             float* dweight_hh, float* dbias);
+  void MoveGradients(const float* from, float* to) override {
+    dw_ih_ = MovedTo(dw_ih_, from, to);
+    dw_hh_ = MovedTo(dw_hh_, from, to);
+    dbias_ = MovedTo(dbias_, from, to);
+  }
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   // Uses the workspace of the last Forward of this n.

@@ -89,6 +89,11 @@ class Stack {
   void BeginStatistics();
   void EndStatistics();
   void AppendStatistics(Layer::NamedValues* out) const;
+  // Every layer's (Layer::MoveGradients).
+  void MoveGradients(const float* from, float* to) {
+    for (auto& l : layers_)
+      if (l) l->MoveGradients(from, to);
+  }
   void AppendImplementations(std::vector<std::string>* out) const;
 
  private:
@@ -122,6 +127,7 @@ class Block final : public Layer {
   void BeginStatistics() override { body_->BeginStatistics(); }
   void EndStatistics() override { body_->EndStatistics(); }
   void AppendStatistics(const std::string&, NamedValues* out) const override { body_->AppendStatistics(out); }
+  void MoveGradients(const float* from, float* to) override { body_->MoveGradients(from, to); }
 
  private:
   struct Plan;

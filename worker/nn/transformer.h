@@ -20,6 +20,7 @@ class PositionEmbedding final : public Layer {
   PositionEmbedding(int64_t positions, int64_t dim) : positions_(positions), dim_(dim) {}
 
   void Bind(const float* weight, float* dweight);
+  void MoveGradients(const float* from, float* to) override { dweight_ = MovedTo(dweight_, from, to); }
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
@@ -52,6 +53,10 @@ class LayerNorm final : public Layer {
   ~LayerNorm() override;
 
   void Bind(const float* scale, const float* shift, float* dscale, float* dshift);
+  void MoveGradients(const float* from, float* to) override {
+    dscale_ = MovedTo(dscale_, from, to);
+    dshift_ = MovedTo(dshift_, from, to);
+  }
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
@@ -90,6 +95,10 @@ class Attention final : public Layer {
 
   void Bind(const float* in_proj, const float* in_bias, const float* out_proj, const float* out_bias,
             float* din_proj, float* din_bias, float* dout_proj, float* dout_bias);
+  void MoveGradients(const float* from, float* to) override {
+    in_.MoveGradients(from, to);
+    out_.MoveGradients(from, to);
+  }
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
   void Backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
