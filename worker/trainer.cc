@@ -48,7 +48,11 @@ Trainer::Trainer(const JobConfig& config, Model* model, ParameterClient* client,
   masked_ = spec.loss() == LossKind::kMaskedSequenceSoftmaxCrossEntropy;
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  // The client's send buffers (GradientBuffer) go with the client; the
+  // model outlives both (a worker that joins again trains it on).
+  model_->UseGradientBuffer({});
+}
 
 Status Trainer::GatherStreamed(const Dataset& data, const int64_t* rows, int64_t n) {
   RecordBlocks* blocks = nullptr;

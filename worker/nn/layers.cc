@@ -51,10 +51,10 @@ PSF_VECTOR_CLONES void AddToEachSample(float* y, const float* x, const float* __
     for (int64_t i = 0; i < width; ++i) y[s * width + i] = x[s * width + i] + w[i];
 }
 
+namespace {
 // y[s, r0 + i] = blocks[n * r0 + s * rows + i] + w[r0 + i] for each block
 // [r0, r1) of `starts` (rows = r1 - r0): the row blocks' outputs, each a
 // contiguous [n, rows] matrix, gathered into y's columns with the bias.
-namespace {
 PSF_VECTOR_CLONES void GatherBlocksAddBias(float* __restrict y, const float* __restrict blocks,
                                            const float* __restrict w, const int64_t* starts, int64_t count,
                                            int64_t n, int64_t width) {

@@ -58,6 +58,9 @@ struct PassSamples {
 void DrawDropoutMask(uint64_t seed, const PassSamples& samples, uint16_t threshold, float keep, float* mask,
                      int64_t size);
 
+// p's place in the buffer at `from`, in the buffer at `to` (null stays null).
+inline float* MovedTo(float* p, const float* from, float* to) { return p ? to + (p - from) : p; }
+
 // A layer of a sequential model: n samples in, n samples out. Image
 // activations ([n, channels, height, width]) are in whatever layout the
 // layers choose on this CPU (oneDNN's format_tag::any: nChw16c where
@@ -66,9 +69,6 @@ void DrawDropoutMask(uint64_t seed, const PassSamples& samples, uint16_t thresho
 // and reorders only where it cannot work on what it is handed. Everything
 // else is plain row-major ([features], or [positions, features] for a
 // sequence); the model's input and output always are.
-// p's place in the buffer at `from`, in the buffer at `to` (null stays null).
-inline float* MovedTo(float* p, const float* from, float* to) { return p ? to + (p - from) : p; }
-
 class Layer {
  public:
   virtual ~Layer() = default;
