@@ -105,9 +105,31 @@ BuiltLayer BuildFlatten(const LayerBuild& b) {
                                      : std::make_unique<Flatten>(b.context.ctx, l.in_size(), 1, 1));
 }
 
+// An embedding right before an LSTM is fused into it (Lstm::BindTable):
+// the LSTM embeds the ids itself and projects the table rather than every
+// position. Not a table a tied head shares (its gradient accumulates).
+bool FusedIntoLstm(const LayerSpec* embedding, const LayerSpec* next) {
+  return embedding != nullptr && next != nullptr && embedding->As<EmbeddingLayer>() != nullptr &&
+         next->As<LstmLayer>() != nullptr && !embedding->gradient_shared;
+}
+
+BuiltLayer MakeLstm(const LayerBuild& b, const LayerSpec& l) {
+  const auto& tensors = *b.context.tensors;
+  auto weight = [&](int k) { return b.context.weights + tensors[l.tensors[k]].offset; };
+  auto grad = [&](int k) { return b.context.grads + tensors[l.tensors[k]].offset; };
+  auto lstm = std::make_unique<Lstm>(b.context.ctx, l.in_shape[0], l.in_shape[1], l.out_shape[1]);
+  lstm->Bind(weight(0), weight(1), weight(2), grad(0), grad(1), grad(2));
+  return Made(std::move(lstm));
+}
+
 BuiltLayer BuildEmbedding(const LayerBuild& b) {
   const LayerSpec& l = b.spec();
   const TensorSpec& table = (*b.context.tensors)[l.tensors[0]];
+  if (FusedIntoLstm(&l, b.next())) {
+    BuiltLayer built = MakeLstm(b, *b.next());
+    static_cast<Lstm*>(built.layer.get())->BindTable(b.weight(0), b.grad(0), table.shape[0]);
+    return built;
+  }
   auto embedding = std::make_unique<Embedding>(table.shape[0], table.shape[1], l.in_shape[0]);
   embedding->Bind(b.weight(0), b.grad(0));
   embedding->set_accumulate(l.gradient_shared);
@@ -115,10 +137,8 @@ BuiltLayer BuildEmbedding(const LayerBuild& b) {
 }
 
 BuiltLayer BuildLstm(const LayerBuild& b) {
-  const LayerSpec& l = b.spec();
-  auto lstm = std::make_unique<Lstm>(b.context.ctx, l.in_shape[0], l.in_shape[1], l.out_shape[1]);
-  lstm->Bind(b.weight(0), b.weight(1), b.weight(2), b.grad(0), b.grad(1), b.grad(2));
-  return Made(std::move(lstm));
+  if (FusedIntoLstm(b.prev(), &b.spec())) return {};  // the embedding before built it
+  return MakeLstm(b, b.spec());
 }
 
 BuiltLayer BuildPosition(const LayerBuild& b) {

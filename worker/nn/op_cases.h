@@ -57,7 +57,7 @@ std::vector<OpCase> AllOpCases();
 // and in the layout this CPU's convolutions produce (as a layer after one
 // does): the names end in _plain and _model.
 std::vector<OpCase> ConvOpCases();
-// The embedding and the LSTM (op_cases_sequence.cc).
+// The embedding, the LSTM and the two fused (op_cases_sequence.cc).
 std::vector<OpCase> SequenceOpCases();
 // Layer normalisation, the position embedding, GELU and multi-head
 // self-attention, with and without the causal mask (op_cases_transformer.cc).

@@ -1,5 +1,6 @@
 // Layers for sequences: a character embedding and an LSTM (our recurrence
-// around oneDNN matmuls).
+// around oneDNN matmuls), which embeds its ids itself where an embedding
+// comes right before it.
 //
 // Activations are [n, positions, features] row-major (oneDNN's ntc). As
 // for Linear, parameters are views into the model's flattened weight and
@@ -50,10 +51,21 @@ class Lstm final : public Layer {
 
   void Bind(const float* weight_ih, const float* weight_hh, const float* bias, float* dweight_ih,
             float* dweight_hh, float* dbias);
+  // Takes ids (as floats, [n, positions]) and embeds them itself through
+  // `table` [vocabulary, in], writing the table's gradient: an embedding
+  // layer right before the LSTM, fused into it (builders.cc). Where the
+  // table has fewer rows than a batch has positions, the input projection
+  // is the table's, (table W_ih^T + b) [vocabulary, 4 hidden], computed once
+  // a step and gathered per position; backward sums dgates per id (dP) and
+  // takes the weight and table gradients from dP: three matmuls of
+  // `vocabulary` rows instead of n * positions. An id out of range embeds
+  // as zeros (as Embedding's).
+  void BindTable(const float* table, float* dtable, int64_t vocabulary);
   void MoveGradients(const float* from, float* to) override {
     dw_ih_ = MovedTo(dw_ih_, from, to);
     dw_hh_ = MovedTo(dw_hh_, from, to);
     dbias_ = MovedTo(dbias_, from, to);
+    dtable_ = MovedTo(dtable_, from, to);
   }
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in) override;
   void Forward(const float* x, float* y, int64_t n, Pass pass) override;
@@ -71,6 +83,9 @@ class Lstm final : public Layer {
   float* dw_ih_ = nullptr;
   float* dw_hh_ = nullptr;
   float* dbias_ = nullptr;
+  const float* table_ = nullptr;  // BindTable's
+  float* dtable_ = nullptr;
+  int64_t vocabulary_ = 0;
   std::vector<std::pair<int64_t, std::unique_ptr<Plan>>> plans_;
 };
 

@@ -81,8 +81,12 @@ dnnl::memory::desc Stack::Prepare(int64_t n, const dnnl::memory::desc& in) {
 const float* Stack::Forward(const float* x, int64_t n, Pass pass, const std::function<void(std::size_t)>& before_layer) {
   const float* in = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    if (before_layer) before_layer(i);
-    if (layers_[i] != nullptr) layers_[i]->Forward(in, out_[i], n * rows_[i], pass);
+    if (layers_[i] != nullptr) {
+      // A layer computing the ones fused into it needs their weights too.
+      if (before_layer)
+        for (std::size_t j = i; j == i || (j < layers_.size() && layers_[j] == nullptr); ++j) before_layer(j);
+      layers_[i]->Forward(in, out_[i], n * rows_[i], pass);
+    }
     in = out_[i];
   }
   return in;

@@ -47,7 +47,8 @@ struct LayerBuild {
 };
 
 // A built layer. `layer` null: the layer before it computes this one's
-// output too (a ReLU fused into a batchnorm). `rows`: rows per sample the
+// output too (a ReLU fused into a batchnorm; an LSTM that embeds its ids
+// itself, built in the embedding's place). `rows`: rows per sample the
 // layer sees (a linear layer on a sequence: its positions).
 struct BuiltLayer {
   std::unique_ptr<Layer> layer;
@@ -70,7 +71,8 @@ class Stack {
   // last layer's output layout. Once per n, before Forward of that n.
   dnnl::memory::desc Prepare(int64_t n, const dnnl::memory::desc& in);
   // Forward through every layer; returns the last layer's output.
-  // `before_layer(i)`, when given, is called before layer i's forward.
+  // `before_layer(i)`, when given, is called before layer i's forward (for
+  // a fused layer, before the forward of the layer computing it).
   const float* Forward(const float* x, int64_t n, Pass pass,
                        const std::function<void(std::size_t)>& before_layer = {});
   // Layer i (null: fused into the one before) and the rows per sample it sees.
