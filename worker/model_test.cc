@@ -296,6 +296,46 @@ TEST(Model, SequenceModelGradientMatchesFiniteDifferences) {
   EXPECT_NEAR(m.EvaluateBatch(x.data(), t.data(), 3).sum / 3, loss / std::log(2.0), 1e-5);
 }
 
+// The LSTM embeds its ids itself (the embedding fused into it): with
+// weights that arrive only when asked (priority pulls), the forward pass
+// asks for the LSTM's keys before it runs the fused layer, and the step is
+// the one with every weight at hand.
+TEST(Model, AFusedLayerAsksForTheWeightsOfTheLayerFusedIntoIt) {
+  ModelOptions o;
+  o.kind = ModelKind::kSequential;
+  o.layers = {MakeLayer(EmbeddingLayer(3)), MakeLayer(LstmLayer(4)), MakeLayer(LinearLayer())};
+  auto spec = ModelSpec::FromConfig(o, 5, 6);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  // embedding [0, 18), lstm [18, 146), linear [146, 176).
+  ASSERT_EQ(spec->num_params(), 176);
+  auto whole = Model::Create(*spec, 3), asked = Model::Create(*spec, 3);
+  ASSERT_TRUE(whole.ok() && asked.ok());
+  bool fused = false;
+  for (const std::string& e : (*whole)->Implementations()) fused |= e.find("table^T dP") != std::string::npos;
+  EXPECT_TRUE(fused) << "the embedding was not fused into the LSTM";
+  spec->Initialize({0, spec->num_params()}, (*whole)->weights());
+  const std::vector<float> arrived((*whole)->weights().begin(), (*whole)->weights().end());
+  std::mt19937_64 rng(4);
+  std::vector<float> x(3 * 5), t(3 * 5);
+  for (auto& v : x) v = static_cast<float>(rng() % 6);
+  for (auto& v : t) v = static_cast<float>(rng() % 6);
+  const float expected = (*whole)->TrainStep(x.data(), t.data(), 3);
+
+  Model& m = **asked;
+  std::fill(m.weights().begin(), m.weights().end(), 0.0f);
+  std::vector<int64_t> needed;
+  Model::StepHooks hooks;
+  hooks.weights_needed = [&](int64_t end) {
+    const int64_t from = needed.empty() ? 0 : needed.back();
+    std::copy(arrived.begin() + from, arrived.begin() + std::max(from, end), m.weights().begin() + from);
+    needed.push_back(std::max(from, end));
+  };
+  hooks.gradient_final = [](int64_t, int64_t) {};
+  EXPECT_EQ(m.TrainStep(x.data(), t.data(), 3, 0, nullptr, hooks), expected);
+  EXPECT_EQ(needed, (std::vector<int64_t>{18, 146, 176}));
+  for (int64_t k = 0; k < spec->num_params(); ++k) EXPECT_EQ(m.gradients()[k], (*whole)->gradients()[k]) << "key " << k;
+}
+
 }  // namespace
 }  // namespace psforge
 
