@@ -172,13 +172,42 @@ PSF_VECTOR_CLONES void AddRowsAt(float* __restrict to, const float* __restrict r
   }
 }
 
-// b [cols, rows] = a [rows, cols]^T, in tiles that stay in cache.
-void Transpose(const float* a, int64_t rows, int64_t cols, float* b) {
-  constexpr int64_t kTile = 32;
-  for (int64_t r0 = 0; r0 < rows; r0 += kTile)
-    for (int64_t c0 = 0; c0 < cols; c0 += kTile)
-      for (int64_t c = c0; c < std::min(cols, c0 + kTile); ++c)
-        for (int64_t r = r0; r < std::min(rows, r0 + kTile); ++r) b[c * rows + r] = a[r * cols + c];
+// b [cols, rows] = a [rows, cols]^T; b's rows `ldb` floats apart (0: rows,
+// b is its own matrix; more: b is a block of columns of a wider one). In
+// 8 x 8 tiles transposed in registers (eight loads, 24 shuffles, eight
+// stores: GCC's vector extensions, so every clone gets its own ISA's
+// shuffles); element by element at the edges.
+using Floats8 = float __attribute__((vector_size(32)));
+using Lanes8 = int32_t __attribute__((vector_size(32)));
+
+PSF_VECTOR_CLONES void Transpose(const float* __restrict a, int64_t rows, int64_t cols, float* __restrict b,
+                                 int64_t ldb = 0) {
+  if (ldb == 0) ldb = rows;
+  const int64_t rows8 = rows / 8 * 8, cols8 = cols / 8 * 8;
+  for (int64_t r0 = 0; r0 < rows8; r0 += 8)
+    for (int64_t c0 = 0; c0 < cols8; c0 += 8) {
+      Floats8 r[8], t[8], u[8];
+      for (int i = 0; i < 8; ++i) std::memcpy(&r[i], a + (r0 + i) * cols + c0, sizeof(Floats8));
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], Lanes8{0, 8, 1, 9, 4, 12, 5, 13});
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], Lanes8{2, 10, 3, 11, 6, 14, 7, 15});
+      }
+      for (int i = 0; i < 8; i += 4) {
+        u[i] = __builtin_shuffle(t[i], t[i + 2], Lanes8{0, 1, 8, 9, 4, 5, 12, 13});
+        u[i + 1] = __builtin_shuffle(t[i], t[i + 2], Lanes8{2, 3, 10, 11, 6, 7, 14, 15});
+        u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], Lanes8{0, 1, 8, 9, 4, 5, 12, 13});
+        u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], Lanes8{2, 3, 10, 11, 6, 7, 14, 15});
+      }
+      // u[k] holds columns k and k + 4 of rows 0-3, u[k + 4] of rows 4-7.
+      for (int k = 0; k < 4; ++k) {
+        const Floats8 lo = __builtin_shuffle(u[k], u[k + 4], Lanes8{0, 1, 2, 3, 8, 9, 10, 11});
+        const Floats8 hi = __builtin_shuffle(u[k], u[k + 4], Lanes8{4, 5, 6, 7, 12, 13, 14, 15});
+        std::memcpy(b + (c0 + k) * ldb + r0, &lo, sizeof(Floats8));
+        std::memcpy(b + (c0 + k + 4) * ldb + r0, &hi, sizeof(Floats8));
+      }
+    }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = r < rows8 ? cols8 : 0; c < cols; ++c) b[c * ldb + r] = a[r * cols + c];
 }
 
 }  // namespace
@@ -320,7 +349,7 @@ memory::desc Lstm::Prepare(int64_t n, const memory::desc&) {
   return Matrix(n * positions_, hidden_);
 }
 
-void Lstm::Forward(const float* x, float* y, int64_t n, Pass) {
+void Lstm::Forward(const float* x, float* y, int64_t n, Pass pass) {
   Plan& p = Find(plans_, n);
   const int64_t t_end = positions_, h = hidden_, g = 4 * hidden_;
   const std::size_t in_bytes = static_cast<std::size_t>(in_) * sizeof(float);
@@ -355,13 +384,14 @@ void Lstm::Forward(const float* x, float* y, int64_t n, Pass) {
   Point(p.project_b, bias_);
   p.project.execute(ctx_->stream, p.project_args);
   ctx_->stream.wait();
-  if (p.from_table) std::memcpy(p.p_table.data() + vocabulary_ * g, bias_, static_cast<std::size_t>(g) * sizeof(float));
+  const std::size_t g_bytes = static_cast<std::size_t>(g) * sizeof(float);
+  if (p.from_table) std::memcpy(p.p_table.data() + vocabulary_ * g, bias_, g_bytes);
   Point(p.recur_w, w_hh_);
   for (int64_t t = 0; t < t_end; ++t) {
     float* gates = p.gates.data() + t * n * g;
     if (p.from_table)
       for (int64_t s = 0; s < n; ++s)
-        std::memcpy(gates + s * g, p.p_table.data() + p.ids[t * n + s] * g, static_cast<std::size_t>(g) * sizeof(float));
+        std::memcpy(gates + s * g, p.p_table.data() + p.ids[t * n + s] * g, g_bytes);
     if (t > 0) {
       Point(p.recur_src, p.h.data() + (t - 1) * n * h);
       Point(p.recur_dst, gates);
@@ -370,6 +400,9 @@ void Lstm::Forward(const float* x, float* y, int64_t n, Pass) {
     ctx_->stream.wait();
     LstmCellForward(gates, t > 0 ? p.c.data() + (t - 1) * n * h : p.zeros.data(), p.c.data() + t * n * h,
                     p.tc.data() + t * n * h, p.h.data() + t * n * h, n, h);
+    // h^T for dW_hh's product (training only), a step at a time while h_t is in cache.
+    if (pass == Pass::kTraining && !p.dgates_copied && t + 1 < t_end)
+      Transpose(p.h.data() + t * n * h, n, h, p.ht.data() + t * n, (t_end - 1) * n);
   }
   // h -> y [n, t, hidden].
   for (int64_t s = 0; s < n; ++s)
@@ -395,16 +428,15 @@ void Lstm::Backward(const float*, const float*, const float* dy, float* dx, int6
     }
     // (While the step's dgates are in cache.)
     if (p.from_table) AddRowsAt(p.dp.data(), dgates, p.ids.data() + t * n, n, g);
+    if (p.dgates_copied && t > 0) Transpose(dgates, n, g, p.dgt.data() + (t - 1) * n, (t_end - 1) * n);
     ctx_->stream.wait();
   }
   if (t_end > 1) {
     if (p.dgates_copied) {
-      Transpose(p.dgates.data() + n * g, (t_end - 1) * n, g, p.dgt.data());
       Point(p.grad_hh_src, p.dgt.data());
       Point(p.grad_hh_w, p.h.data());
       Point(p.grad_hh_dst, dw_hh_);
     } else {
-      Transpose(p.h.data(), (t_end - 1) * n, h, p.ht.data());
       Point(p.grad_hh_src, p.ht.data());
       Point(p.grad_hh_w, p.dgates.data() + n * g);
       Point(p.grad_hh_dst, p.dw_hh_t.data());
