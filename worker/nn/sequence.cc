@@ -71,9 +71,10 @@ void Embedding::Backward(const float* x, const float*, const float* dy, float*, 
 // With the embedding fused in (BindTable) and a table smaller than the
 // batch's positions, x W_ih^T + b is a row of (table W_ih^T + b) per id:
 // the three input-side matmuls run on the table's rows (on the char-LSTM,
-// 114 instead of 4096; 13 ms of a ~95 ms step on Zen 4 before), and
-// backward sums each step's dgates into its ids' rows while they are in
-// cache.
+// 114 instead of 4096; 13 ms of a ~95 ms step on Zen 4 before), the
+// recurrence's matmul writes h_{t-1} W_hh^T and the gate arithmetic adds
+// the id's row, and backward sums each step's dgates into its ids' rows
+// while they are in cache.
 
 namespace {
 
@@ -100,15 +101,19 @@ inline float ExpApprox(float x) {
 inline float SigmoidApprox(float x) { return 1.0f / (1.0f + ExpApprox(-x)); }
 inline float TanhApprox(float x) { return 2.0f / (1.0f + ExpApprox(-2.0f * x)) - 1.0f; }
 
-// One step's gate arithmetic on n rows: `gates` [n, 4h] (i, f, g, o) in,
-// activated in place; c = f c_prev + i g, tc = tanh(c), h = o tc.
-PSF_VECTOR_CLONES void LstmCellForward(float* __restrict gates, const float* __restrict c_prev, float* __restrict c,
-                                       float* __restrict tc, float* __restrict h, int64_t n, int64_t hidden) {
+// One step's gate arithmetic on n rows: `gates` [n, 4h] (i, f, g, o) plus
+// the row `at[s]` of `add` (row 0 where `at` is null) in, activated in
+// place; c = f c_prev + i g, tc = tanh(c), h = o tc.
+PSF_VECTOR_CLONES void LstmCellForward(float* __restrict gates, const float* __restrict add,
+                                       const int32_t* __restrict at, const float* __restrict c_prev,
+                                       float* __restrict c, float* __restrict tc, float* __restrict h, int64_t n,
+                                       int64_t hidden) {
   for (int64_t s = 0; s < n; ++s) {
     float* g = gates + s * 4 * hidden;
-    for (int64_t j = 0; j < 2 * hidden; ++j) g[j] = SigmoidApprox(g[j]);
-    for (int64_t j = 2 * hidden; j < 3 * hidden; ++j) g[j] = TanhApprox(g[j]);
-    for (int64_t j = 3 * hidden; j < 4 * hidden; ++j) g[j] = SigmoidApprox(g[j]);
+    const float* a = add + (at != nullptr ? at[s] : 0) * 4 * hidden;
+    for (int64_t j = 0; j < 2 * hidden; ++j) g[j] = SigmoidApprox(g[j] + a[j]);
+    for (int64_t j = 2 * hidden; j < 3 * hidden; ++j) g[j] = TanhApprox(g[j] + a[j]);
+    for (int64_t j = 3 * hidden; j < 4 * hidden; ++j) g[j] = SigmoidApprox(g[j] + a[j]);
     const float* in = g;
     const float* forget = g + hidden;
     const float* cell = g + 2 * hidden;
@@ -295,8 +300,10 @@ memory::desc Lstm::Prepare(int64_t n, const memory::desc&) {
     auto transposed = [&](int64_t rows, int64_t cols) { return memory::desc({cols, rows}, f32, memory::dims{1, cols}); };
     make(&p->project, &p->project_args, &p->project_src, &p->project_w, &p->project_dst, Matrix(r, i),
          transposed(g, i), Matrix(r, g), false, &p->project_b, Matrix(1, g));
+    // (Accumulating into x's projection; from the table, writing: the
+    // gate arithmetic adds each id's row of the table's projection.)
     make(&p->recur, &p->recur_args, &p->recur_src, &p->recur_w, &p->recur_dst, Matrix(n, h), transposed(g, h),
-         Matrix(n, g), true);
+         Matrix(n, g), !p->from_table);
     make(&p->back_h, &p->back_h_args, &p->back_h_src, &p->back_h_w, &p->back_h_dst, Matrix(n, g), Matrix(g, h),
          Matrix(n, h));
     // The weights' gradients from plain copies (a transposed operand, or
@@ -328,7 +335,7 @@ memory::desc Lstm::Prepare(int64_t n, const memory::desc&) {
     p->dxt = floats(p->from_table ? 0 : t * n * i);
     p->dh_rec = floats(n * h);
     p->dc = floats(n * h);
-    p->zeros = floats(n * h);
+    p->zeros = floats(std::max(n * h, g));
     p->dw_hh_t = floats(h * g);
     p->dw_ih_t = floats(i * g);
     (p->dgates_copied ? p->dgt : p->ht) = floats((p->dgates_copied ? g : h) * (t - 1) * n);
@@ -389,16 +396,17 @@ void Lstm::Forward(const float* x, float* y, int64_t n, Pass pass) {
   Point(p.recur_w, w_hh_);
   for (int64_t t = 0; t < t_end; ++t) {
     float* gates = p.gates.data() + t * n * g;
-    if (p.from_table)
-      for (int64_t s = 0; s < n; ++s)
-        std::memcpy(gates + s * g, p.p_table.data() + p.ids[t * n + s] * g, g_bytes);
+    if (p.from_table && t == 0)
+      for (int64_t s = 0; s < n; ++s) std::memcpy(gates + s * g, p.p_table.data() + p.ids[s] * g, g_bytes);
     if (t > 0) {
       Point(p.recur_src, p.h.data() + (t - 1) * n * h);
       Point(p.recur_dst, gates);
       p.recur.execute(ctx_->stream, p.recur_args);
     }
     ctx_->stream.wait();
-    LstmCellForward(gates, t > 0 ? p.c.data() + (t - 1) * n * h : p.zeros.data(), p.c.data() + t * n * h,
+    const bool add_table = p.from_table && t > 0;
+    LstmCellForward(gates, add_table ? p.p_table.data() : p.zeros.data(), add_table ? p.ids.data() + t * n : nullptr,
+                    t > 0 ? p.c.data() + (t - 1) * n * h : p.zeros.data(), p.c.data() + t * n * h,
                     p.tc.data() + t * n * h, p.h.data() + t * n * h, n, h);
     // h^T for dW_hh's product (training only), a step at a time while h_t is in cache.
     if (pass == Pass::kTraining && !p.dgates_copied && t + 1 < t_end)
