@@ -244,6 +244,9 @@ struct Lstm::Plan {
   bool from_table = false;
   std::vector<int32_t> ids;
   std::vector<float> p_table, dp;
+  // dgates of one step only (from the table, with dgates copied): after
+  // its step nothing reads them but through dp and dgt, so they stay in cache.
+  bool dgates_per_step = false;
 };
 
 Lstm::Lstm(DnnlContext* ctx, int64_t positions, int64_t in, int64_t hidden)
@@ -331,7 +334,8 @@ memory::desc Lstm::Prepare(int64_t n, const memory::desc&) {
     p->c = floats(t * n * h);
     p->tc = floats(t * n * h);
     p->h = floats(t * n * h);
-    p->dgates = floats(t * n * g);
+    p->dgates_per_step = p->from_table && p->dgates_copied;
+    p->dgates = floats((p->dgates_per_step ? 1 : t) * n * g);
     p->dxt = floats(p->from_table ? 0 : t * n * i);
     p->dh_rec = floats(n * h);
     p->dc = floats(n * h);
@@ -425,7 +429,7 @@ void Lstm::Backward(const float*, const float*, const float* dy, float* dx, int6
   if (p.from_table) std::fill(p.dp.begin(), p.dp.end(), 0.0f);
   Point(p.back_h_w, w_hh_);
   for (int64_t t = t_end; t-- > 0;) {
-    float* dgates = p.dgates.data() + t * n * g;
+    float* dgates = p.dgates.data() + (p.dgates_per_step ? 0 : t * n * g);
     LstmCellBackward(p.gates.data() + t * n * g, t > 0 ? p.c.data() + (t - 1) * n * h : p.zeros.data(),
                      p.tc.data() + t * n * h, dy + t * h, t_end * h, t + 1 < t_end ? p.dh_rec.data() : p.zeros.data(),
                      p.dc.data(), dgates, n, h);
@@ -466,7 +470,7 @@ void Lstm::Backward(const float*, const float*, const float* dy, float* dx, int6
   Point(p.grad_ih_dst, p.dw_ih_t.data());
   p.grad_ih.execute(ctx_->stream, p.grad_ih_args);
   // dx = dgates W_ih, or the table's gradient dP W_ih.
-  if (p.from_table || dx != nullptr || table_ != nullptr) {
+  if (table_ != nullptr || dx != nullptr) {
     Point(p.back_x_src, dgates_of_rows);
     Point(p.back_x_w, w_ih_);
     Point(p.back_x_dst, p.from_table ? dtable_ : p.dxt.data());
