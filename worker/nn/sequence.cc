@@ -180,10 +180,9 @@ PSF_VECTOR_CLONES void AddRowsAt(float* __restrict to, const float* __restrict r
 // b [cols, rows] = a [rows, cols]^T; b's rows `ldb` floats apart (0: rows,
 // b is its own matrix; more: b is a block of columns of a wider one). In
 // 8 x 8 tiles transposed in registers (eight loads, 24 shuffles, eight
-// stores: GCC's vector extensions, so every clone gets its own ISA's
-// shuffles); element by element at the edges.
+// stores: vector extensions GCC and Clang share, so every clone gets its
+// own ISA's shuffles); element by element at the edges.
 using Floats8 = float __attribute__((vector_size(32)));
-using Lanes8 = int32_t __attribute__((vector_size(32)));
 
 PSF_VECTOR_CLONES void Transpose(const float* __restrict a, int64_t rows, int64_t cols, float* __restrict b,
                                  int64_t ldb = 0) {
@@ -194,19 +193,19 @@ PSF_VECTOR_CLONES void Transpose(const float* __restrict a, int64_t rows, int64_
       Floats8 r[8], t[8], u[8];
       for (int i = 0; i < 8; ++i) std::memcpy(&r[i], a + (r0 + i) * cols + c0, sizeof(Floats8));
       for (int i = 0; i < 8; i += 2) {
-        t[i] = __builtin_shuffle(r[i], r[i + 1], Lanes8{0, 8, 1, 9, 4, 12, 5, 13});
-        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], Lanes8{2, 10, 3, 11, 6, 14, 7, 15});
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
       }
       for (int i = 0; i < 8; i += 4) {
-        u[i] = __builtin_shuffle(t[i], t[i + 2], Lanes8{0, 1, 8, 9, 4, 5, 12, 13});
-        u[i + 1] = __builtin_shuffle(t[i], t[i + 2], Lanes8{2, 3, 10, 11, 6, 7, 14, 15});
-        u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], Lanes8{0, 1, 8, 9, 4, 5, 12, 13});
-        u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], Lanes8{2, 3, 10, 11, 6, 7, 14, 15});
+        u[i] = __builtin_shufflevector(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 1] = __builtin_shufflevector(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[i + 2] = __builtin_shufflevector(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 3] = __builtin_shufflevector(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
       }
       // u[k] holds columns k and k + 4 of rows 0-3, u[k + 4] of rows 4-7.
       for (int k = 0; k < 4; ++k) {
-        const Floats8 lo = __builtin_shuffle(u[k], u[k + 4], Lanes8{0, 1, 2, 3, 8, 9, 10, 11});
-        const Floats8 hi = __builtin_shuffle(u[k], u[k + 4], Lanes8{4, 5, 6, 7, 12, 13, 14, 15});
+        const Floats8 lo = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        const Floats8 hi = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
         std::memcpy(b + (c0 + k) * ldb + r0, &lo, sizeof(Floats8));
         std::memcpy(b + (c0 + k + 4) * ldb + r0, &hi, sizeof(Floats8));
       }
