@@ -227,12 +227,14 @@ struct Lstm::Plan {
   memory grad_ih_src, grad_ih_w, grad_ih_dst;
   memory back_x_src, back_x_w, back_x_dst;
   Args project_args, recur_args, back_h_args, grad_hh_args, grad_ih_args, back_x_args;
-  // Time-major buffers: x, gates (activated), c, tanh(c), h; dgates, dx;
+  // Time-major buffers: x, gates (activated), c, tanh(c), h; dgates, dx
+  // (x and dx empty from_table; dgates one step's with dgates_per_step);
   // one step's dh from the recurrence and the running dc.
   std::vector<float> xt, gates, c, tc, h, dgates, dxt, dh_rec, dc;
   std::vector<float> zeros;  // [n, hidden]: c before the first step, dh after the last
   std::vector<float> dw_hh_t, dw_ih_t;  // the weights' gradients transposed ([hidden, 4 hidden], [in, 4 hidden])
-  // Transposed copies: h [hidden, (t - 1) n] or dgates [4 hidden, (t - 1) n] (dgates_copied), x [in, t n].
+  // Transposed copies: h [hidden, (t - 1) n] or dgates [4 hidden, (t - 1) n] (dgates_copied), x [in, t n]
+  // (from_table: the table, [in, vocabulary]).
   std::vector<float> ht, dgt, xtt;
   bool dgates_copied = false;
   // Ids embedded through a table (BindTable): each position's row of the
