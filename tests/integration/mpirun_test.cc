@@ -38,9 +38,8 @@ std::unique_ptr<testing::ChildProcess> StartMpirun(const std::string& endpoint, 
 
 TEST(Mpirun, MpmdLaunchOnLocalhostTrainsAndExitsZero) {
   if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "mpirun is not installed";
-  // A port for the coordinator: the OS picks one, the socket closes (at
-  // once: a ZeroMQ socket would release it later, in its I/O thread), the
-  // coordinator binds it.
+  // A port for the coordinator, free and below the ephemeral range (no
+  // other test's connection takes it before the coordinator binds it).
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
   testing::TempDir dir;
   auto mpirun_process = StartMpirun(endpoint, dir, {}, {});

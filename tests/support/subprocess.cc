@@ -12,6 +12,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <random>
+#include <utility>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -38,20 +40,49 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
-int FreeLoopbackPort() {
+namespace {
+
+// The kernel's range of ephemeral ports (the source ports of outgoing
+// connections and of binds to port 0), 32768-60999 where it cannot be read.
+std::pair<int, int> EphemeralPorts() {
+  std::istringstream in(ReadFile("/proc/sys/net/ipv4/ip_local_port_range"));
+  int low = 0, high = 0;
+  if (in >> low >> high && low > 0 && high >= low) return {low, high};
+  return {32768, 60999};
+}
+
+// Whether a loopback TCP listener could bind `port` now.
+bool CanBind(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("socket failed");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    throw std::runtime_error("cannot bind a loopback port");
-  }
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+
+}  // namespace
+
+int FreeLoopbackPort() {
+  // Outside the ephemeral range: a port the OS hands out for port 0 can be
+  // taken, between this probe and the program's bind, as the source port of
+  // any process's outgoing connection (a parallel test's, say), and the
+  // program then fails with "Address already in use". Below the range only
+  // an explicit bind can take it.
+  const auto [low, high] = EphemeralPorts();
+  const int first = low > 11024 ? 10000 : high + 1;
+  const int last = low > 11024 ? low - 1 : 65535;
+  if (last - first < 1000) throw std::runtime_error("no port range outside the ephemeral ports");
+  std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(getpid()));
+  std::uniform_int_distribution<int> pick(first, last);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int port = pick(random);
+    if (CanBind(port)) return port;
+  }
+  throw std::runtime_error("no free loopback port outside the ephemeral range after 200 tries");
 }
 
 TempDir::TempDir() {

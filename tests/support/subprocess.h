@@ -45,8 +45,9 @@ class TempDir {
 
 std::string ReadFile(const std::string& path);
 
-// A loopback TCP port free a moment ago (the OS picked it for a socket that
-// is closed again), for a program that must be told its port up front.
+// A loopback TCP port free a moment ago, below the kernel's ephemeral range
+// (so no outgoing connection takes it before the program binds it), for a
+// program that must be told its port up front.
 int FreeLoopbackPort();
 
 // Processes other than this one whose command line mentions `text`.
