@@ -293,8 +293,11 @@ void Coordinator::HandleHeartbeat(const std::string& peer, const WireHeader& h, 
   if (m->state != MemberState::kDead) {
     m->last_seen = Clock::now();
     m->committed_when_seen = commits_.committed();
-    m->progress = {b.step, b.epoch, b.samples, b.loss, {}, {}};
-    m->progress.wire = {b.bytes_pushed, b.bytes_pulled};
+    m->progress = {.step = b.step,
+                   .epoch = b.epoch,
+                   .samples = b.samples,
+                   .loss = b.loss,
+                   .wire = {b.bytes_pushed, b.bytes_pulled}};
     if (m->role == PeerRole::kWorker && m->state == MemberState::kFinished)
       m->progress.step = std::max(m->progress.step, m->final_step);
     if (m->role == PeerRole::kServer && h.generation == commits_.generation() && commits_.collecting()) {
