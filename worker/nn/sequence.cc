@@ -12,6 +12,24 @@ namespace psforge::nn {
 
 using dnnl::memory;
 
+namespace {
+
+// A table's gradient: table[ids[i]] += rows[i] for n rows of `width`, ids
+// out of [0, vocabulary) skipped (they embedded as zeros). Embedding's and
+// the fused LSTM's when it embeds every position.
+template <typename Id>
+void AddRowsOfIds(float* table, int64_t vocabulary, const float* rows, const Id* ids, int64_t n, int64_t width) {
+  for (int64_t i = 0; i < n; ++i) {
+    const auto id = static_cast<int64_t>(ids[i]);
+    if (id < 0 || id >= vocabulary) continue;
+    float* d = table + id * width;
+    const float* r = rows + i * width;
+    for (int64_t k = 0; k < width; ++k) d[k] += r[k];
+  }
+}
+
+}  // namespace
+
 // ---- Embedding --------------------------------------------------------------
 
 Embedding::Embedding(int64_t vocabulary, int64_t dim, int64_t positions)
@@ -41,13 +59,7 @@ void Embedding::Forward(const float* x, float* y, int64_t n, Pass) {
 
 void Embedding::Backward(const float* x, const float*, const float* dy, float*, int64_t n) {
   if (!accumulate_) std::fill(dweight_, dweight_ + vocabulary_ * dim_, 0.0f);
-  for (int64_t i = 0; i < n * positions_; ++i) {
-    const auto id = static_cast<int64_t>(x[i]);
-    if (id < 0 || id >= vocabulary_) continue;
-    float* d = dweight_ + id * dim_;
-    const float* g = dy + i * dim_;
-    for (int64_t k = 0; k < dim_; ++k) d[k] += g[k];
-  }
+  AddRowsOfIds(dweight_, vocabulary_, dy, x, n * positions_, dim_);
 }
 
 // ---- Lstm -------------------------------------------------------------------
@@ -486,15 +498,10 @@ void Lstm::Backward(const float*, const float*, const float* dy, float* dx, int6
   }
   SumSamples(dbias_, p.dgates.data(), t_end * n, g);
   if (table_ != nullptr) {
-    // The table's gradient: each position's dx added to its id's row.
+    // The table's gradient: each position's dx added to its id's row (an
+    // id out of range is the vocabulary here, and skipped).
     std::fill(dtable_, dtable_ + vocabulary_ * in_, 0.0f);
-    for (int64_t r = 0; r < t_end * n; ++r) {
-      const int32_t id = p.ids[r];
-      if (id == vocabulary_) continue;
-      float* d = dtable_ + id * in_;
-      const float* e = p.dxt.data() + r * in_;
-      for (int64_t k = 0; k < in_; ++k) d[k] += e[k];
-    }
+    AddRowsOfIds(dtable_, vocabulary_, p.dxt.data(), p.ids.data(), t_end * n, in_);
   } else if (dx != nullptr) {
     for (int64_t s = 0; s < n; ++s)
       for (int64_t t = 0; t < t_end; ++t)
